@@ -1,0 +1,272 @@
+import {
+  applyBinary,
+  applyUnary,
+  registerBackend,
+  type Backend,
+  type BinaryOp,
+  type DeviceBuffer,
+  type MatmulSpec,
+  type MemoryInfo,
+  type ReduceOp,
+  type StridedLayout,
+  type UnaryOp,
+} from '@needle/ndarray';
+
+/** A CPU buffer is a Float32Array on the JS heap. */
+class CpuBuffer implements DeviceBuffer {
+  constructor(readonly data: Float32Array) {}
+  get size(): number {
+    return this.data.length;
+  }
+}
+
+export interface CpuBackendOptions {
+  /** Name under which the backend reports itself (default 'cpu'). */
+  name?: string;
+  /**
+   * Offer `readSync` (default true). Turning it off makes this backend behave like WebGPU for
+   * reads, which is how the autograd/nn/optim suites prove they never need a synchronous read.
+   */
+  readSync?: boolean;
+}
+
+/** Matmul cache block: 64x64 float32 tiles of the three operands stay within a 48 KiB L1/L2 slice. */
+const BLOCK = 64;
+
+/**
+ * The reference backend: every kernel is a plain loop over Float32Array, written to be read.
+ * It is the living spec the WASM and WebGPU backends are tested against.
+ */
+export class CpuBackend implements Backend {
+  readonly name: string;
+  readonly readSync?: (buf: DeviceBuffer, size?: number) => Float32Array;
+  private live = 0;
+  private liveBytes = 0;
+
+  constructor(options: CpuBackendOptions = {}) {
+    this.name = options.name ?? 'cpu';
+    if (options.readSync !== false) {
+      this.readSync = (buf, size) => this.data(buf).slice(0, size ?? buf.size);
+    }
+  }
+
+  private data(buf: DeviceBuffer): Float32Array {
+    if (!(buf instanceof CpuBuffer)) {
+      throw new Error(`${this.name}: got a buffer that belongs to another backend`);
+    }
+    return buf.data;
+  }
+
+  alloc(size: number): DeviceBuffer {
+    if (!Number.isInteger(size) || size < 0) throw new Error(`${this.name}.alloc: size must be a non-negative integer, got ${size}`);
+    this.live++;
+    this.liveBytes += size * 4;
+    return new CpuBuffer(new Float32Array(size));
+  }
+
+  free(buf: DeviceBuffer): void {
+    this.data(buf);
+    this.live--;
+    this.liveBytes -= buf.size * 4;
+  }
+
+  write(buf: DeviceBuffer, data: Float32Array, offset = 0): void {
+    this.data(buf).set(data, offset);
+  }
+
+  async read(buf: DeviceBuffer, size?: number): Promise<Float32Array> {
+    return this.data(buf).slice(0, size ?? buf.size);
+  }
+
+  memory(): MemoryInfo {
+    return { buffers: this.live, bytes: this.liveBytes };
+  }
+
+  fill(out: DeviceBuffer, value: number, size: number): void {
+    this.data(out).fill(value, 0, size);
+  }
+
+  compact(a: DeviceBuffer, out: DeviceBuffer, layout: StridedLayout): void {
+    const src = this.data(a);
+    const dst = this.data(out);
+    let i = 0;
+    forEachStridedIndex(layout, (j) => {
+      dst[i++] = src[j];
+    });
+  }
+
+  ewiseSetitem(a: DeviceBuffer, out: DeviceBuffer, layout: StridedLayout): void {
+    const src = this.data(a);
+    const dst = this.data(out);
+    let i = 0;
+    forEachStridedIndex(layout, (j) => {
+      dst[j] = src[i++];
+    });
+  }
+
+  scalarSetitem(value: number, out: DeviceBuffer, layout: StridedLayout): void {
+    const dst = this.data(out);
+    forEachStridedIndex(layout, (j) => {
+      dst[j] = value;
+    });
+  }
+
+  ewise(op: BinaryOp, a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, size: number): void {
+    const x = this.data(a);
+    const y = this.data(b);
+    const o = this.data(out);
+    for (let i = 0; i < size; i++) o[i] = applyBinary(op, x[i], y[i]);
+  }
+
+  scalar(op: BinaryOp, a: DeviceBuffer, scalar: number, out: DeviceBuffer, size: number): void {
+    const x = this.data(a);
+    const o = this.data(out);
+    const s = Math.fround(scalar);
+    for (let i = 0; i < size; i++) o[i] = applyBinary(op, x[i], s);
+  }
+
+  unary(op: UnaryOp, a: DeviceBuffer, out: DeviceBuffer, size: number): void {
+    const x = this.data(a);
+    const o = this.data(out);
+    for (let i = 0; i < size; i++) o[i] = applyUnary(op, x[i]);
+  }
+
+  where(cond: DeviceBuffer, x: DeviceBuffer, y: DeviceBuffer, out: DeviceBuffer, size: number): void {
+    const c = this.data(cond);
+    const p = this.data(x);
+    const q = this.data(y);
+    const o = this.data(out);
+    for (let i = 0; i < size; i++) o[i] = c[i] !== 0 ? p[i] : q[i];
+  }
+
+  reduce(op: ReduceOp, a: DeviceBuffer, out: DeviceBuffer, outSize: number, reduceSize: number): void {
+    const x = this.data(a);
+    const o = this.data(out);
+    for (let j = 0; j < outSize; j++) {
+      const base = j * reduceSize;
+      o[j] = reduceBlock(op, x, base, reduceSize);
+    }
+  }
+
+  matmul(a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, spec: MatmulSpec): void {
+    const A = this.data(a);
+    const B = this.data(b);
+    const C = this.data(out);
+    const { batch, m, k, n, transA, transB } = spec;
+    // Element (i, p) of opA(A_t) and (p, j) of opB(B_t): strides follow the stored layout.
+    const aRow = transA ? 1 : k;
+    const aCol = transA ? m : 1;
+    const bRow = transB ? 1 : n;
+    const bCol = transB ? k : 1;
+    for (let t = 0; t < batch; t++) {
+      const aBase = t * spec.aBatchStride;
+      const bBase = t * spec.bBatchStride;
+      const cBase = t * m * n;
+      C.fill(0, cBase, cBase + m * n);
+      // Blocked i-p-j loops: the innermost loop walks a row of C and a row of opB(B) (unit stride
+      // when B is not transposed), and each block's operands stay in cache.
+      for (let i0 = 0; i0 < m; i0 += BLOCK) {
+        const i1 = Math.min(i0 + BLOCK, m);
+        for (let p0 = 0; p0 < k; p0 += BLOCK) {
+          const p1 = Math.min(p0 + BLOCK, k);
+          for (let j0 = 0; j0 < n; j0 += BLOCK) {
+            const j1 = Math.min(j0 + BLOCK, n);
+            for (let i = i0; i < i1; i++) {
+              const cRow = cBase + i * n;
+              for (let p = p0; p < p1; p++) {
+                const av = A[aBase + i * aRow + p * aCol];
+                if (av === 0) continue;
+                const bOff = bBase + p * bRow;
+                for (let j = j0; j < j1; j++) C[cRow + j] += av * B[bOff + j * bCol];
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+function reduceBlock(op: ReduceOp, x: Float32Array, base: number, size: number): number {
+  switch (op) {
+    case 'sum': {
+      // Pairwise-free plain sum in float64: exact enough to be the reference.
+      let s = 0;
+      for (let i = 0; i < size; i++) s += x[base + i];
+      return s;
+    }
+    case 'max': {
+      let m = -Infinity;
+      for (let i = 0; i < size; i++) {
+        const v = x[base + i];
+        if (v > m || Number.isNaN(v)) m = v;
+        if (Number.isNaN(m)) break;
+      }
+      return m;
+    }
+    case 'min': {
+      let m = Infinity;
+      for (let i = 0; i < size; i++) {
+        const v = x[base + i];
+        if (v < m || Number.isNaN(v)) m = v;
+        if (Number.isNaN(m)) break;
+      }
+      return m;
+    }
+    case 'argmax':
+    case 'argmin': {
+      let best = 0;
+      for (let i = 1; i < size; i++) {
+        const v = x[base + i];
+        const b = x[base + best];
+        if (Number.isNaN(b)) break;
+        if (Number.isNaN(v) || (op === 'argmax' ? v > b : v < b)) best = i;
+      }
+      return best;
+    }
+    default:
+      return op satisfies never;
+  }
+}
+
+/** Visit the flat index of every element of a strided view in row-major order. */
+function forEachStridedIndex(layout: StridedLayout, visit: (flat: number) => void): void {
+  const { shape, strides, offset } = layout;
+  const ndim = shape.length;
+  if (shape.some((d) => d === 0)) return;
+  if (ndim === 0) {
+    visit(offset);
+    return;
+  }
+  const idx = new Array<number>(ndim).fill(0);
+  const last = ndim - 1;
+  const lastDim = shape[last];
+  const lastStride = strides[last];
+  let base = offset;
+  for (;;) {
+    for (let j = 0; j < lastDim; j++) visit(base + j * lastStride);
+    // Odometer increment over the leading axes.
+    let d = last - 1;
+    while (d >= 0) {
+      idx[d]++;
+      base += strides[d];
+      if (idx[d] < shape[d]) break;
+      base -= strides[d] * shape[d];
+      idx[d] = 0;
+      d--;
+    }
+    if (d < 0) return;
+  }
+}
+
+/** Create a CPU backend. */
+export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
+  return new CpuBackend(options);
+}
+
+/** Register the CPU backend under 'cpu' (idempotent). Returns the name for setDefaultBackend. */
+export function registerCpuBackend(options: CpuBackendOptions = {}): string {
+  const name = options.name ?? 'cpu';
+  registerBackend(name, () => createCpuBackend(options), { overwrite: true });
+  return name;
+}

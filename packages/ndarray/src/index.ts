@@ -1,0 +1,50 @@
+export {
+  BINARY_OPS,
+  UNARY_OPS,
+  REDUCE_OPS,
+  applyBinary,
+  applyUnary,
+  canReadSync,
+  type Backend,
+  type BinaryOp,
+  type DeviceBuffer,
+  type MatmulSpec,
+  type MemoryInfo,
+  type ReduceOp,
+  type StridedLayout,
+  type UnaryOp,
+} from './backend';
+export { NeedleError } from './errors';
+export { NDArray, type ArrayLike, type DType, type NestedArray } from './ndarray';
+export { slice, type Index, type Slice } from './indexing';
+export {
+  array,
+  arange,
+  eye,
+  full,
+  fullLike,
+  ones,
+  onesLike,
+  rand,
+  randn,
+  zeros,
+  zerosLike,
+  type CreationOptions,
+  type RandomOptions,
+} from './creation';
+export { add, sub, mul, div, pow, maximum, minimum, eq, ne, ge, gt, le, lt, where, matmul } from './functions';
+export { concatenate, stack, split, unstack, pad, dilate, undilate } from './ops/join';
+export {
+  registerBackend,
+  getBackend,
+  initBackend,
+  setBackend,
+  setDefaultBackend,
+  defaultBackend,
+  listBackends,
+  resolveBackend,
+  type BackendFactory,
+} from './registry';
+export { tidy, scope, keep, Scope, OWNED_ARRAYS, Storage, type Disposable, type HasOwnedArrays } from './memory';
+export { Generator, manualSeed, defaultGenerator } from './random';
+export { broadcastShapes, compactStrides, shapeSize, normalizeAxis, normalizeAxes, type Shape } from './shape';

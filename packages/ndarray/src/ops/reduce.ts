@@ -1,0 +1,66 @@
+import type { ReduceOp } from '../backend';
+import { fail, fmt } from '../errors';
+import { NDArray, withKernelReady } from '../ndarray';
+import { normalizeAxes, normalizeAxis, shapeSize } from '../shape';
+
+/**
+ * Reduce over `axis` (one, several, or all when undefined). The reduced axes are permuted to the
+ * end and compacted, so the kernel reduces contiguous blocks (needle's reduce_view_out).
+ */
+export function reduceOp(op: ReduceOp, a: NDArray, axis: number | readonly number[] | undefined, keepdims: boolean): NDArray {
+  a.assertLive(op);
+  const axes = normalizeAxes(op, axis, a.ndim);
+  const kept = a.shape.map((_, i) => i).filter((i) => !axes.includes(i));
+  const reduceSize = shapeSize(axes.map((i) => a.shape[i]));
+  const outShape = keepdims ? a.shape.map((d, i) => (axes.includes(i) ? 1 : d)) : kept.map((i) => a.shape[i]);
+  const outSize = shapeSize(outShape);
+  if (reduceSize === 0 && op !== 'sum' && outSize > 0) {
+    fail(op, `cannot reduce over zero elements (shape ${fmt(a.shape)}, axes ${JSON.stringify(axes)}): the result would have no identity`);
+  }
+  const out = NDArray.empty(outShape, a.backend);
+  if (outSize === 0) return out;
+  if (reduceSize === 0) {
+    a.backend.fill(out.buffer, 0, outSize);
+    return out;
+  }
+  const perm = a.permute([...kept, ...axes]);
+  try {
+    withKernelReady(perm, (x) => a.backend.reduce(op, x.buffer, out.buffer, outSize, reduceSize));
+  } finally {
+    perm.dispose();
+  }
+  return out;
+}
+
+/** Arithmetic mean over axes. */
+export function mean(a: NDArray, axis: number | readonly number[] | undefined, keepdims: boolean): NDArray {
+  const axes = normalizeAxes('mean', axis, a.ndim);
+  const count = shapeSize(axes.map((i) => a.shape[i]));
+  const s = reduceOp('sum', a, axes, keepdims);
+  try {
+    return s.mul(1 / count);
+  } finally {
+    s.dispose();
+  }
+}
+
+/** Index of the first maximum/minimum along one axis, or over the flattened array when undefined. */
+export function argReduce(op: 'argmax' | 'argmin', a: NDArray, axis: number | undefined, keepdims: boolean): NDArray {
+  a.assertLive(op);
+  if (axis === undefined) {
+    const flat = a.reshape([-1]);
+    try {
+      const r = reduceOp(op, flat, 0, false);
+      if (!keepdims) return r;
+      try {
+        return r.reshape(a.shape.map(() => 1));
+      } finally {
+        r.dispose();
+      }
+    } finally {
+      flat.dispose();
+    }
+  }
+  if (Array.isArray(axis)) fail(op, `expected a single axis, got ${JSON.stringify(axis)}`);
+  return reduceOp(op, a, normalizeAxis(op, axis, a.ndim), keepdims);
+}

@@ -1,0 +1,16 @@
+import { defineConfig } from 'vitest/config';
+
+// Mesa reads EGL_PLATFORM when it loads, so it must be in the environment before any worker starts.
+process.env.EGL_PLATFORM ??= 'surfaceless';
+
+// One config for the whole workspace. Tests resolve @needle/* to their TypeScript sources through
+// the "source" export condition, so they run without a build.
+export default defineConfig({
+  resolve: { conditions: ['source'] },
+  ssr: { resolve: { conditions: ['source'], externalConditions: ['source'] } },
+  test: {
+    include: ['{packages,apps}/*/test/**/*.test.ts', 'test/**/*.test.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+  },
+});
