@@ -1,0 +1,794 @@
+/**
+ * The conformance suite every backend runs (one call in the backend's test file):
+ *
+ *   import { runBackendConformance } from '@needle/ndarray/testing';
+ *   runBackendConformance('wasm', () => createWasmBackend());
+ *
+ * It checks every kernel directly (including MatmulSpec's transposes and batch strides), every view
+ * path of NDArray, the error paths and the memory accounting, against host-side reference values and
+ * fixed numbers. Every test also asserts that it leaves the backend's live buffer count unchanged.
+ */
+import { afterAll, beforeAll, beforeEach, afterEach, describe, expect, it } from 'vitest';
+import { BINARY_OPS, UNARY_OPS, REDUCE_OPS, canReadSync, type Backend, type MatmulSpec } from '../backend';
+import { NDArray } from '../ndarray';
+import { array, arange, eye, full, ones, rand, randn, zeros } from '../creation';
+import { concatenate, stack, split, unstack } from '../ops/join';
+import { where } from '../ops/elementwise';
+import { div, ge, lt, pow, sub } from '../functions';
+import { scope, tidy, type Scope } from '../memory';
+import { Generator } from '../random';
+import { shapeSize } from '../shape';
+import {
+  at,
+  f32,
+  firstMismatch,
+  generate,
+  randomData,
+  refBinary,
+  refMatmul,
+  refReduce,
+  refStrided,
+  refUnary,
+  type Tolerance,
+} from './reference';
+
+export { firstMismatch, refBinary, refUnary, refReduce, refMatmul, refStrided, generate, randomData, type Tolerance } from './reference';
+
+export interface ConformanceOptions {
+  /** Skip the whole suite, with this reason printed loudly (e.g. no WebGPU adapter). */
+  skip?: string | false;
+  /** Tolerance for exact-in-float32 arithmetic (add, mul, compact, ...). */
+  exact?: Tolerance;
+  /** Tolerance for transcendental functions and division (exp, log, tanh, sqrt, pow, div). */
+  transcendental?: Tolerance;
+  /** Relative tolerance for matmul and sums, scaled by sqrt(reduction length). */
+  accumulate?: Tolerance;
+  /** Release the backend after the suite (default: call backend.destroy if present). */
+  destroy?: (backend: Backend) => void | Promise<void>;
+}
+
+const EXACT: Tolerance = { rtol: 1e-6, atol: 1e-7 };
+const TRANSCENDENTAL: Tolerance = { rtol: 2e-5, atol: 1e-6 };
+const ACCUMULATE: Tolerance = { rtol: 1e-5, atol: 1e-5 };
+
+export function runBackendConformance(
+  name: string,
+  factory: () => Backend | Promise<Backend>,
+  options: ConformanceOptions = {},
+): void {
+  if (options.skip) {
+    console.warn(`\n!!! conformance suite for backend '${name}' SKIPPED: ${options.skip}\n`);
+    describe.skip(`backend conformance: ${name}`, () => {
+      it('skipped', () => undefined);
+    });
+    return;
+  }
+  const exactTol = options.exact ?? EXACT;
+  const transTol = options.transcendental ?? TRANSCENDENTAL;
+  const accTol = options.accumulate ?? ACCUMULATE;
+
+  describe(`backend conformance: ${name}`, () => {
+    let backend: Backend;
+    let liveBefore = 0;
+    let testScope: Scope | undefined;
+    const g = new Generator(1234);
+
+    beforeAll(async () => {
+      backend = await factory();
+    });
+    afterAll(async () => {
+      if (options.destroy) await options.destroy(backend);
+      else backend.destroy?.();
+    });
+    // Every test runs inside a scope; when the scope ends, the backend must hold exactly as many
+    // buffers as before: each frontend op must release its temporaries.
+    beforeEach(() => {
+      liveBefore = backend.memory().buffers;
+      testScope = scope();
+    });
+    afterEach(() => {
+      testScope?.end();
+      testScope = undefined;
+      expect(backend.memory().buffers, 'live buffers after the test (leak or double free)').toBe(liveBefore);
+    });
+
+    const opts = () => ({ backend });
+    const fromData = (data: Float32Array, shape: readonly number[]) => NDArray.fromData(data, shape, backend);
+    const readBuf = async (buf: import('../backend').DeviceBuffer, size: number) => backend.read(buf, size);
+    async function expectClose(actual: NDArray | Float32Array, expected: ArrayLike<number>, tol: Tolerance = exactTol, what = '') {
+      const data = actual instanceof NDArray ? await actual.toArray() : actual;
+      const mismatch = firstMismatch(data, expected, tol);
+      expect(mismatch, `${what} ${mismatch ?? ''}`).toBeUndefined();
+    }
+    async function expectNested(actual: NDArray, expected: unknown) {
+      expect(await actual.toNested()).toEqual(expected);
+    }
+    function scaled(tol: Tolerance, n: number): Tolerance {
+      const s = Math.sqrt(Math.max(n, 1));
+      return { rtol: tol.rtol * s, atol: tol.atol * s };
+    }
+
+    // ---- buffers and raw kernels ---------------------------------------------------------------
+
+    describe('buffers', () => {
+      it('alloc/write/read round-trips and memory() counts buffers and bytes', async () => {
+        const before = backend.memory();
+        const buf = backend.alloc(10);
+        expect(backend.memory().buffers).toBe(before.buffers + 1);
+        expect(backend.memory().bytes).toBe(before.bytes + 40);
+        const data = Float32Array.from({ length: 10 }, (_, i) => i * 1.5 - 3);
+        backend.write(buf, data);
+        await expectClose(await readBuf(buf, 10), data);
+        backend.write(buf, Float32Array.of(100, 200), 4);
+        await expectClose(await readBuf(buf, 10), [-3, -1.5, 0, 1.5, 100, 200, 6, 7.5, 9, 10.5]);
+        expect((await readBuf(buf, 3)).length).toBe(3);
+        backend.free(buf);
+        expect(backend.memory()).toEqual(before);
+      });
+
+      it('many allocations of mixed sizes are freed back to the starting count', async () => {
+        const before = backend.memory();
+        const bufs = [1, 7, 64, 1000, 3, 4096, 5].map((n) => backend.alloc(n));
+        bufs.forEach((b, i) => backend.fill(b, i, b.size));
+        for (const [i, b] of bufs.entries()) await expectClose(await readBuf(b, b.size), new Float32Array(b.size).fill(i));
+        bufs.forEach((b) => backend.free(b));
+        expect(backend.memory()).toEqual(before);
+      });
+
+      it('readSync is either absent or agrees with read', async () => {
+        const a = fromData(Float32Array.of(1, 2, 3), [3]);
+        if (canReadSync(backend)) {
+          expect(Array.from(a.toArraySync())).toEqual([1, 2, 3]);
+        } else {
+          expect(() => a.toArraySync()).toThrow(/cannot read synchronously/);
+        }
+      });
+    });
+
+    describe('kernels', () => {
+      const sizes = [1, 3, 4, 5, 16, 17, 63, 64, 65, 1000, 4099];
+
+      it('fill', async () => {
+        for (const n of sizes) {
+          const buf = backend.alloc(n + 3);
+          backend.fill(buf, -1, n + 3);
+          backend.fill(buf, 2.5, n);
+          const expected = new Float32Array(n + 3).fill(2.5);
+          expected.fill(-1, n);
+          await expectClose(await readBuf(buf, n + 3), expected, exactTol, `fill n=${n}`);
+          backend.free(buf);
+        }
+      });
+
+      for (const op of BINARY_OPS) {
+        it(`ewise ${op} and scalar ${op}`, async () => {
+          for (const n of [1, 5, 17, 1031]) {
+            const x = randomData(g, n, op === 'pow' ? 0.1 : -3, 3);
+            const y = randomData(g, n, -3, 3);
+            // Make comparisons see equal values too.
+            for (let i = 0; i < n; i += 3) y[i] = x[i];
+            const a = backend.alloc(n);
+            const b = backend.alloc(n);
+            const out = backend.alloc(n);
+            backend.write(a, x);
+            backend.write(b, y);
+            const tol = op === 'div' || op === 'pow' ? transTol : exactTol;
+            backend.ewise(op, a, b, out, n);
+            await expectClose(await readBuf(out, n), refBinary(op, x, y), tol, `ewise ${op} n=${n}`);
+            const s = f32(y[0]);
+            backend.scalar(op, a, s, out, n);
+            await expectClose(await readBuf(out, n), refBinary(op, x, new Float32Array(n).fill(s)), tol, `scalar ${op} n=${n}`);
+            [a, b, out].forEach((buf) => backend.free(buf));
+          }
+        });
+      }
+
+      it('pow handles negative bases with integer exponents and special cases', async () => {
+        const x = Float32Array.of(-2, -2, -3, 2, 0, 4, -1.5, 0);
+        const y = Float32Array.of(2, 3, 0, -1, 2, 0.5, 2, 0);
+        const a = fromData(x, [8]);
+        const b = fromData(y, [8]);
+        await expectClose(a.pow(b), [4, -8, 1, 0.5, 0, 2, 2.25, 1], transTol);
+        await expectClose(a.pow(2), [4, 4, 9, 4, 0, 16, 2.25, 0], transTol);
+        await expectClose(a.pow(3), [-8, -8, -27, 8, 0, 64, -3.375, 0], transTol);
+        const frac = (await a.pow(0.5).toArray());
+        expect(Number.isNaN(frac[0])).toBe(true);
+      });
+
+      for (const op of UNARY_OPS) {
+        it(`unary ${op}`, async () => {
+          for (const n of [1, 6, 19, 1029]) {
+            const x = randomData(g, n, op === 'log' || op === 'sqrt' ? 0.01 : -4, 4);
+            const a = backend.alloc(n);
+            const out = backend.alloc(n);
+            backend.write(a, x);
+            backend.unary(op, a, out, n);
+            const tol = op === 'neg' || op === 'abs' || op === 'sign' ? exactTol : transTol;
+            await expectClose(await readBuf(out, n), refUnary(op, x), tol, `unary ${op} n=${n}`);
+            backend.free(a);
+            backend.free(out);
+          }
+        });
+      }
+
+      it('unary special values', async () => {
+        const x = fromData(Float32Array.of(0, -1, Infinity, -Infinity, 30, -30, 1e-3), [7]);
+        const log = await x.log().toArray();
+        expect(log[0]).toBe(-Infinity);
+        expect(Number.isNaN(log[1])).toBe(true);
+        expect(log[2]).toBe(Infinity);
+        await expectClose(x.tanh(), [0, Math.tanh(-1), 1, -1, 1, -1, Math.tanh(1e-3)], transTol, 'tanh saturates');
+        const exp = await x.exp().toArray();
+        expect(exp[2]).toBe(Infinity);
+        expect(exp[3]).toBe(0);
+        await expectClose(x.sign(), [0, -1, 1, -1, 1, -1, 1]);
+        await expectClose(x.abs(), [0, 1, Infinity, Infinity, 30, 30, f32(1e-3)]);
+      });
+
+      it('where', async () => {
+        for (const n of [1, 7, 1030]) {
+          const c = randomData(g, n, -1, 1).map((v) => (v > 0 ? 1 : 0));
+          const x = randomData(g, n);
+          const y = randomData(g, n);
+          const bufs = [c, x, y].map((d) => {
+            const b = backend.alloc(n);
+            backend.write(b, d);
+            return b;
+          });
+          const out = backend.alloc(n);
+          backend.where(bufs[0], bufs[1], bufs[2], out, n);
+          await expectClose(await readBuf(out, n), c.map((v, i) => (v !== 0 ? x[i] : y[i])));
+          [...bufs, out].forEach((b) => backend.free(b));
+        }
+      });
+
+      for (const op of REDUCE_OPS) {
+        it(`reduce ${op}`, async () => {
+          for (const [outSize, reduceSize] of [[1, 1], [1, 7], [5, 1], [3, 64], [7, 33], [2, 4097], [1000, 10], [1, 100000]]) {
+            const x = randomData(g, outSize * reduceSize);
+            const a = backend.alloc(x.length);
+            const out = backend.alloc(outSize);
+            backend.write(a, x);
+            backend.reduce(op, a, out, outSize, reduceSize);
+            const tol = op === 'sum' ? scaled(accTol, reduceSize) : exactTol;
+            await expectClose(await readBuf(out, outSize), refReduce(op, x, outSize, reduceSize), tol, `reduce ${op} ${outSize}x${reduceSize}`);
+            backend.free(a);
+            backend.free(out);
+          }
+        });
+      }
+
+      it('argmax/argmin return the first extreme index on ties', async () => {
+        const a = fromData(Float32Array.of(1, 5, 5, 0, 0, 1, 2, 2, 2), [3, 3]);
+        await expectClose(a.argmax(1), [1, 2, 0]);
+        await expectClose(a.argmin(1), [0, 0, 0]);
+        await expectClose(a.argmax(0), [2, 0, 0]);
+        await expectClose(a.argmax(), [1]);
+      });
+
+      it('compact, ewiseSetitem and scalarSetitem over strided layouts', async () => {
+        const base = Float32Array.from({ length: 120 }, (_, i) => i);
+        const layouts = [
+          { shape: [4, 5], strides: [1, 4], offset: 0 },
+          { shape: [2, 3, 4], strides: [60, 20, 5], offset: 1 },
+          { shape: [3, 4], strides: [-20, 1], offset: 100 },
+          { shape: [5, 2], strides: [0, 7], offset: 3 },
+          { shape: [], strides: [], offset: 17 },
+          { shape: [7], strides: [3], offset: 2 },
+          { shape: [2, 2, 2, 3], strides: [40, 10, 3, 1], offset: 5 },
+        ];
+        for (const layout of layouts) {
+          const size = shapeSize(layout.shape);
+          const src = backend.alloc(120);
+          backend.write(src, base);
+          const out = backend.alloc(size);
+          backend.compact(src, out, layout);
+          const expected = refStrided(base, layout.shape, layout.strides, layout.offset);
+          await expectClose(await readBuf(out, size), expected, exactTol, `compact ${JSON.stringify(layout)}`);
+          if (!layout.strides.includes(0)) {
+            const vals = Float32Array.from({ length: size }, (_, i) => -1 - i);
+            const v = backend.alloc(size);
+            backend.write(v, vals);
+            backend.ewiseSetitem(v, src, layout);
+            const host = base.slice();
+            let i = 0;
+            generate(layout.shape, (idx) => {
+              host[layout.offset + idx.reduce((s, k, d) => s + k * layout.strides[d], 0)] = vals[i++];
+              return 0;
+            });
+            await expectClose(await readBuf(src, 120), host, exactTol, `ewiseSetitem ${JSON.stringify(layout)}`);
+            backend.scalarSetitem(0.5, src, layout);
+            generate(layout.shape, (idx) => {
+              host[layout.offset + idx.reduce((s, k, d) => s + k * layout.strides[d], 0)] = 0.5;
+              return 0;
+            });
+            await expectClose(await readBuf(src, 120), host, exactTol, `scalarSetitem ${JSON.stringify(layout)}`);
+            backend.free(v);
+          }
+          backend.free(src);
+          backend.free(out);
+        }
+      });
+
+      it('matmul: every combination of transposes, batch strides and odd sizes', async () => {
+        const shapes = [
+          [1, 1, 1], [1, 5, 1], [2, 3, 4], [5, 1, 3], [17, 9, 33], [64, 64, 64], [65, 31, 7], [4, 130, 67], [33, 128, 1],
+        ];
+        for (const [m, k, n] of shapes) {
+          for (const transA of [false, true]) {
+            for (const transB of [false, true]) {
+              for (const [batch, shareA, shareB] of [[1, false, false], [3, false, false], [2, true, false], [2, false, true]] as const) {
+                const spec: MatmulSpec = {
+                  batch, m, k, n, transA, transB,
+                  aBatchStride: shareA ? 0 : m * k,
+                  bBatchStride: shareB ? 0 : k * n,
+                };
+                const x = randomData(g, (shareA ? 1 : batch) * m * k);
+                const y = randomData(g, (shareB ? 1 : batch) * k * n);
+                const a = backend.alloc(x.length);
+                const b = backend.alloc(y.length);
+                const out = backend.alloc(batch * m * n);
+                backend.write(a, x);
+                backend.write(b, y);
+                backend.matmul(a, b, out, spec);
+                await expectClose(await readBuf(out, batch * m * n), refMatmul(x, y, spec), scaled(accTol, k), `matmul ${JSON.stringify(spec)}`);
+                [a, b, out].forEach((buf) => backend.free(buf));
+              }
+            }
+          }
+        }
+      });
+
+      it('matmul at a larger size (256 x 300 x 200)', async () => {
+        const spec: MatmulSpec = { batch: 1, m: 256, k: 300, n: 200, transA: false, transB: false, aBatchStride: 0, bBatchStride: 0 };
+        const x = randomData(g, 256 * 300);
+        const y = randomData(g, 300 * 200);
+        const a = backend.alloc(x.length);
+        const b = backend.alloc(y.length);
+        const out = backend.alloc(256 * 200);
+        backend.write(a, x);
+        backend.write(b, y);
+        backend.matmul(a, b, out, spec);
+        await expectClose(await readBuf(out, 256 * 200), refMatmul(x, y, spec), scaled(accTol, 300));
+        [a, b, out].forEach((buf) => backend.free(buf));
+      });
+    });
+
+    // ---- NDArray on this backend -----------------------------------------------------------------
+
+    describe('creation', () => {
+      it('from nested arrays, typed arrays and scalars', async () => {
+        const a = array([[1, 2, 3], [4, 5, 6]], opts());
+        expect(a.shape).toEqual([2, 3]);
+        await expectNested(a, [[1, 2, 3], [4, 5, 6]]);
+        const b = array(Float32Array.of(1, 2, 3, 4), { ...opts(), shape: [2, 2] });
+        await expectNested(b, [[1, 2], [3, 4]]);
+        const c = array(Int32Array.of(7, 8), opts());
+        await expectNested(c, [7, 8]);
+        const s = array(3.5, opts());
+        expect(s.shape).toEqual([]);
+        expect(await s.item()).toBe(3.5);
+        expect(await s.toNested()).toBe(3.5);
+      });
+
+      it('zeros, ones, full, arange, eye', async () => {
+        await expectNested(zeros([2, 2], opts()), [[0, 0], [0, 0]]);
+        await expectNested(ones([3], opts()), [1, 1, 1]);
+        await expectNested(full([1, 2], 7, opts()), [[7, 7]]);
+        await expectNested(arange(5, undefined, 1, opts()), [0, 1, 2, 3, 4]);
+        await expectNested(arange(1, 2, 0.25, opts()), [1, 1.25, 1.5, 1.75]);
+        await expectNested(arange(5, 0, -2, opts()), [5, 3, 1]);
+        await expectNested(eye(2, 3, opts()), [[1, 0, 0], [0, 1, 0]]);
+        expect(zeros([0, 3], opts()).size).toBe(0);
+      });
+
+      it('rand and randn give the seeded host generator numbers on every backend', async () => {
+        const r = rand([4, 5], { ...opts(), generator: new Generator(7) });
+        await expectClose(r, new Generator(7).fillUniform(new Float32Array(20)));
+        const n = randn([3, 3], { ...opts(), generator: new Generator(7), mean: 1, std: 2 });
+        await expectClose(n, new Generator(7).fillNormal(new Float32Array(9), 1, 2));
+        const u = await rand([1000], { ...opts(), generator: new Generator(1), low: -1, high: 3 }).toArray();
+        expect(Math.min(...u)).toBeGreaterThanOrEqual(-1);
+        expect(Math.max(...u)).toBeLessThan(3);
+      });
+    });
+
+    describe('views', () => {
+      const base = () => arange(24, undefined, 1, opts()).reshape([2, 3, 4]);
+      const ref = generate([2, 3, 4], (idx) => idx[0] * 12 + idx[1] * 4 + idx[2]);
+
+      it('reshape: views when possible, -1 inferred, copies only when it must', async () => {
+        const a = base();
+        const r = a.reshape([6, -1]);
+        expect(r.shape).toEqual([6, 4]);
+        expect(r.buffer).toBe(a.buffer);
+        await expectClose(r, ref);
+        const t = a.permute([0, 2, 1]); // [2, 4, 3]
+        const merged = t.reshape([2, 12]); // needs a copy: axes 1,2 are not mergeable
+        expect(merged.buffer).not.toBe(a.buffer);
+        await expectClose(merged, generate([2, 4, 3], ([i, j, k]) => i * 12 + k * 4 + j));
+        const split = t.reshape([2, 2, 2, 3]); // splitting one axis of a transposed view is a view
+        expect(split.buffer).toBe(a.buffer);
+        await expectClose(split, generate([2, 2, 2, 3], ([i, j0, j1, k]) => i * 12 + k * 4 + j0 * 2 + j1));
+        const sliced = a.get(':', '1:3');
+        const flat = sliced.reshape([2, 8]); // rows of a slice stay contiguous: a view
+        expect(flat.buffer).toBe(a.buffer);
+        await expectClose(flat, generate([2, 8], ([i, j]) => i * 12 + 4 + j));
+      });
+
+      it('permute, transpose, broadcastTo', async () => {
+        const a = base();
+        const p = a.permute([2, 0, 1]);
+        expect(p.shape).toEqual([4, 2, 3]);
+        await expectClose(p, generate([4, 2, 3], ([k, i, j]) => at(ref, [2, 3, 4], [i, j, k])));
+        const t = a.transpose();
+        expect(t.shape).toEqual([2, 4, 3]);
+        await expectClose(t, generate([2, 4, 3], ([i, k, j]) => at(ref, [2, 3, 4], [i, j, k])));
+        const t02 = a.transpose(0, 2);
+        await expectClose(t02, generate([4, 3, 2], ([k, j, i]) => at(ref, [2, 3, 4], [i, j, k])));
+        const row = array([1, 2, 3], opts()).reshape([3, 1]);
+        const bc = row.broadcastTo([2, 3, 4]);
+        expect(bc.strides).toEqual([0, 1, 0]);
+        await expectClose(bc, generate([2, 3, 4], ([, j]) => j + 1));
+      });
+
+      it('slicing: start/stop/step, negative indices and steps, integer indices, new axes, ellipsis', async () => {
+        const a = base();
+        const s1 = a.get(1, '::2', '-3:');
+        expect(s1.shape).toEqual([2, 3]);
+        await expectClose(s1, generate([2, 3], ([j, k]) => at(ref, [2, 3, 4], [1, j * 2, k + 1])));
+        const s2 = a.get('...', '::-1');
+        await expectClose(s2, generate([2, 3, 4], ([i, j, k]) => at(ref, [2, 3, 4], [i, j, 3 - k])));
+        const s3 = a.get(-1, null, { start: 2, stop: 0, step: -1 });
+        expect(s3.shape).toEqual([1, 2, 4]);
+        await expectClose(s3, generate([1, 2, 4], ([, j, k]) => at(ref, [2, 3, 4], [1, 2 - j, k])));
+        const s4 = a.get(0, 1, 2);
+        expect(s4.shape).toEqual([]);
+        expect(await s4.item()).toBe(6);
+        const empty = a.get(':', '2:1');
+        expect(empty.shape).toEqual([2, 0, 4]);
+        expect((await empty.toArray()).length).toBe(0);
+        const s5 = a.get('1:', ':', '1::2').get(0, '::-1');
+        await expectClose(s5, generate([3, 2], ([j, k]) => at(ref, [2, 3, 4], [1, 2 - j, 1 + 2 * k])));
+      });
+
+      it('flip, expandDims, squeeze, isContiguous', async () => {
+        const a = base();
+        const f = a.flip([0, 2]);
+        await expectClose(f, generate([2, 3, 4], ([i, j, k]) => at(ref, [2, 3, 4], [1 - i, j, 3 - k])));
+        const fa = a.flip();
+        await expectClose(fa, Array.from(ref).reverse());
+        const e = a.expandDims(1);
+        expect(e.shape).toEqual([2, 1, 3, 4]);
+        expect(e.expandDims(-1).shape).toEqual([2, 1, 3, 4, 1]);
+        expect(e.squeeze().shape).toEqual([2, 3, 4]);
+        expect(e.squeeze(1).shape).toEqual([2, 3, 4]);
+        expect(a.isContiguous).toBe(true);
+        expect(a.transpose().isContiguous).toBe(false);
+        expect(a.get(1).isContiguous).toBe(true);
+        expect(a.get(1).isKernelReady).toBe(false);
+        await expectClose(e, ref);
+      });
+
+      it('asStrided: overlapping sliding windows (im2col)', async () => {
+        const x = arange(16, undefined, 1, opts()).reshape([4, 4]);
+        const win = x.asStrided([3, 3, 2, 2], [4, 1, 4, 1]);
+        await expectClose(win, generate([3, 3, 2, 2], ([i, j, p, q]) => (i + p) * 4 + (j + q)));
+        const cols = win.reshape([9, 4]); // the im2col matrix; needs a copy
+        await expectClose(cols.get(4), [5, 6, 9, 10]);
+        expect(() => x.asStrided([4, 4], [4, 2])).toThrow(/asStrided.*outside the buffer/);
+      });
+
+      it('compact of every kind of view matches the host gather', async () => {
+        const data = randomData(g, 60);
+        const a = fromData(data, [3, 4, 5]);
+        const views = [
+          a.transpose(0, 2), a.get('::2', '1:', '::-2'), a.broadcastTo([2, 3, 4, 5]), a.flip(1).permute([1, 2, 0]),
+          a.get(':', 2).expandDims(0), a.get('...', -1),
+        ];
+        for (const v of views) {
+          const c = v.compact();
+          expect(c.isKernelReady).toBe(true);
+          await expectClose(c, refStrided(data, v.shape, v.strides, v.offset));
+          const cl = v.clone();
+          expect(cl.buffer).not.toBe(a.buffer);
+        }
+      });
+
+      it('views keep the buffer alive after the base is disposed', async () => {
+        const a = arange(6, undefined, 1, opts());
+        const v = a.reshape([2, 3]).transpose();
+        a.dispose();
+        await expectNested(v, [[0, 3], [1, 4], [2, 5]]);
+      });
+    });
+
+    describe('setitem', () => {
+      it('scalars and arrays into views, visible through other views', async () => {
+        const a = zeros([3, 4], opts());
+        const t = a.transpose();
+        a.set([1, ':'], 5);
+        a.set([':', '::3'], array([[1], [2], [3]], opts())); // broadcast along columns 0 and 3
+        t.set([2, '::-1'], array([7, 8, 9], opts())); // column 2 of a, reversed
+        await expectNested(a, [[1, 0, 9, 1], [2, 5, 8, 2], [3, 0, 7, 3]]);
+        a.set([], 0.25);
+        await expectClose(a, new Float32Array(12).fill(0.25));
+        a.set(['...', -1], arange(3, undefined, 1, opts()));
+        await expectNested(a.get(':', 3), [0, 1, 2]);
+        expect(() => a.set([0], array([1, 2, 3], opts()))).toThrow(/set.*\[3\].*\[4\]/);
+      });
+    });
+
+    describe('elementwise', () => {
+      it('broadcasting binary ops against host reference, incl. non-compact inputs', async () => {
+        const xs = randomData(g, 4 * 3);
+        const ys = randomData(g, 4);
+        const x = fromData(xs, [4, 3]);
+        const y = fromData(ys, [4, 1]);
+        for (const op of BINARY_OPS) {
+          if (op === 'pow') continue;
+          const expected = generate([4, 3], ([i, j]) => f32(refBinary(op, Float32Array.of(xs[i * 3 + j]), Float32Array.of(ys[i]))[0]));
+          const tol = op === 'div' ? transTol : exactTol;
+          await expectClose(x[op](y), expected, tol, `${op} broadcast`);
+          // transposed operand: [3, 4] viewed as [4, 3]
+          const xt = fromData(generate([3, 4], ([j, i]) => xs[i * 3 + j]), [3, 4]).transpose();
+          await expectClose(xt[op](y), expected, tol, `${op} non-compact`);
+        }
+      });
+
+      it('scalar on either side, and method/free forms agree', async () => {
+        const x = array([1, 2, 4], opts());
+        await expectNested(x.sub(1), [0, 1, 3]);
+        await expectClose(sub(10, x), [9, 8, 6]);
+        await expectClose(div(1, x), [1, 0.5, 0.25], transTol);
+        await expectClose(pow(2, x), [2, 4, 16], transTol);
+        await expectClose(lt(2, x), [0, 0, 1]);
+        await expectClose(ge(2, x), [1, 1, 0]);
+        await expectClose(x.maximum(2), [2, 2, 4]);
+        await expectClose(x.minimum(2), [1, 2, 2]);
+      });
+
+      it('broadcasting of three shapes and size-0 arrays', async () => {
+        const a = ones([2, 1, 3], opts());
+        const b = arange(4, undefined, 1, opts()).reshape([4, 1]);
+        const c = a.add(b);
+        expect(c.shape).toEqual([2, 4, 3]);
+        await expectClose(c, generate([2, 4, 3], ([, j]) => 1 + j));
+        const z = zeros([0, 3], opts());
+        expect(z.add(ones([3], opts())).shape).toEqual([0, 3]);
+      });
+
+      it('where with Inf in the unselected branch keeps selected values exact', async () => {
+        const cond = array([1, 0, 1, 0], opts());
+        await expectClose(where(cond, array([1, 2, 3, 4], opts()), -Infinity), [1, -Infinity, 3, -Infinity]);
+        await expectClose(cond.reshape([4, 1]).where(array([[1, 2]], opts()), Infinity), [1, 2, Infinity, Infinity, 1, 2, Infinity, Infinity]);
+      });
+
+      it('NaN propagates through maximum and minimum', async () => {
+        const x = array([NaN, 1, 2], opts());
+        const m = await x.maximum(array([0, NaN, 1], opts())).toArray();
+        expect(Number.isNaN(m[0]) && Number.isNaN(m[1]) && m[2] === 2).toBe(true);
+      });
+    });
+
+    describe('reductions', () => {
+      const data = randomData(g, 2 * 3 * 4);
+      const shape = [2, 3, 4];
+
+      it('sum, max, min, mean over each axis, several axes and all, with keepdims', async () => {
+        const a = fromData(data, shape);
+        for (const axes of [0, 1, 2, -1, [0, 2], [1, 2], [0, 1, 2]]) {
+          const list = (typeof axes === 'number' ? [axes] : axes).map((x) => (x + 3) % 3);
+          const keptShape = shape.map((d, i) => (list.includes(i) ? 1 : d));
+          const fold = (init: number, f: (acc: number, v: number) => number) =>
+            generate(keptShape, (idx) => {
+              let acc = init;
+              generate(shape.map((d, i) => (list.includes(i) ? d : 1)), (sub) => {
+                acc = f(acc, at(data, shape, idx.map((v, i) => (list.includes(i) ? sub[i] : v))));
+                return 0;
+              });
+              return acc;
+            });
+          const n = list.reduce((s, i) => s * shape[i], 1);
+          await expectClose(a.sum(axes), fold(0, (x, v) => x + v), scaled(accTol, n), `sum ${axes}`);
+          await expectClose(a.max(axes), fold(-Infinity, Math.max), exactTol, `max ${axes}`);
+          await expectClose(a.min(axes), fold(Infinity, Math.min), exactTol, `min ${axes}`);
+          await expectClose(a.mean(axes), fold(0, (x, v) => x + v).map((v) => v / n), scaled(accTol, n), `mean ${axes}`);
+          expect(a.sum(axes, true).shape).toEqual(keptShape);
+          expect(a.sum(axes).shape).toEqual(shape.filter((_, i) => !list.includes(i)));
+        }
+        expect(a.sum().shape).toEqual([]);
+        expect(a.max(undefined, true).shape).toEqual([1, 1, 1]);
+      });
+
+      it('argmax/argmin along axes and flattened, on non-contiguous input', async () => {
+        const a = fromData(data, shape).transpose(0, 2); // [4, 3, 2]
+        const host = refStrided(data, a.shape, a.strides, a.offset);
+        const am = await a.argmax(1).toArray();
+        const expected = generate([4, 2], ([i, k]) => {
+          let best = 0;
+          for (let j = 1; j < 3; j++) if (at(host, [4, 3, 2], [i, j, k]) > at(host, [4, 3, 2], [i, best, k])) best = j;
+          return best;
+        });
+        await expectClose(am, expected);
+        expect(a.argmin(-1, true).shape).toEqual([4, 3, 1]);
+        const flat = await a.argmax().item();
+        expect(host[flat]).toBe(Math.max(...host));
+      });
+
+      it('sums over zero elements give 0; max over zero elements is an error', async () => {
+        const z = zeros([3, 0], opts());
+        await expectNested(z.sum(1), [0, 0, 0]);
+        expect(() => z.max(1)).toThrow(/max.*zero elements/);
+      });
+    });
+
+    describe('matmul (frontend)', () => {
+      it('2-D, batched, broadcast batch, vectors, transposed views', async () => {
+        const xa = randomData(g, 2 * 3 * 4);
+        const xb = randomData(g, 4 * 5);
+        const a = fromData(xa, [2, 3, 4]);
+        const b = fromData(xb, [4, 5]);
+        const spec = (batch: number, m: number, k: number, n: number, aS: number, bS: number): MatmulSpec => ({ batch, m, k, n, aBatchStride: aS, bBatchStride: bS, transA: false, transB: false });
+        const c = a.matmul(b);
+        expect(c.shape).toEqual([2, 3, 5]);
+        await expectClose(c, refMatmul(xa, xb, spec(2, 3, 4, 5, 12, 0)), scaled(accTol, 4));
+        // transposed views reach the kernel without a copy and give the same answer
+        const bt = fromData(generate([5, 4], ([j, p]) => xb[p * 5 + j]), [5, 4]).transpose();
+        await expectClose(a.matmul(bt), refMatmul(xa, xb, spec(2, 3, 4, 5, 12, 0)), scaled(accTol, 4));
+        const at2 = fromData(generate([2, 4, 3], ([t, p, i]) => xa[t * 12 + i * 4 + p]), [2, 4, 3]).transpose();
+        await expectClose(at2.matmul(b), refMatmul(xa, xb, spec(2, 3, 4, 5, 12, 0)), scaled(accTol, 4));
+        // broadcast batch: [2,1,3,4] @ [3,4,5] -> [2,3,3,5]
+        const xc = randomData(g, 3 * 4 * 5);
+        const cc = fromData(xc, [3, 4, 5]);
+        const big = a.reshape([2, 1, 3, 4]).matmul(cc);
+        expect(big.shape).toEqual([2, 3, 3, 5]);
+        const host = await big.toArray();
+        for (let t = 0; t < 2; t++) {
+          for (let u = 0; u < 3; u++) {
+            const expected = refMatmul(xa.subarray(t * 12, t * 12 + 12), xc.subarray(u * 20, u * 20 + 20), spec(1, 3, 4, 5, 0, 0));
+            expect(firstMismatch(host.subarray((t * 3 + u) * 15, (t * 3 + u + 1) * 15), expected, scaled(accTol, 4))).toBeUndefined();
+          }
+        }
+        // vectors
+        const v = array([1, 2, 3, 4], opts());
+        expect(b.transpose().matmul(v).shape).toEqual([5]);
+        expect(v.matmul(b).shape).toEqual([5]);
+        expect(await v.matmul(v).item()).toBe(30);
+        // k = 0
+        await expectClose(zeros([2, 0], opts()).matmul(zeros([0, 3], opts())), new Float32Array(6));
+      });
+
+      it('shape errors name the op and the shapes', () => {
+        const a = zeros([2, 3], opts());
+        expect(() => a.matmul(zeros([4, 2], opts()))).toThrow(/matmul.*\[2, 3\].*\[4, 2\]/);
+        expect(() => zeros([2, 2, 3], opts()).matmul(zeros([3, 3, 2], opts()))).toThrow(/matmul.*broadcast/);
+      });
+    });
+
+    describe('joining and padding', () => {
+      it('concatenate, stack, split, unstack', async () => {
+        const a = array([[1, 2], [3, 4]], opts());
+        const b = array([[5, 6]], opts());
+        await expectNested(concatenate([a, b]), [[1, 2], [3, 4], [5, 6]]);
+        await expectNested(concatenate([a, a.transpose()], 1), [[1, 2, 1, 3], [3, 4, 2, 4]]);
+        await expectNested(stack([a, a.mul(10)], 1), [[[1, 2], [10, 20]], [[3, 4], [30, 40]]]);
+        const parts = split(arange(7, undefined, 1, opts()), 3);
+        expect(parts.map((p) => p.shape[0])).toEqual([3, 3, 1]);
+        await expectNested(parts[2], [6]);
+        const [p, q] = split(a, [1, 1], 1);
+        await expectNested(q, [[2], [4]]);
+        expect(p.buffer).toBe(a.buffer);
+        const rows = unstack(a, 1);
+        await expectNested(rows[1], [2, 4]);
+        expect(() => concatenate([a, zeros([2, 3], opts())])).toThrow(/concatenate.*\[2, 2\].*\[2, 3\]/);
+        expect(() => split(a, [1, 2])).toThrow(/split/);
+      });
+
+      it('pad, dilate, undilate', async () => {
+        const a = array([[1, 2], [3, 4]], opts());
+        await expectNested(a.pad([[1, 0], [0, 2]], -1), [[-1, -1, -1, -1], [1, 2, -1, -1], [3, 4, -1, -1]]);
+        const d = a.dilate([0, 1], 1);
+        await expectNested(d, [[1, 0, 2, 0], [0, 0, 0, 0], [3, 0, 4, 0], [0, 0, 0, 0]]);
+        await expectNested(d.undilate([0, 1], 1), [[1, 2], [3, 4]]);
+        await expectNested(a.dilate(1, 2), [[1, 0, 0, 2, 0, 0], [3, 0, 0, 4, 0, 0]]);
+      });
+    });
+
+    describe('memory', () => {
+      it('dispose frees, double dispose and use after dispose throw', async () => {
+        const before = backend.memory().buffers;
+        const a = zeros([5], opts());
+        const v = a.reshape([5, 1]);
+        expect(backend.memory().buffers).toBe(before + 1);
+        a.dispose();
+        expect(backend.memory().buffers).toBe(before + 1); // the view still holds it
+        expect(() => a.dispose()).toThrow(/already disposed/);
+        expect(() => a.add(1)).toThrow(/disposed/);
+        await expect(a.toArray()).rejects.toThrow(/disposed/);
+        v.dispose();
+        expect(backend.memory().buffers).toBe(before);
+        expect(backend.memory().bytes >= 0).toBe(true);
+      });
+
+      it('tidy frees intermediates and keeps what it returns', () => {
+        const before = backend.memory().buffers;
+        const x = ones([10], opts());
+        const [y, z] = tidy(() => {
+          const t = x.mul(2).add(1).exp();
+          return [t.sum(), { nested: t.max() }] as const;
+        });
+        expect(backend.memory().buffers).toBe(before + 3);
+        y.dispose();
+        z.nested.dispose();
+        x.dispose();
+        expect(backend.memory().buffers).toBe(before);
+        expect(() => tidy(() => Promise.resolve(1))).toThrow(/tidy.*Promise/);
+      });
+
+      it('scope works across await and supports using', async () => {
+        const before = backend.memory().buffers;
+        const s = scope();
+        const a = ones([4], opts()).mul(3);
+        await new Promise((r) => setTimeout(r, 1));
+        const total = a.sum();
+        const kept = s.end(total);
+        expect(await kept.item()).toBe(12);
+        expect(backend.memory().buffers).toBe(before + 1);
+        kept.dispose();
+        {
+          using t = zeros([3], opts());
+          expect(t.size).toBe(3);
+        }
+        expect(backend.memory().buffers).toBe(before);
+      });
+
+      it('a loop of ops leaves the live count unchanged', () => {
+        let w = rand([8, 8], opts());
+        const after1: number[] = [];
+        for (let step = 0; step < 50; step++) {
+          const next = tidy(() => w.sub(w.matmul(w.transpose()).mul(0.001)).maximum(-1));
+          w.dispose();
+          w = next;
+          after1.push(backend.memory().buffers);
+        }
+        expect(new Set(after1).size).toBe(1);
+        w.dispose();
+      });
+    });
+
+    describe('errors', () => {
+      it('incompatible shapes, bad axes, out-of-range indices, wrong data length', async () => {
+        const a = zeros([2, 3], opts());
+        expect(() => a.add(zeros([3, 2], opts()))).toThrow(/add: shapes \[2, 3\] and \[3, 2\] cannot be broadcast/);
+        expect(() => a.sum(2)).toThrow(/sum: axis 2 is out of range/);
+        expect(() => a.permute([0, 0])).toThrow(/permute/);
+        expect(() => a.get(2)).toThrow(/get: index 2 is out of bounds for axis 0 with size 2/);
+        expect(() => a.get(0, 0, 0)).toThrow(/too many indices/);
+        expect(() => a.reshape([4, 2])).toThrow(/reshape.*\[2, 3\].*\[4, 2\]/);
+        expect(() => a.broadcastTo([3, 3])).toThrow(/broadcastTo/);
+        expect(() => a.squeeze(0)).toThrow(/squeeze/);
+        expect(() => NDArray.fromData(new Float32Array(5), [2, 3], backend)).toThrow(/fromData.*5.*\[2, 3\].*6/);
+        expect(() => array([[1, 2], [3]], opts())).toThrow(/ragged/);
+        expect(() => a.get('1:2:0')).toThrow(/step/);
+        await expect(a.item()).rejects.toThrow(/item: expected an array with one element, got shape \[2, 3\]/);
+      });
+
+      it('arrays from two backends in one op are rejected; to() moves data', async () => {
+        const other = await factory();
+        if (other === backend) return; // a singleton factory cannot give a second instance
+        try {
+          const a = ones([2], opts());
+          const b = ones([2], { backend: other });
+          expect(() => a.add(b)).toThrow(/add: arrays live on different backends/);
+          const moved = await b.to(backend);
+          await expectNested(moved.add(a), [2, 2]);
+          b.dispose();
+          expect(other.memory().buffers).toBe(0);
+        } finally {
+          other.destroy?.();
+        }
+      });
+    });
+  });
+}
