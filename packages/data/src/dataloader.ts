@@ -1,0 +1,158 @@
+import { defaultGenerator, Generator, NDArray, resolveBackend, type Backend } from '@needle/ndarray';
+import type { Dataset } from './dataset';
+import { fail, fmt } from './errors';
+import { isHostArray, type Sample } from './host';
+
+export interface DataLoaderOptions {
+  /** Samples per batch (default 1). */
+  batchSize?: number;
+  /** Visit the samples in a new random order every epoch (default false). */
+  shuffle?: boolean;
+  /** Seed for the shuffle order; the same seed gives the same sequence of epochs. */
+  seed?: number;
+  /** Generator for the shuffle order (overrides `seed`; default: @needle/ndarray's global one). */
+  generator?: Generator;
+  /** Drop the last batch when it has fewer than `batchSize` samples (default false). */
+  dropLast?: boolean;
+  /** Backend (instance or registered name) the batches are uploaded to (default: the default backend). */
+  backend?: Backend | string;
+  /**
+   * Who disposes a batch. true (default): the loader, when the next batch is requested and when the
+   * loop ends (also by `break` or an exception); the loop body must not keep a batch past its step
+   * without taking its own reference (`x.clone()`). false: the caller owns every batch and disposes it.
+   */
+  autoDispose?: boolean;
+}
+
+/** One NDArray per sample field: [x, y] for a dataset of [image, label] samples. */
+export type Batch<S extends Sample> = { -readonly [K in keyof S]: NDArray };
+
+/**
+ * Iterates a dataset in batches: `for await (const [x, y] of loader) { ... }`.
+ *
+ * Each batch is assembled on the host (the samples' fields are copied into one Float32Array per
+ * field) and uploaded with a single write per field, never per sample. A field of shape S becomes a
+ * batch array of shape [B, ...S]; a number field becomes shape [B].
+ *
+ * Ownership (see `autoDispose`): by default the loader owns the batches, so a plain training loop
+ * does not leak and holds one batch at a time.
+ */
+export class DataLoader<S extends Sample> implements AsyncIterable<Batch<S>> {
+  readonly dataset: Dataset<S>;
+  readonly batchSize: number;
+  readonly shuffle: boolean;
+  readonly dropLast: boolean;
+  readonly autoDispose: boolean;
+  private readonly generator: Generator | undefined;
+  private readonly backendChoice: Backend | string | undefined;
+
+  constructor(dataset: Dataset<S>, options: DataLoaderOptions = {}) {
+    const batchSize = options.batchSize ?? 1;
+    if (!Number.isInteger(batchSize) || batchSize < 1) {
+      fail('DataLoader', `batchSize must be a positive integer, got ${batchSize}`);
+    }
+    this.dataset = dataset;
+    this.batchSize = batchSize;
+    this.shuffle = options.shuffle ?? false;
+    this.dropLast = options.dropLast ?? false;
+    this.autoDispose = options.autoDispose ?? true;
+    // A private generator per loader: two loaders with the same seed see the same epochs, and
+    // drawing from one does not move the other.
+    this.generator = options.generator ?? (options.seed === undefined ? undefined : new Generator(options.seed));
+    this.backendChoice = options.backend;
+  }
+
+  /** Number of batches per epoch. */
+  get length(): number {
+    const n = this.dataset.length;
+    return this.dropLast ? Math.floor(n / this.batchSize) : Math.ceil(n / this.batchSize);
+  }
+
+  /**
+   * The sample order of the next epoch (a permutation when shuffling). Drawing it advances the
+   * generator, as starting an epoch does.
+   */
+  order(): number[] {
+    const n = this.dataset.length;
+    if (!this.shuffle) return Array.from({ length: n }, (_, i) => i);
+    // Resolved at draw time so a later manualSeed() is honoured when no generator was given.
+    return (this.generator ?? defaultGenerator()).permutation(n);
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<Batch<S>, void, undefined> {
+    const backend = resolveBackend(this.backendChoice);
+    const order = this.order();
+    const count = this.length;
+    let previous: NDArray[] | undefined;
+    try {
+      for (let b = 0; b < count; b++) {
+        // The previous batch is released before the next is built, so at most one is alive.
+        if (previous) disposeBatch(previous);
+        previous = undefined;
+        const indices = order.slice(b * this.batchSize, (b + 1) * this.batchSize);
+        const samples = await Promise.all(indices.map((i) => this.dataset.get(i)));
+        const batch = collate(samples, indices, backend);
+        if (this.autoDispose) previous = batch;
+        yield batch as Batch<S>;
+      }
+    } finally {
+      if (previous) disposeBatch(previous);
+    }
+  }
+}
+
+function disposeBatch(batch: NDArray[]): void {
+  // The loop body may already have disposed a batch array itself; that is allowed.
+  for (const a of batch) if (!a.disposed) a.dispose();
+}
+
+/**
+ * Stack samples field by field into host buffers and upload each once. `indices` are the dataset
+ * indices, for error messages.
+ */
+export function collate(samples: readonly Sample[], indices: readonly number[], backend: Backend): NDArray[] {
+  if (samples.length === 0) fail('collate', 'cannot build a batch from zero samples');
+  const first = samples[0];
+  if (!Array.isArray(first) || first.length === 0) {
+    fail('collate', `sample ${indices[0]} is not a non-empty array of fields (got ${describe(first)}); a dataset's get() must return e.g. [image, label]`);
+  }
+  const out: NDArray[] = [];
+  try {
+    for (let f = 0; f < first.length; f++) {
+      const field0 = first[f];
+      const shape = typeof field0 === 'number' ? [] : isHostArray(field0) ? field0.shape : fail('collate', `field ${f} of sample ${indices[0]} is ${describe(field0)}, expected a number or a HostArray {data: Float32Array, shape}`);
+      const size = typeof field0 === 'number' ? 1 : field0.data.length;
+      const data = new Float32Array(samples.length * size);
+      samples.forEach((s, k) => {
+        if (s.length !== first.length) {
+          fail('collate', `sample ${indices[k]} has ${s.length} fields, sample ${indices[0]} has ${first.length}`);
+        }
+        const v = s[f];
+        if (typeof field0 === 'number') {
+          if (typeof v !== 'number') fail('collate', `field ${f} of sample ${indices[k]} is ${describe(v)}, but it is a number in sample ${indices[0]}`);
+          data[k] = v;
+        } else {
+          if (!isHostArray(v) || !sameShape(v.shape, shape)) {
+            fail('collate', `field ${f} of sample ${indices[k]} has shape ${isHostArray(v) ? fmt(v.shape) : describe(v)}, but ${fmt(shape)} in sample ${indices[0]}; samples in a batch must have equal shapes`);
+          }
+          data.set(v.data, k * size);
+        }
+      });
+      out.push(NDArray.fromData(data, [samples.length, ...shape], backend));
+    }
+  } catch (e) {
+    for (const a of out) a.dispose();
+    throw e;
+  }
+  return out;
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return `an array of length ${v.length}`;
+  return typeof v === 'object' ? `an object (${Object.keys(v as object).join(', ') || 'no keys'})` : `a ${typeof v}`;
+}

@@ -1,0 +1,66 @@
+import type { NDArray } from '@needle/ndarray';
+import { fail, fmt } from './errors';
+import { hostArray, type SampleField } from './host';
+
+/**
+ * A map-style dataset: a length and random access to samples. `get` may return a Promise, so a
+ * dataset can read lazily from an asynchronous source (a file, a GPU array).
+ */
+export abstract class Dataset<T> {
+  abstract readonly length: number;
+  abstract get(index: number): T | Promise<T>;
+
+  /** Throw a clear error for an index outside [0, length). */
+  protected checkIndex(op: string, index: number): void {
+    if (!Number.isInteger(index) || index < 0 || index >= this.length) {
+      fail(op, `index ${index} is out of range for a dataset of length ${this.length}`);
+    }
+  }
+}
+
+/**
+ * A dataset over NDArrays that share their first dimension (PyTorch's TensorDataset; needle has no
+ * separate host type, so it holds NDArrays). Sample i is [arrays[0][i], arrays[1][i], ...]: a
+ * HostArray for each array of rank >= 2, a number for each 1-d array (labels).
+ *
+ * The arrays are read to the host once, on the first `get` (asynchronously, so any backend works),
+ * and the samples are served from that snapshot: later writes to the arrays are not seen. The
+ * dataset does not own the arrays; the caller still disposes them.
+ */
+export class TensorDataset extends Dataset<SampleField[]> {
+  readonly arrays: readonly NDArray[];
+  readonly length: number;
+  private host: Promise<Float32Array[]> | undefined;
+
+  constructor(...arrays: NDArray[]) {
+    super();
+    if (arrays.length === 0) fail('TensorDataset', 'needs at least one array');
+    arrays.forEach((a, k) => {
+      if (a.ndim === 0) fail('TensorDataset', `array ${k} is 0-d; every array needs a first (sample) dimension`);
+    });
+    const n = arrays[0].shape[0];
+    arrays.forEach((a, k) => {
+      if (a.shape[0] !== n) {
+        fail('TensorDataset', `array ${k} has shape ${fmt(a.shape)}, first dimension ${a.shape[0]}; array 0 has ${n} samples (shape ${fmt(arrays[0].shape)})`);
+      }
+    });
+    this.arrays = arrays;
+    this.length = n;
+  }
+
+  async get(index: number): Promise<SampleField[]> {
+    this.checkIndex('TensorDataset.get', index);
+    // A failed read (e.g. an array disposed too early) must not poison every later get.
+    this.host ??= Promise.all(this.arrays.map((a) => a.toArray())).catch((e: unknown) => {
+      this.host = undefined;
+      throw e;
+    });
+    const host = await this.host;
+    return this.arrays.map((a, k) => {
+      const rest = a.shape.slice(1);
+      if (rest.length === 0) return host[k][index];
+      const size = rest.reduce((p, d) => p * d, 1);
+      return hostArray(host[k].slice(index * size, (index + 1) * size), rest);
+    });
+  }
+}

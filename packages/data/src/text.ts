@@ -1,0 +1,141 @@
+import { NDArray, resolveBackend, type Backend } from '@needle/ndarray';
+import { fail, fmt } from './errors';
+import { gunzipIfNeeded } from './gzip';
+import { readFileBytes, readFirstExisting } from './node-fs';
+
+/** Word <-> id mapping, ids assigned in order of first appearance. */
+export class Dictionary {
+  readonly word2idx = new Map<string, number>();
+  readonly idx2word: string[] = [];
+
+  /** The word's id, adding it if new. */
+  addWord(word: string): number {
+    let id = this.word2idx.get(word);
+    if (id === undefined) {
+      id = this.idx2word.length;
+      this.word2idx.set(word, id);
+      this.idx2word.push(word);
+    }
+    return id;
+  }
+
+  /** Number of distinct words. */
+  get length(): number {
+    return this.idx2word.length;
+  }
+}
+
+/** The end-of-line token the corpus appends to every line (PTB and needle's convention). */
+export const EOS = '<eos>';
+
+/**
+ * A text corpus in PTB format (one sentence per line, tokens separated by whitespace), as in
+ * needle's hw4: one Dictionary shared by the splits, each split a list of word ids.
+ */
+export class Corpus {
+  readonly dictionary = new Dictionary();
+  train: number[] = [];
+  valid: number[] = [];
+  test: number[] = [];
+
+  /** Tokenize the given splits' texts with one shared dictionary (train first, so its ids come first). */
+  static fromTexts(texts: { train?: string; valid?: string; test?: string }, options: { maxLines?: number } = {}): Corpus {
+    const c = new Corpus();
+    if (texts.train !== undefined) c.train = c.tokenize(texts.train, options.maxLines);
+    if (texts.valid !== undefined) c.valid = c.tokenize(texts.valid, options.maxLines);
+    if (texts.test !== undefined) c.test = c.tokenize(texts.test, options.maxLines);
+    return c;
+  }
+
+  /**
+   * Word ids of `text`, line by line, with '<eos>' after each line's words; adds new words to the
+   * dictionary. Reads at most `maxLines` lines. Like Python's line iteration, a final newline does
+   * not start an extra (empty) line, but an empty line inside the text yields a lone '<eos>'.
+   */
+  tokenize(text: string, maxLines?: number): number[] {
+    if (maxLines !== undefined && (!Number.isInteger(maxLines) || maxLines < 0)) {
+      fail('Corpus.tokenize', `maxLines must be a non-negative integer, got ${maxLines}`);
+    }
+    const lines = text.split('\n');
+    if (lines[lines.length - 1] === '') lines.pop();
+    const n = maxLines === undefined ? lines.length : Math.min(maxLines, lines.length);
+    const ids: number[] = [];
+    for (let i = 0; i < n; i++) {
+      for (const w of lines[i].split(/\s+/)) if (w !== '') ids.push(this.dictionary.addWord(w));
+      ids.push(this.dictionary.addWord(EOS));
+    }
+    return ids;
+  }
+}
+
+export interface LoadPTBOptions {
+  /** Read at most this many lines of each file. */
+  maxLines?: number;
+}
+
+/**
+ * Node only: read a PTB-format corpus from `dir`: train.txt and test.txt (needle's names), or the
+ * original ptb.train.txt / ptb.test.txt; valid.txt / ptb.valid.txt when present. Raw or gzip.
+ */
+export async function loadPTB(dir: string, options: LoadPTBOptions = {}): Promise<Corpus> {
+  const read = async (split: string, required: boolean): Promise<string | undefined> => {
+    try {
+      const { path, bytes } = await readFirstExisting('loadPTB', dir, [`${split}.txt`, `ptb.${split}.txt`]);
+      return new TextDecoder().decode(await gunzipIfNeeded(bytes, path));
+    } catch (e) {
+      if (required) throw e;
+      return undefined;
+    }
+  };
+  const [train, valid, test] = await Promise.all([read('train', true), read('valid', false), read('test', true)]);
+  return Corpus.fromTexts({ train, valid, test }, options);
+}
+
+/** Read a single text file (Node), e.g. to tokenize a corpus of another layout. */
+export async function readText(path: string): Promise<string> {
+  const bytes = await gunzipIfNeeded(await readFileBytes('readText', path), path);
+  return new TextDecoder().decode(bytes);
+}
+
+/**
+ * Arrange a token sequence in `batchSize` columns (needle's hw4 batchify): the result has shape
+ * [nbatch, batchSize] with nbatch = floor(len / batchSize), column j holding tokens
+ * j*nbatch .. (j+1)*nbatch - 1 in order; the leftover tokens are dropped. Values are float32 ids.
+ */
+export function batchify(data: ArrayLike<number>, batchSize: number, options: { backend?: Backend | string } = {}): NDArray {
+  if (!Number.isInteger(batchSize) || batchSize < 1) fail('batchify', `batchSize must be a positive integer, got ${batchSize}`);
+  const nbatch = Math.floor(data.length / batchSize);
+  if (nbatch === 0) fail('batchify', `${data.length} tokens are fewer than batchSize ${batchSize}: no full row`);
+  const out = new Float32Array(nbatch * batchSize);
+  for (let i = 0; i < nbatch; i++) {
+    for (let j = 0; j < batchSize; j++) out[i * batchSize + j] = data[j * nbatch + i];
+  }
+  return NDArray.fromData(out, [nbatch, batchSize], resolveBackend(options.backend));
+}
+
+/**
+ * The BPTT window starting at row i of a batchified source (needle's get_batch):
+ * seqLen = min(bptt, nbatch - 1 - i); data = source[i : i+seqLen] of shape [seqLen, batchSize];
+ * target = source[i+1 : i+1+seqLen] flattened to [seqLen * batchSize] (the next token of each).
+ * Both are new arrays the caller owns, on the source's backend (built by views, no host read).
+ */
+export function getBatch(source: NDArray, i: number, bptt: number): [NDArray, NDArray] {
+  if (source.ndim !== 2) fail('getBatch', `source must be 2-d [nbatch, batchSize] (from batchify), got shape ${fmt(source.shape)}`);
+  const nbatch = source.shape[0];
+  if (!Number.isInteger(bptt) || bptt < 1) fail('getBatch', `bptt must be a positive integer, got ${bptt}`);
+  if (!Number.isInteger(i) || i < 0 || i >= nbatch - 1) {
+    fail('getBatch', `i = ${i} is out of range: a source of ${nbatch} rows has windows at i = 0 .. ${nbatch - 2} (each needs a next row for the target)`);
+  }
+  const seqLen = Math.min(bptt, nbatch - 1 - i);
+  const dataView = source.get(`${i}:${i + seqLen}`);
+  const targetView = source.get(`${i + 1}:${i + 1 + seqLen}`);
+  // Row slices of a compact source are contiguous, so the reshape is a view; clone gives each
+  // result its own buffer, independent of the source's lifetime.
+  const flat = targetView.reshape([seqLen * source.shape[1]]);
+  targetView.dispose();
+  const data = dataView.clone();
+  dataView.dispose();
+  const target = flat.clone();
+  flat.dispose();
+  return [data, target];
+}
