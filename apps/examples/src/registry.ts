@@ -1,0 +1,13 @@
+import type { ParseArgsConfig } from 'node:util';
+import { leastSquares } from './least-squares';
+
+export interface Example {
+  description: string;
+  options: NonNullable<ParseArgsConfig['options']>;
+  run(args: Record<string, string | boolean | undefined>): Promise<void>;
+}
+
+/** Every runnable example, by CLI name. */
+export const examples: Record<string, Example> = {
+  'least-squares': leastSquares,
+};

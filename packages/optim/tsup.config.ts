@@ -1,3 +1,0 @@
-import { needleTsup } from '../../tsup.base';
-
-export default needleTsup({ index: 'src/index.ts' });
