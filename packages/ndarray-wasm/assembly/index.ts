@@ -1,0 +1,499 @@
+// AssemblyScript kernels of the needle WASM backend.
+//
+// Every kernel works on raw pointers into linear memory that the JavaScript side owns: there is no
+// AssemblyScript allocation at run time, so the same module can be instantiated once per thread over
+// one shared memory without per-instance heaps getting in each other's way.
+//
+// Op codes follow the order of BINARY_OPS / UNARY_OPS / REDUCE_OPS in @needle/ndarray's backend.ts;
+// src/codes.ts maps names to these numbers and a test checks both sides agree.
+
+/** First byte the JavaScript allocator may hand out (static data of the math library lies below). */
+export function heapBase(): usize {
+  return (__heap_base + 63) & ~(<usize>63);
+}
+
+// ---- fill -----------------------------------------------------------------------------------------
+
+export function fill(out: usize, value: f32, n: i32): void {
+  const v = f32x4.splat(value);
+  const n4 = n & ~3;
+  for (let i = 0; i < n4; i += 4) v128.store(out + (<usize>i << 2), v);
+  for (let i = n4; i < n; i++) store<f32>(out + (<usize>i << 2), value);
+}
+
+// ---- elementwise binary -----------------------------------------------------------------------------
+
+const ONE = f32x4.splat(1.0);
+
+// JS semantics of Math.pow, which the reference backend uses: musl's pow returns 1 for pow(1, NaN)
+// and pow(+-1, +-Infinity), JavaScript returns NaN.
+function powScalar(x: f32, y: f32): f32 {
+  if (y != y) return NaN;
+  if (Math.abs(x) == 1.0 && Math.abs(y) == Infinity) return NaN;
+  return <f32>Math.pow(<f64>x, <f64>y);
+}
+
+function binaryScalar(op: i32, x: f32, y: f32): f32 {
+  switch (op) {
+    case 0: return x + y;
+    case 1: return x - y;
+    case 2: return x * y;
+    case 3: return x / y;
+    case 4: return powScalar(x, y);
+    case 5: return x >= y || x != x ? x : y;
+    case 6: return x <= y || x != x ? x : y;
+    case 7: return x == y ? 1 : 0;
+    case 8: return x != y ? 1 : 0;
+    case 9: return x >= y ? 1 : 0;
+    case 10: return x > y ? 1 : 0;
+    case 11: return x <= y ? 1 : 0;
+    case 12: return x < y ? 1 : 0;
+    default: return NaN;
+  }
+}
+
+/**
+ * out[i] = a[i] op b[i & bMask]. The scalar form passes a 16-byte block holding the scalar four times
+ * and bMask = 15 (in bytes), so one loop per op serves both ewise and scalar.
+ */
+export function binary(op: i32, a: usize, b: usize, bMask: usize, out: usize, n: i32): void {
+  const end = <usize>(n & ~3) << 2;
+  switch (op) {
+    case 0:
+      for (let o: usize = 0; o < end; o += 16) v128.store(out + o, f32x4.add(v128.load(a + o), v128.load(b + (o & bMask))));
+      break;
+    case 1:
+      for (let o: usize = 0; o < end; o += 16) v128.store(out + o, f32x4.sub(v128.load(a + o), v128.load(b + (o & bMask))));
+      break;
+    case 2:
+      for (let o: usize = 0; o < end; o += 16) v128.store(out + o, f32x4.mul(v128.load(a + o), v128.load(b + (o & bMask))));
+      break;
+    case 3:
+      for (let o: usize = 0; o < end; o += 16) v128.store(out + o, f32x4.div(v128.load(a + o), v128.load(b + (o & bMask))));
+      break;
+    case 5:
+      // Not f32x4.max: the reference keeps x on ties (-0 vs +0) and returns the NaN operand.
+      for (let o: usize = 0; o < end; o += 16) {
+        const x = v128.load(a + o);
+        const y = v128.load(b + (o & bMask));
+        v128.store(out + o, v128.bitselect(x, y, v128.or(f32x4.ge(x, y), f32x4.ne(x, x))));
+      }
+      break;
+    case 6:
+      for (let o: usize = 0; o < end; o += 16) {
+        const x = v128.load(a + o);
+        const y = v128.load(b + (o & bMask));
+        v128.store(out + o, v128.bitselect(x, y, v128.or(f32x4.le(x, y), f32x4.ne(x, x))));
+      }
+      break;
+    case 7:
+      for (let o: usize = 0; o < end; o += 16) v128.store(out + o, v128.and(f32x4.eq(v128.load(a + o), v128.load(b + (o & bMask))), ONE));
+      break;
+    case 8:
+      for (let o: usize = 0; o < end; o += 16) v128.store(out + o, v128.and(f32x4.ne(v128.load(a + o), v128.load(b + (o & bMask))), ONE));
+      break;
+    case 9:
+      for (let o: usize = 0; o < end; o += 16) v128.store(out + o, v128.and(f32x4.ge(v128.load(a + o), v128.load(b + (o & bMask))), ONE));
+      break;
+    case 10:
+      for (let o: usize = 0; o < end; o += 16) v128.store(out + o, v128.and(f32x4.gt(v128.load(a + o), v128.load(b + (o & bMask))), ONE));
+      break;
+    case 11:
+      for (let o: usize = 0; o < end; o += 16) v128.store(out + o, v128.and(f32x4.le(v128.load(a + o), v128.load(b + (o & bMask))), ONE));
+      break;
+    case 12:
+      for (let o: usize = 0; o < end; o += 16) v128.store(out + o, v128.and(f32x4.lt(v128.load(a + o), v128.load(b + (o & bMask))), ONE));
+      break;
+    default:
+      // pow (4) has no SIMD form: every element goes through the scalar loop below.
+      for (let o: usize = 0; o < end; o += 4) {
+        store<f32>(out + o, binaryScalar(op, load<f32>(a + o), load<f32>(b + (o & bMask))));
+      }
+  }
+  const total = <usize>n << 2;
+  for (let o = end; o < total; o += 4) store<f32>(out + o, binaryScalar(op, load<f32>(a + o), load<f32>(b + (o & bMask))));
+}
+
+// ---- elementwise unary -----------------------------------------------------------------------------
+
+function unaryScalar(op: i32, x: f32): f32 {
+  switch (op) {
+    case 0: return -x;
+    case 1: return <f32>Math.log(<f64>x);
+    case 2: return <f32>Math.exp(<f64>x);
+    case 3: return <f32>Math.tanh(<f64>x);
+    case 4: return Mathf.sqrt(x);
+    case 5: return Mathf.abs(x);
+    case 6: return x > 0 ? 1 : x < 0 ? -1 : x;
+    default: return NaN;
+  }
+}
+
+export function unary(op: i32, a: usize, out: usize, n: i32): void {
+  const end = <usize>(n & ~3) << 2;
+  switch (op) {
+    case 0:
+      for (let o: usize = 0; o < end; o += 16) v128.store(out + o, f32x4.neg(v128.load(a + o)));
+      break;
+    case 4:
+      for (let o: usize = 0; o < end; o += 16) v128.store(out + o, f32x4.sqrt(v128.load(a + o)));
+      break;
+    case 5:
+      for (let o: usize = 0; o < end; o += 16) v128.store(out + o, f32x4.abs(v128.load(a + o)));
+      break;
+    case 6: {
+      const minusOne = f32x4.splat(-1.0);
+      for (let o: usize = 0; o < end; o += 16) {
+        const x = v128.load(a + o);
+        const zero = f32x4.splat(0);
+        // 0, -0 and NaN fail both tests and pass through unchanged.
+        const s = v128.bitselect(ONE, v128.bitselect(minusOne, x, f32x4.lt(x, zero)), f32x4.gt(x, zero));
+        v128.store(out + o, s);
+      }
+      break;
+    }
+    default:
+      // log, exp, tanh: the f64 libm keeps results within one float32 rounding of the reference.
+      for (let o: usize = 0; o < end; o += 4) store<f32>(out + o, unaryScalar(op, load<f32>(a + o)));
+  }
+  const total = <usize>n << 2;
+  for (let o = end; o < total; o += 4) store<f32>(out + o, unaryScalar(op, load<f32>(a + o)));
+}
+
+/** out[i] = cond[i] != 0 ? x[i] : y[i]; NaN != 0, so a NaN condition selects x. */
+export function where(cond: usize, x: usize, y: usize, out: usize, n: i32): void {
+  const end = <usize>(n & ~3) << 2;
+  const zero = f32x4.splat(0);
+  for (let o: usize = 0; o < end; o += 16) {
+    const mask = f32x4.ne(v128.load(cond + o), zero);
+    v128.store(out + o, v128.bitselect(v128.load(x + o), v128.load(y + o), mask));
+  }
+  const total = <usize>n << 2;
+  for (let o = end; o < total; o += 4) store<f32>(out + o, load<f32>(cond + o) != 0 ? load<f32>(x + o) : load<f32>(y + o));
+}
+
+// ---- reductions ------------------------------------------------------------------------------------
+
+// Sums accumulate in float64 like the reference backend, two f64x2 lanes per f32x4 load.
+function sumBlock(p: usize, n: i32): f32 {
+  let acc0 = f64x2.splat(0);
+  let acc1 = f64x2.splat(0);
+  const end = <usize>(n & ~3) << 2;
+  for (let o: usize = 0; o < end; o += 16) {
+    const v = v128.load(p + o);
+    acc0 = f64x2.add(acc0, f64x2.promote_low_f32x4(v));
+    acc1 = f64x2.add(acc1, f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 0, 1)));
+  }
+  const acc = f64x2.add(acc0, acc1);
+  let s = f64x2.extract_lane(acc, 0) + f64x2.extract_lane(acc, 1);
+  const total = <usize>n << 2;
+  for (let o = end; o < total; o += 4) s += <f64>load<f32>(p + o);
+  return <f32>s;
+}
+
+// max/min: lane-wise "v beats m or v is NaN", so NaN sticks, then lanes combine in order.
+function extremeBlock(p: usize, n: i32, isMax: bool): f32 {
+  let m: f32 = isMax ? -Infinity : Infinity;
+  const end = <usize>(n & ~3) << 2;
+  if (end > 0) {
+    let mv = f32x4.splat(m);
+    if (isMax) {
+      for (let o: usize = 0; o < end; o += 16) {
+        const v = v128.load(p + o);
+        mv = v128.bitselect(v, mv, v128.or(f32x4.gt(v, mv), f32x4.ne(v, v)));
+      }
+    } else {
+      for (let o: usize = 0; o < end; o += 16) {
+        const v = v128.load(p + o);
+        mv = v128.bitselect(v, mv, v128.or(f32x4.lt(v, mv), f32x4.ne(v, v)));
+      }
+    }
+    m = combine(m, f32x4.extract_lane(mv, 0), isMax);
+    m = combine(m, f32x4.extract_lane(mv, 1), isMax);
+    m = combine(m, f32x4.extract_lane(mv, 2), isMax);
+    m = combine(m, f32x4.extract_lane(mv, 3), isMax);
+  }
+  const total = <usize>n << 2;
+  for (let o = end; o < total; o += 4) m = combine(m, load<f32>(p + o), isMax);
+  if (m == 0) {
+    // Lanes lose the order of equal values; -0 and +0 compare equal, so take the first zero, as the
+    // sequential reference does.
+    for (let o: usize = 0; o < total; o += 4) {
+      const v = load<f32>(p + o);
+      if (v == 0) return v;
+    }
+  }
+  return m;
+}
+
+function combine(m: f32, v: f32, isMax: bool): f32 {
+  if (m != m) return m;
+  if (v != v) return v;
+  return (isMax ? v > m : v < m) ? v : m;
+}
+
+function argBlock(p: usize, n: i32, isMax: bool): f32 {
+  let best = 0;
+  let b = load<f32>(p);
+  if (b != b) return 0;
+  for (let i = 1; i < n; i++) {
+    const v = load<f32>(p + (<usize>i << 2));
+    if (v != v) return <f32>i;
+    if (isMax ? v > b : v < b) {
+      best = i;
+      b = v;
+    }
+  }
+  return <f32>best;
+}
+
+export function reduce(op: i32, a: usize, out: usize, outSize: i32, reduceSize: i32): void {
+  const rowBytes = <usize>reduceSize << 2;
+  for (let j = 0; j < outSize; j++) {
+    const p = a + <usize>j * rowBytes;
+    let r: f32;
+    switch (op) {
+      case 0: r = sumBlock(p, reduceSize); break;
+      case 1: r = extremeBlock(p, reduceSize, true); break;
+      case 2: r = extremeBlock(p, reduceSize, false); break;
+      case 3: r = reduceSize > 0 ? argBlock(p, reduceSize, true) : 0; break;
+      case 4: r = reduceSize > 0 ? argBlock(p, reduceSize, false) : 0; break;
+      default: r = NaN;
+    }
+    store<f32>(out + (<usize>j << 2), r);
+  }
+}
+
+// ---- strided copies --------------------------------------------------------------------------------
+
+/**
+ * Walk a strided view (shape and strides as i32 arrays at `dims`, `dims + 4*ndim`; strides and
+ * offset in elements) in row-major order. mode 0: gather view -> compact dst; 1: scatter compact src
+ * -> view of dst; 2: set every element of the view of dst to `value`.
+ * ndim >= 1; the JS side merges contiguous axes first, so the last axis is as long as possible.
+ */
+export function strided(mode: i32, src: usize, dst: usize, dims: usize, ndim: i32, offset: i32, value: f32, idx: usize): void {
+  const strides = dims + (<usize>ndim << 2);
+  const last = ndim - 1;
+  const lastDim = load<i32>(dims + (<usize>last << 2));
+  const lastStride = load<i32>(strides + (<usize>last << 2));
+  let total = 1;
+  for (let d = 0; d < ndim; d++) total *= load<i32>(dims + (<usize>d << 2));
+  if (total == 0) return;
+  for (let d = 0; d < ndim; d++) store<i32>(idx + (<usize>d << 2), 0);
+  let base = offset;
+  let compactPos: usize = 0;
+  const rows = total / lastDim;
+  for (let r = 0; r < rows; r++) {
+    const view = (mode == 0 ? src : dst) + (<usize>base << 2);
+    if (mode == 2) {
+      if (lastStride == 1) fill(view, value, lastDim);
+      else for (let j = 0; j < lastDim; j++) store<f32>(view + (<usize>(j * lastStride) << 2), value);
+    } else if (lastStride == 1) {
+      if (mode == 0) memory.copy(dst + compactPos, view, <usize>lastDim << 2);
+      else memory.copy(view, src + compactPos, <usize>lastDim << 2);
+    } else if (mode == 0) {
+      for (let j = 0; j < lastDim; j++) store<f32>(dst + compactPos + (<usize>j << 2), load<f32>(view + (<usize>(j * lastStride) << 2)));
+    } else {
+      for (let j = 0; j < lastDim; j++) store<f32>(view + (<usize>(j * lastStride) << 2), load<f32>(src + compactPos + (<usize>j << 2)));
+    }
+    compactPos += <usize>lastDim << 2;
+    // Odometer step over the leading axes.
+    for (let d = last - 1; d >= 0; d--) {
+      const ip = idx + (<usize>d << 2);
+      const i = load<i32>(ip) + 1;
+      const stride = load<i32>(strides + (<usize>d << 2));
+      if (i < load<i32>(dims + (<usize>d << 2))) {
+        store<i32>(ip, i);
+        base += stride;
+        break;
+      }
+      store<i32>(ip, 0);
+      base -= stride * (i - 1);
+    }
+  }
+}
+
+// ---- matmul ----------------------------------------------------------------------------------------
+//
+// BLIS-style: for each NC-wide column block and KC-deep slice, pack opB into NR-wide micro-panels
+// (stays in L2, one micro-panel in L1), then for each MC-high row block pack opA into MR-high
+// micro-panels and run the MR x NR register-blocked micro-kernel over every panel pair. Packing makes
+// transposed operands cost the same as plain ones: only the pack loops see the strides.
+
+const MR = 4;
+const NR = 8;
+export const KC = 256;
+export const MC = 128;
+export const NC = 512;
+
+/** Bytes of scratch one thread needs: packed A block, packed B block and an edge tile. */
+export function matmulScratchBytes(): i32 {
+  return (MC * KC + KC * NC + MR * NR) * 4;
+}
+
+// Pack rows [i0, i0+mc) x depth [p0, p0+kc) of opA into MR-high panels, zero-padded past m.
+function packA(a: usize, ars: i32, acs: i32, i0: i32, mc: i32, p0: i32, kc: i32, dst: usize): void {
+  for (let ir = 0; ir < mc; ir += MR) {
+    const rows = min(MR, mc - ir);
+    const panel = dst + (<usize>(ir * kc) << 2);
+    if (rows < MR) memory.fill(panel, 0, <usize>(MR * kc) << 2);
+    for (let r = 0; r < rows; r++) {
+      const src = a + (<usize>((i0 + ir + r) * ars + p0 * acs) << 2);
+      const step = <usize>acs << 2;
+      let s = src;
+      let d = panel + (<usize>r << 2);
+      for (let p = 0; p < kc; p++) {
+        store<f32>(d, load<f32>(s));
+        s += step;
+        d += MR << 2;
+      }
+    }
+  }
+}
+
+// Pack depth [p0, p0+kc) x columns [j0, j0+nc) of opB into NR-wide panels, zero-padded past n.
+function packB(b: usize, brs: i32, bcs: i32, p0: i32, kc: i32, j0: i32, nc: i32, dst: usize): void {
+  for (let jr = 0; jr < nc; jr += NR) {
+    const cols = min(NR, nc - jr);
+    const panel = dst + (<usize>(jr * kc) << 2);
+    if (cols == NR && bcs == 1) {
+      // Plain row-major B: each panel row is 8 consecutive floats.
+      let s = b + (<usize>(p0 * brs + j0 + jr) << 2);
+      const step = <usize>brs << 2;
+      let d = panel;
+      for (let p = 0; p < kc; p++) {
+        v128.store(d, v128.load(s));
+        v128.store(d, v128.load(s, 16), 16);
+        s += step;
+        d += NR << 2;
+      }
+      continue;
+    }
+    if (cols < NR) memory.fill(panel, 0, <usize>(NR * kc) << 2);
+    for (let c = 0; c < cols; c++) {
+      let s = b + (<usize>(p0 * brs + (j0 + jr + c) * bcs) << 2);
+      const step = <usize>brs << 2;
+      let d = panel + (<usize>c << 2);
+      for (let p = 0; p < kc; p++) {
+        store<f32>(d, load<f32>(s));
+        s += step;
+        d += NR << 2;
+      }
+    }
+  }
+}
+
+// C tile (rows x cols, row stride ldc bytes) = (accumulate ? C : 0) + Apanel * Bpanel.
+function microKernel(pa: usize, pb: usize, kc: i32, c: usize, ldc: usize, accumulate: bool, rows: i32, cols: i32, tile: usize): void {
+  let c00 = f32x4.splat(0);
+  let c01 = f32x4.splat(0);
+  let c10 = f32x4.splat(0);
+  let c11 = f32x4.splat(0);
+  let c20 = f32x4.splat(0);
+  let c21 = f32x4.splat(0);
+  let c30 = f32x4.splat(0);
+  let c31 = f32x4.splat(0);
+  const end = pa + (<usize>(kc * MR) << 2);
+  while (pa < end) {
+    const b0 = v128.load(pb);
+    const b1 = v128.load(pb, 16);
+    const a0 = v128.load32_splat(pa);
+    c00 = f32x4.add(c00, f32x4.mul(a0, b0));
+    c01 = f32x4.add(c01, f32x4.mul(a0, b1));
+    const a1 = v128.load32_splat(pa, 4);
+    c10 = f32x4.add(c10, f32x4.mul(a1, b0));
+    c11 = f32x4.add(c11, f32x4.mul(a1, b1));
+    const a2 = v128.load32_splat(pa, 8);
+    c20 = f32x4.add(c20, f32x4.mul(a2, b0));
+    c21 = f32x4.add(c21, f32x4.mul(a2, b1));
+    const a3 = v128.load32_splat(pa, 12);
+    c30 = f32x4.add(c30, f32x4.mul(a3, b0));
+    c31 = f32x4.add(c31, f32x4.mul(a3, b1));
+    pa += MR << 2;
+    pb += NR << 2;
+  }
+  if (rows == MR && cols == NR) {
+    if (accumulate) {
+      c00 = f32x4.add(c00, v128.load(c));
+      c01 = f32x4.add(c01, v128.load(c, 16));
+      c10 = f32x4.add(c10, v128.load(c + ldc));
+      c11 = f32x4.add(c11, v128.load(c + ldc, 16));
+      c20 = f32x4.add(c20, v128.load(c + 2 * ldc));
+      c21 = f32x4.add(c21, v128.load(c + 2 * ldc, 16));
+      c30 = f32x4.add(c30, v128.load(c + 3 * ldc));
+      c31 = f32x4.add(c31, v128.load(c + 3 * ldc, 16));
+    }
+    v128.store(c, c00);
+    v128.store(c, c01, 16);
+    v128.store(c + ldc, c10);
+    v128.store(c + ldc, c11, 16);
+    v128.store(c + 2 * ldc, c20);
+    v128.store(c + 2 * ldc, c21, 16);
+    v128.store(c + 3 * ldc, c30);
+    v128.store(c + 3 * ldc, c31, 16);
+    return;
+  }
+  // Edge tile: spill the full MR x NR result and copy the valid part.
+  v128.store(tile, c00);
+  v128.store(tile, c01, 16);
+  v128.store(tile, c10, 32);
+  v128.store(tile, c11, 48);
+  v128.store(tile, c20, 64);
+  v128.store(tile, c21, 80);
+  v128.store(tile, c30, 96);
+  v128.store(tile, c31, 112);
+  for (let r = 0; r < rows; r++) {
+    const crow = c + <usize>r * ldc;
+    const trow = tile + (<usize>(r * NR) << 2);
+    for (let j = 0; j < cols; j++) {
+      const o = <usize>j << 2;
+      const v = load<f32>(trow + o);
+      store<f32>(crow + o, accumulate ? load<f32>(crow + o) + v : v);
+    }
+  }
+}
+
+/**
+ * out[t] (m x n) = opA(A_t) @ opB(B_t) for batches [t0, t1), restricted to rows [i0, i1) and columns
+ * [j0, j1) so threads can split the work. Element (i, p) of opA(A_t) is at a + t*aBatch + i*ars + p*acs
+ * (elements), element (p, j) of opB(B_t) at b + t*bBatch + p*brs + j*bcs. k >= 1.
+ */
+export function matmul(
+  a: usize, b: usize, c: usize,
+  m: i32, n: i32, k: i32,
+  ars: i32, acs: i32, brs: i32, bcs: i32,
+  aBatch: i32, bBatch: i32,
+  t0: i32, t1: i32, i0: i32, i1: i32, j0: i32, j1: i32,
+  scratch: usize,
+): void {
+  const pA = scratch;
+  const pB = scratch + (<usize>(MC * KC) << 2);
+  const tile = pB + (<usize>(KC * NC) << 2);
+  const ldc = <usize>n << 2;
+  for (let t = t0; t < t1; t++) {
+    const at = a + (<usize>(t * aBatch) << 2);
+    const bt = b + (<usize>(t * bBatch) << 2);
+    const ct = c + (<usize>(t * m) * <usize>n << 2);
+    for (let jc = j0; jc < j1; jc += NC) {
+      const nc = min(NC, j1 - jc);
+      for (let pc = 0; pc < k; pc += KC) {
+        const kc = min(KC, k - pc);
+        packB(bt, brs, bcs, pc, kc, jc, nc, pB);
+        for (let ic = i0; ic < i1; ic += MC) {
+          const mc = min(MC, i1 - ic);
+          packA(at, ars, acs, ic, mc, pc, kc, pA);
+          for (let jr = 0; jr < nc; jr += NR) {
+            const cols = min(NR, nc - jr);
+            const pb = pB + (<usize>(jr * kc) << 2);
+            for (let ir = 0; ir < mc; ir += MR) {
+              const rows = min(MR, mc - ir);
+              const cp = ct + <usize>(ic + ir) * ldc + (<usize>(jc + jr) << 2);
+              microKernel(pA + (<usize>(ir * kc) << 2), pb, kc, cp, ldc, pc > 0, rows, cols, tile);
+            }
+          }
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,503 @@
+import {
+  registerBackend,
+  type Backend,
+  type BinaryOp,
+  type DeviceBuffer,
+  type MatmulSpec,
+  type MemoryInfo,
+  type ReduceOp,
+  type StridedLayout,
+  type UnaryOp,
+} from '@needle/ndarray';
+import { FreeListAllocator } from './allocator';
+import { binaryCode, isTranscendental, reduceCode, unaryCode } from './codes';
+import { compileKernels, instantiateKernels, MAX_PAGES, PAGE_BYTES, type KernelExports } from './module';
+import { threadsSupported, WorkerPool, type Job } from './threads';
+
+export interface WasmBackendOptions {
+  /** Name under which the backend reports itself (default 'wasm'). */
+  name?: string;
+  /**
+   * Threads that run kernels, the calling thread included (default 1). Above 1 the WebAssembly
+   * memory is shared with `threads - 1` workers; where SharedArrayBuffer is unavailable (a browser
+   * page that is not cross-origin isolated) the backend falls back to one thread, which
+   * `backend.threads` reports.
+   */
+  threads?: number;
+  /** Initial heap size in MiB (default 16); the heap grows on demand. */
+  initialMemoryMiB?: number;
+  /** Largest heap in MiB (default 4096, the wasm32 limit). Threads reserve this much address space. */
+  maxMemoryMiB?: number;
+}
+
+/** A buffer is a block of the WebAssembly heap: a byte address and a size in elements. */
+class WasmBuffer implements DeviceBuffer {
+  freed = false;
+  constructor(
+    readonly owner: WasmBackend,
+    readonly ptr: number,
+    readonly size: number,
+    readonly blockBytes: number,
+  ) {}
+}
+
+/** Heap statistics beyond backend.memory(), for tests and benchmarks. */
+export interface WasmHeapInfo {
+  /** Current size of the WebAssembly memory in bytes. */
+  memoryBytes: number;
+  /** First byte above every block in use (the high-water mark of the allocator). */
+  topBytes: number;
+  /** Free blocks below the top (fragments waiting for reuse). */
+  freeBlocks: number;
+}
+
+// Splitting a kernel across threads costs a wake-up and a wait (tens of microseconds); below these
+// sizes one thread finishes first. Measured in NOTES.md.
+const MATMUL_SPLIT_FLOPS = 1 << 18;
+const EWISE_SPLIT = 1 << 16;
+const TRANSCENDENTAL_SPLIT = 1 << 13;
+
+/** Most dimensions a strided copy may have after merging contiguous axes. */
+const MAX_DIMS = 64;
+
+const MR = 4;
+const NR = 8;
+
+export class WasmBackend implements Backend {
+  readonly name: string;
+  /** Threads that run kernels, the calling thread included. */
+  readonly threads: number;
+  private readonly memoryObject: WebAssembly.Memory;
+  private readonly kernels: KernelExports;
+  private readonly allocator: FreeListAllocator;
+  private readonly pool: WorkerPool | undefined;
+  private heap: Float32Array;
+  private readonly maxBytes: number;
+  /** Argument area: 16 bytes of broadcast scalar, then i32 dims/strides/index of strided copies. */
+  private readonly argPtr: number;
+  /** One matmul packing area per thread. */
+  private readonly scratch: number[];
+  private live = 0;
+  private liveBytes = 0;
+  private destroyed = false;
+
+  /** Use createWasmBackend(): construction needs compiled modules and started workers. */
+  private constructor(
+    name: string,
+    memory: WebAssembly.Memory,
+    kernels: KernelExports,
+    pool: WorkerPool | undefined,
+    maxBytes: number,
+  ) {
+    this.name = name;
+    this.memoryObject = memory;
+    this.kernels = kernels;
+    this.pool = pool;
+    this.threads = 1 + (pool?.workers ?? 0);
+    this.maxBytes = maxBytes;
+    this.heap = new Float32Array(memory.buffer);
+    this.allocator = new FreeListAllocator(kernels.heapBase());
+    this.argPtr = this.reserve(16 + 4 * 3 * MAX_DIMS);
+    const scratchBytes = kernels.matmulScratchBytes();
+    this.scratch = [];
+    for (let t = 0; t < this.threads; t++) this.scratch.push(this.reserve(scratchBytes));
+  }
+
+  /** @internal */
+  static async create(options: WasmBackendOptions = {}): Promise<WasmBackend> {
+    const name = options.name ?? 'wasm';
+    const requested = options.threads ?? 1;
+    if (!Number.isInteger(requested) || requested < 1) {
+      throw new Error(`createWasmBackend: threads must be a positive integer, got ${requested}`);
+    }
+    const maxMiB = options.maxMemoryMiB ?? 4096;
+    const initialMiB = options.initialMemoryMiB ?? 16;
+    if (!(maxMiB > 0) || !(initialMiB > 0) || initialMiB > maxMiB) {
+      throw new Error(`createWasmBackend: expected 0 < initialMemoryMiB <= maxMemoryMiB, got ${initialMiB} and ${maxMiB}`);
+    }
+    const maximum = Math.min(MAX_PAGES, Math.ceil((maxMiB * 1024 * 1024) / PAGE_BYTES));
+    const initial = Math.min(maximum, Math.ceil((initialMiB * 1024 * 1024) / PAGE_BYTES));
+    const threaded = requested > 1 && threadsSupported();
+    const module = await compileKernels(threaded);
+    const memory = new WebAssembly.Memory({ initial, maximum, shared: threaded });
+    const kernels = instantiateKernels(module, memory);
+    const pool = threaded ? await WorkerPool.create(requested - 1, module, memory) : undefined;
+    return new WasmBackend(name, memory, kernels, pool, maximum * PAGE_BYTES);
+  }
+
+  // ---- buffers ---------------------------------------------------------------------------------
+
+  /** Take `bytes` from the heap for the backend's own use (never freed, not counted as buffers). */
+  private reserve(bytes: number): number {
+    const block = this.allocator.blockSize(bytes);
+    const ptr = this.allocator.allocate(block);
+    this.ensureHeap('alloc', block);
+    return ptr;
+  }
+
+  /** Grow the memory so the allocator's top fits, re-creating the heap view. */
+  private ensureHeap(op: string, requested: number): void {
+    const top = this.allocator.top;
+    const have = this.memoryObject.buffer.byteLength;
+    if (top <= have) return;
+    if (top > this.maxBytes) {
+      throw new Error(`${this.name}.${op}: out of memory: ${requested} bytes requested, heap would reach ${top} bytes, maximum ${this.maxBytes} (maxMemoryMiB option)`);
+    }
+    // Grow by at least half the current size so a growing workload does not grow page by page.
+    const needPages = Math.ceil((top - have) / PAGE_BYTES);
+    const maxPages = this.maxBytes / PAGE_BYTES - have / PAGE_BYTES;
+    const pages = Math.min(maxPages, Math.max(needPages, Math.ceil(have / PAGE_BYTES / 2)));
+    try {
+      this.memoryObject.grow(pages);
+    } catch (error) {
+      throw new Error(`${this.name}.${op}: could not grow the WebAssembly memory by ${pages} pages: ${(error as Error).message}`);
+    }
+    // The old view is detached (unshared memory) or too short (shared memory): always re-create it.
+    this.heap = new Float32Array(this.memoryObject.buffer);
+  }
+
+  /** The current float view of the whole heap. */
+  private view(): Float32Array {
+    // A shared memory may in principle be grown elsewhere; a length check is cheap insurance.
+    if (this.heap.byteLength !== this.memoryObject.buffer.byteLength) this.heap = new Float32Array(this.memoryObject.buffer);
+    return this.heap;
+  }
+
+  private buf(op: string, buf: DeviceBuffer, role = 'buffer'): WasmBuffer {
+    if (this.destroyed) throw new Error(`${this.name}.${op}: the backend was destroyed`);
+    if (!(buf instanceof WasmBuffer) || buf.owner !== this) {
+      throw new Error(`${this.name}.${op}: ${role} belongs to another backend`);
+    }
+    if (buf.freed) throw new Error(`${this.name}.${op}: ${role} was already freed`);
+    return buf;
+  }
+
+  private checkSize(op: string, size: number, bufs: [WasmBuffer, string][]): void {
+    if (!Number.isInteger(size) || size < 0) throw new Error(`${this.name}.${op}: size must be a non-negative integer, got ${size}`);
+    for (const [b, role] of bufs) {
+      if (b.size < size) throw new Error(`${this.name}.${op}: ${role} holds ${b.size} elements, expected at least ${size}`);
+    }
+  }
+
+  alloc(size: number): DeviceBuffer {
+    if (this.destroyed) throw new Error(`${this.name}.alloc: the backend was destroyed`);
+    if (!Number.isInteger(size) || size < 0) throw new Error(`${this.name}.alloc: size must be a non-negative integer, got ${size}`);
+    const block = this.allocator.blockSize(size * 4);
+    const ptr = this.allocator.allocate(block);
+    try {
+      this.ensureHeap('alloc', size * 4);
+    } catch (error) {
+      this.allocator.release(ptr, block);
+      throw error;
+    }
+    this.live++;
+    this.liveBytes += size * 4;
+    return new WasmBuffer(this, ptr, size, block);
+  }
+
+  free(buf: DeviceBuffer): void {
+    const b = this.buf('free', buf);
+    b.freed = true;
+    this.allocator.release(b.ptr, b.blockBytes);
+    this.live--;
+    this.liveBytes -= b.size * 4;
+  }
+
+  write(buf: DeviceBuffer, data: Float32Array, offset = 0): void {
+    const b = this.buf('write', buf);
+    if (!Number.isInteger(offset) || offset < 0 || offset + data.length > b.size) {
+      throw new Error(`${this.name}.write: ${data.length} elements at offset ${offset} do not fit a buffer of ${b.size}`);
+    }
+    this.view().set(data, (b.ptr >>> 2) + offset);
+  }
+
+  readSync(buf: DeviceBuffer, size?: number): Float32Array {
+    const b = this.buf('readSync', buf);
+    const n = size ?? b.size;
+    this.checkSize('readSync', n, [[b, 'buffer']]);
+    const start = b.ptr >>> 2;
+    return this.view().slice(start, start + n);
+  }
+
+  async read(buf: DeviceBuffer, size?: number): Promise<Float32Array> {
+    return this.readSync(buf, size);
+  }
+
+  memory(): MemoryInfo {
+    return { buffers: this.live, bytes: this.liveBytes };
+  }
+
+  heapInfo(): WasmHeapInfo {
+    return { memoryBytes: this.memoryObject.buffer.byteLength, topBytes: this.allocator.top, freeBlocks: this.allocator.freeBlocks };
+  }
+
+  // ---- kernels ---------------------------------------------------------------------------------
+
+  fill(out: DeviceBuffer, value: number, size: number): void {
+    const o = this.buf('fill', out, 'out');
+    this.checkSize('fill', size, [[o, 'out']]);
+    this.kernels.fill(o.ptr, value, size);
+  }
+
+  compact(a: DeviceBuffer, out: DeviceBuffer, layout: StridedLayout): void {
+    const src = this.buf('compact', a, 'a');
+    const dst = this.buf('compact', out, 'out');
+    const dims = this.simplify('compact', layout, src.size);
+    if (!dims) return;
+    this.checkSize('compact', dims.total, [[dst, 'out']]);
+    this.strided(0, src.ptr, dst.ptr, dims, 0);
+  }
+
+  ewiseSetitem(a: DeviceBuffer, out: DeviceBuffer, layout: StridedLayout): void {
+    const src = this.buf('ewiseSetitem', a, 'a');
+    const dst = this.buf('ewiseSetitem', out, 'out');
+    const dims = this.simplify('ewiseSetitem', layout, dst.size);
+    if (!dims) return;
+    this.checkSize('ewiseSetitem', dims.total, [[src, 'a']]);
+    this.strided(1, src.ptr, dst.ptr, dims, 0);
+  }
+
+  scalarSetitem(value: number, out: DeviceBuffer, layout: StridedLayout): void {
+    const dst = this.buf('scalarSetitem', out, 'out');
+    const dims = this.simplify('scalarSetitem', layout, dst.size);
+    if (!dims) return;
+    this.strided(2, 0, dst.ptr, dims, value);
+  }
+
+  /**
+   * Drop unit axes and merge axes that are contiguous with the next one, so a kernel loop runs as long
+   * as possible; check the view stays inside a buffer of `size` elements. Undefined for an empty view.
+   */
+  private simplify(op: string, layout: StridedLayout, size: number): { shape: number[]; strides: number[]; offset: number; total: number } | undefined {
+    const { shape, strides, offset } = layout;
+    if (shape.length !== strides.length) {
+      throw new Error(`${this.name}.${op}: layout has ${shape.length} dimensions but ${strides.length} strides`);
+    }
+    let total = 1;
+    let lo = offset;
+    let hi = offset;
+    for (let d = 0; d < shape.length; d++) {
+      const n = shape[d];
+      if (!Number.isInteger(n) || n < 0 || !Number.isInteger(strides[d])) {
+        throw new Error(`${this.name}.${op}: invalid layout shape [${shape.join(', ')}] strides [${strides.join(', ')}]`);
+      }
+      total *= n;
+      if (n > 0) {
+        if (strides[d] > 0) hi += (n - 1) * strides[d];
+        else lo += (n - 1) * strides[d];
+      }
+    }
+    if (total === 0) return undefined;
+    if (lo < 0 || hi >= size) {
+      throw new Error(`${this.name}.${op}: view (shape [${shape.join(', ')}], strides [${strides.join(', ')}], offset ${offset}) reaches elements ${lo}..${hi}, outside a buffer of ${size}`);
+    }
+    const outShape: number[] = [];
+    const outStrides: number[] = [];
+    for (let d = 0; d < shape.length; d++) {
+      if (shape[d] === 1) continue;
+      const last = outShape.length - 1;
+      if (last >= 0 && outStrides[last] === shape[d] * strides[d]) {
+        outShape[last] *= shape[d];
+        outStrides[last] = strides[d];
+      } else {
+        outShape.push(shape[d]);
+        outStrides.push(strides[d]);
+      }
+    }
+    if (outShape.length === 0) {
+      outShape.push(1);
+      outStrides.push(1);
+    }
+    if (outShape.length > MAX_DIMS) {
+      throw new Error(`${this.name}.${op}: views of more than ${MAX_DIMS} non-contiguous dimensions are not supported (got ${outShape.length})`);
+    }
+    return { shape: outShape, strides: outStrides, offset, total };
+  }
+
+  private strided(mode: number, src: number, dst: number, dims: { shape: number[]; strides: number[]; offset: number }, value: number): void {
+    const ndim = dims.shape.length;
+    if (ndim === 1 && dims.strides[0] === 1 && mode !== 2) {
+      // One contiguous run: a typed-array copy needs no wasm call.
+      const heap = this.view();
+      const n = dims.shape[0];
+      if (mode === 0) heap.copyWithin(dst >>> 2, (src >>> 2) + dims.offset, (src >>> 2) + dims.offset + n);
+      else heap.copyWithin((dst >>> 2) + dims.offset, src >>> 2, (src >>> 2) + n);
+      return;
+    }
+    const dimsPtr = this.argPtr + 16;
+    const ints = new Int32Array(this.memoryObject.buffer, dimsPtr, 2 * ndim);
+    ints.set(dims.shape, 0);
+    ints.set(dims.strides, ndim);
+    this.kernels.strided(mode, src, dst, dimsPtr, ndim, dims.offset, value, dimsPtr + 8 * ndim);
+  }
+
+  ewise(op: BinaryOp, a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, size: number): void {
+    const x = this.buf('ewise', a, 'a');
+    const y = this.buf('ewise', b, 'b');
+    const o = this.buf('ewise', out, 'out');
+    this.checkSize(`ewise(${op})`, size, [[x, 'a'], [y, 'b'], [o, 'out']]);
+    // bMask = all ones: b advances with a.
+    this.splitElementwise('binary', size, op === 'pow' ? TRANSCENDENTAL_SPLIT : EWISE_SPLIT, (start, n) => [
+      binaryCode(op), x.ptr + 4 * start, y.ptr + 4 * start, -1, o.ptr + 4 * start, n,
+    ]);
+  }
+
+  scalar(op: BinaryOp, a: DeviceBuffer, scalar: number, out: DeviceBuffer, size: number): void {
+    const x = this.buf('scalar', a, 'a');
+    const o = this.buf('scalar', out, 'out');
+    this.checkSize(`scalar(${op})`, size, [[x, 'a'], [o, 'out']]);
+    const s = this.argPtr >>> 2;
+    this.view().fill(Math.fround(scalar), s, s + 4);
+    // bMask = 15 bytes: every vector load of b reads the four copies of the scalar.
+    this.splitElementwise('binary', size, op === 'pow' ? TRANSCENDENTAL_SPLIT : EWISE_SPLIT, (start, n) => [
+      binaryCode(op), x.ptr + 4 * start, this.argPtr, 15, o.ptr + 4 * start, n,
+    ]);
+  }
+
+  unary(op: UnaryOp, a: DeviceBuffer, out: DeviceBuffer, size: number): void {
+    const x = this.buf('unary', a, 'a');
+    const o = this.buf('unary', out, 'out');
+    this.checkSize(`unary(${op})`, size, [[x, 'a'], [o, 'out']]);
+    this.splitElementwise('unary', size, isTranscendental(op) ? TRANSCENDENTAL_SPLIT : EWISE_SPLIT, (start, n) => [
+      unaryCode(op), x.ptr + 4 * start, o.ptr + 4 * start, n,
+    ]);
+  }
+
+  where(cond: DeviceBuffer, x: DeviceBuffer, y: DeviceBuffer, out: DeviceBuffer, size: number): void {
+    const c = this.buf('where', cond, 'cond');
+    const p = this.buf('where', x, 'x');
+    const q = this.buf('where', y, 'y');
+    const o = this.buf('where', out, 'out');
+    this.checkSize('where', size, [[c, 'cond'], [p, 'x'], [q, 'y'], [o, 'out']]);
+    this.splitElementwise('where', size, EWISE_SPLIT, (start, n) => [
+      c.ptr + 4 * start, p.ptr + 4 * start, q.ptr + 4 * start, o.ptr + 4 * start, n,
+    ]);
+  }
+
+  /** Run an elementwise kernel, in equal 16-element-aligned chunks per thread when large enough. */
+  private splitElementwise(kernel: 'binary' | 'unary' | 'where', size: number, threshold: number, args: (start: number, n: number) => number[]): void {
+    if (size === 0) return;
+    const threads = this.pool && size >= threshold ? this.threads : 1;
+    if (threads === 1) {
+      this.call({ kernel, args: args(0, size) });
+      return;
+    }
+    const chunk = Math.ceil(size / threads / 16) * 16;
+    const jobs: (Job | undefined)[] = [];
+    for (let t = 0; t < threads; t++) {
+      const start = t * chunk;
+      const n = Math.min(chunk, size - start);
+      jobs.push(n > 0 ? { kernel, args: args(start, n) } : undefined);
+    }
+    this.pool!.run(jobs, (job) => this.call(job));
+  }
+
+  private call(job: Job): void {
+    const k = this.kernels as unknown as Record<string, (...args: number[]) => void>;
+    k[job.kernel](...job.args);
+  }
+
+  reduce(op: ReduceOp, a: DeviceBuffer, out: DeviceBuffer, outSize: number, reduceSize: number): void {
+    const x = this.buf('reduce', a, 'a');
+    const o = this.buf('reduce', out, 'out');
+    if (!Number.isInteger(reduceSize) || reduceSize < 0) throw new Error(`${this.name}.reduce(${op}): reduceSize must be a non-negative integer, got ${reduceSize}`);
+    this.checkSize(`reduce(${op})`, outSize, [[o, 'out']]);
+    this.checkSize(`reduce(${op})`, outSize * reduceSize, [[x, 'a']]);
+    if (outSize === 0) return;
+    const code = reduceCode(op);
+    const threads = this.pool && outSize >= this.threads && outSize * reduceSize >= EWISE_SPLIT ? this.threads : 1;
+    if (threads === 1) {
+      this.kernels.reduce(code, x.ptr, o.ptr, outSize, reduceSize);
+      return;
+    }
+    const rows = Math.ceil(outSize / threads);
+    const jobs: (Job | undefined)[] = [];
+    for (let t = 0; t < threads; t++) {
+      const j0 = t * rows;
+      const n = Math.min(rows, outSize - j0);
+      jobs.push(n > 0 ? { kernel: 'reduce', args: [code, x.ptr + 4 * j0 * reduceSize, o.ptr + 4 * j0, n, reduceSize] } : undefined);
+    }
+    this.pool!.run(jobs, (job) => this.call(job));
+  }
+
+  matmul(a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, spec: MatmulSpec): void {
+    const A = this.buf('matmul', a, 'a');
+    const B = this.buf('matmul', b, 'b');
+    const C = this.buf('matmul', out, 'out');
+    const { batch, m, k, n, aBatchStride, bBatchStride, transA, transB } = spec;
+    for (const [key, v] of Object.entries({ batch, m, k, n, aBatchStride, bBatchStride })) {
+      if (!Number.isInteger(v) || v < 0) throw new Error(`${this.name}.matmul: spec.${key} must be a non-negative integer, got ${v}`);
+    }
+    const need = (stride: number, size: number) => (batch === 0 ? 0 : (batch - 1) * stride + size);
+    if (A.size < need(aBatchStride, m * k)) throw new Error(`${this.name}.matmul: a holds ${A.size} elements, expected at least ${need(aBatchStride, m * k)} for batch ${batch} of ${m}x${k}, batch stride ${aBatchStride}`);
+    if (B.size < need(bBatchStride, k * n)) throw new Error(`${this.name}.matmul: b holds ${B.size} elements, expected at least ${need(bBatchStride, k * n)} for batch ${batch} of ${k}x${n}, batch stride ${bBatchStride}`);
+    if (C.size < batch * m * n) throw new Error(`${this.name}.matmul: out holds ${C.size} elements, expected at least ${batch * m * n}`);
+    if (batch * m * n === 0) return;
+    if (k === 0) {
+      this.kernels.fill(C.ptr, 0, batch * m * n);
+      return;
+    }
+    // Element strides of opA (m x k) and opB (k x n) as stored.
+    const ars = transA ? 1 : k;
+    const acs = transA ? m : 1;
+    const brs = transB ? 1 : n;
+    const bcs = transB ? k : 1;
+    const job = (t0: number, t1: number, i0: number, i1: number, j0: number, j1: number, thread: number): Job => ({
+      kernel: 'matmul',
+      args: [A.ptr, B.ptr, C.ptr, m, n, k, ars, acs, brs, bcs, aBatchStride, bBatchStride, t0, t1, i0, i1, j0, j1, this.scratch[thread]],
+    });
+    const T = this.pool && batch * m * n * k >= MATMUL_SPLIT_FLOPS ? this.threads : 1;
+    if (T === 1) {
+      this.call(job(0, batch, 0, m, 0, n, 0));
+      return;
+    }
+    const jobs: (Job | undefined)[] = [];
+    if (batch >= T * 2 || (batch >= T && batch % T === 0)) {
+      const per = Math.ceil(batch / T);
+      for (let t = 0; t < T; t++) {
+        const t0 = t * per;
+        jobs.push(t0 < batch ? job(t0, Math.min(batch, t0 + per), 0, m, 0, n, t) : undefined);
+      }
+    } else if (n >= m) {
+      // Columns: each thread packs only its own slice of B.
+      const per = Math.ceil(n / T / NR) * NR;
+      for (let t = 0; t < T; t++) {
+        const j0 = t * per;
+        jobs.push(j0 < n ? job(0, batch, 0, m, j0, Math.min(n, j0 + per), t) : undefined);
+      }
+    } else {
+      const per = Math.ceil(m / T / MR) * MR;
+      for (let t = 0; t < T; t++) {
+        const i0 = t * per;
+        jobs.push(i0 < m ? job(0, batch, i0, Math.min(m, i0 + per), 0, n, t) : undefined);
+      }
+    }
+    this.pool!.run(jobs, (j) => this.call(j));
+  }
+
+  // ---- lifecycle -------------------------------------------------------------------------------
+
+  async sync(): Promise<void> {}
+
+  /** Stop the worker threads and drop the heap. Safe to call twice. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.pool?.destroy();
+  }
+}
+
+/** Create a WASM backend; async because compiling the module and starting workers is. */
+export function createWasmBackend(options: WasmBackendOptions = {}): Promise<WasmBackend> {
+  return WasmBackend.create(options);
+}
+
+/**
+ * Register the WASM backend (async factory) under 'wasm' or options.name. Create it with
+ * `await initBackend(name)` or `await setBackend(name)`. Returns the name.
+ */
+export function registerWasmBackend(options: WasmBackendOptions = {}): string {
+  const name = options.name ?? 'wasm';
+  registerBackend(name, () => createWasmBackend(options), { overwrite: true });
+  return name;
+}

@@ -1,0 +1,2 @@
+export { WasmBackend, createWasmBackend, registerWasmBackend, type WasmBackendOptions, type WasmHeapInfo } from './backend';
+export { threadsSupported } from './threads';
