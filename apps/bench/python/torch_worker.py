@@ -1,0 +1,132 @@
+"""PyTorch (CPU) measuring process of the needle benchmark harness.
+
+Speaks the harness protocol (src/protocol.ts) as one JSON object per line on stdin/stdout.
+Arrays come and go as raw little-endian float32 files. Every step ends with its result computed
+(PyTorch CPU ops are synchronous), so timings are comparable with the Node workers.
+"""
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+
+MLP_LR = 0.1  # must match MLP_LR in src/cases.ts
+
+
+class Unavailable(Exception):
+    pass
+
+
+def read_f32(path):
+    return torch.from_numpy(np.fromfile(path, dtype="<f4").copy())
+
+
+class Prepared:
+    def __init__(self, spec, inputs):
+        kind, dims = spec["kind"], spec["dims"]
+        self.last = None
+        if kind == "matmul":
+            n = dims[0]
+            a, b = inputs[0].reshape(n, n), inputs[1].reshape(n, n)
+            self.fn = lambda: torch.matmul(a, b)
+        elif kind == "ewise":
+            a, b = inputs
+            self.fn = lambda: torch.add(a, b)
+        elif kind == "reduce":
+            a = inputs[0]
+            self.fn = lambda: torch.sum(a)
+        elif kind == "mlp":
+            batch, n_in, n_hidden, n_classes = dims
+            x = inputs[0].reshape(batch, n_in)
+            y = inputs[1].reshape(batch, n_classes)
+            params = [
+                inputs[2].reshape(n_in, n_hidden).requires_grad_(),
+                inputs[3].requires_grad_(),
+                inputs[4].reshape(n_hidden, n_classes).requires_grad_(),
+                inputs[5].requires_grad_(),
+            ]
+            opt = torch.optim.SGD(params, lr=MLP_LR)
+            w1, b1, w2, b2 = params
+
+            def step():
+                opt.zero_grad(set_to_none=True)
+                logits = torch.relu(x @ w1 + b1) @ w2 + b2
+                # Mean softmax cross-entropy against one-hot targets, as in the reference.
+                loss = -(torch.log_softmax(logits, dim=1) * y).sum() / batch
+                loss.backward()
+                opt.step()
+                return loss.detach()
+
+            self.fn = step
+            self.params = params
+        else:
+            raise Unavailable(f"{kind} is not benchmarked until needle has the layers")
+        self.kind = kind
+
+    def step(self):
+        self.last = self.fn()
+
+    def output(self):
+        if self.kind == "mlp":
+            parts = [self.last.reshape(1)] + [p.detach().reshape(-1) for p in self.params]
+            return torch.cat(parts).numpy()
+        return self.last.reshape(-1).numpy()
+
+
+def main():
+    prepared = None
+    info = None
+    for line in sys.stdin:
+        req = json.loads(line)
+        op = req["op"]
+        try:
+            if op == "init":
+                threads = int(req["threads"])
+                torch.set_num_threads(threads)
+                info = {
+                    "threads": torch.get_num_threads(),
+                    "details": f"torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends.cpu, 'get_cpu_capability') else 'cpu'}",
+                }
+                reply = {"ok": True, "info": info}
+            elif op == "prepare":
+                prepared = None
+                inputs = [read_f32(f) for f in req["inputFiles"]]
+                prepared = Prepared(req["spec"], inputs)
+                prepared.step()
+                prepared.output().astype("<f4").tofile(req["outputFile"])
+                reply = {"ok": True}
+            elif op == "calibrate":
+                n, t0 = 0, time.perf_counter()
+                t = t0
+                while n < 2 or (t - t0) * 1000 < req["warmupMs"]:
+                    prepared.step()
+                    n += 1
+                    t = time.perf_counter()
+                per_iter_ms = (t - t0) * 1000 / n
+                reply = {"ok": True, "perIterMs": per_iter_ms, "batch": max(1, round(req["sampleMs"] / per_iter_ms))}
+            elif op == "round":
+                times = []
+                for _ in range(req["samples"]):
+                    t0 = time.perf_counter()
+                    for _ in range(req["batch"]):
+                        prepared.step()
+                    times.append((time.perf_counter() - t0) * 1000 / req["batch"])
+                reply = {"ok": True, "times": times}
+            elif op == "release":
+                prepared = None
+                reply = {"ok": True}
+            elif op == "exit":
+                print(json.dumps({"ok": True}), flush=True)
+                return
+            else:
+                reply = {"ok": False, "unavailable": False, "reason": f"unknown op {op}"}
+        except Unavailable as e:
+            reply = {"ok": False, "unavailable": True, "reason": str(e)}
+        except Exception as e:  # reported to the harness, which marks the entry failed
+            reply = {"ok": False, "unavailable": False, "reason": f"{type(e).__name__}: {e}"}
+        print(json.dumps(reply), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+/**
+ * The benchmark cases: what is computed, on which inputs, how it is scored and how its result is
+ * checked. Inputs are drawn on the host from a seeded generator, so every framework computes on the
+ * very same numbers and can be compared elementwise with the needle-cpu reference.
+ */
+import { Generator } from '@needle/ndarray';
+
+export const CASE_KINDS = ['matmul', 'ewise', 'reduce', 'mlp', 'convnet', 'lstm'] as const;
+export type CaseKind = (typeof CASE_KINDS)[number];
+
+export interface CaseSpec {
+  /** Unique, human-readable: `matmul-512`, `ewise-1M`, `mlp-784-512-10-b128`. */
+  id: string;
+  kind: CaseKind;
+  /**
+   * matmul: [n] (n x n @ n x n); ewise and reduce: [elements];
+   * mlp: [batch, inputs, hidden, classes].
+   */
+  dims: number[];
+}
+
+/** SGD learning rate of the training-step cases. */
+export const MLP_LR = 0.1;
+
+export interface Metric {
+  /** What one iteration is worth: a throughput numerator (flops or bytes) or 1 step. */
+  work: number;
+  /** Unit of `work / seconds`, after `scale`. */
+  unit: 'GFLOP/s' | 'GB/s' | 'steps/s';
+  scale: number;
+}
+
+export function metricOf(spec: CaseSpec): Metric {
+  switch (spec.kind) {
+    case 'matmul': {
+      const [n] = spec.dims;
+      return { work: 2 * n * n * n, unit: 'GFLOP/s', scale: 1e-9 };
+    }
+    // c = a + b streams two float32 inputs in and one out.
+    case 'ewise':
+      return { work: 12 * spec.dims[0], unit: 'GB/s', scale: 1e-9 };
+    // sum(a) streams one float32 input; the scalar output is negligible.
+    case 'reduce':
+      return { work: 4 * spec.dims[0], unit: 'GB/s', scale: 1e-9 };
+    case 'mlp':
+    case 'convnet':
+    case 'lstm':
+      return { work: 1, unit: 'steps/s', scale: 1 };
+    default:
+      return spec.kind satisfies never;
+  }
+}
+
+function fmtCount(n: number): string {
+  if (n >= 1 << 20 && n % (1 << 20) === 0) return `${n / (1 << 20)}M`;
+  if (n >= 1 << 10 && n % (1 << 10) === 0) return `${n / (1 << 10)}K`;
+  return String(n);
+}
+
+export function matmulCase(n: number): CaseSpec {
+  return { id: `matmul-${n}`, kind: 'matmul', dims: [n] };
+}
+export function ewiseCase(n: number): CaseSpec {
+  return { id: `ewise-add-${fmtCount(n)}`, kind: 'ewise', dims: [n] };
+}
+export function reduceCase(n: number): CaseSpec {
+  return { id: `reduce-sum-${fmtCount(n)}`, kind: 'reduce', dims: [n] };
+}
+export function mlpCase(batch: number, inputs: number, hidden: number, classes: number): CaseSpec {
+  return { id: `mlp-${inputs}-${hidden}-${classes}-b${batch}`, kind: 'mlp', dims: [batch, inputs, hidden, classes] };
+}
+export function convnetCase(): CaseSpec {
+  return { id: 'convnet-step', kind: 'convnet', dims: [] };
+}
+export function lstmCase(): CaseSpec {
+  return { id: 'lstm-step', kind: 'lstm', dims: [] };
+}
+
+export interface SuiteOptions {
+  /** Include the 2048 matmul (slow on the CPU backends). */
+  large?: boolean;
+  /** Tiny sizes for the smoke test. */
+  tiny?: boolean;
+}
+
+/** Every case of a full run, in the order they are measured. */
+export function allCases(options: SuiteOptions = {}): CaseSpec[] {
+  if (options.tiny) {
+    return [matmulCase(16), ewiseCase(1000), reduceCase(1000), mlpCase(4, 12, 8, 3), convnetCase(), lstmCase()];
+  }
+  const matmuls = [128, 256, 512, 1024, ...(options.large ? [2048] : [])];
+  const M = 1 << 20;
+  return [
+    ...matmuls.map(matmulCase),
+    ewiseCase(M),
+    ewiseCase(16 * M),
+    reduceCase(M),
+    reduceCase(16 * M),
+    mlpCase(128, 784, 512, 10),
+    convnetCase(),
+    lstmCase(),
+  ];
+}
+
+/** Deterministic inputs of a case (the same seed gives the same arrays in every process). */
+export function makeInputs(spec: CaseSpec, seed = 1234): Float32Array[] {
+  const g = new Generator(seed);
+  const uniform = (n: number, lo: number, hi: number) => g.fillUniform(new Float32Array(n), lo, hi);
+  switch (spec.kind) {
+    case 'matmul': {
+      const [n] = spec.dims;
+      return [uniform(n * n, -1, 1), uniform(n * n, -1, 1)];
+    }
+    case 'ewise':
+      return [uniform(spec.dims[0], -1, 1), uniform(spec.dims[0], -1, 1)];
+    // Zero-mean data keeps the partial sums small, so float32 summation orders agree closely.
+    case 'reduce':
+      return [uniform(spec.dims[0], -1, 1)];
+    case 'mlp': {
+      const [batch, inputs, hidden, classes] = spec.dims;
+      const x = uniform(batch * inputs, 0, 1);
+      // One-hot labels are passed as float32, so no framework needs an integer dtype path.
+      const y = new Float32Array(batch * classes);
+      for (let i = 0; i < batch; i++) y[i * classes + g.randint(0, classes)] = 1;
+      const s1 = 1 / Math.sqrt(inputs);
+      const s2 = 1 / Math.sqrt(hidden);
+      return [x, y, uniform(inputs * hidden, -s1, s1), uniform(hidden, -s1, s1), uniform(hidden * classes, -s2, s2), uniform(classes, -s2, s2)];
+    }
+    case 'convnet':
+    case 'lstm':
+      return [];
+    default:
+      return spec.kind satisfies never;
+  }
+}
+
+/** Names of the inputs, in makeInputs order (for the Python worker and error messages). */
+export function inputNames(spec: CaseSpec): string[] {
+  switch (spec.kind) {
+    case 'matmul':
+    case 'ewise':
+      return ['a', 'b'];
+    case 'reduce':
+      return ['a'];
+    case 'mlp':
+      return ['x', 'y', 'w1', 'b1', 'w2', 'b2'];
+    case 'convnet':
+    case 'lstm':
+      return [];
+    default:
+      return spec.kind satisfies never;
+  }
+}
+
+/**
+ * Tolerance of the correctness check: |out - ref| <= atol + rtol * |ref| elementwise.
+ * Scaled by how much float32 rounding the computation accumulates in any summation order.
+ */
+export function toleranceOf(spec: CaseSpec, inputs: Float32Array[]): { atol: number; rtol: number } {
+  switch (spec.kind) {
+    case 'matmul':
+      // k products of |x| < 1 summed in different orders (blocked, SIMD, FMA): error ~ k * eps.
+      return { atol: 4e-6 * spec.dims[0], rtol: 1e-4 };
+    case 'ewise':
+      return { atol: 1e-6, rtol: 1e-6 };
+    case 'reduce': {
+      // Summation error is bounded by a multiple of eps * sum|x|, whatever the order (pairwise,
+      // blocked, sequential); 1e-5 * sum|x| is loose enough for all of them and still catches a
+      // dropped or doubled block.
+      let abs = 0;
+      for (const v of inputs[0]) abs += Math.abs(v);
+      return { atol: 1e-5 * abs + 1e-6, rtol: 0 };
+    }
+    case 'mlp':
+      return { atol: 1e-4, rtol: 1e-3 };
+    case 'convnet':
+    case 'lstm':
+      return { atol: 0, rtol: 0 };
+    default:
+      return spec.kind satisfies never;
+  }
+}
+
+export interface CheckResult {
+  ok: boolean;
+  /** Largest |out - ref| seen. */
+  maxAbsErr: number;
+  /** Human-readable reason when not ok. */
+  detail?: string;
+}
+
+export function compareOutputs(out: Float32Array, ref: Float32Array, tol: { atol: number; rtol: number }): CheckResult {
+  if (out.length !== ref.length) {
+    return { ok: false, maxAbsErr: Infinity, detail: `output has ${out.length} elements, the reference ${ref.length}` };
+  }
+  let maxAbsErr = 0;
+  let worst = -1;
+  for (let i = 0; i < ref.length; i++) {
+    const d = Math.abs(out[i] - ref[i]);
+    // NaN compares false against everything: count it as a failure explicitly.
+    if (Number.isNaN(d) || d > tol.atol + tol.rtol * Math.abs(ref[i])) {
+      if (worst < 0 || !(d <= maxAbsErr)) worst = i;
+    }
+    if (!(d <= maxAbsErr)) maxAbsErr = Number.isNaN(d) ? Infinity : Math.max(maxAbsErr, d);
+  }
+  if (worst >= 0) {
+    return { ok: false, maxAbsErr, detail: `element ${worst}: got ${out[worst]}, reference ${ref[worst]} (atol ${tol.atol}, rtol ${tol.rtol})` };
+  }
+  return { ok: true, maxAbsErr };
+}

@@ -1,0 +1,127 @@
+/** Ways to reach a measuring process: a forked Node worker, the Python worker, or in-process. */
+import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { Handler } from './handler';
+import type { Channel, Reply, Request } from './protocol';
+
+/** One request in flight at a time; the answer to request i is the i-th reply. */
+abstract class ProcessChannel implements Channel {
+  private waiting: Array<(r: Reply) => void> = [];
+  private exitReason: string | undefined;
+  protected abstract child: ChildProcess;
+
+  protected onReply(reply: Reply): void {
+    this.waiting.shift()?.(reply);
+  }
+
+  protected onExit(reason: string): void {
+    this.exitReason = reason;
+    for (const w of this.waiting.splice(0)) w({ ok: false, unavailable: false, reason });
+  }
+
+  protected abstract send(req: Request): void;
+
+  request(req: Request): Promise<Reply> {
+    if (this.exitReason) return Promise.resolve({ ok: false, unavailable: false, reason: this.exitReason });
+    return new Promise((resolve) => {
+      this.waiting.push(resolve);
+      this.send(req);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.exitReason) return;
+    const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
+    await this.request({ op: 'exit' });
+    // A worker that does not leave within 5 s (a GPU driver thread, say) is ended.
+    const timer = setTimeout(() => this.child.kill(), 5000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+/** The built worker script next to this file (dist/worker.js). */
+export function workerScript(): string {
+  return path.join(path.dirname(fileURLToPath(import.meta.url)), 'worker.js');
+}
+
+export class ForkChannel extends ProcessChannel {
+  protected child: ChildProcess;
+  private stderr = '';
+
+  constructor(script = workerScript()) {
+    super();
+    if (!existsSync(script)) throw new Error(`worker script ${script} is missing: build apps/bench first (pnpm exec tsup)`);
+    this.child = fork(script, [], {
+      stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+      env: { ...process.env, EGL_PLATFORM: process.env.EGL_PLATFORM ?? 'surfaceless' },
+    });
+    this.child.stderr!.on('data', (d: Buffer) => {
+      // Keep the tail only, to explain a crash; Dawn and tfjs print harmless warnings here.
+      this.stderr = (this.stderr + d.toString()).slice(-2000);
+    });
+    this.child.on('message', (m: Reply) => this.onReply(m));
+    this.child.on('exit', (code, signal) => this.onExit(`worker exited (code ${code}, signal ${signal}): ${this.stderr.trim().split('\n').slice(-3).join(' | ')}`));
+  }
+
+  protected send(req: Request): void {
+    this.child.send(req);
+  }
+}
+
+/** The PyTorch worker script (python/torch_worker.py), found from src/ or dist/. */
+export function torchScript(): string {
+  return path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'python', 'torch_worker.py');
+}
+
+/** The Python interpreter to use: $NEEDLE_BENCH_PYTHON, else python3 on the PATH. */
+export function pythonExecutable(): string {
+  return process.env.NEEDLE_BENCH_PYTHON ?? 'python3';
+}
+
+/** Whether `import torch` works (checked once; takes a second or two). */
+let torchProbe: { ok: boolean; reason: string } | undefined;
+export function torchAvailable(): { ok: boolean; reason: string } {
+  if (!torchProbe) {
+    const r = spawnSync(pythonExecutable(), ['-c', 'import torch, numpy; print(torch.__version__)'], { encoding: 'utf8', timeout: 60_000 });
+    torchProbe = r.status === 0
+      ? { ok: true, reason: r.stdout.trim() }
+      : { ok: false, reason: `${pythonExecutable()} cannot import torch: ${(r.stderr || String(r.error ?? '')).trim().split('\n').slice(-1)[0]}` };
+  }
+  return torchProbe;
+}
+
+export class PythonChannel extends ProcessChannel {
+  protected child: ChildProcess;
+  private stderr = '';
+
+  constructor(script = torchScript()) {
+    super();
+    this.child = spawn(pythonExecutable(), ['-u', script], { stdio: ['pipe', 'pipe', 'pipe'] });
+    createInterface({ input: this.child.stdout! }).on('line', (line) => {
+      if (line.startsWith('{')) this.onReply(JSON.parse(line) as Reply);
+    });
+    this.child.stderr!.on('data', (d: Buffer) => {
+      this.stderr = (this.stderr + d.toString()).slice(-2000);
+    });
+    this.child.on('exit', (code, signal) => this.onExit(`python worker exited (code ${code}, signal ${signal}): ${this.stderr.trim().split('\n').slice(-3).join(' | ')}`));
+  }
+
+  protected send(req: Request): void {
+    this.child.stdin!.write(`${JSON.stringify(req)}\n`);
+  }
+}
+
+/** The protocol served in this very process (the smoke test; nothing is isolated). */
+export class InProcessChannel implements Channel {
+  private handler = new Handler();
+  request(req: Request): Promise<Reply> {
+    return this.handler.handle(req);
+  }
+  async close(): Promise<void> {
+    await this.handler.handle({ op: 'exit' });
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * `pnpm bench [filters...] [flags]`: needle against TensorFlow.js, jax-js and PyTorch.
+ * See README.md for the filters, flags and what each number means.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { allCases, CASE_KINDS, type CaseSpec } from './cases';
+import { ForkChannel, InProcessChannel, PythonChannel, torchAvailable } from './channels';
+import { backendOf, frameworkOf, TARGETS, type Target } from './engines/types';
+import { runHarness } from './harness';
+import type { Channel } from './protocol';
+import { formatMarkdown, formatTable } from './report';
+
+const USAGE = `usage: pnpm bench [case filters...] [--backend cpu,wasm,webgpu] [--framework needle,tfjs,jax,torch]
+  case filters: ${CASE_KINDS.join(', ')} or a case id (e.g. matmul-512); none = all cases
+  --backend LIST     only targets on these backends (repeatable or comma separated)
+  --framework LIST   only these frameworks (needle is always kept unless --no-needle)
+  --target LIST      exact targets, e.g. needle:cpu,tfjs:wasm
+  --large            add the 2048 matmul
+  --threads N        threads for backends that take a count (torch; needle-wasm) (default 1)
+  --rounds N         alternating rounds (default 5)
+  --samples N        most samples per target per round (default 3)
+  --sample-ms MS     aim of one sample (default 50); --warmup-ms MS (default 300); --round-ms MS (default 300)
+  --quick            3 rounds, 1 sample, 100 ms warm-up: a fast look, noisier
+  --in-process       run every target in this process (debugging; no isolation)
+  --markdown         print the table as Markdown
+  --out FILE         JSON output (default apps/bench/results/bench-<timestamp>.json)
+  --list             list cases and targets, run nothing`;
+
+export function parse(argv: string[]) {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      backend: { type: 'string', multiple: true },
+      framework: { type: 'string', multiple: true },
+      target: { type: 'string', multiple: true },
+      large: { type: 'boolean', default: false },
+      threads: { type: 'string', default: '1' },
+      rounds: { type: 'string' },
+      samples: { type: 'string' },
+      'sample-ms': { type: 'string' },
+      'warmup-ms': { type: 'string' },
+      'round-ms': { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      'in-process': { type: 'boolean', default: false },
+      markdown: { type: 'boolean', default: false },
+      out: { type: 'string' },
+      list: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  const list = (v: string[] | undefined) => (v ?? []).flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
+  const int = (v: string | undefined, d: number, name: string) => {
+    if (v === undefined) return d;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} expects a non-negative number, got '${v}'`);
+    return n;
+  };
+
+  const every = allCases({ large: values.large });
+  const cases: CaseSpec[] = positionals.length
+    ? every.filter((c) => positionals.some((f) => f === c.kind || f === c.id || (f.endsWith('*') && c.id.startsWith(f.slice(0, -1)))))
+    : every;
+  if (positionals.length && cases.length === 0) throw new Error(`no case matches ${positionals.join(' ')} (cases: ${every.map((c) => c.id).join(', ')})`);
+
+  const backends = list(values.backend);
+  const frameworks = list(values.framework);
+  const exact = list(values.target);
+  for (const t of exact) if (!(TARGETS as readonly string[]).includes(t)) throw new Error(`unknown target '${t}' (targets: ${TARGETS.join(', ')})`);
+  const targets = TARGETS.filter((t) => {
+    if (exact.length) return exact.includes(t);
+    if (backends.length && !backends.includes(backendOf(t))) return false;
+    if (frameworks.length && frameworkOf(t) !== 'needle' && !frameworks.includes(frameworkOf(t))) return false;
+    return true;
+  });
+  const quick = values.quick;
+  return {
+    help: values.help,
+    list: values.list,
+    cases,
+    targets: targets as Target[],
+    threads: int(values.threads, 1, 'threads'),
+    rounds: int(values.rounds, quick ? 3 : 5, 'rounds'),
+    samplesPerRound: int(values.samples, quick ? 1 : 3, 'samples'),
+    sampleMs: int(values['sample-ms'], quick ? 30 : 50, 'sample-ms'),
+    warmupMs: int(values['warmup-ms'], quick ? 100 : 300, 'warmup-ms'),
+    roundMs: int(values['round-ms'], quick ? 100 : 300, 'round-ms'),
+    inProcess: values['in-process'],
+    markdown: values.markdown,
+    out: values.out,
+  };
+}
+
+function openChannel(target: Target, inProcess: boolean): Channel {
+  if (target === 'torch:cpu') {
+    const probe = torchAvailable();
+    if (!probe.ok) throw new Error(probe.reason);
+    return new PythonChannel();
+  }
+  return inProcess ? new InProcessChannel() : new ForkChannel();
+}
+
+async function main(): Promise<void> {
+  let args: ReturnType<typeof parse>;
+  try {
+    args = parse(process.argv.slice(2));
+  } catch (e) {
+    console.error(`${(e as Error).message}\n\n${USAGE}`);
+    process.exit(2);
+  }
+  if (args.help) {
+    console.log(USAGE);
+    return;
+  }
+  if (args.list) {
+    console.log(`cases:   ${args.cases.map((c) => c.id).join(', ')}\ntargets: ${args.targets.join(', ')}`);
+    return;
+  }
+  console.error(`needle bench: ${args.cases.length} case(s) x ${args.targets.length} target(s)`);
+  const result = await runHarness({
+    ...args,
+    open: (t) => openChannel(t, args.inProcess),
+    log: (l) => console.error(`  ${l}`),
+  });
+  console.log(args.markdown ? formatMarkdown(result) : formatTable(result));
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const out = args.out ?? path.join(here, '..', 'results', `bench-${result.date.replace(/[:.]/g, '-')}.json`);
+  mkdirSync(path.dirname(out), { recursive: true });
+  writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+  console.error(`wrote ${path.relative(process.cwd(), out)}`);
+}
+
+// Run only as the entry point, so tests can import parse().
+if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+  main().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,156 @@
+/** TensorFlow.js (tfjs-core 4.x) on its cpu, wasm and webgpu backends. Never tfjs-node. */
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { MLP_LR, type CaseSpec } from '../cases';
+import { concatFlat } from '../reference';
+import { adapterName, installNodeWebGpu } from './gpu';
+import { NotAvailableError, type Engine, type EngineInfo, type EngineOptions, type Prepared, type Target } from './types';
+
+type Tf = typeof import('@tensorflow/tfjs-core');
+type Tensor = import('@tensorflow/tfjs-core').Tensor;
+type Scalar = import('@tensorflow/tfjs-core').Scalar;
+
+export class TfjsEngine implements Engine {
+  private tf!: Tf;
+  constructor(
+    readonly target: Target,
+    private readonly backend: 'cpu' | 'wasm' | 'webgpu',
+  ) {}
+
+  async init(_options: EngineOptions): Promise<EngineInfo> {
+    let details = '';
+    if (this.backend === 'webgpu') {
+      await installNodeWebGpu();
+      details = await adapterName();
+    }
+    this.tf = await import('@tensorflow/tfjs-core');
+    const tf = this.tf;
+    // tfjs prints a banner recommending tfjs-node on every Node start; we deliberately do not use it.
+    tf.env().set('IS_TEST', true);
+    let threads = 1;
+    switch (this.backend) {
+      case 'cpu':
+        await import('@tensorflow/tfjs-backend-cpu');
+        break;
+      case 'wasm': {
+        const wasm = await import('@tensorflow/tfjs-backend-wasm');
+        // The wasm binaries ship in the package's dist folder; point the loader at them on disk.
+        const require = createRequire(import.meta.url);
+        const dist = path.join(path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist');
+        wasm.setWasmPaths({
+          'tfjs-backend-wasm.wasm': path.join(dist, 'tfjs-backend-wasm.wasm'),
+          'tfjs-backend-wasm-simd.wasm': path.join(dist, 'tfjs-backend-wasm-simd.wasm'),
+          'tfjs-backend-wasm-threaded-simd.wasm': path.join(dist, 'tfjs-backend-wasm-threaded-simd.wasm'),
+        });
+        break;
+      }
+      case 'webgpu':
+        await import('@tensorflow/tfjs-backend-webgpu');
+        break;
+      default:
+        return this.backend satisfies never;
+    }
+    const ok = await tf.setBackend(this.backend).catch(() => false);
+    if (!ok) throw new NotAvailableError(`tfjs backend '${this.backend}' failed to initialise`);
+    await tf.ready();
+    if (this.backend === 'wasm') {
+      const wasm = await import('@tensorflow/tfjs-backend-wasm');
+      const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
+      // tfjs-backend-wasm disables its threaded build under Node (tfjs issue #3830): one thread.
+      threads = wasm.getThreadsCount();
+      details = `simd=${simd}, threads from tfjs=${threads}`;
+    }
+    return { threads, details: `tfjs-core ${tf.version_core}${details ? `, ${details}` : ''}` };
+  }
+
+  /** Wait for the queued work: cpu and wasm kernels run synchronously; webgpu defers submission. */
+  private async drain(): Promise<void> {
+    if (this.backend !== 'webgpu') return;
+    const b = this.tf.backend() as unknown as { submitQueue?(): void; device?: GPUDevice };
+    if (b.submitQueue && b.device) {
+      b.submitQueue();
+      await b.device.queue.onSubmittedWorkDone();
+    }
+  }
+
+  async prepare(spec: CaseSpec, inputs: Float32Array[]): Promise<Prepared> {
+    const tf = this.tf;
+    const owned: Tensor[] = [];
+    let last: Tensor | undefined;
+    const keepLast = (t: Tensor) => {
+      last?.dispose();
+      last = t;
+    };
+    const base = {
+      output: async () => {
+        if (!last) throw new Error(`${this.target} ${spec.id}: output() before step()`);
+        return new Float32Array(await last.data());
+      },
+      dispose: () => {
+        last?.dispose();
+        for (const t of owned) t.dispose();
+      },
+    };
+    switch (spec.kind) {
+      case 'matmul': {
+        const [n] = spec.dims;
+        const a = tf.tensor2d(inputs[0], [n, n]);
+        const b = tf.tensor2d(inputs[1], [n, n]);
+        owned.push(a, b);
+        return { ...base, step: async () => { keepLast(tf.matMul(a, b)); await this.drain(); } };
+      }
+      case 'ewise': {
+        const a = tf.tensor1d(inputs[0]);
+        const b = tf.tensor1d(inputs[1]);
+        owned.push(a, b);
+        return { ...base, step: async () => { keepLast(tf.add(a, b)); await this.drain(); } };
+      }
+      case 'reduce': {
+        const a = tf.tensor1d(inputs[0]);
+        owned.push(a);
+        return { ...base, step: async () => { keepLast(tf.sum(a)); await this.drain(); } };
+      }
+      case 'mlp': {
+        const [batch, nIn, nHidden, nClasses] = spec.dims;
+        const x = tf.tensor2d(inputs[0], [batch, nIn]);
+        const y = tf.tensor2d(inputs[1], [batch, nClasses]);
+        const w1 = tf.variable(tf.tensor2d(inputs[2], [nIn, nHidden]));
+        const b1 = tf.variable(tf.tensor1d(inputs[3]));
+        const w2 = tf.variable(tf.tensor2d(inputs[4], [nHidden, nClasses]));
+        const b2 = tf.variable(tf.tensor1d(inputs[5]));
+        owned.push(x, y, w1, b1, w2, b2);
+        const opt = tf.train.sgd(MLP_LR);
+        const lossFn = () =>
+          tf.tidy(() => {
+            const h = tf.relu(tf.add(tf.matMul(x, w1), b1));
+            const logits = tf.add(tf.matMul(h, w2), b2);
+            // Mean over the batch of softmax cross-entropy, like the reference and torch's default.
+            return tf.losses.softmaxCrossEntropy(y, logits, undefined, undefined, tf.Reduction.MEAN) as Scalar;
+          });
+        return {
+          step: async () => {
+            keepLast(opt.minimize(lossFn, true, [w1, b1, w2, b2])!);
+            await this.drain();
+          },
+          output: async () => {
+            const parts = await Promise.all([last!, w1, b1, w2, b2].map(async (t) => new Float32Array(await t.data())));
+            return concatFlat(parts);
+          },
+          dispose: () => {
+            base.dispose();
+            opt.dispose();
+          },
+        };
+      }
+      case 'convnet':
+      case 'lstm':
+        throw new NotAvailableError(`${spec.kind} is not benchmarked until needle has the layers`);
+      default:
+        return spec.kind satisfies never;
+    }
+  }
+
+  close(): void {
+    this.tf?.disposeVariables();
+  }
+}

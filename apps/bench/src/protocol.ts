@@ -1,0 +1,27 @@
+/**
+ * The messages between the harness (parent) and a measuring process (one per target). Node workers
+ * get them over child_process IPC; the PyTorch worker gets the same objects as JSON lines on stdin.
+ * Arrays travel through files (raw little-endian float32), which both Node and numpy read directly.
+ */
+import type { CaseSpec } from './cases';
+import type { EngineInfo, Target } from './engines/types';
+
+export type Request =
+  | { op: 'init'; target: Target; threads: number }
+  /** Load the inputs, run one step, write its output; nothing is timed yet. */
+  | { op: 'prepare'; spec: CaseSpec; inputFiles: string[]; outputFile: string }
+  /** Warm up, then say how many iterations make one sample of about `sampleMs`. */
+  | { op: 'calibrate'; warmupMs: number; sampleMs: number }
+  /** One round: `samples` samples of `batch` iterations each. */
+  | { op: 'round'; samples: number; batch: number }
+  | { op: 'release' }
+  | { op: 'exit' };
+
+export type Reply =
+  | { ok: true; info?: EngineInfo; perIterMs?: number; batch?: number; times?: number[] }
+  | { ok: false; unavailable: boolean; reason: string };
+
+export interface Channel {
+  request(req: Request): Promise<Reply>;
+  close(): Promise<void>;
+}
