@@ -1,4 +1,4 @@
-import type { NDArray } from '@needle/ndarray';
+import { defaultGenerator, Generator, type NDArray } from '@needle/ndarray';
 import { fail, fmt } from './errors';
 import { hostArray, type SampleField } from './host';
 
@@ -63,4 +63,49 @@ export class TensorDataset extends Dataset<SampleField[]> {
       return hostArray(host[k].slice(index * size, (index + 1) * size), rest);
     });
   }
+}
+
+/** The samples of `dataset` at `indices`, in that order (PyTorch's Subset). */
+export class Subset<T> extends Dataset<T> {
+  readonly dataset: Dataset<T>;
+  readonly indices: readonly number[];
+
+  constructor(dataset: Dataset<T>, indices: readonly number[]) {
+    super();
+    indices.forEach((i, k) => {
+      if (!Number.isInteger(i) || i < 0 || i >= dataset.length) {
+        fail('Subset', `indices[${k}] = ${i} is out of range for a dataset of length ${dataset.length}`);
+      }
+    });
+    this.dataset = dataset;
+    this.indices = [...indices];
+  }
+
+  get length(): number {
+    return this.indices.length;
+  }
+
+  get(index: number): T | Promise<T> {
+    this.checkIndex('Subset.get', index);
+    return this.dataset.get(this.indices[index]);
+  }
+}
+
+/**
+ * Split a dataset into non-overlapping random subsets of the given lengths, which must add up to
+ * the dataset's length (PyTorch's random_split). The order is `generator.permutation(length)`.
+ */
+export function randomSplit<T>(dataset: Dataset<T>, lengths: readonly number[], options: { seed?: number; generator?: Generator } = {}): Subset<T>[] {
+  const total = lengths.reduce((a, b) => a + b, 0);
+  if (lengths.some((n) => !Number.isInteger(n) || n < 0) || total !== dataset.length) {
+    fail('randomSplit', `lengths ${fmt(lengths)} must be non-negative integers adding up to the dataset length ${dataset.length} (they add up to ${total})`);
+  }
+  const g = options.generator ?? (options.seed === undefined ? defaultGenerator() : new Generator(options.seed));
+  const order = g.permutation(dataset.length);
+  let at = 0;
+  return lengths.map((n) => {
+    const part = new Subset(dataset, order.slice(at, at + n));
+    at += n;
+    return part;
+  });
 }

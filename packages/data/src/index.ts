@@ -1,5 +1,5 @@
 export { hostArray, isHostArray, type HostArray, type Sample, type SampleField } from './host';
-export { Dataset, TensorDataset } from './dataset';
+export { Dataset, Subset, TensorDataset, randomSplit } from './dataset';
 export { DataLoader, collate, type Batch, type DataLoaderOptions } from './dataloader';
 export {
   Compose,

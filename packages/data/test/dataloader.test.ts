@@ -1,7 +1,7 @@
-import { array, Generator, NDArray, scope } from '@needle/ndarray';
+import { array, Generator, manualSeed, NDArray, scope } from '@needle/ndarray';
 import { createCpuBackend } from '@needle/ndarray-cpu';
 import { describe, expect, it } from 'vitest';
-import { collate, DataLoader, Dataset, hostArray, TensorDataset, type HostArray } from '../src';
+import { collate, DataLoader, Dataset, hostArray, randomSplit, Subset, TensorDataset, type HostArray } from '../src';
 
 const backend = createCpuBackend();
 
@@ -69,6 +69,35 @@ describe('DataLoader', () => {
     expect(p2).not.toEqual(p1);
     const other = await labelsPerBatch(new DataLoader(new CountingDataset(10), { batchSize: 4, shuffle: true, seed: 7, backend }));
     expect(other.flat()).not.toEqual(epoch1.flat());
+  });
+
+  it('shuffles with a given generator, or the global one reseeded by manualSeed', async () => {
+    const withGen = await labelsPerBatch(new DataLoader(new CountingDataset(6), { batchSize: 6, shuffle: true, generator: new Generator(5), backend }));
+    expect(withGen.flat()).toEqual(new Generator(5).permutation(6));
+    const global = new DataLoader(new CountingDataset(6), { batchSize: 6, shuffle: true, backend });
+    manualSeed(8);
+    const first = await labelsPerBatch(global);
+    manualSeed(8);
+    expect(await labelsPerBatch(global)).toEqual(first);
+    expect(first.flat()).toEqual(new Generator(8).permutation(6));
+  });
+
+  it('a failing dataset get() rejects the loop and releases the batch in hand', async () => {
+    class Failing extends CountingDataset {
+      override async get(i: number): Promise<[HostArray, number]> {
+        if (i === 5) throw new Error('cannot read sample 5');
+        return super.get(i);
+      }
+    }
+    const before = backend.memory().buffers;
+    const seen: number[] = [];
+    await expect(
+      (async () => {
+        for await (const [, y] of new DataLoader(new Failing(8), { batchSize: 2, backend })) seen.push(...y.toArraySync());
+      })(),
+    ).rejects.toThrow('cannot read sample 5');
+    expect(seen).toEqual([0, 1, 2, 3]);
+    expect(backend.memory().buffers).toBe(before);
   });
 
   it('uploads once per field per batch, not per sample', async () => {
@@ -145,6 +174,22 @@ describe('DataLoader', () => {
     // The first field is uploaded before the second fails: it must be released.
     expect(() => collate([[1, 2], [3, hostArray(new Float32Array(1), [1])]], [0, 1], backend)).toThrow('field 1 of sample 1 is an object');
     expect(backend.memory().buffers).toBe(before);
+  });
+});
+
+describe('Subset and randomSplit', () => {
+  it('selects samples by index and splits a dataset by a seeded permutation', async () => {
+    const ds = new CountingDataset(10);
+    const sub = new Subset(ds, [7, 2]);
+    expect(sub.length).toBe(2);
+    expect((await sub.get(0))[1]).toBe(7);
+    expect(() => new Subset(ds, [3, 10])).toThrow('Subset: indices[1] = 10 is out of range for a dataset of length 10');
+    const [a, b] = randomSplit(ds, [7, 3], { seed: 4 });
+    const p = new Generator(4).permutation(10);
+    expect(a.indices).toEqual(p.slice(0, 7));
+    expect(b.indices).toEqual(p.slice(7));
+    expect(await labelsPerBatch(new DataLoader(b, { batchSize: 3, backend }))).toEqual([p.slice(7)]);
+    expect(() => randomSplit(ds, [5, 4])).toThrow('randomSplit: lengths [5, 4] must be non-negative integers adding up to the dataset length 10 (they add up to 9)');
   });
 });
 
