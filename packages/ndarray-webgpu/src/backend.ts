@@ -1,0 +1,600 @@
+import type {
+  Backend,
+  BinaryOp,
+  DeviceBuffer,
+  MatmulSpec,
+  MemoryInfo,
+  ReduceOp,
+  StridedLayout,
+  UnaryOp,
+} from '@needle/ndarray';
+import { BufferUsage, MapMode, ShaderStage } from './gpu-constants';
+import { elementwiseKernel, type ElementwiseInput } from './kernels/elementwise';
+import { f32Bits, grid2d, PARAM_WORDS, type KernelSource } from './kernels/kernel';
+import { coalesce, MAX_DIMS, STRIDED_ROW_WORD, stridedKernel, stridedParams, type StridedMode } from './kernels/layout';
+import { matmulKernel, matmulParams, matmulVariant, MM_WX, MM_WY } from './kernels/matmul';
+import { reduceKernel } from './kernels/reduce';
+import { binaryExpr, unaryExpr } from './kernels/wgsl';
+import { BufferPool, sizeClass, type PooledBuffer } from './pool';
+
+/** A buffer handle of the WebGPU backend: a view of `size` elements onto a pooled GPUBuffer. */
+export class WebGPUBuffer implements DeviceBuffer {
+  /** @internal */
+  freed = false;
+  constructor(
+    readonly size: number,
+    /** @internal */
+    readonly pooled: PooledBuffer,
+  ) {}
+}
+
+/** What the backend negotiated with the device, for users and tests. */
+export interface WebGPULimits {
+  /** Largest buffer a kernel can bind, in bytes (caps `alloc`). */
+  maxBufferBytes: number;
+  /** Workgroups per grid dimension; larger launches fold into a second dimension. */
+  maxWorkgroupsPerDimension: number;
+  /** Invocations per workgroup used by the 1-D kernels. */
+  workgroupSize: number;
+}
+
+export interface WebGPUBackendInit {
+  device: GPUDevice;
+  /** Destroy the device in `destroy()` (true when the backend requested it itself). */
+  ownsDevice: boolean;
+  name?: string;
+  /** Idle pooled bytes kept for reuse before the oldest idle buffers are destroyed (default 256 MiB). */
+  poolIdleBytes?: number;
+}
+
+/** Thrown by kernels on bad arguments: names the operation and what was expected. */
+function fail(op: string, detail: string): never {
+  throw new Error(`webgpu.${op}: ${detail}`);
+}
+
+const PARAM_BYTES = PARAM_WORDS * 4;
+
+/** Dispatches recorded before the batch is submitted anyway (bounded by the uniform arena). */
+const MAX_BATCH = 512;
+
+/**
+ * The WebGPU backend. Kernels are recorded into one command encoder (one compute pass) and
+ * submitted together at the next read, sync, conflicting write, or the end of the current task.
+ * Each dispatch's parameters live in a slot of one uniform buffer, bound with a dynamic offset, so
+ * bind groups depend only on the buffers and are cached.
+ */
+export class WebGPUBackend implements Backend {
+  readonly name: string;
+  readonly device: GPUDevice;
+  readonly limits: WebGPULimits;
+
+  private readonly ownsDevice: boolean;
+  private readonly pool: BufferPool;
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly layouts = new Map<string, GPUBindGroupLayout>();
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  private readonly bindGroupsOf = new Map<number, string[]>();
+  private readonly staging = new Map<number, GPUBuffer[]>();
+
+  private readonly uniform: GPUBuffer;
+  private readonly slotBytes: number;
+  private readonly arena: Uint32Array;
+
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private slots = 0;
+  /** GPU buffers used by the open (unsubmitted) batch. */
+  private readonly referenced = new Set<PooledBuffer>();
+  private flushQueued = false;
+
+  private liveBuffers = 0;
+  private liveBytes = 0;
+  private error: Error | null = null;
+  private lostError: Error | null = null;
+  private destroyed = false;
+
+  constructor(init: WebGPUBackendInit) {
+    const { device } = init;
+    this.name = init.name ?? 'webgpu';
+    this.device = device;
+    this.ownsDevice = init.ownsDevice;
+    const lim = device.limits;
+    this.limits = {
+      maxBufferBytes: Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize),
+      maxWorkgroupsPerDimension: lim.maxComputeWorkgroupsPerDimension,
+      workgroupSize: Math.min(256, lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX),
+    };
+    this.pool = new BufferPool(device, init.poolIdleBytes ?? 256 * 2 ** 20, this.limits.maxBufferBytes, (b) => this.evict(b));
+    const align = lim.minUniformBufferOffsetAlignment;
+    this.slotBytes = Math.ceil(PARAM_BYTES / align) * align;
+    this.arena = new Uint32Array((this.slotBytes * MAX_BATCH) / 4);
+    this.uniform = device.createBuffer({ size: this.slotBytes * MAX_BATCH, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
+
+    void device.lost.then((info) => {
+      if (!this.destroyed) this.lostError = new Error(`webgpu: the device was lost (${info.reason}): ${info.message}`);
+    });
+    const onError = (ev: Event) => this.recordError((ev as GPUUncapturedErrorEvent).error);
+    if (typeof device.addEventListener === 'function') device.addEventListener('uncapturederror', onError);
+    else device.onuncapturederror = onError;
+  }
+
+  // ---- errors ---------------------------------------------------------------------------------
+
+  private recordError(e: GPUError): void {
+    const kind = e.constructor?.name ?? 'GPUError';
+    this.error ??= new Error(`webgpu: the device reported a ${kind} from earlier work: ${e.message}`);
+  }
+
+  /** Surface a device loss (always) or a recorded validation/OOM error (once) at the next call. */
+  private check(op: string): void {
+    if (this.destroyed) fail(op, 'the backend was destroyed');
+    if (this.lostError) throw this.lostError;
+    const e = this.error;
+    if (e) {
+      this.error = null;
+      throw e;
+    }
+  }
+
+  private handle(op: string, buf: DeviceBuffer, what = 'buffer'): PooledBuffer {
+    if (!(buf instanceof WebGPUBuffer)) fail(op, `${what} belongs to another backend (expected a WebGPU buffer)`);
+    if (buf.freed) fail(op, `${what} was already freed`);
+    return buf.pooled;
+  }
+
+  private sized(op: string, buf: DeviceBuffer, need: number, what: string): PooledBuffer {
+    const p = this.handle(op, buf, what);
+    if (need > buf.size) fail(op, `${what} holds ${buf.size} elements, the kernel needs ${need}`);
+    return p;
+  }
+
+  // ---- batching -------------------------------------------------------------------------------
+
+  private open(): GPUCommandEncoder {
+    if (!this.encoder) {
+      this.device.pushErrorScope('out-of-memory');
+      this.device.pushErrorScope('validation');
+      this.encoder = this.device.createCommandEncoder();
+      if (!this.flushQueued) {
+        // Submit at the end of the current task, so work starts while the caller awaits something.
+        this.flushQueued = true;
+        queueMicrotask(() => {
+          this.flushQueued = false;
+          if (!this.destroyed) void this.flush();
+        });
+      }
+    }
+    return this.encoder;
+  }
+
+  private computePass(): GPUComputePassEncoder {
+    const enc = this.open();
+    this.pass ??= enc.beginComputePass();
+    return this.pass;
+  }
+
+  /** An encoder for copy commands, outside any compute pass. */
+  private copyEncoder(): GPUCommandEncoder {
+    const enc = this.open();
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+    return enc;
+  }
+
+  /** Submit the open batch. The promise settles once the batch's error scopes are known. */
+  private flush(): Promise<void> {
+    const enc = this.encoder;
+    if (!enc) return Promise.resolve();
+    if (this.pass) this.pass.end();
+    if (this.slots > 0) this.device.queue.writeBuffer(this.uniform, 0, this.arena, 0, (this.slots * this.slotBytes) / 4);
+    this.device.queue.submit([enc.finish()]);
+    this.encoder = null;
+    this.pass = null;
+    this.slots = 0;
+    this.referenced.clear();
+    const validation = this.device.popErrorScope();
+    const oom = this.device.popErrorScope();
+    return Promise.all([validation, oom]).then(
+      ([v, o]) => {
+        const e = v ?? o;
+        if (e) this.recordError(e);
+      },
+      () => undefined, // popErrorScope rejects only when the device is lost, reported by device.lost
+    );
+  }
+
+  private evict(b: PooledBuffer): void {
+    if (this.referenced.has(b)) void this.flush();
+    for (const key of this.bindGroupsOf.get(b.id) ?? []) this.bindGroups.delete(key);
+    this.bindGroupsOf.delete(b.id);
+  }
+
+  private pipeline(k: KernelSource): GPUComputePipeline {
+    let p = this.pipelines.get(k.key);
+    if (!p) {
+      const module = this.device.createShaderModule({ code: k.code(), label: k.key });
+      p = this.device.createComputePipeline({
+        label: k.key,
+        layout: this.device.createPipelineLayout({ bindGroupLayouts: [this.layout(k)] }),
+        compute: { module, entryPoint: 'main' },
+      });
+      this.pipelines.set(k.key, p);
+    }
+    return p;
+  }
+
+  private layout(k: KernelSource): GPUBindGroupLayout {
+    const sig = k.storage.join(',');
+    let l = this.layouts.get(sig);
+    if (!l) {
+      l = this.device.createBindGroupLayout({
+        entries: [
+          { binding: 0, visibility: ShaderStage.COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true, minBindingSize: PARAM_BYTES } },
+          ...k.storage.map((a, i): GPUBindGroupLayoutEntry => ({
+            binding: i + 1,
+            visibility: ShaderStage.COMPUTE,
+            buffer: { type: a === 'read' ? 'read-only-storage' : 'storage' },
+          })),
+        ],
+      });
+      this.layouts.set(sig, l);
+    }
+    return l;
+  }
+
+  private bindGroup(k: KernelSource, buffers: readonly PooledBuffer[]): GPUBindGroup {
+    const sig = k.storage.join(',');
+    const key = `${sig}|${buffers.map((b) => b.id).join(',')}`;
+    let g = this.bindGroups.get(key);
+    if (!g) {
+      if (this.bindGroups.size > 8192) {
+        this.bindGroups.clear();
+        this.bindGroupsOf.clear();
+      }
+      g = this.device.createBindGroup({
+        layout: this.layout(k),
+        entries: [
+          { binding: 0, resource: { buffer: this.uniform, offset: 0, size: PARAM_BYTES } },
+          ...buffers.map((b, i): GPUBindGroupEntry => ({ binding: i + 1, resource: { buffer: b.gpu } })),
+        ],
+      });
+      this.bindGroups.set(key, g);
+      for (const b of buffers) {
+        let keys = this.bindGroupsOf.get(b.id);
+        if (!keys) this.bindGroupsOf.set(b.id, (keys = []));
+        keys.push(key);
+      }
+    }
+    return g;
+  }
+
+  /** Record one dispatch into the open batch. */
+  private dispatch(k: KernelSource, buffers: readonly PooledBuffer[], params: Uint32Array, groups: readonly [number, number, number]): void {
+    if (this.slots === MAX_BATCH) void this.flush();
+    const pass = this.computePass();
+    const pipeline = this.pipeline(k);
+    const slot = this.slots++;
+    this.arena.set(params, (slot * this.slotBytes) / 4);
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, this.bindGroup(k, buffers), [slot * this.slotBytes]);
+    pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
+    for (const b of buffers) this.referenced.add(b);
+  }
+
+  /** A 1-D launch of `threads` invocations; `rowWord` receives the invocations per grid row. */
+  private dispatch1d(k: KernelSource, buffers: readonly PooledBuffer[], params: Uint32Array, threads: number, rowWord: number, perGroup = this.limits.workgroupSize): void {
+    const [x, y] = grid2d(Math.ceil(threads / perGroup), this.limits.maxWorkgroupsPerDimension);
+    params[rowWord] = x * perGroup;
+    this.dispatch(k, buffers, params, [x, y, 1]);
+  }
+
+  // ---- buffers --------------------------------------------------------------------------------
+
+  alloc(size: number): DeviceBuffer {
+    this.check('alloc');
+    if (!Number.isInteger(size) || size < 0) fail('alloc', `size must be a non-negative integer, got ${size}`);
+    const bytes = size * 4;
+    if (bytes > this.limits.maxBufferBytes) {
+      fail('alloc', `${size} elements (${bytes} bytes) exceed this device's largest bindable buffer (${this.limits.maxBufferBytes} bytes)`);
+    }
+    const pooled = this.pool.acquire(bytes);
+    this.liveBuffers++;
+    this.liveBytes += bytes;
+    return new WebGPUBuffer(size, pooled);
+  }
+
+  free(buf: DeviceBuffer): void {
+    const p = this.handle('free', buf);
+    (buf as WebGPUBuffer).freed = true;
+    this.liveBuffers--;
+    this.liveBytes -= buf.size * 4;
+    // Kernels already recorded with this buffer stay ordered before any later reuse of it: the
+    // queue runs them in order, and `write` flushes first if the open batch still references it.
+    if (!this.destroyed) this.pool.release(p);
+  }
+
+  write(buf: DeviceBuffer, data: Float32Array, offset = 0): void {
+    this.check('write');
+    const p = this.handle('write', buf);
+    if (!Number.isInteger(offset) || offset < 0 || offset + data.length > buf.size) {
+      fail('write', `cannot write ${data.length} elements at offset ${offset} into a buffer of ${buf.size}`);
+    }
+    if (data.length === 0) return;
+    // queue.writeBuffer runs before the open batch; flush first if that batch touches this buffer.
+    if (this.referenced.has(p)) void this.flush();
+    this.device.queue.writeBuffer(p.gpu, offset * 4, data);
+  }
+
+  async read(buf: DeviceBuffer, size?: number): Promise<Float32Array> {
+    this.check('read');
+    const p = this.handle('read', buf);
+    const n = size ?? buf.size;
+    if (!Number.isInteger(n) || n < 0 || n > buf.size) fail('read', `cannot read ${n} elements from a buffer of ${buf.size}`);
+    if (n === 0) {
+      await this.flush();
+      this.check('read');
+      return new Float32Array(0);
+    }
+    const bytes = n * 4;
+    const cls = sizeClass(bytes);
+    const staging = this.staging.get(cls)?.pop()
+      ?? this.device.createBuffer({ size: cls, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
+    this.copyEncoder().copyBufferToBuffer(p.gpu, 0, staging, 0, bytes);
+    const errors = this.flush();
+    let out: Float32Array;
+    try {
+      await staging.mapAsync(MapMode.READ, 0, bytes);
+      out = new Float32Array(staging.getMappedRange(0, bytes).slice(0));
+      staging.unmap();
+    } catch (e) {
+      await errors;
+      staging.destroy();
+      this.check('read');
+      throw new Error(`webgpu.read: mapping the result failed: ${(e as Error).message}`);
+    }
+    await errors;
+    this.releaseStaging(cls, staging);
+    this.check('read');
+    return out;
+  }
+
+  private releaseStaging(cls: number, b: GPUBuffer): void {
+    if (this.destroyed) {
+      b.destroy();
+      return;
+    }
+    let list = this.staging.get(cls);
+    if (!list) this.staging.set(cls, (list = []));
+    if (list.length < 4) list.push(b);
+    else b.destroy();
+  }
+
+  memory(): MemoryInfo {
+    return { buffers: this.liveBuffers, bytes: this.liveBytes };
+  }
+
+  /** GPU memory the pool holds beyond live buffers (idle, kept for reuse), and in total. */
+  poolMemory(): { idleBytes: number; totalBytes: number } {
+    return { idleBytes: this.pool.idleByteCount, totalBytes: this.pool.totalBytes };
+  }
+
+  /** Destroy idle pooled buffers (live ones are untouched). */
+  trimPool(): void {
+    this.pool.trim(0);
+  }
+
+  // ---- elementwise ----------------------------------------------------------------------------
+
+  private elementwise(op: string, name: string, expr: string, inputs: readonly [string, DeviceBuffer][], out: DeviceBuffer, size: number, scalar = 0): void {
+    this.check(op);
+    if (!Number.isInteger(size) || size < 0) fail(op, `size must be a non-negative integer, got ${size}`);
+    const o = this.sized(op, out, size, 'out');
+    const ins: ElementwiseInput[] = [];
+    const bufs: PooledBuffer[] = [];
+    for (const [n, b] of inputs) {
+      const p = this.sized(op, b, size, `input ${n}`);
+      const aliasOut = p === o;
+      ins.push({ name: n, aliasOut });
+      if (!aliasOut) bufs.push(p);
+    }
+    bufs.push(o);
+    if (size === 0) return;
+    const vec4 = size % 4 === 0;
+    const k = elementwiseKernel(name, expr, ins, vec4, this.limits.workgroupSize);
+    const params = new Uint32Array(PARAM_WORDS);
+    const n = vec4 ? size / 4 : size;
+    params[0] = n;
+    params[2] = f32Bits(scalar);
+    this.dispatch1d(k, bufs, params, n, 1);
+  }
+
+  fill(out: DeviceBuffer, value: number, size: number): void {
+    this.elementwise('fill', 'fill', 's', [], out, size, value);
+  }
+
+  ewise(op: BinaryOp, a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, size: number): void {
+    this.elementwise(`ewise(${op})`, `ewise.${op}`, binaryExpr(op, 'x', 'y'), [['x', a], ['y', b]], out, size);
+  }
+
+  scalar(op: BinaryOp, a: DeviceBuffer, scalar: number, out: DeviceBuffer, size: number): void {
+    this.elementwise(`scalar(${op})`, `scalar.${op}`, binaryExpr(op, 'x', 's'), [['x', a]], out, size, scalar);
+  }
+
+  unary(op: UnaryOp, a: DeviceBuffer, out: DeviceBuffer, size: number): void {
+    this.elementwise(`unary(${op})`, `unary.${op}`, unaryExpr(op), [['x', a]], out, size);
+  }
+
+  where(cond: DeviceBuffer, x: DeviceBuffer, y: DeviceBuffer, out: DeviceBuffer, size: number): void {
+    // NaN in cond counts as true, as on the CPU (NaN != 0).
+    this.elementwise('where', 'where', 'select(y, x, c != 0.0 || isnan_(c))', [['c', cond], ['x', x], ['y', y]], out, size);
+  }
+
+  // ---- strided --------------------------------------------------------------------------------
+
+  private strided(op: string, mode: StridedMode, layout: StridedLayout, a: DeviceBuffer | null, out: DeviceBuffer, value = 0): void {
+    this.check(op);
+    const { shape, strides, offset } = layout;
+    if (shape.length !== strides.length) fail(op, `layout has ${shape.length} axes but ${strides.length} strides`);
+    let n = 1;
+    for (const d of shape) {
+      if (!Number.isInteger(d) || d < 0) fail(op, `layout shape must hold non-negative integers, got [${shape.join(', ')}]`);
+      n *= d;
+    }
+    const viewBuf = mode === 'compact' ? a! : out;
+    const compactBuf = mode === 'compact' ? out : a;
+    const viewP = this.handle(op, viewBuf, mode === 'compact' ? 'input' : 'out');
+    const compactP = compactBuf ? this.sized(op, compactBuf, n, mode === 'compact' ? 'out' : 'input') : null;
+    if (n === 0) return;
+    const c = coalesce(layout);
+    let lo = c.offset;
+    let hi = c.offset;
+    c.shape.forEach((d, i) => {
+      const span = (d - 1) * c.strides[i];
+      if (span < 0) lo += span;
+      else hi += span;
+    });
+    if (lo < 0 || hi >= viewBuf.size) {
+      fail(op, `the view (shape [${shape.join(', ')}], strides [${strides.join(', ')}], offset ${offset}) reaches elements ${lo}..${hi} of a buffer of ${viewBuf.size}`);
+    }
+    if (c.shape.length > MAX_DIMS) fail(op, `views with more than ${MAX_DIMS} non-mergeable axes are not supported (got ${c.shape.length})`);
+    let temp: PooledBuffer | null = null;
+    let src = compactP;
+    if (mode === 'setitem' && compactP === viewP) {
+      // Reading and writing one buffer in a dispatch is not allowed: scatter from a copy.
+      temp = this.pool.acquire(n * 4);
+      this.copyEncoder().copyBufferToBuffer(compactP.gpu, 0, temp.gpu, 0, n * 4);
+      this.referenced.add(temp);
+      src = temp;
+    }
+    if (c.shape.length === 1 && c.strides[0] === 1 && mode !== 'fillView') {
+      const enc = this.copyEncoder();
+      if (mode === 'compact') enc.copyBufferToBuffer(viewP.gpu, c.offset * 4, src!.gpu, 0, n * 4);
+      else enc.copyBufferToBuffer(src!.gpu, 0, viewP.gpu, c.offset * 4, n * 4);
+      this.referenced.add(viewP);
+      this.referenced.add(src!);
+    } else {
+      const k = stridedKernel(mode, c.shape.length, this.limits.workgroupSize);
+      const params = stridedParams(c.shape, c.strides, c.offset, n, value);
+      const bufs = mode === 'fillView' ? [viewP] : mode === 'compact' ? [viewP, src!] : [src!, viewP];
+      this.dispatch1d(k, bufs, params, n, STRIDED_ROW_WORD);
+    }
+    if (temp) this.pool.release(temp);
+  }
+
+  compact(a: DeviceBuffer, out: DeviceBuffer, layout: StridedLayout): void {
+    this.strided('compact', 'compact', layout, a, out);
+  }
+
+  ewiseSetitem(a: DeviceBuffer, out: DeviceBuffer, layout: StridedLayout): void {
+    this.strided('ewiseSetitem', 'setitem', layout, a, out);
+  }
+
+  scalarSetitem(value: number, out: DeviceBuffer, layout: StridedLayout): void {
+    this.strided('scalarSetitem', 'fillView', layout, null, out, value);
+  }
+
+  // ---- reduce ---------------------------------------------------------------------------------
+
+  reduce(op: ReduceOp, a: DeviceBuffer, out: DeviceBuffer, outSize: number, reduceSize: number): void {
+    const name = `reduce(${op})`;
+    this.check(name);
+    if (!Number.isInteger(outSize) || outSize < 0 || !Number.isInteger(reduceSize) || reduceSize < 0) {
+      fail(name, `outSize and reduceSize must be non-negative integers, got ${outSize} and ${reduceSize}`);
+    }
+    const ap = this.sized(name, a, outSize * reduceSize, 'input');
+    let op_ = this.sized(name, out, outSize, 'out');
+    if (outSize === 0) return;
+    if (reduceSize === 0) {
+      if (op !== 'sum') fail(name, 'cannot reduce blocks of zero elements (no identity)');
+      this.fill(out, 0, outSize);
+      return;
+    }
+    let temp: PooledBuffer | null = null;
+    if (ap === op_) {
+      temp = this.pool.acquire(outSize * 4);
+      op_ = temp;
+    }
+    const params = new Uint32Array(PARAM_WORDS);
+    params[0] = outSize;
+    params[2] = reduceSize;
+    // Short blocks: one invocation each. Long blocks: a workgroup each, so the work spreads out.
+    if (reduceSize <= 64 || outSize >= 16384) {
+      this.dispatch1d(reduceKernel(op, 'thread', this.limits.workgroupSize), [ap, op_], params, outSize, 1);
+    } else {
+      const wg = Math.min(reduceSize <= 4096 ? 64 : 256, this.limits.workgroupSize);
+      const [x, y] = grid2d(outSize, this.limits.maxWorkgroupsPerDimension);
+      params[1] = x;
+      this.dispatch(reduceKernel(op, 'group', wg), [ap, op_], params, [x, y, 1]);
+    }
+    if (temp) {
+      this.copyEncoder().copyBufferToBuffer(temp.gpu, 0, ap.gpu, 0, outSize * 4);
+      this.pool.release(temp);
+    }
+  }
+
+  // ---- matmul ---------------------------------------------------------------------------------
+
+  matmul(a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, spec: MatmulSpec): void {
+    this.check('matmul');
+    const { batch, m, k, n, aBatchStride, bBatchStride } = spec;
+    for (const [key, v] of Object.entries({ batch, m, k, n, aBatchStride, bBatchStride })) {
+      if (!Number.isInteger(v) || v < 0) fail('matmul', `spec.${key} must be a non-negative integer, got ${v}`);
+    }
+    const last = Math.max(batch - 1, 0);
+    const ap = this.sized('matmul', a, batch === 0 ? 0 : last * aBatchStride + m * k, 'a');
+    const bp = this.sized('matmul', b, batch === 0 ? 0 : last * bBatchStride + k * n, 'b');
+    const cp = this.sized('matmul', out, batch * m * n, 'out');
+    if (batch === 0 || m === 0 || n === 0) return;
+    if (k === 0) {
+      this.fill(out, 0, batch * m * n);
+      return;
+    }
+    const temps: PooledBuffer[] = [];
+    const unalias = (p: PooledBuffer, elems: number): PooledBuffer => {
+      if (p !== cp) return p;
+      const t = this.pool.acquire(elems * 4);
+      this.copyEncoder().copyBufferToBuffer(p.gpu, 0, t.gpu, 0, elems * 4);
+      temps.push(t);
+      return t;
+    };
+    const A = unalias(ap, a.size);
+    const B = bp === ap ? A : unalias(bp, b.size);
+    const kernel = matmulKernel(matmulVariant(spec));
+    const gx = Math.ceil(n / (4 * MM_WX));
+    const gy = Math.ceil(m / (4 * MM_WY));
+    const maxDim = this.limits.maxWorkgroupsPerDimension;
+    if (gx > maxDim || gy > maxDim) fail('matmul', `a ${m}x${n} result needs a ${gx}x${gy} grid; this device allows ${maxDim} per dimension`);
+    for (let base = 0; base < batch; base += maxDim) {
+      const z = Math.min(maxDim, batch - base);
+      this.dispatch(kernel, [A, B, cp], matmulParams(spec, base), [gx, gy, z]);
+    }
+    for (const t of temps) this.pool.release(t);
+  }
+
+  // ---- lifecycle ------------------------------------------------------------------------------
+
+  async sync(): Promise<void> {
+    this.check('sync');
+    const errors = this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+    await errors;
+    this.check('sync');
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    // Submit what was recorded (this also balances the open error scopes on a shared device).
+    void this.flush();
+    this.destroyed = true;
+    this.encoder = null;
+    this.pass = null;
+    this.pool.destroyAll();
+    for (const list of this.staging.values()) for (const b of list) b.destroy();
+    this.staging.clear();
+    this.uniform.destroy();
+    this.bindGroups.clear();
+    if (this.ownsDevice) this.device.destroy();
+  }
+}
