@@ -86,7 +86,7 @@ def main():
                 torch.set_num_threads(threads)
                 info = {
                     "threads": torch.get_num_threads(),
-                    "details": f"torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends.cpu, 'get_cpu_capability') else 'cpu'}",
+                    "details": f"torch {torch.__version__}, mkl={torch.backends.mkl.is_available()}, mkldnn={torch.backends.mkldnn.is_available()}",
                 }
                 reply = {"ok": True, "info": info}
             elif op == "prepare":

@@ -77,20 +77,26 @@ export function torchScript(): string {
   return path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'python', 'torch_worker.py');
 }
 
-/** The Python interpreter to use: $NEEDLE_BENCH_PYTHON, else python3 on the PATH. */
-export function pythonExecutable(): string {
-  return process.env.NEEDLE_BENCH_PYTHON ?? 'python3';
-}
-
-/** Whether `import torch` works (checked once; takes a second or two). */
-let torchProbe: { ok: boolean; reason: string } | undefined;
-export function torchAvailable(): { ok: boolean; reason: string } {
-  if (!torchProbe) {
-    const r = spawnSync(pythonExecutable(), ['-c', 'import torch, numpy; print(torch.__version__)'], { encoding: 'utf8', timeout: 60_000 });
-    torchProbe = r.status === 0
-      ? { ok: true, reason: r.stdout.trim() }
-      : { ok: false, reason: `${pythonExecutable()} cannot import torch: ${(r.stderr || String(r.error ?? '')).trim().split('\n').slice(-1)[0]}` };
+/**
+ * The Python that can `import torch`: $NEEDLE_BENCH_PYTHON if set, else the first of python3 on the
+ * PATH and Debian's /usr/bin/python3 (where apt's python3-torch lands, while a pyenv shim may
+ * shadow it on the PATH). Probed once; an import of torch takes a second or two.
+ */
+let torchProbe: { ok: boolean; python: string; reason: string } | undefined;
+export function torchAvailable(): { ok: boolean; python: string; reason: string } {
+  if (torchProbe) return torchProbe;
+  const env = process.env.NEEDLE_BENCH_PYTHON;
+  const candidates = env ? [env] : ['python3', '/usr/bin/python3'];
+  const failures: string[] = [];
+  for (const python of candidates) {
+    const r = spawnSync(python, ['-c', 'import torch, numpy; print(torch.__version__)'], { encoding: 'utf8', timeout: 60_000 });
+    if (r.status === 0) {
+      torchProbe = { ok: true, python, reason: r.stdout.trim() };
+      return torchProbe;
+    }
+    failures.push(`${python}: ${(r.stderr || String(r.error ?? '')).trim().split('\n').slice(-1)[0]}`);
   }
+  torchProbe = { ok: false, python: candidates[0], reason: `no Python can import torch (${failures.join('; ')})` };
   return torchProbe;
 }
 
@@ -100,7 +106,7 @@ export class PythonChannel extends ProcessChannel {
 
   constructor(script = torchScript()) {
     super();
-    this.child = spawn(pythonExecutable(), ['-u', script], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child = spawn(torchAvailable().python, ['-u', script], { stdio: ['pipe', 'pipe', 'pipe'] });
     createInterface({ input: this.child.stdout! }).on('line', (line) => {
       if (line.startsWith('{')) this.onReply(JSON.parse(line) as Reply);
     });

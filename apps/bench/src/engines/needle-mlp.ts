@@ -12,7 +12,7 @@ export async function prepareNeedleMlp(_spec: CaseSpec, _inputs: Float32Array[],
   try {
     autograd = await importWorkspacePackage('autograd');
   } catch (e) {
-    throw new NotAvailableError(`needs @needle/autograd, which has not landed (${(e as Error).message.slice(0, 120)})`);
+    throw new NotAvailableError(`needs @needle/autograd, which is not built here yet (${(e as Error).message.split(' (')[0]})`);
   }
   throw new NotAvailableError(`@needle/autograd is present (exports: ${Object.keys(autograd).slice(0, 12).join(', ')}) but the bench is not wired to it yet`);
 }

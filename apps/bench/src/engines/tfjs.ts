@@ -24,9 +24,12 @@ export class TfjsEngine implements Engine {
       details = await adapterName();
     }
     this.tf = await import('@tensorflow/tfjs-core');
+    // The core bundle registers no gradients by itself (the `@tensorflow/tfjs` umbrella does this).
+    await import('@tensorflow/tfjs-core/dist/register_all_gradients');
     const tf = this.tf;
-    // tfjs prints a banner recommending tfjs-node on every Node start; we deliberately do not use it.
-    tf.env().set('IS_TEST', true);
+    // Production mode, as tfjs recommends for deployed code: it skips debug-only argument checks.
+    // (Not IS_TEST, which would add a memory-leak check to every kernel.)
+    tf.enableProdMode();
     let threads = 1;
     switch (this.backend) {
       case 'cpu':
