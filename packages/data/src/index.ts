@@ -24,7 +24,7 @@ export {
   type MnistImages,
   type MnistLabels,
 } from './idx';
-export { MNISTDataset, loadMNIST, readIdx, type LoadMNISTOptions, type MNISTOptions } from './mnist';
+export { FASHION_MNIST_CLASSES, MNISTDataset, loadMNIST, readIdx, type LoadMNISTOptions, type MNISTOptions } from './mnist';
 export {
   CIFAR10_CLASSES,
   CIFAR10_IMAGE_BYTES,

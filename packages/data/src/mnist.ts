@@ -6,6 +6,9 @@ import { parseIdx, parseMnistImages, parseMnistLabels, type IdxArray, type Mnist
 import { readFileBytes, readFirstExisting } from './node-fs';
 import { applyTransform, type TransformLike } from './transforms';
 
+/** Class names of Fashion-MNIST, which uses MNIST's file format and label indices 0..9. */
+export const FASHION_MNIST_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'] as const;
+
 export interface MNISTOptions {
   /** Return each image as a vector of rows*cols values instead of [1, rows, cols] (default false). */
   flatten?: boolean;
