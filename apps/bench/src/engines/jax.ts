@@ -37,6 +37,8 @@ export class JaxEngine implements Engine {
 
   async prepare(spec: CaseSpec, inputs: Float32Array[]): Promise<Prepared> {
     const { numpy: np, jit, nn, valueAndGrad, tree } = this.jax;
+    // Arrays land on the default device; in-process runs (the smoke test) may have changed it.
+    this.jax.defaultDevice(this.device);
     const owned: JArray[] = [];
     const put = (data: Float32Array, shape: number[]) => {
       const a = np.array(data).reshape(shape);

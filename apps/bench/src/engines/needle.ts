@@ -26,8 +26,7 @@ export class NeedleEngine implements Engine {
         this.backend = await createFromPackage('ndarray-wasm', { threads: options.threads });
         return { threads: reportedThreads(this.backend) ?? options.threads, details: describe(this.backend) };
       case 'webgpu':
-        await installNodeWebGpu();
-        this.backend = await createFromPackage('ndarray-webgpu', {});
+        this.backend = await createFromPackage('ndarray-webgpu', { gpu: await installNodeWebGpu() });
         return { threads: 1, details: describe(this.backend) };
       default:
         return this.backendName satisfies never;

@@ -12,6 +12,7 @@ type Scalar = import('@tensorflow/tfjs-core').Scalar;
 
 export class TfjsEngine implements Engine {
   private tf!: Tf;
+  private gradientsMissing: string | undefined;
   constructor(
     readonly target: Target,
     private readonly backend: 'cpu' | 'wasm' | 'webgpu',
@@ -25,7 +26,13 @@ export class TfjsEngine implements Engine {
     }
     this.tf = await import('@tensorflow/tfjs-core');
     // The core bundle registers no gradients by itself (the `@tensorflow/tfjs` umbrella does this).
-    await import('@tensorflow/tfjs-core/dist/register_all_gradients');
+    // They ship only as extension-less ES modules: the build bundles them (tsup.config.ts); run from
+    // source (vitest) they may fail to load, which only the training case needs.
+    try {
+      await import('@tensorflow/tfjs-core/dist/register_all_gradients');
+    } catch (e) {
+      this.gradientsMissing = (e as Error).message.split('\n')[0];
+    }
     const tf = this.tf;
     // Production mode, as tfjs recommends for deployed code: it skips debug-only argument checks.
     // (Not IS_TEST, which would add a memory-leak check to every kernel.)
@@ -66,6 +73,14 @@ export class TfjsEngine implements Engine {
     return { threads, details: `tfjs-core ${tf.version_core}${details ? `, ${details}` : ''}` };
   }
 
+  /**
+   * tfjs has one global active backend. Each target has its own process in a real run, but the
+   * smoke test drives several in one: switch back before computing.
+   */
+  private async activate(): Promise<void> {
+    if (this.tf.getBackend() !== this.backend) await this.tf.setBackend(this.backend);
+  }
+
   /** Wait for the queued work: cpu and wasm kernels run synchronously; webgpu defers submission. */
   private async drain(): Promise<void> {
     if (this.backend !== 'webgpu') return;
@@ -78,6 +93,7 @@ export class TfjsEngine implements Engine {
 
   async prepare(spec: CaseSpec, inputs: Float32Array[]): Promise<Prepared> {
     const tf = this.tf;
+    await this.activate();
     const owned: Tensor[] = [];
     let last: Tensor | undefined;
     const keepLast = (t: Tensor) => {
@@ -100,20 +116,21 @@ export class TfjsEngine implements Engine {
         const a = tf.tensor2d(inputs[0], [n, n]);
         const b = tf.tensor2d(inputs[1], [n, n]);
         owned.push(a, b);
-        return { ...base, step: async () => { keepLast(tf.matMul(a, b)); await this.drain(); } };
+        return { ...base, step: async () => { await this.activate(); keepLast(tf.matMul(a, b)); await this.drain(); } };
       }
       case 'ewise': {
         const a = tf.tensor1d(inputs[0]);
         const b = tf.tensor1d(inputs[1]);
         owned.push(a, b);
-        return { ...base, step: async () => { keepLast(tf.add(a, b)); await this.drain(); } };
+        return { ...base, step: async () => { await this.activate(); keepLast(tf.add(a, b)); await this.drain(); } };
       }
       case 'reduce': {
         const a = tf.tensor1d(inputs[0]);
         owned.push(a);
-        return { ...base, step: async () => { keepLast(tf.sum(a)); await this.drain(); } };
+        return { ...base, step: async () => { await this.activate(); keepLast(tf.sum(a)); await this.drain(); } };
       }
       case 'mlp': {
+        if (this.gradientsMissing) throw new NotAvailableError(`tfjs gradients could not be loaded here: ${this.gradientsMissing}`);
         const [batch, nIn, nHidden, nClasses] = spec.dims;
         const x = tf.tensor2d(inputs[0], [batch, nIn]);
         const y = tf.tensor2d(inputs[1], [batch, nClasses]);
@@ -132,6 +149,7 @@ export class TfjsEngine implements Engine {
           });
         return {
           step: async () => {
+            await this.activate();
             keepLast(opt.minimize(lossFn, true, [w1, b1, w2, b2])!);
             await this.drain();
           },

@@ -1,0 +1,68 @@
+/**
+ * Smoke test: every benchmark case runs once, at a tiny size, on each target that starts on this
+ * machine, through the real harness (checked against the needle-cpu reference) but in-process and
+ * with no meaningful timing. It keeps the harness from rotting; it measures nothing.
+ */
+import { describe, expect, it } from 'vitest';
+import { allCases } from '../src/cases';
+import { InProcessChannel, PythonChannel, torchAvailable } from '../src/channels';
+import { parse } from '../src/cli';
+import type { Target } from '../src/engines/types';
+import { runHarness } from '../src/harness';
+import { formatMarkdown, formatTable } from '../src/report';
+
+// WebGPU competitors are left out: on llvmpipe they take seconds to start and compile, and their
+// numbers are only meaningful in a real run. needle's own WebGPU backend is included.
+const SMOKE_TARGETS: Target[] = ['needle:cpu', 'needle:wasm', 'needle:webgpu', 'tfjs:cpu', 'tfjs:wasm', 'jax:wasm', 'torch:cpu'];
+
+describe('bench smoke', () => {
+  it('runs every case once at a tiny size and checks it against the reference', async () => {
+    const result = await runHarness({
+      cases: allCases({ tiny: true }),
+      targets: SMOKE_TARGETS,
+      open: (t) => {
+        if (t !== 'torch:cpu') return new InProcessChannel();
+        const probe = torchAvailable();
+        if (!probe.ok) throw new Error(probe.reason);
+        return new PythonChannel();
+      },
+      threads: 1,
+      rounds: 1,
+      samplesPerRound: 1,
+      sampleMs: 0,
+      warmupMs: 0,
+      roundMs: 0,
+    });
+
+    if (process.env.BENCH_SMOKE_PRINT) console.log(formatTable(result));
+    for (const t of result.targets) {
+      // A competitor (or a needle backend still being written) that cannot start here is skipped.
+      if (t.status !== 'ok') console.warn(`[bench smoke] skipping ${t.target}: ${t.reason}`);
+    }
+    const started = new Set(result.targets.filter((t) => t.status === 'ok').map((t) => t.target));
+    expect(started.has('needle:cpu')).toBe(true);
+    for (const c of result.cases) {
+      for (const e of c.entries) {
+        if (!started.has(e.target)) continue;
+        // Never a wrong answer or a crash; 'not available' is allowed (convnet/lstm, MLP before autograd).
+        expect([`${c.spec.id} ${e.target}: ok`, `${c.spec.id} ${e.target}: not available`]).toContain(`${c.spec.id} ${e.target}: ${e.status}${e.status === 'ok' || e.status === 'not available' ? '' : ` (${e.reason})`}`);
+        if (e.status === 'ok') expect(e.summary!.median).toBeGreaterThan(0);
+      }
+    }
+    // The reference engine computes every case that has a reference.
+    for (const id of ['matmul-16', 'ewise-add-1000', 'reduce-sum-1000']) {
+      expect(result.cases.find((c) => c.spec.id === id)!.entries.find((e) => e.target === 'needle:cpu')!.status).toBe('ok');
+    }
+    expect(formatTable(result)).toContain('matmul-16');
+    expect(formatMarkdown(result)).toContain('| matmul-16 | needle:cpu |');
+  });
+
+  it('parses filters and flags', () => {
+    const a = parse(['matmul', '--backend', 'wasm']);
+    expect(a.cases.map((c) => c.id)).toEqual(['matmul-128', 'matmul-256', 'matmul-512', 'matmul-1024']);
+    expect(a.targets).toEqual(['needle:wasm', 'tfjs:wasm', 'jax:wasm']);
+    expect(parse(['matmul', '--large']).cases.at(-1)!.id).toBe('matmul-2048');
+    expect(parse(['mlp', '--framework', 'torch']).targets).toEqual(['needle:cpu', 'needle:wasm', 'needle:webgpu', 'torch:cpu']);
+    expect(() => parse(['nothing-like-this'])).toThrow(/no case matches/);
+  });
+});
