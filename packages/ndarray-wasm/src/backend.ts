@@ -150,7 +150,7 @@ export class WasmBackend implements Backend {
     try {
       this.memoryObject.grow(pages);
     } catch (error) {
-      throw new Error(`${this.name}.${op}: could not grow the WebAssembly memory by ${pages} pages: ${(error as Error).message}`);
+      throw new Error(`${this.name}.${op}: could not grow the WebAssembly memory by ${pages} pages: ${(error as Error).message}`, { cause: error });
     }
     // The old view is detached (unshared memory) or too short (shared memory): always re-create it.
     this.heap = new Float32Array(this.memoryObject.buffer);

@@ -58,8 +58,9 @@ export function sharedVariant(bytes: Uint8Array): Uint8Array {
     const id = out[pos];
     const [size, body] = readLeb(out, pos + 1);
     if (id === 2) {
-      let [count, p] = readLeb(out, body);
-      while (count-- > 0) {
+      const [count, first] = readLeb(out, body);
+      let p = first;
+      for (let i = 0; i < count; i++) {
         const [modLen, p1] = readLeb(out, p);
         const [nameLen, p2] = readLeb(out, p1 + modLen);
         p = p2 + nameLen;

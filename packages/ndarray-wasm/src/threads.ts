@@ -39,7 +39,7 @@ interface WorkerInit {
  * The body of every worker, shipped as source text (Function.prototype.toString), so it must not
  * reference anything outside itself. It runs in a Node worker_threads eval worker or a browser Worker.
  */
-function workerMain(isNode: boolean): void {
+function workerMain(nodeWorkerThreads: (() => Promise<typeof import('node:worker_threads')>) | undefined): void {
   const start = (init: WorkerInit, reply: (message: string) => void): void => {
     const instance = new WebAssembly.Instance(init.module, { env: { memory: init.memory } });
     const exports = instance.exports as Record<string, (...args: number[]) => void>;
@@ -49,8 +49,10 @@ function workerMain(isNode: boolean): void {
     const base = init.index * 24;
     const ack = 2 + init.index;
     const errorFlag = 2 + init.workers + init.index;
-    reply('ready');
+    // Read the generation before announcing readiness: the first job may be published the moment
+    // the caller hears 'ready', and a worker that read the counter later would sleep through it.
     let seen = Atomics.load(control, 0);
+    reply('ready');
     for (;;) {
       Atomics.wait(control, 0, seen);
       seen = Atomics.load(control, 0);
@@ -70,10 +72,11 @@ function workerMain(isNode: boolean): void {
       Atomics.notify(control, ack);
     }
   };
-  if (isNode) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { parentPort } = require('node:worker_threads') as typeof import('node:worker_threads');
-    parentPort!.once('message', (init: WorkerInit) => start(init, (m) => parentPort!.postMessage(m)));
+  if (nodeWorkerThreads) {
+    // The port queues the init message until this listener exists.
+    void nodeWorkerThreads().then(({ parentPort }) => {
+      parentPort!.once('message', (init: WorkerInit) => start(init, (m) => parentPort!.postMessage(m)));
+    });
   } else {
     const scope = self as unknown as { onmessage: ((e: MessageEvent) => void) | null; postMessage(m: string): void };
     scope.onmessage = (e: MessageEvent) => {
@@ -132,7 +135,9 @@ export class WorkerPool {
     const control = new SharedArrayBuffer(4 * (2 + 2 * workers));
     const args = new SharedArrayBuffer(8 * SLOTS * workers);
     const isNode = isNodeRuntime();
-    const source = `(${workerMain.toString()})(${isNode});`;
+    // The import is spelled in this string, not in workerMain, where a bundler would rewrite it. A
+    // dynamic import works whether Node evaluates the worker as CommonJS or (--input-type=module) ESM.
+    const source = `(${workerMain.toString()})(${isNode ? "() => import('node:worker_threads')" : 'undefined'});`;
     const handles: WorkerHandle[] = [];
     const ready: Promise<void>[] = [];
     if (isNode) {
