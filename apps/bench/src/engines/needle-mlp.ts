@@ -1,18 +1,80 @@
 /**
- * needle's MLP training step, through @needle/autograd. Until that package lands the case is
- * reported as not available (never timed, never faked).
+ * needle's MLP training step through @needle/autograd: forward, mean softmax cross-entropy,
+ * backward, SGD update written into the parameters in place. Until autograd is built (or when its
+ * exports differ from what this file needs) the case is reported as not available, never faked.
  */
-import type { Backend } from '@needle/ndarray';
-import type { CaseSpec } from '../cases';
+import { NDArray, scope, type Backend } from '@needle/ndarray';
+import { MLP_LR, type CaseSpec } from '../cases';
+import { concatFlat } from '../reference';
 import { NotAvailableError, type Prepared } from './types';
 import { importWorkspacePackage } from './workspace';
 
-export async function prepareNeedleMlp(_spec: CaseSpec, _inputs: Float32Array[], _backend: Backend): Promise<Prepared> {
-  let autograd: Record<string, unknown>;
+/** The part of @needle/autograd's API this step uses (it is loaded dynamically, see workspace.ts). */
+interface Tensor {
+  readonly data: NDArray;
+  readonly grad: Tensor | null;
+  backward(): void;
+  zeroGrad(): void;
+  assign(value: NDArray): Tensor;
+  dispose(): void;
+  readonly disposed: boolean;
+}
+interface Autograd {
+  Tensor: new (data: NDArray, options?: { requiresGrad?: boolean }) => Tensor;
+  matmul(a: Tensor, b: Tensor): Tensor;
+  add(a: Tensor, b: Tensor): Tensor;
+  mul(a: Tensor | number, b: Tensor | number): Tensor;
+  relu(x: Tensor): Tensor;
+  logSoftmax(x: Tensor, axis?: number): Tensor;
+  sum(x: Tensor): Tensor;
+}
+const NEEDED = ['Tensor', 'matmul', 'add', 'mul', 'relu', 'logSoftmax', 'sum'] as const;
+
+export async function prepareNeedleMlp(spec: CaseSpec, inputs: Float32Array[], backend: Backend): Promise<Prepared> {
+  let mod: Record<string, unknown>;
   try {
-    autograd = await importWorkspacePackage('autograd');
+    mod = await importWorkspacePackage('autograd');
   } catch (e) {
     throw new NotAvailableError(`needs @needle/autograd, which is not built here yet (${(e as Error).message.split(' (')[0]})`);
   }
-  throw new NotAvailableError(`@needle/autograd is present (exports: ${Object.keys(autograd).slice(0, 12).join(', ')}) but the bench is not wired to it yet`);
+  const missing = NEEDED.filter((k) => typeof mod[k] !== 'function');
+  if (missing.length) throw new NotAvailableError(`@needle/autograd lacks ${missing.join(', ')}`);
+  const ag = mod as unknown as Autograd;
+
+  const [batch, nIn, nHidden, nClasses] = spec.dims;
+  const constant = (data: Float32Array, shape: number[]) => new ag.Tensor(NDArray.fromData(data, shape, backend));
+  const param = (data: Float32Array, shape: number[]) => new ag.Tensor(NDArray.fromData(data, shape, backend), { requiresGrad: true });
+  const x = constant(inputs[0], [batch, nIn]);
+  const y = constant(inputs[1], [batch, nClasses]);
+  const params = [param(inputs[2], [nIn, nHidden]), param(inputs[3], [nHidden]), param(inputs[4], [nHidden, nClasses]), param(inputs[5], [nClasses])];
+  const [w1, b1, w2, b2] = params;
+  let loss: Tensor | undefined;
+
+  return {
+    step: async () => {
+      if (loss && !loss.disposed) loss.dispose();
+      const s = scope();
+      let l: Tensor;
+      try {
+        const logits = ag.add(ag.matmul(ag.relu(ag.add(ag.matmul(x, w1), b1)), w2), b2);
+        l = ag.mul(ag.sum(ag.mul(ag.logSoftmax(logits, -1), y)), -1 / batch);
+        l.backward();
+        for (const p of params) {
+          p.assign(p.data.sub(p.grad!.data.mul(MLP_LR)));
+          p.zeroGrad();
+        }
+      } catch (e) {
+        s.end();
+        throw e;
+      }
+      // Everything created in the step goes except the loss, which output() reads.
+      loss = s.end(l);
+      await backend.sync?.();
+    },
+    output: async () => concatFlat(await Promise.all([loss!, ...params].map((t) => t.data.toArray()))),
+    dispose: () => {
+      if (loss && !loss.disposed) loss.dispose();
+      for (const t of [x, y, ...params]) if (!t.disposed) t.dispose();
+    },
+  };
 }
