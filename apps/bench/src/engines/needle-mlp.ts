@@ -37,6 +37,11 @@ export async function prepareNeedleMlp(spec: CaseSpec, inputs: Float32Array[], b
   } catch (e) {
     throw new NotAvailableError(`needs @needle/autograd, which is not built here yet (${(e as Error).message.split(' (')[0]})`);
   }
+  return prepareMlpWith(mod, spec, inputs, backend);
+}
+
+/** The step on a given autograd module (exported for a test against autograd's sources). */
+export function prepareMlpWith(mod: Record<string, unknown>, spec: CaseSpec, inputs: Float32Array[], backend: Backend): Prepared {
   const missing = NEEDED.filter((k) => typeof mod[k] !== 'function');
   if (missing.length) throw new NotAvailableError(`@needle/autograd lacks ${missing.join(', ')}`);
   const ag = mod as unknown as Autograd;
