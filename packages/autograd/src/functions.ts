@@ -1,0 +1,694 @@
+/**
+ * The differentiable ops users call. Each is either one primitive from ./optable (through `apply`)
+ * or a composition of them, with no gradient code of its own.
+ */
+import {
+  NDArray,
+  arange as ndArange,
+  broadcastShapes,
+  full as ndFull,
+  normalizeAxes,
+  normalizeAxis,
+  rand as ndRand,
+  tidy,
+  type Generator,
+  type Index,
+  type Shape,
+  type Slice,
+} from '@needle/ndarray';
+import { fail, fmt } from './errors';
+import { isGradEnabled } from './grad-mode';
+import { apply, windowCount, type WindowAttrs } from './optable';
+import { Tensor, constant, type TensorLike } from './tensor';
+
+// ---- helpers --------------------------------------------------------------------------------------
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+function checkTensor(op: string, t: unknown, what = 'input'): asserts t is Tensor {
+  if (!(t instanceof Tensor)) fail(op, `expected a Tensor as ${what}, got ${t === null ? 'null' : typeof t}`);
+}
+
+/**
+ * Run a composition. With grad enabled its intermediates are graph nodes reachable from the result
+ * (so backward releases them); without, nothing references them once the result exists, so a tidy
+ * disposes them right away and noGrad code does not leak composite internals.
+ */
+function composite<T>(fn: () => T): T {
+  return isGradEnabled() ? fn() : tidy(fn);
+}
+
+/** Broadcast to `shape` unless already there (internal: may return `t` itself). */
+function broadcastIfNeeded(t: Tensor, shape: readonly number[]): Tensor {
+  return sameShape(t.shape, shape) ? t : broadcastTo(t, shape);
+}
+
+function scalarTensor(value: number, like: Tensor): Tensor {
+  return constant(ndFull([], value, { backend: like.backend }));
+}
+
+type BroadcastOp = 'add' | 'mul' | 'pow' | 'maximum';
+
+/** NumPy broadcasting made explicit: the broadcastTo nodes sum the gradients back to each input's shape. */
+function broadcastBinary(op: BroadcastOp, a: Tensor, b: Tensor): Tensor {
+  checkTensor(op, a);
+  checkTensor(op, b);
+  if (sameShape(a.shape, b.shape)) return apply(op, [a, b], null);
+  const shape = broadcastShapes(op, a.shape, b.shape);
+  return composite(() => apply(op, [broadcastIfNeeded(a, shape), broadcastIfNeeded(b, shape)], null));
+}
+
+function bothNumbers(op: string): never {
+  return fail(op, 'expected at least one Tensor operand, got two numbers');
+}
+
+// ---- elementwise ----------------------------------------------------------------------------------
+
+export function add(a: TensorLike, b: TensorLike): Tensor {
+  if (typeof a === 'number') return typeof b === 'number' ? bothNumbers('add') : apply('addScalar', [b], { scalar: a });
+  if (typeof b === 'number') return apply('addScalar', [a], { scalar: b });
+  return broadcastBinary('add', a, b);
+}
+
+/** a - b as a + (-b): negation is exact, so this is bit-identical to a direct subtraction. */
+export function sub(a: TensorLike, b: TensorLike): Tensor {
+  if (typeof a === 'number') {
+    if (typeof b === 'number') bothNumbers('sub');
+    return composite(() => add(neg(b), a));
+  }
+  if (typeof b === 'number') return add(a, -b);
+  return composite(() => add(a, neg(b)));
+}
+
+export function mul(a: TensorLike, b: TensorLike): Tensor {
+  if (typeof a === 'number') return typeof b === 'number' ? bothNumbers('mul') : apply('mulScalar', [b], { scalar: a });
+  if (typeof b === 'number') return apply('mulScalar', [a], { scalar: b });
+  return broadcastBinary('mul', a, b);
+}
+
+/**
+ * a / b as a * b^-1. One extra rounding compared with a direct division (an error of about one
+ * float32 ulp), in exchange for no division gradient code: d(b^-1) comes from powScalar.
+ */
+export function div(a: TensorLike, b: TensorLike): Tensor {
+  if (typeof a === 'number') {
+    if (typeof b === 'number') bothNumbers('div');
+    return composite(() => mul(pow(b, -1), a));
+  }
+  if (typeof b === 'number') return mul(a, 1 / b);
+  return composite(() => mul(a, pow(b, -1)));
+}
+
+/** a ** b for a tensor or scalar exponent; a scalar base is exp(b * ln a) (so a must be > 0). */
+export function pow(a: TensorLike, b: TensorLike): Tensor {
+  if (typeof a === 'number') {
+    if (typeof b === 'number') bothNumbers('pow');
+    if (!(a > 0)) fail('pow', `a scalar base must be positive (computed as exp(b * ln a)), got ${a}`);
+    return composite(() => exp(mul(b, Math.log(a))));
+  }
+  if (typeof b === 'number') return apply('powScalar', [a], { exponent: b });
+  return broadcastBinary('pow', a, b);
+}
+
+/** Elementwise maximum; ties split the gradient evenly. */
+export function maximum(a: TensorLike, b: TensorLike): Tensor {
+  if (typeof a === 'number') {
+    if (typeof b === 'number') bothNumbers('maximum');
+    return composite(() => broadcastBinary('maximum', b, scalarTensor(a, b)));
+  }
+  if (typeof b === 'number') return composite(() => broadcastBinary('maximum', a, scalarTensor(b, a)));
+  return broadcastBinary('maximum', a, b);
+}
+
+/** Elementwise minimum, as -maximum(-a, -b). */
+export function minimum(a: TensorLike, b: TensorLike): Tensor {
+  return composite(() => neg(maximum(typeof a === 'number' ? -a : neg(a), typeof b === 'number' ? -b : neg(b))));
+}
+
+export function neg(x: Tensor): Tensor {
+  return apply('neg', [x], null);
+}
+
+export function exp(x: Tensor): Tensor {
+  return apply('exp', [x], null);
+}
+
+export function log(x: Tensor): Tensor {
+  return apply('log', [x], null);
+}
+
+export function sqrt(x: Tensor): Tensor {
+  return apply('sqrt', [x], null);
+}
+
+export function tanh(x: Tensor): Tensor {
+  return apply('tanh', [x], null);
+}
+
+export function abs(x: Tensor): Tensor {
+  return apply('abs', [x], null);
+}
+
+export function relu(x: Tensor): Tensor {
+  return apply('relu', [x], null);
+}
+
+/**
+ * sigmoid(x) = (tanh(x / 2) + 1) / 2. The textbook 1 / (1 + exp(-x)) overflows exp for x < -88 and
+ * its composed gradient then evaluates 0 * Inf = NaN; the tanh form is bounded everywhere and its
+ * gradient, (1 - tanh^2) / 4, is exactly sigmoid * (1 - sigmoid).
+ */
+export function sigmoid(x: Tensor): Tensor {
+  return composite(() => add(mul(tanh(mul(x, 0.5)), 0.5), 0.5));
+}
+
+const GELU_C = Math.sqrt(2 / Math.PI);
+
+/**
+ * GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (PyTorch's
+ * approximate='tanh'; the exact form needs erf, which the backends do not have).
+ */
+export function gelu(x: Tensor): Tensor {
+  return composite(() => {
+    const inner = mul(add(x, mul(pow(x, 3), 0.044715)), GELU_C);
+    return mul(mul(x, 0.5), add(tanh(inner), 1));
+  });
+}
+
+/**
+ * cond ? x : y elementwise, with broadcasting over all three. `cond` is a mask (non-zero = true)
+ * and receives no gradient. A selection rather than x*m + y*(1-m), which would turn an unselected
+ * Inf (attention masks) into NaN in the forward and in the gradient.
+ */
+export function where(cond: Tensor | NDArray, x: TensorLike, y: TensorLike): Tensor {
+  const like = x instanceof Tensor ? x : y instanceof Tensor ? y : undefined;
+  return composite(() => {
+    const c = cond instanceof NDArray ? constant(cond.view(cond.shape, cond.strides, cond.offset)) : cond;
+    checkTensor('where', c, 'condition');
+    const ref = like ?? c;
+    const xt = typeof x === 'number' ? scalarTensor(x, ref) : x;
+    const yt = typeof y === 'number' ? scalarTensor(y, ref) : y;
+    checkTensor('where', xt);
+    checkTensor('where', yt);
+    const shape = broadcastShapes('where', broadcastShapes('where', c.shape, xt.shape), yt.shape);
+    return apply('where', [broadcastIfNeeded(c, shape), broadcastIfNeeded(xt, shape), broadcastIfNeeded(yt, shape)], null);
+  });
+}
+
+// ---- shapes and views -----------------------------------------------------------------------------
+
+/** Same data, new shape (one -1 is inferred); a view when the layout allows. */
+export function reshape(x: Tensor, shape: Shape): Tensor {
+  checkTensor('reshape', x);
+  return apply('reshape', [x], { shape: [...shape] });
+}
+
+export function permute(x: Tensor, axes: readonly number[]): Tensor {
+  checkTensor('permute', x);
+  if (axes.length !== x.ndim) fail('permute', `got ${axes.length} axes ${JSON.stringify(axes)} for a tensor of shape ${fmt(x.shape)}`);
+  const norm = axes.map((a) => normalizeAxis('permute', a, x.ndim));
+  if (new Set(norm).size !== norm.length) fail('permute', `axes ${JSON.stringify(axes)} repeat an axis`);
+  return apply('permute', [x], { axes: norm });
+}
+
+/** Swap two axes (default the last two). */
+export function transpose(x: Tensor, axis0 = -2, axis1 = -1): Tensor {
+  checkTensor('transpose', x);
+  if (x.ndim < 2) return permute(x, x.shape.map((_, i) => i));
+  const a0 = normalizeAxis('transpose', axis0, x.ndim);
+  const a1 = normalizeAxis('transpose', axis1, x.ndim);
+  const axes = x.shape.map((_, i) => i);
+  axes[a0] = a1;
+  axes[a1] = a0;
+  return permute(x, axes);
+}
+
+/** Broadcast to a larger shape (NumPy rules); the gradient sums over the broadcast axes. */
+export function broadcastTo(x: Tensor, shape: Shape): Tensor {
+  checkTensor('broadcastTo', x);
+  return apply('broadcastTo', [x], { shape: [...shape] });
+}
+
+/** Sum `g` down to `shape` (the adjoint of broadcasting). Internal: may return `g` itself. */
+export function sumToShape(g: Tensor, shape: readonly number[]): Tensor {
+  if (sameShape(g.shape, shape)) return g;
+  const lead = g.ndim - shape.length;
+  if (lead < 0) fail('sumToShape', `cannot sum a gradient of shape ${fmt(g.shape)} down to the larger rank of ${fmt(shape)}`);
+  const axes: number[] = [];
+  for (let i = 0; i < g.ndim; i++) {
+    if (i < lead || (shape[i - lead] === 1 && g.shape[i] !== 1)) axes.push(i);
+  }
+  return composite(() => reshape(sum(g, axes, true), shape));
+}
+
+/**
+ * NumPy-style basic indexing (a view): integers drop an axis, slices ('1:5:2', '::-1',
+ * {start, stop, step}) keep it, null inserts one, '...' fills. The gradient scatters into zeros.
+ */
+export function getitem(x: Tensor, ...index: Index[]): Tensor {
+  checkTensor('getitem', x);
+  return apply('getitem', [x], { index: [...index] });
+}
+
+/** The adjoint of getitem: zeros of `shape` with `g` written at `index`. Internal. */
+export function scatterSlice(g: Tensor, shape: readonly number[], index: readonly Index[]): Tensor {
+  return apply('scatterSlice', [g], { shape: [...shape], index: [...index] });
+}
+
+/** Reverse the order along the axes (default all). */
+export function flip(x: Tensor, axes?: number | readonly number[]): Tensor {
+  checkTensor('flip', x);
+  return apply('flip', [x], { axes: normalizeAxes('flip', axes, x.ndim) });
+}
+
+/** Remove size-1 axes (the given ones, or all). */
+export function squeeze(x: Tensor, axes?: number | readonly number[]): Tensor {
+  checkTensor('squeeze', x);
+  const list = axes === undefined ? x.shape.flatMap((d, i) => (d === 1 ? [i] : [])) : normalizeAxes('squeeze', axes, x.ndim);
+  for (const a of list) {
+    if (x.shape[a] !== 1) fail('squeeze', `axis ${a} of shape ${fmt(x.shape)} has size ${x.shape[a]}, expected 1`);
+  }
+  return reshape(x, x.shape.filter((_, i) => !list.includes(i)));
+}
+
+/** Insert a size-1 axis at `axis` (-1 appends). */
+export function expandDims(x: Tensor, axis: number): Tensor {
+  checkTensor('expandDims', x);
+  const ax = normalizeAxis('expandDims', axis, x.ndim + 1);
+  const shape = [...x.shape];
+  shape.splice(ax, 0, 1);
+  return reshape(x, shape);
+}
+
+/** Merge axes startAxis..endAxis (inclusive) into one. */
+export function flatten(x: Tensor, startAxis = 0, endAxis = -1): Tensor {
+  checkTensor('flatten', x);
+  if (x.ndim === 0) return reshape(x, [1]);
+  const s = normalizeAxis('flatten', startAxis, x.ndim);
+  const e = normalizeAxis('flatten', endAxis, x.ndim);
+  if (s > e) fail('flatten', `startAxis ${startAxis} comes after endAxis ${endAxis} for shape ${fmt(x.shape)}`);
+  const merged = x.shape.slice(s, e + 1).reduce((p, d) => p * d, 1);
+  return reshape(x, [...x.shape.slice(0, s), merged, ...x.shape.slice(e + 1)]);
+}
+
+/** Join along an existing axis; the gradient is split back into the pieces. */
+export function concat(tensors: readonly Tensor[], axis = 0): Tensor {
+  if (tensors.length === 0) fail('concat', 'expected at least one tensor');
+  tensors.forEach((t) => checkTensor('concat', t));
+  const first = tensors[0];
+  const ax = normalizeAxis('concat', axis, first.ndim);
+  for (const t of tensors) {
+    if (t.ndim !== first.ndim || t.shape.some((d, i) => i !== ax && d !== first.shape[i])) {
+      fail('concat', `shapes ${tensors.map((x) => fmt(x.shape)).join(', ')} differ outside axis ${ax}`);
+    }
+  }
+  return apply('concat', tensors, { axis: ax });
+}
+
+/** Join tensors of one shape along a new axis. */
+export function stack(tensors: readonly Tensor[], axis = 0): Tensor {
+  if (tensors.length === 0) fail('stack', 'expected at least one tensor');
+  tensors.forEach((t) => checkTensor('stack', t));
+  const first = tensors[0];
+  for (const t of tensors) {
+    if (!sameShape(t.shape, first.shape)) fail('stack', `all tensors must have one shape, got ${tensors.map((x) => fmt(x.shape)).join(', ')}`);
+  }
+  const ax = normalizeAxis('stack', axis, first.ndim + 1);
+  return composite(() => concat(tensors.map((t) => expandDims(t, ax)), ax));
+}
+
+/** Split into views along an axis: a size per piece (the last may be smaller) or a list of sizes. */
+export function split(x: Tensor, sizes: number | readonly number[], axis = 0): Tensor[] {
+  checkTensor('split', x);
+  const ax = normalizeAxis('split', axis, x.ndim);
+  const n = x.shape[ax];
+  let pieces: number[];
+  if (typeof sizes === 'number') {
+    if (!Number.isInteger(sizes) || sizes <= 0) fail('split', `split size must be a positive integer, got ${sizes}`);
+    pieces = [];
+    for (let s = 0; s < n; s += sizes) pieces.push(Math.min(sizes, n - s));
+  } else {
+    pieces = [...sizes];
+    if (pieces.some((p) => !Number.isInteger(p) || p < 0) || pieces.reduce((p, q) => p + q, 0) !== n) {
+      fail('split', `sizes ${JSON.stringify(sizes)} must be non-negative integers adding up to ${n} (axis ${ax} of shape ${fmt(x.shape)})`);
+    }
+  }
+  let start = 0;
+  return pieces.map((len) => {
+    const index: Index[] = [...Array.from({ length: ax }, (): Slice => ({})), { start, stop: start + len }];
+    start += len;
+    return getitem(x, ...index);
+  });
+}
+
+/** Constant padding: padWidth[i] = [before, after] for axis i (missing trailing axes: none). */
+export function pad(x: Tensor, padWidth: ReadonlyArray<readonly [number, number]>, value = 0): Tensor {
+  checkTensor('pad', x);
+  if (padWidth.length > x.ndim) fail('pad', `got ${padWidth.length} pad pairs for a tensor of shape ${fmt(x.shape)}`);
+  const pw = x.shape.map((_, i): [number, number] => [padWidth[i]?.[0] ?? 0, padWidth[i]?.[1] ?? 0]);
+  if (pw.some(([lo, hi]) => !Number.isInteger(lo) || !Number.isInteger(hi) || lo < 0 || hi < 0)) {
+    fail('pad', `pad widths must be non-negative integers, got ${JSON.stringify(padWidth)}`);
+  }
+  return apply('pad', [x], { padWidth: pw, value });
+}
+
+/** Insert `dilation` zeros after each element along the axes (needle's dilate): a scatter into zeros. */
+export function dilate(x: Tensor, axes: number | readonly number[], dilation: number): Tensor {
+  checkTensor('dilate', x);
+  if (!Number.isInteger(dilation) || dilation < 0) fail('dilate', `dilation must be a non-negative integer, got ${dilation}`);
+  const list = normalizeAxes('dilate', axes, x.ndim);
+  const shape = x.shape.map((d, i) => (list.includes(i) ? d * (dilation + 1) : d));
+  const index = x.shape.map((_, i): Slice => (list.includes(i) ? { step: dilation + 1 } : {}));
+  return scatterSlice(x, shape, index);
+}
+
+/** The inverse of dilate: keep every (dilation+1)-th element along the axes (a strided view). */
+export function undilate(x: Tensor, axes: number | readonly number[], dilation: number): Tensor {
+  checkTensor('undilate', x);
+  if (!Number.isInteger(dilation) || dilation < 0) fail('undilate', `dilation must be a non-negative integer, got ${dilation}`);
+  const list = normalizeAxes('undilate', axes, x.ndim);
+  return getitem(x, ...x.shape.map((_, i): Slice => (list.includes(i) ? { step: dilation + 1 } : {})));
+}
+
+// ---- reductions -----------------------------------------------------------------------------------
+
+function reducedShape(shape: readonly number[], axes: readonly number[], keepdims: boolean): number[] {
+  return keepdims ? shape.map((d, i) => (axes.includes(i) ? 1 : d)) : shape.filter((_, i) => !axes.includes(i));
+}
+
+/** Sum over axes (default all). */
+export function sum(x: Tensor, axis?: number | readonly number[], keepdims = false): Tensor {
+  checkTensor('sum', x);
+  return apply('sum', [x], { axes: normalizeAxes('sum', axis, x.ndim), keepdims });
+}
+
+/** Mean over axes (default all), as sum * (1 / count). */
+export function mean(x: Tensor, axis?: number | readonly number[], keepdims = false): Tensor {
+  checkTensor('mean', x);
+  const axes = normalizeAxes('mean', axis, x.ndim);
+  const count = axes.reduce((p, a) => p * x.shape[a], 1);
+  if (count === 0) fail('mean', `cannot average over zero elements (shape ${fmt(x.shape)}, axes ${JSON.stringify(axes)})`);
+  return composite(() => mul(sum(x, axes, keepdims), 1 / count));
+}
+
+/** Maximum over axes (default all); the gradient is shared between tied maxima. */
+export function max(x: Tensor, axis?: number | readonly number[], keepdims = false): Tensor {
+  checkTensor('max', x);
+  return apply('max', [x], { axes: normalizeAxes('max', axis, x.ndim), keepdims });
+}
+
+/** Minimum over axes, as -max(-x). */
+export function min(x: Tensor, axis?: number | readonly number[], keepdims = false): Tensor {
+  return composite(() => neg(max(neg(x), axis, keepdims)));
+}
+
+/**
+ * log(sum(exp(x))) over axes, computed as m + log(sum(exp(x - m))) with m the (finite) maximum.
+ * m enters as a constant: the gradient of logsumexp (softmax) does not depend on the shift, so no
+ * gradient has to flow through the max, and exp never overflows.
+ */
+export function logsumexp(x: Tensor, axis?: number | readonly number[], keepdims = false): Tensor {
+  checkTensor('logsumexp', x);
+  const axes = normalizeAxes('logsumexp', axis, x.ndim);
+  if (axes.some((a) => x.shape[a] === 0)) fail('logsumexp', `cannot reduce over an empty axis (shape ${fmt(x.shape)})`);
+  return composite(() => {
+    const m = x.data.max(axes, true);
+    // An all -Inf slice has max -Inf; shifting by it would give -Inf - -Inf = NaN. Shift by 0 there.
+    const finite = m.abs();
+    const isFinite = finite.lt(Infinity);
+    finite.dispose();
+    const shift = constant(isFinite.where(m, 0));
+    isFinite.dispose();
+    m.dispose();
+    const out = add(log(sum(exp(sub(x, shift)), axes, true)), shift);
+    return keepdims ? out : reshape(out, reducedShape(x.shape, axes, false));
+  });
+}
+
+/** log(softmax(x)) as x - logsumexp(x): stable, and its gradient is g - softmax * sum(g). */
+export function logSoftmax(x: Tensor, axis = -1): Tensor {
+  checkTensor('logSoftmax', x);
+  const ax = normalizeAxis('logSoftmax', axis, x.ndim);
+  return composite(() => sub(x, logsumexp(x, ax, true)));
+}
+
+/** softmax as exp(logSoftmax(x)): stable for any input range. */
+export function softmax(x: Tensor, axis = -1): Tensor {
+  checkTensor('softmax', x);
+  return composite(() => exp(logSoftmax(x, axis)));
+}
+
+// ---- linear algebra -------------------------------------------------------------------------------
+
+/**
+ * Matrix product with NumPy semantics: 1-D operands are promoted (and the added axis removed),
+ * batch axes broadcast. [..., k] @ [k, n] folds the batch into rows so the weight is never copied
+ * per batch element.
+ */
+export function matmul(a: Tensor, b: Tensor): Tensor {
+  checkTensor('matmul', a);
+  checkTensor('matmul', b);
+  if (a.ndim === 0 || b.ndim === 0) fail('matmul', `expected tensors of at least 1 dimension, got shapes ${fmt(a.shape)} and ${fmt(b.shape)}`);
+  const k = a.shape[a.ndim - 1];
+  const k2 = b.shape[b.ndim === 1 ? 0 : b.ndim - 2];
+  if (k !== k2) {
+    fail('matmul', `inner dimensions differ: ${fmt(a.shape)} @ ${fmt(b.shape)} (${k} vs ${k2}); expected a[..., m, k] @ b[..., k, n]`);
+  }
+  if (a.ndim === 1) return composite(() => squeeze(matmul(reshape(a, [1, k]), b), b.ndim === 1 ? 0 : -2));
+  if (b.ndim === 1) return composite(() => squeeze(matmul(a, reshape(b, [k, 1])), -1));
+  if (b.ndim === 2 && a.ndim > 2) {
+    const n = b.shape[1];
+    return composite(() => reshape(apply('matmul', [reshape(a, [-1, k]), b], null), [...a.shape.slice(0, -1), n]));
+  }
+  broadcastShapes('matmul', a.shape.slice(0, -2), b.shape.slice(0, -2));
+  return apply('matmul', [a, b], null);
+}
+
+// ---- convolution and pooling (public layout NCHW, computed in NHWC) --------------------------------
+
+type Pair = number | readonly [number, number];
+
+function pair(op: string, name: string, v: Pair, min: number): [number, number] {
+  const p: [number, number] = typeof v === 'number' ? [v, v] : [v[0], v[1]];
+  if (p.some((x) => !Number.isInteger(x) || x < min)) fail(op, `${name} must be integers >= ${min}, got ${JSON.stringify(v)}`);
+  return p;
+}
+
+/** im2col as a differentiable op: [N, H, W, C] -> [N, Ho, Wo, kh, kw, C]. Internal. */
+export function im2col(x: Tensor, attrs: WindowAttrs): Tensor {
+  return apply('im2col', [x], { ...attrs });
+}
+
+/** The adjoint of im2col (overlapping windows add up). Internal. */
+export function col2im(cols: Tensor, attrs: WindowAttrs, inputShape: readonly number[]): Tensor {
+  const { kh, kw, sh, sw, dh, dw } = attrs;
+  return apply('col2im', [cols], { kh, kw, sh, sw, dh, dw, inputShape: [...inputShape] });
+}
+
+export interface Conv2dOptions {
+  /** [out] added to every output position. */
+  bias?: Tensor | null;
+  stride?: Pair;
+  /** Zero padding on both sides of H and W. */
+  padding?: Pair;
+  dilation?: Pair;
+  /** Split the channels into groups convolved independently (in and out channels divisible by it). */
+  groups?: number;
+}
+
+/**
+ * 2-D convolution (cross-correlation, as in PyTorch): x [N, C, H, W], weight [O, C/groups, kh, kw]
+ * -> [N, O, Ho, Wo]. Internally: NHWC, an im2col strided view, one (batched per group) matmul.
+ */
+export function conv2d(x: Tensor, weight: Tensor, options: Conv2dOptions = {}): Tensor {
+  checkTensor('conv2d', x);
+  checkTensor('conv2d', weight, 'weight');
+  if (x.ndim !== 4 || weight.ndim !== 4) {
+    fail('conv2d', `expected input [N, C, H, W] and weight [O, C/groups, kh, kw], got shapes ${fmt(x.shape)} and ${fmt(weight.shape)}`);
+  }
+  const groups = options.groups ?? 1;
+  const [n, c, h, w] = x.shape;
+  const [o, cg, kh, kw] = weight.shape;
+  if (!Number.isInteger(groups) || groups < 1 || c % groups !== 0 || o % groups !== 0 || cg * groups !== c) {
+    fail('conv2d', `input ${fmt(x.shape)} with ${c} channels and weight ${fmt(weight.shape)} do not fit groups=${groups} (expected weight [O, ${c / groups}, kh, kw] with O divisible by ${groups})`);
+  }
+  const bias = options.bias ?? null;
+  if (bias && (bias.ndim !== 1 || bias.shape[0] !== o)) fail('conv2d', `bias has shape ${fmt(bias.shape)}, expected [${o}]`);
+  const [sh, sw] = pair('conv2d', 'stride', options.stride ?? 1, 1);
+  const [ph, pw] = pair('conv2d', 'padding', options.padding ?? 0, 0);
+  const [dh, dw] = pair('conv2d', 'dilation', options.dilation ?? 1, 1);
+  const ho = windowCount(h + 2 * ph, kh, sh, dh);
+  const wo = windowCount(w + 2 * pw, kw, sw, dw);
+  if (ho < 1 || wo < 1) {
+    fail('conv2d', `input ${fmt(x.shape)} (padding ${ph}, ${pw}) is smaller than the dilated kernel ${kh}x${kw} (dilation ${dh}, ${dw})`);
+  }
+  return composite(() => {
+    let xh = permute(x, [0, 2, 3, 1]);
+    if (ph > 0 || pw > 0) xh = pad(xh, [[0, 0], [ph, ph], [pw, pw], [0, 0]]);
+    const cols = im2col(xh, { kh, kw, sh, sw, dh, dw });
+    const rows = n * ho * wo;
+    let out: Tensor;
+    if (groups === 1) {
+      const wm = reshape(permute(weight, [2, 3, 1, 0]), [kh * kw * c, o]);
+      out = matmul(reshape(cols, [rows, kh * kw * c]), wm);
+    } else {
+      const og = o / groups;
+      const a = reshape(permute(reshape(cols, [rows, kh * kw, groups, cg]), [2, 0, 1, 3]), [groups, rows, kh * kw * cg]);
+      const wm = reshape(permute(reshape(weight, [groups, og, cg, kh, kw]), [0, 3, 4, 2, 1]), [groups, kh * kw * cg, og]);
+      out = reshape(permute(matmul(a, wm), [1, 0, 2]), [rows, o]);
+    }
+    const y = permute(reshape(out, [n, ho, wo, o]), [0, 3, 1, 2]);
+    return bias ? add(y, reshape(bias, [1, o, 1, 1])) : y;
+  });
+}
+
+export interface Pool2dOptions {
+  /** Default: the kernel size. */
+  stride?: Pair;
+  padding?: Pair;
+  dilation?: Pair;
+}
+
+function pool2d(op: 'maxPool2d' | 'avgPool2d', x: Tensor, kernelSize: Pair, options: Pool2dOptions): Tensor {
+  checkTensor(op, x);
+  if (x.ndim !== 4) fail(op, `expected input [N, C, H, W], got shape ${fmt(x.shape)}`);
+  const [kh, kw] = pair(op, 'kernelSize', kernelSize, 1);
+  const [sh, sw] = pair(op, 'stride', options.stride ?? [kh, kw], 1);
+  const [ph, pw] = pair(op, 'padding', options.padding ?? 0, 0);
+  const [dh, dw] = pair(op, 'dilation', options.dilation ?? 1, 1);
+  if (2 * ph > kh || 2 * pw > kw) fail(op, `padding ${ph}, ${pw} must be at most half the kernel ${kh}x${kw}`);
+  const [, , h, w] = x.shape;
+  if (windowCount(h + 2 * ph, kh, sh, dh) < 1 || windowCount(w + 2 * pw, kw, sw, dw) < 1) {
+    fail(op, `input ${fmt(x.shape)} is smaller than the kernel ${kh}x${kw}`);
+  }
+  return composite(() => {
+    let xh = permute(x, [0, 2, 3, 1]);
+    // Max pooling pads with -Inf so padding never wins; average pooling counts the zero padding
+    // (PyTorch's count_include_pad=True default).
+    if (ph > 0 || pw > 0) xh = pad(xh, [[0, 0], [ph, ph], [pw, pw], [0, 0]], op === 'maxPool2d' ? -Infinity : 0);
+    const cols = im2col(xh, { kh, kw, sh, sw, dh, dw });
+    const pooled = op === 'maxPool2d' ? max(cols, [3, 4]) : mean(cols, [3, 4]);
+    return permute(pooled, [0, 3, 1, 2]);
+  });
+}
+
+/** Max pooling over kh x kw windows, NCHW; tied maxima share the gradient. */
+export function maxPool2d(x: Tensor, kernelSize: Pair, options: Pool2dOptions = {}): Tensor {
+  return pool2d('maxPool2d', x, kernelSize, options);
+}
+
+/** Average pooling over kh x kw windows, NCHW (zero padding counts towards the average). */
+export function avgPool2d(x: Tensor, kernelSize: Pair, options: Omit<Pool2dOptions, 'dilation'> = {}): Tensor {
+  return pool2d('avgPool2d', x, kernelSize, options);
+}
+
+// ---- indexing by integer tensors ------------------------------------------------------------------
+
+function indexData(op: string, index: Tensor | NDArray): NDArray {
+  if (index instanceof Tensor) return index.data;
+  if (index instanceof NDArray) return index;
+  return fail(op, `expected the indices as a Tensor or NDArray, got ${typeof index}`);
+}
+
+/** [..., n] one-hot rows (1 where index == class) as a new NDArray; out-of-range indices give all zeros. */
+function oneHotArray(idx: NDArray, n: number): NDArray {
+  const classes = ndArange(n, undefined, 1, { backend: idx.backend });
+  const col = idx.reshape([...idx.shape, 1]);
+  try {
+    return col.eq(classes);
+  } finally {
+    col.dispose();
+    classes.dispose();
+  }
+}
+
+/**
+ * One-hot encoding: indices [...] (integer values stored as float32) -> [..., numClasses]. A leaf you
+ * own. Indices outside [0, numClasses) give a row of zeros (they cannot be checked without reading).
+ */
+export function oneHot(indices: Tensor | NDArray, numClasses: number): Tensor {
+  if (!Number.isInteger(numClasses) || numClasses < 1) fail('oneHot', `numClasses must be a positive integer, got ${numClasses}`);
+  return new Tensor(oneHotArray(indexData('oneHot', indices), numClasses));
+}
+
+/** Move axis `from` to the end (a permutation and its inverse). */
+function toEndAxes(ndim: number, from: number): { axes: number[]; inverse: number[] } {
+  const axes = [...Array.from({ length: ndim }, (_, i) => i).filter((i) => i !== from), from];
+  const inverse = new Array<number>(ndim);
+  axes.forEach((a, i) => (inverse[a] = i));
+  return { axes, inverse };
+}
+
+/**
+ * torch.gather: out[..., i, ...] = x[..., index[..., i, ...], ...] along `axis`; index has x's rank
+ * and x's sizes on every other axis. Built from primitives (a one-hot mask from eq against arange,
+ * multiplied in and summed), so the backward is the scatter-add with no dedicated kernel.
+ * Out-of-range indices select nothing (0).
+ */
+export function gather(x: Tensor, axis: number, index: Tensor | NDArray): Tensor {
+  checkTensor('gather', x);
+  const idx = indexData('gather', index);
+  const ax = normalizeAxis('gather', axis, x.ndim);
+  if (idx.ndim !== x.ndim || idx.shape.some((d, i) => i !== ax && d !== x.shape[i])) {
+    fail('gather', `index of shape ${fmt(idx.shape)} must have the rank of x ${fmt(x.shape)} and its sizes outside axis ${ax}`);
+  }
+  const { axes, inverse } = toEndAxes(x.ndim, ax);
+  return composite(() => {
+    const xm = expandDims(permute(x, axes), -2); // [..., 1, n]
+    const im = idx.permute(axes);
+    const mask = constant(oneHotArray(im, x.shape[ax])); // [..., m, n]
+    im.dispose();
+    return permute(sum(mul(xm, mask), -1), inverse);
+  });
+}
+
+/**
+ * Select entries of `x` along `axis` by integer indices of any shape: the result has shape
+ * x.shape[:axis] + indices.shape + x.shape[axis+1:]. An embedding lookup is indexSelect(weight, 0, ids).
+ * A one-hot matmul, so the gradient accumulates repeated indices. Out-of-range indices give zeros.
+ */
+export function indexSelect(x: Tensor, axis: number, indices: Tensor | NDArray): Tensor {
+  checkTensor('indexSelect', x);
+  const idx = indexData('indexSelect', indices);
+  const ax = normalizeAxis('indexSelect', axis, x.ndim);
+  const n = x.shape[ax];
+  const before = x.shape.slice(0, ax);
+  const after = x.shape.slice(ax + 1);
+  return composite(() => {
+    const flatIdx = idx.reshape([-1]);
+    const hot = constant(oneHotArray(flatIdx, n)); // [K, n]
+    flatIdx.dispose();
+    const front = [ax, ...x.shape.map((_, i) => i).filter((i) => i !== ax)];
+    const rest = reshape(permute(x, front), [n, -1]); // [n, before*after]
+    const picked = reshape(matmul(hot, rest), [...idx.shape, ...before, ...after]);
+    const k = idx.ndim;
+    const b = before.length;
+    // [...idx, ...before, ...after] -> [...before, ...idx, ...after]
+    const order = [...Array.from({ length: b }, (_, i) => k + i), ...Array.from({ length: k }, (_, i) => i), ...after.map((_, i) => k + b + i)];
+    return permute(picked, order);
+  });
+}
+
+/** Embedding lookup: weight [V, D], ids [...] -> [..., D]. */
+export function embedding(weight: Tensor, ids: Tensor | NDArray): Tensor {
+  return indexSelect(weight, 0, ids);
+}
+
+/**
+ * Inverted dropout: zero each element with probability p and scale the rest by 1 / (1 - p). The
+ * mask is drawn on the host from the seeded generator (same on every backend) and is a constant.
+ */
+export function dropout(x: Tensor, p: number, options: { generator?: Generator } = {}): Tensor {
+  checkTensor('dropout', x);
+  if (!(p >= 0 && p < 1)) fail('dropout', `p must be in [0, 1), got ${p}`);
+  return composite(() => {
+    const u = ndRand(x.shape, { backend: x.backend, generator: options.generator });
+    const keepMask = u.ge(p);
+    u.dispose();
+    const scaled = keepMask.mul(1 / (1 - p));
+    keepMask.dispose();
+    return mul(x, constant(scaled));
+  });
+}

@@ -1,0 +1,332 @@
+/**
+ * The primitive ops: each one is a forward on NDArrays and a backward written in Tensor ops, side by
+ * side, so gradients are themselves differentiable. Everything else in ./functions is a composition
+ * of these and has no gradient code of its own.
+ *
+ * `OPS` is typed `{ [K in OpName]: OpDef<K> }`: adding a name to `OpAttrs` without a definition (and
+ * so without a gradient) does not compile.
+ */
+import { NDArray, concatenate, full, sub as ndSub, type Index, type Slice } from '@needle/ndarray';
+import { fail, fmt } from './errors';
+import { isGradEnabled } from './grad-mode';
+import { Tensor, constant } from './tensor';
+import * as F from './functions';
+
+/** Sliding-window geometry shared by im2col and col2im (NHWC layout). */
+export interface WindowAttrs {
+  kh: number;
+  kw: number;
+  sh: number;
+  sw: number;
+  dh: number;
+  dw: number;
+}
+
+/** Every primitive op and the attributes it records. */
+export interface OpAttrs {
+  add: null;
+  mul: null;
+  pow: null;
+  maximum: null;
+  addScalar: { scalar: number };
+  mulScalar: { scalar: number };
+  powScalar: { exponent: number };
+  neg: null;
+  exp: null;
+  log: null;
+  sqrt: null;
+  tanh: null;
+  abs: null;
+  relu: null;
+  where: null;
+  reshape: { shape: readonly number[] };
+  permute: { axes: readonly number[] };
+  broadcastTo: { shape: readonly number[] };
+  getitem: { index: readonly Index[] };
+  scatterSlice: { shape: readonly number[]; index: readonly Index[] };
+  concat: { axis: number };
+  flip: { axes: readonly number[] };
+  pad: { padWidth: ReadonlyArray<readonly [number, number]>; value: number };
+  sum: { axes: readonly number[]; keepdims: boolean };
+  max: { axes: readonly number[]; keepdims: boolean };
+  matmul: null;
+  im2col: WindowAttrs;
+  col2im: WindowAttrs & { inputShape: readonly number[] };
+}
+
+export type OpName = keyof OpAttrs;
+
+/** What a backward rule sees: the recorded inputs and attributes, the output, which inputs need grads. */
+export interface OpNode<K extends OpName> {
+  readonly inputs: readonly Tensor[];
+  readonly attrs: OpAttrs[K];
+  readonly out: Tensor;
+  readonly needsGrad: readonly boolean[];
+}
+
+export interface OpDef<K extends OpName> {
+  /** Compute the result; returns a new array the caller owns (views count). Inputs are borrowed. */
+  forward(inputs: readonly NDArray[], attrs: OpAttrs[K]): NDArray;
+  /** Gradients for each input (null where `needsGrad` is false or none exists), in Tensor ops. */
+  backward(g: Tensor, node: OpNode<K>): readonly (Tensor | null)[];
+}
+
+/** Dispose NDArray temporaries once `fn` has produced its result. */
+function using<T>(temps: NDArray[], fn: () => T): T {
+  try {
+    return fn();
+  } finally {
+    temps.forEach((t) => t.dispose());
+  }
+}
+
+function inversePermutation(axes: readonly number[]): number[] {
+  const inv = new Array<number>(axes.length);
+  axes.forEach((a, i) => (inv[a] = i));
+  return inv;
+}
+
+/** The reduced shape with the reduced axes kept as 1. */
+function keptShape(shape: readonly number[], axes: readonly number[]): number[] {
+  return shape.map((d, i) => (axes.includes(i) ? 1 : d));
+}
+
+/** Bring a reduction's gradient back to the input shape (undo the reduction's keepdims and sizes). */
+function expandReduced(g: Tensor, inShape: readonly number[], axes: readonly number[]): Tensor {
+  return F.broadcastTo(F.reshape(g, keptShape(inShape, axes)), inShape);
+}
+
+/** The output size of a sliding window along one axis. */
+export function windowCount(size: number, k: number, stride: number, dilation: number): number {
+  return Math.floor((size - dilation * (k - 1) - 1) / stride) + 1;
+}
+
+function windowSlice(start: number, count: number, stride: number): Slice {
+  return { start, stop: start + stride * (count - 1) + 1, step: stride };
+}
+
+/** g * w for a constant weight array w (taken over), or null (w disposed) when no gradient is needed. */
+function weigh(g: Tensor, need: boolean, w: NDArray): Tensor | null {
+  if (need) return F.mul(g, constant(w));
+  w.dispose();
+  return null;
+}
+
+export const OPS: { [K in OpName]: OpDef<K> } = {
+  // ---- elementwise (operands already broadcast to one shape by the frontend) ----------------
+  add: {
+    forward: ([a, b]) => a.add(b),
+    backward: (g) => [g, g],
+  },
+  mul: {
+    forward: ([a, b]) => a.mul(b),
+    backward: (g, { inputs: [a, b], needsGrad }) => [needsGrad[0] ? F.mul(g, b) : null, needsGrad[1] ? F.mul(g, a) : null],
+  },
+  pow: {
+    forward: ([a, b]) => a.pow(b),
+    // d/db a^b = a^b log a: defined for a > 0 (NaN elsewhere, as the function itself is).
+    backward: (g, { inputs: [a, b], out, needsGrad }) => [
+      needsGrad[0] ? F.mul(g, F.mul(b, F.pow(a, F.add(b, -1)))) : null,
+      needsGrad[1] ? F.mul(g, F.mul(out, F.log(a))) : null,
+    ],
+  },
+  maximum: {
+    forward: ([a, b]) => a.maximum(b),
+    // Ties split the gradient evenly (PyTorch's choice), keeping maximum(a, b) = maximum(b, a).
+    backward: (g, { inputs: [a, b], needsGrad }) => {
+      const gt = a.data.gt(b.data);
+      const eq = a.data.eq(b.data);
+      const half = using([eq], () => eq.mul(0.5));
+      const wa = using([gt, half], () => gt.add(half));
+      const wb = ndSub(1, wa);
+      return [weigh(g, needsGrad[0], wa), weigh(g, needsGrad[1], wb)];
+    },
+  },
+  addScalar: {
+    forward: ([a], { scalar }) => a.add(scalar),
+    backward: (g) => [g],
+  },
+  mulScalar: {
+    forward: ([a], { scalar }) => a.mul(scalar),
+    backward: (g, { attrs: { scalar } }) => [F.mul(g, scalar)],
+  },
+  powScalar: {
+    forward: ([a], { exponent }) => a.pow(exponent),
+    backward: (g, { inputs: [a], attrs: { exponent } }) => {
+      // x^0 is constant; writing its gradient as 0 * x^-1 would give NaN at x = 0.
+      if (exponent === 0) return [F.mul(g, 0)];
+      if (exponent === 1) return [g];
+      return [F.mul(g, F.mul(F.pow(a, exponent - 1), exponent))];
+    },
+  },
+  neg: {
+    forward: ([a]) => a.neg(),
+    backward: (g) => [F.neg(g)],
+  },
+  exp: {
+    forward: ([a]) => a.exp(),
+    backward: (g, { out }) => [F.mul(g, out)],
+  },
+  log: {
+    forward: ([a]) => a.log(),
+    backward: (g, { inputs: [a] }) => [F.div(g, a)],
+  },
+  sqrt: {
+    forward: ([a]) => a.sqrt(),
+    backward: (g, { out }) => [F.div(F.mul(g, 0.5), out)],
+  },
+  tanh: {
+    forward: ([a]) => a.tanh(),
+    backward: (g, { out }) => [F.mul(g, F.sub(1, F.mul(out, out)))],
+  },
+  abs: {
+    forward: ([a]) => a.abs(),
+    // sign(0) = 0: the subgradient PyTorch uses.
+    backward: (g, { inputs: [a] }) => [weigh(g, true, a.data.sign())],
+  },
+  relu: {
+    forward: ([a]) => a.maximum(0),
+    backward: (g, { inputs: [a] }) => [weigh(g, true, a.data.gt(0))],
+  },
+  where: {
+    forward: ([c, x, y]) => c.where(x, y),
+    backward: (g, { inputs: [c], needsGrad }) => [
+      null,
+      needsGrad[1] ? F.where(c, g, 0) : null,
+      needsGrad[2] ? F.where(c, 0, g) : null,
+    ],
+  },
+
+  // ---- views and data movement --------------------------------------------------------------
+  reshape: {
+    forward: ([a], { shape }) => a.reshape(shape),
+    backward: (g, { inputs: [a] }) => [F.reshape(g, a.shape)],
+  },
+  permute: {
+    forward: ([a], { axes }) => a.permute(axes),
+    backward: (g, { attrs: { axes } }) => [F.permute(g, inversePermutation(axes))],
+  },
+  broadcastTo: {
+    forward: ([a], { shape }) => a.broadcastTo(shape),
+    backward: (g, { inputs: [a] }) => [F.sumToShape(g, a.shape)],
+  },
+  getitem: {
+    forward: ([a], { index }) => a.get(...index),
+    backward: (g, { inputs: [a], attrs: { index } }) => [F.scatterSlice(g, a.shape, index)],
+  },
+  scatterSlice: {
+    forward: ([a], { shape, index }) => full(shape, 0, { backend: a.backend }).set([...index], a),
+    backward: (g, { attrs: { index } }) => [F.getitem(g, ...index)],
+  },
+  concat: {
+    forward: (arrays, { axis }) => concatenate(arrays, axis),
+    backward: (g, { inputs, attrs: { axis }, needsGrad }) => {
+      let start = 0;
+      return inputs.map((t, i) => {
+        const len = t.shape[axis];
+        const index: Index[] = [...Array.from({ length: axis }, (): Slice => ({})), { start, stop: start + len }];
+        start += len;
+        return needsGrad[i] ? F.getitem(g, ...index) : null;
+      });
+    },
+  },
+  flip: {
+    forward: ([a], { axes }) => a.flip(axes),
+    backward: (g, { attrs: { axes } }) => [F.flip(g, axes)],
+  },
+  pad: {
+    forward: ([a], { padWidth, value }) => a.pad(padWidth, value),
+    backward: (g, { inputs: [a], attrs: { padWidth } }) => [
+      F.getitem(g, ...a.shape.map((d, i): Slice => ({ start: padWidth[i][0], stop: padWidth[i][0] + d }))),
+    ],
+  },
+
+  // ---- reductions -----------------------------------------------------------------------------
+  sum: {
+    forward: ([a], { axes, keepdims }) => a.sum(axes, keepdims),
+    backward: (g, { inputs: [a], attrs: { axes } }) => [expandReduced(g, a.shape, axes)],
+  },
+  max: {
+    forward: ([a], { axes, keepdims }) => a.max(axes, keepdims),
+    // The gradient goes to the maximal elements, split evenly between ties (as torch.amax does).
+    backward: (g, { inputs: [a], attrs: { axes }, out }) => {
+      const m = out.data.reshape(keptShape(a.shape, axes));
+      const mask = using([m], () => a.data.eq(m));
+      const count = mask.sum(axes, true);
+      const w = using([mask, count], () => mask.div(count));
+      return [weigh(expandReduced(g, a.shape, axes), true, w)];
+    },
+  },
+
+  // ---- linear algebra -------------------------------------------------------------------------
+  matmul: {
+    forward: ([a, b]) => a.matmul(b),
+    // Batch axes may have been broadcast in the forward; sumToShape folds them back.
+    backward: (g, { inputs: [a, b], needsGrad }) => [
+      needsGrad[0] ? F.sumToShape(F.matmul(g, F.transpose(b)), a.shape) : null,
+      needsGrad[1] ? F.sumToShape(F.matmul(F.transpose(a), g), b.shape) : null,
+    ],
+  },
+
+  // ---- sliding windows (convolution and pooling) ----------------------------------------------
+  im2col: {
+    // [N, H, W, C] -> [N, Ho, Wo, kh, kw, C]: one strided view over the compact input, then one copy.
+    forward: ([a], { kh, kw, sh, sw, dh, dw }) => {
+      const [n, h, w, c] = a.shape;
+      const ho = windowCount(h, kh, sh, dh);
+      const wo = windowCount(w, kw, sw, dw);
+      const compact = a.compact();
+      return using([compact], () => {
+        const view = compact.asStrided([n, ho, wo, kh, kw, c], [h * w * c, sh * w * c, sw * c, dh * w * c, dw * c, 1], 0);
+        return using([view], () => view.compact());
+      });
+    },
+    backward: (g, { inputs: [a], attrs }) => [F.col2im(g, attrs, a.shape)],
+  },
+  col2im: {
+    // The adjoint of im2col: windows overlap, so each kernel position adds into its strided region.
+    forward: ([cols], { kh, kw, sh, sw, dh, dw, inputShape }) => {
+      const [, ho, wo] = cols.shape;
+      const out = full(inputShape, 0, { backend: cols.backend });
+      for (let i = 0; i < kh; i++) {
+        for (let j = 0; j < kw; j++) {
+          const index: Index[] = [{}, windowSlice(i * dh, ho, sh), windowSlice(j * dw, wo, sw), {}];
+          const region = out.get(...index);
+          const piece = cols.get({}, {}, {}, i, j, {});
+          const total = using([region, piece], () => region.add(piece));
+          using([total], () => out.set(index, total));
+        }
+      }
+      return out;
+    },
+    backward: (g, { attrs }) => [F.im2col(g, attrs)],
+  },
+};
+
+/**
+ * Run a primitive: forward on the inputs' data and, with grad enabled, record the node. Outputs of
+ * ops run with grad enabled are graph intermediates even when nothing requires grad (constants
+ * computed inside a training step are then freed by backward with the rest of the graph).
+ */
+export function apply<K extends OpName>(op: K, inputs: readonly Tensor[], attrs: OpAttrs[K]): Tensor {
+  const def = OPS[op] as unknown as OpDef<K>;
+  for (const t of inputs) {
+    if (!(t instanceof Tensor)) fail(op, `expected Tensor inputs, got ${t === null ? 'null' : typeof t}`);
+  }
+  const out = def.forward(inputs.map((t) => t.data), attrs);
+  if (!isGradEnabled()) return Tensor._fromOp(out, null, false);
+  const requiresGrad = inputs.some((t) => t.requiresGrad);
+  return Tensor._fromOp(out, { op, inputs: [...inputs], attrs }, requiresGrad);
+}
+
+/** Check that a backward rule returned one correctly shaped gradient per input. */
+export function checkGradients(op: OpName, inputs: readonly Tensor[], grads: readonly (Tensor | null)[]): void {
+  if (grads.length !== inputs.length) {
+    fail(`backward of ${op}`, `returned ${grads.length} gradients for ${inputs.length} inputs`);
+  }
+  grads.forEach((gr, i) => {
+    if (gr && (gr.shape.length !== inputs[i].shape.length || gr.shape.some((d, j) => d !== inputs[i].shape[j]))) {
+      fail(`backward of ${op}`, `gradient ${i} has shape ${fmt(gr.shape)}, expected the input's shape ${fmt(inputs[i].shape)}`);
+    }
+  });
+}

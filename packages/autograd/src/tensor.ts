@@ -1,0 +1,383 @@
+import {
+  NDArray,
+  OWNED_ARRAYS,
+  arange as ndArange,
+  array as ndArray,
+  eye as ndEye,
+  full as ndFull,
+  rand as ndRand,
+  randn as ndRandn,
+  type Backend,
+  type Disposable,
+  type Generator,
+  type HasOwnedArrays,
+  type Index,
+  type NestedArray,
+  type Shape,
+} from '@needle/ndarray';
+import { fail, fmt } from './errors';
+import { isGradEnabled } from './grad-mode';
+import type { OpName } from './optable';
+import * as F from './functions';
+
+/** A number or a tensor: what binary ops accept on either side. */
+export type TensorLike = Tensor | number;
+
+/** The op that produced a tensor and what it needs for the backward pass. */
+export interface GraphNode {
+  readonly op: OpName;
+  readonly inputs: readonly Tensor[];
+  readonly attrs: unknown;
+}
+
+export interface TensorOptions {
+  requiresGrad?: boolean;
+  /** Backend instance or registered name (default: the default backend). */
+  backend?: Backend | string;
+}
+
+/**
+ * A differentiable array: its realized data (an NDArray on some backend), whether it requires grad,
+ * its accumulated `.grad`, and the op and inputs that made it.
+ *
+ * Ownership (README, "Memory"): every Tensor holds exactly one reference to its NDArray. Leaves
+ * (creation helpers, `detach()`, results computed under `noGrad`) belong to you. Results of ops run
+ * with grad enabled are graph intermediates: `backward()` disposes the ones reachable from the tensor
+ * it was called on (except that tensor) unless asked to retain the graph.
+ */
+export class Tensor implements HasOwnedArrays, Disposable {
+  private _data: NDArray;
+  private _requiresGrad: boolean;
+  private _grad: Tensor | null = null;
+  private _disposed = false;
+  private _releasedBy: string | undefined;
+  /** @internal The producing op, or null for a leaf (or once the graph was released). */
+  _node: GraphNode | null;
+  /** @internal Produced with grad enabled, so owned by the graph that consumes it. */
+  _intermediate: boolean;
+  /** @internal Held as some tensor's `.grad`: graph release leaves its data alone. */
+  _pinned = false;
+  /** @internal backward() released this tensor's graph (a second pass needs retainGraph). */
+  _graphFreed = false;
+
+  /**
+   * Low level: wrap an NDArray, taking over the caller's reference to it. Most code uses the
+   * creation helpers (`tensor`, `zeros`, `randn`, ...) instead.
+   */
+  constructor(data: NDArray, options: { requiresGrad?: boolean } = {}) {
+    if (!(data instanceof NDArray)) fail('Tensor', `expected an NDArray, got ${typeof data}`);
+    data.assertLive('Tensor');
+    this._data = data;
+    this._requiresGrad = options.requiresGrad ?? false;
+    this._node = null;
+    this._intermediate = false;
+  }
+
+  /** @internal An op result: requires grad when recorded with a grad-requiring input. */
+  static _fromOp(data: NDArray, node: GraphNode | null, requiresGrad: boolean): Tensor {
+    const t = new Tensor(data, { requiresGrad });
+    t._node = node;
+    t._intermediate = node !== null;
+    return t;
+  }
+
+  // ---- data and properties -------------------------------------------------------------------
+
+  /** The realized NDArray. Borrowed: do not dispose it; it lives as long as the tensor. */
+  get data(): NDArray {
+    if (this.disposed) {
+      fail('Tensor.data', this._releasedBy
+        ? `tensor of shape ${fmt(this._data.shape)} was released by ${this._releasedBy} (it was an intermediate of the graph); detach() it before backward, or pass { retainGraph: true }`
+        : `tensor of shape ${fmt(this._data.shape)} was disposed (use after dispose)`);
+    }
+    return this._data;
+  }
+
+  get shape(): readonly number[] {
+    return this._data.shape;
+  }
+
+  get ndim(): number {
+    return this._data.ndim;
+  }
+
+  get size(): number {
+    return this._data.size;
+  }
+
+  get dtype(): 'float32' {
+    return this._data.dtype;
+  }
+
+  get backend(): Backend {
+    return this._data.backend;
+  }
+
+  /** True for tensors not produced by a recorded op (parameters, inputs, constants). */
+  get isLeaf(): boolean {
+    return this._node === null || !this._requiresGrad;
+  }
+
+  get requiresGrad(): boolean {
+    return this._requiresGrad;
+  }
+
+  /**
+   * Mark a tensor as a leaf that gradients accumulate into. Setting it on an op result without a
+   * recorded gradient path turns that result into a leaf you own (like `requires_grad_()` in PyTorch).
+   */
+  set requiresGrad(value: boolean) {
+    if (this._requiresGrad === value) return;
+    if (!value && this._node !== null) {
+      fail('requiresGrad', `cannot switch off requiresGrad on a non-leaf tensor of shape ${fmt(this.shape)}; use detach()`);
+    }
+    this._requiresGrad = value;
+    this._node = null;
+    this._intermediate = false;
+  }
+
+  /** Accumulated gradient (same shape), or null. */
+  get grad(): Tensor | null {
+    return this._grad;
+  }
+
+  /** Replace the gradient; the previous one is disposed (the tensor owns its `.grad`). */
+  set grad(value: Tensor | null) {
+    this._setGrad(value, true);
+  }
+
+  /** @internal Replace the gradient; the old one is disposed, or handed to its graph when still used by it. */
+  _setGrad(value: Tensor | null, disposeOld: boolean): void {
+    if (value === this._grad) return;
+    if (value !== null) {
+      if (!(value instanceof Tensor)) fail('grad', 'expected a Tensor or null');
+      if (!sameShape(value.shape, this.shape)) {
+        fail('grad', `gradient of shape ${fmt(value.shape)} does not match the tensor's shape ${fmt(this.shape)}`);
+      }
+      value._pinned = true;
+    }
+    const old = this._grad;
+    this._grad = value;
+    if (old) {
+      old._pinned = false;
+      if (!disposeOld) old._intermediate = true;
+      else if (!old.disposed) old.dispose();
+    }
+  }
+
+  /** Drop the gradient (disposing it). */
+  zeroGrad(): void {
+    this.grad = null;
+  }
+
+  // ---- memory --------------------------------------------------------------------------------
+
+  get disposed(): boolean {
+    return this._disposed || this._data.disposed;
+  }
+
+  /** Release the data and the gradient. Disposing twice throws. */
+  dispose(): void {
+    if (this._disposed) fail('dispose', `tensor of shape ${fmt(this._data.shape)} was already disposed`);
+    this._disposed = true;
+    this._node = null;
+    if (!this._data.disposed) this._data.dispose();
+    if (this._grad) {
+      const g = this._grad;
+      this._grad = null;
+      g._pinned = false;
+      if (!g.disposed) g.dispose();
+    }
+  }
+
+  /** @internal Called by graph release: dispose, remembering why for the error message. */
+  _release(by: string): void {
+    this._releasedBy = by;
+    if (!this._disposed) this.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    if (!this._disposed) this.dispose();
+  }
+
+  /** The arrays tidy()/scope() must keep (or dispose) with this tensor: its data and its grad. */
+  *[OWNED_ARRAYS](): Iterable<Disposable> {
+    if (!this._data.disposed) yield this._data;
+    if (this._grad) yield this._grad;
+  }
+
+  // ---- leaves, reading back ------------------------------------------------------------------
+
+  /** A new leaf sharing this tensor's storage (a view: no copy), cut from the graph. You own it. */
+  detach(): Tensor {
+    const d = this.data;
+    return new Tensor(d.view(d.shape, d.strides, d.offset));
+  }
+
+  /**
+   * Write `value` into this tensor's storage in place (broadcasting), e.g. an optimizer update.
+   * Only for tensors that are not graph intermediates, whose old values a backward pass may need.
+   */
+  assign(value: Tensor | NDArray | number): this {
+    if (this._node !== null && this._requiresGrad) {
+      fail('assign', `cannot write in place into a graph intermediate of shape ${fmt(this.shape)}; assign to leaves only`);
+    }
+    const v = value instanceof Tensor ? value.data : value;
+    this.data.set([], v);
+    return this;
+  }
+
+  /** The elements in row-major order (async: works on every backend). */
+  async toArray(): Promise<Float32Array> {
+    return this.data.toArray();
+  }
+
+  /** Nested JS arrays (a number for a 0-d tensor). */
+  async toNested(): Promise<NestedArray> {
+    return this.data.toNested();
+  }
+
+  /** The single element of a one-element tensor. */
+  async item(): Promise<number> {
+    if (this.size !== 1) fail('item', `expected a tensor with one element, got shape ${fmt(this.shape)}`);
+    return this.data.item();
+  }
+
+  /** Copy to another backend as a new leaf (same requiresGrad). */
+  async to(backend: Backend | string, options: { requiresGrad?: boolean } = {}): Promise<Tensor> {
+    const moved = await this.data.to(backend);
+    return new Tensor(moved, { requiresGrad: options.requiresGrad ?? this._requiresGrad });
+  }
+
+  /** Reverse-mode differentiation from this tensor; see `backward` in the package index. */
+  backward(grad?: Tensor | NDArray | number, options: { retainGraph?: boolean; createGraph?: boolean } = {}): void {
+    backwardHook.run(this, grad, options);
+  }
+
+  toString(): string {
+    const flags = this._requiresGrad ? ', requiresGrad' : '';
+    return `Tensor(shape=${fmt(this._data.shape)}${flags}${this.disposed ? ', disposed' : ''})`;
+  }
+
+  // ---- op methods (thin wrappers over ./functions) -------------------------------------------
+
+  add(other: TensorLike): Tensor { return F.add(this, other); }
+  sub(other: TensorLike): Tensor { return F.sub(this, other); }
+  mul(other: TensorLike): Tensor { return F.mul(this, other); }
+  div(other: TensorLike): Tensor { return F.div(this, other); }
+  pow(exponent: TensorLike): Tensor { return F.pow(this, exponent); }
+  maximum(other: TensorLike): Tensor { return F.maximum(this, other); }
+  neg(): Tensor { return F.neg(this); }
+  exp(): Tensor { return F.exp(this); }
+  log(): Tensor { return F.log(this); }
+  sqrt(): Tensor { return F.sqrt(this); }
+  tanh(): Tensor { return F.tanh(this); }
+  sigmoid(): Tensor { return F.sigmoid(this); }
+  relu(): Tensor { return F.relu(this); }
+  gelu(): Tensor { return F.gelu(this); }
+  abs(): Tensor { return F.abs(this); }
+
+  reshape(shape: Shape): Tensor { return F.reshape(this, shape); }
+  permute(axes: readonly number[]): Tensor { return F.permute(this, axes); }
+  transpose(axis0 = -2, axis1 = -1): Tensor { return F.transpose(this, axis0, axis1); }
+  broadcastTo(shape: Shape): Tensor { return F.broadcastTo(this, shape); }
+  get(...index: Index[]): Tensor { return F.getitem(this, ...index); }
+  flip(axes?: number | readonly number[]): Tensor { return F.flip(this, axes); }
+  squeeze(axes?: number | readonly number[]): Tensor { return F.squeeze(this, axes); }
+  expandDims(axis: number): Tensor { return F.expandDims(this, axis); }
+  flatten(startAxis = 0, endAxis = -1): Tensor { return F.flatten(this, startAxis, endAxis); }
+
+  sum(axis?: number | readonly number[], keepdims = false): Tensor { return F.sum(this, axis, keepdims); }
+  mean(axis?: number | readonly number[], keepdims = false): Tensor { return F.mean(this, axis, keepdims); }
+  max(axis?: number | readonly number[], keepdims = false): Tensor { return F.max(this, axis, keepdims); }
+  logsumexp(axis?: number | readonly number[], keepdims = false): Tensor { return F.logsumexp(this, axis, keepdims); }
+  softmax(axis = -1): Tensor { return F.softmax(this, axis); }
+  logSoftmax(axis = -1): Tensor { return F.logSoftmax(this, axis); }
+  matmul(other: Tensor): Tensor { return F.matmul(this, other); }
+}
+
+/** The engine registers itself here, so tensor.ts does not import it (that would be a cycle). */
+export const backwardHook: {
+  run: (t: Tensor, grad: Tensor | NDArray | number | undefined, options: { retainGraph?: boolean; createGraph?: boolean }) => void;
+} = {
+  run: () => fail('backward', 'the autograd engine is not loaded'),
+};
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/**
+ * A tensor that never requires grad and belongs to the graph consuming it: with grad enabled it is
+ * released by `backward()` together with the intermediates (masks, one-hot targets, shifts inside
+ * composite ops). Takes over the reference to `data`.
+ */
+export function constant(data: NDArray): Tensor {
+  const t = new Tensor(data);
+  t._intermediate = isGradEnabled();
+  return t;
+}
+
+// ---- creation helpers (mirroring @needle/ndarray) ----------------------------------------------
+
+/**
+ * A leaf tensor from nested arrays, a typed array (with `shape`), a number, or an NDArray (shared,
+ * not copied: the tensor takes its own reference, the NDArray stays yours).
+ */
+export function tensor(
+  data: NestedArray | Float32Array | readonly number[] | NDArray,
+  options: TensorOptions & { shape?: Shape } = {},
+): Tensor {
+  if (data instanceof NDArray) {
+    const v = options.shape ? data.reshape(options.shape) : data.view(data.shape, data.strides, data.offset);
+    return new Tensor(v, options);
+  }
+  return new Tensor(ndArray(data as NestedArray, { backend: options.backend, shape: options.shape }), options);
+}
+
+export function full(shape: Shape, value: number, options: TensorOptions = {}): Tensor {
+  return new Tensor(ndFull(shape, value, { backend: options.backend }), options);
+}
+
+export function zeros(shape: Shape, options: TensorOptions = {}): Tensor {
+  return full(shape, 0, options);
+}
+
+export function ones(shape: Shape, options: TensorOptions = {}): Tensor {
+  return full(shape, 1, options);
+}
+
+/** Same shape and backend as `t` (a new leaf). */
+export function fullLike(t: Tensor, value: number, options: { requiresGrad?: boolean } = {}): Tensor {
+  return full(t.shape, value, { ...options, backend: t.backend });
+}
+
+export function zerosLike(t: Tensor, options: { requiresGrad?: boolean } = {}): Tensor {
+  return fullLike(t, 0, options);
+}
+
+export function onesLike(t: Tensor, options: { requiresGrad?: boolean } = {}): Tensor {
+  return fullLike(t, 1, options);
+}
+
+export function arange(start: number, stop?: number, step = 1, options: TensorOptions = {}): Tensor {
+  return new Tensor(ndArange(start, stop, step, { backend: options.backend }), options);
+}
+
+export function eye(n: number, m = n, options: TensorOptions = {}): Tensor {
+  return new Tensor(ndEye(n, m, { backend: options.backend }), options);
+}
+
+export interface RandomTensorOptions extends TensorOptions {
+  generator?: Generator;
+}
+
+/** Uniform in [low, high), drawn on the host from the seeded generator. */
+export function rand(shape: Shape, options: RandomTensorOptions & { low?: number; high?: number } = {}): Tensor {
+  return new Tensor(ndRand(shape, { backend: options.backend, generator: options.generator, low: options.low, high: options.high }), options);
+}
+
+/** Normal(mean, std), drawn on the host from the seeded generator. */
+export function randn(shape: Shape, options: RandomTensorOptions & { mean?: number; std?: number } = {}): Tensor {
+  return new Tensor(ndRandn(shape, { backend: options.backend, generator: options.generator, mean: options.mean, std: options.std }), options);
+}
