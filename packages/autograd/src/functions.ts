@@ -405,39 +405,57 @@ export function min(x: Tensor, axis?: number | readonly number[], keepdims = fal
 }
 
 /**
- * log(sum(exp(x))) over axes, computed as m + log(sum(exp(x - m))) with m the (finite) maximum.
- * m enters as a constant: the gradient of logsumexp (softmax) does not depend on the shift, so no
- * gradient has to flow through the max, and exp never overflows.
+ * x - m with m the maximum over `axes` (kept as size 1) entering as a constant. Softmax-type results
+ * do not depend on the shift, so no gradient has to flow through the max, and exp(x - m) <= 1 never
+ * overflows. An all -Inf slice is shifted by 0 instead (-Inf - -Inf would be NaN).
  */
+function shiftByMax(x: Tensor, axes: readonly number[]): { shifted: Tensor; shift: Tensor } {
+  const m = x.data.max(axes, true);
+  const magnitude = m.abs();
+  const finite = magnitude.lt(Infinity);
+  magnitude.dispose();
+  const shift = constant(finite.where(m, 0));
+  finite.dispose();
+  m.dispose();
+  return { shifted: sub(x, shift), shift };
+}
+
+/** log(sum(exp(x))) over axes, computed stably as m + log(sum(exp(x - m))) (see shiftByMax). */
 export function logsumexp(x: Tensor, axis?: number | readonly number[], keepdims = false): Tensor {
   checkTensor('logsumexp', x);
   const axes = normalizeAxes('logsumexp', axis, x.ndim);
   if (axes.some((a) => x.shape[a] === 0)) fail('logsumexp', `cannot reduce over an empty axis (shape ${fmt(x.shape)})`);
   return composite(() => {
-    const m = x.data.max(axes, true);
-    // An all -Inf slice has max -Inf; shifting by it would give -Inf - -Inf = NaN. Shift by 0 there.
-    const finite = m.abs();
-    const isFinite = finite.lt(Infinity);
-    finite.dispose();
-    const shift = constant(isFinite.where(m, 0));
-    isFinite.dispose();
-    m.dispose();
-    const out = add(log(sum(exp(sub(x, shift)), axes, true)), shift);
+    const { shifted, shift } = shiftByMax(x, axes);
+    const out = add(log(sum(exp(shifted), axes, true)), shift);
     return keepdims ? out : reshape(out, reducedShape(x.shape, axes, false));
   });
 }
 
-/** log(softmax(x)) as x - logsumexp(x): stable, and its gradient is g - softmax * sum(g). */
+/**
+ * log(softmax(x)) as (x - m) - log(sum(exp(x - m))). Subtracting the small log-sum from the shifted
+ * values, rather than the large logsumexp from x, keeps float32 precision when |x| is large; the
+ * gradient is g - softmax * sum(g) either way.
+ */
 export function logSoftmax(x: Tensor, axis = -1): Tensor {
   checkTensor('logSoftmax', x);
   const ax = normalizeAxis('logSoftmax', axis, x.ndim);
-  return composite(() => sub(x, logsumexp(x, ax, true)));
+  if (x.shape[ax] === 0) fail('logSoftmax', `cannot normalise over an empty axis (shape ${fmt(x.shape)})`);
+  return composite(() => {
+    const { shifted } = shiftByMax(x, [ax]);
+    return sub(shifted, log(sum(exp(shifted), ax, true)));
+  });
 }
 
-/** softmax as exp(logSoftmax(x)): stable for any input range. */
+/** softmax as e / sum(e) with e = exp(x - m): stable for any input range (see shiftByMax). */
 export function softmax(x: Tensor, axis = -1): Tensor {
   checkTensor('softmax', x);
-  return composite(() => exp(logSoftmax(x, axis)));
+  const ax = normalizeAxis('softmax', axis, x.ndim);
+  if (x.shape[ax] === 0) fail('softmax', `cannot normalise over an empty axis (shape ${fmt(x.shape)})`);
+  return composite(() => {
+    const e = exp(shiftByMax(x, [ax]).shifted);
+    return div(e, sum(e, ax, true));
+  });
 }
 
 // ---- linear algebra -------------------------------------------------------------------------------
