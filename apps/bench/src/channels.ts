@@ -56,13 +56,17 @@ export class ForkChannel extends ProcessChannel {
     super();
     if (!existsSync(script)) throw new Error(`worker script ${script} is missing: build apps/bench first (pnpm exec tsup)`);
     this.child = fork(script, [], {
-      stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+      // Piped, not inherited: Dawn prints validation messages on stdout, which would corrupt the
+      // table (and --markdown output) that the harness prints there.
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       env: { ...process.env, EGL_PLATFORM: process.env.EGL_PLATFORM ?? 'surfaceless' },
     });
-    this.child.stderr!.on('data', (d: Buffer) => {
-      // Keep the tail only, to explain a crash; Dawn and tfjs print harmless warnings here.
+    const keepTail = (d: Buffer) => {
+      // Keep the tail only, to explain a crash; Dawn and tfjs print warnings here.
       this.stderr = (this.stderr + d.toString()).slice(-2000);
-    });
+    };
+    this.child.stdout!.on('data', keepTail);
+    this.child.stderr!.on('data', keepTail);
     this.child.on('message', (m: Reply) => this.onReply(m));
     this.child.on('exit', (code, signal) => this.onExit(`worker exited (code ${code}, signal ${signal}): ${this.stderr.trim().split('\n').slice(-3).join(' | ')}`));
   }
