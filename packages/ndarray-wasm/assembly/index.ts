@@ -321,10 +321,10 @@ export function strided(mode: i32, src: usize, dst: usize, dims: usize, ndim: i3
 // micro-panels and run the MR x NR register-blocked micro-kernel over every panel pair. Packing makes
 // transposed operands cost the same as plain ones: only the pack loops see the strides.
 
-const MR = 4;
+const MR = 5;
 const NR = 8;
 export const KC = 256;
-export const MC = 128;
+export const MC = 120;
 export const NC = 512;
 
 /** Bytes of scratch one thread needs: packed A block, packed B block and an edge tile. */
@@ -394,11 +394,13 @@ function microKernel(pa: usize, pb: usize, kc: i32, c: usize, ldc: usize, accumu
   let c21 = f32x4.splat(0);
   let c30 = f32x4.splat(0);
   let c31 = f32x4.splat(0);
+  let c40 = f32x4.splat(0);
+  let c41 = f32x4.splat(0);
   const end = pa + (<usize>(kc * MR) << 2);
   while (pa < end) {
     const b0 = v128.load(pb);
     const b1 = v128.load(pb, 16);
-    const a0 = v128.load32_splat(pa);
+    const a0 = v128.load32_splat(pa, 0);
     c00 = f32x4.add(c00, f32x4.mul(a0, b0));
     c01 = f32x4.add(c01, f32x4.mul(a0, b1));
     const a1 = v128.load32_splat(pa, 4);
@@ -410,32 +412,39 @@ function microKernel(pa: usize, pb: usize, kc: i32, c: usize, ldc: usize, accumu
     const a3 = v128.load32_splat(pa, 12);
     c30 = f32x4.add(c30, f32x4.mul(a3, b0));
     c31 = f32x4.add(c31, f32x4.mul(a3, b1));
+    const a4 = v128.load32_splat(pa, 16);
+    c40 = f32x4.add(c40, f32x4.mul(a4, b0));
+    c41 = f32x4.add(c41, f32x4.mul(a4, b1));
     pa += MR << 2;
     pb += NR << 2;
   }
   if (rows == MR && cols == NR) {
     if (accumulate) {
-      c00 = f32x4.add(c00, v128.load(c));
-      c01 = f32x4.add(c01, v128.load(c, 16));
-      c10 = f32x4.add(c10, v128.load(c + ldc));
-      c11 = f32x4.add(c11, v128.load(c + ldc, 16));
-      c20 = f32x4.add(c20, v128.load(c + 2 * ldc));
+      c00 = f32x4.add(c00, v128.load(c + 0 * ldc, 0));
+      c01 = f32x4.add(c01, v128.load(c + 0 * ldc, 16));
+      c10 = f32x4.add(c10, v128.load(c + 1 * ldc, 0));
+      c11 = f32x4.add(c11, v128.load(c + 1 * ldc, 16));
+      c20 = f32x4.add(c20, v128.load(c + 2 * ldc, 0));
       c21 = f32x4.add(c21, v128.load(c + 2 * ldc, 16));
-      c30 = f32x4.add(c30, v128.load(c + 3 * ldc));
+      c30 = f32x4.add(c30, v128.load(c + 3 * ldc, 0));
       c31 = f32x4.add(c31, v128.load(c + 3 * ldc, 16));
+      c40 = f32x4.add(c40, v128.load(c + 4 * ldc, 0));
+      c41 = f32x4.add(c41, v128.load(c + 4 * ldc, 16));
     }
-    v128.store(c, c00);
-    v128.store(c, c01, 16);
-    v128.store(c + ldc, c10);
-    v128.store(c + ldc, c11, 16);
-    v128.store(c + 2 * ldc, c20);
+    v128.store(c + 0 * ldc, c00, 0);
+    v128.store(c + 0 * ldc, c01, 16);
+    v128.store(c + 1 * ldc, c10, 0);
+    v128.store(c + 1 * ldc, c11, 16);
+    v128.store(c + 2 * ldc, c20, 0);
     v128.store(c + 2 * ldc, c21, 16);
-    v128.store(c + 3 * ldc, c30);
+    v128.store(c + 3 * ldc, c30, 0);
     v128.store(c + 3 * ldc, c31, 16);
+    v128.store(c + 4 * ldc, c40, 0);
+    v128.store(c + 4 * ldc, c41, 16);
     return;
   }
   // Edge tile: spill the full MR x NR result and copy the valid part.
-  v128.store(tile, c00);
+  v128.store(tile, c00, 0);
   v128.store(tile, c01, 16);
   v128.store(tile, c10, 32);
   v128.store(tile, c11, 48);
@@ -443,6 +452,8 @@ function microKernel(pa: usize, pb: usize, kc: i32, c: usize, ldc: usize, accumu
   v128.store(tile, c21, 80);
   v128.store(tile, c30, 96);
   v128.store(tile, c31, 112);
+  v128.store(tile, c40, 128);
+  v128.store(tile, c41, 144);
   for (let r = 0; r < rows; r++) {
     const crow = c + <usize>r * ldc;
     const trow = tile + (<usize>(r * NR) << 2);
@@ -471,14 +482,20 @@ export function matmul(
   const pB = scratch + (<usize>(MC * KC) << 2);
   const tile = pB + (<usize>(KC * NC) << 2);
   const ldc = <usize>n << 2;
+  // Equal blocks rather than full blocks plus a sliver: k = 784 runs as 4 x 196, not 3 x 256 + 16,
+  // which would pay a whole pass over C (and a pack) for 16 steps of work.
+  const kb = (k + KC - 1) / KC;
+  const kcMax = (k + kb - 1) / kb;
+  const nb = (j1 - j0 + NC - 1) / NC;
+  const ncMax = (((j1 - j0 + nb - 1) / nb + NR - 1) / NR) * NR;
   for (let t = t0; t < t1; t++) {
     const at = a + (<usize>(t * aBatch) << 2);
     const bt = b + (<usize>(t * bBatch) << 2);
     const ct = c + (<usize>(t * m) * <usize>n << 2);
-    for (let jc = j0; jc < j1; jc += NC) {
-      const nc = min(NC, j1 - jc);
-      for (let pc = 0; pc < k; pc += KC) {
-        const kc = min(KC, k - pc);
+    for (let jc = j0; jc < j1; jc += ncMax) {
+      const nc = min(ncMax, j1 - jc);
+      for (let pc = 0; pc < k; pc += kcMax) {
+        const kc = min(kcMax, k - pc);
         packB(bt, brs, bcs, pc, kc, jc, nc, pB);
         for (let ic = i0; ic < i1; ic += MC) {
           const mc = min(MC, i1 - ic);

@@ -60,7 +60,7 @@ const TRANSCENDENTAL_SPLIT = 1 << 13;
 /** Most dimensions a strided copy may have after merging contiguous axes. */
 const MAX_DIMS = 64;
 
-const MR = 4;
+const MR = 5;
 const NR = 8;
 
 export class WasmBackend implements Backend {
