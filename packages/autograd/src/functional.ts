@@ -11,7 +11,7 @@ export interface GradOptions {
   argnums?: number | readonly number[];
 }
 
-type Grads<A extends GradOptions['argnums']> = A extends readonly number[] ? Tensor[] : Tensor;
+type Fn = (...args: Tensor[]) => Tensor;
 
 /**
  * valueAndGrad(fn)(...args) = [fn(...args), d fn / d args[argnums]] for a function returning a
@@ -20,10 +20,9 @@ type Grads<A extends GradOptions['argnums']> = A extends readonly number[] ? Ten
  * Nesting works: a grad evaluated inside another grad's function records its own backward pass
  * (createGraph), so grad(x => grad(f)(x).sum())(x) is the second derivative.
  */
-export function valueAndGrad<O extends GradOptions>(
-  fn: (...args: Tensor[]) => Tensor,
-  options?: O,
-): (...args: Tensor[]) => [Tensor, Grads<O['argnums']>] {
+export function valueAndGrad(fn: Fn, options?: { argnums?: number }): (...args: Tensor[]) => [Tensor, Tensor];
+export function valueAndGrad(fn: Fn, options: { argnums: readonly number[] }): (...args: Tensor[]) => [Tensor, Tensor[]];
+export function valueAndGrad(fn: Fn, options?: GradOptions): (...args: Tensor[]) => [Tensor, Tensor | Tensor[]] {
   const argnums = options?.argnums ?? 0;
   const wanted = typeof argnums === 'number' ? [argnums] : [...argnums];
   return (...args: Tensor[]) => {
@@ -61,14 +60,15 @@ export function valueAndGrad<O extends GradOptions>(
     } else {
       for (const leaf of made) leaf.dispose();
     }
-    const result = (typeof argnums === 'number' ? grads[0] : grads) as Grads<O['argnums']>;
-    return [out, result];
+    return [out, typeof argnums === 'number' ? grads[0] : grads];
   };
 }
 
 /** grad(fn)(...args): the gradient of a one-element-valued function (see valueAndGrad). */
-export function grad<O extends GradOptions>(fn: (...args: Tensor[]) => Tensor, options?: O): (...args: Tensor[]) => Grads<O['argnums']> {
-  const vg = valueAndGrad(fn, options);
+export function grad(fn: Fn, options?: { argnums?: number }): (...args: Tensor[]) => Tensor;
+export function grad(fn: Fn, options: { argnums: readonly number[] }): (...args: Tensor[]) => Tensor[];
+export function grad(fn: Fn, options?: GradOptions): (...args: Tensor[]) => Tensor | Tensor[] {
+  const vg = valueAndGrad(fn, options as { argnums?: number });
   return (...args: Tensor[]) => {
     const nested = tracing > 0;
     const [value, g] = vg(...args);
