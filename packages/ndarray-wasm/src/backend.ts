@@ -138,8 +138,9 @@ export class WasmBackend implements Backend {
   /** Grow the memory so the allocator's top fits, re-creating the heap view. */
   private ensureHeap(op: string, requested: number): void {
     const top = this.allocator.top;
+    // Only this thread grows the memory, so the view's length is the memory's size.
+    if (top <= this.heap.byteLength) return;
     const have = this.memoryObject.buffer.byteLength;
-    if (top <= have) return;
     if (top > this.maxBytes) {
       throw new Error(`${this.name}.${op}: out of memory: ${requested} bytes requested, heap would reach ${top} bytes, maximum ${this.maxBytes} (maxMemoryMiB option)`);
     }
@@ -172,11 +173,12 @@ export class WasmBackend implements Backend {
     return buf;
   }
 
-  private checkSize(op: string, size: number, bufs: [WasmBuffer, string][]): void {
+  /** Validate a kernel's element count against one operand (no allocation: this runs per kernel). */
+  private need(kernel: string, sub: string, b: WasmBuffer, role: string, size: number): void {
+    if (b.size >= size && size >= 0 && Number.isInteger(size)) return;
+    const op = sub ? `${kernel}(${sub})` : kernel;
     if (!Number.isInteger(size) || size < 0) throw new Error(`${this.name}.${op}: size must be a non-negative integer, got ${size}`);
-    for (const [b, role] of bufs) {
-      if (b.size < size) throw new Error(`${this.name}.${op}: ${role} holds ${b.size} elements, expected at least ${size}`);
-    }
+    throw new Error(`${this.name}.${op}: ${role} holds ${b.size} elements, expected at least ${size}`);
   }
 
   alloc(size: number): DeviceBuffer {
@@ -214,7 +216,7 @@ export class WasmBackend implements Backend {
   readSync(buf: DeviceBuffer, size?: number): Float32Array {
     const b = this.buf('readSync', buf);
     const n = size ?? b.size;
-    this.checkSize('readSync', n, [[b, 'buffer']]);
+    this.need('readSync', '', b, 'buffer', n);
     const start = b.ptr >>> 2;
     return this.view().slice(start, start + n);
   }
@@ -235,7 +237,7 @@ export class WasmBackend implements Backend {
 
   fill(out: DeviceBuffer, value: number, size: number): void {
     const o = this.buf('fill', out, 'out');
-    this.checkSize('fill', size, [[o, 'out']]);
+    this.need('fill', '', o, 'out', size);
     this.kernels.fill(o.ptr, value, size);
   }
 
@@ -244,7 +246,7 @@ export class WasmBackend implements Backend {
     const dst = this.buf('compact', out, 'out');
     const dims = this.simplify('compact', layout, src.size);
     if (!dims) return;
-    this.checkSize('compact', dims.total, [[dst, 'out']]);
+    this.need('compact', '', dst, 'out', dims.total);
     this.strided(0, src.ptr, dst.ptr, dims, 0);
   }
 
@@ -253,7 +255,7 @@ export class WasmBackend implements Backend {
     const dst = this.buf('ewiseSetitem', out, 'out');
     const dims = this.simplify('ewiseSetitem', layout, dst.size);
     if (!dims) return;
-    this.checkSize('ewiseSetitem', dims.total, [[src, 'a']]);
+    this.need('ewiseSetitem', '', src, 'a', dims.total);
     this.strided(1, src.ptr, dst.ptr, dims, 0);
   }
 
@@ -335,31 +337,53 @@ export class WasmBackend implements Backend {
     const x = this.buf('ewise', a, 'a');
     const y = this.buf('ewise', b, 'b');
     const o = this.buf('ewise', out, 'out');
-    this.checkSize(`ewise(${op})`, size, [[x, 'a'], [y, 'b'], [o, 'out']]);
+    this.need('ewise', op, x, 'a', size);
+    this.need('ewise', op, y, 'b', size);
+    this.need('ewise', op, o, 'out', size);
+    const code = binaryCode(op);
+    const threshold = op === 'pow' ? TRANSCENDENTAL_SPLIT : EWISE_SPLIT;
     // bMask = all ones: b advances with a.
-    this.splitElementwise('binary', size, op === 'pow' ? TRANSCENDENTAL_SPLIT : EWISE_SPLIT, (start, n) => [
-      binaryCode(op), x.ptr + 4 * start, y.ptr + 4 * start, -1, o.ptr + 4 * start, n,
+    if (!this.pool || size < threshold) {
+      this.kernels.binary(code, x.ptr, y.ptr, -1, o.ptr, size);
+      return;
+    }
+    this.splitElementwise('binary', size, this.threads, (start, n) => [
+      code, x.ptr + 4 * start, y.ptr + 4 * start, -1, o.ptr + 4 * start, n,
     ]);
   }
 
   scalar(op: BinaryOp, a: DeviceBuffer, scalar: number, out: DeviceBuffer, size: number): void {
     const x = this.buf('scalar', a, 'a');
     const o = this.buf('scalar', out, 'out');
-    this.checkSize(`scalar(${op})`, size, [[x, 'a'], [o, 'out']]);
+    this.need('scalar', op, x, 'a', size);
+    this.need('scalar', op, o, 'out', size);
     const s = this.argPtr >>> 2;
     this.view().fill(Math.fround(scalar), s, s + 4);
+    const code = binaryCode(op);
+    const threshold = op === 'pow' ? TRANSCENDENTAL_SPLIT : EWISE_SPLIT;
     // bMask = 15 bytes: every vector load of b reads the four copies of the scalar.
-    this.splitElementwise('binary', size, op === 'pow' ? TRANSCENDENTAL_SPLIT : EWISE_SPLIT, (start, n) => [
-      binaryCode(op), x.ptr + 4 * start, this.argPtr, 15, o.ptr + 4 * start, n,
+    if (!this.pool || size < threshold) {
+      this.kernels.binary(code, x.ptr, this.argPtr, 15, o.ptr, size);
+      return;
+    }
+    this.splitElementwise('binary', size, this.threads, (start, n) => [
+      code, x.ptr + 4 * start, this.argPtr, 15, o.ptr + 4 * start, n,
     ]);
   }
 
   unary(op: UnaryOp, a: DeviceBuffer, out: DeviceBuffer, size: number): void {
     const x = this.buf('unary', a, 'a');
     const o = this.buf('unary', out, 'out');
-    this.checkSize(`unary(${op})`, size, [[x, 'a'], [o, 'out']]);
-    this.splitElementwise('unary', size, isTranscendental(op) ? TRANSCENDENTAL_SPLIT : EWISE_SPLIT, (start, n) => [
-      unaryCode(op), x.ptr + 4 * start, o.ptr + 4 * start, n,
+    this.need('unary', op, x, 'a', size);
+    this.need('unary', op, o, 'out', size);
+    const code = unaryCode(op);
+    const threshold = isTranscendental(op) ? TRANSCENDENTAL_SPLIT : EWISE_SPLIT;
+    if (!this.pool || size < threshold) {
+      this.kernels.unary(code, x.ptr, o.ptr, size);
+      return;
+    }
+    this.splitElementwise('unary', size, this.threads, (start, n) => [
+      code, x.ptr + 4 * start, o.ptr + 4 * start, n,
     ]);
   }
 
@@ -368,20 +392,21 @@ export class WasmBackend implements Backend {
     const p = this.buf('where', x, 'x');
     const q = this.buf('where', y, 'y');
     const o = this.buf('where', out, 'out');
-    this.checkSize('where', size, [[c, 'cond'], [p, 'x'], [q, 'y'], [o, 'out']]);
-    this.splitElementwise('where', size, EWISE_SPLIT, (start, n) => [
+    this.need('where', '', c, 'cond', size);
+    this.need('where', '', p, 'x', size);
+    this.need('where', '', q, 'y', size);
+    this.need('where', '', o, 'out', size);
+    if (!this.pool || size < EWISE_SPLIT) {
+      this.kernels.where(c.ptr, p.ptr, q.ptr, o.ptr, size);
+      return;
+    }
+    this.splitElementwise('where', size, this.threads, (start, n) => [
       c.ptr + 4 * start, p.ptr + 4 * start, q.ptr + 4 * start, o.ptr + 4 * start, n,
     ]);
   }
 
-  /** Run an elementwise kernel, in equal 16-element-aligned chunks per thread when large enough. */
-  private splitElementwise(kernel: 'binary' | 'unary' | 'where', size: number, threshold: number, args: (start: number, n: number) => number[]): void {
-    if (size === 0) return;
-    const threads = this.pool && size >= threshold ? this.threads : 1;
-    if (threads === 1) {
-      this.call({ kernel, args: args(0, size) });
-      return;
-    }
+  /** Run an elementwise kernel in equal 16-element-aligned chunks, one per thread. */
+  private splitElementwise(kernel: 'binary' | 'unary' | 'where', size: number, threads: number, args: (start: number, n: number) => number[]): void {
     const chunk = Math.ceil(size / threads / 16) * 16;
     const jobs: (Job | undefined)[] = [];
     for (let t = 0; t < threads; t++) {
@@ -401,8 +426,8 @@ export class WasmBackend implements Backend {
     const x = this.buf('reduce', a, 'a');
     const o = this.buf('reduce', out, 'out');
     if (!Number.isInteger(reduceSize) || reduceSize < 0) throw new Error(`${this.name}.reduce(${op}): reduceSize must be a non-negative integer, got ${reduceSize}`);
-    this.checkSize(`reduce(${op})`, outSize, [[o, 'out']]);
-    this.checkSize(`reduce(${op})`, outSize * reduceSize, [[x, 'a']]);
+    this.need('reduce', op, o, 'out', outSize);
+    this.need('reduce', op, x, 'a', outSize * reduceSize);
     if (outSize === 0) return;
     const code = reduceCode(op);
     const threads = this.pool && outSize >= this.threads && outSize * reduceSize >= EWISE_SPLIT ? this.threads : 1;
@@ -425,8 +450,9 @@ export class WasmBackend implements Backend {
     const B = this.buf('matmul', b, 'b');
     const C = this.buf('matmul', out, 'out');
     const { batch, m, k, n, aBatchStride, bBatchStride, transA, transB } = spec;
-    for (const [key, v] of Object.entries({ batch, m, k, n, aBatchStride, bBatchStride })) {
-      if (!Number.isInteger(v) || v < 0) throw new Error(`${this.name}.matmul: spec.${key} must be a non-negative integer, got ${v}`);
+    if (!isCount(batch) || !isCount(m) || !isCount(k) || !isCount(n) || !isCount(aBatchStride) || !isCount(bBatchStride)) {
+      const bad = Object.entries({ batch, m, k, n, aBatchStride, bBatchStride }).find(([, v]) => !isCount(v))!;
+      throw new Error(`${this.name}.matmul: spec.${bad[0]} must be a non-negative integer, got ${bad[1]}`);
     }
     const need = (stride: number, size: number) => (batch === 0 ? 0 : (batch - 1) * stride + size);
     if (A.size < need(aBatchStride, m * k)) throw new Error(`${this.name}.matmul: a holds ${A.size} elements, expected at least ${need(aBatchStride, m * k)} for batch ${batch} of ${m}x${k}, batch stride ${aBatchStride}`);
@@ -448,7 +474,7 @@ export class WasmBackend implements Backend {
     });
     const T = this.pool && batch * m * n * k >= MATMUL_SPLIT_FLOPS ? this.threads : 1;
     if (T === 1) {
-      this.call(job(0, batch, 0, m, 0, n, 0));
+      this.kernels.matmul(A.ptr, B.ptr, C.ptr, m, n, k, ars, acs, brs, bcs, aBatchStride, bBatchStride, 0, batch, 0, m, 0, n, this.scratch[0]);
       return;
     }
     const jobs: (Job | undefined)[] = [];
@@ -485,6 +511,10 @@ export class WasmBackend implements Backend {
     this.destroyed = true;
     this.pool?.destroy();
   }
+}
+
+function isCount(v: number): boolean {
+  return Number.isInteger(v) && v >= 0;
 }
 
 /** Create a WASM backend; async because compiling the module and starting workers is. */
