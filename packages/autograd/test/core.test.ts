@@ -197,3 +197,24 @@ describe('second order', () => {
     void ones;
   });
 });
+
+describe('backends', () => {
+  it('tensors follow their inputs\' backend; mixing backends is a clear error', async () => {
+    const other = (await import('@needle/ndarray-cpu')).createCpuBackend({ name: 'cpu-other', readSync: false });
+    const a = tensor([1, 2], { backend: other, requiresGrad: true });
+    const y = sum(mul(exp(a), a));
+    expect(y.backend).toBe(other);
+    y.backward();
+    expect(a.grad!.backend).toBe(other);
+    await expectValues(a.grad!, [2 * Math.E, 3 * Math.exp(2)], 1e-5);
+    const b = tensor([1, 2]);
+    expect(b.backend).toBe(backend);
+    expect(() => add(a, b)).toThrow(/add: arrays live on different backends \('cpu-other' and 'cpu-autograd-test'\)/);
+    const moved = await a.to(backend);
+    expect(moved.backend).toBe(backend);
+    expect(moved.requiresGrad).toBe(true);
+    await expectValues(add(moved, b), [2, 4]);
+    [a, b, y, moved].forEach((t) => t.dispose());
+    expect(other.memory().buffers).toBe(0);
+  });
+});
