@@ -4,8 +4,8 @@
 // AssemblyScript allocation at run time, so the same module can be instantiated once per thread over
 // one shared memory without per-instance heaps getting in each other's way.
 //
-// Op codes follow the order of BINARY_OPS / UNARY_OPS / REDUCE_OPS in @needle/ndarray's backend.ts;
-// src/codes.ts maps names to these numbers and a test checks both sides agree.
+// Op codes are the numbers src/codes.ts assigns to the op names of @needle/ndarray's backend.ts;
+// test/kernels.test.ts runs every op against the CPU backend, so a mismatch fails there.
 
 /** First byte the JavaScript allocator may hand out (static data of the math library lies below). */
 export function heapBase(): usize {

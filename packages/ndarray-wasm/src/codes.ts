@@ -1,7 +1,7 @@
 import type { BinaryOp, ReduceOp, UnaryOp } from '@needle/ndarray';
 
 // Op numbers understood by assembly/index.ts. Spelled out (not derived from BINARY_OPS' order) so a
-// reordering upstream cannot silently change which kernel runs; test/codes.test.ts checks coverage.
+// reordering upstream cannot silently change which kernel runs; the switches end in `satisfies never`.
 
 export function binaryCode(op: BinaryOp): number {
   switch (op) {

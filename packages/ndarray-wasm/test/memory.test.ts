@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { initBackend, NDArray } from '@needle/ndarray';
-import { createWasmBackend, registerWasmBackend, type WasmBackend } from '../src';
+import { createWasmBackend, registerWasmBackend, threadsSupported, type WasmBackend } from '../src';
 import { FreeListAllocator } from '../src/allocator';
 import { download, randomFloats, upload } from './helpers';
 
@@ -148,6 +148,24 @@ describe('errors and lifecycle', () => {
       w.destroy();
       w.destroy(); // idempotent
     }
+  });
+
+  it('falls back to one thread where SharedArrayBuffer is missing', async () => {
+    const g = globalThis as { SharedArrayBuffer?: unknown };
+    const saved = g.SharedArrayBuffer;
+    delete g.SharedArrayBuffer;
+    try {
+      expect(threadsSupported()).toBe(false);
+      const w = await createWasmBackend({ threads: 2 });
+      expect(w.threads).toBe(1);
+      const a = upload(w, Float32Array.from([1, 2, 3, 4, 5]));
+      w.scalar('mul', a, 3, a, 5);
+      expect(Array.from(download(w, a))).toEqual([3, 6, 9, 12, 15]);
+      w.destroy();
+    } finally {
+      g.SharedArrayBuffer = saved;
+    }
+    expect(threadsSupported()).toBe(true);
   });
 
   it('reads asynchronously and synchronously', async () => {
