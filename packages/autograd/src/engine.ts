@@ -108,8 +108,10 @@ function releaseGraph(root: Tensor): void {
       t._release('backward()');
     }
   }
+  // The root stays yours: cut from the graph, no longer an intermediate a later graph may release.
+  if (root._node !== null) root._graphFreed = true;
   root._node = null;
-  root._graphFreed = true;
+  root._intermediate = false;
 }
 
 function seedGradient(op: string, root: Tensor, grad: Tensor | NDArray | number | undefined): { seed: Tensor; owned: boolean } {

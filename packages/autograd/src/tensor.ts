@@ -176,9 +176,15 @@ export class Tensor implements HasOwnedArrays, Disposable {
     return this._disposed || this._data.disposed;
   }
 
-  /** Release the data and the gradient. Disposing twice throws. */
+  /**
+   * Release the data and the gradient. Disposing twice throws, except after backward() released the
+   * tensor: code that holds an intermediate may dispose it whether or not a backward ran.
+   */
   dispose(): void {
-    if (this._disposed) fail('dispose', `tensor of shape ${fmt(this._data.shape)} was already disposed`);
+    if (this._disposed) {
+      if (this._releasedBy) return;
+      fail('dispose', `tensor of shape ${fmt(this._data.shape)} was already disposed`);
+    }
     this._disposed = true;
     this._node = null;
     if (!this._data.disposed) this._data.dispose();

@@ -218,3 +218,21 @@ describe('backends', () => {
     expect(other.memory().buffers).toBe(0);
   });
 });
+
+describe('after backward', () => {
+  it('the root stays the caller\'s, also when reused in another graph; a leaf can be its own root', async () => {
+    const x = tensor([1, 2], { requiresGrad: true });
+    const loss = sum(mul(x, x));
+    loss.backward();
+    const again = mul(loss, x); // the released root used as a constant in a new graph
+    sum(again).backward();
+    expect(loss.disposed).toBe(false);
+    await expectValues(loss, 5);
+    await expectValues(x.grad!, [2 + 5, 4 + 5]);
+    x.zeroGrad();
+    x.backward(tensor([3, 4]));
+    x.backward(tensor([1, 1]));
+    await expectValues(x.grad!, [4, 5]);
+    [x, loss, again].forEach((t) => t.dispose());
+  });
+});
