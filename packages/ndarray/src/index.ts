@@ -45,6 +45,6 @@ export {
   resolveBackend,
   type BackendFactory,
 } from './registry';
-export { tidy, scope, keep, Scope, OWNED_ARRAYS, Storage, type Disposable, type HasOwnedArrays } from './memory';
+export { tidy, scope, keep, track, untrack, Scope, OWNED_ARRAYS, Storage, type Disposable, type HasOwnedArrays } from './memory';
 export { Generator, manualSeed, defaultGenerator } from './random';
 export { broadcastShapes, compactStrides, shapeSize, normalizeAxis, normalizeAxes, type Shape } from './shape';
