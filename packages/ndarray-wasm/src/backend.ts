@@ -28,6 +28,11 @@ export interface WasmBackendOptions {
   initialMemoryMiB?: number;
   /** Largest heap in MiB (default 4096, the wasm32 limit). Threads reserve this much address space. */
   maxMemoryMiB?: number;
+  /**
+   * Offer `readSync` (default true). Turning it off makes the backend read like WebGPU, only
+   * asynchronously, e.g. to run a test suite that must never need a synchronous read.
+   */
+  readSync?: boolean;
 }
 
 /** A buffer is a block of the WebAssembly heap: a byte address and a size in elements. */
@@ -88,8 +93,10 @@ export class WasmBackend implements Backend {
     kernels: KernelExports,
     pool: WorkerPool | undefined,
     maxBytes: number,
+    readSync: boolean,
   ) {
     this.name = name;
+    if (readSync) this.readSync = (buf, size) => this.copyOut('readSync', buf, size);
     this.memoryObject = memory;
     this.kernels = kernels;
     this.pool = pool;
@@ -122,7 +129,7 @@ export class WasmBackend implements Backend {
     const memory = new WebAssembly.Memory({ initial, maximum, shared: threaded });
     const kernels = instantiateKernels(module, memory);
     const pool = threaded ? await WorkerPool.create(requested - 1, module, memory) : undefined;
-    return new WasmBackend(name, memory, kernels, pool, maximum * PAGE_BYTES);
+    return new WasmBackend(name, memory, kernels, pool, maximum * PAGE_BYTES, options.readSync !== false);
   }
 
   // ---- buffers ---------------------------------------------------------------------------------
@@ -213,16 +220,19 @@ export class WasmBackend implements Backend {
     this.view().set(data, (b.ptr >>> 2) + offset);
   }
 
-  readSync(buf: DeviceBuffer, size?: number): Float32Array {
-    const b = this.buf('readSync', buf);
+  /** Synchronous read (a copy); absent when created with `readSync: false`. */
+  readonly readSync?: (buf: DeviceBuffer, size?: number) => Float32Array;
+
+  private copyOut(op: string, buf: DeviceBuffer, size: number | undefined): Float32Array {
+    const b = this.buf(op, buf);
     const n = size ?? b.size;
-    this.need('readSync', '', b, 'buffer', n);
+    this.need(op, '', b, 'buffer', n);
     const start = b.ptr >>> 2;
     return this.view().slice(start, start + n);
   }
 
   async read(buf: DeviceBuffer, size?: number): Promise<Float32Array> {
-    return this.readSync(buf, size);
+    return this.copyOut('read', buf, size);
   }
 
   memory(): MemoryInfo {

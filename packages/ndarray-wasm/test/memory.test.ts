@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { initBackend, NDArray } from '@needle/ndarray';
+import { canReadSync, initBackend, NDArray } from '@needle/ndarray';
 import { createWasmBackend, registerWasmBackend, threadsSupported, type WasmBackend } from '../src';
 import { FreeListAllocator } from '../src/allocator';
 import { download, randomFloats, upload } from './helpers';
@@ -129,7 +129,8 @@ describe('errors and lifecycle', () => {
     expect(() => w.alloc(-1)).toThrow('wasm.alloc: size must be a non-negative integer, got -1');
     w.free(a);
     expect(() => w.free(a)).toThrow('wasm.free: buffer was already freed');
-    expect(() => w.readSync(a)).toThrow('wasm.readSync: buffer was already freed');
+    expect(() => w.readSync!(a)).toThrow('wasm.readSync: buffer was already freed');
+    await expect(w.read(a)).rejects.toThrow('wasm.read: buffer was already freed');
     w.destroy();
     other.destroy();
     expect(() => w.alloc(1)).toThrow('wasm.alloc: the backend was destroyed');
@@ -173,7 +174,17 @@ describe('errors and lifecycle', () => {
     const a = upload(w, Float32Array.from([1, 2, 3]));
     expect(Array.from(await w.read(a))).toEqual([1, 2, 3]);
     expect(Array.from(await w.read(a, 2))).toEqual([1, 2]);
-    expect(Array.from(w.readSync(a, 1))).toEqual([1]);
+    expect(Array.from(w.readSync!(a, 1))).toEqual([1]);
+    w.destroy();
+  });
+
+  it('can hide readSync, reading like WebGPU', async () => {
+    const w = await createWasmBackend({ readSync: false });
+    expect(canReadSync(w)).toBe(false);
+    const x = NDArray.fromData(Float32Array.from([1, 2, 3]), [3], w);
+    expect(Array.from(await x.toArray())).toEqual([1, 2, 3]);
+    expect(() => x.toArraySync()).toThrow(/cannot read synchronously/);
+    x.dispose();
     w.destroy();
   });
 
