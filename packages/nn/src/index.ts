@@ -1,0 +1,19 @@
+export { Module, Parameter, type StateDict, type LoadStateDictOptions, type LoadStateDictResult } from './module';
+export * as init from './init';
+export type { InitOptions, RandomInitOptions, FanOptions, KaimingOptions, Nonlinearity } from './init';
+export {
+  Identity,
+  Linear,
+  Flatten,
+  ReLU,
+  Tanh,
+  Sigmoid,
+  GELU,
+  Softmax,
+  LogSoftmax,
+  Sequential,
+  Residual,
+  Dropout,
+  type LinearOptions,
+} from './layers';
+export { CrossEntropyLoss, SoftmaxLoss, MSELoss, type Reduction } from './loss';
