@@ -1,0 +1,57 @@
+import type { NDArray } from '@needle/ndarray';
+import type { Tensor } from '@needle/autograd';
+import { fail } from './errors';
+import { Optimizer, type GroupOptions, type ParamGroup, type ParamsInput, type ParamState } from './optimizer';
+
+export interface SGDOptions extends GroupOptions {
+  /** Momentum factor (0: plain SGD). */
+  momentum: number;
+  /** Dampening of the gradient's contribution to the momentum buffer (not applied on the first step). */
+  dampening: number;
+  /** L2 penalty: `weightDecay * param` is added to the gradient. */
+  weightDecay: number;
+  /** Nesterov momentum (needs momentum > 0 and dampening 0). */
+  nesterov: boolean;
+}
+
+/**
+ * Stochastic gradient descent with PyTorch's exact rules (torch.optim.SGD):
+ * ```
+ * d = grad + weightDecay * p
+ * buf = d                                         (first step)
+ * buf = momentum * buf + (1 - dampening) * d      (later steps)
+ * d = nesterov ? d + momentum * buf : buf         (when momentum != 0)
+ * p = p - lr * d
+ * ```
+ * State per parameter: `momentumBuffer` (when momentum != 0).
+ */
+export class SGD extends Optimizer<SGDOptions> {
+  constructor(params: ParamsInput<SGDOptions>, options: Partial<SGDOptions> & { lr: number }) {
+    super(params, { momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, ...options });
+  }
+
+  protected override validateOptions(o: SGDOptions, op: string): void {
+    super.validateOptions(o, op);
+    if (!(o.momentum >= 0)) fail(op, `momentum must be >= 0, got ${o.momentum}`);
+    if (!(o.weightDecay >= 0)) fail(op, `weightDecay must be >= 0, got ${o.weightDecay}`);
+    if (!Number.isFinite(o.dampening)) fail(op, `dampening must be a finite number, got ${o.dampening}`);
+    if (o.nesterov && (o.momentum <= 0 || o.dampening !== 0)) {
+      fail(op, `nesterov momentum requires momentum > 0 and dampening 0, got momentum ${o.momentum}, dampening ${o.dampening}`);
+    }
+  }
+
+  protected update(param: Tensor, grad: NDArray, state: Readonly<ParamState>, o: ParamGroup<SGDOptions>): ParamState {
+    const p = param.data;
+    let d = o.weightDecay !== 0 ? grad.add(p.mul(o.weightDecay)) : grad;
+    const next: ParamState = {};
+    if (o.momentum !== 0) {
+      const old = state.momentumBuffer as NDArray | undefined;
+      // PyTorch starts the buffer at the (undampened) gradient, not at zero.
+      const buf = old ? old.mul(o.momentum).add(d.mul(1 - o.dampening)) : d.clone();
+      next.momentumBuffer = buf;
+      d = o.nesterov ? d.add(buf.mul(o.momentum)) : buf;
+    }
+    param.assign(p.sub(d.mul(o.lr)));
+    return next;
+  }
+}
