@@ -17,3 +17,4 @@ export {
   type LinearOptions,
 } from './layers';
 export { CrossEntropyLoss, SoftmaxLoss, MSELoss, type Reduction } from './loss';
+export { BatchNorm1d, BatchNorm2d, LayerNorm, LayerNorm1d, type BatchNormOptions, type LayerNormOptions } from './norm';
