@@ -1,5 +1,7 @@
 import type { ParseArgsConfig } from 'node:util';
 import { leastSquares } from './least-squares';
+import { mnistMlp } from './mnist-mlp';
+import { mnistSoftmax } from './mnist-softmax';
 
 export interface Example {
   description: string;
@@ -10,4 +12,6 @@ export interface Example {
 /** Every runnable example, by CLI name. */
 export const examples: Record<string, Example> = {
   'least-squares': leastSquares,
+  'mnist-softmax': mnistSoftmax,
+  'mnist-mlp': mnistMlp,
 };
