@@ -40,7 +40,7 @@ if (process.env.PROFILE) {
   for (const name of ['alloc', 'free', 'write', 'readSync', 'fill', 'compact', 'ewiseSetitem', 'scalarSetitem', 'ewise', 'scalar', 'unary', 'where', 'reduce', 'matmul']) {
     const orig = b[name].bind(backend);
     b[name] = (...args: unknown[]) => {
-      const key = name === 'matmul' ? `matmul ${JSON.stringify(args[3])}` : ['ewise', 'scalar', 'unary', 'reduce'].includes(name) ? `${name} ${args[0]} ${args[args.length - 1]}` : name;
+      const key = name === 'compact' || name === 'ewiseSetitem' ? `${name} ${JSON.stringify(args[2])}` : name === 'matmul' ? `matmul ${JSON.stringify(args[3])}` : ['ewise', 'scalar', 'unary', 'reduce'].includes(name) ? `${name} ${args[0]} ${args[args.length - 1]}` : name;
       const t0 = performance.now();
       const r = orig(...args);
       const e = stats.get(key) ?? [0, 0];

@@ -150,6 +150,8 @@ describe.each([1, 2])('wasm kernels vs cpu, %i thread(s)', (threads) => {
 
   const layouts: [string, number, StridedLayout][] = [
     ['transpose 5x7', 35, { shape: [7, 5], strides: [1, 7], offset: 0 }],
+    ['transpose 37x21, several ragged 16x16 tiles', 37 * 21, { shape: [21, 37], strides: [1, 21], offset: 0 }],
+    ['flipped transpose with offset', 40 * 18, { shape: [18, 40], strides: [-1, 18], offset: 17 }],
     ['flip with offset', 20, { shape: [4, 5], strides: [-5, -1], offset: 19 }],
     ['broadcast row', 6, { shape: [4, 3, 6], strides: [0, 0, 1], offset: 0 }],
     ['stepped slice', 60, { shape: [3, 4], strides: [20, 3], offset: 2 }],
