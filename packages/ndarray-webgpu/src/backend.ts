@@ -40,6 +40,11 @@ export interface WebGPULimits {
 
 export interface WebGPUBackendInit {
   device: GPUDevice;
+  /**
+   * The GPU object the device came from. Held for the backend's lifetime: in Node, a collected
+   * `webgpu` instance tears down Dawn under a live device (a crash in its event processing).
+   */
+  gpu?: GPU;
   /** Destroy the device in `destroy()` (true when the backend requested it itself). */
   ownsDevice: boolean;
   name?: string;
@@ -69,6 +74,8 @@ export class WebGPUBackend implements Backend {
   readonly limits: WebGPULimits;
 
   private readonly ownsDevice: boolean;
+  /** Keeps the GPU instance alive as long as the device (see WebGPUBackendInit.gpu). */
+  readonly gpu: GPU | undefined;
   private readonly pool: BufferPool;
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly layouts = new Map<string, GPUBindGroupLayout>();
@@ -98,6 +105,7 @@ export class WebGPUBackend implements Backend {
     this.name = init.name ?? 'webgpu';
     this.device = device;
     this.ownsDevice = init.ownsDevice;
+    this.gpu = init.gpu;
     const lim = device.limits;
     this.limits = {
       maxBufferBytes: Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize),
@@ -352,7 +360,7 @@ export class WebGPUBackend implements Backend {
       await errors;
       staging.destroy();
       this.check('read');
-      throw new Error(`webgpu.read: mapping the result failed: ${(e as Error).message}`);
+      throw new Error(`webgpu.read: mapping the result failed: ${(e as Error).message}`, { cause: e });
     }
     await errors;
     this.releaseStaging(cls, staging);

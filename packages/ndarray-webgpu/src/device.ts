@@ -36,7 +36,7 @@ const NEGOTIATED_LIMITS = [
 
 /** Request an adapter (falling back to compatibility mode) and a device with the adapter's limits. */
 export async function requestWebGPUDevice(options: Pick<WebGPUBackendOptions, 'gpu' | 'adapterOptions'> = {}): Promise<GPUDevice> {
-  const gpu = options.gpu ?? (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
+  const gpu = defaultGPU(options.gpu);
   if (!gpu) {
     throw new WebGPUUnavailableError(
       "no WebGPU implementation: pass { gpu } (in Node: `await nodeGPU()` from '@needle/ndarray-webgpu/node', with the 'webgpu' package installed)",
@@ -54,11 +54,16 @@ export async function requestWebGPUDevice(options: Pick<WebGPUBackendOptions, 'g
   return adapter.requestDevice({ requiredLimits, label: 'needle' });
 }
 
+function defaultGPU(gpu: GPU | undefined): GPU | undefined {
+  return gpu ?? (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
+}
+
 /** Create a WebGPU backend on a new device (or on `options.device`). */
 export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): Promise<WebGPUBackend> {
   const device = options.device ?? (await requestWebGPUDevice(options));
   return new WebGPUBackend({
     device,
+    gpu: defaultGPU(options.gpu),
     ownsDevice: !options.device,
     name: options.name,
     poolIdleBytes: options.poolIdleBytes,

@@ -15,15 +15,23 @@ interface WebGPUModule {
   create(flags: string[]): GPU;
 }
 
+/** Instances made here, never collected: Dawn must outlive every device and adapter probe it served. */
+const instances: GPU[] = [];
+
 export async function nodeGPU(options: NodeGPUOptions = {}): Promise<GPU> {
   let mod: WebGPUModule;
   try {
     mod = (await import('webgpu')) as WebGPUModule;
   } catch (e) {
-    throw new Error(`nodeGPU: cannot load the 'webgpu' package (install it next to @needle/ndarray-webgpu): ${(e as Error).message}`);
+    throw new Error(`nodeGPU: cannot load the 'webgpu' package (install it next to @needle/ndarray-webgpu): ${(e as Error).message}`, { cause: e });
   }
-  if (options.flags) return mod.create(options.flags);
-  const gpu = mod.create([]);
+  const make = (flags: string[]) => {
+    const gpu = mod.create(flags);
+    instances.push(gpu);
+    return gpu;
+  };
+  if (options.flags) return make(options.flags);
+  const gpu = make([]);
   if (await gpu.requestAdapter()) return gpu;
-  return mod.create(['backend=opengles']);
+  return make(['backend=opengles']);
 }
