@@ -133,6 +133,52 @@ def mse_cases():
     return cases
 
 
+def conv2d_cases():
+    cases = []
+    configs = [
+        dict(cin=3, cout=4, k=3, stride=1, padding=0, dilation=1, groups=1, bias=True, x=(2, 3, 6, 5)),
+        dict(cin=2, cout=3, k=(3, 2), stride=(2, 1), padding=(1, 2), dilation=1, groups=1, bias=False, x=(1, 2, 7, 6)),
+        dict(cin=4, cout=2, k=2, stride=1, padding=1, dilation=2, groups=2, bias=True, x=(2, 4, 5, 5)),
+    ]
+    for c in configs:
+        conv = torch.nn.Conv2d(c['cin'], c['cout'], c['k'], stride=c['stride'], padding=c['padding'],
+                               dilation=c['dilation'], groups=c['groups'], bias=c['bias'])
+        x = randn(*c['x'])
+        y = conv(x)
+        g = torch.randn_like(y)
+        (y * g).sum().backward()
+        cases.append({
+            'inChannels': c['cin'], 'outChannels': c['cout'], 'kernelSize': c['k'], 'stride': c['stride'],
+            'padding': c['padding'], 'dilation': c['dilation'], 'groups': c['groups'],
+            'x': L(x), 'weight': L(conv.weight), 'bias': L(conv.bias) if c['bias'] else None, 'g': L(g),
+            'y': L(y), 'dx': L(x.grad), 'dweight': L(conv.weight.grad), 'dbias': L(conv.bias.grad) if c['bias'] else None,
+        })
+    return cases
+
+
+def pool_cases():
+    cases = []
+    for kind, k, stride, padding in [('max', 2, None, 0), ('max', 3, 2, 1), ('avg', 2, None, 0), ('avg', 3, 2, 1)]:
+        layer = (torch.nn.MaxPool2d if kind == 'max' else torch.nn.AvgPool2d)(k, stride=stride, padding=padding)
+        x = randn(2, 3, 6, 7)
+        y = layer(x)
+        g = torch.randn_like(y)
+        (y * g).sum().backward()
+        cases.append({'kind': kind, 'kernelSize': k, 'stride': stride, 'padding': padding,
+                      'x': L(x), 'g': L(g), 'y': L(y), 'dx': L(x.grad)})
+    return cases
+
+
+def embedding_case():
+    emb = torch.nn.Embedding(7, 3)
+    ids = torch.tensor([[1, 4, 1], [6, 0, 4]])  # repeated ids accumulate gradient
+    y = emb(ids)
+    g = torch.randn_like(y)
+    (y * g).sum().backward()
+    return {'numEmbeddings': 7, 'embeddingDim': 3, 'weight': L(emb.weight), 'ids': ids.tolist(), 'g': L(g),
+            'y': L(y), 'dweight': L(emb.weight.grad)}
+
+
 def main():
     write('linear', linear_cases())
     write('gelu', gelu_case())
@@ -145,6 +191,9 @@ def main():
     write('layernorm', layernorm_cases())
     write('cross_entropy', cross_entropy_cases())
     write('mse', mse_cases())
+    write('conv2d', conv2d_cases())
+    write('pool2d', pool_cases())
+    write('embedding', embedding_case())
 
 
 if __name__ == '__main__':

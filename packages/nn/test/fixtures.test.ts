@@ -6,7 +6,9 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { array, type NDArray } from '@needle/ndarray';
 import { Tensor, mul, sum, tensor } from '@needle/autograd';
-import { BatchNorm1d, BatchNorm2d, CrossEntropyLoss, GELU, LayerNorm, Linear, MSELoss } from '../src/index';
+import {
+  AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, CrossEntropyLoss, Embedding, GELU, LayerNorm, Linear, MSELoss, MaxPool2d,
+} from '../src/index';
 import { expectValues, liveBuffers, type Nested } from './helpers';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -143,5 +145,55 @@ describe('losses vs PyTorch', () => {
     await expectValues(loss, c.loss, 1e-5);
     await expectValues(p.grad!, c.dprediction, 1e-5);
     [p, t, loss].forEach((x) => x.dispose());
+  });
+});
+
+describe('Conv2d vs PyTorch', () => {
+  it.each(cases('conv2d', (c) => `k=${JSON.stringify(c.kernelSize)} stride=${JSON.stringify(c.stride)} padding=${JSON.stringify(c.padding)} dilation=${c.dilation} groups=${c.groups}`))('%s', async (_n, c: Json) => {
+    const conv = new Conv2d(c.inChannels, c.outChannels, c.kernelSize, {
+      stride: c.stride, padding: c.padding, dilation: c.dilation, groups: c.groups, bias: c.bias !== null,
+    });
+    const sd: Record<string, NDArray> = { weight: nd(c.weight) };
+    if (c.bias !== null) sd.bias = nd(c.bias);
+    conv.loadStateDict(sd);
+    Object.values(sd).forEach((a) => a.dispose());
+    const { y, x } = forwardBackward(conv, c.x, c.g);
+    await expectValues(y, c.y, 1e-4);
+    await expectValues(x.grad!, c.dx, 1e-4);
+    await expectValues(conv.weight.grad!, c.dweight, 1e-4);
+    if (c.bias !== null) await expectValues(conv.bias!.grad!, c.dbias, 1e-4);
+    [x, y].forEach((t) => t.dispose());
+    conv.dispose();
+  });
+});
+
+describe('pooling vs PyTorch', () => {
+  it.each(cases('pool2d', (c) => `${c.kind} k=${c.kernelSize} stride=${c.stride} padding=${c.padding}`))('%s', async (_n, c: Json) => {
+    const options = { stride: c.stride ?? undefined, padding: c.padding };
+    const layer = c.kind === 'max' ? new MaxPool2d(c.kernelSize, options) : new AvgPool2d(c.kernelSize, options);
+    const { y, x } = forwardBackward(layer, c.x, c.g);
+    await expectValues(y, c.y, 1e-5);
+    await expectValues(x.grad!, c.dx, 1e-5);
+    [x, y].forEach((t) => t.dispose());
+  });
+});
+
+describe('Embedding vs PyTorch', () => {
+  it('looks up rows and accumulates gradients of repeated ids', async () => {
+    const c = fixture('embedding');
+    const emb = new Embedding(c.numEmbeddings, c.embeddingDim);
+    const w = nd(c.weight);
+    emb.loadStateDict({ weight: w });
+    w.dispose();
+    const ids = tensor(c.ids);
+    const y = emb.call(ids);
+    const out = y.detach();
+    const g = tensor(c.g);
+    const loss = sum(mul(y, g));
+    loss.backward();
+    await expectValues(out, c.y, 1e-6, [2, 3, 3]);
+    await expectValues(emb.weight.grad!, c.dweight, 1e-5);
+    [ids, out, g, loss].forEach((t) => t.dispose());
+    emb.dispose();
   });
 });
