@@ -1,6 +1,7 @@
 import type { ParseArgsConfig } from 'node:util';
 import { leastSquares } from './least-squares';
 import { mnistMlp } from './mnist-mlp';
+import { mnistMlpResnet } from './mnist-mlp-resnet';
 import { mnistSoftmax } from './mnist-softmax';
 
 export interface Example {
@@ -14,4 +15,5 @@ export const examples: Record<string, Example> = {
   'least-squares': leastSquares,
   'mnist-softmax': mnistSoftmax,
   'mnist-mlp': mnistMlp,
+  'mnist-mlp-resnet': mnistMlpResnet,
 };
