@@ -94,6 +94,7 @@ export class WebGPUBackend implements Backend {
   private readonly referenced = new Set<PooledBuffer>();
   private flushQueued = false;
 
+  private readonly counters = { dispatches: 0, copies: 0, submits: 0 };
   private liveBuffers = 0;
   private liveBytes = 0;
   private error: Error | null = null;
@@ -184,6 +185,7 @@ export class WebGPUBackend implements Backend {
   /** An encoder for copy commands, outside any compute pass. */
   private copyEncoder(): GPUCommandEncoder {
     const enc = this.open();
+    this.counters.copies++;
     if (this.pass) {
       this.pass.end();
       this.pass = null;
@@ -198,6 +200,7 @@ export class WebGPUBackend implements Backend {
     if (this.pass) this.pass.end();
     if (this.slots > 0) this.device.queue.writeBuffer(this.uniform, 0, this.arena, 0, (this.slots * this.slotBytes) / 4);
     this.device.queue.submit([enc.finish()]);
+    this.counters.submits++;
     this.encoder = null;
     this.pass = null;
     this.slots = 0;
@@ -288,6 +291,7 @@ export class WebGPUBackend implements Backend {
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, this.bindGroup(k, buffers), [slot * this.slotBytes]);
     pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
+    this.counters.dispatches++;
     for (const b of buffers) this.referenced.add(b);
   }
 
@@ -386,6 +390,11 @@ export class WebGPUBackend implements Backend {
   /** GPU memory the pool holds beyond live buffers (idle, kept for reuse), and in total. */
   poolMemory(): { idleBytes: number; totalBytes: number } {
     return { idleBytes: this.pool.idleByteCount, totalBytes: this.pool.totalBytes };
+  }
+
+  /** Work counters since creation: compiled pipelines, recorded dispatches and copies, queue submits. */
+  stats(): { pipelines: number; dispatches: number; copies: number; submits: number } {
+    return { pipelines: this.pipelines.size, ...this.counters };
   }
 
   /** Destroy idle pooled buffers (live ones are untouched). */
