@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Generator, array, manualSeed, tidy } from '@needle/ndarray';
-import { Tensor, randn, sum, tensor } from '@needle/autograd';
-import { Dropout, Identity, Linear, Module, Parameter, ReLU, Sequential, init } from '../src/index';
+import { Tensor, noGrad, randn, sum, tensor } from '@needle/autograd';
+import { BatchNorm1d, Dropout, Identity, Linear, Module, Parameter, ReLU, Sequential, init } from '../src/index';
 import { backend, expectValues, liveBuffers } from './helpers';
 
 class Block extends Module {
@@ -179,5 +179,34 @@ describe('Dropout', () => {
     [x, y, y2].forEach((t) => t.dispose());
     expect(new Identity().call(x)).toBe(x);
     expect(backend.name).toBe('cpu-nn-test');
+  });
+});
+
+describe('ownership', () => {
+  it('a model built inside tidy keeps its parameters and buffers; dispose frees them all', async () => {
+    const before = liveBuffers();
+    const model = tidy(() => new Sequential(new Linear(3, 2), new BatchNorm1d(2)));
+    expect(model.parameters().every((p) => !p.disposed)).toBe(true);
+    expect(model.buffers().every((b) => !b.disposed)).toBe(true);
+    expect(liveBuffers()).toBe(before + 4 + 3);
+    await expectValues(model.buffers()[1], [1, 1]); // runningVar starts at ones
+    model.dispose();
+    expect(liveBuffers()).toBe(before);
+  });
+
+  it('eval() reaches a Dropout nested in containers; apply visits every module', async () => {
+    const model = new Sequential(new Linear(4, 4), new Sequential(new Dropout(0.5, { generator: new Generator(1) })));
+    const x = tensor([[1, 2, 3, 4]]);
+    model.eval();
+    const a = noGrad(() => model.call(x));
+    const b = noGrad(() => model.call(x));
+    expect(Array.from(await a.toArray())).toEqual(Array.from(await b.toArray()));
+    const visited: string[] = [];
+    model.apply((m) => visited.push(m.constructor.name));
+    expect(visited).toEqual(['Sequential', 'Linear', 'Sequential', 'Dropout']);
+    const frozen = new Parameter(array([1]), { requiresGrad: false });
+    expect(frozen.requiresGrad).toBe(false);
+    [x, a, b, frozen].forEach((t) => t.dispose());
+    model.dispose();
   });
 });
