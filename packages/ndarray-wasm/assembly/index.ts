@@ -114,26 +114,126 @@ export function binary(op: i32, a: usize, b: usize, bMask: usize, out: usize, n:
   for (let o = end; o < total; o += 4) store<f32>(out + o, binaryScalar(op, load<f32>(a + o), load<f32>(b + (o & bMask))));
 }
 
+// ---- f32x4 transcendentals -------------------------------------------------------------------------
+//
+// Four lanes at a time, within a few float32 ulps of the float64 libm results the reference rounds
+// (test/kernels.test.ts bounds the error); NaN, infinities, signed zeros and subnormals follow
+// Math.exp / Math.log / Math.tanh.
+
+// exp(x) = 2^n * e^r with n = round(x / ln 2) and |r| <= ln2 / 2; e^r by its Taylor series to r^7
+// (truncation < 1e-8 relative). 2^n is applied as two halves, so results that are subnormal or
+// overflow come out as such instead of wrapping the exponent bits.
+function expv(x: v128): v128 {
+  // Beyond these bounds the result is 0 or +Infinity anyway; clamping keeps n in range (NaN passes).
+  const xc = f32x4.min(f32x4.max(x, f32x4.splat(-104.0)), f32x4.splat(89.0));
+  const nf = f32x4.nearest(f32x4.mul(xc, f32x4.splat(1.44269504)));
+  // Cody-Waite: ln2 = 0.693359375 (exact in 9 bits, so n * hi is exact) - 2.12194440e-4.
+  const r = f32x4.sub(f32x4.sub(xc, f32x4.mul(nf, f32x4.splat(0.693359375))), f32x4.mul(nf, f32x4.splat(-2.12194440e-4)));
+  let p = f32x4.splat(1.0 / 5040.0);
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.0 / 720.0));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.0 / 120.0));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.0 / 24.0));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.0 / 6.0));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(0.5));
+  p = f32x4.add(f32x4.mul(p, r), ONE);
+  p = f32x4.add(f32x4.mul(p, r), ONE);
+  const n = i32x4.trunc_sat_f32x4_s(nf);
+  const n1 = i32x4.shr_s(n, 1);
+  const n2 = i32x4.sub(n, n1);
+  const bias = i32x4.splat(127);
+  const s1 = i32x4.shl(i32x4.add(n1, bias), 23);
+  const s2 = i32x4.shl(i32x4.add(n2, bias), 23);
+  return f32x4.mul(f32x4.mul(p, s1), s2);
+}
+
+// log(x) = e ln2 + log(m), x = m 2^e with m in [sqrt(1/2), sqrt(2)); log(m) = 2 atanh(s) with
+// s = (m - 1) / (m + 1), |s| <= 0.172, as an odd series to s^11 (truncation < 1e-9).
+function logv(x: v128): v128 {
+  // Subnormals: scale by 2^23 first so the exponent field is meaningful.
+  const tiny = f32x4.lt(x, f32x4.splat(1.17549435e-38));
+  const xs = v128.bitselect(f32x4.mul(x, f32x4.splat(8388608.0)), x, tiny);
+  const bits = xs;
+  let e = i32x4.sub(i32x4.shr_u(bits, 23), i32x4.splat(127));
+  e = v128.bitselect(i32x4.sub(e, i32x4.splat(23)), e, tiny);
+  let m = v128.or(v128.and(bits, i32x4.splat(0x007fffff)), i32x4.splat(0x3f800000));
+  const big = f32x4.gt(m, f32x4.splat(1.41421356));
+  m = v128.bitselect(f32x4.mul(m, f32x4.splat(0.5)), m, big);
+  e = v128.bitselect(i32x4.add(e, i32x4.splat(1)), e, big);
+  const ef = f32x4.convert_i32x4_s(e);
+  const s = f32x4.div(f32x4.sub(m, ONE), f32x4.add(m, ONE));
+  const s2 = f32x4.mul(s, s);
+  let q = f32x4.splat(2.0 / 11.0);
+  q = f32x4.add(f32x4.mul(q, s2), f32x4.splat(2.0 / 9.0));
+  q = f32x4.add(f32x4.mul(q, s2), f32x4.splat(2.0 / 7.0));
+  q = f32x4.add(f32x4.mul(q, s2), f32x4.splat(2.0 / 5.0));
+  q = f32x4.add(f32x4.mul(q, s2), f32x4.splat(2.0 / 3.0));
+  // 2s + s^3 q, then + e ln2 (split as in expv so e * hi is exact).
+  const logm = f32x4.add(f32x4.add(s, s), f32x4.mul(f32x4.mul(s, s2), q));
+  let r = f32x4.add(f32x4.mul(ef, f32x4.splat(0.693359375)), f32x4.add(logm, f32x4.mul(ef, f32x4.splat(-2.12194440e-4))));
+  const zero = f32x4.splat(0);
+  r = v128.bitselect(f32x4.splat(-Infinity), r, f32x4.eq(x, zero));
+  r = v128.bitselect(f32x4.splat(NaN), r, f32x4.lt(x, zero));
+  // +Infinity and NaN are their own logarithms.
+  return v128.bitselect(x, r, v128.or(f32x4.eq(x, f32x4.splat(Infinity)), f32x4.ne(x, x)));
+}
+
+// tanh: for |x| < 0.5 its odd Taylor series to x^17 (truncation < 1e-8 relative); above,
+// 1 - 2 / (e^{2|x|} + 1), where the subtraction loses at most ~1 bit.
+function tanhv(x: v128): v128 {
+  const ax = f32x4.abs(x);
+  const x2 = f32x4.mul(x, x);
+  let p = f32x4.splat(6404582.0 / 10854718875.0);
+  p = f32x4.sub(f32x4.mul(p, x2), f32x4.splat(929569.0 / 638512875.0));
+  p = f32x4.add(f32x4.mul(p, x2), f32x4.splat(21844.0 / 6081075.0));
+  p = f32x4.sub(f32x4.mul(p, x2), f32x4.splat(1382.0 / 155925.0));
+  p = f32x4.add(f32x4.mul(p, x2), f32x4.splat(62.0 / 2835.0));
+  p = f32x4.sub(f32x4.mul(p, x2), f32x4.splat(17.0 / 315.0));
+  p = f32x4.add(f32x4.mul(p, x2), f32x4.splat(2.0 / 15.0));
+  p = f32x4.sub(f32x4.mul(p, x2), f32x4.splat(1.0 / 3.0));
+  const small = f32x4.add(x, f32x4.mul(f32x4.mul(x, x2), p));
+  const e = expv(f32x4.add(ax, ax));
+  const large = f32x4.sub(ONE, f32x4.div(f32x4.splat(2.0), f32x4.add(e, ONE)));
+  const magnitude = f32x4.abs(v128.bitselect(small, large, f32x4.lt(ax, f32x4.splat(0.5))));
+  // Copying x's sign bit also keeps tanh(-0) = -0, which the series' arithmetic would turn into +0.
+  return v128.or(magnitude, v128.and(x, i32x4.splat(0x80000000)));
+}
+
 // ---- elementwise unary -----------------------------------------------------------------------------
 
-function unaryScalar(op: i32, x: f32): f32 {
+function signv(x: v128): v128 {
+  const zero = f32x4.splat(0);
+  // 0, -0 and NaN fail both tests and pass through unchanged.
+  return v128.bitselect(ONE, v128.bitselect(f32x4.splat(-1.0), x, f32x4.lt(x, zero)), f32x4.gt(x, zero));
+}
+
+function unaryv(op: i32, x: v128): v128 {
   switch (op) {
-    case 0: return -x;
-    case 1: return <f32>Math.log(<f64>x);
-    case 2: return <f32>Math.exp(<f64>x);
-    case 3: return <f32>Math.tanh(<f64>x);
-    case 4: return Mathf.sqrt(x);
-    case 5: return Mathf.abs(x);
-    case 6: return x > 0 ? 1 : x < 0 ? -1 : x;
-    default: return NaN;
+    case 0: return f32x4.neg(x);
+    case 1: return logv(x);
+    case 2: return expv(x);
+    case 3: return tanhv(x);
+    case 4: return f32x4.sqrt(x);
+    case 5: return f32x4.abs(x);
+    case 6: return signv(x);
+    default: return f32x4.splat(NaN);
   }
 }
 
 export function unary(op: i32, a: usize, out: usize, n: i32): void {
   const end = <usize>(n & ~3) << 2;
+  // One loop per op, so the op's code is inlined into its loop.
   switch (op) {
     case 0:
       for (let o: usize = 0; o < end; o += 16) v128.store(out + o, f32x4.neg(v128.load(a + o)));
+      break;
+    case 1:
+      for (let o: usize = 0; o < end; o += 16) v128.store(out + o, logv(v128.load(a + o)));
+      break;
+    case 2:
+      for (let o: usize = 0; o < end; o += 16) v128.store(out + o, expv(v128.load(a + o)));
+      break;
+    case 3:
+      for (let o: usize = 0; o < end; o += 16) v128.store(out + o, tanhv(v128.load(a + o)));
       break;
     case 4:
       for (let o: usize = 0; o < end; o += 16) v128.store(out + o, f32x4.sqrt(v128.load(a + o)));
@@ -141,23 +241,23 @@ export function unary(op: i32, a: usize, out: usize, n: i32): void {
     case 5:
       for (let o: usize = 0; o < end; o += 16) v128.store(out + o, f32x4.abs(v128.load(a + o)));
       break;
-    case 6: {
-      const minusOne = f32x4.splat(-1.0);
-      for (let o: usize = 0; o < end; o += 16) {
-        const x = v128.load(a + o);
-        const zero = f32x4.splat(0);
-        // 0, -0 and NaN fail both tests and pass through unchanged.
-        const s = v128.bitselect(ONE, v128.bitselect(minusOne, x, f32x4.lt(x, zero)), f32x4.gt(x, zero));
-        v128.store(out + o, s);
-      }
-      break;
-    }
     default:
-      // log, exp, tanh: the f64 libm keeps results within one float32 rounding of the reference.
-      for (let o: usize = 0; o < end; o += 4) store<f32>(out + o, unaryScalar(op, load<f32>(a + o)));
+      for (let o: usize = 0; o < end; o += 16) v128.store(out + o, unaryv(op, v128.load(a + o)));
   }
-  const total = <usize>n << 2;
-  for (let o = end; o < total; o += 4) store<f32>(out + o, unaryScalar(op, load<f32>(a + o)));
+  // The last n % 4 elements go through the same vector code (lane loads and stores, never past the
+  // end), so an element's result does not depend on its position.
+  const rest = n & 3;
+  if (rest > 0) {
+    const p = a + end;
+    let v = v128.load32_zero(p);
+    if (rest > 1) v = v128.load32_lane(p, v, 1, 4);
+    if (rest > 2) v = v128.load32_lane(p, v, 2, 8);
+    const r = unaryv(op, v);
+    const q = out + end;
+    v128.store32_lane(q, r, 0);
+    if (rest > 1) v128.store32_lane(q, r, 1, 4);
+    if (rest > 2) v128.store32_lane(q, r, 2, 8);
+  }
 }
 
 /** out[i] = cond[i] != 0 ? x[i] : y[i]; NaN != 0, so a NaN condition selects x. */

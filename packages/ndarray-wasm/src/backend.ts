@@ -56,11 +56,13 @@ export interface WasmHeapInfo {
   freeBlocks: number;
 }
 
-// Splitting a kernel across threads costs a wake-up and a wait (tens of microseconds); below these
-// sizes one thread finishes first. Measured in NOTES.md.
+// Splitting a kernel across threads costs a wake-up and a wait (tens of microseconds), and the
+// memory-bound kernels share one memory bus: below these sizes one thread finishes first (NOTES.md).
 const MATMUL_SPLIT_FLOPS = 1 << 18;
-const EWISE_SPLIT = 1 << 16;
-const TRANSCENDENTAL_SPLIT = 1 << 13;
+const EWISE_SPLIT = 1 << 18;
+const TRANSCENDENTAL_SPLIT = 1 << 15;
+/** pow runs element by element through libm (~30 ns each). */
+const POW_SPLIT = 1 << 13;
 
 /** Most dimensions a strided copy may have after merging contiguous axes. */
 const MAX_DIMS = 64;
@@ -351,7 +353,7 @@ export class WasmBackend implements Backend {
     this.need('ewise', op, y, 'b', size);
     this.need('ewise', op, o, 'out', size);
     const code = binaryCode(op);
-    const threshold = op === 'pow' ? TRANSCENDENTAL_SPLIT : EWISE_SPLIT;
+    const threshold = op === 'pow' ? POW_SPLIT : EWISE_SPLIT;
     // bMask = all ones: b advances with a.
     if (!this.pool || size < threshold) {
       this.kernels.binary(code, x.ptr, y.ptr, -1, o.ptr, size);
@@ -370,7 +372,7 @@ export class WasmBackend implements Backend {
     const s = this.argPtr >>> 2;
     this.view().fill(Math.fround(scalar), s, s + 4);
     const code = binaryCode(op);
-    const threshold = op === 'pow' ? TRANSCENDENTAL_SPLIT : EWISE_SPLIT;
+    const threshold = op === 'pow' ? POW_SPLIT : EWISE_SPLIT;
     // bMask = 15 bytes: every vector load of b reads the four copies of the scalar.
     if (!this.pool || size < threshold) {
       this.kernels.binary(code, x.ptr, this.argPtr, 15, o.ptr, size);
