@@ -1,3 +1,4 @@
+/// <reference types="@webgpu/types" />
 export { WebGPUBackend, WebGPUBuffer, type WebGPULimits, type WebGPUBackendInit } from './backend';
 export {
   createWebGPUBackend,
