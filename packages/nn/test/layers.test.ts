@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { array } from '@needle/ndarray';
-import { Tensor, randn, sum, tensor } from '@needle/autograd';
+import { array, tidy } from '@needle/ndarray';
+import { Tensor, add, mul, noGrad, randn, sum, tensor, zeros } from '@needle/autograd';
 import {
   BatchNorm1d, BatchNorm2d, CrossEntropyLoss, Flatten, Identity, LayerNorm, LayerNorm1d, Linear, LogSoftmax, MSELoss, Module,
-  ReLU, Residual, Sequential, Sigmoid, Softmax, SoftmaxLoss, Tanh, init,
+  Parameter, ReLU, Residual, Sequential, Sigmoid, Softmax, SoftmaxLoss, Tanh, init,
 } from '../src/index';
 import { expectValues, liveBuffers } from './helpers';
 
@@ -180,5 +180,41 @@ describe('custom modules', () => {
     expect(m.steps.disposed).toBe(true);
     expect(m.scale.disposed).toBe(true);
     s.dispose();
+  });
+});
+
+describe('README: writing a layer', () => {
+  it('the Scale example keeps its buffer in the state dict and counts calls', async () => {
+    class Scale extends Module {
+      weight: Parameter;
+      calls: Tensor;
+      constructor(dim: number) {
+        super();
+        this.weight = init.ones([dim]);
+        this.calls = this.registerBuffer('calls', zeros([]));
+      }
+      forward(x: Tensor): Tensor {
+        noGrad(() => tidy(() => this.calls.assign(add(this.calls, 1))));
+        return mul(x, this.weight);
+      }
+    }
+    const before = liveBuffers();
+    const s = new Scale(2);
+    const x = tensor([1, 2]);
+    for (let i = 0; i < 3; i++) noGrad(() => s.call(x)).dispose();
+    expect(await s.calls.item()).toBe(3);
+    expect(Object.keys(s.stateDict())).toEqual(['weight', 'calls']);
+    const model = new Sequential(new Linear(3, 3), s);
+    model.apply((m) => {
+      if (m instanceof Linear) {
+        const w = init.xavierUniform(m.weight.shape);
+        m.weight.assign(w);
+        w.dispose();
+      }
+    });
+    expect(liveBuffers()).toBe(before + 2 + 1 + 2); // Scale's two, x, Linear's two
+    x.dispose();
+    model.dispose();
+    expect(liveBuffers()).toBe(before);
   });
 });
