@@ -12,7 +12,7 @@ import { BufferUsage, MapMode, ShaderStage } from './gpu-constants';
 import { elementwiseKernel, type ElementwiseInput } from './kernels/elementwise';
 import { f32Bits, grid2d, PARAM_WORDS, type KernelSource } from './kernels/kernel';
 import { coalesce, MAX_DIMS, STRIDED_ROW_WORD, stridedKernel, stridedParams, type StridedMode } from './kernels/layout';
-import { matmulKernel, matmulParams, matmulVariant, MM_WX, MM_WY } from './kernels/matmul';
+import { matmulGrid, matmulKernel, matmulParams, matmulVariant } from './kernels/matmul';
 import { reduceKernel } from './kernels/reduce';
 import { binaryExpr, unaryExpr } from './kernels/wgsl';
 import { BufferPool, sizeClass, type PooledBuffer } from './pool';
@@ -578,9 +578,9 @@ export class WebGPUBackend implements Backend {
     };
     const A = unalias(ap, a.size);
     const B = bp === ap ? A : unalias(bp, b.size);
-    const kernel = matmulKernel(matmulVariant(spec));
-    const gx = Math.ceil(n / (4 * MM_WX));
-    const gy = Math.ceil(m / (4 * MM_WY));
+    const variant = matmulVariant(spec, this.limits.workgroupSize);
+    const kernel = matmulKernel(variant);
+    const [gx, gy] = matmulGrid(spec, variant);
     const maxDim = this.limits.maxWorkgroupsPerDimension;
     if (gx > maxDim || gy > maxDim) fail('matmul', `a ${m}x${n} result needs a ${gx}x${gy} grid; this device allows ${maxDim} per dimension`);
     for (let base = 0; base < batch; base += maxDim) {
