@@ -207,6 +207,14 @@ export class WasmBackend implements Backend {
   }
 
   free(buf: DeviceBuffer): void {
+    if (this.destroyed && buf instanceof WasmBuffer && buf.owner === this && !buf.freed) {
+      // The heap is gone already; arrays disposed (or garbage collected) after destroy() must not
+      // throw, least of all from NDArray's FinalizationRegistry callback.
+      buf.freed = true;
+      this.live--;
+      this.liveBytes -= buf.size * 4;
+      return;
+    }
     const b = this.buf('free', buf);
     b.freed = true;
     this.allocator.release(b.ptr, b.blockBytes);

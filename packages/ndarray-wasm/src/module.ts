@@ -87,7 +87,10 @@ export function compileKernels(shared: boolean): Promise<WebAssembly.Module> {
   let module = compiled.get(shared);
   if (!module) {
     const bytes = shared ? sharedVariant(kernelBytes()) : kernelBytes();
-    module = WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>);
+    module = WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>).catch((error: Error) => {
+      compiled.delete(shared);
+      throw new Error(`createWasmBackend: this engine cannot compile the kernels (they need WebAssembly SIMD${shared ? ' and shared memory' : ''}): ${error.message}`, { cause: error });
+    });
     compiled.set(shared, module);
   }
   return module;

@@ -131,9 +131,15 @@ describe('errors and lifecycle', () => {
     expect(() => w.free(a)).toThrow('wasm.free: buffer was already freed');
     expect(() => w.readSync!(a)).toThrow('wasm.readSync: buffer was already freed');
     await expect(w.read(a)).rejects.toThrow('wasm.read: buffer was already freed');
+    const late = w.alloc(3);
     w.destroy();
     other.destroy();
     expect(() => w.alloc(1)).toThrow('wasm.alloc: the backend was destroyed');
+    expect(() => w.fill(late, 0, 3)).toThrow('wasm.fill: the backend was destroyed');
+    // Freeing after destroy is quiet (NDArray's finalizers may do it) and still counted.
+    w.free(late);
+    w.free(b);
+    expect(w.memory()).toEqual({ buffers: 0, bytes: 0 });
     await expect(createWasmBackend({ threads: 0 })).rejects.toThrow('createWasmBackend: threads must be a positive integer, got 0');
   });
 
