@@ -138,7 +138,10 @@ function expv(x: v128): v128 {
   // Beyond these bounds the result is 0 or +Infinity anyway; clamping keeps n in range. pmin/pmax
   // (one instruction each, unlike min/max) let NaN through because every comparison with it fails.
   const xc = f32x4.pmin(f32x4.pmax(x, f32x4.splat(-104.0)), f32x4.splat(89.0));
-  const nf = f32x4.nearest(f32x4.mul(xc, f32x4.splat(1.44269504)));
+  // Adding 1.5 * 2^23 rounds to an integer (ties to even) that then sits in the low mantissa bits:
+  // one add gives both n as a float and, by subtracting the constant's bits, n as an integer.
+  const t = f32x4.add(f32x4.mul(xc, f32x4.splat(1.44269504)), f32x4.splat(12582912.0));
+  const nf = f32x4.sub(t, f32x4.splat(12582912.0));
   // Cody-Waite: ln2 = 0.693359375 (exact in 9 bits, so n * hi is exact) - 2.12194440e-4.
   const r = f32x4.sub(f32x4.sub(xc, f32x4.mul(nf, f32x4.splat(0.693359375))), f32x4.mul(nf, f32x4.splat(-2.12194440e-4)));
   let p = f32x4.splat(1.0 / 5040.0);
@@ -149,7 +152,7 @@ function expv(x: v128): v128 {
   p = f32x4.add(f32x4.mul(p, r), f32x4.splat(0.5));
   p = f32x4.add(f32x4.mul(p, r), ONE);
   p = f32x4.add(f32x4.mul(p, r), ONE);
-  const n = i32x4.trunc_sat_f32x4_s(nf);
+  const n = i32x4.sub(t, i32x4.splat(0x4b400000));
   const n1 = i32x4.shr_s(n, 1);
   const n2 = i32x4.sub(n, n1);
   const bias = i32x4.splat(127);
