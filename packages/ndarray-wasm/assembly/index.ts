@@ -464,11 +464,12 @@ function tiled2d(mode: i32, src: usize, dst: usize, rows: i32, cols: i32, rowStr
 // micro-panels and run the MR x NR register-blocked micro-kernel over every panel pair. Packing makes
 // transposed operands cost the same as plain ones: only the pack loops see the strides.
 
-const MR = 5;
-const NR = 8;
-export const KC = 256;
-export const MC = 120;
-export const NC = 512;
+// Exported so the JavaScript side splits rows and columns between threads on micro-tile boundaries.
+export const MR = 5;
+export const NR = 8;
+const KC = 256;
+const MC = 120;
+const NC = 512;
 
 /** Bytes of scratch one thread needs: packed A block, packed B block and an edge tile. */
 export function matmulScratchBytes(): i32 {

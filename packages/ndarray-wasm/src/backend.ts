@@ -67,9 +67,6 @@ const POW_SPLIT = 1 << 13;
 /** Most dimensions a strided copy may have after merging contiguous axes. */
 const MAX_DIMS = 64;
 
-const MR = 5;
-const NR = 8;
-
 export class WasmBackend implements Backend {
   readonly name: string;
   /** Threads that run kernels, the calling thread included. */
@@ -506,13 +503,15 @@ export class WasmBackend implements Backend {
       }
     } else if (n >= m) {
       // Columns: each thread packs only its own slice of B.
-      const per = Math.ceil(n / T / NR) * NR;
+      const nr = this.kernels.NR.value as number;
+      const per = Math.ceil(n / T / nr) * nr;
       for (let t = 0; t < T; t++) {
         const j0 = t * per;
         jobs.push(j0 < n ? job(0, batch, 0, m, j0, Math.min(n, j0 + per), t) : undefined);
       }
     } else {
-      const per = Math.ceil(m / T / MR) * MR;
+      const mr = this.kernels.MR.value as number;
+      const per = Math.ceil(m / T / mr) * mr;
       for (let t = 0; t < T; t++) {
         const i0 = t * per;
         jobs.push(i0 < m ? job(0, batch, i0, Math.min(m, i0 + per), 0, n, t) : undefined);

@@ -2,6 +2,9 @@ import { KERNELS_WASM_BASE64 } from './kernels.generated';
 
 /** The exports of assembly/index.ts, as JavaScript sees them. */
 export interface KernelExports {
+  /** Rows and columns of the matmul micro-tile. */
+  MR: WebAssembly.Global;
+  NR: WebAssembly.Global;
   heapBase(): number;
   fill(out: number, value: number, n: number): void;
   binary(op: number, a: number, b: number, bMask: number, out: number, n: number): void;
