@@ -20,7 +20,16 @@ async function main(): Promise<string> {
       maxErr = Math.max(maxErr, Math.abs(s - got[i * n + j]));
     }
   }
-  const result = `isolated=${globalThis.crossOriginIsolated} threads=${backend.threads} maxErr=${maxErr}`;
+  // Large enough to be split between the threads.
+  const size = 300_001;
+  const x = Float32Array.from({ length: size }, (_, i) => ((i % 1000) - 500) / 100);
+  const e = backend.alloc(size);
+  backend.write(e, x);
+  backend.unary('exp', e, e, size);
+  const ex = await backend.read(e);
+  let expErr = 0;
+  for (let i = 0; i < size; i++) expErr = Math.max(expErr, Math.abs(ex[i] - Math.exp(x[i])) / Math.exp(x[i]));
+  const result = `isolated=${globalThis.crossOriginIsolated} threads=${backend.threads} maxErr=${maxErr} expRelErr=${expErr.toExponential(1)}`;
   backend.destroy();
   return result;
 }
