@@ -7,7 +7,7 @@ import { NDArray, full as ndFull, keep, scope, type Scope } from '@needle/ndarra
 import { fail, fmt } from './errors';
 import { withGradMode } from './grad-mode';
 import { OPS, checkGradients, type OpDef, type OpName } from './optable';
-import { Tensor, backwardHook } from './tensor';
+import { Tensor } from './tensor';
 import * as F from './functions';
 
 export interface BackwardOptions {
@@ -58,8 +58,6 @@ export function gradients(output: Tensor, inputs: readonly Tensor[], options: Gr
     return null;
   });
 }
-
-backwardHook.run = (t, grad, options) => backward(t, grad, options);
 
 /** Nodes reachable through grad-requiring edges, each before all of its inputs. */
 function topologicalOrder(root: Tensor): Tensor[] {

@@ -19,6 +19,9 @@ import { fail, fmt } from './errors';
 import { isGradEnabled } from './grad-mode';
 import type { OpName } from './optable';
 import * as F from './functions';
+// A cycle (engine imports Tensor), like the one with functions.ts: safe because both sides use the
+// other's exports only when called, never while the modules load.
+import { backward as runBackward } from './engine';
 
 /** A number or a tensor: what binary ops accept on either side. */
 export type TensorLike = Tensor | number;
@@ -257,7 +260,7 @@ export class Tensor implements HasOwnedArrays, Disposable {
 
   /** Reverse-mode differentiation from this tensor; see `backward` in the package index. */
   backward(grad?: Tensor | NDArray | number, options: { retainGraph?: boolean; createGraph?: boolean } = {}): void {
-    backwardHook.run(this, grad, options);
+    runBackward(this, grad, options);
   }
 
   toString(): string {
@@ -301,13 +304,6 @@ export class Tensor implements HasOwnedArrays, Disposable {
   logSoftmax(axis = -1): Tensor { return F.logSoftmax(this, axis); }
   matmul(other: Tensor): Tensor { return F.matmul(this, other); }
 }
-
-/** The engine registers itself here, so tensor.ts does not import it (that would be a cycle). */
-export const backwardHook: {
-  run: (t: Tensor, grad: Tensor | NDArray | number | undefined, options: { retainGraph?: boolean; createGraph?: boolean }) => void;
-} = {
-  run: () => fail('backward', 'the autograd engine is not loaded'),
-};
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);

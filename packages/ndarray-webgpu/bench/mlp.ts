@@ -3,7 +3,7 @@
  * GFLOP/s. Not a test: run with `node packages/ndarray-webgpu/bench/run.mjs` (EGL_PLATFORM=surfaceless).
  */
 import { Generator, tidy, type Backend } from '@needle/ndarray';
-import { add, logSoftmax, matmul, mean, mul, neg, noGrad, oneHot, randn, relu, sub, sum, tensor, zeros } from '../../autograd/src/index';
+import { add, logSoftmax, matmul, mean, mul, neg, noGrad, oneHot, randn, relu, sub, sum, tensor, zeros } from '@needle/autograd';
 import { createWebGPUBackend, type WebGPUBackend } from '../src/index';
 import { nodeGPU } from '../src/node';
 

@@ -7,7 +7,7 @@ import path from 'node:path';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
-const esbuild = createRequire(require.resolve('tsup'))('esbuild');
+const esbuild = require('esbuild');
 const out = path.join(here, '..', 'node_modules', '.bench', 'mlp.mjs');
 await esbuild.build({
   entryPoints: [path.join(here, 'mlp.ts')],
@@ -18,8 +18,6 @@ await esbuild.build({
   external: ['webgpu'],
   outfile: out,
   logLevel: 'warning',
-  // autograd registers its engine by import side effect, which sideEffects: false would drop.
-  ignoreAnnotations: true,
 });
 const r = spawnSync(process.execPath, [out, ...process.argv.slice(2)], {
   stdio: ['ignore', 'inherit', 'pipe'],

@@ -20,10 +20,10 @@ interface Esbuild {
   build(options: Record<string, unknown>): Promise<{ outputFiles: { text: string }[] }>;
 }
 
-/** Bundle the page script. esbuild is not a dependency of this package: use the one tsup brings. */
+/** Bundle the page script with esbuild (a devDependency). */
 async function bundle(): Promise<string> {
   const require = createRequire(import.meta.url);
-  const esbuild = createRequire(require.resolve('tsup'))('esbuild') as Esbuild;
+  const esbuild = require('esbuild') as Esbuild;
   const r = await esbuild.build({
     entryPoints: [path.join(here, 'browser', 'entry.ts')],
     bundle: true,

@@ -3,7 +3,7 @@ import { CpuBackend } from '@needle/ndarray-cpu';
 import { tidy } from '@needle/ndarray';
 import { describe, expect, test } from 'vitest';
 // @needle/autograd is not (yet) a devDependency of this package: its source is imported by path.
-import { add, logSoftmax, matmul, mean, mul, neg, noGrad, oneHot, randn, relu, sub, sum, tensor, zeros } from '../../autograd/src/index';
+import { add, logSoftmax, matmul, mean, mul, neg, noGrad, oneHot, randn, relu, sub, sum, tensor, zeros } from '@needle/autograd';
 import { testBackend } from './gpu';
 
 /** A 2-layer MLP trained with plain SGD; returns the loss of every step and the live-buffer counts. */
