@@ -290,7 +290,7 @@ export function where(cond: usize, x: usize, y: usize, out: usize, n: i32): void
 // ---- reductions ------------------------------------------------------------------------------------
 
 // Sums accumulate in float64 like the reference backend, two f64x2 lanes per f32x4 load.
-function sumBlock(p: usize, n: i32): f32 {
+function sumBlock(p: usize, n: i32): f64 {
   let acc0 = f64x2.splat(0);
   let acc1 = f64x2.splat(0);
   const end = <usize>(n & ~3) << 2;
@@ -303,7 +303,12 @@ function sumBlock(p: usize, n: i32): f32 {
   let s = f64x2.extract_lane(acc, 0) + f64x2.extract_lane(acc, 1);
   const total = <usize>n << 2;
   for (let o = end; o < total; o += 4) s += <f64>load<f32>(p + o);
-  return <f32>s;
+  return s;
+}
+
+/** The float64 sum of a[0..n) stored at out: one thread's share of a long sum. */
+export function sumPartial(a: usize, n: i32, out: usize): void {
+  store<f64>(out, sumBlock(a, n));
 }
 
 // max/min: lane-wise "v beats m or v is NaN", so NaN sticks, then lanes combine in order.
@@ -368,7 +373,7 @@ export function reduce(op: i32, a: usize, out: usize, outSize: i32, reduceSize: 
     const p = a + <usize>j * rowBytes;
     let r: f32;
     switch (op) {
-      case 0: r = sumBlock(p, reduceSize); break;
+      case 0: r = <f32>sumBlock(p, reduceSize); break;
       case 1: r = extremeBlock(p, reduceSize, true); break;
       case 2: r = extremeBlock(p, reduceSize, false); break;
       case 3: r = reduceSize > 0 ? argBlock(p, reduceSize, true) : 0; break;

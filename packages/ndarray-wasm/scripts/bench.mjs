@@ -51,7 +51,7 @@ function benchOthers(backend) {
     backend.write(b, Float32Array.from({ length: size }, () => Math.random()));
     const add = time(() => backend.ewise('add', a, b, c, size));
     const exp = time(() => backend.unary('exp', a, c, size));
-    const sum = time(() => backend.reduce('sum', a, c, size / 1024, 1024));
+    const sum = time(() => backend.reduce('sum', a, c, 1, size));
     console.log(`threads=${backend.threads} n=${size}: ewise add ${add.toFixed(1)} us, exp ${exp.toFixed(1)} us, sum ${sum.toFixed(1)} us`);
     backend.free(a); backend.free(b); backend.free(c);
   }

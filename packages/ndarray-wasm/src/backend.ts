@@ -77,8 +77,12 @@ export class WasmBackend implements Backend {
   private readonly pool: WorkerPool | undefined;
   private heap: Float32Array;
   private readonly maxBytes: number;
-  /** Argument area: 16 bytes of broadcast scalar, then i32 dims/strides/index of strided copies. */
+  /**
+   * Argument area: 16 bytes of broadcast scalar, then i32 dims/strides/index of strided copies,
+   * then one float64 partial sum per thread.
+   */
   private readonly argPtr: number;
+  private readonly partialsPtr: number;
   /** One matmul packing area per thread. */
   private readonly scratch: number[];
   private live = 0;
@@ -103,7 +107,8 @@ export class WasmBackend implements Backend {
     this.maxBytes = maxBytes;
     this.heap = new Float32Array(memory.buffer);
     this.allocator = new FreeListAllocator(kernels.heapBase());
-    this.argPtr = this.reserve(16 + 4 * 3 * MAX_DIMS);
+    this.argPtr = this.reserve(16 + 4 * 3 * MAX_DIMS + 8 * this.threads);
+    this.partialsPtr = this.argPtr + 16 + 4 * 3 * MAX_DIMS;
     const scratchBytes = kernels.matmulScratchBytes();
     this.scratch = [];
     for (let t = 0; t < this.threads; t++) this.scratch.push(this.reserve(scratchBytes));
@@ -447,6 +452,10 @@ export class WasmBackend implements Backend {
     this.need('reduce', op, x, 'a', outSize * reduceSize);
     if (outSize === 0) return;
     const code = reduceCode(op);
+    if (op === 'sum' && this.pool && outSize < this.threads && reduceSize >= EWISE_SPLIT) {
+      this.longSums(x, o, outSize, reduceSize);
+      return;
+    }
     const threads = this.pool && outSize >= this.threads && outSize * reduceSize >= EWISE_SPLIT ? this.threads : 1;
     if (threads === 1) {
       this.kernels.reduce(code, x.ptr, o.ptr, outSize, reduceSize);
@@ -460,6 +469,28 @@ export class WasmBackend implements Backend {
       jobs.push(n > 0 ? { kernel: 'reduce', args: [code, x.ptr + 4 * j0 * reduceSize, o.ptr + 4 * j0, n, reduceSize] } : undefined);
     }
     this.pool!.run(jobs, (job) => this.call(job));
+  }
+
+  /** Few long rows (a full sum): every thread sums a slice of each row into a float64 partial. */
+  private longSums(x: WasmBuffer, o: WasmBuffer, outSize: number, reduceSize: number): void {
+    const T = this.threads;
+    const chunk = Math.ceil(reduceSize / T / 16) * 16;
+    const partials = new Float64Array(this.memoryObject.buffer, this.partialsPtr, T);
+    const result = new Float32Array(outSize);
+    for (let j = 0; j < outSize; j++) {
+      const row = x.ptr + 4 * j * reduceSize;
+      const jobs: (Job | undefined)[] = [];
+      for (let t = 0; t < T; t++) {
+        const start = Math.min(reduceSize, t * chunk);
+        const n = Math.min(chunk, reduceSize - start);
+        jobs.push({ kernel: 'sumPartial', args: [row + 4 * start, n, this.partialsPtr + 8 * t] });
+      }
+      this.pool!.run(jobs, (job) => this.call(job));
+      let s = 0;
+      for (let t = 0; t < T; t++) s += partials[t];
+      result[j] = s;
+    }
+    this.view().set(result, o.ptr >>> 2);
   }
 
   matmul(a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, spec: MatmulSpec): void {

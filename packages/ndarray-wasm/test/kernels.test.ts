@@ -125,7 +125,7 @@ describe.each([1, 2])('wasm kernels vs cpu, %i thread(s)', (threads) => {
 
   for (const op of REDUCE_OPS) {
     it(`reduce ${op} matches the reference, NaN rows included`, () => {
-      const shapes: [number, number][] = [[1, 1], [3, 7], [5, 16], [2, 1001], [70, 1000], [300, 1001], [4, 0], [0, 5]];
+      const shapes: [number, number][] = [[1, 1], [3, 7], [5, 16], [2, 1001], [70, 1000], [300, 1001], [1, 300_001], [1, 1_000_003], [4, 0], [0, 5]];
       for (const [outSize, reduceSize] of shapes) {
         const x = randomFloats(outSize * reduceSize, outSize + reduceSize);
         // A NaN late in row 1, ties in row 2 (first index wins), and in rows 3 and 4 signed zeros
