@@ -303,7 +303,9 @@ export class NDArray {
       fail('set', `value of shape ${fmt(value.shape)} cannot be broadcast to the selected view of shape ${fmt(target.shape)}`);
     }
     const b = value.broadcastTo(target.shape);
-    const src = b.compact();
+    // A value that views this very buffer must be copied first, or the kernel would read elements it
+    // has already overwritten (NumPy semantics: a[1:] = a[:-1] shifts).
+    const src = value.storage === this.storage ? b.clone() : b.compact();
     b.dispose();
     try {
       this.backend.ewiseSetitem(src.buffer, this.storage.buffer, target);

@@ -516,6 +516,13 @@ export function runBackendConformance(
         a.set(['...', -1], arange(3, undefined, 1, opts()));
         await expectNested(a.get(':', 3), [0, 1, 2]);
         expect(() => a.set([0], array([1, 2, 3], opts()))).toThrow(/set.*\[3\].*\[4\]/);
+        // overlapping source and target in one buffer behave as if the value were copied first
+        const r = arange(6, undefined, 1, opts());
+        r.set('1:', r.get(':-1'));
+        await expectNested(r, [0, 0, 1, 2, 3, 4]);
+        const m = arange(6, undefined, 1, opts()).reshape([2, 3]);
+        m.set([], m.get('::-1', '::-1'));
+        await expectNested(m, [[5, 4, 3], [2, 1, 0]]);
       });
     });
 
