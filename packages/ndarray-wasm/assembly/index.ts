@@ -21,9 +21,101 @@ export function fill(out: usize, value: f32, n: i32): void {
   for (let i = n4; i < n; i++) store<f32>(out + (<usize>i << 2), value);
 }
 
+// ---- vector constants ----------------------------------------------------------------------------
+
+// Vector constants are loaded from these tables rather than written as v128.const: V8 rebuilds a
+// v128.const from immediates, several instructions at every use, where a load from L1 is one
+// (exp: 24% faster, NOTES.md section 11). Each entry is one value repeated in four lanes; the
+// names are byte offsets.
+const KF = memory.data<f32>([
+  -104.0, -104.0, -104.0, -104.0,
+  89.0, 89.0, 89.0, 89.0,
+  1.44269504, 1.44269504, 1.44269504, 1.44269504,
+  12582912.0, 12582912.0, 12582912.0, 12582912.0,
+  0.693359375, 0.693359375, 0.693359375, 0.693359375,
+  -2.12194440e-4, -2.12194440e-4, -2.12194440e-4, -2.12194440e-4,
+  1.0 / 5040.0, 1.0 / 5040.0, 1.0 / 5040.0, 1.0 / 5040.0,
+  1.0 / 720.0, 1.0 / 720.0, 1.0 / 720.0, 1.0 / 720.0,
+  1.0 / 120.0, 1.0 / 120.0, 1.0 / 120.0, 1.0 / 120.0,
+  1.0 / 24.0, 1.0 / 24.0, 1.0 / 24.0, 1.0 / 24.0,
+  1.0 / 6.0, 1.0 / 6.0, 1.0 / 6.0, 1.0 / 6.0,
+  0.5, 0.5, 0.5, 0.5,
+  1.0, 1.0, 1.0, 1.0,
+  2.0, 2.0, 2.0, 2.0,
+  1.17549435e-38, 1.17549435e-38, 1.17549435e-38, 1.17549435e-38,
+  8388608.0, 8388608.0, 8388608.0, 8388608.0,
+  1.41421356, 1.41421356, 1.41421356, 1.41421356,
+  2.0 / 11.0, 2.0 / 11.0, 2.0 / 11.0, 2.0 / 11.0,
+  2.0 / 9.0, 2.0 / 9.0, 2.0 / 9.0, 2.0 / 9.0,
+  2.0 / 7.0, 2.0 / 7.0, 2.0 / 7.0, 2.0 / 7.0,
+  2.0 / 5.0, 2.0 / 5.0, 2.0 / 5.0, 2.0 / 5.0,
+  2.0 / 3.0, 2.0 / 3.0, 2.0 / 3.0, 2.0 / 3.0,
+  -Infinity, -Infinity, -Infinity, -Infinity,
+  NaN, NaN, NaN, NaN,
+  Infinity, Infinity, Infinity, Infinity,
+  6404582.0 / 10854718875.0, 6404582.0 / 10854718875.0, 6404582.0 / 10854718875.0, 6404582.0 / 10854718875.0,
+  929569.0 / 638512875.0, 929569.0 / 638512875.0, 929569.0 / 638512875.0, 929569.0 / 638512875.0,
+  21844.0 / 6081075.0, 21844.0 / 6081075.0, 21844.0 / 6081075.0, 21844.0 / 6081075.0,
+  1382.0 / 155925.0, 1382.0 / 155925.0, 1382.0 / 155925.0, 1382.0 / 155925.0,
+  62.0 / 2835.0, 62.0 / 2835.0, 62.0 / 2835.0, 62.0 / 2835.0,
+  17.0 / 315.0, 17.0 / 315.0, 17.0 / 315.0, 17.0 / 315.0,
+  2.0 / 15.0, 2.0 / 15.0, 2.0 / 15.0, 2.0 / 15.0,
+  1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0,
+  -1.0, -1.0, -1.0, -1.0,
+], 16);
+const F_EXP_MIN = 0;
+const F_EXP_MAX = 16;
+const F_LOG2E = 32;
+const F_ROUND = 48;
+const F_LN2_HI = 64;
+const F_LN2_LO = 80;
+const F_E7 = 96;
+const F_E6 = 112;
+const F_E5 = 128;
+const F_E4 = 144;
+const F_E3 = 160;
+const F_HALF = 176;
+const F_ONE = 192;
+const F_TWO = 208;
+const F_MIN_NORMAL = 224;
+const F_TWO_23 = 240;
+const F_SQRT2 = 256;
+const F_L11 = 272;
+const F_L9 = 288;
+const F_L7 = 304;
+const F_L5 = 320;
+const F_L3 = 336;
+const F_NEG_INF = 352;
+const F_NAN = 368;
+const F_INF = 384;
+const F_T17 = 400;
+const F_T15 = 416;
+const F_T13 = 432;
+const F_T11 = 448;
+const F_T9 = 464;
+const F_T7 = 480;
+const F_T5 = 496;
+const F_T3 = 512;
+const F_MINUS_ONE = 528;
+const KI = memory.data<i32>([
+  0x4b400000, 0x4b400000, 0x4b400000, 0x4b400000,
+  127, 127, 127, 127,
+  0x007fffff, 0x007fffff, 0x007fffff, 0x007fffff,
+  0x3f800000, 0x3f800000, 0x3f800000, 0x3f800000,
+  23, 23, 23, 23,
+  1, 1, 1, 1,
+  0x80000000, 0x80000000, 0x80000000, 0x80000000,
+], 16);
+const I_ROUND_BITS = 0;
+const I_BIAS = 16;
+const I_MANTISSA = 32;
+const I_ONE_BITS = 48;
+const I_23 = 64;
+const I_1 = 80;
+const I_SIGN = 96;
+
 // ---- elementwise binary -----------------------------------------------------------------------------
 
-const ONE = f32x4.splat(1.0);
 
 // JS semantics of Math.pow, which the reference backend uses: musl's pow returns 1 for pow(1, NaN)
 // and pow(+-1, +-Infinity), JavaScript returns NaN.
@@ -58,6 +150,7 @@ function binaryScalar(op: i32, x: f32, y: f32): f32 {
  */
 export function binary(op: i32, a: usize, b: usize, bMask: usize, out: usize, n: i32): void {
   const end = <usize>(n & ~3) << 2;
+  const one = v128.load(KF, F_ONE);
   switch (op) {
     case 0:
       for (let o: usize = 0; o < end; o += 16) v128.store(out + o, f32x4.add(v128.load(a + o), v128.load(b + (o & bMask))));
@@ -87,22 +180,22 @@ export function binary(op: i32, a: usize, b: usize, bMask: usize, out: usize, n:
       }
       break;
     case 7:
-      for (let o: usize = 0; o < end; o += 16) v128.store(out + o, v128.and(f32x4.eq(v128.load(a + o), v128.load(b + (o & bMask))), ONE));
+      for (let o: usize = 0; o < end; o += 16) v128.store(out + o, v128.and(f32x4.eq(v128.load(a + o), v128.load(b + (o & bMask))), one));
       break;
     case 8:
-      for (let o: usize = 0; o < end; o += 16) v128.store(out + o, v128.and(f32x4.ne(v128.load(a + o), v128.load(b + (o & bMask))), ONE));
+      for (let o: usize = 0; o < end; o += 16) v128.store(out + o, v128.and(f32x4.ne(v128.load(a + o), v128.load(b + (o & bMask))), one));
       break;
     case 9:
-      for (let o: usize = 0; o < end; o += 16) v128.store(out + o, v128.and(f32x4.ge(v128.load(a + o), v128.load(b + (o & bMask))), ONE));
+      for (let o: usize = 0; o < end; o += 16) v128.store(out + o, v128.and(f32x4.ge(v128.load(a + o), v128.load(b + (o & bMask))), one));
       break;
     case 10:
-      for (let o: usize = 0; o < end; o += 16) v128.store(out + o, v128.and(f32x4.gt(v128.load(a + o), v128.load(b + (o & bMask))), ONE));
+      for (let o: usize = 0; o < end; o += 16) v128.store(out + o, v128.and(f32x4.gt(v128.load(a + o), v128.load(b + (o & bMask))), one));
       break;
     case 11:
-      for (let o: usize = 0; o < end; o += 16) v128.store(out + o, v128.and(f32x4.le(v128.load(a + o), v128.load(b + (o & bMask))), ONE));
+      for (let o: usize = 0; o < end; o += 16) v128.store(out + o, v128.and(f32x4.le(v128.load(a + o), v128.load(b + (o & bMask))), one));
       break;
     case 12:
-      for (let o: usize = 0; o < end; o += 16) v128.store(out + o, v128.and(f32x4.lt(v128.load(a + o), v128.load(b + (o & bMask))), ONE));
+      for (let o: usize = 0; o < end; o += 16) v128.store(out + o, v128.and(f32x4.lt(v128.load(a + o), v128.load(b + (o & bMask))), one));
       break;
     case 4:
       if (bMask == 15 && load<f32>(b) == 2.0) {
@@ -137,25 +230,25 @@ export function binary(op: i32, a: usize, b: usize, bMask: usize, out: usize, n:
 function expv(x: v128): v128 {
   // Beyond these bounds the result is 0 or +Infinity anyway; clamping keeps n in range. pmin/pmax
   // (one instruction each, unlike min/max) let NaN through because every comparison with it fails.
-  const xc = f32x4.pmin(f32x4.pmax(x, f32x4.splat(-104.0)), f32x4.splat(89.0));
+  const xc = f32x4.pmin(f32x4.pmax(x, v128.load(KF, F_EXP_MIN)), v128.load(KF, F_EXP_MAX));
   // Adding 1.5 * 2^23 rounds to an integer (ties to even) that then sits in the low mantissa bits:
   // one add gives both n as a float and, by subtracting the constant's bits, n as an integer.
-  const t = f32x4.add(f32x4.mul(xc, f32x4.splat(1.44269504)), f32x4.splat(12582912.0));
-  const nf = f32x4.sub(t, f32x4.splat(12582912.0));
+  const t = f32x4.add(f32x4.mul(xc, v128.load(KF, F_LOG2E)), v128.load(KF, F_ROUND));
+  const nf = f32x4.sub(t, v128.load(KF, F_ROUND));
   // Cody-Waite: ln2 = 0.693359375 (exact in 9 bits, so n * hi is exact) - 2.12194440e-4.
-  const r = f32x4.sub(f32x4.sub(xc, f32x4.mul(nf, f32x4.splat(0.693359375))), f32x4.mul(nf, f32x4.splat(-2.12194440e-4)));
-  let p = f32x4.splat(1.0 / 5040.0);
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.0 / 720.0));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.0 / 120.0));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.0 / 24.0));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.0 / 6.0));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(0.5));
-  p = f32x4.add(f32x4.mul(p, r), ONE);
-  p = f32x4.add(f32x4.mul(p, r), ONE);
-  const n = i32x4.sub(t, i32x4.splat(0x4b400000));
+  const r = f32x4.sub(f32x4.sub(xc, f32x4.mul(nf, v128.load(KF, F_LN2_HI))), f32x4.mul(nf, v128.load(KF, F_LN2_LO)));
+  let p = v128.load(KF, F_E7);
+  p = f32x4.add(f32x4.mul(p, r), v128.load(KF, F_E6));
+  p = f32x4.add(f32x4.mul(p, r), v128.load(KF, F_E5));
+  p = f32x4.add(f32x4.mul(p, r), v128.load(KF, F_E4));
+  p = f32x4.add(f32x4.mul(p, r), v128.load(KF, F_E3));
+  p = f32x4.add(f32x4.mul(p, r), v128.load(KF, F_HALF));
+  p = f32x4.add(f32x4.mul(p, r), v128.load(KF, F_ONE));
+  p = f32x4.add(f32x4.mul(p, r), v128.load(KF, F_ONE));
+  const n = i32x4.sub(t, v128.load(KI, I_ROUND_BITS));
   const n1 = i32x4.shr_s(n, 1);
   const n2 = i32x4.sub(n, n1);
-  const bias = i32x4.splat(127);
+  const bias = v128.load(KI, I_BIAS);
   const s1 = i32x4.shl(i32x4.add(n1, bias), 23);
   const s2 = i32x4.shl(i32x4.add(n2, bias), 23);
   return f32x4.mul(f32x4.mul(p, s1), s2);
@@ -165,31 +258,31 @@ function expv(x: v128): v128 {
 // s = (m - 1) / (m + 1), |s| <= 0.172, as an odd series to s^11 (truncation < 1e-9).
 function logv(x: v128): v128 {
   // Subnormals: scale by 2^23 first so the exponent field is meaningful.
-  const tiny = f32x4.lt(x, f32x4.splat(1.17549435e-38));
-  const xs = v128.bitselect(f32x4.mul(x, f32x4.splat(8388608.0)), x, tiny);
+  const tiny = f32x4.lt(x, v128.load(KF, F_MIN_NORMAL));
+  const xs = v128.bitselect(f32x4.mul(x, v128.load(KF, F_TWO_23)), x, tiny);
   const bits = xs;
-  let e = i32x4.sub(i32x4.shr_u(bits, 23), i32x4.splat(127));
-  e = v128.bitselect(i32x4.sub(e, i32x4.splat(23)), e, tiny);
-  let m = v128.or(v128.and(bits, i32x4.splat(0x007fffff)), i32x4.splat(0x3f800000));
-  const big = f32x4.gt(m, f32x4.splat(1.41421356));
-  m = v128.bitselect(f32x4.mul(m, f32x4.splat(0.5)), m, big);
-  e = v128.bitselect(i32x4.add(e, i32x4.splat(1)), e, big);
+  let e = i32x4.sub(i32x4.shr_u(bits, 23), v128.load(KI, I_BIAS));
+  e = v128.bitselect(i32x4.sub(e, v128.load(KI, I_23)), e, tiny);
+  let m = v128.or(v128.and(bits, v128.load(KI, I_MANTISSA)), v128.load(KI, I_ONE_BITS));
+  const big = f32x4.gt(m, v128.load(KF, F_SQRT2));
+  m = v128.bitselect(f32x4.mul(m, v128.load(KF, F_HALF)), m, big);
+  e = v128.bitselect(i32x4.add(e, v128.load(KI, I_1)), e, big);
   const ef = f32x4.convert_i32x4_s(e);
-  const s = f32x4.div(f32x4.sub(m, ONE), f32x4.add(m, ONE));
+  const s = f32x4.div(f32x4.sub(m, v128.load(KF, F_ONE)), f32x4.add(m, v128.load(KF, F_ONE)));
   const s2 = f32x4.mul(s, s);
-  let q = f32x4.splat(2.0 / 11.0);
-  q = f32x4.add(f32x4.mul(q, s2), f32x4.splat(2.0 / 9.0));
-  q = f32x4.add(f32x4.mul(q, s2), f32x4.splat(2.0 / 7.0));
-  q = f32x4.add(f32x4.mul(q, s2), f32x4.splat(2.0 / 5.0));
-  q = f32x4.add(f32x4.mul(q, s2), f32x4.splat(2.0 / 3.0));
+  let q = v128.load(KF, F_L11);
+  q = f32x4.add(f32x4.mul(q, s2), v128.load(KF, F_L9));
+  q = f32x4.add(f32x4.mul(q, s2), v128.load(KF, F_L7));
+  q = f32x4.add(f32x4.mul(q, s2), v128.load(KF, F_L5));
+  q = f32x4.add(f32x4.mul(q, s2), v128.load(KF, F_L3));
   // 2s + s^3 q, then + e ln2 (split as in expv so e * hi is exact).
   const logm = f32x4.add(f32x4.add(s, s), f32x4.mul(f32x4.mul(s, s2), q));
-  let r = f32x4.add(f32x4.mul(ef, f32x4.splat(0.693359375)), f32x4.add(logm, f32x4.mul(ef, f32x4.splat(-2.12194440e-4))));
+  let r = f32x4.add(f32x4.mul(ef, v128.load(KF, F_LN2_HI)), f32x4.add(logm, f32x4.mul(ef, v128.load(KF, F_LN2_LO))));
   const zero = f32x4.splat(0);
-  r = v128.bitselect(f32x4.splat(-Infinity), r, f32x4.eq(x, zero));
-  r = v128.bitselect(f32x4.splat(NaN), r, f32x4.lt(x, zero));
+  r = v128.bitselect(v128.load(KF, F_NEG_INF), r, f32x4.eq(x, zero));
+  r = v128.bitselect(v128.load(KF, F_NAN), r, f32x4.lt(x, zero));
   // +Infinity and NaN are their own logarithms.
-  return v128.bitselect(x, r, v128.or(f32x4.eq(x, f32x4.splat(Infinity)), f32x4.ne(x, x)));
+  return v128.bitselect(x, r, v128.or(f32x4.eq(x, v128.load(KF, F_INF)), f32x4.ne(x, x)));
 }
 
 // tanh: for |x| < 0.5 its odd Taylor series to x^17 (truncation < 1e-8 relative); above,
@@ -197,20 +290,20 @@ function logv(x: v128): v128 {
 function tanhv(x: v128): v128 {
   const ax = f32x4.abs(x);
   const x2 = f32x4.mul(x, x);
-  let p = f32x4.splat(6404582.0 / 10854718875.0);
-  p = f32x4.sub(f32x4.mul(p, x2), f32x4.splat(929569.0 / 638512875.0));
-  p = f32x4.add(f32x4.mul(p, x2), f32x4.splat(21844.0 / 6081075.0));
-  p = f32x4.sub(f32x4.mul(p, x2), f32x4.splat(1382.0 / 155925.0));
-  p = f32x4.add(f32x4.mul(p, x2), f32x4.splat(62.0 / 2835.0));
-  p = f32x4.sub(f32x4.mul(p, x2), f32x4.splat(17.0 / 315.0));
-  p = f32x4.add(f32x4.mul(p, x2), f32x4.splat(2.0 / 15.0));
-  p = f32x4.sub(f32x4.mul(p, x2), f32x4.splat(1.0 / 3.0));
+  let p = v128.load(KF, F_T17);
+  p = f32x4.sub(f32x4.mul(p, x2), v128.load(KF, F_T15));
+  p = f32x4.add(f32x4.mul(p, x2), v128.load(KF, F_T13));
+  p = f32x4.sub(f32x4.mul(p, x2), v128.load(KF, F_T11));
+  p = f32x4.add(f32x4.mul(p, x2), v128.load(KF, F_T9));
+  p = f32x4.sub(f32x4.mul(p, x2), v128.load(KF, F_T7));
+  p = f32x4.add(f32x4.mul(p, x2), v128.load(KF, F_T5));
+  p = f32x4.sub(f32x4.mul(p, x2), v128.load(KF, F_T3));
   const small = f32x4.add(x, f32x4.mul(f32x4.mul(x, x2), p));
   const e = expv(f32x4.add(ax, ax));
-  const large = f32x4.sub(ONE, f32x4.div(f32x4.splat(2.0), f32x4.add(e, ONE)));
-  const magnitude = f32x4.abs(v128.bitselect(small, large, f32x4.lt(ax, f32x4.splat(0.5))));
+  const large = f32x4.sub(v128.load(KF, F_ONE), f32x4.div(v128.load(KF, F_TWO), f32x4.add(e, v128.load(KF, F_ONE))));
+  const magnitude = f32x4.abs(v128.bitselect(small, large, f32x4.lt(ax, v128.load(KF, F_HALF))));
   // Copying x's sign bit also keeps tanh(-0) = -0, which the series' arithmetic would turn into +0.
-  return v128.or(magnitude, v128.and(x, i32x4.splat(0x80000000)));
+  return v128.or(magnitude, v128.and(x, v128.load(KI, I_SIGN)));
 }
 
 // ---- elementwise unary -----------------------------------------------------------------------------
@@ -218,7 +311,7 @@ function tanhv(x: v128): v128 {
 function signv(x: v128): v128 {
   const zero = f32x4.splat(0);
   // 0, -0 and NaN fail both tests and pass through unchanged.
-  return v128.bitselect(ONE, v128.bitselect(f32x4.splat(-1.0), x, f32x4.lt(x, zero)), f32x4.gt(x, zero));
+  return v128.bitselect(v128.load(KF, F_ONE), v128.bitselect(v128.load(KF, F_MINUS_ONE), x, f32x4.lt(x, zero)), f32x4.gt(x, zero));
 }
 
 function unaryv(op: i32, x: v128): v128 {
