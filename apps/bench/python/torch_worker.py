@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 MLP_LR = 0.1  # must match MLP_LR in src/cases.ts
+CONVNET_KERNEL, CONVNET_PAD = 3, 1  # must match src/cases.ts
 
 
 class Unavailable(Exception):
@@ -60,15 +61,48 @@ class Prepared:
 
             self.fn = step
             self.params = params
+        elif kind == "convnet":
+            batch, channels, size, c1, c2, classes = dims
+            k, pad = CONVNET_KERNEL, CONVNET_PAD
+            flat = c2 * (size // 4) * (size // 4)
+            x = inputs[0].reshape(batch, channels, size, size)
+            # cross_entropy takes class indices as int64; converted once, outside the timed step.
+            labels = inputs[1].long()
+            model = torch.nn.Sequential(
+                torch.nn.Conv2d(channels, c1, k, padding=pad),
+                torch.nn.ReLU(),
+                torch.nn.MaxPool2d(2),
+                torch.nn.Conv2d(c1, c2, k, padding=pad),
+                torch.nn.ReLU(),
+                torch.nn.MaxPool2d(2),
+                torch.nn.Flatten(),
+                torch.nn.Linear(flat, classes),
+            )
+            # The seeded weights replace torch's own initialisation; the layouts are torch's already.
+            with torch.no_grad():
+                for p, value in zip(model.parameters(), inputs[2:]):
+                    p.copy_(value.reshape(p.shape))
+            params = list(model.parameters())
+            opt = torch.optim.SGD(params, lr=MLP_LR)
+
+            def step():
+                opt.zero_grad(set_to_none=True)
+                loss = torch.nn.functional.cross_entropy(model(x), labels)  # mean over the batch
+                loss.backward()
+                opt.step()
+                return loss.detach()
+
+            self.fn = step
+            self.params = params
         else:
-            raise Unavailable(f"{kind} is not benchmarked until needle has the layers")
+            raise Unavailable(f"{kind} is not benchmarked until needle has the layer")
         self.kind = kind
 
     def step(self):
         self.last = self.fn()
 
     def output(self):
-        if self.kind == "mlp":
+        if self.kind in ("mlp", "convnet"):
             parts = [self.last.reshape(1)] + [p.detach().reshape(-1) for p in self.params]
             return torch.cat(parts).numpy()
         return self.last.reshape(-1).numpy()

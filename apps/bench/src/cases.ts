@@ -14,12 +14,13 @@ export interface CaseSpec {
   kind: CaseKind;
   /**
    * matmul: [n] (n x n @ n x n); ewise and reduce: [elements];
-   * mlp: [batch, inputs, hidden, classes].
+   * mlp: [batch, inputs, hidden, classes];
+   * convnet: [batch, channels, size, c1, c2, classes] (a size x size image; see convnetCase).
    */
   dims: number[];
 }
 
-/** SGD learning rate of the training-step cases. */
+/** SGD learning rate of the training-step cases (the MLP and the ConvNet). */
 export const MLP_LR = 0.1;
 
 export interface Metric {
@@ -69,9 +70,20 @@ export function reduceCase(n: number): CaseSpec {
 export function mlpCase(batch: number, inputs: number, hidden: number, classes: number): CaseSpec {
   return { id: `mlp-${inputs}-${hidden}-${classes}-b${batch}`, kind: 'mlp', dims: [batch, inputs, hidden, classes] };
 }
-export function convnetCase(): CaseSpec {
-  return { id: 'convnet-step', kind: 'convnet', dims: [] };
+/**
+ * One SGD step of a small ConvNet on NCHW images, in PyTorch's terms:
+ * Conv2d(channels, c1, 3, padding=1) -> ReLU -> MaxPool2d(2) -> Conv2d(c1, c2, 3, padding=1) -> ReLU
+ * -> MaxPool2d(2) -> Flatten -> Linear(c2 * (size/4)^2, classes), mean softmax cross-entropy.
+ * The default is CIFAR-shaped: a batch of 32 images of 3 x 32 x 32.
+ */
+export function convnetCase(batch = 32, channels = 3, size = 32, c1 = 16, c2 = 32, classes = 10): CaseSpec {
+  if (size % 4 !== 0) throw new Error(`convnetCase: size ${size} must be divisible by 4 (two 2x2 poolings)`);
+  return { id: `convnet-${channels}x${size}x${size}-${c1}-${c2}-${classes}-b${batch}`, kind: 'convnet', dims: [batch, channels, size, c1, c2, classes] };
 }
+
+/** Kernel size and padding of both convolutions of the ConvNet case ("same" convolutions). */
+export const CONVNET_KERNEL = 3;
+export const CONVNET_PAD = 1;
 export function lstmCase(): CaseSpec {
   return { id: 'lstm-step', kind: 'lstm', dims: [] };
 }
@@ -86,7 +98,7 @@ export interface SuiteOptions {
 /** Every case of a full run, in the order they are measured. */
 export function allCases(options: SuiteOptions = {}): CaseSpec[] {
   if (options.tiny) {
-    return [matmulCase(16), ewiseCase(1000), reduceCase(1000), mlpCase(4, 12, 8, 3), convnetCase(), lstmCase()];
+    return [matmulCase(16), ewiseCase(1000), reduceCase(1000), mlpCase(4, 12, 8, 3), convnetCase(2, 3, 8, 4, 6, 5), lstmCase()];
   }
   const matmuls = [128, 256, 512, 1024, ...(options.large ? [2048] : [])];
   const M = 1 << 20;
@@ -126,7 +138,32 @@ export function makeInputs(spec: CaseSpec, seed = 1234): Float32Array[] {
       const s2 = 1 / Math.sqrt(hidden);
       return [x, y, uniform(inputs * hidden, -s1, s1), uniform(hidden, -s1, s1), uniform(hidden * classes, -s2, s2), uniform(classes, -s2, s2)];
     }
-    case 'convnet':
+    case 'convnet': {
+      const [batch, channels, size, c1, c2, classes] = spec.dims;
+      const k = CONVNET_KERNEL;
+      // Zero-mean pixels, like normalised CIFAR images.
+      const x = uniform(batch * channels * size * size, -1, 1);
+      // Class indices (as float32), which torch's and needle's cross-entropy take directly; tfjs
+      // and jax-js turn them into one-hot rows on the host before timing.
+      const labels = new Float32Array(batch);
+      for (let i = 0; i < batch; i++) labels[i] = g.randint(0, classes);
+      const flat = c2 * (size / 4) * (size / 4);
+      // PyTorch's default init bounds (±1/sqrt(fanIn)), in PyTorch's layouts: conv [out, in, k, k],
+      // linear [out, in].
+      const s1 = 1 / Math.sqrt(channels * k * k);
+      const s2 = 1 / Math.sqrt(c1 * k * k);
+      const s3 = 1 / Math.sqrt(flat);
+      return [
+        x,
+        labels,
+        uniform(c1 * channels * k * k, -s1, s1),
+        uniform(c1, -s1, s1),
+        uniform(c2 * c1 * k * k, -s2, s2),
+        uniform(c2, -s2, s2),
+        uniform(classes * flat, -s3, s3),
+        uniform(classes, -s3, s3),
+      ];
+    }
     case 'lstm':
       return [];
     default:
@@ -145,6 +182,7 @@ export function inputNames(spec: CaseSpec): string[] {
     case 'mlp':
       return ['x', 'y', 'w1', 'b1', 'w2', 'b2'];
     case 'convnet':
+      return ['x', 'labels', 'conv1.weight', 'conv1.bias', 'conv2.weight', 'conv2.bias', 'fc.weight', 'fc.bias'];
     case 'lstm':
       return [];
     default:
@@ -173,7 +211,11 @@ export function toleranceOf(spec: CaseSpec, inputs: Float32Array[]): { atol: num
     }
     case 'mlp':
       return { atol: 1e-4, rtol: 1e-3 };
+    // The loss and updated weights (|w| < 0.2, lr * |grad| ~ 1e-3): float32 gradients summed over
+    // up to batch * size^2 positions in any order stay well inside this; a wrong gradient (a
+    // transposed kernel, a misrouted pooling gradient) moves weights by ~1e-3 and is caught.
     case 'convnet':
+      return { atol: 5e-5, rtol: 1e-3 };
     case 'lstm':
       return { atol: 0, rtol: 0 };
     default:

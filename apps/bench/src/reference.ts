@@ -4,7 +4,7 @@
  */
 import { NDArray, tidy, type Backend } from '@needle/ndarray';
 import { createCpuBackend } from '@needle/ndarray-cpu';
-import { MLP_LR, type CaseSpec } from './cases';
+import { CONVNET_KERNEL, CONVNET_PAD, MLP_LR, type CaseSpec } from './cases';
 
 let cpu: Backend | undefined;
 function cpuBackend(): Backend {
@@ -28,6 +28,7 @@ export function referenceOutput(spec: CaseSpec, inputs: Float32Array[]): Float32
     case 'mlp':
       return tidy(() => mlpStepReference(spec, inputs, arr));
     case 'convnet':
+      return convnetStepReference(spec, inputs);
     case 'lstm':
       return undefined;
     default:
@@ -72,6 +73,188 @@ function mlpStepReference(
 
   const parts = [loss, w1.sub(dw1.mul(MLP_LR)), b1.sub(db1.mul(MLP_LR)), w2.sub(dw2.mul(MLP_LR)), b2.sub(db2.mul(MLP_LR))];
   return concatFlat(parts.map((p) => p.toArraySync()));
+}
+
+/**
+ * One SGD step of the ConvNet (see convnetCase), written out as direct loops in float64. Deliberately
+ * shares nothing with needle: no NDArray kernels, no autograd, no im2col (needle's conv2d is an
+ * im2col + matmul; this is the textbook sliding-window sum and its hand-derived adjoints). It is the
+ * reference every target is checked against, needle:cpu included. Float64 accumulation makes it
+ * closer to the exact result than any float32 framework, so the tolerance only has to absorb their
+ * rounding. Output layout: [loss, conv1.weight', conv1.bias', conv2.weight', conv2.bias',
+ * fc.weight', fc.bias'] in PyTorch layouts, flattened and concatenated.
+ *
+ * Max pooling sends the gradient to the first maximum of a window. Exact ties only happen between
+ * ReLU zeros, whose gradient the ReLU then drops, so every tie rule (needle shares it among tied
+ * maxima; torch picks one) gives the same weights.
+ */
+function convnetStepReference(spec: CaseSpec, inputs: Float32Array[]): Float32Array {
+  const [n, c0, s0, c1, c2, classes] = spec.dims;
+  const [x, labels, w1, b1, w2, b2, w3, b3] = inputs;
+  const s1 = s0 / 2;
+  const s2 = s0 / 4;
+  const flat = c2 * s2 * s2;
+
+  const a1 = convForward(x, n, c0, s0, w1, b1, c1);
+  const r1 = a1.map((v) => Math.max(v, 0));
+  const [p1, arg1] = maxPool2(r1, n, c1, s0);
+  const a2 = convForward(p1, n, c1, s1, w2, b2, c2);
+  const r2 = a2.map((v) => Math.max(v, 0));
+  const [p2, arg2] = maxPool2(r2, n, c2, s1); // [n, flat] when read row by row (NCHW flatten)
+
+  // Linear: z = p2 @ w3^T + b3, w3 [classes, flat]; then mean softmax cross-entropy.
+  let loss = 0;
+  const dz = new Float64Array(n * classes);
+  for (let i = 0; i < n; i++) {
+    const z = new Float64Array(classes);
+    for (let k = 0; k < classes; k++) {
+      let acc = b3[k];
+      for (let f = 0; f < flat; f++) acc += p2[i * flat + f] * w3[k * flat + f];
+      z[k] = acc;
+    }
+    const m = Math.max(...z);
+    let se = 0;
+    for (let k = 0; k < classes; k++) se += Math.exp(z[k] - m);
+    const lse = m + Math.log(se);
+    const label = labels[i];
+    loss += (lse - z[label]) / n;
+    for (let k = 0; k < classes; k++) dz[i * classes + k] = (Math.exp(z[k] - lse) - (k === label ? 1 : 0)) / n;
+  }
+
+  const dw3 = new Float64Array(classes * flat);
+  const db3 = new Float64Array(classes);
+  const dp2 = new Float64Array(n * flat);
+  for (let i = 0; i < n; i++) {
+    for (let k = 0; k < classes; k++) {
+      const g = dz[i * classes + k];
+      db3[k] += g;
+      for (let f = 0; f < flat; f++) {
+        dw3[k * flat + f] += g * p2[i * flat + f];
+        dp2[i * flat + f] += g * w3[k * flat + f];
+      }
+    }
+  }
+
+  const da2 = unpoolReluGrad(dp2, arg2, a2);
+  const { dw: dw2, db: db2, dx: dp1 } = convBackward(da2, p1, n, c1, s1, w2, c2, true);
+  const da1 = unpoolReluGrad(dp1!, arg1, a1);
+  const { dw: dw1, db: db1 } = convBackward(da1, x, n, c0, s0, w1, c1, false);
+
+  const sgd = (w: Float32Array, g: Float64Array) => Float32Array.from(w, (v, i) => v - MLP_LR * g[i]);
+  return concatFlat([Float32Array.of(loss), sgd(w1, dw1), sgd(b1, db1), sgd(w2, dw2), sgd(b2, db2), sgd(w3, dw3), sgd(b3, db3)]);
+}
+
+/** "Same" convolution (stride 1, CONVNET_PAD zeros around): x [n, ci, s, s] -> [n, co, s, s]. */
+function convForward(x: ArrayLike<number>, n: number, ci: number, s: number, w: Float32Array, b: Float32Array, co: number): Float64Array {
+  const k = CONVNET_KERNEL;
+  const pad = CONVNET_PAD;
+  const out = new Float64Array(n * co * s * s);
+  for (let i = 0; i < n; i++) {
+    for (let o = 0; o < co; o++) {
+      const obase = (i * co + o) * s * s;
+      for (let y = 0; y < s; y++) {
+        for (let xx = 0; xx < s; xx++) {
+          let acc = b[o];
+          for (let c = 0; c < ci; c++) {
+            const xbase = (i * ci + c) * s * s;
+            const wbase = (o * ci + c) * k * k;
+            for (let u = 0; u < k; u++) {
+              const yy = y + u - pad;
+              if (yy < 0 || yy >= s) continue;
+              for (let v = 0; v < k; v++) {
+                const xc = xx + v - pad;
+                if (xc < 0 || xc >= s) continue;
+                acc += x[xbase + yy * s + xc] * w[wbase + u * k + v];
+              }
+            }
+          }
+          out[obase + y * s + xx] = acc;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** Adjoints of convForward: dL/dw [co, ci, k, k], dL/db [co], and dL/dx [n, ci, s, s] if asked. */
+function convBackward(
+  dOut: Float64Array,
+  x: ArrayLike<number>,
+  n: number,
+  ci: number,
+  s: number,
+  w: Float32Array,
+  co: number,
+  wantDx: boolean,
+): { dw: Float64Array; db: Float64Array; dx?: Float64Array } {
+  const k = CONVNET_KERNEL;
+  const pad = CONVNET_PAD;
+  const dw = new Float64Array(co * ci * k * k);
+  const db = new Float64Array(co);
+  const dx = wantDx ? new Float64Array(n * ci * s * s) : undefined;
+  for (let i = 0; i < n; i++) {
+    for (let o = 0; o < co; o++) {
+      for (let y = 0; y < s; y++) {
+        for (let xx = 0; xx < s; xx++) {
+          const g = dOut[((i * co + o) * s + y) * s + xx];
+          // Most output gradients are zero (ReLU and pooling drop them): skip their windows.
+          if (g === 0) continue;
+          db[o] += g;
+          for (let c = 0; c < ci; c++) {
+            const xbase = (i * ci + c) * s * s;
+            const wbase = (o * ci + c) * k * k;
+            for (let u = 0; u < k; u++) {
+              const yy = y + u - pad;
+              if (yy < 0 || yy >= s) continue;
+              for (let v = 0; v < k; v++) {
+                const xc = xx + v - pad;
+                if (xc < 0 || xc >= s) continue;
+                dw[wbase + u * k + v] += g * x[xbase + yy * s + xc];
+                if (dx) dx[xbase + yy * s + xc] += g * w[wbase + u * k + v];
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  return { dw, db, dx };
+}
+
+/** 2x2, stride-2 max pooling of [n, c, s, s]; also the flat index of each window's (first) maximum. */
+function maxPool2(a: Float64Array, n: number, c: number, s: number): [Float64Array, Int32Array] {
+  const h = s / 2;
+  const out = new Float64Array(n * c * h * h);
+  const arg = new Int32Array(out.length);
+  for (let plane = 0; plane < n * c; plane++) {
+    for (let y = 0; y < h; y++) {
+      for (let xx = 0; xx < h; xx++) {
+        let best = -Infinity;
+        let at = -1;
+        for (let u = 0; u < 2; u++) {
+          for (let v = 0; v < 2; v++) {
+            const idx = (plane * s + 2 * y + u) * s + 2 * xx + v;
+            if (a[idx] > best) {
+              best = a[idx];
+              at = idx;
+            }
+          }
+        }
+        out[(plane * h + y) * h + xx] = best;
+        arg[(plane * h + y) * h + xx] = at;
+      }
+    }
+  }
+  return [out, arg];
+}
+
+/** The gradient through ReLU(pre) then max pooling: route each pooled gradient to its argmax, if pre > 0. */
+function unpoolReluGrad(dPooled: Float64Array, arg: Int32Array, pre: Float64Array): Float64Array {
+  const d = new Float64Array(pre.length);
+  for (let j = 0; j < dPooled.length; j++) {
+    if (pre[arg[j]] > 0) d[arg[j]] += dPooled[j];
+  }
+  return d;
 }
 
 export function concatFlat(parts: Float32Array[]): Float32Array {

@@ -3,9 +3,10 @@
  * jax-js is meant to be used for speed); compilation happens in the untimed check step.
  * jax-js arrays are reference counted and functions consume their arguments: `.ref` keeps ours.
  */
-import { MLP_LR, type CaseSpec } from '../cases';
+import { CONVNET_KERNEL, CONVNET_PAD, MLP_LR, type CaseSpec } from '../cases';
 import { concatFlat } from '../reference';
 import { adapterName, installNodeWebGpu } from './gpu';
+import { permuteArray } from './layouts';
 import { NotAvailableError, type Engine, type EngineInfo, type EngineOptions, type Prepared, type Target } from './types';
 
 type Jax = typeof import('@jax-js/jax');
@@ -36,7 +37,7 @@ export class JaxEngine implements Engine {
   }
 
   async prepare(spec: CaseSpec, inputs: Float32Array[]): Promise<Prepared> {
-    const { numpy: np, jit, nn, valueAndGrad, tree } = this.jax;
+    const { numpy: np, lax, jit, nn, valueAndGrad, tree } = this.jax;
     // Arrays land on the default device; in-process runs (the smoke test) may have changed it.
     this.jax.defaultDevice(this.device);
     const owned: JArray[] = [];
@@ -122,9 +123,69 @@ export class JaxEngine implements Engine {
           },
         };
       }
-      case 'convnet':
+      case 'convnet': {
+        const [batch, channels, size, c1, c2, classes] = spec.dims;
+        const k = CONVNET_KERNEL;
+        const pad = CONVNET_PAD;
+        const flat = c2 * (size / 4) * (size / 4);
+        // lax.convGeneralDilated takes PyTorch's layouts (NCHW, OIHW) as they are; the dense kernel
+        // is kept [in, out] as in jax/flax (transposed on the host, back again in output()).
+        const x = put(inputs[0], [batch, channels, size, size]);
+        const oneHot = new Float32Array(batch * classes);
+        inputs[1].forEach((label, i) => (oneHot[i * classes + label] = 1));
+        const y = put(oneHot, [batch, classes]);
+        type Params = { w1: JArray; b1: JArray; w2: JArray; b2: JArray; w3: JArray; b3: JArray };
+        let params: Params = {
+          w1: np.array(inputs[2]).reshape([c1, channels, k, k]),
+          b1: np.array(inputs[3]),
+          w2: np.array(inputs[4]).reshape([c2, c1, k, k]),
+          b2: np.array(inputs[5]),
+          w3: np.array(permuteArray(inputs[6], [classes, flat], [1, 0])).reshape([flat, classes]),
+          b3: np.array(inputs[7]),
+        };
+        const padding: Array<[number, number]> = [[pad, pad], [pad, pad]];
+        // conv + bias + ReLU, then a 2x2 max pool (reduceWindow over the two spatial axes, jax's
+        // idiom for max pooling).
+        const block = (h: JArray, w: JArray, b: JArray, co: number) => {
+          const a = nn.relu(lax.convGeneralDilated(h, w, [1, 1], padding).add(b.reshape([1, co, 1, 1])));
+          return lax.reduceWindow(a, (win: JArray) => np.max(win), [2, 2], [2, 2]);
+        };
+        const loss = (p: Params, xb: JArray, yb: JArray) => {
+          const h1 = block(xb, p.w1, p.b1, c1);
+          const h2 = block(h1, p.w2, p.b2, c2);
+          const logits = np.matmul(h2.reshape([batch, flat]), p.w3).add(p.b3);
+          return nn.logSoftmax(logits, -1).mul(yb).sum().mul(-1 / batch);
+        };
+        const step = jit((p: Params, xb: JArray, yb: JArray) => {
+          const [l, g] = valueAndGrad(loss)(tree.ref(p), xb, yb);
+          const next = tree.map((w: JArray, dw: JArray) => w.sub(dw.mul(MLP_LR)), p, g) as Params;
+          return [l, next] as [JArray, Params];
+        });
+        let lossValue: JArray | undefined;
+        return {
+          step: async () => {
+            const [l, next] = step(params, x.ref, y.ref);
+            params = next;
+            await this.jax.blockUntilReady([l, params]);
+            lossValue?.dispose();
+            lossValue = l;
+          },
+          output: async () => {
+            const read = async (a: JArray) => new Float32Array(await a.ref.data());
+            const p = params;
+            const parts = await Promise.all([lossValue!, p.w1, p.b1, p.w2, p.b2, p.w3, p.b3].map(read));
+            parts[5] = permuteArray(parts[5], [flat, classes], [1, 0]);
+            return concatFlat(parts);
+          },
+          dispose: () => {
+            lossValue?.dispose();
+            tree.dispose(params);
+            base.dispose();
+          },
+        };
+      }
       case 'lstm':
-        throw new NotAvailableError(`${spec.kind} is not benchmarked until needle has the layers`);
+        throw new NotAvailableError('lstm is not benchmarked until needle has an LSTM layer');
       default:
         return spec.kind satisfies never;
     }

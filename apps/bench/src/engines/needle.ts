@@ -5,6 +5,7 @@ import type { CaseSpec } from '../cases';
 import { installNodeWebGpu } from './gpu';
 import { NotAvailableError, type Engine, type EngineInfo, type EngineOptions, type Prepared, type Target } from './types';
 import { importWorkspacePackage } from './workspace';
+import { prepareNeedleConvnet } from './needle-convnet';
 import { prepareNeedleMlp } from './needle-mlp';
 
 type NeedleBackendName = 'cpu' | 'wasm' | 'webgpu';
@@ -76,8 +77,9 @@ export class NeedleEngine implements Engine {
       case 'mlp':
         return prepareNeedleMlp(spec, inputs, backend);
       case 'convnet':
+        return prepareNeedleConvnet(spec, inputs, backend);
       case 'lstm':
-        throw new NotAvailableError(`needle has no ${spec.kind === 'convnet' ? 'Conv2d' : 'LSTM'} layer yet (packages/nn)`);
+        throw new NotAvailableError('needle has no LSTM layer yet (packages/nn)');
       default:
         return spec.kind satisfies never;
     }

@@ -1,9 +1,10 @@
 /** TensorFlow.js (tfjs-core 4.x) on its cpu, wasm and webgpu backends. Never tfjs-node. */
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { MLP_LR, type CaseSpec } from '../cases';
+import { CONVNET_KERNEL, MLP_LR, type CaseSpec } from '../cases';
 import { concatFlat } from '../reference';
 import { adapterName, installNodeWebGpu } from './gpu';
+import { linearFromHwcIn, linearToHwcIn, permuteArray } from './layouts';
 import { NotAvailableError, type Engine, type EngineInfo, type EngineOptions, type Prepared, type Target } from './types';
 
 type Tf = typeof import('@tensorflow/tfjs-core');
@@ -163,9 +164,60 @@ export class TfjsEngine implements Engine {
           },
         };
       }
-      case 'convnet':
+      case 'convnet': {
+        if (this.gradientsMissing) throw new NotAvailableError(`tfjs gradients could not be loaded here: ${this.gradientsMissing}`);
+        // The backward pass needs these kernels; tfjs-backend-wasm 4.22 ships no
+        // Conv2DBackpropFilter, so it cannot train a conv layer (and tfjs does not fall back to
+        // another backend). Say so instead of failing halfway through the step.
+        const lacking = ['Conv2DBackpropFilter', 'Conv2DBackpropInput', 'MaxPoolGrad'].filter((kn) => !tf.getKernel(kn, this.backend));
+        if (lacking.length) throw new NotAvailableError(`tfjs-backend-${this.backend} ${tf.version_core} has no ${lacking.join(', ')} kernel, so it cannot train a Conv2D`);
+        const [batch, channels, size, c1, c2, classes] = spec.dims;
+        const k = CONVNET_KERNEL;
+        const s4 = size / 4;
+        // tfjs's layouts (see layouts.ts): NHWC images, conv filters [kh, kw, in, out], the dense
+        // kernel [in, out] over an NHWC flatten.
+        const hwio = (w: Float32Array, o: number, i: number) => permuteArray(w, [o, i, k, k], [2, 3, 1, 0]);
+        const x = tf.tensor4d(permuteArray(inputs[0], [batch, channels, size, size], [0, 2, 3, 1]), [batch, size, size, channels]);
+        const oneHot = new Float32Array(batch * classes);
+        inputs[1].forEach((label, i) => (oneHot[i * classes + label] = 1));
+        const y = tf.tensor2d(oneHot, [batch, classes]);
+        const w1 = tf.variable(tf.tensor4d(hwio(inputs[2], c1, channels), [k, k, channels, c1]));
+        const b1 = tf.variable(tf.tensor1d(inputs[3]));
+        const w2 = tf.variable(tf.tensor4d(hwio(inputs[4], c2, c1), [k, k, c1, c2]));
+        const b2 = tf.variable(tf.tensor1d(inputs[5]));
+        const w3 = tf.variable(tf.tensor2d(linearToHwcIn(inputs[6], classes, c2, s4, s4), [s4 * s4 * c2, classes]));
+        const b3 = tf.variable(tf.tensor1d(inputs[7]));
+        const vars = [w1, b1, w2, b2, w3, b3];
+        owned.push(x, y, ...vars);
+        const opt = tf.train.sgd(MLP_LR);
+        // The fused conv/matmul ops (bias and ReLU folded in) are what tfjs-layers' Conv2D and Dense
+        // call, so this is tfjs's fast path. 'same' padding of a 3x3 stride-1 kernel is 1 on every side.
+        const lossFn = () =>
+          tf.tidy(() => {
+            const h1 = tf.maxPool(tf.fused.conv2d({ x, filter: w1, strides: 1, pad: 'same', bias: b1, activation: 'relu' }), 2, 2, 'valid');
+            const h2 = tf.maxPool(tf.fused.conv2d({ x: h1, filter: w2, strides: 1, pad: 'same', bias: b2, activation: 'relu' }), 2, 2, 'valid');
+            const logits = tf.fused.matMul({ a: tf.reshape(h2, [batch, s4 * s4 * c2]), b: w3, bias: b3 });
+            return tf.losses.softmaxCrossEntropy(y, logits, undefined, undefined, tf.Reduction.MEAN) as Scalar;
+          });
+        return {
+          step: async () => {
+            await this.activate();
+            keepLast(opt.minimize(lossFn, true, vars)!);
+            await this.drain();
+          },
+          output: async () => {
+            const [l, v1, vb1, v2, vb2, v3, vb3] = await Promise.all([last!, ...vars].map(async (t) => new Float32Array(await t.data())));
+            const oihw = (w: Float32Array, o: number, i: number) => permuteArray(w, [k, k, i, o], [3, 2, 0, 1]);
+            return concatFlat([l, oihw(v1, c1, channels), vb1, oihw(v2, c2, c1), vb2, linearFromHwcIn(v3, classes, c2, s4, s4), vb3]);
+          },
+          dispose: () => {
+            base.dispose();
+            opt.dispose();
+          },
+        };
+      }
       case 'lstm':
-        throw new NotAvailableError(`${spec.kind} is not benchmarked until needle has the layers`);
+        throw new NotAvailableError('lstm is not benchmarked until needle has an LSTM layer');
       default:
         return spec.kind satisfies never;
     }

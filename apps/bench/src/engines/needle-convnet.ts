@@ -1,0 +1,101 @@
+/**
+ * needle's ConvNet training step, written as a user would: @needle/nn layers in a Sequential,
+ * CrossEntropyLoss on class indices, backward through @needle/autograd, then a plain SGD update
+ * written into the parameters in place (the same update as the MLP case; @needle/optim is not a
+ * dependency of the bench, and a hand-written update keeps the measured work identical to the other
+ * frameworks'). The packages are loaded dynamically, like the MLP step, so that a missing build is
+ * reported as not available instead of breaking every needle target.
+ */
+import { NDArray, scope, type Backend } from '@needle/ndarray';
+import { CONVNET_KERNEL, CONVNET_PAD, MLP_LR, type CaseSpec } from '../cases';
+import { concatFlat } from '../reference';
+import { NotAvailableError, type Prepared } from './types';
+import { importWorkspacePackage } from './workspace';
+
+type Nn = typeof import('@needle/nn');
+type Ag = typeof import('@needle/autograd');
+type Tensor = import('@needle/autograd').Tensor;
+
+export async function prepareNeedleConvnet(spec: CaseSpec, inputs: Float32Array[], backend: Backend): Promise<Prepared> {
+  let nn: Nn;
+  let ag: Ag;
+  try {
+    // Both through the same resolution as nn's own import of autograd, so Tensor is one class.
+    ag = (await importWorkspacePackage('autograd')) as unknown as Ag;
+    nn = (await importWorkspacePackage('nn')) as unknown as Nn;
+  } catch (e) {
+    throw new NotAvailableError(`needs @needle/nn and @needle/autograd built (${(e as Error).message.split(' (')[0]})`);
+  }
+  for (const [mod, name, keys] of [
+    [nn, 'nn', ['Sequential', 'Conv2d', 'ReLU', 'MaxPool2d', 'Flatten', 'Linear', 'CrossEntropyLoss']],
+    [ag, 'autograd', ['Tensor', 'noGrad']],
+  ] as const) {
+    const missing = keys.filter((k) => typeof (mod as Record<string, unknown>)[k] !== 'function');
+    if (missing.length) throw new NotAvailableError(`@needle/${name} lacks ${missing.join(', ')}`);
+  }
+
+  const [batch, channels, size, c1, c2, classes] = spec.dims;
+  const k = CONVNET_KERNEL;
+  const flat = c2 * (size / 4) * (size / 4);
+  const opts = { padding: CONVNET_PAD, backend };
+  const model = new nn.Sequential(
+    new nn.Conv2d(channels, c1, k, opts),
+    new nn.ReLU(),
+    new nn.MaxPool2d(2),
+    new nn.Conv2d(c1, c2, k, opts),
+    new nn.ReLU(),
+    new nn.MaxPool2d(2),
+    new nn.Flatten(),
+    new nn.Linear(flat, classes, { backend }),
+  );
+  const lossFn = new nn.CrossEntropyLoss();
+  const owned: NDArray[] = [];
+  const put = (data: Float32Array, shape: number[]) => {
+    const a = NDArray.fromData(data, shape, backend);
+    owned.push(a);
+    return a;
+  };
+  // The seeded weights replace nn's own random initialisation (loadStateDict copies them in place).
+  model.loadStateDict({
+    '0.weight': put(inputs[2], [c1, channels, k, k]),
+    '0.bias': put(inputs[3], [c1]),
+    '3.weight': put(inputs[4], [c2, c1, k, k]),
+    '3.bias': put(inputs[5], [c2]),
+    '7.weight': put(inputs[6], [classes, flat]),
+    '7.bias': put(inputs[7], [classes]),
+  });
+  for (const a of owned.splice(0)) a.dispose();
+  const x = new ag.Tensor(NDArray.fromData(inputs[0], [batch, channels, size, size], backend));
+  const labels = NDArray.fromData(inputs[1], [batch], backend);
+  const params = model.parameters();
+  let loss: Tensor | undefined;
+
+  return {
+    step: async () => {
+      if (loss && !loss.disposed) loss.dispose();
+      const s = scope();
+      let l: Tensor;
+      try {
+        l = lossFn.call(model.call(x), labels);
+        l.backward();
+        ag.noGrad(() => {
+          for (const p of params) p.assign(p.data.sub(p.grad!.data.mul(MLP_LR)));
+        });
+        model.zeroGrad();
+      } catch (e) {
+        s.end();
+        throw e;
+      }
+      // Everything the step created goes except the loss, which output() reads.
+      loss = s.end(l);
+      await backend.sync?.();
+    },
+    output: async () => concatFlat(await Promise.all([loss!, ...params].map((t) => t.data.toArray()))),
+    dispose: () => {
+      if (loss && !loss.disposed) loss.dispose();
+      x.dispose();
+      labels.dispose();
+      model.dispose();
+    },
+  };
+}
