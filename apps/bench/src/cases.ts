@@ -211,11 +211,12 @@ export function toleranceOf(spec: CaseSpec, inputs: Float32Array[]): { atol: num
     }
     case 'mlp':
       return { atol: 1e-4, rtol: 1e-3 };
-    // The loss and updated weights (|w| < 0.2, lr * |grad| ~ 1e-3): float32 gradients summed over
-    // up to batch * size^2 positions in any order stay well inside this; a wrong gradient (a
-    // transposed kernel, a misrouted pooling gradient) moves weights by ~1e-3 and is caught.
+    // The loss and the updated weights (|w| < 0.2; lr * |grad| up to ~1e-2). Frameworks' float32
+    // results differ from the float64 reference by < 1e-6 (measured), so this leaves a wide margin,
+    // while most single updates exceed it: a missing or wrong gradient (a transposed kernel, a
+    // misrouted pooling gradient) fails the check (test/convnet-reference.test.ts makes sure).
     case 'convnet':
-      return { atol: 5e-5, rtol: 1e-3 };
+      return { atol: 1e-5, rtol: 1e-4 };
     case 'lstm':
       return { atol: 0, rtol: 0 };
     default:

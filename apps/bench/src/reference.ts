@@ -89,6 +89,16 @@ function mlpStepReference(
  * maxima; torch picks one) gives the same weights.
  */
 function convnetStepReference(spec: CaseSpec, inputs: Float32Array[]): Float32Array {
+  const { loss, grads } = convnetLossAndGrads(spec, inputs);
+  const sgd = (w: Float32Array, g: Float64Array) => Float32Array.from(w, (v, i) => v - MLP_LR * g[i]);
+  return concatFlat([Float32Array.of(loss), ...grads.map((g, i) => sgd(inputs[2 + i], g))]);
+}
+
+/**
+ * The ConvNet's mean cross-entropy (float64) and its gradients with respect to the six parameters
+ * (inputs[2..7], same layouts). Exported for the finite-difference test of this reference.
+ */
+export function convnetLossAndGrads(spec: CaseSpec, inputs: Float32Array[]): { loss: number; grads: Float64Array[] } {
   const [n, c0, s0, c1, c2, classes] = spec.dims;
   const [x, labels, w1, b1, w2, b2, w3, b3] = inputs;
   const s1 = s0 / 2;
@@ -140,8 +150,7 @@ function convnetStepReference(spec: CaseSpec, inputs: Float32Array[]): Float32Ar
   const da1 = unpoolReluGrad(dp1!, arg1, a1);
   const { dw: dw1, db: db1 } = convBackward(da1, x, n, c0, s0, w1, c1, false);
 
-  const sgd = (w: Float32Array, g: Float64Array) => Float32Array.from(w, (v, i) => v - MLP_LR * g[i]);
-  return concatFlat([Float32Array.of(loss), sgd(w1, dw1), sgd(b1, db1), sgd(w2, dw2), sgd(b2, db2), sgd(w3, dw3), sgd(b3, db3)]);
+  return { loss, grads: [dw1, db1, dw2, db2, dw3, db3] };
 }
 
 /** "Same" convolution (stride 1, CONVNET_PAD zeros around): x [n, ci, s, s] -> [n, co, s, s]. */
