@@ -82,14 +82,28 @@ export class TfjsEngine implements Engine {
     if (this.tf.getBackend() !== this.backend) await this.tf.setBackend(this.backend);
   }
 
-  /** Wait for the queued work: cpu and wasm kernels run synchronously; webgpu defers submission. */
+  /**
+   * Wait for the queued work: cpu and wasm kernels run synchronously; webgpu defers submission.
+   * Flush it the way tfjs-backend-webgpu does itself before every submit (see its read paths):
+   * end the open compute pass first, and submit only when an encoder exists. Submitting with the
+   * pass still open makes Dawn reject the whole command buffer ("Command buffer recording ended
+   * before [ComputePassEncoder] was ended"), which silently dropped the step's results; with no
+   * encoder (a step whose work was already flushed by a read) submitQueue() throws on null.
+   */
   private async drain(): Promise<void> {
     if (this.backend !== 'webgpu') return;
-    const b = this.tf.backend() as unknown as { submitQueue?(): void; device?: GPUDevice };
-    if (b.submitQueue && b.device) {
+    const b = this.tf.backend() as unknown as {
+      submitQueue?(): void;
+      endComputePassEncoder?(): void;
+      commandEncoder?: GPUCommandEncoder | null;
+      device?: GPUDevice;
+    };
+    if (!b.submitQueue || !b.endComputePassEncoder || !b.device) return;
+    if (b.commandEncoder) {
+      b.endComputePassEncoder();
       b.submitQueue();
-      await b.device.queue.onSubmittedWorkDone();
     }
+    await b.device.queue.onSubmittedWorkDone();
   }
 
   async prepare(spec: CaseSpec, inputs: Float32Array[]): Promise<Prepared> {
