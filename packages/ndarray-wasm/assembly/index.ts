@@ -579,6 +579,20 @@ function packA(a: usize, ars: i32, acs: i32, i0: i32, mc: i32, p0: i32, kc: i32,
   for (let ir = 0; ir < mc; ir += MR) {
     const rows = min(MR, mc - ir);
     const panel = dst + (<usize>(ir * kc) << 2);
+    if (MR == 5 && rows == MR && ars == 1) {
+      // Transposed A: the panel's MR values of one k step are adjacent in memory, so each step is
+      // one vector and one scalar copy (written for MR = 5) instead of MR strided scalar loads.
+      let s = a + (<usize>(i0 + ir + p0 * acs) << 2);
+      const step = <usize>acs << 2;
+      let d = panel;
+      for (let p = 0; p < kc; p++) {
+        v128.store(d, v128.load(s));
+        store<f32>(d, load<f32>(s, 16), 16);
+        s += step;
+        d += MR << 2;
+      }
+      continue;
+    }
     if (rows < MR) memory.fill(panel, 0, <usize>(MR * kc) << 2);
     for (let r = 0; r < rows; r++) {
       const src = a + (<usize>((i0 + ir + r) * ars + p0 * acs) << 2);

@@ -4,7 +4,9 @@
 import { createWasmBackend } from '../dist/index.js';
 
 const threadCounts = process.argv.slice(2).map(Number);
-const sizes = [[512, 512, 512, false, false], [1024, 1024, 1024, false, false], [128, 784, 512, false, false], [784, 128, 512, true, false], [128, 512, 784, false, true]];
+const sizes = process.env.SMALL
+  ? [[512, 128, 10, true, false], [512, 128, 10, false, false], [128, 512, 10, false, false], [128, 10, 512, false, true], [128, 10, 512, false, false]]
+  : [[512, 512, 512, false, false], [1024, 1024, 1024, false, false], [128, 784, 512, false, false], [784, 128, 512, true, false], [128, 512, 784, false, true]];
 
 function bench(backend, [m, k, n, transA, transB]) {
   const a = backend.alloc(m * k);
