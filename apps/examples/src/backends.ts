@@ -1,29 +1,37 @@
-import { listBackends, setBackend, type Backend } from '@needle/ndarray';
+import { setBackend, type Backend } from '@needle/ndarray';
 import { registerCpuBackend } from '@needle/ndarray-cpu';
 
-/**
- * Optional backends, loaded only when asked for: their packages are imported by a computed name so
- * this app builds and runs without them, and asking for one that is not installed says so.
- */
-const optional: Record<string, { pkg: string; register: string }> = {
-  wasm: { pkg: '@needle/ndarray-wasm', register: 'registerWasmBackend' },
-  webgpu: { pkg: '@needle/ndarray-webgpu', register: 'registerWebGPUBackend' },
-};
+export const BACKENDS = ['cpu', 'wasm', 'webgpu'] as const;
+export type BackendName = (typeof BACKENDS)[number];
 
-/** Register the CPU backend (and `name`'s package when it is an optional one) and make `name` the default. */
+/**
+ * Register the backend called `name` and make it the default. WASM and WebGPU are imported only when
+ * asked for, so a CPU run never loads their modules or starts workers/devices.
+ * `NEEDLE_THREADS` sets the WASM backend's thread count (default: its own choice).
+ */
 export async function useBackend(name: string): Promise<Backend> {
-  registerCpuBackend();
-  const extra = optional[name];
-  if (extra && !listBackends().includes(name)) {
-    let mod: Record<string, unknown>;
-    try {
-      mod = (await import(/* @vite-ignore */ extra.pkg)) as Record<string, unknown>;
-    } catch (e) {
-      throw new Error(`--backend ${name}: ${extra.pkg} could not be loaded (${(e as Error).message.split('\n')[0]}); it must be a dependency of apps/examples`, { cause: e });
+  const which = name as BackendName;
+  switch (which) {
+    case 'cpu':
+      registerCpuBackend();
+      break;
+    case 'wasm': {
+      const { registerWasmBackend } = await import('@needle/ndarray-wasm');
+      const threads = process.env.NEEDLE_THREADS ? Number(process.env.NEEDLE_THREADS) : undefined;
+      registerWasmBackend(threads === undefined ? {} : { threads });
+      break;
     }
-    const register = mod[extra.register];
-    if (typeof register !== 'function') throw new Error(`--backend ${name}: ${extra.pkg} does not export ${extra.register}()`);
-    (register as () => string)();
+    case 'webgpu': {
+      // Mesa (the software fallback on machines with no GPU) reads this when Dawn loads it.
+      process.env.EGL_PLATFORM ??= 'surfaceless';
+      const { registerWebGPUBackend } = await import('@needle/ndarray-webgpu');
+      const { nodeGPU } = await import('@needle/ndarray-webgpu/node');
+      registerWebGPUBackend({ gpu: await nodeGPU() });
+      break;
+    }
+    default:
+      which satisfies never;
+      throw new Error(`--backend: unknown backend '${name}' (expected one of ${BACKENDS.join(', ')})`);
   }
   return setBackend(name);
 }

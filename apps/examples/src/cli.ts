@@ -3,6 +3,7 @@
  * Each example is one readable file in this folder; this file only parses arguments and dispatches.
  */
 import { parseArgs } from 'node:util';
+import { defaultBackend, listBackends } from '@needle/ndarray';
 import { examples } from './registry';
 
 async function main(): Promise<void> {
@@ -15,7 +16,12 @@ async function main(): Promise<void> {
     return;
   }
   const { values } = parseArgs({ args: rest, options: example.options, allowPositionals: false, strict: true });
-  await example.run(values as Record<string, string | boolean | undefined>);
+  try {
+    await example.run(values as Record<string, string | boolean | undefined>);
+  } finally {
+    // WASM worker threads and WebGPU devices would otherwise keep the process alive.
+    if (listBackends().length > 0) defaultBackend().destroy?.();
+  }
 }
 
 main().catch((err: unknown) => {
