@@ -46,6 +46,7 @@ function workerMain(nodeWorkerThreads: (() => Promise<typeof import('node:worker
     const kernels = init.kernels.map((name) => exports[name]);
     const control = new Int32Array(init.control);
     const args = new Float64Array(init.args);
+    // Literals, as this function cannot see the module's constants: 24 = SLOTS, 2 = ACK.
     const base = init.index * 24;
     const ack = 2 + init.index;
     const errorFlag = 2 + init.workers + init.index;
