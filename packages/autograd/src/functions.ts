@@ -10,6 +10,7 @@ import {
   normalizeAxes,
   normalizeAxis,
   rand as ndRand,
+  splitSizes,
   tidy,
   type Generator,
   type Index,
@@ -323,18 +324,7 @@ export function stack(tensors: readonly Tensor[], axis = 0): Tensor {
 export function split(x: Tensor, sizes: number | readonly number[], axis = 0): Tensor[] {
   checkTensor('split', x);
   const ax = normalizeAxis('split', axis, x.ndim);
-  const n = x.shape[ax];
-  let pieces: number[];
-  if (typeof sizes === 'number') {
-    if (!Number.isInteger(sizes) || sizes <= 0) fail('split', `split size must be a positive integer, got ${sizes}`);
-    pieces = [];
-    for (let s = 0; s < n; s += sizes) pieces.push(Math.min(sizes, n - s));
-  } else {
-    pieces = [...sizes];
-    if (pieces.some((p) => !Number.isInteger(p) || p < 0) || pieces.reduce((p, q) => p + q, 0) !== n) {
-      fail('split', `sizes ${JSON.stringify(sizes)} must be non-negative integers adding up to ${n} (axis ${ax} of shape ${fmt(x.shape)})`);
-    }
-  }
+  const pieces = splitSizes('split', sizes, x.shape, ax);
   let start = 0;
   return pieces.map((len) => {
     const index: Index[] = [...Array.from({ length: ax }, (): Slice => ({})), { start, stop: start + len }];

@@ -33,7 +33,7 @@ export {
   type RandomOptions,
 } from './creation';
 export { add, sub, mul, div, pow, maximum, minimum, eq, ne, ge, gt, le, lt, where, matmul } from './functions';
-export { concatenate, stack, split, unstack, pad, dilate, undilate } from './ops/join';
+export { concatenate, stack, split, splitSizes, unstack, pad, dilate, undilate } from './ops/join';
 export {
   registerBackend,
   getBackend,

@@ -51,25 +51,33 @@ export function stack(arrays: readonly NDArray[], axis = 0): NDArray {
 export function split(a: NDArray, sizes: number | readonly number[], axis = 0): NDArray[] {
   a.assertLive('split');
   const ax = normalizeAxis('split', axis, a.ndim);
-  const n = a.shape[ax];
-  let pieces: number[];
-  if (typeof sizes === 'number') {
-    if (!Number.isInteger(sizes) || sizes <= 0) fail('split', `split size must be a positive integer, got ${sizes}`);
-    pieces = [];
-    for (let s = 0; s < n; s += sizes) pieces.push(Math.min(sizes, n - s));
-  } else {
-    pieces = [...sizes];
-    const total = pieces.reduce((x, y) => x + y, 0);
-    if (pieces.some((p) => !Number.isInteger(p) || p < 0) || total !== n) {
-      fail('split', `sizes ${JSON.stringify(sizes)} must be non-negative integers adding up to ${n} (axis ${ax} of shape ${fmt(a.shape)})`);
-    }
-  }
+  const pieces = splitSizes('split', sizes, a.shape, ax);
   let start = 0;
   return pieces.map((len) => {
     const v = a.get(...axisSlice(ax, { start, stop: start + len }));
     start += len;
     return v;
   });
+}
+
+/**
+ * The size of each piece when splitting axis `ax` of `shape`: a number is every piece's size (the last
+ * may be smaller), a list is checked to hold non-negative integers adding up to the axis length.
+ * Shared with autograd's split, so both accept and reject the same arguments.
+ */
+export function splitSizes(op: string, sizes: number | readonly number[], shape: readonly number[], ax: number): number[] {
+  const n = shape[ax];
+  if (typeof sizes === 'number') {
+    if (!Number.isInteger(sizes) || sizes <= 0) fail(op, `split size must be a positive integer, got ${sizes}`);
+    const pieces: number[] = [];
+    for (let s = 0; s < n; s += sizes) pieces.push(Math.min(sizes, n - s));
+    return pieces;
+  }
+  const pieces = [...sizes];
+  if (pieces.some((p) => !Number.isInteger(p) || p < 0) || pieces.reduce((x, y) => x + y, 0) !== n) {
+    fail(op, `sizes ${JSON.stringify(sizes)} must be non-negative integers adding up to ${n} (axis ${ax} of shape ${fmt(shape)})`);
+  }
+  return pieces;
 }
 
 /** The inverse of stack: views of each index along `axis`, with that axis removed. */
