@@ -202,6 +202,7 @@ describe.each([1, 2])('wasm kernels vs cpu, %i thread(s)', (threads) => {
     [4, 9, 31, 10, 0, 1, true, false], // shared left operand
     [2, 200, 64, 3, 1, 1, false, false], // tall and thin: split by rows
     [1, 1, 500, 1000, 1, 1, false, false], // vector-matrix
+    [1, 12, 300, 12, 1, 1, false, false], // 4-column last panel, accumulated over two k blocks
     // Large enough (>= 2^18 multiply-adds) to be split between threads:
     [6, 40, 50, 60, 1, 1, true, false], // by batch
     [3, 40, 64, 70, 1, 0, false, true], // by columns, across an odd batch with a shared B
