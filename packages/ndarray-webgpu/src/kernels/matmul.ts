@@ -2,12 +2,16 @@ import type { MatmulSpec } from '@needle/ndarray';
 import { bindings, PARAM_WORDS, type KernelSource } from './kernel';
 
 /**
- * Matmul layout: a workgroup covers TM rows of C and 4*lanes columns; each invocation computes a
- * TM x 4 block (one vec4 of columns per row). All invocations of a workgroup share the same rows,
- * so every load of A has a workgroup-uniform address. Software rasterisers (llvmpipe, SwiftShader)
- * run a workgroup's invocations in SIMD lanes and turn uniform loads into one scalar load plus a
- * broadcast, while per-lane loads become gathers: this layout needs 4 gathered floats of B per k
- * step for 4*TM FMAs, and no workgroup memory or barriers (which these rasterisers run slowly).
+ * Matmul layout: a workgroup covers TM rows of C and 4*lanes*CV columns; each invocation computes a
+ * TM x 4CV block (CV vec4s of columns per row, the groups lanes*4 columns apart so neighbouring
+ * lanes read neighbouring vec4s of B). All invocations of a workgroup share the same rows of A.
+ * There is no workgroup memory and no barrier (which software rasterisers run slowly).
+ *
+ * Cost model on Mesa llvmpipe (22.3, 8-wide AVX2), measured in NOTES.md: every storage-buffer load
+ * inside the k loop is a scalar loop over the 8 SIMD lanes with a bounds check per component
+ * (~80 cycles per vec4 load, uniform address or not), while an FMA costs well under a cycle even
+ * with its accumulator spilled to the stack. So the kernel minimises load instructions per FMA:
+ * per 4 k steps it issues TM loads of A and 4*CV loads of B for 16*TM*CV vec4 FMAs.
  * On hardware GPUs the same kernel is a plain register-blocked matmul relying on the cache.
  */
 export interface MatmulVariant {
@@ -19,33 +23,55 @@ export interface MatmulVariant {
   vecB: boolean;
   /** C written as vec4 (n % 4 == 0). */
   vecC: boolean;
-  /** Rows per workgroup. */
+  /** Rows per workgroup (a multiple of 4). */
   tm: number;
-  /** Invocations per workgroup (each covers 4 columns). */
+  /** Column groups (vec4) per invocation. */
+  cv: number;
+  /** Invocations per workgroup. */
   lanes: number;
 }
 
-export function matmulVariant(s: MatmulSpec, maxInvocations: number): MatmulVariant {
-  const aAligned = s.aBatchStride % 4 === 0;
-  const bAligned = s.bBatchStride % 4 === 0;
+/** The block shape of a matmul, chosen per problem size (overridable for tuning). */
+export interface MatmulTile {
+  tm: number;
+  cv: number;
+  lanes: number;
+}
+
+export function matmulTile(s: MatmulSpec, maxInvocations: number): MatmulTile {
+  const tm = s.m >= 16 ? 16 : s.m > 4 ? 8 : 4;
+  // Each load instruction costs a loop over the SIMD lanes on llvmpipe, so the block of C an
+  // invocation owns is as large as pays: 8 lanes (one AVX2 batch) with up to 8 vec4 column groups
+  // each (16x32 accumulators, spilled to the stack, which is still far cheaper than the loads they
+  // save). Measured on 128x784x512: 16x1 7, 16x4 13, 16x8 16 GFLOP per CPU-second; 32x8 reached 20
+  // but took 8 s to compile (16x8: 2 s), so 16x8 is the largest tile. Narrow outputs take fewer groups
+  // so no lanes idle, and tiles shrink until the grid has a few workgroups for the threads.
+  let cv = s.n >= 256 ? 8 : s.n >= 128 ? 4 : s.n >= 64 ? 2 : 1;
+  const groups = (c: number) => Math.ceil(s.n / (32 * c)) * Math.ceil(s.m / tm);
+  while (cv > 1 && groups(cv) < 4) cv /= 2;
+  if (cv > 1) return { tm, cv, lanes: Math.min(8, maxInvocations) };
   const lanesNeeded = Math.ceil(s.n / 4);
   let lanes = 8;
   while (lanes < lanesNeeded && lanes < 64) lanes *= 2;
+  return { tm, cv, lanes: Math.min(lanes, maxInvocations) };
+}
+
+export function matmulVariant(s: MatmulSpec, maxInvocations: number, tile: MatmulTile = matmulTile(s, maxInvocations)): MatmulVariant {
+  const aAligned = s.aBatchStride % 4 === 0;
+  const bAligned = s.bBatchStride % 4 === 0;
   return {
     transA: s.transA,
     transB: s.transB,
     vecA: aAligned && (s.transA ? s.m % 4 === 0 : s.k % 4 === 0),
     vecB: bAligned && (s.transB ? s.k % 4 === 0 : s.n % 4 === 0),
     vecC: s.n % 4 === 0,
-    // 16 rows measured fastest on llvmpipe (7 vs 5 GFLOP/s for 4 rows, 3 for 32: register spills).
-    tm: s.m >= 16 ? 16 : s.m > 4 ? 8 : 4,
-    lanes: Math.min(lanes, maxInvocations),
+    ...tile,
   };
 }
 
 /** Workgroup grid of a matmul (z: batch entries per dispatch are added by the caller). */
 export function matmulGrid(s: MatmulSpec, v: MatmulVariant): [number, number] {
-  return [Math.ceil(Math.ceil(s.n / 4) / v.lanes), Math.ceil(s.m / v.tm)];
+  return [Math.ceil(Math.ceil(s.n / 4) / (v.lanes * v.cv)), Math.ceil(s.m / v.tm)];
 }
 
 export function matmulParams(s: MatmulSpec, batchBase: number): Uint32Array {
@@ -62,7 +88,7 @@ export function matmulParams(s: MatmulSpec, batchBase: number): Uint32Array {
 export function matmulKernel(v: MatmulVariant): KernelSource {
   const bits = [v.transA, v.transB, v.vecA, v.vecB, v.vecC].map((b) => (b ? 1 : 0)).join('');
   return {
-    key: `matmul:${bits}:${v.tm}x${v.lanes}`,
+    key: `matmul:${bits}:${v.tm}x${v.cv}x${v.lanes}`,
     storage: ['read', 'read', 'read_write'],
     code() {
       const decl = bindings('m: u32, k: u32, n: u32, abs: u32, bbs: u32, base: u32,', [
@@ -76,6 +102,7 @@ export function matmulKernel(v: MatmulVariant): KernelSource {
       const aIdx = (i: string, q: string) => (v.transA ? `ab + (${q}) * p.m + ${i}` : `ab + ${i} * p.k + ${q}`);
       const bIdx = (q: string, j: string) => (v.transB ? `bb + ${j} * p.k + ${q}` : `bb + (${q}) * p.n + ${j}`);
       const R = Array.from({ length: v.tm }, (_, i) => i);
+      const G = Array.from({ length: v.cv }, (_, i) => i);
       const K4 = [0, 1, 2, 3];
       const comp = ['x', 'y', 'z', 'w'];
 
@@ -92,45 +119,53 @@ export function matmulKernel(v: MatmulVariant): KernelSource {
       } else {
         for (const r of R) loadA.push(`let a${r} = vec4<f32>(${K4.map((kk) => `la(${aIdx(`r${r}`, `q + ${kk}u`)})`).join(', ')});`);
       }
+      // b{g}_{kk}: the 4 columns of group g at k step q + kk.
       const loadB: string[] = [];
-      if (v.vecB && !v.transB) {
-        for (const kk of K4) loadB.push(`let b${kk} = b[(${bIdx(`q + ${kk}u`, 'col0')}) >> 2u];`);
-      } else if (v.vecB && v.transB) {
-        for (const j of K4) loadB.push(`let u${j} = b[(${bIdx('q', `c${j}`)}) >> 2u];`);
-        for (const kk of K4) loadB.push(`let b${kk} = vec4<f32>(${K4.map((j) => `u${j}.${comp[kk]}`).join(', ')});`);
-      } else {
-        for (const kk of K4) loadB.push(`let b${kk} = vec4<f32>(${K4.map((j) => `lb(${bIdx(`q + ${kk}u`, `c${j}`)})`).join(', ')});`);
+      for (const g of G) {
+        if (v.vecB && !v.transB) {
+          for (const kk of K4) loadB.push(`let b${g}_${kk} = b[(${bIdx(`q + ${kk}u`, `v${g}`)}) >> 2u];`);
+        } else if (v.vecB && v.transB) {
+          for (const j of K4) loadB.push(`let u${g}_${j} = b[(${bIdx('q', `c${g}_${j}`)}) >> 2u];`);
+          for (const kk of K4) loadB.push(`let b${g}_${kk} = vec4<f32>(${K4.map((j) => `u${g}_${j}.${comp[kk]}`).join(', ')});`);
+        } else {
+          for (const kk of K4) loadB.push(`let b${g}_${kk} = vec4<f32>(${K4.map((j) => `lb(${bIdx(`q + ${kk}u`, `c${g}_${j}`)})`).join(', ')});`);
+        }
       }
-      const fma = R.map((r) => `acc${r} += a${r}.x * b0 + a${r}.y * b1 + a${r}.z * b2 + a${r}.w * b3;`);
+      const fma = R.flatMap((r) => G.map((g) => `acc${r}_${g} += a${r}.x * b${g}_0 + a${r}.y * b${g}_1 + a${r}.z * b${g}_2 + a${r}.w * b${g}_3;`));
       const tail = [
-        `let bt = vec4<f32>(${K4.map((j) => `lb(${bIdx('q', `c${j}`)})`).join(', ')});`,
-        ...R.map((r) => `acc${r} += la(${aIdx(`r${r}`, 'q')}) * bt;`),
+        ...G.map((g) => `let bt${g} = vec4<f32>(${K4.map((j) => `lb(${bIdx('q', `c${g}_${j}`)})`).join(', ')});`),
+        ...R.map((r) => `let at${r} = la(${aIdx(`r${r}`, 'q')});`),
+        ...R.flatMap((r) => G.map((g) => `acc${r}_${g} += at${r} * bt${g};`)),
       ];
-      const store = R.map((r) => {
+      const store = R.flatMap((r) => G.map((g) => {
         const row = `row0 + ${r}u`;
-        if (v.vecC) return `if (${row} < p.m) { c[(cb + (${row}) * p.n + col0) >> 2u] = acc${r}; }`;
-        return K4.map((j) => `if (${row} < p.m && col0 + ${j}u < p.n) { c[cb + (${row}) * p.n + col0 + ${j}u] = acc${r}.${comp[j]}; }`).join('\n  ');
-      });
+        if (v.vecC) return `if (${row} < p.m && col${g} < p.n) { c[(cb + (${row}) * p.n + col${g}) >> 2u] = acc${r}_${g}; }`;
+        return K4.map((j) => `if (${row} < p.m && col${g} + ${j}u < p.n) { c[cb + (${row}) * p.n + col${g} + ${j}u] = acc${r}_${g}.${comp[j]}; }`).join('\n  ');
+      }));
       const groups = v.vecA && v.transA
         ? Array.from({ length: v.tm / 4 }, (_, g) => `let rg${g} = min(row0 + ${g * 4}u, p.m - 4u);`)
         : [];
+      const cols = G.flatMap((g) => [
+        // Column groups of one invocation are lanes*4 apart, so neighbouring lanes read neighbouring vec4s.
+        `let col${g} = (wid.x * ${v.lanes * v.cv}u + ${g * v.lanes}u + lid.x) * 4u;`,
+        ...(v.vecB && !v.transB ? [`let v${g} = min(col${g}, p.n - 4u);`] : []),
+        ...K4.map((j) => `let c${g}_${j} = min(col${g} + ${j}u, p.n - 1u);`),
+      ]);
       const ind = (lines: string[], n: number) => lines.map((l) => ' '.repeat(n) + l).join('\n');
       return `${decl}
 fn la(i: u32) -> f32 { return ${sa}; }
 fn lb(i: u32) -> f32 { return ${sb}; }
 @compute @workgroup_size(${v.lanes}, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let col0 = (wid.x * ${v.lanes}u + lid.x) * 4u;
   let row0 = wid.y * ${v.tm}u;
-  if (col0 >= p.n) { return; }
   let t = wid.z + p.base;
   let ab = t * p.abs;
   let bb = t * p.bbs;
   let cb = t * p.m * p.n;
 ${ind(R.map((r) => `let r${r} = min(row0 + ${r}u, p.m - 1u);`), 2)}
 ${ind(groups, 2)}
-${ind(K4.map((j) => `let c${j} = min(col0 + ${j}u, p.n - 1u);`), 2)}
-${ind(R.map((r) => `var acc${r} = vec4<f32>(0.0);`), 2)}
+${ind(cols, 2)}
+${ind(R.flatMap((r) => G.map((g) => `var acc${r}_${g} = vec4<f32>(0.0);`)), 2)}
   let k4 = p.k & ~3u;
   for (var q = 0u; q < k4; q += 4u) {
 ${ind([...loadA, ...loadB, ...fma], 4)}
