@@ -537,7 +537,13 @@ export class WebGPUBackend implements Backend {
     params[0] = outSize;
     params[2] = reduceSize;
     // Short blocks: one invocation each. Long blocks: a workgroup each, so the work spreads out.
-    if (reduceSize <= 64 || outSize >= 16384) {
+    // Blocks of a multiple of 4 (not arg*) read vec4s, a quarter of the load instructions: one
+    // invocation per block then pays off for longer blocks too, as long as there are enough blocks
+    // for several workgroups (llvmpipe: 512 blocks of 128, 'group' 1.1 CPU ms -> see NOTES.md).
+    const vec4 = reduceSize % 4 === 0 && op !== 'argmax' && op !== 'argmin';
+    if (vec4 && (reduceSize <= 256 || outSize >= 16384 || (outSize >= 256 && reduceSize <= 8192))) {
+      this.dispatch1d(reduceKernel(op, 'thread4', 64), [ap, op_], params, outSize, 1, 64);
+    } else if (reduceSize <= 64 || outSize >= 16384) {
       this.dispatch1d(reduceKernel(op, 'thread', this.limits.workgroupSize), [ap, op_], params, outSize, 1);
     } else {
       const wg = Math.min(reduceSize <= 4096 ? 64 : 256, this.limits.workgroupSize);
