@@ -22,8 +22,6 @@ await build({
   alias: { '@needle/autograd': join(root, '..', 'autograd', 'src', 'index.ts') },
   outfile,
   logLevel: 'warning',
-  // autograd registers its engine by a module side effect, which "sideEffects": false would drop.
-  ignoreAnnotations: true,
 });
 for (const threads of process.argv.slice(2).length ? process.argv.slice(2) : ['1', '2']) {
   spawnSync(process.execPath, [outfile, threads], { stdio: 'inherit' });
