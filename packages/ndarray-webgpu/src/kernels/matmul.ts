@@ -23,6 +23,8 @@ export interface MatmulVariant {
   vecB: boolean;
   /** C written as vec4 (n % 4 == 0). */
   vecC: boolean;
+  /** k % 4 == 0: no remainder loop (which would double the code, and so the compile time). */
+  k4: boolean;
   /** Rows per workgroup (a multiple of 4). */
   tm: number;
   /** Column groups (vec4) per invocation. */
@@ -65,6 +67,7 @@ export function matmulVariant(s: MatmulSpec, maxInvocations: number, tile: Matmu
     vecA: aAligned && (s.transA ? s.m % 4 === 0 : s.k % 4 === 0),
     vecB: bAligned && (s.transB ? s.k % 4 === 0 : s.n % 4 === 0),
     vecC: s.n % 4 === 0,
+    k4: s.k % 4 === 0,
     ...tile,
   };
 }
@@ -86,7 +89,7 @@ export function matmulParams(s: MatmulSpec, batchBase: number): Uint32Array {
 }
 
 export function matmulKernel(v: MatmulVariant): KernelSource {
-  const bits = [v.transA, v.transB, v.vecA, v.vecB, v.vecC].map((b) => (b ? 1 : 0)).join('');
+  const bits = [v.transA, v.transB, v.vecA, v.vecB, v.vecC, v.k4].map((b) => (b ? 1 : 0)).join('');
   return {
     key: `matmul:${bits}:${v.tm}x${v.cv}x${v.lanes}`,
     storage: ['read', 'read', 'read_write'],
@@ -170,10 +173,10 @@ ${ind(R.flatMap((r) => G.map((g) => `var acc${r}_${g} = vec4<f32>(0.0);`)), 2)}
   for (var q = 0u; q < k4; q += 4u) {
 ${ind([...loadA, ...loadB, ...fma], 4)}
   }
-  for (var q = k4; q < p.k; q++) {
+${v.k4 ? '' : `  for (var q = k4; q < p.k; q++) {
 ${ind(tail, 4)}
   }
-  ${store.join('\n  ')}
+`}  ${store.join('\n  ')}
 }
 `;
     },
