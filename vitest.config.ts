@@ -2,6 +2,8 @@ import { defineConfig } from 'vitest/config';
 
 // Mesa reads EGL_PLATFORM when it loads, so it must be in the environment before any worker starts.
 process.env.EGL_PLATFORM ??= 'surfaceless';
+// Leak tests must not pass because the garbage collector released a forgotten array first.
+process.env.NEEDLE_GC_SAFETY_NET = '0';
 
 // One config for the whole workspace. Tests resolve @needle/* to their TypeScript sources through
 // the "source" export condition, so they run without a build.

@@ -1,5 +1,5 @@
 // The README's opening example, run as written (imports from ../src instead of @needle/data).
-import { arange, scope, setDefaultBackend, zeros, defaultBackend } from '@needle/ndarray';
+import { arange, scope, setDefaultBackend, tidy, zeros, defaultBackend } from '@needle/ndarray';
 import { registerCpuBackend } from '@needle/ndarray-cpu';
 import { expect, it } from 'vitest';
 import { DataLoader, loadMNIST } from '../src';
@@ -15,7 +15,7 @@ it('README example: one epoch of softmax regression on MNIST, no leak', async ()
   const loader = new DataLoader(train, { batchSize: 100, shuffle: true, seed: 0 });
 
   let W = zeros([784, 10]);
-  const classes = arange(10).reshape([1, 10]);
+  const classes = tidy(() => arange(10).reshape([1, 10])); // tidy frees the arange the view came from
   for await (const [x, y] of loader) {
     // x: [100, 784] floats in [0, 1]; y: [100] class indices. The loader frees them next step.
     const s = scope();

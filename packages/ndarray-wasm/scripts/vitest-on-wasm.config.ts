@@ -5,7 +5,7 @@
 // NEEDLE_WASM_THREADS=2 runs them on two threads.
 import { fileURLToPath } from 'node:url';
 import { defineConfig, mergeConfig } from 'vitest/config';
-import base from '../../../vitest.config';
+import base from '../../../vitest.config.ts';
 
 export default mergeConfig(base, defineConfig({
   root: fileURLToPath(new URL('../../..', import.meta.url)),
