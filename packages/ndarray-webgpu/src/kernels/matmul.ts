@@ -123,18 +123,19 @@ export function matmulKernel(v: MatmulVariant): KernelSource {
         for (const r of R) loadA.push(`let a${r} = vec4<f32>(${K4.map((kk) => `la(${aIdx(`r${r}`, `q + ${kk}u`)})`).join(', ')});`);
       }
       // b{g}_{kk}: the 4 columns of group g at k step q + kk.
-      const loadB: string[] = [];
+      const loadB: string[][] = G.map(() => []);
       for (const g of G) {
         if (v.vecB && !v.transB) {
-          for (const kk of K4) loadB.push(`let b${g}_${kk} = b[(${bIdx(`q + ${kk}u`, `v${g}`)}) >> 2u];`);
+          for (const kk of K4) loadB[g].push(`let b${g}_${kk} = b[(${bIdx(`q + ${kk}u`, `v${g}`)}) >> 2u];`);
         } else if (v.vecB && v.transB) {
-          for (const j of K4) loadB.push(`let u${g}_${j} = b[(${bIdx('q', `c${g}_${j}`)}) >> 2u];`);
-          for (const kk of K4) loadB.push(`let b${g}_${kk} = vec4<f32>(${K4.map((j) => `u${g}_${j}.${comp[kk]}`).join(', ')});`);
+          for (const j of K4) loadB[g].push(`let u${g}_${j} = b[(${bIdx('q', `c${g}_${j}`)}) >> 2u];`);
+          for (const kk of K4) loadB[g].push(`let b${g}_${kk} = vec4<f32>(${K4.map((j) => `u${g}_${j}.${comp[kk]}`).join(', ')});`);
         } else {
-          for (const kk of K4) loadB.push(`let b${g}_${kk} = vec4<f32>(${K4.map((j) => `lb(${bIdx(`q + ${kk}u`, `c${g}_${j}`)})`).join(', ')});`);
+          for (const kk of K4) loadB[g].push(`let b${g}_${kk} = vec4<f32>(${K4.map((j) => `lb(${bIdx(`q + ${kk}u`, `c${g}_${j}`)})`).join(', ')});`);
         }
       }
-      const fma = R.flatMap((r) => G.map((g) => `acc${r}_${g} += a${r}.x * b${g}_0 + a${r}.y * b${g}_1 + a${r}.z * b${g}_2 + a${r}.w * b${g}_3;`));
+      // Column group by column group: its four B vectors stay in registers while every row uses them.
+      const fma = G.flatMap((g) => [...loadB[g], ...R.map((r) => `acc${r}_${g} += a${r}.x * b${g}_0 + a${r}.y * b${g}_1 + a${r}.z * b${g}_2 + a${r}.w * b${g}_3;`)]);
       const tail = [
         ...G.map((g) => `let bt${g} = vec4<f32>(${K4.map((j) => `lb(${bIdx('q', `c${g}_${j}`)})`).join(', ')});`),
         ...R.map((r) => `let at${r} = la(${aIdx(`r${r}`, 'q')});`),
@@ -171,7 +172,7 @@ ${ind(cols, 2)}
 ${ind(R.flatMap((r) => G.map((g) => `var acc${r}_${g} = vec4<f32>(0.0);`)), 2)}
   let k4 = p.k & ~3u;
   for (var q = 0u; q < k4; q += 4u) {
-${ind([...loadA, ...loadB, ...fma], 4)}
+${ind([...loadA, ...fma], 4)}
   }
 ${v.k4 ? '' : `  for (var q = k4; q < p.k; q++) {
 ${ind(tail, 4)}
