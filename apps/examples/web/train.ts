@@ -1,0 +1,227 @@
+/**
+ * The demo's model, data and training loop, free of DOM code: fetch MNIST subsets from the page's
+ * server, create the chosen backend, train an MLP with SGD reading the loss after every step, and
+ * evaluate. Only the public package APIs are used, as a user's page would.
+ */
+import { manualSeed, scope, setDefaultBackend, type Backend, type NDArray } from '@needle/ndarray';
+import { createCpuBackend } from '@needle/ndarray-cpu';
+import { createWasmBackend } from '@needle/ndarray-wasm';
+import { createWebGPUBackend } from '@needle/ndarray-webgpu';
+import { noGrad, tensor, type Tensor } from '@needle/autograd';
+import { CrossEntropyLoss, Linear, ReLU, Sequential } from '@needle/nn';
+import { SGD } from '@needle/optim';
+import { DataLoader, MNISTDataset, gunzipIfNeeded, parseMnistImages, parseMnistLabels } from '@needle/data';
+
+export const BACKENDS = ['wasm', 'webgpu', 'cpu'] as const;
+export type BackendName = (typeof BACKENDS)[number];
+
+export interface TrainSettings {
+  backend: BackendName;
+  /** WASM worker threads, the calling thread included (ignored by the other backends). */
+  threads: number;
+  steps: number;
+  batchSize: number;
+  hidden: number;
+  lr: number;
+  trainSamples: number;
+  testSamples: number;
+  /** Initial weights and shuffling: the same seed gives the same run on every backend. */
+  seed: number;
+}
+
+export const DEFAULT_SETTINGS: TrainSettings = {
+  backend: 'wasm',
+  threads: 2,
+  steps: 300,
+  batchSize: 64,
+  hidden: 128,
+  lr: 0.1,
+  trainSamples: 6000,
+  testSamples: 1000,
+  seed: 0,
+};
+
+export interface BackendInfo {
+  name: BackendName;
+  /** Threads the WASM backend actually got (1 where the page is not cross-origin isolated). */
+  threads: number;
+  /** A readable description: the GPU adapter, or the thread count. */
+  detail: string;
+}
+
+export interface StepReport {
+  step: number;
+  loss: number;
+  /** Steps per second over roughly the last second. */
+  stepsPerSecond: number;
+  seconds: number;
+}
+
+export interface RunResult {
+  settings: TrainSettings;
+  backend: BackendInfo;
+  crossOriginIsolated: boolean;
+  /** The training loss after every step (read from the device each step). */
+  losses: number[];
+  /** Steps per second from the end of step 1 to the end (step 1 includes shader compilation on WebGPU). */
+  stepsPerSecond: number;
+  seconds: number;
+  testAccuracy: number;
+  testLoss: number;
+  /** Live buffers at the end of step 1 and of the last step: equal when the loop does not leak. */
+  buffersAfterFirstStep: number;
+  buffersAfterLastStep: number;
+}
+
+export type MnistSplit = 'train' | 't10k';
+
+/** Fetch `n` samples of a split (evenly spaced over the file, chosen by the server) and parse them here. */
+export async function fetchMnist(split: MnistSplit, n: number, base = '/mnist/'): Promise<MNISTDataset> {
+  const get = async (kind: 'images-idx3' | 'labels-idx1'): Promise<Uint8Array> => {
+    const url = `${base}${split}-${kind}-ubyte?n=${n}`;
+    const res = await fetch(url);
+    if (!res.ok) throw new Error(`fetching ${url}: HTTP ${res.status} ${await res.text()}`);
+    // A server may hand out the .gz files as they are; gunzipIfNeeded passes raw IDX through.
+    return gunzipIfNeeded(new Uint8Array(await res.arrayBuffer()), url);
+  };
+  const [images, labels] = await Promise.all([get('images-idx3'), get('labels-idx1')]);
+  return new MNISTDataset(parseMnistImages(images), parseMnistLabels(labels), { flatten: true });
+}
+
+/** Create the backend a run asks for; the caller destroys it. */
+export async function createBackend(name: BackendName, threads: number): Promise<{ backend: Backend; info: BackendInfo }> {
+  switch (name) {
+    case 'cpu': {
+      const backend = createCpuBackend({ name: 'cpu' });
+      return { backend, info: { name, threads: 1, detail: 'pure TypeScript reference' } };
+    }
+    case 'wasm': {
+      const backend = await createWasmBackend({ threads });
+      const got = backend.threads;
+      const why = got < threads && !globalThis.crossOriginIsolated ? ' (page not cross-origin isolated)' : '';
+      return { backend, info: { name, threads: got, detail: `${got} thread${got === 1 ? '' : 's'}${why}` } };
+    }
+    case 'webgpu': {
+      const backend = await createWebGPUBackend();
+      const a = backend.device.adapterInfo;
+      const adapter = [a?.vendor, a?.architecture, a?.description].filter(Boolean).join(' ') || 'unknown adapter';
+      return { backend, info: { name, threads: 1, detail: adapter } };
+    }
+    default:
+      name satisfies never;
+      throw new Error(`unknown backend '${String(name)}' (expected one of ${BACKENDS.join(', ')})`);
+  }
+}
+
+/** Yield to the browser so it can repaint and handle input; a training loop of awaits on resolved reads never would. */
+const nextTask = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+
+/**
+ * Train Linear(784, hidden), ReLU, Linear(hidden, 10) with SGD for `settings.steps` minibatches
+ * (as many epochs over the training subset as that takes), then measure test accuracy.
+ * `onStep` is called after every step; `shouldStop` is polled to end training early.
+ */
+export async function train(
+  settings: TrainSettings,
+  data: { train: MNISTDataset; test: MNISTDataset },
+  onStep: (r: StepReport) => void = () => {},
+  shouldStop: () => boolean = () => false,
+): Promise<RunResult> {
+  const { backend, info } = await createBackend(settings.backend, settings.threads);
+  setDefaultBackend(backend);
+  try {
+    manualSeed(settings.seed); // the initial weights, identical on every backend (host-side RNG)
+    const model = new Sequential(new Linear(784, settings.hidden), new ReLU(), new Linear(settings.hidden, 10));
+    const lossFn = new CrossEntropyLoss();
+    const opt = new SGD(model.parameters(), { lr: settings.lr });
+    const loader = new DataLoader(data.train, { batchSize: settings.batchSize, shuffle: true, seed: settings.seed, dropLast: true });
+    const losses: number[] = [];
+    const start = performance.now();
+    let afterFirst = start;
+    let buffersAfterFirstStep = 0;
+    let buffersAfterLastStep = 0;
+    let lastYield = start;
+    // The live rate: steps over a window of about one second.
+    let windowStart = start;
+    let windowSteps = 0;
+    let rate = 0;
+    model.train();
+    training: while (losses.length < settings.steps) {
+      for await (const [xb, yb] of loader) {
+        const x = tensor(xb);
+        const loss = lossFn.call(model.call(x), yb);
+        loss.backward();
+        opt.step();
+        opt.zeroGrad();
+        // Reading the loss every step costs a GPU round trip; it is the demo's point to show it live.
+        losses.push(await loss.item());
+        loss.dispose();
+        x.dispose();
+        const now = performance.now();
+        if (losses.length === 1) {
+          afterFirst = now;
+          windowStart = now;
+          buffersAfterFirstStep = backend.memory().buffers;
+        } else {
+          windowSteps++;
+          if (now - windowStart > 1000 || rate === 0) {
+            rate = (1000 * windowSteps) / (now - windowStart);
+            windowStart = now;
+            windowSteps = 0;
+          }
+        }
+        onStep({ step: losses.length, loss: losses.at(-1)!, stepsPerSecond: rate, seconds: (now - start) / 1000 });
+        if (losses.length >= settings.steps || shouldStop()) {
+          buffersAfterLastStep = backend.memory().buffers;
+          break training;
+        }
+        if (now - lastYield > 50) {
+          await nextTask();
+          lastYield = performance.now();
+        }
+      }
+    }
+    const end = performance.now();
+    const test = await evaluate(model, lossFn, new DataLoader(data.test, { batchSize: 500 }));
+    opt.dispose();
+    model.dispose();
+    return {
+      settings,
+      backend: info,
+      crossOriginIsolated: globalThis.crossOriginIsolated === true,
+      losses,
+      stepsPerSecond: losses.length > 1 ? (1000 * (losses.length - 1)) / (end - afterFirst) : NaN,
+      seconds: (end - start) / 1000,
+      testAccuracy: test.accuracy,
+      testLoss: test.loss,
+      buffersAfterFirstStep,
+      buffersAfterLastStep,
+    };
+  } finally {
+    backend.destroy?.();
+  }
+}
+
+/** Accuracy and mean loss over a dataset, in eval mode and without a graph. */
+async function evaluate(
+  model: { call(x: Tensor): Tensor; eval(): unknown },
+  lossFn: { call(logits: Tensor, labels: NDArray): Tensor },
+  loader: DataLoader<[{ data: Float32Array; shape: readonly number[] }, number]>,
+): Promise<{ accuracy: number; loss: number }> {
+  model.eval();
+  let right = 0;
+  let lossSum = 0;
+  let samples = 0;
+  for await (const [xb, yb] of loader) {
+    const s = scope();
+    const [correct, loss] = noGrad(() => {
+      const logits = model.call(tensor(xb));
+      return [logits.data.argmax(1).eq(yb).sum(), lossFn.call(logits, yb).data.mul(xb.shape[0])];
+    });
+    right += await correct.item();
+    lossSum += await loss.item();
+    samples += xb.shape[0];
+    s.end();
+  }
+  return { accuracy: right / samples, loss: lossSum / samples };
+}
