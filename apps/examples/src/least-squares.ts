@@ -9,7 +9,7 @@ import type { Example } from './registry';
 export const leastSquares: Example = {
   description: 'NDArray demo: linear regression by gradient descent with manual gradients',
   options: {
-    backend: { type: 'string', default: 'cpu' },
+    backend: { type: 'string', default: 'wasm' },
     steps: { type: 'string', default: '200' },
     lr: { type: 'string', default: '0.1' },
   },

@@ -157,7 +157,7 @@ export class Progress {
 /** The CLI options every MNIST example takes; each example sets its own defaults. */
 export function mnistOptions(defaults: { epochs: number; batchSize: number; lr: number }) {
   return {
-    backend: { type: 'string', default: 'cpu' },
+    backend: { type: 'string', default: 'wasm' },
     epochs: { type: 'string', default: String(defaults.epochs) },
     'batch-size': { type: 'string', default: String(defaults.batchSize) },
     lr: { type: 'string', default: String(defaults.lr) },
