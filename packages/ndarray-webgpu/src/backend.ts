@@ -11,7 +11,7 @@ import type {
 import { BufferUsage, MapMode, ShaderStage } from './gpu-constants';
 import { elementwiseKernel, type ElementwiseInput } from './kernels/elementwise';
 import { f32Bits, grid2d, PARAM_WORDS, type KernelSource } from './kernels/kernel';
-import { coalesce, MAX_DIMS, STRIDED_ROW_WORD, stridedKernel, stridedParams, type StridedMode } from './kernels/layout';
+import { coalesce, MAX_DIMS, STRIDED_ROW_WORD, stridedKernel, stridedParams, rowsApplies, rowsKernel, rowsParams, transposeApplies, transposeKernel, transposeParams, type StridedMode } from './kernels/layout';
 import { matmulGrid, matmulKernel, matmulParams, matmulVariant } from './kernels/matmul';
 import { reduceKernel } from './kernels/reduce';
 import { binaryExpr, unaryExpr } from './kernels/wgsl';
@@ -491,6 +491,12 @@ export class WebGPUBackend implements Backend {
       else enc.copyBufferToBuffer(src!.gpu, 0, viewP.gpu, c.offset * 4, n * 4);
       this.referenced.add(viewP);
       this.referenced.add(src!);
+    } else if (mode === 'compact' && transposeApplies(c)) {
+      const params = transposeParams(c);
+      this.dispatch1d(transposeKernel(this.limits.workgroupSize), [viewP, src!], params, params[4], 5);
+    } else if (mode === 'compact' && rowsApplies(c)) {
+      const params = rowsParams(c);
+      this.dispatch1d(rowsKernel(this.limits.workgroupSize), [viewP, src!], params, params[3], 4);
     } else {
       const k = stridedKernel(mode, c.shape.length, this.limits.workgroupSize);
       const params = stridedParams(c.shape, c.strides, c.offset, n, value);

@@ -122,6 +122,18 @@ describe.runIf(await testBackend())('webgpu kernels vs the CPU reference', () =>
     ['contiguous with offset', 40, { shape: [2, 10], strides: [10, 1], offset: 17 }],
     ['5-D permutation', 2 * 3 * 4 * 5 * 2, { shape: [2, 5, 3, 4, 2], strides: [120, 1, 40, 10, 5], offset: 0 }],
     ['scalar view', 10, { shape: [], strides: [], offset: 6 }],
+    // 4x4-block transpose kernel: plain, with an offset and padded columns, a 3-D view that coalesces
+    // to 2-D; then near misses that must take the general kernel (odd offset, rows not a multiple of 4).
+    ['transpose 128x512 (vec4 blocks)', 65536, { shape: [512, 128], strides: [1, 512], offset: 0 }],
+    ['transpose with offset and padded columns', 4 + 12 * 20, { shape: [8, 12], strides: [1, 20], offset: 4 }],
+    ['transpose coalescing from 3-D', 96, { shape: [4, 2, 12], strides: [1, 48, 4], offset: 0 }],
+    ['transpose, odd offset', 1 + 12 * 8, { shape: [8, 12], strides: [1, 8], offset: 1 }],
+    ['transpose 6x8', 48, { shape: [6, 8], strides: [1, 6], offset: 0 }],
+    // Contiguous-row kernel: a broadcast bias row, rows of a wider matrix with an offset; near miss
+    // with an odd row stride.
+    ['broadcast row 128x512 (vec4 rows)', 512, { shape: [128, 512], strides: [0, 1], offset: 0 }],
+    ['row slice with offset', 4 + 5 * 16, { shape: [5, 8], strides: [16, 1], offset: 4 }],
+    ['row slice, odd row stride', 3 + 4 * 9, { shape: [4, 8], strides: [9, 1], offset: 3 }],
   ];
 
   test.each(layouts)('compact: %s', async (_name, size, layout) => {

@@ -81,3 +81,97 @@ export function stridedParams(shape: number[], strides: number[], offset: number
 
 /** Word index of `row` in the strided parameter block. */
 export const STRIDED_ROW_WORD = 17;
+
+/**
+ * compact of a 2-D transposed view: coalesced shape [R, C] with strides [1, sC], so the input is
+ * contiguous along the output's rows. One invocation moves a 4x4 block: four vec4 loads down the
+ * input's columns and four vec4 stores along the output's rows, against 16 scalar loads and
+ * stores in stridedKernel (each load or store is a loop over the SIMD lanes on llvmpipe).
+ * Needs R, C, sC and the offset to be multiples of 4 (see `transposeApplies`).
+ */
+export function transposeKernel(workgroup: number): KernelSource {
+  return {
+    key: `strided:transpose4:${workgroup}`,
+    storage: ['read', 'read_write'],
+    code() {
+      const decl = bindings('r4: u32, c4: u32, sc4: u32, off4: u32, n: u32, row: u32,', [
+        { name: 'a', access: 'read', type: 'vec4<f32>' },
+        { name: 'o', access: 'read_write', type: 'vec4<f32>' },
+      ]);
+      const K = [0, 1, 2, 3];
+      const comp = ['x', 'y', 'z', 'w'];
+      return `${decl}
+@compute @workgroup_size(${workgroup})
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let t = g.x + g.y * p.row;
+  if (t >= p.n) { return; }
+  let rb = t % p.r4;
+  let cb = t / p.r4;
+${K.map((j) => `  let v${j} = a[p.off4 + (cb * 4u + ${j}u) * p.sc4 + rb];`).join('\n')}
+${K.map((i) => `  o[(rb * 4u + ${i}u) * p.c4 + cb] = vec4<f32>(${K.map((j) => `v${j}.${comp[i]}`).join(', ')});`).join('\n')}
+}
+`;
+    },
+  };
+}
+
+/** Whether a coalesced compact can use transposeKernel. */
+export function transposeApplies(c: { shape: number[]; strides: number[]; offset: number }): boolean {
+  if (c.shape.length !== 2 || c.strides[0] !== 1) return false;
+  const [r, cols] = c.shape;
+  const sc = c.strides[1];
+  return r % 4 === 0 && cols % 4 === 0 && sc > 0 && sc % 4 === 0 && c.offset % 4 === 0;
+}
+
+/** Uniform words for transposeKernel (row, word 5, is filled in by the dispatcher). */
+export function transposeParams(c: { shape: number[]; strides: number[]; offset: number }): Uint32Array {
+  const w = new Uint32Array(PARAM_WORDS);
+  w[0] = c.shape[0] / 4;
+  w[1] = c.shape[1] / 4;
+  w[2] = c.strides[1] / 4;
+  w[3] = c.offset / 4;
+  w[4] = (c.shape[0] / 4) * (c.shape[1] / 4);
+  return w;
+}
+
+/**
+ * compact of a 2-D view whose rows are contiguous (strides [s0, 1]; s0 = 0 is a broadcast row, as
+ * the frontend makes for a bias): vec4 loads and stores, a quarter of stridedKernel's load and store
+ * instructions. Needs C, s0 and the offset to be multiples of 4 (see `rowsApplies`).
+ */
+export function rowsKernel(workgroup: number): KernelSource {
+  return {
+    key: `strided:rows4:${workgroup}`,
+    storage: ['read', 'read_write'],
+    code() {
+      const decl = bindings('c4: u32, s04: u32, off4: u32, n: u32, row: u32,', [
+        { name: 'a', access: 'read', type: 'vec4<f32>' },
+        { name: 'o', access: 'read_write', type: 'vec4<f32>' },
+      ]);
+      return `${decl}
+@compute @workgroup_size(${workgroup})
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let t = g.x + g.y * p.row;
+  if (t >= p.n) { return; }
+  o[t] = a[p.off4 + (t / p.c4) * p.s04 + t % p.c4];
+}
+`;
+    },
+  };
+}
+
+/** Whether a coalesced compact can use rowsKernel. */
+export function rowsApplies(c: { shape: number[]; strides: number[]; offset: number }): boolean {
+  if (c.shape.length !== 2 || c.strides[1] !== 1) return false;
+  return c.shape[1] % 4 === 0 && c.strides[0] >= 0 && c.strides[0] % 4 === 0 && c.offset % 4 === 0;
+}
+
+/** Uniform words for rowsKernel (row, word 4, is filled in by the dispatcher). */
+export function rowsParams(c: { shape: number[]; strides: number[]; offset: number }): Uint32Array {
+  const w = new Uint32Array(PARAM_WORDS);
+  w[0] = c.shape[1] / 4;
+  w[1] = c.strides[0] / 4;
+  w[2] = c.offset / 4;
+  w[3] = (c.shape[0] * c.shape[1]) / 4;
+  return w;
+}
