@@ -6,9 +6,8 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import type { Browser, Page } from 'playwright-core';
 import { startServer, type DemoServer } from '../web/serve.mjs';
 import type { NeedleDemo } from '../web/demo';
 import type { BackendName, RunResult } from '../web/train';
@@ -26,11 +25,34 @@ if (!available) {
   console.warn(`\n*** browser demo test SKIPPED: ${msg}. Set NEEDLE_REQUIRE_WEBGPU=1 to fail instead. ***\n`);
 }
 
+/**
+ * The slice of playwright-core's API used here: apps/examples does not list playwright-core, so its
+ * types are not resolvable from this file.
+ */
+interface Page {
+  on(event: 'pageerror', listener: (e: Error) => void): void;
+  on(event: 'console', listener: (m: { type(): string; text(): string }) => void): void;
+  goto(url: string): Promise<unknown>;
+  waitForFunction<A>(fn: (arg: A) => unknown, arg: A, options?: { timeout?: number }): Promise<unknown>;
+  evaluate<R>(fn: () => R): Promise<R>;
+  selectOption(selector: string, value: string): Promise<unknown>;
+  click(selector: string): Promise<void>;
+  locator(selector: string): { count(): Promise<number> };
+  screenshot(options: { path: string; fullPage?: boolean }): Promise<unknown>;
+}
+interface Browser {
+  newPage(options: { viewport: { width: number; height: number } }): Promise<Page>;
+  close(): Promise<void>;
+}
+interface Playwright {
+  chromium: { launch(options: { executablePath: string; args: string[] }): Promise<Browser> };
+}
+
 /** playwright-core from this app when it lists it, else the copy installed for @needle/ndarray-webgpu's browser test. */
-async function loadPlaywright(): Promise<typeof import('playwright-core')> {
+async function loadPlaywright(): Promise<Playwright> {
   for (const from of [path.join(here, '../package.json'), path.join(here, '../../../packages/ndarray-webgpu/package.json')]) {
     try {
-      return (await import(createRequire(from).resolve('playwright-core'))) as typeof import('playwright-core');
+      return (await import(pathToFileURL(createRequire(from).resolve('playwright-core')).href)) as Playwright;
     } catch {
       // try the next location
     }
@@ -90,7 +112,7 @@ describe.runIf(available)('browser demo page (web/) in Chromium', () => {
     const start = performance.now();
     const query = new URLSearchParams(Object.entries(SETTINGS).map(([k, v]) => [k, String(v)]));
     await page.goto(`${server!.url}?${query}`);
-    await page.waitForFunction(() => (window as unknown as { needleDemo?: NeedleDemo }).needleDemo !== undefined);
+    await page.waitForFunction(() => (window as unknown as { needleDemo?: NeedleDemo }).needleDemo !== undefined, null);
     const env = await page.evaluate(() => {
       const d = (window as unknown as { needleDemo: NeedleDemo }).needleDemo;
       return { isolated: d.crossOriginIsolated, webgpu: d.webgpuAvailable };
@@ -103,7 +125,6 @@ describe.runIf(available)('browser demo page (web/) in Chromium', () => {
     const cpu = await trainIn('cpu');
     const seconds = (performance.now() - start) / 1000;
 
-    expect(webgpu.backend.detail).toMatch(/swiftshader|google|llvm|mesa|./i); // an adapter was found and described
     expect(wasm.backend.threads).toBe(2);
     expect(wasm.crossOriginIsolated).toBe(true);
     for (const r of [webgpu, wasm, cpu]) {
@@ -124,6 +145,8 @@ describe.runIf(available)('browser demo page (web/) in Chromium', () => {
     expectCurvesClose(webgpu.losses, wasm.losses, 1e-3);
     expect(Math.abs(webgpu.testAccuracy - cpu.testAccuracy)).toBeLessThanOrEqual(0.01);
     expect(Math.abs(wasm.testAccuracy - cpu.testAccuracy)).toBeLessThanOrEqual(0.01);
+    expect(cpu.predictions).toHaveLength(32);
+    expect(await page.locator('#digits canvas').count()).toBe(32); // the last run's predictions are drawn
     expect(pageErrors).toEqual([]);
 
     const shot = process.env.NEEDLE_DEMO_SCREENSHOT;

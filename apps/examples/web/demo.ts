@@ -47,6 +47,8 @@ function initForm(): void {
   const backend = query.get('backend');
   field('backend').value = backend && (BACKENDS as readonly string[]).includes(backend) ? backend : DEFAULT_SETTINGS.backend;
   for (const name of NUMERIC) field(name).value = query.get(name) ?? String(DEFAULT_SETTINGS[name]);
+  // More threads than cores only makes the spinning main thread and the workers wait for each other.
+  if (!query.has('threads')) field('threads').value = String(Math.max(1, Math.min(4, navigator.hardwareConcurrency || 2)));
 }
 
 function readForm(): TrainSettings {
@@ -182,6 +184,33 @@ function showRuns(): void {
   });
 }
 
+/** The first test images, each with the predicted digit (red where it is wrong). */
+function showPredictions(testSet: MNISTDataset, predictions: number[]): void {
+  const box = $('digits');
+  box.innerHTML = '';
+  const { rows, cols, pixels } = testSet.images;
+  predictions.forEach((p, i) => {
+    const c = document.createElement('canvas');
+    c.width = cols;
+    c.height = rows;
+    const g = c.getContext('2d')!;
+    const img = g.createImageData(cols, rows);
+    for (let j = 0; j < rows * cols; j++) {
+      const v = 255 - pixels[i * rows * cols + j]; // dark ink on white, like the page
+      img.data.set([v, v, v, 255], 4 * j);
+    }
+    g.putImageData(img, 0, 0);
+    const label = testSet.labels.labels[i];
+    const cell = document.createElement('div');
+    cell.className = p === label ? 'digit' : 'digit wrong';
+    cell.title = `label ${label}, predicted ${p}`;
+    const text = document.createElement('span');
+    text.textContent = p === label ? `${p}` : `${p} (${label})`;
+    cell.append(c, text);
+    box.appendChild(cell);
+  });
+}
+
 function escapeHtml(s: string): string {
   return s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 }
@@ -243,6 +272,7 @@ async function run(): Promise<void> {
     $('m-acc').textContent = `${(100 * result.testAccuracy).toFixed(1)}%`;
     drawChart();
     showRuns();
+    showPredictions(testSet, result.predictions);
     setStatus(
       `Done: ${result.backend.name} (${result.backend.detail}), ${result.losses.length} steps of ${settings.batchSize} images in ${result.seconds.toFixed(1)} s; ` +
         `test accuracy ${(100 * result.testAccuracy).toFixed(1)}% on ${settings.testSamples} test images (loss ${fmtLoss(result.testLoss)}).`,

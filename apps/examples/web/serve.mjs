@@ -34,8 +34,8 @@ function loadEsbuild() {
   } catch {
     try {
       return createRequire(path.join(here, '../../../packages/ndarray-webgpu/package.json'))('esbuild');
-    } catch {
-      throw new Error('serve.mjs: esbuild is not installed; add it to the devDependencies of apps/examples and run pnpm install');
+    } catch (e) {
+      throw new Error('serve.mjs: esbuild is not installed; add it to the devDependencies of apps/examples and run pnpm install', { cause: e });
     }
   }
 }
@@ -59,7 +59,7 @@ export async function buildDemo() {
     });
   } catch (e) {
     const hint = /kernels\.generated/.test(String(e?.message)) ? '\n(the WASM kernels are generated: run `node packages/ndarray-wasm/scripts/build-wasm.mjs` first)' : '';
-    throw new Error(`serve.mjs: bundling web/demo.ts failed: ${e?.message ?? e}${hint}`);
+    throw new Error(`serve.mjs: bundling web/demo.ts failed: ${e?.message ?? e}${hint}`, { cause: e });
   }
   const js = result.outputFiles.find((f) => f.path.endsWith('.js'));
   const map = result.outputFiles.find((f) => f.path.endsWith('.js.map'));

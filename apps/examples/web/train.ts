@@ -32,11 +32,11 @@ export interface TrainSettings {
 export const DEFAULT_SETTINGS: TrainSettings = {
   backend: 'wasm',
   threads: 2,
-  steps: 300,
+  steps: 600,
   batchSize: 64,
   hidden: 128,
   lr: 0.1,
-  trainSamples: 6000,
+  trainSamples: 10000,
   testSamples: 1000,
   seed: 0,
 };
@@ -68,10 +68,14 @@ export interface RunResult {
   seconds: number;
   testAccuracy: number;
   testLoss: number;
+  /** The predicted digit of each of the first PREVIEW_SAMPLES test images, for the page to show. */
+  predictions: number[];
   /** Live buffers at the end of step 1 and of the last step: equal when the loop does not leak. */
   buffersAfterFirstStep: number;
   buffersAfterLastStep: number;
 }
+
+export const PREVIEW_SAMPLES = 32;
 
 export type MnistSplit = 'train' | 't10k';
 
@@ -194,6 +198,7 @@ export async function train(
       seconds: (end - start) / 1000,
       testAccuracy: test.accuracy,
       testLoss: test.loss,
+      predictions: test.predictions,
       buffersAfterFirstStep,
       buffersAfterLastStep,
     };
@@ -207,21 +212,26 @@ async function evaluate(
   model: { call(x: Tensor): Tensor; eval(): unknown },
   lossFn: { call(logits: Tensor, labels: NDArray): Tensor },
   loader: DataLoader<[{ data: Float32Array; shape: readonly number[] }, number]>,
-): Promise<{ accuracy: number; loss: number }> {
+): Promise<{ accuracy: number; loss: number; predictions: number[] }> {
   model.eval();
+  const predictions: number[] = [];
   let right = 0;
   let lossSum = 0;
   let samples = 0;
   for await (const [xb, yb] of loader) {
     const s = scope();
-    const [correct, loss] = noGrad(() => {
+    const [predicted, correct, loss] = noGrad(() => {
       const logits = model.call(tensor(xb));
-      return [logits.data.argmax(1).eq(yb).sum(), lossFn.call(logits, yb).data.mul(xb.shape[0])];
+      const p = logits.data.argmax(1);
+      return [p, p.eq(yb).sum(), lossFn.call(logits, yb).data.mul(xb.shape[0])];
     });
+    if (predictions.length < PREVIEW_SAMPLES) {
+      predictions.push(...Array.from(await predicted.toArray()).slice(0, PREVIEW_SAMPLES - predictions.length));
+    }
     right += await correct.item();
     lossSum += await loss.item();
     samples += xb.shape[0];
     s.end();
   }
-  return { accuracy: right / samples, loss: lossSum / samples };
+  return { accuracy: right / samples, loss: lossSum / samples, predictions };
 }
