@@ -274,7 +274,7 @@ async function run(): Promise<void> {
     showRuns();
     showPredictions(testSet, result.predictions);
     setStatus(
-      `Done: ${result.backend.name} (${result.backend.detail}), ${result.losses.length} steps of ${settings.batchSize} images in ${result.seconds.toFixed(1)} s; ` +
+      `${result.losses.length < settings.steps ? 'Stopped' : 'Done'}: ${result.backend.name} (${result.backend.detail}), ${result.losses.length} steps of ${settings.batchSize} images in ${result.seconds.toFixed(1)} s; ` +
         `test accuracy ${(100 * result.testAccuracy).toFixed(1)}% on ${settings.testSamples} test images (loss ${fmtLoss(result.testLoss)}).`,
     );
     demo.state = 'done';
