@@ -4,9 +4,6 @@
  * makes the page cross-origin isolated) and on the CPU reference must give the same loss curve.
  */
 import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startServer, type DemoServer } from '../web/serve.mjs';
 import type { NeedleDemo } from '../web/demo';
@@ -16,7 +13,6 @@ const CHROMIUM = '/usr/bin/chromium';
 // TOOLCHAIN.md: without --enable-unsafe-webgpu Chromium blocklists the software (SwiftShader) adapter.
 const CHROMIUM_ARGS = ['--enable-unsafe-webgpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const REQUIRE_WEBGPU = process.env.NEEDLE_REQUIRE_WEBGPU === '1';
-const here = path.dirname(fileURLToPath(import.meta.url));
 
 const available = existsSync(CHROMIUM);
 if (!available) {
@@ -48,16 +44,9 @@ interface Playwright {
   chromium: { launch(options: { executablePath: string; args: string[] }): Promise<Browser> };
 }
 
-/** playwright-core from this app when it lists it, else the copy installed for @needle/ndarray-webgpu's browser test. */
+/** playwright-core, a devDependency of this app; it drives the system Chromium, never a downloaded one. */
 async function loadPlaywright(): Promise<Playwright> {
-  for (const from of [path.join(here, '../package.json'), path.join(here, '../../../packages/ndarray-webgpu/package.json')]) {
-    try {
-      return (await import(pathToFileURL(createRequire(from).resolve('playwright-core')).href)) as Playwright;
-    } catch {
-      // try the next location
-    }
-  }
-  throw new Error('playwright-core is not installed; add it to the devDependencies of apps/examples');
+  return (await import('playwright-core')) as unknown as Playwright;
 }
 
 // Small enough for a 2-core machine: 50 steps of 32 images through 784-64-10.

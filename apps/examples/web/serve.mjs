@@ -24,20 +24,9 @@ const require = createRequire(import.meta.url);
 
 const MNIST_FILES = ['train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'];
 
-/**
- * esbuild from this app's own dependencies when it has it, else the copy that @needle/ndarray-webgpu
- * installs for its browser test (apps/examples does not list esbuild itself yet).
- */
+/** esbuild, a devDependency of this app (a function so that importing this module stays cheap). */
 function loadEsbuild() {
-  try {
-    return require('esbuild');
-  } catch {
-    try {
-      return createRequire(path.join(here, '../../../packages/ndarray-webgpu/package.json'))('esbuild');
-    } catch (e) {
-      throw new Error('serve.mjs: esbuild is not installed; add it to the devDependencies of apps/examples and run pnpm install', { cause: e });
-    }
-  }
+  return require('esbuild');
 }
 
 /** Bundle web/demo.ts for the browser; `source` resolves @needle/* to their TypeScript, so no build is needed. */
