@@ -6,15 +6,15 @@
  * frameworks'). The packages are loaded dynamically, like the MLP step, so that a missing build is
  * reported as not available instead of breaking every needle target.
  */
-import { NDArray, scope, type Backend } from '@needle/ndarray';
+import { NDArray, type Backend } from '@needle/ndarray';
 import { CONVNET_KERNEL, CONVNET_PAD, MLP_LR, type CaseSpec } from '../cases';
 import { concatFlat } from '../reference';
 import { NotAvailableError, type Prepared } from './types';
+import { needleTrainingStep } from './needle-step';
 import { importWorkspacePackage } from './workspace';
 
 type Nn = typeof import('@needle/nn');
 type Ag = typeof import('@needle/autograd');
-type Tensor = import('@needle/autograd').Tensor;
 
 export async function prepareNeedleConvnet(spec: CaseSpec, inputs: Float32Array[], backend: Backend): Promise<Prepared> {
   let nn: Nn;
@@ -68,31 +68,22 @@ export async function prepareNeedleConvnet(spec: CaseSpec, inputs: Float32Array[
   const x = new ag.Tensor(NDArray.fromData(inputs[0], [batch, channels, size, size], backend));
   const labels = NDArray.fromData(inputs[1], [batch], backend);
   const params = model.parameters();
-  let loss: Tensor | undefined;
+  const run = needleTrainingStep(
+    backend,
+    () => lossFn.call(model.call(x), labels),
+    () => {
+      ag.noGrad(() => {
+        for (const p of params) p.assign(p.data.sub(p.grad!.data.mul(MLP_LR)));
+      });
+      model.zeroGrad();
+    },
+  );
 
   return {
-    step: async () => {
-      if (loss && !loss.disposed) loss.dispose();
-      const s = scope();
-      let l: Tensor;
-      try {
-        l = lossFn.call(model.call(x), labels);
-        l.backward();
-        ag.noGrad(() => {
-          for (const p of params) p.assign(p.data.sub(p.grad!.data.mul(MLP_LR)));
-        });
-        model.zeroGrad();
-      } catch (e) {
-        s.end();
-        throw e;
-      }
-      // Everything the step created goes except the loss, which output() reads.
-      loss = s.end(l);
-      await backend.sync?.();
-    },
-    output: async () => concatFlat(await Promise.all([loss!, ...params].map((t) => t.data.toArray()))),
+    step: run.step,
+    output: async () => concatFlat(await Promise.all([run.loss(), ...params].map((t) => t.data.toArray()))),
     dispose: () => {
-      if (loss && !loss.disposed) loss.dispose();
+      run.release();
       x.dispose();
       labels.dispose();
       model.dispose();

@@ -3,10 +3,11 @@
  * backward, SGD update written into the parameters in place. Until autograd is built (or when its
  * exports differ from what this file needs) the case is reported as not available, never faked.
  */
-import { NDArray, scope, type Backend } from '@needle/ndarray';
+import { NDArray, type Backend } from '@needle/ndarray';
 import { MLP_LR, type CaseSpec } from '../cases';
 import { concatFlat } from '../reference';
 import { NotAvailableError, type Prepared } from './types';
+import { needleTrainingStep } from './needle-step';
 import { importWorkspacePackage } from './workspace';
 
 /** The part of @needle/autograd's API this step uses (it is loaded dynamically, see workspace.ts). */
@@ -53,32 +54,25 @@ export function prepareMlpWith(mod: Record<string, unknown>, spec: CaseSpec, inp
   const y = constant(inputs[1], [batch, nClasses]);
   const params = [param(inputs[2], [nIn, nHidden]), param(inputs[3], [nHidden]), param(inputs[4], [nHidden, nClasses]), param(inputs[5], [nClasses])];
   const [w1, b1, w2, b2] = params;
-  let loss: Tensor | undefined;
+  const run = needleTrainingStep(
+    backend,
+    () => {
+      const logits = ag.add(ag.matmul(ag.relu(ag.add(ag.matmul(x, w1), b1)), w2), b2);
+      return ag.mul(ag.sum(ag.mul(ag.logSoftmax(logits, -1), y)), -1 / batch);
+    },
+    () => {
+      for (const p of params) {
+        p.assign(p.data.sub(p.grad!.data.mul(MLP_LR)));
+        p.zeroGrad();
+      }
+    },
+  );
 
   return {
-    step: async () => {
-      if (loss && !loss.disposed) loss.dispose();
-      const s = scope();
-      let l: Tensor;
-      try {
-        const logits = ag.add(ag.matmul(ag.relu(ag.add(ag.matmul(x, w1), b1)), w2), b2);
-        l = ag.mul(ag.sum(ag.mul(ag.logSoftmax(logits, -1), y)), -1 / batch);
-        l.backward();
-        for (const p of params) {
-          p.assign(p.data.sub(p.grad!.data.mul(MLP_LR)));
-          p.zeroGrad();
-        }
-      } catch (e) {
-        s.end();
-        throw e;
-      }
-      // Everything created in the step goes except the loss, which output() reads.
-      loss = s.end(l);
-      await backend.sync?.();
-    },
-    output: async () => concatFlat(await Promise.all([loss!, ...params].map((t) => t.data.toArray()))),
+    step: run.step,
+    output: async () => concatFlat(await Promise.all([run.loss(), ...params].map((t) => t.data.toArray()))),
     dispose: () => {
-      if (loss && !loss.disposed) loss.dispose();
+      run.release();
       for (const t of [x, y, ...params]) if (!t.disposed) t.dispose();
     },
   };
