@@ -179,6 +179,82 @@ def embedding_case():
             'y': L(y), 'dweight': L(emb.weight.grad)}
 
 
+def rnn_case(kind, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, nonlinearity='tanh',
+             seq=4, batch=2, initial_state=True):
+    """One recurrent layer (torch.nn.RNN/LSTM/GRU) or cell (RNNCell/LSTMCell/GRUCell). The loss is
+    sum(out * g) + sum(hN * gh) (+ sum(cN * gc) for LSTM), so the final states' gradient paths are
+    checked as well as the output's. Parameters are stored under PyTorch's names (weight_ih_l0, ...)."""
+    is_cell = kind.endswith('Cell')
+    is_lstm = kind.startswith('LSTM')
+    cls = getattr(torch.nn, kind)
+    kwargs = {'bias': bias}
+    if kind.startswith('RNN'):
+        kwargs['nonlinearity'] = nonlinearity
+    if not is_cell:
+        kwargs.update(num_layers=num_layers, batch_first=batch_first)
+    layer = cls(input_size, hidden_size, **kwargs)
+    if is_cell:
+        x = randn(batch, input_size)
+        state_shape = (batch, hidden_size)
+    else:
+        x = randn(batch, seq, input_size) if batch_first else randn(seq, batch, input_size)
+        state_shape = (num_layers, batch, hidden_size)
+    h0 = randn(*state_shape) if initial_state else None
+    c0 = randn(*state_shape) if initial_state and is_lstm else None
+    if is_lstm:
+        res = layer(x, (h0, c0) if initial_state else None)
+    else:
+        res = layer(x, h0)
+    if is_cell:
+        out, h_n, c_n = (None, res[0], res[1]) if is_lstm else (None, res, None)
+    else:
+        out, state = res
+        h_n, c_n = (state[0], state[1]) if is_lstm else (state, None)
+    loss = torch.zeros(())
+    g = gh = gc = None
+    if out is not None:
+        g = torch.randn_like(out)
+        loss = loss + (out * g).sum()
+    gh = torch.randn_like(h_n)
+    loss = loss + (h_n * gh).sum()
+    if c_n is not None:
+        gc = torch.randn_like(c_n)
+        loss = loss + (c_n * gc).sum()
+    loss.backward()
+    opt = lambda t: None if t is None else L(t)
+    return {
+        'kind': kind, 'inputSize': input_size, 'hiddenSize': hidden_size, 'numLayers': num_layers, 'bias': bias,
+        'batchFirst': batch_first, 'nonlinearity': nonlinearity,
+        'params': {name: L(p) for name, p in layer.named_parameters()},
+        'x': L(x), 'h0': opt(h0), 'c0': opt(c0), 'g': opt(g), 'gh': L(gh), 'gc': opt(gc),
+        'out': opt(out), 'hN': L(h_n), 'cN': opt(c_n),
+        'dx': L(x.grad), 'dh0': opt(None if h0 is None else h0.grad), 'dc0': opt(None if c0 is None else c0.grad),
+        'grads': {name: L(p.grad) for name, p in layer.named_parameters()},
+    }
+
+
+def rnn_cases():
+    # Seeded on its own so adding cases here never changes the other fixture files.
+    torch.manual_seed(7)
+    return [
+        rnn_case('RNN', 3, 4, num_layers=2),
+        rnn_case('RNN', 3, 4, nonlinearity='relu', initial_state=False),
+        rnn_case('RNN', 2, 3, bias=False, seq=3),
+        rnn_case('LSTM', 3, 4, num_layers=2, initial_state=False),
+        rnn_case('LSTM', 3, 4, num_layers=2),
+        rnn_case('LSTM', 3, 5, batch_first=True, seq=3, batch=3),
+        rnn_case('GRU', 3, 4, num_layers=2),
+        rnn_case('GRU', 2, 3, initial_state=False, bias=False),
+        rnn_case('GRU', 3, 4, batch_first=True, seq=5),
+        rnn_case('RNNCell', 3, 4),
+        rnn_case('RNNCell', 3, 4, nonlinearity='relu', initial_state=False),
+        rnn_case('LSTMCell', 3, 4),
+        rnn_case('LSTMCell', 3, 4, initial_state=False),
+        rnn_case('GRUCell', 3, 4),
+        rnn_case('GRUCell', 3, 4, initial_state=False, bias=False),
+    ]
+
+
 def main():
     write('linear', linear_cases())
     write('gelu', gelu_case())
@@ -194,6 +270,7 @@ def main():
     write('conv2d', conv2d_cases())
     write('pool2d', pool_cases())
     write('embedding', embedding_case())
+    write('rnn', rnn_cases())
 
 
 if __name__ == '__main__':

@@ -19,3 +19,19 @@ export {
 export { CrossEntropyLoss, SoftmaxLoss, MSELoss, type Reduction } from './loss';
 export { BatchNorm1d, BatchNorm2d, LayerNorm, LayerNorm1d, type BatchNormOptions, type LayerNormOptions } from './norm';
 export { Conv2d, MaxPool2d, AvgPool2d, Embedding, type Conv2dOptions, type Pool2dOptions, type Size2 } from './conv';
+export {
+  RNNCell,
+  LSTMCell,
+  GRUCell,
+  RNN,
+  LSTM,
+  GRU,
+  type RNNNonlinearity,
+  type RecurrentWeights,
+  type RNNCellOptions,
+  type LSTMCellOptions,
+  type GRUCellOptions,
+  type RNNOptions,
+  type LSTMOptions,
+  type GRUOptions,
+} from './rnn';
