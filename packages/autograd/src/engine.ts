@@ -3,8 +3,7 @@
  * accumulated per node, leaves' gradients accumulated into `.grad`, and the graph released afterwards
  * unless asked to keep it.
  */
-import { NDArray, full as ndFull, keep, scope, type Scope } from '@needle/ndarray';
-import { fail, fmt } from './errors';
+import { fail, formatShape, full as ndFull, keep, NDArray, scope, type Scope } from '@needle/ndarray';
 import { withGradMode } from './grad-mode';
 import { OPS, checkGradients, type OpDef, type OpName } from './optable';
 import { Tensor } from './tensor';
@@ -42,7 +41,7 @@ export function backward(output: Tensor, grad?: Tensor | NDArray | number, optio
 export function gradients(output: Tensor, inputs: readonly Tensor[], options: GradientsOptions = {}): (Tensor | null)[] {
   inputs.forEach((t, i) => {
     if (!(t instanceof Tensor)) fail('gradients', `input ${i} is not a Tensor`);
-    if (!t.requiresGrad) fail('gradients', `input ${i} (shape ${fmt(t.shape)}) does not require grad`);
+    if (!t.requiresGrad) fail('gradients', `input ${i} (shape ${formatShape(t.shape)}) does not require grad`);
   });
   const found = run('gradients', output, options.gradOutput, options, inputs);
   return inputs.map((t, i) => {
@@ -53,7 +52,7 @@ export function gradients(output: Tensor, inputs: readonly Tensor[], options: Gr
       return g;
     }
     if (!options.allowUnused) {
-      fail('gradients', `input ${i} (shape ${fmt(t.shape)}) is not used to compute the output; pass { allowUnused: true } to get null`);
+      fail('gradients', `input ${i} (shape ${formatShape(t.shape)}) is not used to compute the output; pass { allowUnused: true } to get null`);
     }
     return null;
   });
@@ -115,14 +114,14 @@ function releaseGraph(root: Tensor): void {
 function seedGradient(op: string, root: Tensor, grad: Tensor | NDArray | number | undefined): { seed: Tensor; owned: boolean } {
   if (grad === undefined) {
     if (root.size !== 1) {
-      fail(op, `called on a tensor of shape ${fmt(root.shape)} without a gradient: an implicit gradient needs a one-element output (a scalar loss); pass a gradient of shape ${fmt(root.shape)}`);
+      fail(op, `called on a tensor of shape ${formatShape(root.shape)} without a gradient: an implicit gradient needs a one-element output (a scalar loss); pass a gradient of shape ${formatShape(root.shape)}`);
     }
     return { seed: new Tensor(ndFull(root.shape, 1, { backend: root.backend })), owned: true };
   }
   if (typeof grad === 'number') return { seed: new Tensor(ndFull(root.shape, grad, { backend: root.backend })), owned: true };
   const shape = grad.shape;
   if (shape.length !== root.shape.length || shape.some((d, i) => d !== root.shape[i])) {
-    fail(op, `gradient of shape ${fmt(shape)} does not match the output's shape ${fmt(root.shape)}`);
+    fail(op, `gradient of shape ${formatShape(shape)} does not match the output's shape ${formatShape(root.shape)}`);
   }
   if (grad instanceof NDArray) return { seed: new Tensor(grad.view(grad.shape, grad.strides, grad.offset)), owned: true };
   return { seed: grad, owned: false };
@@ -143,10 +142,10 @@ function run(
   if (!(root instanceof Tensor)) fail(op, `expected a Tensor, got ${typeof root}`);
   root.data.assertLive(op); // the getter throws a clear error when disposed or released
   if (root._graphFreed) {
-    fail(op, `the graph of this tensor (shape ${fmt(root.shape)}) was already released by a previous backward; pass { retainGraph: true } to the first call to run backward twice`);
+    fail(op, `the graph of this tensor (shape ${formatShape(root.shape)}) was already released by a previous backward; pass { retainGraph: true } to the first call to run backward twice`);
   }
   if (!root.requiresGrad) {
-    fail(op, `the tensor (shape ${fmt(root.shape)}) does not require grad: none of the tensors it was computed from has requiresGrad, or it was computed under noGrad`);
+    fail(op, `the tensor (shape ${formatShape(root.shape)}) does not require grad: none of the tensors it was computed from has requiresGrad, or it was computed under noGrad`);
   }
   const createGraph = options.createGraph ?? false;
   const retainGraph = options.retainGraph ?? createGraph;

@@ -1,4 +1,4 @@
-import { fail, fmt } from './errors';
+import { fail, formatShape } from '@needle/ndarray';
 import { enableGrad } from './grad-mode';
 import { gradients } from './engine';
 import { Tensor, zerosLike } from './tensor';
@@ -48,7 +48,7 @@ export function valueAndGrad(fn: Fn, options?: GradOptions): (...args: Tensor[])
       tracing--;
     }
     if (!(out instanceof Tensor)) fail('grad', `the function must return a Tensor, got ${typeof out}`);
-    if (out.size !== 1) fail('grad', `the function must return a one-element tensor, got shape ${fmt(out.shape)}`);
+    if (out.size !== 1) fail('grad', `the function must return a one-element tensor, got shape ${formatShape(out.shape)}`);
     const targets = wanted.map((i) => xs[i]);
     const found = out.requiresGrad ? gradients(out, targets, { createGraph: nested, allowUnused: true }) : targets.map(() => null);
     const grads = found.map((g, k) => g ?? zerosLike(targets[k]));

@@ -3,10 +3,12 @@
  * or a composition of them, with no gradient code of its own.
  */
 import {
-  NDArray,
   arange as ndArange,
   broadcastShapes,
+  fail,
+  formatShape,
   full as ndFull,
+  NDArray,
   normalizeAxes,
   normalizeAxis,
   rand as ndRand,
@@ -17,7 +19,6 @@ import {
   type Shape,
   type Slice,
 } from '@needle/ndarray';
-import { fail, fmt } from './errors';
 import { isGradEnabled } from './grad-mode';
 import { apply, windowCount, type WindowAttrs } from './optable';
 import { Tensor, constant, type TensorLike } from './tensor';
@@ -208,7 +209,7 @@ export function reshape(x: Tensor, shape: Shape): Tensor {
 
 export function permute(x: Tensor, axes: readonly number[]): Tensor {
   checkTensor('permute', x);
-  if (axes.length !== x.ndim) fail('permute', `got ${axes.length} axes ${JSON.stringify(axes)} for a tensor of shape ${fmt(x.shape)}`);
+  if (axes.length !== x.ndim) fail('permute', `got ${axes.length} axes ${JSON.stringify(axes)} for a tensor of shape ${formatShape(x.shape)}`);
   const norm = axes.map((a) => normalizeAxis('permute', a, x.ndim));
   if (new Set(norm).size !== norm.length) fail('permute', `axes ${JSON.stringify(axes)} repeat an axis`);
   return apply('permute', [x], { axes: norm });
@@ -236,7 +237,7 @@ export function broadcastTo(x: Tensor, shape: Shape): Tensor {
 export function sumToShape(g: Tensor, shape: readonly number[]): Tensor {
   if (sameShape(g.shape, shape)) return g;
   const lead = g.ndim - shape.length;
-  if (lead < 0) fail('sumToShape', `cannot sum a gradient of shape ${fmt(g.shape)} down to the larger rank of ${fmt(shape)}`);
+  if (lead < 0) fail('sumToShape', `cannot sum a gradient of shape ${formatShape(g.shape)} down to the larger rank of ${formatShape(shape)}`);
   const axes: number[] = [];
   for (let i = 0; i < g.ndim; i++) {
     if (i < lead || (shape[i - lead] === 1 && g.shape[i] !== 1)) axes.push(i);
@@ -269,7 +270,7 @@ export function squeeze(x: Tensor, axes?: number | readonly number[]): Tensor {
   checkTensor('squeeze', x);
   const list = axes === undefined ? x.shape.flatMap((d, i) => (d === 1 ? [i] : [])) : normalizeAxes('squeeze', axes, x.ndim);
   for (const a of list) {
-    if (x.shape[a] !== 1) fail('squeeze', `axis ${a} of shape ${fmt(x.shape)} has size ${x.shape[a]}, expected 1`);
+    if (x.shape[a] !== 1) fail('squeeze', `axis ${a} of shape ${formatShape(x.shape)} has size ${x.shape[a]}, expected 1`);
   }
   return reshape(x, x.shape.filter((_, i) => !list.includes(i)));
 }
@@ -289,7 +290,7 @@ export function flatten(x: Tensor, startAxis = 0, endAxis = -1): Tensor {
   if (x.ndim === 0) return reshape(x, [1]);
   const s = normalizeAxis('flatten', startAxis, x.ndim);
   const e = normalizeAxis('flatten', endAxis, x.ndim);
-  if (s > e) fail('flatten', `startAxis ${startAxis} comes after endAxis ${endAxis} for shape ${fmt(x.shape)}`);
+  if (s > e) fail('flatten', `startAxis ${startAxis} comes after endAxis ${endAxis} for shape ${formatShape(x.shape)}`);
   const merged = x.shape.slice(s, e + 1).reduce((p, d) => p * d, 1);
   return reshape(x, [...x.shape.slice(0, s), merged, ...x.shape.slice(e + 1)]);
 }
@@ -302,7 +303,7 @@ export function concat(tensors: readonly Tensor[], axis = 0): Tensor {
   const ax = normalizeAxis('concat', axis, first.ndim);
   for (const t of tensors) {
     if (t.ndim !== first.ndim || t.shape.some((d, i) => i !== ax && d !== first.shape[i])) {
-      fail('concat', `shapes ${tensors.map((x) => fmt(x.shape)).join(', ')} differ outside axis ${ax}`);
+      fail('concat', `shapes ${tensors.map((x) => formatShape(x.shape)).join(', ')} differ outside axis ${ax}`);
     }
   }
   return apply('concat', tensors, { axis: ax });
@@ -314,7 +315,7 @@ export function stack(tensors: readonly Tensor[], axis = 0): Tensor {
   tensors.forEach((t) => checkTensor('stack', t));
   const first = tensors[0];
   for (const t of tensors) {
-    if (!sameShape(t.shape, first.shape)) fail('stack', `all tensors must have one shape, got ${tensors.map((x) => fmt(x.shape)).join(', ')}`);
+    if (!sameShape(t.shape, first.shape)) fail('stack', `all tensors must have one shape, got ${tensors.map((x) => formatShape(x.shape)).join(', ')}`);
   }
   const ax = normalizeAxis('stack', axis, first.ndim + 1);
   return composite(() => concat(tensors.map((t) => expandDims(t, ax)), ax));
@@ -336,7 +337,7 @@ export function split(x: Tensor, sizes: number | readonly number[], axis = 0): T
 /** Constant padding: padWidth[i] = [before, after] for axis i (missing trailing axes: none). */
 export function pad(x: Tensor, padWidth: ReadonlyArray<readonly [number, number]>, value = 0): Tensor {
   checkTensor('pad', x);
-  if (padWidth.length > x.ndim) fail('pad', `got ${padWidth.length} pad pairs for a tensor of shape ${fmt(x.shape)}`);
+  if (padWidth.length > x.ndim) fail('pad', `got ${padWidth.length} pad pairs for a tensor of shape ${formatShape(x.shape)}`);
   const pw = x.shape.map((_, i): [number, number] => [padWidth[i]?.[0] ?? 0, padWidth[i]?.[1] ?? 0]);
   if (pw.some(([lo, hi]) => !Number.isInteger(lo) || !Number.isInteger(hi) || lo < 0 || hi < 0)) {
     fail('pad', `pad widths must be non-negative integers, got ${JSON.stringify(padWidth)}`);
@@ -379,7 +380,7 @@ export function mean(x: Tensor, axis?: number | readonly number[], keepdims = fa
   checkTensor('mean', x);
   const axes = normalizeAxes('mean', axis, x.ndim);
   const count = axes.reduce((p, a) => p * x.shape[a], 1);
-  if (count === 0) fail('mean', `cannot average over zero elements (shape ${fmt(x.shape)}, axes ${JSON.stringify(axes)})`);
+  if (count === 0) fail('mean', `cannot average over zero elements (shape ${formatShape(x.shape)}, axes ${JSON.stringify(axes)})`);
   return composite(() => mul(sum(x, axes, keepdims), 1 / count));
 }
 
@@ -414,7 +415,7 @@ function shiftByMax(x: Tensor, axes: readonly number[]): { shifted: Tensor; shif
 export function logsumexp(x: Tensor, axis?: number | readonly number[], keepdims = false): Tensor {
   checkTensor('logsumexp', x);
   const axes = normalizeAxes('logsumexp', axis, x.ndim);
-  if (axes.some((a) => x.shape[a] === 0)) fail('logsumexp', `cannot reduce over an empty axis (shape ${fmt(x.shape)})`);
+  if (axes.some((a) => x.shape[a] === 0)) fail('logsumexp', `cannot reduce over an empty axis (shape ${formatShape(x.shape)})`);
   return composite(() => {
     const { shifted, shift } = shiftByMax(x, axes);
     const out = add(log(sum(exp(shifted), axes, true)), shift);
@@ -430,7 +431,7 @@ export function logsumexp(x: Tensor, axis?: number | readonly number[], keepdims
 export function logSoftmax(x: Tensor, axis = -1): Tensor {
   checkTensor('logSoftmax', x);
   const ax = normalizeAxis('logSoftmax', axis, x.ndim);
-  if (x.shape[ax] === 0) fail('logSoftmax', `cannot normalise over an empty axis (shape ${fmt(x.shape)})`);
+  if (x.shape[ax] === 0) fail('logSoftmax', `cannot normalise over an empty axis (shape ${formatShape(x.shape)})`);
   return composite(() => {
     const { shifted } = shiftByMax(x, [ax]);
     return sub(shifted, log(sum(exp(shifted), ax, true)));
@@ -441,7 +442,7 @@ export function logSoftmax(x: Tensor, axis = -1): Tensor {
 export function softmax(x: Tensor, axis = -1): Tensor {
   checkTensor('softmax', x);
   const ax = normalizeAxis('softmax', axis, x.ndim);
-  if (x.shape[ax] === 0) fail('softmax', `cannot normalise over an empty axis (shape ${fmt(x.shape)})`);
+  if (x.shape[ax] === 0) fail('softmax', `cannot normalise over an empty axis (shape ${formatShape(x.shape)})`);
   return composite(() => {
     const e = exp(shiftByMax(x, [ax]).shifted);
     return div(e, sum(e, ax, true));
@@ -458,11 +459,11 @@ export function softmax(x: Tensor, axis = -1): Tensor {
 export function matmul(a: Tensor, b: Tensor): Tensor {
   checkTensor('matmul', a);
   checkTensor('matmul', b);
-  if (a.ndim === 0 || b.ndim === 0) fail('matmul', `expected tensors of at least 1 dimension, got shapes ${fmt(a.shape)} and ${fmt(b.shape)}`);
+  if (a.ndim === 0 || b.ndim === 0) fail('matmul', `expected tensors of at least 1 dimension, got shapes ${formatShape(a.shape)} and ${formatShape(b.shape)}`);
   const k = a.shape[a.ndim - 1];
   const k2 = b.shape[b.ndim === 1 ? 0 : b.ndim - 2];
   if (k !== k2) {
-    fail('matmul', `inner dimensions differ: ${fmt(a.shape)} @ ${fmt(b.shape)} (${k} vs ${k2}); expected a[..., m, k] @ b[..., k, n]`);
+    fail('matmul', `inner dimensions differ: ${formatShape(a.shape)} @ ${formatShape(b.shape)} (${k} vs ${k2}); expected a[..., m, k] @ b[..., k, n]`);
   }
   if (a.ndim === 1) return composite(() => squeeze(matmul(reshape(a, [1, k]), b), b.ndim === 1 ? 0 : -2));
   if (b.ndim === 1) return composite(() => squeeze(matmul(a, reshape(b, [k, 1])), -1));
@@ -514,23 +515,23 @@ export function conv2d(x: Tensor, weight: Tensor, options: Conv2dOptions = {}): 
   checkTensor('conv2d', x);
   checkTensor('conv2d', weight, 'weight');
   if (x.ndim !== 4 || weight.ndim !== 4) {
-    fail('conv2d', `expected input [N, C, H, W] and weight [O, C/groups, kh, kw], got shapes ${fmt(x.shape)} and ${fmt(weight.shape)}`);
+    fail('conv2d', `expected input [N, C, H, W] and weight [O, C/groups, kh, kw], got shapes ${formatShape(x.shape)} and ${formatShape(weight.shape)}`);
   }
   const groups = options.groups ?? 1;
   const [n, c, h, w] = x.shape;
   const [o, cg, kh, kw] = weight.shape;
   if (!Number.isInteger(groups) || groups < 1 || c % groups !== 0 || o % groups !== 0 || cg * groups !== c) {
-    fail('conv2d', `input ${fmt(x.shape)} with ${c} channels and weight ${fmt(weight.shape)} do not fit groups=${groups} (expected weight [O, ${c / groups}, kh, kw] with O divisible by ${groups})`);
+    fail('conv2d', `input ${formatShape(x.shape)} with ${c} channels and weight ${formatShape(weight.shape)} do not fit groups=${groups} (expected weight [O, ${c / groups}, kh, kw] with O divisible by ${groups})`);
   }
   const bias = options.bias ?? null;
-  if (bias && (bias.ndim !== 1 || bias.shape[0] !== o)) fail('conv2d', `bias has shape ${fmt(bias.shape)}, expected [${o}]`);
+  if (bias && (bias.ndim !== 1 || bias.shape[0] !== o)) fail('conv2d', `bias has shape ${formatShape(bias.shape)}, expected [${o}]`);
   const [sh, sw] = pair('conv2d', 'stride', options.stride ?? 1, 1);
   const [ph, pw] = pair('conv2d', 'padding', options.padding ?? 0, 0);
   const [dh, dw] = pair('conv2d', 'dilation', options.dilation ?? 1, 1);
   const ho = windowCount(h + 2 * ph, kh, sh, dh);
   const wo = windowCount(w + 2 * pw, kw, sw, dw);
   if (ho < 1 || wo < 1) {
-    fail('conv2d', `input ${fmt(x.shape)} (padding ${ph}, ${pw}) is smaller than the dilated kernel ${kh}x${kw} (dilation ${dh}, ${dw})`);
+    fail('conv2d', `input ${formatShape(x.shape)} (padding ${ph}, ${pw}) is smaller than the dilated kernel ${kh}x${kw} (dilation ${dh}, ${dw})`);
   }
   return composite(() => {
     let xh = permute(x, [0, 2, 3, 1]);
@@ -561,7 +562,7 @@ export interface Pool2dOptions {
 
 function pool2d(op: 'maxPool2d' | 'avgPool2d', x: Tensor, kernelSize: Pair, options: Pool2dOptions): Tensor {
   checkTensor(op, x);
-  if (x.ndim !== 4) fail(op, `expected input [N, C, H, W], got shape ${fmt(x.shape)}`);
+  if (x.ndim !== 4) fail(op, `expected input [N, C, H, W], got shape ${formatShape(x.shape)}`);
   const [kh, kw] = pair(op, 'kernelSize', kernelSize, 1);
   const [sh, sw] = pair(op, 'stride', options.stride ?? [kh, kw], 1);
   const [ph, pw] = pair(op, 'padding', options.padding ?? 0, 0);
@@ -569,7 +570,7 @@ function pool2d(op: 'maxPool2d' | 'avgPool2d', x: Tensor, kernelSize: Pair, opti
   if (2 * ph > kh || 2 * pw > kw) fail(op, `padding ${ph}, ${pw} must be at most half the kernel ${kh}x${kw}`);
   const [, , h, w] = x.shape;
   if (windowCount(h + 2 * ph, kh, sh, dh) < 1 || windowCount(w + 2 * pw, kw, sw, dw) < 1) {
-    fail(op, `input ${fmt(x.shape)} is smaller than the kernel ${kh}x${kw}`);
+    fail(op, `input ${formatShape(x.shape)} is smaller than the kernel ${kh}x${kw}`);
   }
   return composite(() => {
     let xh = permute(x, [0, 2, 3, 1]);
@@ -640,7 +641,7 @@ export function gather(x: Tensor, axis: number, index: Tensor | NDArray): Tensor
   const idx = indexData('gather', index);
   const ax = normalizeAxis('gather', axis, x.ndim);
   if (idx.ndim !== x.ndim || idx.shape.some((d, i) => i !== ax && d !== x.shape[i])) {
-    fail('gather', `index of shape ${fmt(idx.shape)} must have the rank of x ${fmt(x.shape)} and its sizes outside axis ${ax}`);
+    fail('gather', `index of shape ${formatShape(idx.shape)} must have the rank of x ${formatShape(x.shape)} and its sizes outside axis ${ax}`);
   }
   const { axes, inverse } = toEndAxes(x.ndim, ax);
   return composite(() => {

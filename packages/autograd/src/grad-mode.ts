@@ -1,4 +1,4 @@
-import { fail } from './errors';
+import { fail } from '@needle/ndarray';
 
 let gradEnabled = true;
 

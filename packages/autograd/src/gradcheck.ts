@@ -1,5 +1,4 @@
-import { Generator, NDArray, scope } from '@needle/ndarray';
-import { fail, fmt } from './errors';
+import { fail, formatShape, Generator, NDArray, scope } from '@needle/ndarray';
 import { noGrad } from './grad-mode';
 import { gradients } from './engine';
 import { Tensor, tensor } from './tensor';
@@ -68,7 +67,7 @@ export async function gradcheck(fn: (...inputs: Tensor[]) => Tensor, inputs: rea
 
     const objective = async (args: Tensor[]): Promise<number> => {
       const y = noGrad(() => fn(...args));
-      if (y.size !== weights.length) fail('gradcheck', `the output shape changed between calls (${fmt(y.shape)})`);
+      if (y.size !== weights.length) fail('gradcheck', `the output shape changed between calls (${formatShape(y.shape)})`);
       const values = await y.toArray();
       let total = 0;
       for (let i = 0; i < values.length; i++) total += values[i] * weights[i];
@@ -113,7 +112,7 @@ export async function gradcheck(fn: (...inputs: Tensor[]) => Tensor, inputs: rea
     }
     const ok = worstRatio <= 1;
     if (!ok && (options.raise ?? true) && worst) {
-      fail('gradcheck', `gradient mismatch for input ${worst.input} (shape ${fmt(inputs[worst.input].shape)}) at flat index ${worst.index}: analytic ${worst.analytic}, numeric ${worst.numeric} (atol ${atol}, rtol ${rtol}, eps ${eps})`);
+      fail('gradcheck', `gradient mismatch for input ${worst.input} (shape ${formatShape(inputs[worst.input].shape)}) at flat index ${worst.index}: analytic ${worst.analytic}, numeric ${worst.numeric} (atol ${atol}, rtol ${rtol}, eps ${eps})`);
     }
     return { ok, maxAbsError, worst, checked };
   } finally {

@@ -6,8 +6,16 @@
  * `OPS` is typed `{ [K in OpName]: OpDef<K> }`: adding a name to `OpAttrs` without a definition (and
  * so without a gradient) does not compile.
  */
-import { NDArray, concatenate, full, sub as ndSub, type Index, type Slice } from '@needle/ndarray';
-import { fail, fmt } from './errors';
+import {
+  concatenate,
+  fail,
+  formatShape,
+  full,
+  NDArray,
+  sub as ndSub,
+  type Index,
+  type Slice,
+} from '@needle/ndarray';
 import { isGradEnabled } from './grad-mode';
 import { Tensor, constant } from './tensor';
 import * as F from './functions';
@@ -326,7 +334,7 @@ export function checkGradients(op: OpName, inputs: readonly Tensor[], grads: rea
   }
   grads.forEach((gr, i) => {
     if (gr && (gr.shape.length !== inputs[i].shape.length || gr.shape.some((d, j) => d !== inputs[i].shape[j]))) {
-      fail(`backward of ${op}`, `gradient ${i} has shape ${fmt(gr.shape)}, expected the input's shape ${fmt(inputs[i].shape)}`);
+      fail(`backward of ${op}`, `gradient ${i} has shape ${formatShape(gr.shape)}, expected the input's shape ${formatShape(inputs[i].shape)}`);
     }
   });
 }

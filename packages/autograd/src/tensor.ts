@@ -1,10 +1,12 @@
 import {
-  NDArray,
-  OWNED_ARRAYS,
   arange as ndArange,
   array as ndArray,
   eye as ndEye,
+  fail,
+  formatShape,
   full as ndFull,
+  NDArray,
+  OWNED_ARRAYS,
   rand as ndRand,
   randn as ndRandn,
   type Backend,
@@ -15,7 +17,6 @@ import {
   type NestedArray,
   type Shape,
 } from '@needle/ndarray';
-import { fail, fmt } from './errors';
 import { isGradEnabled } from './grad-mode';
 import type { OpName } from './optable';
 import * as F from './functions';
@@ -90,8 +91,8 @@ export class Tensor implements HasOwnedArrays, Disposable {
   get data(): NDArray {
     if (this.disposed) {
       fail('Tensor.data', this._releasedBy
-        ? `tensor of shape ${fmt(this._data.shape)} was released by ${this._releasedBy} (it was an intermediate of the graph); detach() it before backward, or pass { retainGraph: true }`
-        : `tensor of shape ${fmt(this._data.shape)} was disposed (use after dispose)`);
+        ? `tensor of shape ${formatShape(this._data.shape)} was released by ${this._releasedBy} (it was an intermediate of the graph); detach() it before backward, or pass { retainGraph: true }`
+        : `tensor of shape ${formatShape(this._data.shape)} was disposed (use after dispose)`);
     }
     return this._data;
   }
@@ -132,7 +133,7 @@ export class Tensor implements HasOwnedArrays, Disposable {
   set requiresGrad(value: boolean) {
     if (this._requiresGrad === value) return;
     if (!value && this._node !== null) {
-      fail('requiresGrad', `cannot switch off requiresGrad on a non-leaf tensor of shape ${fmt(this.shape)}; use detach()`);
+      fail('requiresGrad', `cannot switch off requiresGrad on a non-leaf tensor of shape ${formatShape(this.shape)}; use detach()`);
     }
     this._requiresGrad = value;
     this._node = null;
@@ -155,7 +156,7 @@ export class Tensor implements HasOwnedArrays, Disposable {
     if (value !== null) {
       if (!(value instanceof Tensor)) fail('grad', 'expected a Tensor or null');
       if (!sameShape(value.shape, this.shape)) {
-        fail('grad', `gradient of shape ${fmt(value.shape)} does not match the tensor's shape ${fmt(this.shape)}`);
+        fail('grad', `gradient of shape ${formatShape(value.shape)} does not match the tensor's shape ${formatShape(this.shape)}`);
       }
       value._pinned = true;
     }
@@ -186,7 +187,7 @@ export class Tensor implements HasOwnedArrays, Disposable {
   dispose(): void {
     if (this._disposed) {
       if (this._releasedBy) return;
-      fail('dispose', `tensor of shape ${fmt(this._data.shape)} was already disposed`);
+      fail('dispose', `tensor of shape ${formatShape(this._data.shape)} was already disposed`);
     }
     this._disposed = true;
     this._node = null;
@@ -229,7 +230,7 @@ export class Tensor implements HasOwnedArrays, Disposable {
    */
   assign(value: Tensor | NDArray | number): this {
     if (this._node !== null && this._requiresGrad) {
-      fail('assign', `cannot write in place into a graph intermediate of shape ${fmt(this.shape)}; assign to leaves only`);
+      fail('assign', `cannot write in place into a graph intermediate of shape ${formatShape(this.shape)}; assign to leaves only`);
     }
     const v = value instanceof Tensor ? value.data : value;
     this.data.set([], v);
@@ -248,7 +249,7 @@ export class Tensor implements HasOwnedArrays, Disposable {
 
   /** The single element of a one-element tensor. */
   async item(): Promise<number> {
-    if (this.size !== 1) fail('item', `expected a tensor with one element, got shape ${fmt(this.shape)}`);
+    if (this.size !== 1) fail('item', `expected a tensor with one element, got shape ${formatShape(this.shape)}`);
     return this.data.item();
   }
 
@@ -265,7 +266,7 @@ export class Tensor implements HasOwnedArrays, Disposable {
 
   toString(): string {
     const flags = this._requiresGrad ? ', requiresGrad' : '';
-    return `Tensor(shape=${fmt(this._data.shape)}${flags}${this.disposed ? ', disposed' : ''})`;
+    return `Tensor(shape=${formatShape(this._data.shape)}${flags}${this.disposed ? ', disposed' : ''})`;
   }
 
   // ---- op methods (thin wrappers over ./functions) -------------------------------------------

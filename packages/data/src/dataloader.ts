@@ -1,6 +1,13 @@
-import { defaultGenerator, Generator, NDArray, resolveBackend, type Backend } from '@needle/ndarray';
+import {
+  defaultGenerator,
+  fail,
+  formatShape,
+  Generator,
+  NDArray,
+  resolveBackend,
+  type Backend,
+} from '@needle/ndarray';
 import type { Dataset } from './dataset';
-import { fail, fmt } from './errors';
 import { isHostArray, type Sample } from './host';
 
 export interface DataLoaderOptions {
@@ -133,7 +140,7 @@ export function collate(samples: readonly Sample[], indices: readonly number[], 
           data[k] = v;
         } else {
           if (!isHostArray(v) || !sameShape(v.shape, shape)) {
-            fail('collate', `field ${f} of sample ${indices[k]} has shape ${isHostArray(v) ? fmt(v.shape) : describe(v)}, but ${fmt(shape)} in sample ${indices[0]}; samples in a batch must have equal shapes`);
+            fail('collate', `field ${f} of sample ${indices[k]} has shape ${isHostArray(v) ? formatShape(v.shape) : describe(v)}, but ${formatShape(shape)} in sample ${indices[0]}; samples in a batch must have equal shapes`);
           }
           data.set(v.data, k * size);
         }

@@ -1,5 +1,4 @@
-import { defaultGenerator, Generator, type NDArray } from '@needle/ndarray';
-import { fail, fmt } from './errors';
+import { defaultGenerator, fail, formatShape, Generator, type NDArray } from '@needle/ndarray';
 import { hostArray, type SampleField } from './host';
 
 /**
@@ -41,7 +40,7 @@ export class TensorDataset extends Dataset<SampleField[]> {
     const n = arrays[0].shape[0];
     arrays.forEach((a, k) => {
       if (a.shape[0] !== n) {
-        fail('TensorDataset', `array ${k} has shape ${fmt(a.shape)}, first dimension ${a.shape[0]}; array 0 has ${n} samples (shape ${fmt(arrays[0].shape)})`);
+        fail('TensorDataset', `array ${k} has shape ${formatShape(a.shape)}, first dimension ${a.shape[0]}; array 0 has ${n} samples (shape ${formatShape(arrays[0].shape)})`);
       }
     });
     this.arrays = arrays;
@@ -98,7 +97,7 @@ export class Subset<T> extends Dataset<T> {
 export function randomSplit<T>(dataset: Dataset<T>, lengths: readonly number[], options: { seed?: number; generator?: Generator } = {}): Subset<T>[] {
   const total = lengths.reduce((a, b) => a + b, 0);
   if (lengths.some((n) => !Number.isInteger(n) || n < 0) || total !== dataset.length) {
-    fail('randomSplit', `lengths ${fmt(lengths)} must be non-negative integers adding up to the dataset length ${dataset.length} (they add up to ${total})`);
+    fail('randomSplit', `lengths ${formatShape(lengths)} must be non-negative integers adding up to the dataset length ${dataset.length} (they add up to ${total})`);
   }
   const g = options.generator ?? (options.seed === undefined ? defaultGenerator() : new Generator(options.seed));
   const order = g.permutation(dataset.length);

@@ -1,4 +1,4 @@
-import { fail } from './errors';
+import { fail } from '@needle/ndarray';
 
 /** True when the bytes start with the gzip magic 1f 8b. */
 export function isGzip(bytes: Uint8Array): boolean {

@@ -1,4 +1,4 @@
-import { fail, fmt } from './errors';
+import { fail, formatShape } from '@needle/ndarray';
 
 /**
  * A sample's array on the host: row-major float32 data and its shape. Datasets and transforms work
@@ -19,11 +19,11 @@ export type Sample = readonly SampleField[];
 export function hostArray(data: Float32Array, shape: readonly number[]): HostArray {
   let size = 1;
   for (const d of shape) {
-    if (!Number.isInteger(d) || d < 0) fail('hostArray', `shape ${fmt(shape)} has an invalid dimension ${d}`);
+    if (!Number.isInteger(d) || d < 0) fail('hostArray', `shape ${formatShape(shape)} has an invalid dimension ${d}`);
     size *= d;
   }
   if (data.length !== size) {
-    fail('hostArray', `data has ${data.length} elements but shape ${fmt(shape)} needs ${size}`);
+    fail('hostArray', `data has ${data.length} elements but shape ${formatShape(shape)} needs ${size}`);
   }
   return { data, shape: Object.freeze([...shape]) };
 }

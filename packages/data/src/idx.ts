@@ -1,4 +1,4 @@
-import { fail, fmt } from './errors';
+import { fail, formatShape } from '@needle/ndarray';
 import { isGzip } from './gzip';
 
 /** The element types the IDX format defines (third byte of the magic number). */
@@ -60,10 +60,10 @@ function readBody(op: string, bytes: Uint8Array, h: IdxHeader): IdxArray {
   const count = h.shape.reduce((p, d) => p * d, 1);
   const expected = h.headerBytes + count * h.elementBytes;
   if (bytes.length < expected) {
-    fail(op, `truncated IDX file: ${bytes.length} bytes, but shape ${fmt(h.shape)} of ${h.type} needs ${expected} (header ${h.headerBytes} + ${count * h.elementBytes} data)`);
+    fail(op, `truncated IDX file: ${bytes.length} bytes, but shape ${formatShape(h.shape)} of ${h.type} needs ${expected} (header ${h.headerBytes} + ${count * h.elementBytes} data)`);
   }
   if (bytes.length > expected) {
-    fail(op, `IDX file has ${bytes.length - expected} unexpected trailing bytes: ${bytes.length} bytes, shape ${fmt(h.shape)} of ${h.type} needs exactly ${expected}`);
+    fail(op, `IDX file has ${bytes.length - expected} unexpected trailing bytes: ${bytes.length} bytes, shape ${formatShape(h.shape)} of ${h.type} needs exactly ${expected}`);
   }
   const body = bytes.subarray(h.headerBytes);
   if (h.type === 'uint8') return { type: h.type, shape: h.shape, data: body };

@@ -1,5 +1,5 @@
 import { Dataset } from './dataset';
-import { fail } from './errors';
+import { fail } from '@needle/ndarray';
 import { gunzipIfNeeded } from './gzip';
 import { hostArray, type HostArray } from './host';
 import { parseIdx, parseMnistImages, parseMnistLabels, type IdxArray, type MnistImages, type MnistLabels } from './idx';

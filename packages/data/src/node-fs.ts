@@ -2,7 +2,7 @@
  * Node-only file access. The Node modules are loaded with dynamic imports inside these functions,
  * so importing @needle/data in a browser never touches them; only calling a load* helper does.
  */
-import { fail } from './errors';
+import { fail } from '@needle/ndarray';
 
 interface NodeFs {
   readFile(path: string): Promise<Uint8Array>;

@@ -1,5 +1,4 @@
-import { NDArray, resolveBackend, type Backend } from '@needle/ndarray';
-import { fail, fmt } from './errors';
+import { fail, formatShape, NDArray, resolveBackend, type Backend } from '@needle/ndarray';
 import { gunzipIfNeeded } from './gzip';
 import { readFileBytes, readFirstExisting } from './node-fs';
 
@@ -120,7 +119,7 @@ export function batchify(data: ArrayLike<number>, batchSize: number, options: { 
  * Both are new arrays the caller owns, on the source's backend (built by views, no host read).
  */
 export function getBatch(source: NDArray, i: number, bptt: number): [NDArray, NDArray] {
-  if (source.ndim !== 2) fail('getBatch', `source must be 2-d [nbatch, batchSize] (from batchify), got shape ${fmt(source.shape)}`);
+  if (source.ndim !== 2) fail('getBatch', `source must be 2-d [nbatch, batchSize] (from batchify), got shape ${formatShape(source.shape)}`);
   const nbatch = source.shape[0];
   if (!Number.isInteger(bptt) || bptt < 1) fail('getBatch', `bptt must be a positive integer, got ${bptt}`);
   if (!Number.isInteger(i) || i < 0 || i >= nbatch - 1) {

@@ -1,5 +1,4 @@
-import { defaultGenerator, Generator } from '@needle/ndarray';
-import { fail, fmt } from './errors';
+import { defaultGenerator, fail, formatShape, Generator } from '@needle/ndarray';
 import { hostArray, isHostArray, type HostArray } from './host';
 
 /**
@@ -58,7 +57,7 @@ function imageLayout(op: string, x: HostArray): ImageLayout {
     case 4:
       return { images: s[0], channels: s[1], height: s[2], width: s[3] };
     default:
-      return fail(op, `expected an image of shape HW, CHW or NCHW, got shape ${fmt(s)}`);
+      return fail(op, `expected an image of shape HW, CHW or NCHW, got shape ${formatShape(s)}`);
   }
 }
 
@@ -82,7 +81,7 @@ export class Normalize implements Transform {
     const { images, channels, height, width } = imageLayout('Normalize', x);
     for (const [name, v] of [['mean', this.mean], ['std', this.std]] as const) {
       if (v.length !== 1 && v.length !== channels) {
-        fail('Normalize', `${name} has ${v.length} values but the image of shape ${fmt(x.shape)} has ${channels} channel(s)`);
+        fail('Normalize', `${name} has ${v.length} values but the image of shape ${formatShape(x.shape)} has ${channels} channel(s)`);
       }
     }
     const plane = height * width;
@@ -160,7 +159,7 @@ export class RandomCrop implements Transform {
     const hp = height + 2 * p;
     const wp = width + 2 * p;
     if (h > hp || w > wp) {
-      fail('RandomCrop', `crop size [${h}, ${w}] is larger than the padded image [${hp}, ${wp}] (shape ${fmt(x.shape)}, padding ${p})`);
+      fail('RandomCrop', `crop size [${h}, ${w}] is larger than the padded image [${hp}, ${wp}] (shape ${formatShape(x.shape)}, padding ${p})`);
     }
     const out = new Float32Array(images * channels * h * w);
     const g = this.generator();

@@ -1,5 +1,5 @@
 import type { Backend } from './backend';
-import { fail, fmt } from './errors';
+import { fail, formatShape } from './errors';
 import { NDArray, type NestedArray } from './ndarray';
 import { defaultGenerator, type Generator } from './random';
 import { checkShape, shapeSize, type Shape } from './shape';
@@ -33,12 +33,12 @@ export function array(data: NestedArray | NumericArray, options: CreationOptions
   let i = 0;
   const walk = (v: NestedArray, depth: number) => {
     if (depth === shape.length) {
-      if (typeof v !== 'number') fail('array', `ragged nested array: expected a number at depth ${depth}, shape ${fmt(shape)}`);
+      if (typeof v !== 'number') fail('array', `ragged nested array: expected a number at depth ${depth}, shape ${formatShape(shape)}`);
       flat[i++] = v;
       return;
     }
     if (!Array.isArray(v) || v.length !== shape[depth]) {
-      fail('array', `ragged nested array: expected ${shape[depth]} elements at depth ${depth} (shape ${fmt(shape)})`);
+      fail('array', `ragged nested array: expected ${shape[depth]} elements at depth ${depth} (shape ${formatShape(shape)})`);
     }
     for (const x of v) walk(x, depth + 1);
   };

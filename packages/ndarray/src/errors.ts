@@ -9,12 +9,12 @@ export class NeedleError extends Error {
   }
 }
 
-/** Throw a NeedleError naming the op. */
+/** Throw a NeedleError naming the op (every @needle package reports errors through this). */
 export function fail(op: string, detail: string): never {
   throw new NeedleError(op, detail);
 }
 
 /** Format a shape the way error messages print it: [2, 3]. */
-export function fmt(shape: readonly number[]): string {
+export function formatShape(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`;
 }

@@ -14,7 +14,7 @@ export {
   type StridedLayout,
   type UnaryOp,
 } from './backend';
-export { NeedleError } from './errors';
+export { NeedleError, fail, formatShape } from './errors';
 export { NDArray, type ArrayLike, type DType, type NestedArray } from './ndarray';
 export { slice, type Index, type Slice } from './indexing';
 export {

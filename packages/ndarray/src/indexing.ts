@@ -1,4 +1,4 @@
-import { fail, fmt } from './errors';
+import { fail, formatShape } from './errors';
 import type { Shape } from './shape';
 
 /** A Python-style slice; missing fields take their defaults for the step's direction. */
@@ -32,7 +32,7 @@ export function parseIndex(op: string, shape: Shape, strides: readonly number[],
   if (ellipses > 1) fail(op, `an index can hold at most one '...'`);
   const consuming = entries.filter((e) => e !== null && typeof e !== 'string').length;
   if (consuming > shape.length) {
-    fail(op, `too many indices (${consuming}) for an array of shape ${fmt(shape)}`);
+    fail(op, `too many indices (${consuming}) for an array of shape ${formatShape(shape)}`);
   }
   const expanded: (number | Slice | null)[] = [];
   for (const e of entries) {
@@ -58,7 +58,7 @@ export function parseIndex(op: string, shape: Shape, strides: readonly number[],
     const st = strides[axis];
     if (typeof e === 'number') {
       if (!Number.isInteger(e) || e < -n || e >= n) {
-        fail(op, `index ${e} is out of bounds for axis ${axis} with size ${n} (array of shape ${fmt(shape)})`);
+        fail(op, `index ${e} is out of bounds for axis ${axis} with size ${n} (array of shape ${formatShape(shape)})`);
       }
       off += (e < 0 ? e + n : e) * st;
     } else {

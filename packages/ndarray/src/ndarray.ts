@@ -1,5 +1,5 @@
 import { canReadSync, type Backend, type BinaryOp, type DeviceBuffer, type StridedLayout, type UnaryOp } from './backend';
-import { fail, fmt } from './errors';
+import { fail, formatShape } from './errors';
 import { registerFinalizer, Storage, track, unregisterFinalizer, untrack } from './memory';
 import { resolveBackend } from './registry';
 import {
@@ -63,7 +63,7 @@ export class NDArray {
   static fromData(data: Float32Array, shape: Shape, backend?: Backend | string): NDArray {
     const s = checkShape('fromData', shape);
     if (data.length !== shapeSize(s)) {
-      fail('fromData', `data has ${data.length} elements but shape ${fmt(s)} needs ${shapeSize(s)}`);
+      fail('fromData', `data has ${data.length} elements but shape ${formatShape(s)} needs ${shapeSize(s)}`);
     }
     const out = NDArray.empty(s, backend);
     out.backend.write(out.buffer, data);
@@ -108,7 +108,7 @@ export class NDArray {
   /** Throw a clear error when the array was disposed. */
   assertLive(op: string): void {
     if (this._disposed || this.storage.released) {
-      fail(op, `array of shape ${fmt(this.shape)} was disposed (use after dispose)`);
+      fail(op, `array of shape ${formatShape(this.shape)} was disposed (use after dispose)`);
     }
   }
 
@@ -116,7 +116,7 @@ export class NDArray {
 
   /** Release this array's reference to its buffer. Disposing twice throws. */
   dispose(): void {
-    if (this._disposed) fail('dispose', `array of shape ${fmt(this.shape)} was already disposed`);
+    if (this._disposed) fail('dispose', `array of shape ${formatShape(this.shape)} was already disposed`);
     this._disposed = true;
     unregisterFinalizer(this);
     untrack(this);
@@ -158,7 +158,7 @@ export class NDArray {
   permute(axes: readonly number[]): NDArray {
     this.assertLive('permute');
     if (axes.length !== this.ndim) {
-      fail('permute', `got ${axes.length} axes ${JSON.stringify(axes)} for an array of shape ${fmt(this.shape)}`);
+      fail('permute', `got ${axes.length} axes ${JSON.stringify(axes)} for an array of shape ${formatShape(this.shape)}`);
     }
     const norm = axes.map((a) => normalizeAxis('permute', a, this.ndim));
     if (new Set(norm).size !== norm.length) fail('permute', `axes ${JSON.stringify(axes)} repeat an axis`);
@@ -181,7 +181,7 @@ export class NDArray {
     this.assertLive('broadcastTo');
     const target = checkShape('broadcastTo', shape);
     if (target.length < this.ndim) {
-      fail('broadcastTo', `cannot broadcast shape ${fmt(this.shape)} to ${fmt(target)}: target has fewer dimensions`);
+      fail('broadcastTo', `cannot broadcast shape ${formatShape(this.shape)} to ${formatShape(target)}: target has fewer dimensions`);
     }
     const lead = target.length - this.ndim;
     const strides = target.map((d, i) => {
@@ -189,7 +189,7 @@ export class NDArray {
       const own = this.shape[i - lead];
       if (own === d) return this.strides[i - lead];
       if (own === 1) return 0;
-      return fail('broadcastTo', `cannot broadcast shape ${fmt(this.shape)} to ${fmt(target)} (axis ${i}: ${own} vs ${d})`);
+      return fail('broadcastTo', `cannot broadcast shape ${formatShape(this.shape)} to ${formatShape(target)} (axis ${i}: ${own} vs ${d})`);
     });
     return this.view(target, strides);
   }
@@ -236,7 +236,7 @@ export class NDArray {
         ? this.shape.flatMap((d, i) => (d === 1 ? [i] : []))
         : normalizeAxes('squeeze', axes, this.ndim);
     for (const a of list) {
-      if (this.shape[a] !== 1) fail('squeeze', `axis ${a} of shape ${fmt(this.shape)} has size ${this.shape[a]}, expected 1`);
+      if (this.shape[a] !== 1) fail('squeeze', `axis ${a} of shape ${formatShape(this.shape)} has size ${this.shape[a]}, expected 1`);
     }
     const keepAxis = (i: number) => !list.includes(i);
     return this.view(this.shape.filter((_, i) => keepAxis(i)), this.strides.filter((_, i) => keepAxis(i)));
@@ -249,7 +249,7 @@ export class NDArray {
   asStrided(shape: Shape, strides: readonly number[], offset: number = this.offset): NDArray {
     this.assertLive('asStrided');
     const s = checkShape('asStrided', shape);
-    if (strides.length !== s.length) fail('asStrided', `shape ${fmt(s)} and strides ${fmt(strides)} differ in length`);
+    if (strides.length !== s.length) fail('asStrided', `shape ${formatShape(s)} and strides ${formatShape(strides)} differ in length`);
     if (s.every((d) => d > 0)) {
       let lo = offset;
       let hi = offset;
@@ -259,7 +259,7 @@ export class NDArray {
         else hi += reach;
       });
       if (lo < 0 || hi >= this.storage.buffer.size) {
-        fail('asStrided', `view shape ${fmt(s)} strides ${fmt(strides)} offset ${offset} reaches elements ${lo}..${hi}, outside the buffer of ${this.storage.buffer.size}`);
+        fail('asStrided', `view shape ${formatShape(s)} strides ${formatShape(strides)} offset ${offset} reaches elements ${lo}..${hi}, outside the buffer of ${this.storage.buffer.size}`);
       }
     }
     return this.view(s, strides, offset);
@@ -300,7 +300,7 @@ export class NDArray {
     value.assertLive('set');
     sameBackend('set', this, value);
     if (!isBroadcastable(value.shape, target.shape)) {
-      fail('set', `value of shape ${fmt(value.shape)} cannot be broadcast to the selected view of shape ${fmt(target.shape)}`);
+      fail('set', `value of shape ${formatShape(value.shape)} cannot be broadcast to the selected view of shape ${formatShape(target.shape)}`);
     }
     const b = value.broadcastTo(target.shape);
     // A value that views this very buffer must be copied first, or the kernel would read elements it
@@ -345,13 +345,13 @@ export class NDArray {
 
   /** The single element of a size-1 array. */
   async item(): Promise<number> {
-    if (this.size !== 1) fail('item', `expected an array with one element, got shape ${fmt(this.shape)}`);
+    if (this.size !== 1) fail('item', `expected an array with one element, got shape ${formatShape(this.shape)}`);
     return (await this.toArray())[0];
   }
 
   /** Synchronous `item` (CPU, WASM). */
   itemSync(): number {
-    if (this.size !== 1) fail('itemSync', `expected an array with one element, got shape ${fmt(this.shape)}`);
+    if (this.size !== 1) fail('itemSync', `expected an array with one element, got shape ${formatShape(this.shape)}`);
     return this.toArraySync()[0];
   }
 
@@ -378,9 +378,9 @@ export class NDArray {
   }
 
   toString(): string {
-    if (this._disposed) return `NDArray(disposed, shape=${fmt(this.shape)})`;
-    if (!canReadSync(this.backend)) return `NDArray(shape=${fmt(this.shape)}, backend=${this.backend.name})`;
-    return `NDArray(${JSON.stringify(this.toNestedSync())}, shape=${fmt(this.shape)})`;
+    if (this._disposed) return `NDArray(disposed, shape=${formatShape(this.shape)})`;
+    if (!canReadSync(this.backend)) return `NDArray(shape=${formatShape(this.shape)}, backend=${this.backend.name})`;
+    return `NDArray(${JSON.stringify(this.toNestedSync())}, shape=${formatShape(this.shape)})`;
   }
 
   // ---- op methods (thin wrappers over ./ops, which hold the logic) -----------------------------
@@ -461,17 +461,17 @@ function isBroadcastable(from: Shape, to: Shape): boolean {
 function inferShape(op: string, from: Shape, to: Shape): number[] {
   const target = [...to];
   const unknown = target.filter((d) => d === -1).length;
-  if (unknown > 1) fail(op, `only one dimension may be -1, got ${fmt(to)}`);
+  if (unknown > 1) fail(op, `only one dimension may be -1, got ${formatShape(to)}`);
   for (const d of target) {
-    if (d !== -1 && (!Number.isInteger(d) || d < 0)) fail(op, `invalid shape ${fmt(to)}`);
+    if (d !== -1 && (!Number.isInteger(d) || d < 0)) fail(op, `invalid shape ${formatShape(to)}`);
   }
   const size = shapeSize(from);
   if (unknown === 1) {
     const known = shapeSize(target.filter((d) => d !== -1));
-    if (known === 0 || size % known !== 0) fail(op, `cannot reshape array of shape ${fmt(from)} (size ${size}) into ${fmt(to)}`);
+    if (known === 0 || size % known !== 0) fail(op, `cannot reshape array of shape ${formatShape(from)} (size ${size}) into ${formatShape(to)}`);
     target[target.indexOf(-1)] = size / known;
   }
-  if (shapeSize(target) !== size) fail(op, `cannot reshape array of shape ${fmt(from)} (size ${size}) into ${fmt(to)}`);
+  if (shapeSize(target) !== size) fail(op, `cannot reshape array of shape ${formatShape(from)} (size ${size}) into ${formatShape(to)}`);
   return target;
 }
 

@@ -1,4 +1,4 @@
-import { fail, fmt } from './errors';
+import { fail, formatShape } from './errors';
 
 export type Shape = readonly number[];
 
@@ -34,7 +34,7 @@ export function isCompactLayout(shape: Shape, strides: readonly number[]): boole
 export function checkShape(op: string, shape: Shape): number[] {
   if (!Array.isArray(shape)) fail(op, `expected a shape (array of integers), got ${String(shape)}`);
   for (const d of shape) {
-    if (!Number.isInteger(d) || d < 0) fail(op, `shape ${fmt(shape)} must hold non-negative integers`);
+    if (!Number.isInteger(d) || d < 0) fail(op, `shape ${formatShape(shape)} must hold non-negative integers`);
   }
   return [...shape];
 }
@@ -47,7 +47,7 @@ export function broadcastShapes(op: string, a: Shape, b: Shape): number[] {
     const da = a[a.length - n + i] ?? 1;
     const db = b[b.length - n + i] ?? 1;
     if (da !== db && da !== 1 && db !== 1) {
-      fail(op, `shapes ${fmt(a)} and ${fmt(b)} cannot be broadcast together (axis ${i - n}: ${da} vs ${db})`);
+      fail(op, `shapes ${formatShape(a)} and ${formatShape(b)} cannot be broadcast together (axis ${i - n}: ${da} vs ${db})`);
     }
     out[i] = da === 1 ? db : da;
   }

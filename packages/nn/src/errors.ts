@@ -1,14 +1,6 @@
-import { NeedleError } from '@needle/ndarray';
-
-/** Throw the framework's error type; the message starts with the module or op that failed. */
-export function fail(op: string, detail: string): never {
-  throw new NeedleError(op, detail);
-}
-
-/** A shape as error messages print it: [2, 3]. */
-export function fmt(shape: readonly number[]): string {
-  return `[${shape.join(', ')}]`;
-}
+// fail and the shape format are @needle/ndarray's, shared by every package; nn adds its own checks.
+export { fail, formatShape as fmt } from '@needle/ndarray';
+import { fail } from '@needle/ndarray';
 
 export function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);

@@ -1,6 +1,5 @@
-import type { NDArray } from '@needle/ndarray';
 import type { Tensor } from '@needle/autograd';
-import { fail } from './errors';
+import { fail, type NDArray } from '@needle/ndarray';
 import { Optimizer, type GroupOptions, type ParamGroup, type ParamsInput, type ParamState } from './optimizer';
 
 export interface AdamOptions extends GroupOptions {

@@ -1,6 +1,5 @@
-import { NDArray, full, scope } from '@needle/ndarray';
+import { fail, full, NDArray, scope } from '@needle/ndarray';
 import { Tensor, noGrad } from '@needle/autograd';
-import { fail } from './errors';
 
 /**
  * Scale the gradients of `params` in place so that their joint `normType`-norm is at most `maxNorm`

@@ -1,4 +1,4 @@
-import { fail } from './errors';
+import { fail } from '@needle/ndarray';
 import type { GroupOptions, Optimizer } from './optimizer';
 
 /** A scheduler's progress, shaped like PyTorch's scheduler `state_dict()` (plain numbers). */

@@ -1,6 +1,5 @@
-import { NDArray, scope, type Scope } from '@needle/ndarray';
+import { fail, formatShape, NDArray, scope, type Scope } from '@needle/ndarray';
 import { noGrad, Tensor } from '@needle/autograd';
-import { fail, fmt } from './errors';
 
 /** Options every optimizer's parameter groups carry. */
 export interface GroupOptions {
@@ -67,9 +66,9 @@ export abstract class Optimizer<O extends GroupOptions> {
     const op = `${this.name}.addParamGroup`;
     for (const [i, p] of params.entries()) {
       if (!(p instanceof Tensor)) fail(op, `params[${i}] is not a Tensor`);
-      if (!p.isLeaf) fail(op, `params[${i}] of shape ${fmt(p.shape)} is not a leaf tensor (it was computed by an op); optimize leaves such as parameters`);
+      if (!p.isLeaf) fail(op, `params[${i}] of shape ${formatShape(p.shape)} is not a leaf tensor (it was computed by an op); optimize leaves such as parameters`);
       if (this.state.has(p) || this.paramGroups.some((g) => g.params.includes(p))) {
-        fail(op, `params[${i}] of shape ${fmt(p.shape)} already belongs to a parameter group`);
+        fail(op, `params[${i}] of shape ${formatShape(p.shape)} already belongs to a parameter group`);
       }
     }
     if (new Set(params).size !== params.length) fail(op, 'a parameter appears twice in the group');
@@ -169,7 +168,7 @@ export abstract class Optimizer<O extends GroupOptions> {
         if (!(v instanceof NDArray)) fail(op, `state '${name}' of parameter ${key} is neither an NDArray nor a number`);
         v.assertLive(op);
         if (v.backend !== p.backend) fail(op, `state '${name}' of parameter ${key} lives on '${v.backend.name}', the parameter on '${p.backend.name}'; move it first (await array.to(backend))`);
-        if (v.size !== p.size || !sameShape(v.shape, p.shape)) fail(op, `state '${name}' of parameter ${key} has shape ${fmt(v.shape)}, the parameter ${fmt(p.shape)}`);
+        if (v.size !== p.size || !sameShape(v.shape, p.shape)) fail(op, `state '${name}' of parameter ${key} has shape ${formatShape(v.shape)}, the parameter ${formatShape(p.shape)}`);
       }
     }
     const s = scope();

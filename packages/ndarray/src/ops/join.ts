@@ -1,4 +1,4 @@
-import { fail, fmt } from '../errors';
+import { fail, formatShape } from '../errors';
 import { NDArray, sameBackend } from '../ndarray';
 import { normalizeAxes, normalizeAxis } from '../shape';
 import type { Slice } from '../indexing';
@@ -11,7 +11,7 @@ export function concatenate(arrays: readonly NDArray[], axis = 0): NDArray {
   const ax = normalizeAxis('concatenate', axis, first.ndim);
   for (const a of arrays) {
     if (a.ndim !== first.ndim || a.shape.some((d, i) => i !== ax && d !== first.shape[i])) {
-      fail('concatenate', `shapes ${arrays.map((x) => fmt(x.shape)).join(', ')} differ outside axis ${ax}`);
+      fail('concatenate', `shapes ${arrays.map((x) => formatShape(x.shape)).join(', ')} differ outside axis ${ax}`);
     }
   }
   const shape = [...first.shape];
@@ -32,7 +32,7 @@ export function stack(arrays: readonly NDArray[], axis = 0): NDArray {
   const first = arrays[0];
   for (const a of arrays) {
     if (a.shape.length !== first.shape.length || a.shape.some((d, i) => d !== first.shape[i])) {
-      fail('stack', `all arrays must have one shape, got ${arrays.map((x) => fmt(x.shape)).join(', ')}`);
+      fail('stack', `all arrays must have one shape, got ${arrays.map((x) => formatShape(x.shape)).join(', ')}`);
     }
   }
   const ax = normalizeAxis('stack', axis, first.ndim + 1);
@@ -75,7 +75,7 @@ export function splitSizes(op: string, sizes: number | readonly number[], shape:
   }
   const pieces = [...sizes];
   if (pieces.some((p) => !Number.isInteger(p) || p < 0) || pieces.reduce((x, y) => x + y, 0) !== n) {
-    fail(op, `sizes ${JSON.stringify(sizes)} must be non-negative integers adding up to ${n} (axis ${ax} of shape ${fmt(shape)})`);
+    fail(op, `sizes ${JSON.stringify(sizes)} must be non-negative integers adding up to ${n} (axis ${ax} of shape ${formatShape(shape)})`);
   }
   return pieces;
 }
@@ -90,7 +90,7 @@ export function unstack(a: NDArray, axis = 0): NDArray[] {
 /** Constant padding: padWidth[i] = [before, after] for axis i (missing trailing axes get [0, 0]). */
 export function pad(a: NDArray, padWidth: ReadonlyArray<readonly [number, number]>, value = 0): NDArray {
   a.assertLive('pad');
-  if (padWidth.length > a.ndim) fail('pad', `got ${padWidth.length} pad pairs for an array of shape ${fmt(a.shape)}`);
+  if (padWidth.length > a.ndim) fail('pad', `got ${padWidth.length} pad pairs for an array of shape ${formatShape(a.shape)}`);
   const pw = a.shape.map((_, i) => padWidth[i] ?? [0, 0]);
   for (const [lo, hi] of pw) {
     if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 0 || hi < 0) {

@@ -1,5 +1,5 @@
 import type { MatmulSpec } from '../backend';
-import { fail, fmt } from '../errors';
+import { fail, formatShape } from '../errors';
 import { NDArray, broadcastShapes, sameBackend } from '../ndarray';
 import { shapeSize } from '../shape';
 
@@ -17,14 +17,14 @@ interface Operand {
  */
 export function matmul(a: NDArray, b: NDArray): NDArray {
   const backend = sameBackend('matmul', a, b);
-  if (a.ndim === 0 || b.ndim === 0) fail('matmul', `expected arrays of at least 1 dimension, got shapes ${fmt(a.shape)} and ${fmt(b.shape)}`);
+  if (a.ndim === 0 || b.ndim === 0) fail('matmul', `expected arrays of at least 1 dimension, got shapes ${formatShape(a.shape)} and ${formatShape(b.shape)}`);
   const a2 = a.ndim === 1 ? a.expandDims(0) : a;
   const b2 = b.ndim === 1 ? b.expandDims(1) : b;
   try {
     const [m, k] = a2.shape.slice(-2);
     const [k2, n] = b2.shape.slice(-2);
     if (k !== k2) {
-      fail('matmul', `inner dimensions differ: ${fmt(a.shape)} @ ${fmt(b.shape)} (${k} vs ${k2}); expected a[..., m, k] @ b[..., k, n]`);
+      fail('matmul', `inner dimensions differ: ${formatShape(a.shape)} @ ${formatShape(b.shape)} (${k} vs ${k2}); expected a[..., m, k] @ b[..., k, n]`);
     }
     const batchShape = broadcastShapes('matmul', a2.shape.slice(0, -2), b2.shape.slice(0, -2));
     const batch = shapeSize(batchShape);

@@ -1,5 +1,5 @@
 import type { ReduceOp } from '../backend';
-import { fail, fmt } from '../errors';
+import { fail, formatShape } from '../errors';
 import { NDArray, withKernelReady } from '../ndarray';
 import { normalizeAxes, normalizeAxis, shapeSize } from '../shape';
 
@@ -15,7 +15,7 @@ export function reduceOp(op: ReduceOp, a: NDArray, axis: number | readonly numbe
   const outShape = keepdims ? a.shape.map((d, i) => (axes.includes(i) ? 1 : d)) : kept.map((i) => a.shape[i]);
   const outSize = shapeSize(outShape);
   if (reduceSize === 0 && op !== 'sum' && outSize > 0) {
-    fail(op, `cannot reduce over zero elements (shape ${fmt(a.shape)}, axes ${JSON.stringify(axes)}): the result would have no identity`);
+    fail(op, `cannot reduce over zero elements (shape ${formatShape(a.shape)}, axes ${JSON.stringify(axes)}): the result would have no identity`);
   }
   const out = NDArray.empty(outShape, a.backend);
   if (outSize === 0) return out;
