@@ -94,15 +94,39 @@ class Prepared:
 
             self.fn = step
             self.params = params
+        elif kind == "lstm":
+            batch, seq, n_in, hidden, classes = dims
+            x = inputs[0].reshape(seq, batch, n_in)  # torch.nn.LSTM's default layout, seq first
+            labels = inputs[1].long()
+            lstm = torch.nn.LSTM(n_in, hidden)
+            fc = torch.nn.Linear(hidden, classes)
+            # Seeded weights in torch's own layouts and names: weight_ih_l0, weight_hh_l0, bias_ih_l0,
+            # bias_hh_l0 (gate order i, f, g, o), then the Linear's weight and bias.
+            params = list(lstm.parameters()) + list(fc.parameters())
+            with torch.no_grad():
+                for p, value in zip(params, inputs[2:]):
+                    p.copy_(value.reshape(p.shape))
+            opt = torch.optim.SGD(params, lr=MLP_LR)
+
+            def step():
+                opt.zero_grad(set_to_none=True)
+                out, _ = lstm(x)  # zero initial state
+                loss = torch.nn.functional.cross_entropy(fc(out[-1]), labels)
+                loss.backward()
+                opt.step()
+                return loss.detach()
+
+            self.fn = step
+            self.params = params
         else:
-            raise Unavailable(f"{kind} is not benchmarked until needle has the layer")
+            raise Unavailable(f"{kind} is not a case this worker knows")
         self.kind = kind
 
     def step(self):
         self.last = self.fn()
 
     def output(self):
-        if self.kind in ("mlp", "convnet"):
+        if self.kind in ("mlp", "convnet", "lstm"):
             parts = [self.last.reshape(1)] + [p.detach().reshape(-1) for p in self.params]
             return torch.cat(parts).numpy()
         return self.last.reshape(-1).numpy()

@@ -30,7 +30,7 @@ export function referenceOutput(spec: CaseSpec, inputs: Float32Array[]): Float32
     case 'convnet':
       return convnetStepReference(spec, inputs);
     case 'lstm':
-      return undefined;
+      return lstmStepReference(spec, inputs);
     default:
       return spec.kind satisfies never;
   }
@@ -264,6 +264,142 @@ function unpoolReluGrad(dPooled: Float64Array, arg: Int32Array, pre: Float64Arra
     if (pre[arg[j]] > 0) d[arg[j]] += dPooled[j];
   }
   return d;
+}
+
+/**
+ * One SGD step of the LSTM classifier (see lstmCase), written out in float64 loops: the forward
+ * recurrence, then backpropagation through time by hand. Like the ConvNet reference it shares
+ * nothing with needle (no NDArray, no autograd) and every target is checked against it. Output
+ * layout: [loss, weight_ih', weight_hh', bias_ih', bias_hh', fc.weight', fc.bias'] in PyTorch's
+ * layouts, flattened and concatenated.
+ */
+function lstmStepReference(spec: CaseSpec, inputs: Float32Array[]): Float32Array {
+  const { loss, grads } = lstmLossAndGrads(spec, inputs);
+  const sgd = (w: Float32Array, g: Float64Array) => Float32Array.from(w, (v, i) => v - MLP_LR * g[i]);
+  return concatFlat([Float32Array.of(loss), ...grads.map((g, i) => sgd(inputs[2 + i], g))]);
+}
+
+/**
+ * The LSTM classifier's mean cross-entropy (float64) and its gradients with respect to the six
+ * parameters (inputs[2..7], same layouts). PyTorch's cell, gate order i, f, g, o:
+ *   a = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh  (4H rows: i, f, g, o blocks)
+ *   i, f, o = sigmoid(a_i, a_f, a_o);  g = tanh(a_g);  c_t = f c_{t-1} + i g;  h_t = o tanh(c_t)
+ * with h_0 = c_0 = 0. Exported for the finite-difference test of this reference.
+ */
+export function lstmLossAndGrads(spec: CaseSpec, inputs: Float32Array[]): { loss: number; grads: Float64Array[] } {
+  const [n, seq, nIn, hid, classes] = spec.dims;
+  const [x, labels, wih, whh, bih, bhh, wfc, bfc] = inputs;
+  const g4 = 4 * hid;
+  const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
+
+  // Per time step, every sample's activated gates [n, 4H] (i, f, g, o after their nonlinearity),
+  // cell state and hidden state [n, H]; index t + 1 holds step t's states, index 0 the zero state.
+  const gates: Float64Array[] = [];
+  const cs: Float64Array[] = [new Float64Array(n * hid)];
+  const hs: Float64Array[] = [new Float64Array(n * hid)];
+  for (let t = 0; t < seq; t++) {
+    const act = new Float64Array(n * g4);
+    const c = new Float64Array(n * hid);
+    const h = new Float64Array(n * hid);
+    const hPrev = hs[t];
+    const cPrev = cs[t];
+    for (let b = 0; b < n; b++) {
+      const xo = (t * n + b) * nIn;
+      for (let r = 0; r < g4; r++) {
+        let acc = bih[r] + bhh[r];
+        for (let k = 0; k < nIn; k++) acc += wih[r * nIn + k] * x[xo + k];
+        for (let k = 0; k < hid; k++) acc += whh[r * hid + k] * hPrev[b * hid + k];
+        // Rows 2H..3H are the candidate g (tanh); the other three blocks are sigmoid gates.
+        act[b * g4 + r] = r >= 2 * hid && r < 3 * hid ? Math.tanh(acc) : sigmoid(acc);
+      }
+      for (let j = 0; j < hid; j++) {
+        const a = b * g4;
+        const cv = act[a + hid + j] * cPrev[b * hid + j] + act[a + j] * act[a + 2 * hid + j];
+        c[b * hid + j] = cv;
+        h[b * hid + j] = act[a + 3 * hid + j] * Math.tanh(cv);
+      }
+    }
+    gates.push(act);
+    cs.push(c);
+    hs.push(h);
+  }
+
+  // Linear on the last hidden state, then mean softmax cross-entropy.
+  const hLast = hs[seq];
+  let loss = 0;
+  const dwfc = new Float64Array(classes * hid);
+  const dbfc = new Float64Array(classes);
+  let dh = new Float64Array(n * hid);
+  for (let b = 0; b < n; b++) {
+    const z = new Float64Array(classes);
+    for (let k = 0; k < classes; k++) {
+      let acc = bfc[k];
+      for (let j = 0; j < hid; j++) acc += hLast[b * hid + j] * wfc[k * hid + j];
+      z[k] = acc;
+    }
+    const m = Math.max(...z);
+    let se = 0;
+    for (let k = 0; k < classes; k++) se += Math.exp(z[k] - m);
+    const lse = m + Math.log(se);
+    const label = labels[b];
+    loss += (lse - z[label]) / n;
+    for (let k = 0; k < classes; k++) {
+      const dz = (Math.exp(z[k] - lse) - (k === label ? 1 : 0)) / n;
+      dbfc[k] += dz;
+      for (let j = 0; j < hid; j++) {
+        dwfc[k * hid + j] += dz * hLast[b * hid + j];
+        dh[b * hid + j] += dz * wfc[k * hid + j];
+      }
+    }
+  }
+
+  // Backpropagation through time: dh and dc flow from step t to t - 1.
+  const dwih = new Float64Array(g4 * nIn);
+  const dwhh = new Float64Array(g4 * hid);
+  const db = new Float64Array(g4);
+  let dc = new Float64Array(n * hid);
+  const da = new Float64Array(n * g4);
+  for (let t = seq - 1; t >= 0; t--) {
+    const act = gates[t];
+    const c = cs[t + 1];
+    const cPrev = cs[t];
+    const hPrev = hs[t];
+    const dcPrev = new Float64Array(n * hid);
+    const dhPrev = new Float64Array(n * hid);
+    for (let b = 0; b < n; b++) {
+      const a = b * g4;
+      for (let j = 0; j < hid; j++) {
+        const i = act[a + j];
+        const f = act[a + hid + j];
+        const gg = act[a + 2 * hid + j];
+        const o = act[a + 3 * hid + j];
+        const tc = Math.tanh(c[b * hid + j]);
+        const dhv = dh[b * hid + j];
+        const dcv = dc[b * hid + j] + dhv * o * (1 - tc * tc);
+        // Adjoints of the pre-activations, through each gate's nonlinearity.
+        da[a + j] = dcv * gg * i * (1 - i);
+        da[a + hid + j] = dcv * cPrev[b * hid + j] * f * (1 - f);
+        da[a + 2 * hid + j] = dcv * i * (1 - gg * gg);
+        da[a + 3 * hid + j] = dhv * tc * o * (1 - o);
+        dcPrev[b * hid + j] = dcv * f;
+      }
+      const xo = (t * n + b) * nIn;
+      for (let r = 0; r < g4; r++) {
+        const d = da[a + r];
+        db[r] += d;
+        for (let k = 0; k < nIn; k++) dwih[r * nIn + k] += d * x[xo + k];
+        for (let k = 0; k < hid; k++) {
+          dwhh[r * hid + k] += d * hPrev[b * hid + k];
+          dhPrev[b * hid + k] += d * whh[r * hid + k];
+        }
+      }
+    }
+    dh = dhPrev;
+    dc = dcPrev;
+  }
+
+  // b_ih and b_hh enter the pre-activation the same way, so they get the same gradient.
+  return { loss, grads: [dwih, dwhh, db, db.slice(), dwfc, dbfc] };
 }
 
 export function concatFlat(parts: Float32Array[]): Float32Array {

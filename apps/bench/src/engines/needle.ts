@@ -6,6 +6,7 @@ import { installNodeWebGpu } from './gpu';
 import { NotAvailableError, type Engine, type EngineInfo, type EngineOptions, type Prepared, type Target } from './types';
 import { importWorkspacePackage } from './workspace';
 import { prepareNeedleConvnet } from './needle-convnet';
+import { prepareNeedleLstm } from './needle-lstm';
 import { prepareNeedleMlp } from './needle-mlp';
 
 type NeedleBackendName = 'cpu' | 'wasm' | 'webgpu';
@@ -79,7 +80,7 @@ export class NeedleEngine implements Engine {
       case 'convnet':
         return prepareNeedleConvnet(spec, inputs, backend);
       case 'lstm':
-        throw new NotAvailableError('needle has no LSTM layer yet (packages/nn)');
+        return prepareNeedleLstm(spec, inputs, backend);
       default:
         return spec.kind satisfies never;
     }

@@ -1,0 +1,84 @@
+/**
+ * needle's LSTM training step, written as a user would: @needle/nn's LSTM and Linear, the last time
+ * step's output taken with getitem, CrossEntropyLoss on class indices, backward through
+ * @needle/autograd, then the same hand-written SGD update as the other training cases. The
+ * recurrent state results (hN, cN) are not used by the loss, so backward() does not free them: the
+ * shared step body runs inside a scope, which does.
+ */
+import { NDArray, type Backend } from '@needle/ndarray';
+import { MLP_LR, type CaseSpec } from '../cases';
+import { concatFlat } from '../reference';
+import { NotAvailableError, type Prepared } from './types';
+import { needleTrainingStep } from './needle-step';
+import { importWorkspacePackage } from './workspace';
+
+type Nn = typeof import('@needle/nn');
+type Ag = typeof import('@needle/autograd');
+
+export async function prepareNeedleLstm(spec: CaseSpec, inputs: Float32Array[], backend: Backend): Promise<Prepared> {
+  let nn: Nn;
+  let ag: Ag;
+  try {
+    ag = (await importWorkspacePackage('autograd')) as unknown as Ag;
+    nn = (await importWorkspacePackage('nn')) as unknown as Nn;
+  } catch (e) {
+    throw new NotAvailableError(`needs @needle/nn and @needle/autograd built (${(e as Error).message.split(' (')[0]})`);
+  }
+  for (const [mod, name, keys] of [
+    [nn, 'nn', ['LSTM', 'Linear', 'CrossEntropyLoss']],
+    [ag, 'autograd', ['Tensor', 'noGrad', 'getitem']],
+  ] as const) {
+    const missing = keys.filter((k) => typeof (mod as Record<string, unknown>)[k] !== 'function');
+    if (missing.length) throw new NotAvailableError(`@needle/${name} lacks ${missing.join(', ')}`);
+  }
+
+  const [batch, seq, nIn, hidden, classes] = spec.dims;
+  const lstm = new nn.LSTM(nIn, hidden, { backend });
+  const fc = new nn.Linear(hidden, classes, { backend });
+  const lossFn = new nn.CrossEntropyLoss();
+  const owned: NDArray[] = [];
+  const put = (data: Float32Array, shape: number[]) => {
+    const a = NDArray.fromData(data, shape, backend);
+    owned.push(a);
+    return a;
+  };
+  // The seeded weights replace nn's own random initialisation (loadStateDict copies them in place).
+  lstm.loadStateDict({
+    weightIhL0: put(inputs[2], [4 * hidden, nIn]),
+    weightHhL0: put(inputs[3], [4 * hidden, hidden]),
+    biasIhL0: put(inputs[4], [4 * hidden]),
+    biasHhL0: put(inputs[5], [4 * hidden]),
+  });
+  fc.loadStateDict({ weight: put(inputs[6], [classes, hidden]), bias: put(inputs[7], [classes]) });
+  for (const a of owned.splice(0)) a.dispose();
+  const x = new ag.Tensor(NDArray.fromData(inputs[0], [seq, batch, nIn], backend));
+  const labels = NDArray.fromData(inputs[1], [batch], backend);
+  // PyTorch's order, which the output layout follows: weight_ih, weight_hh, bias_ih, bias_hh, then fc.
+  const params = [...lstm.parameters(), ...fc.parameters()];
+  const run = needleTrainingStep(
+    backend,
+    () => {
+      const [out] = lstm.call(x);
+      return lossFn.call(fc.call(ag.getitem(out, seq - 1)), labels);
+    },
+    () => {
+      ag.noGrad(() => {
+        for (const p of params) p.assign(p.data.sub(p.grad!.data.mul(MLP_LR)));
+      });
+      lstm.zeroGrad();
+      fc.zeroGrad();
+    },
+  );
+
+  return {
+    step: run.step,
+    output: async () => concatFlat(await Promise.all([run.loss(), ...params].map((t) => t.data.toArray()))),
+    dispose: () => {
+      run.release();
+      x.dispose();
+      labels.dispose();
+      lstm.dispose();
+      fc.dispose();
+    },
+  };
+}
