@@ -230,8 +230,59 @@ export class TfjsEngine implements Engine {
           },
         };
       }
-      case 'lstm':
-        throw new NotAvailableError('lstm is not benchmarked until needle has an LSTM layer');
+      case 'lstm': {
+        if (this.gradientsMissing) throw new NotAvailableError(`tfjs gradients could not be loaded here: ${this.gradientsMissing}`);
+        const [batch, seq, nIn, hidden, classes] = spec.dims;
+        // tfjs-layers is not a dependency, so the cell is written with tf ops, the way
+        // tfjs-layers' LSTMCell computes it (one matmul per step for the four gates, then a split),
+        // in PyTorch's gate order i, f, g, o. The weights are kept in tfjs-layers' [in, out]
+        // layout (transposed on the host, back in output()), so every matmul is a plain one.
+        const x = tf.tensor3d(inputs[0], [seq, batch, nIn]);
+        const oneHot = new Float32Array(batch * classes);
+        inputs[1].forEach((label, i) => (oneHot[i * classes + label] = 1));
+        const y = tf.tensor2d(oneHot, [batch, classes]);
+        const wih = tf.variable(tf.tensor2d(permuteArray(inputs[2], [4 * hidden, nIn], [1, 0]), [nIn, 4 * hidden]));
+        const whh = tf.variable(tf.tensor2d(permuteArray(inputs[3], [4 * hidden, hidden], [1, 0]), [hidden, 4 * hidden]));
+        const bih = tf.variable(tf.tensor1d(inputs[4]));
+        const bhh = tf.variable(tf.tensor1d(inputs[5]));
+        const wfc = tf.variable(tf.tensor2d(permuteArray(inputs[6], [classes, hidden], [1, 0]), [hidden, classes]));
+        const bfc = tf.variable(tf.tensor1d(inputs[7]));
+        const vars = [wih, whh, bih, bhh, wfc, bfc];
+        owned.push(x, y, ...vars);
+        const opt = tf.train.sgd(MLP_LR);
+        const lossFn = () =>
+          tf.tidy(() => {
+            // The input projection of every time step at once (one big matmul), as tfjs-layers and
+            // PyTorch do; only the recurrent matmul stays inside the loop.
+            const xp = tf.add(tf.matMul(tf.reshape(x, [seq * batch, nIn]), wih), tf.add(bih, bhh));
+            const steps = tf.unstack(tf.reshape(xp, [seq, batch, 4 * hidden]));
+            let h: Tensor = tf.zeros([batch, hidden]);
+            let c: Tensor = tf.zeros([batch, hidden]);
+            for (const xt of steps) {
+              const [ai, af, ag, ao] = tf.split(tf.add(xt, tf.matMul(h, whh)), 4, 1);
+              c = tf.add(tf.mul(tf.sigmoid(af), c), tf.mul(tf.sigmoid(ai), tf.tanh(ag)));
+              h = tf.mul(tf.sigmoid(ao), tf.tanh(c));
+            }
+            const logits = tf.add(tf.matMul(h, wfc), bfc);
+            return tf.losses.softmaxCrossEntropy(y, logits, undefined, undefined, tf.Reduction.MEAN) as Scalar;
+          });
+        return {
+          step: async () => {
+            await this.activate();
+            keepLast(opt.minimize(lossFn, true, vars)!);
+            await this.drain();
+          },
+          output: async () => {
+            const [l, vih, vhh, vbih, vbhh, vfc, vbfc] = await Promise.all([last!, ...vars].map(async (t) => new Float32Array(await t.data())));
+            const back = (w: Float32Array, rows: number, cols: number) => permuteArray(w, [rows, cols], [1, 0]);
+            return concatFlat([l, back(vih, nIn, 4 * hidden), back(vhh, hidden, 4 * hidden), vbih, vbhh, back(vfc, hidden, classes), vbfc]);
+          },
+          dispose: () => {
+            base.dispose();
+            opt.dispose();
+          },
+        };
+      }
       default:
         return spec.kind satisfies never;
     }
