@@ -255,6 +255,124 @@ def rnn_cases():
     ]
 
 
+def _bool_mask(t):
+    return None if t is None else L(t.to(torch.float32))
+
+
+def mha_case(embed_dim, num_heads, tgt=4, src=None, batch=2, cross=False, causal=False, key_padding=None,
+             float_mask=False, batch_first=False, bias=True, average=True):
+    """torch.nn.MultiheadAttention with need_weights=True. The loss is sum(out * g) + sum(w * gw), so the
+    returned attention weights' gradient path is checked as well as the output's. Boolean masks are
+    stored as 0/1 floats (1 = masked); `key_padding` lists, per batch element, how many trailing keys
+    are padding. Parameters are stored under PyTorch's names (in_proj_weight, out_proj.weight, ...)."""
+    src = tgt if src is None else src
+    mha = torch.nn.MultiheadAttention(embed_dim, num_heads, bias=bias, batch_first=batch_first)
+    if bias:
+        # PyTorch initialises both biases to zero; random values test that they are applied.
+        with torch.no_grad():
+            mha.in_proj_bias.normal_(0, 0.5)
+            mha.out_proj.bias.normal_(0, 0.5)
+
+    def seq(n):
+        return randn(batch, n, embed_dim) if batch_first else randn(n, batch, embed_dim)
+
+    q = seq(tgt)
+    k = seq(src) if cross else q
+    v = seq(src) if cross else q
+    attn_mask = None
+    if causal:
+        attn_mask = torch.triu(torch.ones(tgt, src, dtype=torch.bool), diagonal=1)
+    elif float_mask:
+        attn_mask = torch.randn(batch * num_heads, tgt, src)
+    kpm = None
+    if key_padding is not None:
+        kpm = torch.zeros(batch, src, dtype=torch.bool)
+        for b, n in enumerate(key_padding):
+            if n > 0:
+                kpm[b, src - n:] = True
+    out, w = mha(q, k, v, key_padding_mask=kpm, attn_mask=attn_mask, need_weights=True,
+                 average_attn_weights=average)
+    g = torch.randn_like(out)
+    gw = torch.randn_like(w)
+    ((out * g).sum() + (w * gw).sum()).backward()
+    case = {
+        'embedDim': embed_dim, 'numHeads': num_heads, 'batchFirst': batch_first, 'bias': bias,
+        'average': average, 'cross': cross, 'causal': causal,
+        'attnMask': None if attn_mask is None or causal else L(attn_mask),
+        'keyPaddingMask': _bool_mask(kpm),
+        'params': {name: L(p) for name, p in mha.named_parameters()},
+        'q': L(q), 'k': L(k) if cross else None, 'v': L(v) if cross else None, 'g': L(g), 'gw': L(gw),
+        'out': L(out), 'weights': L(w),
+        'dq': L(q.grad), 'dk': L(k.grad) if cross else None, 'dv': L(v.grad) if cross else None,
+        'grads': {name: L(p.grad) for name, p in mha.named_parameters()},
+    }
+    return case
+
+
+def encoder_case(d_model, nhead, dim_ff, num_layers=None, seq=4, batch=2, norm_first=False, activation='relu',
+                 batch_first=False, causal=False, key_padding=None, final_norm=False):
+    """torch.nn.TransformerEncoderLayer (num_layers None) or a TransformerEncoder of num_layers copies,
+    dropout 0. 'gelu' is F.gelu(approximate='tanh'), the form needle's gelu computes. The loss is
+    sum(out * g). LayerNorm weights and biases are randomised so that they matter."""
+    act = (lambda x: torch.nn.functional.gelu(x, approximate='tanh')) if activation == 'gelu' else 'relu'
+    layer = torch.nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward=dim_ff, dropout=0.0, activation=act,
+                                             batch_first=batch_first, norm_first=norm_first)
+    if num_layers is None:
+        model = layer
+    else:
+        norm = torch.nn.LayerNorm(d_model) if final_norm else None
+        model = torch.nn.TransformerEncoder(layer, num_layers, norm=norm, enable_nested_tensor=False)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith('in_proj_bias') or name.endswith('out_proj.bias') or 'norm' in name:
+                p.copy_(torch.randn_like(p) * 0.5 + (1.0 if 'norm' in name and name.endswith('weight') else 0.0))
+    x = randn(batch, seq, d_model) if batch_first else randn(seq, batch, d_model)
+    mask = torch.triu(torch.ones(seq, seq, dtype=torch.bool), diagonal=1) if causal else None
+    kpm = None
+    if key_padding is not None:
+        kpm = torch.zeros(batch, seq, dtype=torch.bool)
+        for b, n in enumerate(key_padding):
+            if n > 0:
+                kpm[b, seq - n:] = True
+    # TransformerEncoderLayer names its mask src_mask, TransformerEncoder names it mask.
+    out = model(x, mask, src_key_padding_mask=kpm)
+    g = torch.randn_like(out)
+    (out * g).sum().backward()
+    return {
+        'dModel': d_model, 'nhead': nhead, 'dimFeedforward': dim_ff, 'numLayers': num_layers,
+        'normFirst': norm_first, 'activation': activation, 'batchFirst': batch_first, 'causal': causal,
+        'finalNorm': final_norm, 'keyPaddingMask': _bool_mask(kpm),
+        'params': {name: L(p) for name, p in model.named_parameters()},
+        'x': L(x), 'g': L(g), 'out': L(out), 'dx': L(x.grad),
+        'grads': {name: L(p.grad) for name, p in model.named_parameters()},
+    }
+
+
+def attention_cases():
+    # Seeded on its own so adding cases here never changes the other fixture files.
+    torch.manual_seed(11)
+    return {
+        'mha': [
+            mha_case(8, 2, tgt=4, batch=3),
+            mha_case(6, 3, tgt=3, src=5, cross=True),
+            mha_case(8, 2, tgt=5, causal=True),
+            mha_case(8, 4, tgt=5, key_padding=[0, 2]),
+            mha_case(6, 2, tgt=3, src=4, cross=True, float_mask=True, key_padding=[1, 0]),
+            mha_case(8, 4, tgt=4, batch_first=True, causal=True),
+            mha_case(4, 2, tgt=3, bias=False, average=False),
+        ],
+        'layer': [
+            encoder_case(8, 2, 16, batch=3),
+            encoder_case(8, 2, 16, norm_first=True, activation='gelu', key_padding=[0, 1]),
+            encoder_case(8, 4, 12, batch_first=True, activation='gelu', causal=True),
+        ],
+        'transformer': [
+            encoder_case(8, 2, 16, num_layers=2, seq=5, causal=True, norm_first=True, final_norm=True),
+            encoder_case(6, 3, 10, num_layers=2, seq=4, causal=True, batch_first=True, key_padding=[1, 0]),
+        ],
+    }
+
+
 def main():
     write('linear', linear_cases())
     write('gelu', gelu_case())
@@ -271,6 +389,7 @@ def main():
     write('pool2d', pool_cases())
     write('embedding', embedding_case())
     write('rnn', rnn_cases())
+    write('attention', attention_cases())
 
 
 if __name__ == '__main__':

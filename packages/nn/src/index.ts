@@ -35,3 +35,11 @@ export {
   type LSTMOptions,
   type GRUOptions,
 } from './rnn';
+export {
+  MultiHeadAttention,
+  type Mask,
+  type MaskType,
+  type AttentionCallOptions,
+  type MultiHeadAttentionCallOptions,
+  type MultiHeadAttentionOptions,
+} from './attention';
