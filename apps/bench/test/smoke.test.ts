@@ -74,8 +74,6 @@ describe('bench smoke', () => {
     for (const t of SMOKE_TARGETS) {
       if (!started.has(t)) continue;
       const e = entry(lstm.spec.id, t);
-      // jax-js gets its LSTM step in the next commit.
-      if (t.startsWith('jax:') && e.status === 'not available') continue;
       expect(`${t}: ${e.status} ${e.reason ?? ''}`).toBe(`${t}: ok `);
     }
     expect(formatTable(result)).toContain('matmul-16');

@@ -184,8 +184,71 @@ export class JaxEngine implements Engine {
           },
         };
       }
-      case 'lstm':
-        throw new NotAvailableError('lstm is not benchmarked until needle has an LSTM layer');
+      case 'lstm': {
+        const [batch, seq, nIn, hidden, classes] = spec.dims;
+        // jax-js has no lax.scan (0.1.x), so the recurrence is a plain loop that jit unrolls into
+        // one compiled step of `seq` cells, as a Python loop inside jax.jit would be. Weights are
+        // kept [in, out] as in jax/flax (transposed on the host, back again in output()); gate
+        // order i, f, g, o as PyTorch's.
+        const x = put(inputs[0], [seq * batch, nIn]);
+        const oneHot = new Float32Array(batch * classes);
+        inputs[1].forEach((label, i) => (oneHot[i * classes + label] = 1));
+        const y = put(oneHot, [batch, classes]);
+        const tr = (w: Float32Array, rows: number, cols: number) => np.array(permuteArray(w, [rows, cols], [1, 0])).reshape([cols, rows]);
+        type Params = { wih: JArray; whh: JArray; bih: JArray; bhh: JArray; wfc: JArray; bfc: JArray };
+        let params: Params = {
+          wih: tr(inputs[2], 4 * hidden, nIn),
+          whh: tr(inputs[3], 4 * hidden, hidden),
+          bih: np.array(inputs[4]),
+          bhh: np.array(inputs[5]),
+          wfc: tr(inputs[6], classes, hidden),
+          bfc: np.array(inputs[7]),
+        };
+        const loss = (p: Params, xb: JArray, yb: JArray) => {
+          // The input projection of all time steps at once; only h @ W_hh stays in the loop.
+          const xp = np.matmul(xb, p.wih).add(p.bih.add(p.bhh)).reshape([seq, batch, 4 * hidden]);
+          const steps = np.split(xp, seq, 0);
+          let h = np.zeros([batch, hidden]);
+          let c = np.zeros([batch, hidden]);
+          // jax-js ops consume their arguments: `.ref` for every value used more than once.
+          for (const xt of steps) {
+            const [ai, af, ag, ao] = np.split(xt.reshape([batch, 4 * hidden]).add(np.matmul(h, p.whh.ref)), 4, 1);
+            c = nn.sigmoid(af).mul(c).add(nn.sigmoid(ai).mul(np.tanh(ag)));
+            h = nn.sigmoid(ao).mul(np.tanh(c.ref));
+          }
+          c.dispose();
+          p.whh.dispose();
+          const logits = np.matmul(h, p.wfc).add(p.bfc);
+          return nn.logSoftmax(logits, -1).mul(yb).sum().mul(-1 / batch);
+        };
+        const step = jit((p: Params, xb: JArray, yb: JArray) => {
+          const [l, g] = valueAndGrad(loss)(tree.ref(p), xb, yb);
+          const next = tree.map((w: JArray, dw: JArray) => w.sub(dw.mul(MLP_LR)), p, g) as Params;
+          return [l, next] as [JArray, Params];
+        });
+        let lossValue: JArray | undefined;
+        return {
+          step: async () => {
+            const [l, next] = step(params, x.ref, y.ref);
+            params = next;
+            await this.jax.blockUntilReady([l, params]);
+            lossValue?.dispose();
+            lossValue = l;
+          },
+          output: async () => {
+            const read = async (a: JArray) => new Float32Array(await a.ref.data());
+            const p = params;
+            const [l, wih, whh, bih, bhh, wfc, bfc] = await Promise.all([lossValue!, p.wih, p.whh, p.bih, p.bhh, p.wfc, p.bfc].map(read));
+            const back = (w: Float32Array, rows: number, cols: number) => permuteArray(w, [rows, cols], [1, 0]);
+            return concatFlat([l, back(wih, nIn, 4 * hidden), back(whh, hidden, 4 * hidden), bih, bhh, back(wfc, hidden, classes), bfc]);
+          },
+          dispose: () => {
+            lossValue?.dispose();
+            tree.dispose(params);
+            base.dispose();
+          },
+        };
+      }
       default:
         return spec.kind satisfies never;
     }
