@@ -11,11 +11,12 @@
  * Everything is composed from autograd ops (matmul, softmax, where, reshape, permute, split, getitem),
  * so there is no attention kernel in any backend and gradients need no code here.
  */
-import { Tensor, add, constant, dropout, expandDims, getitem, matmul, mean, mul, permute, reshape, softmax, split, squeeze, transpose, where } from '@needle/autograd';
+import { Tensor, add, constant, dropout, expandDims, gelu, getitem, matmul, mean, mul, permute, relu, reshape, softmax, split, squeeze, transpose, where } from '@needle/autograd';
 import { NDArray, arange, tidy, type Backend, type Generator } from '@needle/ndarray';
 import { checkPositiveInt, fail, fmt, sameShape } from './errors';
 import * as init from './init';
-import { Linear } from './layers';
+import { Dropout, Linear } from './layers';
+import { LayerNorm } from './norm';
 import { Module, type Parameter } from './module';
 
 /** A mask given as a Tensor (its values only; masks receive no gradient unless additive Tensors) or an NDArray. */
@@ -250,5 +251,187 @@ export class MultiHeadAttention extends Module {
     if (this.dropout !== 0) parts.push(`dropout=${this.dropout}`);
     if (this.batchFirst) parts.push('batchFirst=true');
     return parts.join(', ');
+  }
+}
+
+// ---- transformer ---------------------------------------------------------------------------------
+
+/** The feed-forward activation: 'relu', 'gelu' (the tanh approximation, torch's approximate='tanh') or a function. */
+export type TransformerActivation = 'relu' | 'gelu' | ((x: Tensor) => Tensor);
+
+export interface TransformerLayerOptions {
+  /** Width of the feed-forward block (default 2048, as PyTorch). */
+  dimFeedforward?: number;
+  /** Dropout on the attention weights, after each sublayer and inside the feed-forward block, in training only (default 0.1, as PyTorch). */
+  dropout?: number;
+  /** Default 'relu'. */
+  activation?: TransformerActivation;
+  /** LayerNorm before each sublayer (pre-norm, needle hw4's layout) instead of after the residual (default false). */
+  normFirst?: boolean;
+  /** LayerNorm eps (default 1e-5). */
+  layerNormEps?: number;
+  /** Input and output are [batch, seq, dModel] instead of [seq, batch, dModel] (default false). */
+  batchFirst?: boolean;
+  /** Biases in the projections, the feed-forward Linears and the LayerNorms (default true). */
+  bias?: boolean;
+  /** Default for the call option `causal` (default false). */
+  causal?: boolean;
+  /** Generator for the initial weights and the dropout masks (default: the global one). */
+  generator?: Generator;
+  backend?: Backend | string;
+}
+
+/**
+ * One transformer encoder layer (torch.nn.TransformerEncoderLayer): self-attention and a feed-forward
+ * block (linear1, activation, dropout, linear2), each with dropout, a residual and a LayerNorm:
+ * post-norm `x = norm1(x + sa(x)); x = norm2(x + ff(x))`, or with `normFirst`
+ * `x = x + sa(norm1(x)); x = x + ff(norm2(x))`.
+ *
+ * `call(src, options?)` -> output of src's shape ([seq, batch, dModel], or batch first). Options are
+ * MultiHeadAttention's masks: `attnMask` [L, L] or [batch * nhead, L, L], `keyPaddingMask` [batch, L],
+ * `maskType`, `causal` (default: the constructor's).
+ */
+export class TransformerLayer extends Module {
+  readonly dModel: number;
+  readonly nhead: number;
+  readonly normFirst: boolean;
+  readonly causal: boolean;
+  readonly activation: TransformerActivation;
+  selfAttn: MultiHeadAttention;
+  linear1: Linear;
+  dropout: Dropout;
+  linear2: Linear;
+  norm1: LayerNorm;
+  norm2: LayerNorm;
+  dropout1: Dropout;
+  dropout2: Dropout;
+
+  constructor(dModel: number, nhead: number, options: TransformerLayerOptions = {}) {
+    super();
+    const op = 'TransformerLayer';
+    checkPositiveInt(op, 'dModel', dModel);
+    checkPositiveInt(op, 'nhead', nhead);
+    const dimFeedforward = options.dimFeedforward ?? 2048;
+    checkPositiveInt(op, 'dimFeedforward', dimFeedforward);
+    const p = options.dropout ?? 0.1;
+    if (!(p >= 0 && p < 1)) fail(op, `dropout must be in [0, 1), got ${p}`);
+    const act = options.activation ?? 'relu';
+    if (act !== 'relu' && act !== 'gelu' && typeof act !== 'function') fail(op, `activation must be 'relu', 'gelu' or a function, got ${String(act)}`);
+    this.dModel = dModel;
+    this.nhead = nhead;
+    this.normFirst = options.normFirst ?? false;
+    this.causal = options.causal ?? false;
+    this.activation = act;
+    const bias = options.bias ?? true;
+    const o = { generator: options.generator, backend: options.backend };
+    const norm = { eps: options.layerNormEps ?? 1e-5, bias, backend: options.backend };
+    // Created in PyTorch's order so that parameters() (and an optimizer's state) line up with torch's.
+    this.selfAttn = new MultiHeadAttention(dModel, nhead, { bias, dropout: p, batchFirst: options.batchFirst, ...o });
+    this.linear1 = new Linear(dModel, dimFeedforward, { bias, ...o });
+    this.dropout = new Dropout(p, { generator: options.generator });
+    this.linear2 = new Linear(dimFeedforward, dModel, { bias, ...o });
+    this.norm1 = new LayerNorm(dModel, norm);
+    this.norm2 = new LayerNorm(dModel, norm);
+    this.dropout1 = new Dropout(p, { generator: options.generator });
+    this.dropout2 = new Dropout(p, { generator: options.generator });
+  }
+
+  get batchFirst(): boolean {
+    return this.selfAttn.batchFirst;
+  }
+
+  private act(x: Tensor): Tensor {
+    const a = this.activation;
+    if (a === 'relu') return relu(x);
+    if (a === 'gelu') return gelu(x);
+    return a(x);
+  }
+
+  /** Self-attention without weights: a result the loss never reads would be a graph value nothing frees. */
+  private attend(x: Tensor, options: AttentionCallOptions): Tensor {
+    const [out] = this.selfAttn.call(x, x, x, { ...options, causal: options.causal ?? this.causal, needWeights: false });
+    return this.dropout1.call(out);
+  }
+
+  private feedForward(x: Tensor): Tensor {
+    return this.dropout2.call(this.linear2.call(this.dropout.call(this.act(this.linear1.call(x)))));
+  }
+
+  forward(src: Tensor, options: AttentionCallOptions = {}): Tensor {
+    const op = this.constructor.name;
+    checkTensorArg(op, 'src', src);
+    if ((src.ndim !== 2 && src.ndim !== 3) || src.shape[src.ndim - 1] !== this.dModel) {
+      const layout = this.batchFirst ? `[batch, seq, ${this.dModel}]` : `[seq, batch, ${this.dModel}]`;
+      fail(op, `src of shape ${fmt(src.shape)} does not match dModel=${this.dModel}; expected ${layout} or unbatched [seq, ${this.dModel}]`);
+    }
+    let x = src;
+    if (this.normFirst) {
+      x = add(x, this.attend(this.norm1.call(x), options));
+      x = add(x, this.feedForward(this.norm2.call(x)));
+    } else {
+      x = this.norm1.call(add(x, this.attend(x, options)));
+      x = this.norm2.call(add(x, this.feedForward(x)));
+    }
+    return x;
+  }
+
+  override extraRepr(): string {
+    const parts = [`dModel=${this.dModel}`, `nhead=${this.nhead}`];
+    if (typeof this.activation === 'string') parts.push(`activation=${this.activation}`);
+    if (this.normFirst) parts.push('normFirst=true');
+    if (this.causal) parts.push('causal=true');
+    return parts.join(', ');
+  }
+}
+
+export interface TransformerOptions extends TransformerLayerOptions {
+  /** Stacked layers (default 6, as PyTorch's nn.Transformer encoder). */
+  numLayers?: number;
+  /** A LayerNorm after the last layer (default false, as PyTorch; usual with normFirst, whose stack output is otherwise un-normalised). */
+  finalNorm?: boolean;
+}
+
+/**
+ * A stack of `numLayers` TransformerLayers with an optional final LayerNorm (torch.nn.TransformerEncoder
+ * with its `norm`), the body of needle hw4's Transformer for sequence modelling: add an Embedding (and
+ * positions) before and a Linear head after. Every layer gets the same masks. Parameters are
+ * `layers.0.selfAttn.inProjWeight`, ..., `norm.weight`, `norm.bias` (PyTorch's names in camelCase).
+ *
+ * `call(src, options?)` -> output of src's shape; options as TransformerLayer's (`causal` defaults to
+ * the constructor's).
+ */
+export class Transformer extends Module {
+  readonly dModel: number;
+  readonly numLayers: number;
+  readonly causal: boolean;
+  layers: TransformerLayer[];
+  norm: LayerNorm | null;
+
+  constructor(dModel: number, nhead: number, options: TransformerOptions = {}) {
+    super();
+    const numLayers = options.numLayers ?? 6;
+    checkPositiveInt('Transformer', 'dModel', dModel);
+    checkPositiveInt('Transformer', 'numLayers', numLayers);
+    this.dModel = dModel;
+    this.numLayers = numLayers;
+    this.causal = options.causal ?? false;
+    this.layers = Array.from({ length: numLayers }, () => new TransformerLayer(dModel, nhead, options));
+    this.norm = options.finalNorm ? new LayerNorm(dModel, { eps: options.layerNormEps ?? 1e-5, bias: options.bias ?? true, backend: options.backend }) : null;
+  }
+
+  forward(src: Tensor, options: AttentionCallOptions = {}): Tensor {
+    checkTensorArg('Transformer', 'src', src);
+    if ((src.ndim !== 2 && src.ndim !== 3) || src.shape[src.ndim - 1] !== this.dModel) {
+      const layout = this.layers[0].batchFirst ? `[batch, seq, ${this.dModel}]` : `[seq, batch, ${this.dModel}]`;
+      fail('Transformer', `src of shape ${fmt(src.shape)} does not match dModel=${this.dModel}; expected ${layout} or unbatched [seq, ${this.dModel}]`);
+    }
+    const o = { ...options, causal: options.causal ?? this.causal };
+    let x = src;
+    for (const layer of this.layers) x = layer.call(x, o);
+    return this.norm ? this.norm.call(x) : x;
+  }
+
+  override extraRepr(): string {
+    return `dModel=${this.dModel}, numLayers=${this.numLayers}${this.causal ? ', causal=true' : ''}`;
   }
 }

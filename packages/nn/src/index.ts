@@ -37,6 +37,11 @@ export {
 } from './rnn';
 export {
   MultiHeadAttention,
+  TransformerLayer,
+  Transformer,
+  type TransformerActivation,
+  type TransformerLayerOptions,
+  type TransformerOptions,
   type Mask,
   type MaskType,
   type AttentionCallOptions,
