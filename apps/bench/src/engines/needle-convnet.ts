@@ -9,30 +9,11 @@
 import { NDArray, type Backend } from '@needle/ndarray';
 import { CONVNET_KERNEL, CONVNET_PAD, MLP_LR, type CaseSpec } from '../cases';
 import { concatFlat } from '../reference';
-import { NotAvailableError, type Prepared } from './types';
-import { needleTrainingStep } from './needle-step';
-import { importWorkspacePackage } from './workspace';
-
-type Nn = typeof import('@needle/nn');
-type Ag = typeof import('@needle/autograd');
+import type { Prepared } from './types';
+import { loadNeedleStack, needleTrainingStep } from './needle-step';
 
 export async function prepareNeedleConvnet(spec: CaseSpec, inputs: Float32Array[], backend: Backend): Promise<Prepared> {
-  let nn: Nn;
-  let ag: Ag;
-  try {
-    // Both through the same resolution as nn's own import of autograd, so Tensor is one class.
-    ag = (await importWorkspacePackage('autograd')) as unknown as Ag;
-    nn = (await importWorkspacePackage('nn')) as unknown as Nn;
-  } catch (e) {
-    throw new NotAvailableError(`needs @needle/nn and @needle/autograd built (${(e as Error).message.split(' (')[0]})`);
-  }
-  for (const [mod, name, keys] of [
-    [nn, 'nn', ['Sequential', 'Conv2d', 'ReLU', 'MaxPool2d', 'Flatten', 'Linear', 'CrossEntropyLoss']],
-    [ag, 'autograd', ['Tensor', 'noGrad']],
-  ] as const) {
-    const missing = keys.filter((k) => typeof (mod as Record<string, unknown>)[k] !== 'function');
-    if (missing.length) throw new NotAvailableError(`@needle/${name} lacks ${missing.join(', ')}`);
-  }
+  const { nn, ag } = await loadNeedleStack({ nn: ['Sequential', 'Conv2d', 'ReLU', 'MaxPool2d', 'Flatten', 'Linear', 'CrossEntropyLoss'], autograd: ['Tensor', 'noGrad'] });
 
   const [batch, channels, size, c1, c2, classes] = spec.dims;
   const k = CONVNET_KERNEL;

@@ -8,29 +8,11 @@
 import { NDArray, type Backend } from '@needle/ndarray';
 import { MLP_LR, type CaseSpec } from '../cases';
 import { concatFlat } from '../reference';
-import { NotAvailableError, type Prepared } from './types';
-import { needleTrainingStep } from './needle-step';
-import { importWorkspacePackage } from './workspace';
-
-type Nn = typeof import('@needle/nn');
-type Ag = typeof import('@needle/autograd');
+import type { Prepared } from './types';
+import { loadNeedleStack, needleTrainingStep } from './needle-step';
 
 export async function prepareNeedleLstm(spec: CaseSpec, inputs: Float32Array[], backend: Backend): Promise<Prepared> {
-  let nn: Nn;
-  let ag: Ag;
-  try {
-    ag = (await importWorkspacePackage('autograd')) as unknown as Ag;
-    nn = (await importWorkspacePackage('nn')) as unknown as Nn;
-  } catch (e) {
-    throw new NotAvailableError(`needs @needle/nn and @needle/autograd built (${(e as Error).message.split(' (')[0]})`);
-  }
-  for (const [mod, name, keys] of [
-    [nn, 'nn', ['LSTM', 'Linear', 'CrossEntropyLoss']],
-    [ag, 'autograd', ['Tensor', 'noGrad', 'getitem']],
-  ] as const) {
-    const missing = keys.filter((k) => typeof (mod as Record<string, unknown>)[k] !== 'function');
-    if (missing.length) throw new NotAvailableError(`@needle/${name} lacks ${missing.join(', ')}`);
-  }
+  const { nn, ag } = await loadNeedleStack({ nn: ['LSTM', 'Linear', 'CrossEntropyLoss'], autograd: ['Tensor', 'noGrad', 'getitem'] });
 
   const [batch, seq, nIn, hidden, classes] = spec.dims;
   const lstm = new nn.LSTM(nIn, hidden, { backend });

@@ -1,4 +1,6 @@
 import { scope, type Backend } from '@needle/ndarray';
+import { NotAvailableError } from './types';
+import { importWorkspacePackage } from './workspace';
 
 /** What a needle training step needs of a loss tensor (autograd is loaded dynamically). */
 interface LossTensor {
@@ -40,4 +42,28 @@ export function needleTrainingStep<T extends LossTensor>(backend: Backend, compu
     },
     release,
   };
+}
+
+type Nn = typeof import('@needle/nn');
+type Ag = typeof import('@needle/autograd');
+
+/**
+ * Load @needle/nn and @needle/autograd (dynamically, so a missing build is reported as "not available"
+ * instead of breaking every needle target) and check they export what a case uses.
+ */
+export async function loadNeedleStack(needs: { nn: readonly string[]; autograd: readonly string[] }): Promise<{ nn: Nn; ag: Ag }> {
+  let nn: Nn;
+  let ag: Ag;
+  try {
+    // Both through the same resolution as nn's own import of autograd, so Tensor is one class.
+    ag = (await importWorkspacePackage('autograd')) as unknown as Ag;
+    nn = (await importWorkspacePackage('nn')) as unknown as Nn;
+  } catch (e) {
+    throw new NotAvailableError(`needs @needle/nn and @needle/autograd built (${(e as Error).message.split(' (')[0]})`);
+  }
+  for (const [mod, name, keys] of [[nn, 'nn', needs.nn], [ag, 'autograd', needs.autograd]] as const) {
+    const missing = keys.filter((k) => typeof (mod as Record<string, unknown>)[k] !== 'function');
+    if (missing.length) throw new NotAvailableError(`@needle/${name} lacks ${missing.join(', ')}`);
+  }
+  return { nn, ag };
 }
