@@ -113,37 +113,7 @@ export function convnetLossAndGrads(spec: CaseSpec, inputs: Float32Array[]): { l
   const [p2, arg2] = maxPool2(r2, n, c2, s1); // [n, flat] when read row by row (NCHW flatten)
 
   // Linear: z = p2 @ w3^T + b3, w3 [classes, flat]; then mean softmax cross-entropy.
-  let loss = 0;
-  const dz = new Float64Array(n * classes);
-  for (let i = 0; i < n; i++) {
-    const z = new Float64Array(classes);
-    for (let k = 0; k < classes; k++) {
-      let acc = b3[k];
-      for (let f = 0; f < flat; f++) acc += p2[i * flat + f] * w3[k * flat + f];
-      z[k] = acc;
-    }
-    const m = Math.max(...z);
-    let se = 0;
-    for (let k = 0; k < classes; k++) se += Math.exp(z[k] - m);
-    const lse = m + Math.log(se);
-    const label = labels[i];
-    loss += (lse - z[label]) / n;
-    for (let k = 0; k < classes; k++) dz[i * classes + k] = (Math.exp(z[k] - lse) - (k === label ? 1 : 0)) / n;
-  }
-
-  const dw3 = new Float64Array(classes * flat);
-  const db3 = new Float64Array(classes);
-  const dp2 = new Float64Array(n * flat);
-  for (let i = 0; i < n; i++) {
-    for (let k = 0; k < classes; k++) {
-      const g = dz[i * classes + k];
-      db3[k] += g;
-      for (let f = 0; f < flat; f++) {
-        dw3[k * flat + f] += g * p2[i * flat + f];
-        dp2[i * flat + f] += g * w3[k * flat + f];
-      }
-    }
-  }
+  const { loss, dw: dw3, db: db3, dx: dp2 } = linearCrossEntropy(p2, n, flat, w3, b3, classes, labels);
 
   const da2 = unpoolReluGrad(dp2, arg2, a2);
   const { dw: dw2, db: db2, dx: dp1 } = convBackward(da2, p1, n, c1, s1, w2, c2, true);
@@ -326,32 +296,8 @@ export function lstmLossAndGrads(spec: CaseSpec, inputs: Float32Array[]): { loss
 
   // Linear on the last hidden state, then mean softmax cross-entropy.
   const hLast = hs[seq];
-  let loss = 0;
-  const dwfc = new Float64Array(classes * hid);
-  const dbfc = new Float64Array(classes);
-  let dh = new Float64Array(n * hid);
-  for (let b = 0; b < n; b++) {
-    const z = new Float64Array(classes);
-    for (let k = 0; k < classes; k++) {
-      let acc = bfc[k];
-      for (let j = 0; j < hid; j++) acc += hLast[b * hid + j] * wfc[k * hid + j];
-      z[k] = acc;
-    }
-    const m = Math.max(...z);
-    let se = 0;
-    for (let k = 0; k < classes; k++) se += Math.exp(z[k] - m);
-    const lse = m + Math.log(se);
-    const label = labels[b];
-    loss += (lse - z[label]) / n;
-    for (let k = 0; k < classes; k++) {
-      const dz = (Math.exp(z[k] - lse) - (k === label ? 1 : 0)) / n;
-      dbfc[k] += dz;
-      for (let j = 0; j < hid; j++) {
-        dwfc[k * hid + j] += dz * hLast[b * hid + j];
-        dh[b * hid + j] += dz * wfc[k * hid + j];
-      }
-    }
-  }
+  const { loss, dw: dwfc, db: dbfc, dx: dhLast } = linearCrossEntropy(hLast, n, hid, wfc, bfc, classes, labels);
+  let dh = dhLast;
 
   // Backpropagation through time: dh and dc flow from step t to t - 1.
   const dwih = new Float64Array(g4 * nIn);
@@ -400,6 +346,42 @@ export function lstmLossAndGrads(spec: CaseSpec, inputs: Float32Array[]): { loss
 
   // b_ih and b_hh enter the pre-activation the same way, so they get the same gradient.
   return { loss, grads: [dwih, dwhh, db, db.slice(), dwfc, dbfc] };
+}
+
+/**
+ * The classifier head shared by the training-step references: z = x @ w^T + b (x [n, f], w [classes, f]),
+ * mean softmax cross-entropy against integer labels, and its gradients for w, b and x, in float64.
+ */
+function linearCrossEntropy(
+  x: ArrayLike<number>, n: number, f: number, w: ArrayLike<number>, b: ArrayLike<number>, classes: number, labels: ArrayLike<number>,
+): { loss: number; dw: Float64Array; db: Float64Array; dx: Float64Array } {
+  let loss = 0;
+  const dw = new Float64Array(classes * f);
+  const db = new Float64Array(classes);
+  const dx = new Float64Array(n * f);
+  for (let i = 0; i < n; i++) {
+    const z = new Float64Array(classes);
+    for (let k = 0; k < classes; k++) {
+      let acc = b[k];
+      for (let j = 0; j < f; j++) acc += x[i * f + j] * w[k * f + j];
+      z[k] = acc;
+    }
+    const m = Math.max(...z);
+    let se = 0;
+    for (let k = 0; k < classes; k++) se += Math.exp(z[k] - m);
+    const lse = m + Math.log(se);
+    const label = labels[i];
+    loss += (lse - z[label]) / n;
+    for (let k = 0; k < classes; k++) {
+      const dz = (Math.exp(z[k] - lse) - (k === label ? 1 : 0)) / n;
+      db[k] += dz;
+      for (let j = 0; j < f; j++) {
+        dw[k * f + j] += dz * x[i * f + j];
+        dx[i * f + j] += dz * w[k * f + j];
+      }
+    }
+  }
+  return { loss, dw, db, dx };
 }
 
 export function concatFlat(parts: Float32Array[]): Float32Array {
