@@ -10,10 +10,10 @@ import { NDArray, type Backend } from '@needle/ndarray';
 import { CONVNET_KERNEL, CONVNET_PAD, MLP_LR, type CaseSpec } from '../cases';
 import { concatFlat } from '../reference';
 import type { Prepared } from './types';
-import { loadNeedleStack, needleTrainingStep } from './needle-step';
+import { loadNeedleStack, needleTrainingStep, sgdUpdate } from './needle-step';
 
 export async function prepareNeedleConvnet(spec: CaseSpec, inputs: Float32Array[], backend: Backend): Promise<Prepared> {
-  const { nn, ag } = await loadNeedleStack({ nn: ['Sequential', 'Conv2d', 'ReLU', 'MaxPool2d', 'Flatten', 'Linear', 'CrossEntropyLoss'], autograd: ['Tensor', 'noGrad'] });
+  const { nn, ag } = await loadNeedleStack({ nn: ['Sequential', 'Conv2d', 'ReLU', 'MaxPool2d', 'Flatten', 'Linear', 'CrossEntropyLoss'], autograd: ['Tensor'] });
 
   const [batch, channels, size, c1, c2, classes] = spec.dims;
   const k = CONVNET_KERNEL;
@@ -52,12 +52,7 @@ export async function prepareNeedleConvnet(spec: CaseSpec, inputs: Float32Array[
   const run = needleTrainingStep(
     backend,
     () => lossFn.call(model.call(x), labels),
-    () => {
-      ag.noGrad(() => {
-        for (const p of params) p.assign(p.data.sub(p.grad!.data.mul(MLP_LR)));
-      });
-      model.zeroGrad();
-    },
+    () => sgdUpdate(params, MLP_LR),
   );
 
   return {

@@ -9,10 +9,10 @@ import { NDArray, type Backend } from '@needle/ndarray';
 import { MLP_LR, type CaseSpec } from '../cases';
 import { concatFlat } from '../reference';
 import type { Prepared } from './types';
-import { loadNeedleStack, needleTrainingStep } from './needle-step';
+import { loadNeedleStack, needleTrainingStep, sgdUpdate } from './needle-step';
 
 export async function prepareNeedleLstm(spec: CaseSpec, inputs: Float32Array[], backend: Backend): Promise<Prepared> {
-  const { nn, ag } = await loadNeedleStack({ nn: ['LSTM', 'Linear', 'CrossEntropyLoss'], autograd: ['Tensor', 'noGrad', 'getitem'] });
+  const { nn, ag } = await loadNeedleStack({ nn: ['LSTM', 'Linear', 'CrossEntropyLoss'], autograd: ['Tensor', 'getitem'] });
 
   const [batch, seq, nIn, hidden, classes] = spec.dims;
   const lstm = new nn.LSTM(nIn, hidden, { backend });
@@ -43,13 +43,7 @@ export async function prepareNeedleLstm(spec: CaseSpec, inputs: Float32Array[], 
       const [out] = lstm.call(x);
       return lossFn.call(fc.call(ag.getitem(out, seq - 1)), labels);
     },
-    () => {
-      ag.noGrad(() => {
-        for (const p of params) p.assign(p.data.sub(p.grad!.data.mul(MLP_LR)));
-      });
-      lstm.zeroGrad();
-      fc.zeroGrad();
-    },
+    () => sgdUpdate(params, MLP_LR),
   );
 
   return {

@@ -7,7 +7,7 @@ import { NDArray, type Backend } from '@needle/ndarray';
 import { MLP_LR, type CaseSpec } from '../cases';
 import { concatFlat } from '../reference';
 import { NotAvailableError, type Prepared } from './types';
-import { needleTrainingStep } from './needle-step';
+import { needleTrainingStep, sgdUpdate } from './needle-step';
 import { importWorkspacePackage } from './workspace';
 
 /** The part of @needle/autograd's API this step uses (it is loaded dynamically, see workspace.ts). */
@@ -60,12 +60,7 @@ export function prepareMlpWith(mod: Record<string, unknown>, spec: CaseSpec, inp
       const logits = ag.add(ag.matmul(ag.relu(ag.add(ag.matmul(x, w1), b1)), w2), b2);
       return ag.mul(ag.sum(ag.mul(ag.logSoftmax(logits, -1), y)), -1 / batch);
     },
-    () => {
-      for (const p of params) {
-        p.assign(p.data.sub(p.grad!.data.mul(MLP_LR)));
-        p.zeroGrad();
-      }
-    },
+    () => sgdUpdate(params, MLP_LR),
   );
 
   return {

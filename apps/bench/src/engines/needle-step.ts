@@ -1,4 +1,4 @@
-import { scope, type Backend } from '@needle/ndarray';
+import { scope, type Backend, type NDArray } from '@needle/ndarray';
 import { NotAvailableError } from './types';
 import { importWorkspacePackage } from './workspace';
 
@@ -66,4 +66,23 @@ export async function loadNeedleStack(needs: { nn: readonly string[]; autograd: 
     if (missing.length) throw new NotAvailableError(`@needle/${name} lacks ${missing.join(', ')}`);
   }
   return { nn, ag };
+}
+
+/** What the SGD update needs of a parameter. */
+interface UpdatableParameter {
+  readonly data: NDArray;
+  readonly grad: { readonly data: NDArray } | null;
+  assign(value: NDArray): unknown;
+  zeroGrad(): void;
+}
+
+/**
+ * The hand-written update every training case times: p -= lr * grad, written into the parameter in
+ * place, then the gradient dropped. NDArray arithmetic records no graph, so no noGrad is needed.
+ */
+export function sgdUpdate(params: readonly UpdatableParameter[], lr: number): void {
+  for (const p of params) {
+    p.assign(p.data.sub(p.grad!.data.mul(lr)));
+    p.zeroGrad();
+  }
 }
