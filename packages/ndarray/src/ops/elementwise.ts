@@ -76,7 +76,8 @@ export function where(cond: NDArray, x: ArrayLike, y: ArrayLike): NDArray {
     const shape = broadcastShapes('where', broadcastShapes('where', cond.shape, xa.shape), ya.shape);
     const out = NDArray.empty(shape, backend);
     if (out.size === 0) return out;
-    const views = [cond, xa, ya].map((a) => (shapesEqual(a.shape, shape) ? a : a.broadcastTo(shape)));
+    const operands = [cond, xa, ya];
+    const views = operands.map((a) => (shapesEqual(a.shape, shape) ? a : a.broadcastTo(shape)));
     try {
       withKernelReady(views[0], (c) =>
         withKernelReady(views[1], (p) =>
@@ -84,7 +85,9 @@ export function where(cond: NDArray, x: ArrayLike, y: ArrayLike): NDArray {
         ),
       );
     } finally {
-      views.forEach((v, i) => v !== [cond, xa, ya][i] && v.dispose());
+      views.forEach((v, i) => {
+        if (v !== operands[i]) v.dispose();
+      });
     }
     return out;
   } finally {
