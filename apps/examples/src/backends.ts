@@ -4,14 +4,21 @@ import { registerCpuBackend } from '@needle/ndarray-cpu';
 export const BACKENDS = ['cpu', 'wasm', 'webgpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
 
+/** The `--backend` flag every example takes. */
+export const backendOption = {
+  type: 'choice',
+  choices: BACKENDS,
+  default: 'wasm',
+  description: 'backend to run on (NEEDLE_THREADS=N gives wasm N threads)',
+} as const;
+
 /**
  * Register the backend called `name` and make it the default. WASM and WebGPU are imported only when
  * asked for, so a CPU run never loads their modules or starts workers/devices.
  * `NEEDLE_THREADS` sets the WASM backend's thread count (default: its own choice).
  */
-export async function useBackend(name: string): Promise<Backend> {
-  const which = name as BackendName;
-  switch (which) {
+export async function useBackend(name: BackendName): Promise<Backend> {
+  switch (name) {
     case 'cpu':
       registerCpuBackend();
       break;
@@ -30,8 +37,8 @@ export async function useBackend(name: string): Promise<Backend> {
       break;
     }
     default:
-      which satisfies never;
-      throw new Error(`--backend: unknown backend '${name}' (expected one of ${BACKENDS.join(', ')})`);
+      name satisfies never;
+      throw new Error(`--backend: unknown backend '${String(name)}' (expected one of ${BACKENDS.join(', ')})`);
   }
   return setBackend(name);
 }

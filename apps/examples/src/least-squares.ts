@@ -3,20 +3,23 @@
  * ops: a small demo of views, broadcasting, matmul, reductions and leak-free loops with tidy.
  */
 import { Generator, randn, tidy, zeros, type NDArray } from '@needle/ndarray';
-import { useBackend } from './backends';
-import type { Example } from './registry';
+import { backendOption, useBackend } from './backends';
+import { defineExample } from './example';
 
-export const leastSquares: Example = {
+export const leastSquares = defineExample({
   description: 'NDArray demo: linear regression by gradient descent with manual gradients',
+  details:
+    'Fits y = X w + b (512 samples, 8 features, seed 0) by full-batch gradient descent on the mean\n' +
+    'squared error, with hand-written gradients: NDArray ops only, no autograd. Prints the loss and\n' +
+    'how far w and b end from the true values.',
   options: {
-    backend: { type: 'string', default: 'wasm' },
-    steps: { type: 'string', default: '200' },
-    lr: { type: 'string', default: '0.1' },
+    backend: backendOption,
+    steps: { type: 'int', min: 1, default: 200, description: 'gradient-descent steps' },
+    lr: { type: 'number', min: 0, exclusiveMin: true, default: 0.1, description: 'learning rate' },
   },
   async run(args) {
-    const backend = await useBackend(String(args.backend));
-    const steps = Number(args.steps);
-    const lr = Number(args.lr);
+    const backend = await useBackend(args.backend);
+    const { steps, lr } = args;
     const g = new Generator(0);
     const n = 512;
     const d = 8;
@@ -46,4 +49,4 @@ export const leastSquares: Example = {
     for (const a of [X, trueW, noise, y, w, b, errW]) a.dispose();
     console.log(`${steps} steps in ${(performance.now() - start).toFixed(0)} ms on '${backend.name}'; live buffers after cleanup: ${backend.memory().buffers}`);
   },
-};
+});

@@ -8,8 +8,8 @@ import { manualSeed } from '@needle/ndarray';
 import { BatchNorm1d, CrossEntropyLoss, Dropout, Linear, ReLU, Residual, Sequential } from '@needle/nn';
 import { Adam } from '@needle/optim';
 import { useBackend } from './backends';
-import { mnistOptions, num, runMnist } from './mnist';
-import type { Example } from './registry';
+import { defineExample } from './example';
+import { mnistOptions, runMnist } from './mnist';
 
 export function residualBlock(dim: number, hidden: number, dropProb: number): Sequential {
   return new Sequential(
@@ -34,30 +34,34 @@ export function mlpResNet(inputDim: number, hidden: number, blocks: number, clas
   );
 }
 
-export const mnistMlpResnet: Example = {
+export const mnistMlpResnet = defineExample({
   description: "needle's MLPResNet on MNIST (residual blocks with BatchNorm1d and dropout, Adam)",
+  details:
+    "Trains needle's MLPResNet (hw2) on MNIST: Linear(784, hidden), ReLU, `blocks` residual blocks\n" +
+    'ReLU(x + BN(Linear(Dropout(ReLU(BN(Linear(x))))))) of inner width hidden/2, Linear(hidden, 10);\n' +
+    'cross-entropy loss, Adam with L2 weight decay. The defaults reach about 2.3-2.5% test error.',
   options: {
     ...mnistOptions({ epochs: 10, batchSize: 100, lr: 0.001 }),
-    hidden: { type: 'string', default: '100' },
-    blocks: { type: 'string', default: '3' },
-    dropout: { type: 'string', default: '0.1' },
-    'weight-decay': { type: 'string', default: '0.001' },
+    hidden: { type: 'int', min: 2, default: 100, description: 'width of the residual stream; the blocks inside are half as wide' },
+    blocks: { type: 'int', min: 0, default: 3, description: 'number of residual blocks' },
+    dropout: { type: 'number', min: 0, max: 0.99, default: 0.1, description: 'dropout probability inside each block' },
+    'weight-decay': { type: 'number', min: 0, default: 0.001, description: "Adam's L2 weight decay" },
   },
   async run(args) {
-    await useBackend(String(args.backend));
-    const seed = num(args, 'seed')!;
+    await useBackend(args.backend);
+    const { seed } = args;
     manualSeed(seed); // initial weights and dropout masks
-    const model = mlpResNet(784, num(args, 'hidden')!, num(args, 'blocks')!, 10, num(args, 'dropout')!);
+    const model = mlpResNet(784, args.hidden, args.blocks, 10, args.dropout);
     const lossFn = new CrossEntropyLoss();
-    const opt = new Adam(model.parameters(), { lr: num(args, 'lr')!, weightDecay: num(args, 'weight-decay')! });
+    const opt = new Adam(model.parameters(), { lr: args.lr, weightDecay: args['weight-decay'] });
     await runMnist({
       name: 'mnist-mlp-resnet', model, opt, lossFn, seed,
-      epochs: num(args, 'epochs')!,
-      batchSize: num(args, 'batch-size')!,
-      trainLimit: num(args, 'train-limit'),
-      testLimit: num(args, 'test-limit'),
+      epochs: args.epochs,
+      batchSize: args['batch-size'],
+      trainLimit: args['train-limit'],
+      testLimit: args['test-limit'],
     });
     opt.dispose();
     model.dispose();
   },
-};
+});

@@ -6,28 +6,33 @@ import { manualSeed } from '@needle/ndarray';
 import { CrossEntropyLoss, Linear, ReLU, Sequential } from '@needle/nn';
 import { SGD } from '@needle/optim';
 import { useBackend } from './backends';
-import { mnistOptions, num, runMnist } from './mnist';
-import type { Example } from './registry';
+import { defineExample } from './example';
+import { mnistOptions, runMnist } from './mnist';
 
-export const mnistMlp: Example = {
+export const mnistMlp = defineExample({
   description: 'two-layer MLP on MNIST (Linear-ReLU-Linear, SGD): < 2% test error',
-  options: { ...mnistOptions({ epochs: 20, batchSize: 100, lr: 0.2 }), hidden: { type: 'string', default: '400' } },
+  details:
+    'Trains a two-layer MLP on MNIST: Linear(784, hidden), ReLU, Linear(hidden, 10), cross-entropy\n' +
+    'loss, minibatch SGD. The defaults reach under 2% test error (about 1.8%).',
+  options: {
+    ...mnistOptions({ epochs: 20, batchSize: 100, lr: 0.2 }),
+    hidden: { type: 'int', min: 1, default: 400, description: 'width of the hidden layer' },
+  },
   async run(args) {
-    await useBackend(String(args.backend));
-    const seed = num(args, 'seed')!;
+    await useBackend(args.backend);
+    const { seed, hidden } = args;
     manualSeed(seed);
-    const hidden = num(args, 'hidden')!;
     const model = new Sequential(new Linear(784, hidden), new ReLU(), new Linear(hidden, 10));
     const lossFn = new CrossEntropyLoss();
-    const opt = new SGD(model.parameters(), { lr: num(args, 'lr')! });
+    const opt = new SGD(model.parameters(), { lr: args.lr });
     await runMnist({
       name: 'mnist-mlp', model, opt, lossFn, seed,
-      epochs: num(args, 'epochs')!,
-      batchSize: num(args, 'batch-size')!,
-      trainLimit: num(args, 'train-limit'),
-      testLimit: num(args, 'test-limit'),
+      epochs: args.epochs,
+      batchSize: args['batch-size'],
+      trainLimit: args['train-limit'],
+      testLimit: args['test-limit'],
     });
     opt.dispose();
     model.dispose();
   },
-};
+});

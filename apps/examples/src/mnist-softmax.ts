@@ -6,27 +6,30 @@ import { manualSeed } from '@needle/ndarray';
 import { CrossEntropyLoss, Linear } from '@needle/nn';
 import { SGD } from '@needle/optim';
 import { useBackend } from './backends';
-import { mnistOptions, num, runMnist } from './mnist';
-import type { Example } from './registry';
+import { defineExample } from './example';
+import { mnistOptions, runMnist } from './mnist';
 
-export const mnistSoftmax: Example = {
+export const mnistSoftmax = defineExample({
   description: 'softmax regression on MNIST (a Linear layer, SGD): < 8% test error',
+  details:
+    'Trains softmax regression on MNIST (needle\'s hw0): one Linear(784, 10) layer from the pixels to\n' +
+    'the logits, cross-entropy loss, minibatch SGD. The defaults reach under 8% test error (about 7.6%).',
   options: mnistOptions({ epochs: 10, batchSize: 100, lr: 0.5 }),
   async run(args) {
-    await useBackend(String(args.backend));
-    const seed = num(args, 'seed')!;
+    await useBackend(args.backend);
+    const { seed } = args;
     manualSeed(seed); // the initial weights
     const model = new Linear(784, 10);
     const lossFn = new CrossEntropyLoss();
-    const opt = new SGD(model.parameters(), { lr: num(args, 'lr')! });
+    const opt = new SGD(model.parameters(), { lr: args.lr });
     await runMnist({
       name: 'mnist-softmax', model, opt, lossFn, seed,
-      epochs: num(args, 'epochs')!,
-      batchSize: num(args, 'batch-size')!,
-      trainLimit: num(args, 'train-limit'),
-      testLimit: num(args, 'test-limit'),
+      epochs: args.epochs,
+      batchSize: args['batch-size'],
+      trainLimit: args['train-limit'],
+      testLimit: args['test-limit'],
     });
     opt.dispose();
     model.dispose();
   },
-};
+});

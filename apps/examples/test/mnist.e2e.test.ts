@@ -4,6 +4,7 @@ import { createCpuBackend } from '@needle/ndarray-cpu';
 import { CrossEntropyLoss, Linear } from '@needle/nn';
 import { SGD } from '@needle/optim';
 import { runMnist } from '../src/mnist';
+import { parseOptions } from '../src/options';
 import { examples } from '../src/registry';
 
 // The training code must not need synchronous reads (DESIGN.md section 3).
@@ -44,11 +45,10 @@ describe('each example trains on a tiny subset through its CLI entry', () => {
       const spy = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void lines.push(a.join(' ')));
       try {
         // useBackend('cpu') registers the app's own CPU backend; that is what the CLI runs on.
-        await examples[name].run({
-          backend: 'cpu', epochs: '3', 'batch-size': '50', lr: name === 'mnist-mlp-resnet' ? '0.003' : '0.1',
-          'train-limit': '600', 'test-limit': '300', seed: '1',
-          ...Object.fromEntries(Object.entries(examples[name].options).filter(([k]) => ['hidden', 'blocks', 'dropout', 'weight-decay'].includes(k)).map(([k, v]) => [k, String(v.default)])),
-        });
+        const argv = ['--backend', 'cpu', '--epochs', '3', '--batch-size', '50', '--lr', name === 'mnist-mlp-resnet' ? '0.003' : '0.1', '--train-limit', '600', '--test-limit', '300', '--seed', '1'];
+        const parsed = parseOptions(examples[name].options, argv);
+        if (parsed.help) throw new Error('unexpected --help');
+        await examples[name].run(parsed.values);
       } finally {
         spy.mockRestore();
       }
