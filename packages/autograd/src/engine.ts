@@ -5,7 +5,7 @@
  */
 import { fail, formatShape, full as ndFull, keep, NDArray, scope, type Scope } from '@needle/ndarray';
 import { withGradMode } from './grad-mode';
-import { OPS, checkGradients, type OpDef, type OpName } from './optable';
+import { OPS, checkGradients, checkSaved, type OpDef, type OpName } from './optable';
 import { Tensor } from './tensor';
 import * as F from './functions';
 
@@ -150,6 +150,9 @@ function run(
   const createGraph = options.createGraph ?? false;
   const retainGraph = options.retainGraph ?? createGraph;
   const targetSet = targets ? new Set(targets) : null;
+  const order = topologicalOrder(root);
+  // Before any work: an in-place change to a saved tensor makes the whole pass wrong.
+  for (const t of order) if (t._node) checkSaved(t._node, t);
   const results = new Map<Tensor, Tensor>();
   // Without createGraph every temporary of the pass is freed when it ends; with it, the temporaries
   // are the new graph, owned like any other graph (released by a later backward, or by your scope).
@@ -184,7 +187,7 @@ function run(
 
       grads.set(root, seed);
       hold(seed);
-      for (const node of topologicalOrder(root)) {
+      for (const node of order) {
         const g = grads.get(node);
         if (!g) continue;
         grads.delete(node);

@@ -21,7 +21,7 @@ export { noGrad, enableGrad, isGradEnabled } from './grad-mode';
 export { backward, gradients, type BackwardOptions, type GradientsOptions } from './engine';
 export { grad, valueAndGrad, type GradOptions } from './functional';
 export { gradcheck, type GradcheckOptions, type GradcheckResult, type GradcheckMismatch } from './gradcheck';
-export { OPS, apply, type OpName, type OpAttrs, type OpDef, type OpNode } from './optable';
+export { OPS, apply, type OpName, type OpAttrs, type OpDef, type OpNode, type Saved } from './optable';
 export {
   add,
   sub,

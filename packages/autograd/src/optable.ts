@@ -17,7 +17,7 @@ import {
   type Slice,
 } from '@needle/ndarray';
 import { isGradEnabled } from './grad-mode';
-import { Tensor, constant } from './tensor';
+import { Tensor, constant, type GraphNode } from './tensor';
 import * as F from './functions';
 
 /** Sliding-window geometry shared by im2col and col2im (NHWC layout). */
@@ -72,7 +72,16 @@ export interface OpNode<K extends OpName> {
   readonly needsGrad: readonly boolean[];
 }
 
+/** A tensor a backward rule reads: an input by position, or the op's output. */
+export type Saved = number | 'out';
+
 export interface OpDef<K extends OpName> {
+  /**
+   * The tensors whose values `backward` reads (PyTorch's save_for_backward). Their versions are
+   * recorded with the node, and backward throws if one was modified in place since. Shapes and
+   * attributes do not count: in-place writes cannot change them.
+   */
+  saves: readonly Saved[];
   /** Compute the result; returns a new array the caller owns (views count). Inputs are borrowed. */
   forward(inputs: readonly NDArray[], attrs: OpAttrs[K]): NDArray;
   /** Gradients for each input (null where `needsGrad` is false or none exists), in Tensor ops. */
@@ -123,14 +132,17 @@ function weigh(g: Tensor, need: boolean, w: NDArray): Tensor | null {
 export const OPS: { [K in OpName]: OpDef<K> } = {
   // ---- elementwise (operands already broadcast to one shape by the frontend) ----------------
   add: {
+    saves: [],
     forward: ([a, b]) => a.add(b),
     backward: (g) => [g, g],
   },
   mul: {
+    saves: [0, 1],
     forward: ([a, b]) => a.mul(b),
     backward: (g, { inputs: [a, b], needsGrad }) => [needsGrad[0] ? F.mul(g, b) : null, needsGrad[1] ? F.mul(g, a) : null],
   },
   pow: {
+    saves: [0, 1, 'out'],
     forward: ([a, b]) => a.pow(b),
     // d/db a^b = a^b log a: defined for a > 0 (NaN elsewhere, as the function itself is).
     backward: (g, { inputs: [a, b], out, needsGrad }) => [
@@ -139,6 +151,7 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
     ],
   },
   maximum: {
+    saves: [0, 1],
     forward: ([a, b]) => a.maximum(b),
     // Ties split the gradient evenly (PyTorch's choice), keeping maximum(a, b) = maximum(b, a).
     backward: (g, { inputs: [a, b], needsGrad }) => {
@@ -151,14 +164,17 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
     },
   },
   addScalar: {
+    saves: [],
     forward: ([a], { scalar }) => a.add(scalar),
     backward: (g) => [g],
   },
   mulScalar: {
+    saves: [],
     forward: ([a], { scalar }) => a.mul(scalar),
     backward: (g, { attrs: { scalar } }) => [F.mul(g, scalar)],
   },
   powScalar: {
+    saves: [0],
     forward: ([a], { exponent }) => a.pow(exponent),
     backward: (g, { inputs: [a], attrs: { exponent } }) => {
       // x^0 is constant; writing its gradient as 0 * x^-1 would give NaN at x = 0.
@@ -168,35 +184,43 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
     },
   },
   neg: {
+    saves: [],
     forward: ([a]) => a.neg(),
     backward: (g) => [F.neg(g)],
   },
   exp: {
+    saves: ['out'],
     forward: ([a]) => a.exp(),
     backward: (g, { out }) => [F.mul(g, out)],
   },
   log: {
+    saves: [0],
     forward: ([a]) => a.log(),
     backward: (g, { inputs: [a] }) => [F.div(g, a)],
   },
   sqrt: {
+    saves: ['out'],
     forward: ([a]) => a.sqrt(),
     backward: (g, { out }) => [F.div(F.mul(g, 0.5), out)],
   },
   tanh: {
+    saves: ['out'],
     forward: ([a]) => a.tanh(),
     backward: (g, { out }) => [F.mul(g, F.sub(1, F.mul(out, out)))],
   },
   abs: {
+    saves: [0],
     forward: ([a]) => a.abs(),
     // sign(0) = 0: the subgradient PyTorch uses.
     backward: (g, { inputs: [a] }) => [weigh(g, true, a.data.sign())],
   },
   relu: {
+    saves: [0],
     forward: ([a]) => a.maximum(0),
     backward: (g, { inputs: [a] }) => [weigh(g, true, a.data.gt(0))],
   },
   where: {
+    saves: [0],
     forward: ([c, x, y]) => c.where(x, y),
     backward: (g, { inputs: [c], needsGrad }) => [
       null,
@@ -207,26 +231,32 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
 
   // ---- views and data movement --------------------------------------------------------------
   reshape: {
+    saves: [],
     forward: ([a], { shape }) => a.reshape(shape),
     backward: (g, { inputs: [a] }) => [F.reshape(g, a.shape)],
   },
   permute: {
+    saves: [],
     forward: ([a], { axes }) => a.permute(axes),
     backward: (g, { attrs: { axes } }) => [F.permute(g, inversePermutation(axes))],
   },
   broadcastTo: {
+    saves: [],
     forward: ([a], { shape }) => a.broadcastTo(shape),
     backward: (g, { inputs: [a] }) => [F.sumToShape(g, a.shape)],
   },
   getitem: {
+    saves: [],
     forward: ([a], { index }) => a.get(...index),
     backward: (g, { inputs: [a], attrs: { index } }) => [F.scatterSlice(g, a.shape, index)],
   },
   scatterSlice: {
+    saves: [],
     forward: ([a], { shape, index }) => full(shape, 0, { backend: a.backend }).set([...index], a),
     backward: (g, { attrs: { index } }) => [F.getitem(g, ...index)],
   },
   concat: {
+    saves: [],
     forward: (arrays, { axis }) => concatenate(arrays, axis),
     backward: (g, { inputs, attrs: { axis }, needsGrad }) => {
       let start = 0;
@@ -239,10 +269,12 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
     },
   },
   flip: {
+    saves: [],
     forward: ([a], { axes }) => a.flip(axes),
     backward: (g, { attrs: { axes } }) => [F.flip(g, axes)],
   },
   pad: {
+    saves: [],
     forward: ([a], { padWidth, value }) => a.pad(padWidth, value),
     backward: (g, { inputs: [a], attrs: { padWidth } }) => [
       F.getitem(g, ...a.shape.map((d, i): Slice => ({ start: padWidth[i][0], stop: padWidth[i][0] + d }))),
@@ -251,10 +283,12 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
 
   // ---- reductions -----------------------------------------------------------------------------
   sum: {
+    saves: [],
     forward: ([a], { axes, keepdims }) => a.sum(axes, keepdims),
     backward: (g, { inputs: [a], attrs: { axes } }) => [expandReduced(g, a.shape, axes)],
   },
   max: {
+    saves: [0, 'out'],
     forward: ([a], { axes, keepdims }) => a.max(axes, keepdims),
     // The gradient goes to the maximal elements, split evenly between ties (as torch.amax does).
     backward: (g, { inputs: [a], attrs: { axes }, out }) => {
@@ -268,6 +302,7 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
 
   // ---- linear algebra -------------------------------------------------------------------------
   matmul: {
+    saves: [0, 1],
     forward: ([a, b]) => a.matmul(b),
     // Batch axes may have been broadcast in the forward; sumToShape folds them back.
     backward: (g, { inputs: [a, b], needsGrad }) => [
@@ -278,6 +313,7 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
 
   // ---- sliding windows (convolution and pooling) ----------------------------------------------
   im2col: {
+    saves: [],
     // [N, H, W, C] -> [N, Ho, Wo, kh, kw, C]: one strided view over the compact input, then one copy.
     forward: ([a], { kh, kw, sh, sw, dh, dw }) => {
       const [n, h, w, c] = a.shape;
@@ -292,6 +328,7 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
     backward: (g, { inputs: [a], attrs }) => [F.col2im(g, attrs, a.shape)],
   },
   col2im: {
+    saves: [],
     // The adjoint of im2col: windows overlap, so each kernel position adds into its strided region.
     forward: ([cols], { kh, kw, sh, sw, dh, dw, inputShape }) => {
       const [, ho, wo] = cols.shape;
@@ -324,7 +361,26 @@ export function apply<K extends OpName>(op: K, inputs: readonly Tensor[], attrs:
   const out = def.forward(inputs.map((t) => t.data), attrs);
   if (!isGradEnabled()) return Tensor._fromOp(out, null, false);
   const requiresGrad = inputs.some((t) => t.requiresGrad);
-  return Tensor._fromOp(out, { op, inputs: [...inputs], attrs }, requiresGrad);
+  // Only a node that a backward pass can reach needs its saved versions.
+  const versions = requiresGrad && def.saves.length > 0 ? def.saves.map((w) => (w === 'out' ? out : inputs[w].data).version) : NO_VERSIONS;
+  return Tensor._fromOp(out, { op, inputs: [...inputs], attrs, versions }, requiresGrad);
+}
+
+const NO_VERSIONS: readonly number[] = [];
+
+/**
+ * Throw when a tensor the node's backward reads was written in place after the op recorded it:
+ * its gradient would silently be computed from the new values.
+ */
+export function checkSaved(node: GraphNode, out: Tensor): void {
+  const def = OPS[node.op] as unknown as OpDef<OpName>;
+  def.saves.forEach((w, i) => {
+    const t = w === 'out' ? out : node.inputs[w];
+    const data = t.data;
+    if (data.version === node.versions[i]) return;
+    const what = w === 'out' ? 'its output' : `its input ${w}`;
+    fail('backward', `a tensor needed for gradient computation by ${node.op} (${what}, shape ${formatShape(t.shape)}) was modified in place by ${data.lastWriter} after it was used (version ${node.versions[i]}, now ${data.version}); write the new value into a new tensor, clone() it before the change, or change it after backward()`);
+  });
 }
 
 /** Check that a backward rule returned one correctly shaped gradient per input. */

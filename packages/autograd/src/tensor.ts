@@ -32,6 +32,8 @@ export interface GraphNode {
   readonly op: OpName;
   readonly inputs: readonly Tensor[];
   readonly attrs: unknown;
+  /** Versions of the tensors the op's backward reads (`OpDef.saves`), when recorded. */
+  readonly versions: readonly number[];
 }
 
 export interface TensorOptions {
@@ -232,8 +234,13 @@ export class Tensor implements HasOwnedArrays, Disposable {
     if (this._node !== null && this._requiresGrad) {
       fail('assign', `cannot write in place into a graph intermediate of shape ${formatShape(this.shape)}; assign to leaves only`);
     }
+    if (this._requiresGrad && isGradEnabled()) {
+      // PyTorch refuses this too: recorded ops may have read the old value, and the write itself
+      // would have no gradient. Updates (optimizers, loadStateDict) run under noGrad.
+      fail('assign', `a leaf tensor that requires grad (shape ${formatShape(this.shape)}) is being used in an in-place operation while grad mode is on; wrap the update in noGrad(() => ...)`);
+    }
     const v = value instanceof Tensor ? value.data : value;
-    this.data.set([], v);
+    this.data.assign(v);
     return this;
   }
 

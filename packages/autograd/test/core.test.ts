@@ -40,7 +40,7 @@ describe('Tensor basics', () => {
     expect(d.requiresGrad).toBe(false);
     y.dispose();
     expect(await d.toNested()).toEqual([2, 4, 6]);
-    x.assign(tensor([5, 5, 5]).detach());
+    noGrad(() => x.assign(tensor([5, 5, 5]).detach()));
     d.dispose();
     x.dispose();
   });

@@ -24,7 +24,7 @@ function step(): number {
   const l = ag.mul(ag.sum(ag.mul(ag.logSoftmax(logits, -1), y)), -1 / batch);
   l.backward();
   for (const p of params) {
-    p.assign(p.data.sub(p.grad!.data.mul(0.1)));
+    p.data.assign(p.data.sub(p.grad!.data.mul(0.1)));
     p.zeroGrad();
   }
   const kept = s.end(l);

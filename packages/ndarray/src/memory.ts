@@ -14,6 +14,14 @@ import { fail } from './errors';
 
 export class Storage {
   private refs = 1;
+  /**
+   * Bumped by every in-place write through an NDArray (set/assign/fill), shared by all views of the
+   * buffer. Autograd records it when an op saves an array for its backward pass, so a later write is
+   * caught instead of silently changing the gradient (PyTorch's version counter).
+   */
+  version = 0;
+  /** The op of the latest in-place write, for the error message. */
+  lastWriter = '';
   constructor(
     readonly backend: Backend,
     readonly buffer: DeviceBuffer,
@@ -21,6 +29,12 @@ export class Storage {
 
   get released(): boolean {
     return this.refs <= 0;
+  }
+
+  /** Record an in-place write by `op`. */
+  modified(op: string): void {
+    this.version++;
+    this.lastWriter = op;
   }
 
   retain(): void {

@@ -90,6 +90,19 @@ export class NDArray {
     return this.storage.buffer;
   }
 
+  /**
+   * How many in-place writes (set/assign/fill) the buffer has seen, counted across every view of it.
+   * Autograd compares it to catch arrays modified after a graph saved them.
+   */
+  get version(): number {
+    return this.storage.version;
+  }
+
+  /** The op of the latest in-place write into the buffer ('' when none). */
+  get lastWriter(): string {
+    return this.storage.lastWriter;
+  }
+
   /** The strided layout a compact/setitem kernel needs. */
   get layout(): StridedLayout {
     return { shape: this.shape, strides: this.strides, offset: this.offset };
@@ -289,24 +302,40 @@ export class NDArray {
    * An array value is broadcast to the view's shape. Writes are visible through every view of the buffer.
    */
   set(index: Index | Index[], value: ArrayLike): this {
-    this.assertLive('set');
-    const idx = Array.isArray(index) ? index : [index];
-    const target = parseIndex('set', this.shape, this.strides, this.offset, idx);
+    return this.setitem('set', Array.isArray(index) ? index : [index], value);
+  }
+
+  /** Overwrite every element with `value` (an array is broadcast to this shape): `set([], value)`. */
+  assign(value: ArrayLike): this {
+    return this.setitem('assign', [], value);
+  }
+
+  /** Overwrite every element with one number. */
+  fill(value: number): this {
+    return this.setitem('fill', [], value);
+  }
+
+  /** The one in-place write path: every entry point bumps the version once, named by its op. */
+  private setitem(op: string, idx: Index[], value: ArrayLike): this {
+    this.assertLive(op);
+    const target = parseIndex(op, this.shape, this.strides, this.offset, idx);
     if (shapeSize(target.shape) === 0) return this;
     if (typeof value === 'number') {
+      this.storage.modified(op);
       this.backend.scalarSetitem(value, this.storage.buffer, target);
       return this;
     }
-    value.assertLive('set');
-    sameBackend('set', this, value);
+    value.assertLive(op);
+    sameBackend(op, this, value);
     if (!isBroadcastable(value.shape, target.shape)) {
-      fail('set', `value of shape ${formatShape(value.shape)} cannot be broadcast to the selected view of shape ${formatShape(target.shape)}`);
+      fail(op, `value of shape ${formatShape(value.shape)} cannot be broadcast to the selected view of shape ${formatShape(target.shape)}`);
     }
     const b = value.broadcastTo(target.shape);
     // A value that views this very buffer must be copied first, or the kernel would read elements it
     // has already overwritten (NumPy semantics: a[1:] = a[:-1] shifts).
     const src = value.storage === this.storage ? b.clone() : b.compact();
     b.dispose();
+    this.storage.modified(op);
     try {
       this.backend.ewiseSetitem(src.buffer, this.storage.buffer, target);
     } finally {

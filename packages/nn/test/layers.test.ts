@@ -31,8 +31,8 @@ describe('simple layers', () => {
     expect([...new Flatten(0).call(x).shape]).toEqual([24]);
     expect(new Identity().call(x)).toBe(x);
     const lin = new Linear(4, 4);
-    lin.weight.assign(0);
-    lin.bias!.assign(1);
+    noGrad(() => lin.weight.assign(0));
+    noGrad(() => lin.bias!.assign(1));
     const r = new Residual(lin).call(x);
     const xv = await x.toArray();
     expect(Array.from(await r.toArray())).toEqual(Array.from(xv, (v) => Math.fround(v + 1)));
@@ -44,7 +44,7 @@ describe('simple layers', () => {
 
   it('Linear works on any batch rank and names the shape it expected', async () => {
     const lin = new Linear(3, 2, { bias: false });
-    lin.weight.assign(array([[1, 0, 0], [1, 1, 1]]));
+    noGrad(() => lin.weight.assign(array([[1, 0, 0], [1, 1, 1]])));
     const y = lin.call(tensor([[[1, 2, 3]], [[4, 5, 6]]]));
     await expectValues(y, [[[1, 6]], [[4, 15]]], 0, [2, 1, 2]);
     expect(() => lin.call(tensor([[1, 2]]))).toThrow(/Linear: input of shape \[1, 2\] does not end in inFeatures=3/);
@@ -56,8 +56,8 @@ describe('simple layers', () => {
 
   it('Sequential runs in order and supports at/append/iteration', async () => {
     const seq = new Sequential(new Linear(2, 2), new ReLU());
-    (seq.at(0) as Linear).weight.assign(array([[1, 0], [0, -1]]));
-    (seq.at(0) as Linear).bias!.assign(0);
+    noGrad(() => (seq.at(0) as Linear).weight.assign(array([[1, 0], [0, -1]])));
+    noGrad(() => (seq.at(0) as Linear).bias!.assign(0));
     seq.append(new Sigmoid());
     expect(seq.length).toBe(3);
     expect([...seq].map((m) => m.constructor.name)).toEqual(['Linear', 'ReLU', 'Sigmoid']);
@@ -208,7 +208,7 @@ describe('README: writing a layer', () => {
     model.apply((m) => {
       if (m instanceof Linear) {
         const w = init.xavierUniform(m.weight.shape);
-        m.weight.assign(w);
+        noGrad(() => m.weight.assign(w));
         w.dispose();
       }
     });

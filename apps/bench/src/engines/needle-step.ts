@@ -72,17 +72,17 @@ export async function loadNeedleStack(needs: { nn: readonly string[]; autograd: 
 interface UpdatableParameter {
   readonly data: NDArray;
   readonly grad: { readonly data: NDArray } | null;
-  assign(value: NDArray): unknown;
   zeroGrad(): void;
 }
 
 /**
  * The hand-written update every training case times: p -= lr * grad, written into the parameter in
- * place, then the gradient dropped. NDArray arithmetic records no graph, so no noGrad is needed.
+ * place, then the gradient dropped. NDArray arithmetic records no graph, and the write goes to the
+ * NDArray (`Tensor.assign` on a grad-requiring leaf would need noGrad), so no grad mode is touched.
  */
 export function sgdUpdate(params: readonly UpdatableParameter[], lr: number): void {
   for (const p of params) {
-    p.assign(p.data.sub(p.grad!.data.mul(lr)));
+    p.data.assign(p.data.sub(p.grad!.data.mul(lr)));
     p.zeroGrad();
   }
 }
