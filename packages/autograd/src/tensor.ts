@@ -3,6 +3,7 @@ import {
   array as ndArray,
   eye as ndEye,
   fail,
+  keep,
   formatShape,
   full as ndFull,
   NDArray,
@@ -241,6 +242,26 @@ export class Tensor implements HasOwnedArrays, Disposable {
     }
     const v = value instanceof Tensor ? value.data : value;
     this.data.assign(v);
+    return this;
+  }
+
+  /**
+   * Make `data` this leaf's storage in place of the current one, which is disposed (PyTorch's
+   * `t.data = ...`): the Tensor object stays the same, so whoever holds it (a Module, an optimizer)
+   * sees the new storage, e.g. after moving it to another backend. Takes over the caller's
+   * reference to `data` and exempts it from the open tidy/scope (the tensor owns it now). The
+   * shape must not change; the gradient is left as it is.
+   */
+  replaceData(data: NDArray): this {
+    if (this._node !== null) fail('replaceData', `tensor of shape ${formatShape(this.shape)} was computed by an op; only leaves can take new storage`);
+    if (!(data instanceof NDArray)) fail('replaceData', `expected an NDArray, got ${typeof data}`);
+    data.assertLive('replaceData');
+    const old = this.data;
+    if (!sameShape(data.shape, old.shape)) fail('replaceData', `new data of shape ${formatShape(data.shape)} does not match the tensor's shape ${formatShape(old.shape)}`);
+    if (data === old) return this;
+    keep(data);
+    this._data = data;
+    old.dispose();
     return this;
   }
 

@@ -46,5 +46,5 @@ export {
   type BackendFactory,
 } from './registry';
 export { tidy, scope, keep, track, untrack, Scope, OWNED_ARRAYS, Storage, type Disposable, type HasOwnedArrays } from './memory';
-export { Generator, manualSeed, defaultGenerator } from './random';
+export { Generator, manualSeed, defaultGenerator, type GeneratorState } from './random';
 export { broadcastShapes, compactStrides, shapeSize, normalizeAxis, normalizeAxes, type Shape } from './shape';

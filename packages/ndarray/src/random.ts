@@ -1,3 +1,14 @@
+import { fail } from './errors';
+
+/**
+ * The whole state of a Generator as plain JSON-able values: the four xoshiro128** words (uint32)
+ * and the cached second value of the last Box-Muller pair (null when none is cached).
+ */
+export interface GeneratorState {
+  state: [number, number, number, number];
+  spareNormal: number | null;
+}
+
 /**
  * Seeded host-side randomness (xoshiro128**, seeded by splitmix32), so one seed gives the same
  * initial weights, dropout masks and shuffles on every backend.
@@ -29,6 +40,28 @@ export class Generator {
     this.s3 = next();
     this.spareNormal = undefined;
     return this;
+  }
+
+  /**
+   * A snapshot of the state (a copy): `loadStateDict` of it makes this or any other generator
+   * continue with exactly the numbers this one would draw next.
+   */
+  stateDict(): GeneratorState {
+    // The XOR steps leave the words as signed int32s; the snapshot holds them as uint32.
+    return { state: [this.s0 >>> 0, this.s1 >>> 0, this.s2 >>> 0, this.s3 >>> 0], spareNormal: this.spareNormal ?? null };
+  }
+
+  /** Restore a state from `stateDict()`, after checking it (a bad state leaves this one as it was). */
+  loadStateDict(state: GeneratorState): this {
+    validateGeneratorState(state, 'Generator.loadStateDict');
+    [this.s0, this.s1, this.s2, this.s3] = state.state;
+    this.spareNormal = state.spareNormal ?? undefined;
+    return this;
+  }
+
+  /** Validate a state as `loadStateDict` does, without loading it. */
+  checkStateDict(state: GeneratorState): void {
+    validateGeneratorState(state, 'Generator.checkStateDict');
   }
 
   /** Next uniform 32-bit unsigned integer. */
@@ -91,6 +124,20 @@ export class Generator {
   fillNormal(out: Float32Array, mean = 0, std = 1): Float32Array {
     for (let i = 0; i < out.length; i++) out[i] = mean + std * this.normal();
     return out;
+  }
+}
+
+function validateGeneratorState(state: GeneratorState, op: string): void {
+  if (typeof state !== 'object' || state === null) fail(op, `expected { state: [4 uint32], spareNormal: number | null }, got ${state === null ? 'null' : typeof state}`);
+  const words: unknown = state.state;
+  if (!Array.isArray(words) || words.length !== 4 || !words.every((w) => Number.isInteger(w) && w >= 0 && w <= 0xffffffff)) {
+    fail(op, `state.state must be an array of 4 integers in [0, 2^32), got ${JSON.stringify(words)}`);
+  }
+  // xoshiro's all-zero state is a fixed point: it would draw 0 forever.
+  if (words.every((w) => w === 0)) fail(op, 'state.state is all zeros, which no seed produces (the generator would only draw 0)');
+  const spare: unknown = state.spareNormal;
+  if (spare !== null && spare !== undefined && !(typeof spare === 'number' && Number.isFinite(spare))) {
+    fail(op, `state.spareNormal must be a finite number or null, got ${JSON.stringify(spare)}`);
   }
 }
 

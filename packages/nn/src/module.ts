@@ -7,7 +7,7 @@
  * `heads.key`). Buffers (tensors that are state but not trained, e.g. BatchNorm's running statistics)
  * are ordinary `Tensor` properties named once with `registerBuffer`, as in PyTorch.
  */
-import { NDArray, keep, tidy } from '@needle/ndarray';
+import { NDArray, keep, resolveBackend, tidy, type Backend } from '@needle/ndarray';
 import { Tensor, noGrad } from '@needle/autograd';
 import { fail, fmt, sameShape } from './errors';
 
@@ -48,6 +48,9 @@ export class Parameter extends Tensor {
  * `stateDict()` they are borrowed (the live arrays) unless `{ copy: true }` was asked for.
  */
 export type StateDict = Record<string, NDArray>;
+
+/** What `loadStateDict` accepts: NDArrays or Tensors by key, as an object or a Map. */
+export type StateDictInput = StateDict | Map<string, NDArray | Tensor> | Record<string, NDArray | Tensor>;
 
 export interface LoadStateDictOptions {
   /** Default true: throw when keys are missing or unexpected. Shape mismatches always throw. */
@@ -280,10 +283,52 @@ export abstract class Module {
    * Copy values into the parameters and buffers (in place: optimizers holding the parameters keep
    * working). Everything is checked before anything is written: with `strict` (default) missing or
    * unexpected keys throw; a value whose shape differs from the parameter's always throws; values
-   * must be on the module's backend (move them first with `await array.to(backend)`).
+   * must be on the module's backend. Arrays from another backend need a read-back that may be async
+   * (WebGPU), so they throw here: `await loadStateDictAsync(state)` moves them.
    */
-  loadStateDict(state: StateDict | Map<string, NDArray | Tensor> | Record<string, NDArray | Tensor>, options: LoadStateDictOptions = {}): LoadStateDictResult {
-    const op = `${this.constructor.name}.loadStateDict`;
+  loadStateDict(state: StateDictInput, options: LoadStateDictOptions = {}): LoadStateDictResult {
+    const { writes, result } = this.planLoad(`${this.constructor.name}.loadStateDict`, state, options, false);
+    this.write(writes);
+    return result;
+  }
+
+  /**
+   * `loadStateDict` that also accepts arrays on other backends (a model trained on wasm loaded onto
+   * webgpu): after the same checks, each such array is copied to its target's backend (the caller's
+   * arrays are left alone) and then everything is written at once, so a failed move writes nothing.
+   */
+  async loadStateDictAsync(state: StateDictInput, options: LoadStateDictOptions = {}): Promise<LoadStateDictResult> {
+    const { writes, result } = this.planLoad(`${this.constructor.name}.loadStateDictAsync`, state, options, true);
+    const moved: NDArray[] = [];
+    try {
+      const final: [Tensor, NDArray][] = [];
+      for (const [target, value] of writes) {
+        if (value.backend === target.backend) final.push([target, value]);
+        else {
+          const m = keep(await value.to(target.backend));
+          moved.push(m);
+          final.push([target, m]);
+        }
+      }
+      this.write(final);
+    } finally {
+      for (const m of moved) m.dispose();
+    }
+    return result;
+  }
+
+  /**
+   * Check `state` exactly as `loadStateDict(state, options)` would (keys, shapes, backends) and throw
+   * the same error, without writing anything: a multi-part checkpoint validates every part before
+   * loading any. Returns the keys that would be missing and unexpected.
+   */
+  checkStateDict(state: StateDictInput, options: LoadStateDictOptions & { allowOtherBackends?: boolean } = {}): LoadStateDictResult {
+    return this.planLoad(`${this.constructor.name}.checkStateDict`, state, options, options.allowOtherBackends ?? false).result;
+  }
+
+  /** Every check of a load, and the (target, value) writes it would make. */
+  private planLoad(op: string, state: StateDictInput, options: LoadStateDictOptions, allowOtherBackends: boolean): { writes: [Tensor, NDArray][]; result: LoadStateDictResult } {
+    if (typeof state !== 'object' || state === null) fail(op, `expected a state dict (an object or Map of NDArrays by key), got ${state === null ? 'null' : typeof state}`);
     const strict = options.strict ?? true;
     const given = state instanceof Map ? new Map(state) : new Map(Object.entries(state));
     const targets = this.stateTensors();
@@ -308,19 +353,50 @@ export abstract class Module {
         problems.push(`'${key}' was disposed`);
       } else if (!sameShape(value.shape, target.shape)) {
         problems.push(`'${key}' has shape ${fmt(value.shape)}, expected ${fmt(target.shape)}`);
-      } else if (value.backend !== target.backend) {
-        problems.push(`'${key}' is on backend '${value.backend.name}', expected '${target.backend.name}' (move it first with await array.to(backend))`);
+      } else if (value.backend !== target.backend && !allowOtherBackends) {
+        problems.push(`'${key}' is on backend '${value.backend.name}', expected '${target.backend.name}' (use await module.loadStateDictAsync(state), which moves it)`);
       } else {
         writes.push([target, value]);
       }
     }
     if (problems.length > 0) fail(op, problems.join('; '));
+    return { writes, result: { missingKeys, unexpectedKeys } };
+  }
+
+  private write(writes: readonly [Tensor, NDArray][]): void {
     noGrad(() => tidy(() => {
       for (const [target, value] of writes) {
         if (value !== target.data) target.assign(value);
       }
     }));
-    return { missingKeys, unexpectedKeys };
+  }
+
+  /**
+   * Move every parameter and buffer, and their gradients, to `backend`, in place: the same Parameter
+   * objects get new storage (an optimizer built on them keeps working; move its state with
+   * `await optimizer.to(backend)`), and the old storage is freed. All arrays are copied first and
+   * swapped in only when every copy succeeded. Parameters that shared one storage (views) each get
+   * their own copy.
+   */
+  async to(backend: Backend | string): Promise<this> {
+    const target = resolveBackend(backend);
+    const tensors = [...new Set<Tensor>([...this.parameters(), ...this.buffers()])];
+    for (const t of tensors) {
+      if (t.grad !== null && !t.grad.isLeaf) fail(`${this.constructor.name}.to`, `a gradient of shape ${fmt(t.shape)} is part of a graph (backward with createGraph); drop it (zeroGrad) before moving`);
+    }
+    const copies: [Tensor, NDArray][] = [];
+    try {
+      for (const t of tensors) {
+        if (t.backend !== target) copies.push([t, keep(await t.data.to(target))]);
+        const g = t.grad;
+        if (g !== null && g.backend !== target) copies.push([g, keep(await g.data.to(target))]);
+      }
+    } catch (e) {
+      for (const [, c] of copies) c.dispose();
+      throw e;
+    }
+    for (const [t, c] of copies) t.replaceData(c);
+    return this;
   }
 
   // ---- memory and printing ---------------------------------------------------------------------

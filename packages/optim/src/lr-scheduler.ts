@@ -68,15 +68,33 @@ export abstract class LRScheduler {
     return { lastEpoch: this.lastEpoch, stepCount: this.stepCount, baseLrs: [...this.baseLrs], lastLr: [...this.lastLr] };
   }
 
-  /** Restore progress saved by `stateDict()` (the optimizer's lrs come from its own state dict). */
+  /**
+   * Restore progress saved by `stateDict()` (the optimizer's lrs come from its own state dict).
+   * Checked first (`checkStateDict`), so a bad state leaves the scheduler as it was.
+   */
   loadStateDict(state: LRSchedulerState): void {
-    if (state.baseLrs.length !== this.baseLrs.length) {
-      fail(`${this.constructor.name}.loadStateDict`, `the state has ${state.baseLrs.length} base lrs, the optimizer ${this.baseLrs.length} param groups`);
-    }
+    this.validateState(state, `${this.constructor.name}.loadStateDict`);
     this.lastEpoch = state.lastEpoch;
     this.stepCount = state.stepCount;
     this.baseLrs.splice(0, this.baseLrs.length, ...state.baseLrs);
     this.lastLr = [...state.lastLr];
+  }
+
+  /** Check a state exactly as `loadStateDict` does and throw the same error, without loading it. */
+  checkStateDict(state: LRSchedulerState): void {
+    this.validateState(state, `${this.constructor.name}.checkStateDict`);
+  }
+
+  private validateState(state: LRSchedulerState, op: string): void {
+    if (typeof state !== 'object' || state === null) fail(op, 'expected a state { lastEpoch, stepCount, baseLrs, lastLr } from stateDict()');
+    if (!Number.isInteger(state.lastEpoch) || state.lastEpoch < 0) fail(op, `lastEpoch must be an integer >= 0, got ${JSON.stringify(state.lastEpoch)}`);
+    if (!Number.isInteger(state.stepCount) || state.stepCount < 1) fail(op, `stepCount must be an integer >= 1, got ${JSON.stringify(state.stepCount)}`);
+    const groups = this.baseLrs.length;
+    for (const name of ['baseLrs', 'lastLr'] as const) {
+      const v: unknown = state[name];
+      if (!Array.isArray(v) || !v.every((x) => typeof x === 'number' && Number.isFinite(x))) fail(op, `${name} must be an array of finite numbers, got ${JSON.stringify(v)}`);
+      if (v.length !== groups) fail(op, `the state has ${v.length} ${name}, the optimizer ${groups} param groups`);
+    }
   }
 
   protected currentLrs(): number[] {

@@ -1,4 +1,4 @@
-import { fail, formatShape, NDArray, scope, type Scope } from '@needle/ndarray';
+import { fail, formatShape, keep, NDArray, resolveBackend, scope, type Backend, type Scope } from '@needle/ndarray';
 import { noGrad, Tensor } from '@needle/autograd';
 
 /** Options every optimizer's parameter groups carry. */
@@ -146,31 +146,11 @@ export abstract class Optimizer<O extends GroupOptions> {
   /**
    * Restore a snapshot from `stateDict()` into an optimizer over the same parameters (same group
    * sizes and shapes). The arrays are copied: the dict stays yours. The state continues exactly:
-   * the next `step()` does what the saved optimizer's next step would have done.
+   * the next `step()` does what the saved optimizer's next step would have done. Everything is
+   * checked first (`checkStateDict`), so a bad dict leaves the optimizer as it was.
    */
   loadStateDict(dict: OptimizerStateDict<O>): void {
-    const op = `${this.name}.loadStateDict`;
-    if (dict.paramGroups.length !== this.paramGroups.length) {
-      fail(op, `the dict has ${dict.paramGroups.length} parameter groups, this optimizer ${this.paramGroups.length}`);
-    }
-    const byIndex = new Map<number, Tensor>();
-    dict.paramGroups.forEach((g, gi) => {
-      const mine = this.paramGroups[gi].params;
-      if (g.params.length !== mine.length) fail(op, `group ${gi} holds ${g.params.length} parameters in the dict, ${mine.length} here`);
-      g.params.forEach((id, i) => byIndex.set(id, mine[i]));
-    });
-    // Check everything before changing anything, so a bad dict leaves the optimizer as it was.
-    for (const [key, st] of Object.entries(dict.state)) {
-      const p = byIndex.get(Number(key));
-      if (!p) fail(op, `state for parameter ${key}, which no group of the dict lists`);
-      for (const [name, v] of Object.entries(st)) {
-        if (typeof v === 'number') continue;
-        if (!(v instanceof NDArray)) fail(op, `state '${name}' of parameter ${key} is neither an NDArray nor a number`);
-        v.assertLive(op);
-        if (v.backend !== p.backend) fail(op, `state '${name}' of parameter ${key} lives on '${v.backend.name}', the parameter on '${p.backend.name}'; move it first (await array.to(backend))`);
-        if (v.size !== p.size || !sameShape(v.shape, p.shape)) fail(op, `state '${name}' of parameter ${key} has shape ${formatShape(v.shape)}, the parameter ${formatShape(p.shape)}`);
-      }
-    }
+    const byIndex = this.validateStateDict(dict, `${this.name}.loadStateDict`);
     const s = scope();
     const loaded = new Map<Tensor, ParamState>();
     for (const [key, st] of Object.entries(dict.state)) loaded.set(byIndex.get(Number(key))!, mapState(st, (a) => a.clone()));
@@ -182,6 +162,87 @@ export abstract class Optimizer<O extends GroupOptions> {
       const { params: _params, ...options } = g;
       Object.assign(this.paramGroups[gi], options);
     });
+  }
+
+  /**
+   * Check a dict exactly as `loadStateDict` does (group sizes, parameter ids, state arrays' shapes
+   * and backends, the groups' options) and throw the same error, without changing anything.
+   */
+  checkStateDict(dict: OptimizerStateDict<O>): void {
+    this.validateStateDict(dict, `${this.name}.checkStateDict`);
+  }
+
+  /** The checks of a load; returns the parameter each state index refers to. */
+  private validateStateDict(dict: OptimizerStateDict<O>, op: string): Map<number, Tensor> {
+    if (typeof dict !== 'object' || dict === null || !Array.isArray(dict.paramGroups) || typeof dict.state !== 'object' || dict.state === null) {
+      fail(op, 'expected a dict { state, paramGroups } from stateDict()');
+    }
+    if (dict.paramGroups.length !== this.paramGroups.length) {
+      fail(op, `the dict has ${dict.paramGroups.length} parameter groups, this optimizer ${this.paramGroups.length}`);
+    }
+    const byIndex = new Map<number, Tensor>();
+    dict.paramGroups.forEach((g, gi) => {
+      const mine = this.paramGroups[gi].params;
+      if (typeof g !== 'object' || g === null || !Array.isArray(g.params)) fail(op, `group ${gi} of the dict has no params list`);
+      if (g.params.length !== mine.length) fail(op, `group ${gi} holds ${g.params.length} parameters in the dict, ${mine.length} here`);
+      g.params.forEach((id, i) => {
+        if (!Number.isInteger(id) || byIndex.has(id)) fail(op, `group ${gi} lists parameter id ${JSON.stringify(id)}, expected distinct integer ids`);
+        byIndex.set(id, mine[i]);
+      });
+      const { params: _params, ...options } = g;
+      this.validateOptions({ ...this.paramGroups[gi], ...options } as unknown as O, `${op}: group ${gi}`);
+    });
+    for (const [key, st] of Object.entries(dict.state)) {
+      const p = byIndex.get(Number(key));
+      if (!p) fail(op, `state for parameter ${key}, which no group of the dict lists`);
+      if (typeof st !== 'object' || st === null) fail(op, `state of parameter ${key} is not an object`);
+      for (const [name, v] of Object.entries(st)) {
+        if (typeof v === 'number') continue;
+        if (!(v instanceof NDArray)) fail(op, `state '${name}' of parameter ${key} is neither an NDArray nor a number`);
+        v.assertLive(op);
+        if (v.backend !== p.backend) fail(op, `state '${name}' of parameter ${key} lives on '${v.backend.name}', the parameter on '${p.backend.name}'; move it first (await array.to(backend))`);
+        if (v.size !== p.size || !sameShape(v.shape, p.shape)) fail(op, `state '${name}' of parameter ${key} has shape ${formatShape(v.shape)}, the parameter ${formatShape(p.shape)}`);
+      }
+    }
+    return byIndex;
+  }
+
+  /**
+   * Move the state arrays to `backend` in place (after `await model.to(backend)`, so the state lives
+   * where the parameters now do). Everything is copied first and swapped in only when every copy
+   * succeeded; the old arrays are freed.
+   */
+  async to(backend: Backend | string): Promise<this> {
+    const target = resolveBackend(backend);
+    const moved = new Map<Tensor, ParamState>();
+    const copies: NDArray[] = [];
+    try {
+      for (const [p, st] of this.state) {
+        const next: ParamState = {};
+        const done = new Map<NDArray, NDArray>();
+        for (const [k, v] of Object.entries(st)) {
+          if (typeof v === 'number' || v.backend === target) next[k] = v;
+          else {
+            let c = done.get(v);
+            if (!c) {
+              c = keep(await v.to(target));
+              copies.push(c);
+              done.set(v, c);
+            }
+            next[k] = c;
+          }
+        }
+        moved.set(p, next);
+      }
+    } catch (e) {
+      for (const c of copies) c.dispose();
+      throw e;
+    }
+    for (const [p, next] of moved) {
+      disposeReplaced(this.state.get(p)!, next);
+      this.state.set(p, next);
+    }
+    return this;
   }
 
   /** Free the state arrays (the optimizer can keep stepping: state starts afresh). */
