@@ -1,0 +1,3 @@
+import { needleTsup } from '../../tsup.base';
+
+export default needleTsup({ index: 'src/index.ts', node: 'src/node.ts' });
