@@ -96,11 +96,17 @@ case("matmul batched @ matrix", "matmul", {},
      [draw(3, 2, 4), draw(4, 3)], lambda a, b: torch.matmul(a, b))
 
 # gelu (tanh approximation) and the cross-entropy building blocks
-case("gelu tanh approximation", "gelu", {},
+case("gelu tanh approximation", "gelu", {"approximate": "tanh"},
      [draw(10) * 3], lambda x: F.gelu(x, approximate="tanh"))
 targets = torch.tensor([[2, 0], [1, 1], [0, 3]])
 case("gather axis 1", "gather", {"axis": 1, "index": targets.reshape(-1).tolist(), "indexShape": [3, 2]},
      [draw(3, 4)], lambda x: torch.gather(x, 1, targets))
+
+# erf and the exact GELU (PyTorch's default), appended so the earlier cases keep their draws
+case("gelu exact", "gelu", {"approximate": "none"},
+     [draw(10) * 3], lambda x: F.gelu(x))
+case("erf", "erf", {},
+     [draw(12) * 2], lambda x: torch.erf(x))
 
 out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "fixtures", "torch_ops.json")
 with open(out, "w") as f:

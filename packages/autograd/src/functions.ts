@@ -166,17 +166,33 @@ export function sigmoid(x: Tensor): Tensor {
   return composite(() => add(mul(tanh(mul(x, 0.5)), 0.5), 0.5));
 }
 
+/** The Gauss error function erf(x) = 2/sqrt(pi) int_0^x exp(-t^2) dt, accurate to 4e-7 in float32; its gradient is the exact 2/sqrt(pi) exp(-x^2). */
+export function erf(x: Tensor): Tensor {
+  checkTensor('erf', x);
+  return apply('erf', [x], null);
+}
+
+/** Which GELU: 'none' is the exact x Phi(x) (PyTorch's default), 'tanh' the tanh approximation. */
+export type GeluApproximate = 'none' | 'tanh';
+
 const GELU_C = Math.sqrt(2 / Math.PI);
 
 /**
- * GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (PyTorch's
- * approximate='tanh'; the exact form needs erf, which the backends do not have).
+ * GELU(x) = x Phi(x), Phi the standard normal CDF, as torch.nn.functional.gelu: by default the exact
+ * 0.5 x (1 + erf(x / sqrt 2)); with `approximate: 'tanh'` the form
+ * 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), which differs from it by up to about 1e-3.
  */
-export function gelu(x: Tensor): Tensor {
-  return composite(() => {
-    const inner = mul(add(x, mul(pow(x, 3), 0.044715)), GELU_C);
-    return mul(mul(x, 0.5), add(tanh(inner), 1));
-  });
+export function gelu(x: Tensor, options: { approximate?: GeluApproximate } = {}): Tensor {
+  checkTensor('gelu', x);
+  const approximate = options.approximate ?? 'none';
+  if (approximate === 'tanh') {
+    return composite(() => {
+      const inner = mul(add(x, mul(pow(x, 3), 0.044715)), GELU_C);
+      return mul(mul(x, 0.5), add(tanh(inner), 1));
+    });
+  }
+  if (approximate !== 'none') fail('gelu', `approximate must be 'none' or 'tanh', got ${String(approximate)}`);
+  return composite(() => mul(mul(x, 0.5), add(erf(mul(x, Math.SQRT1_2)), 1)));
 }
 
 /**

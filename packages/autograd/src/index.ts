@@ -39,6 +39,7 @@ export {
   relu,
   sigmoid,
   gelu,
+  erf,
   where,
   reshape,
   permute,
@@ -72,5 +73,6 @@ export {
   embedding,
   dropout,
   type Conv2dOptions,
+  type GeluApproximate,
   type Pool2dOptions,
 } from './functions';

@@ -312,7 +312,8 @@ export class Tensor implements HasOwnedArrays, Disposable {
   tanh(): Tensor { return F.tanh(this); }
   sigmoid(): Tensor { return F.sigmoid(this); }
   relu(): Tensor { return F.relu(this); }
-  gelu(): Tensor { return F.gelu(this); }
+  gelu(options: { approximate?: F.GeluApproximate } = {}): Tensor { return F.gelu(this, options); }
+  erf(): Tensor { return F.erf(this); }
   abs(): Tensor { return F.abs(this); }
 
   reshape(shape: Shape): Tensor { return F.reshape(this, shape); }

@@ -40,7 +40,9 @@ function run(c: Case, xs: Tensor[]): Tensor {
     case 'matmul':
       return A.matmul(xs[0], xs[1]);
     case 'gelu':
-      return A.gelu(xs[0]);
+      return A.gelu(xs[0], { approximate: o.approximate });
+    case 'erf':
+      return A.erf(xs[0]);
     case 'gather':
       return A.gather(xs[0], o.axis, tensor(o.index as number[], { shape: o.indexShape as number[] }));
     default:

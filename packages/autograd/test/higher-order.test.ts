@@ -20,6 +20,14 @@ describe('second derivatives of scalar functions', () => {
     await expectValues(d2(tensor(xs)), s.map((v) => v * (1 - v) * (1 - 2 * v)), 1e-5);
   });
 
+  it('erf: grad(grad(f)) = -2x 2/sqrt(pi) exp(-x^2), and the exact GELU\'s second derivative', async () => {
+    const d2 = grad((x: Tensor) => A.sum(grad((y: Tensor) => A.sum(A.erf(y)))(x)));
+    await expectValues(d2(tensor(xs)), xs.map((v) => -2 * v * (2 / Math.sqrt(Math.PI)) * Math.exp(-v * v)), 1e-5);
+    // gelu = x Phi(x): gelu'' = phi(x) (2 - x^2), phi the standard normal density
+    const g2 = grad((x: Tensor) => A.sum(grad((y: Tensor) => A.sum(A.gelu(y)))(x)));
+    await expectValues(g2(tensor(xs)), xs.map((v) => (Math.exp(-v * v / 2) / Math.sqrt(2 * Math.PI)) * (2 - v * v)), 1e-5);
+  });
+
   it('x^3: first, second and third derivatives (3x^2, 6x, 6)', async () => {
     const cube = (x: Tensor) => A.sum(A.pow(x, 3));
     const d1 = grad(cube);

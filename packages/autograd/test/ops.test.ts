@@ -50,8 +50,10 @@ describe('elementwise: values', () => {
     await expectValues(A.exp(x), [-2, -0.5, 0, 1, 3].map(Math.exp), 1e-6);
     await expectValues(A.tanh(x), [-2, -0.5, 0, 1, 3].map(Math.tanh), 1e-6);
     await expectValues(A.sigmoid(x), [-2, -0.5, 0, 1, 3].map((v) => 1 / (1 + Math.exp(-v))), 1e-6);
-    // torch.nn.functional.gelu(x, approximate='tanh')
-    await expectValues(A.gelu(x), [-0.04540229, -0.15428599, 0, 0.84119199, 2.99636340], 1e-6);
+    // torch.nn.functional.gelu(x, approximate='tanh') and the exact (default) form x Phi(x)
+    await expectValues(A.gelu(x, { approximate: 'tanh' }), [-0.04540229, -0.15428599, 0, 0.84119199, 2.99636340], 1e-6);
+    await expectValues(A.gelu(x), [-0.04550026, -0.15426877, 0, 0.84134475, 2.99595031], 1e-6);
+    expect(() => A.gelu(x, { approximate: 'erf' as 'none' })).toThrow(/gelu: approximate must be 'none' or 'tanh', got erf/);
     const p = tensor([0.25, 1, 4]);
     await expectValues(A.sqrt(p), [0.5, 1, 2]);
     await expectValues(A.log(p), [Math.log(0.25), 0, Math.log(4)], 1e-6);
@@ -61,6 +63,20 @@ describe('elementwise: values', () => {
     await expectValues(s, [0, 1]);
     A.sum(s).backward();
     await expectValues(far.grad!, [0, 0]);
+  });
+
+  it('erf matches fixed values to 1e-6, with the exact derivative as its gradient', async () => {
+    const xs = [-3, -2, -1, -0.5, -0.1, 0, 1e-3, 0.3, 0.9, 1.7, 2.5, 4, 30, -30];
+    // Python's math.erf (float64) at these points
+    const want = [-0.99997791, -0.995322265, -0.842700793, -0.520499878, -0.112462916, 0, 0.001128379, 0.328626759, 0.796908212, 0.983790459, 0.999593048, 0.999999985, 1, -1];
+    const x = tensor(xs, { requiresGrad: true });
+    const y = A.erf(x);
+    const got = Array.from(await y.toArray());
+    got.forEach((v, i) => expect(Math.abs(v - want[i]), `erf(${xs[i]}) = ${v}, expected ${want[i]}`).toBeLessThanOrEqual(1e-6));
+    expect(got[5]).toBe(0);
+    A.sum(y).backward();
+    await expectValues(x.grad!, xs.map((v) => (2 / Math.sqrt(Math.PI)) * Math.exp(-v * v)), 1e-6);
+    x.dispose();
   });
 
   it('where selects without turning unselected infinities into NaN', async () => {
@@ -102,6 +118,8 @@ describe('elementwise: gradients', () => {
     await check((a) => A.tanh(a), [leaf([4], 24)]);
     await check((a) => A.sigmoid(a), [leaf([4], 25)]);
     await check((a) => A.gelu(a), [leaf([6], 26)]);
+    await check((a) => A.gelu(a, { approximate: 'tanh' }), [leaf([6], 26)]);
+    await check((a) => A.erf(a), [leaf([8], 31)]);
     await check((a) => A.relu(a), [leaf([6], 27, { awayFromZero: 0.1 })]);
     await check((a) => A.abs(a), [leaf([6], 28, { awayFromZero: 0.1 })]);
   });

@@ -256,7 +256,7 @@ export class MultiHeadAttention extends Module {
 
 // ---- transformer ---------------------------------------------------------------------------------
 
-/** The feed-forward activation: 'relu', 'gelu' (the tanh approximation, torch's approximate='tanh') or a function. */
+/** The feed-forward activation: 'relu', 'gelu' (the exact erf form, as torch's activation='gelu') or a function (e.g. `(x) => gelu(x, { approximate: 'tanh' })`). */
 export type TransformerActivation = 'relu' | 'gelu' | ((x: Tensor) => Tensor);
 
 export interface TransformerLayerOptions {

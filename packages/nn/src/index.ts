@@ -48,3 +48,12 @@ export {
   type MultiHeadAttentionCallOptions,
   type MultiHeadAttentionOptions,
 } from './attention';
+export {
+  ConvBN,
+  ResNet9,
+  LanguageModel,
+  type ModelOptions,
+  type SeqModel,
+  type LanguageModelOptions,
+  type LanguageModelState,
+} from './models';

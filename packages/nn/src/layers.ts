@@ -1,5 +1,5 @@
 /** Basic layers: Identity, Linear, Flatten, activations, Softmax, Sequential, Residual, Dropout. */
-import { Tensor, add, dropout, flatten, gelu, logSoftmax, matmul, relu, sigmoid, softmax, tanh, transpose } from '@needle/autograd';
+import { Tensor, add, dropout, flatten, gelu, logSoftmax, matmul, relu, sigmoid, softmax, tanh, transpose, type GeluApproximate } from '@needle/autograd';
 import type { Backend, Generator } from '@needle/ndarray';
 import { checkPositiveInt, fail, fmt } from './errors';
 import * as init from './init';
@@ -102,13 +102,26 @@ export class Sigmoid extends Module {
 }
 
 /**
- * GELU with the tanh approximation (torch.nn.GELU(approximate='tanh')). PyTorch's default is the exact
- * erf form, which differs by up to about 1e-3; the backends have no erf.
+ * GELU(x) = x Phi(x) (torch.nn.GELU): by default the exact form 0.5 x (1 + erf(x / sqrt 2)),
+ * PyTorch's default; `{ approximate: 'tanh' }` gives torch.nn.GELU(approximate='tanh').
  */
 export class GELU extends Module {
+  readonly approximate: GeluApproximate;
+
+  constructor(options: { approximate?: GeluApproximate } = {}) {
+    super();
+    const a = options.approximate ?? 'none';
+    if (a !== 'none' && a !== 'tanh') fail('GELU', `approximate must be 'none' or 'tanh', got ${String(a)}`);
+    this.approximate = a;
+  }
+
   forward(x: Tensor): Tensor {
     checkInput('GELU', x);
-    return gelu(x);
+    return gelu(x, { approximate: this.approximate });
+  }
+
+  override extraRepr(): string {
+    return this.approximate === 'none' ? '' : `approximate=${this.approximate}`;
   }
 }
 

@@ -238,7 +238,7 @@ describe('MultiHeadAttention parameters and shapes', () => {
 function encoderLabel(c: Json): string {
   const parts = [`dModel=${c.dModel}`, `nhead=${c.nhead}`, `ff=${c.dimFeedforward}`];
   if (c.numLayers !== null) parts.push(`${c.numLayers} layers`);
-  parts.push(c.normFirst ? 'norm-first' : 'post-norm', c.activation === 'gelu' ? 'gelu (tanh)' : 'relu');
+  parts.push(c.normFirst ? 'norm-first' : 'post-norm', c.activation === 'gelu' ? 'gelu (exact)' : 'relu');
   if (c.causal) parts.push('causal');
   if (c.keyPaddingMask) parts.push('keyPaddingMask');
   if (c.batchFirst) parts.push('batchFirst');

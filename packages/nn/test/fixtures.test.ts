@@ -56,13 +56,18 @@ describe('Linear vs PyTorch', () => {
   });
 });
 
-describe('GELU vs PyTorch (approximate=tanh)', () => {
-  it('matches values and gradients', async () => {
-    const c = fixture('gelu');
-    const { y, x } = forwardBackward(new GELU(), c.x, c.g);
+describe('GELU vs PyTorch', () => {
+  it.each([['tanh', 'gelu'], ['none', 'gelu_exact']] as const)('approximate=%s: values and gradients', async (approximate, file) => {
+    const c = fixture(file);
+    const { y, x } = forwardBackward(new GELU({ approximate }), c.x, c.g);
     await expectValues(y, c.y, 1e-5);
     await expectValues(x.grad!, c.dx, 1e-5);
     [x, y].forEach((t) => t.dispose());
+  });
+
+  it('defaults to the exact form and rejects an unknown approximation', () => {
+    expect(new GELU().approximate).toBe('none');
+    expect(() => new GELU({ approximate: 'erf' as 'none' })).toThrow(/GELU: approximate must be 'none' or 'tanh', got erf/);
   });
 });
 
