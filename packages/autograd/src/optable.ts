@@ -244,6 +244,7 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
     backward: (g, { inputs: [a] }) => [weigh(g, true, a.data.gt(0))],
   },
   erf: {
+    saves: [0],
     forward: ([a]) => erfArray(a),
     // The exact derivative 2/sqrt(pi) exp(-x^2), not the fit's: accurate to float32 rounding, and
     // written in Tensor ops so second derivatives (-2x times it) are exact too.
