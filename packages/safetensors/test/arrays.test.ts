@@ -9,7 +9,7 @@ import { createCpuBackend } from '@needle/ndarray-cpu';
 import { createWasmBackend } from '@needle/ndarray-wasm';
 import { load, readFromOPFS, removeFromOPFS, save, toBlob, writeToOPFS } from '../src/index';
 import { loadFile, saveFile } from '../src/node';
-import { backend, bitsOf, expectThrowsMessage, fromBits, headerText, liveBuffers } from './helpers';
+import { backend, bitsOf, expectThrowsMessage, fromBits, headerText, liveBuffers, makeFile } from './helpers';
 
 // -0, the smallest subnormal, a subnormal, Infinity, -Infinity, the canonical NaN, a NaN with a
 // payload, a negative NaN, the largest float32.
@@ -75,6 +75,29 @@ describe('save and load NDArrays', () => {
     source.dispose();
     expect(wasm.memory().buffers).toBe(0);
     expect(other.memory().buffers).toBe(0);
+  });
+
+  it('unaligned data (an odd byte offset, or an F32 tensor after a U8 one) is copied, not misread', async () => {
+    const x = fromBits(SPECIAL_BITS, [9]);
+    const bytes = await save({ x });
+    x.dispose();
+    const shifted = new Uint8Array(bytes.length + 1);
+    shifted.set(bytes, 1);
+    const { tensors } = await load(shifted.subarray(1));
+    expect(await bitsOf(tensors.x)).toEqual(SPECIAL_BITS);
+    tensors.x.dispose();
+    // Not what the reference writer makes (it puts wide dtypes first), but a valid file.
+    const data = new Uint8Array([7, 0, 0, 0xc0, 0x3f, 0, 0, 0, 0x40, 0, 0x3c]);
+    const file = makeFile({
+      a: { dtype: 'U8', shape: [1], data_offsets: [0, 1] },
+      b: { dtype: 'F32', shape: [2], data_offsets: [1, 9] },
+      c: { dtype: 'F16', shape: [1], data_offsets: [9, 11] },
+    }, data);
+    const mixed = await load(file);
+    expect(Array.from(await mixed.tensors.a.toArray())).toEqual([7]);
+    expect(Array.from(await mixed.tensors.b.toArray())).toEqual([1.5, 2]);
+    expect(Array.from(await mixed.tensors.c.toArray())).toEqual([1]);
+    for (const a of Object.values(mixed.tensors)) a.dispose();
   });
 
   it('an allocation failing midway disposes the arrays already made', async () => {
