@@ -100,6 +100,17 @@ describe('save and load NDArrays', () => {
     for (const a of Object.values(mixed.tensors)) a.dispose();
   });
 
+  it('an unpadded header loads (readers must not require the padding), and __proto__ is an ordinary name', async () => {
+    const text = '{"__proto__":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}';
+    const file = makeFile(text, new Uint8Array([0, 0, 0x80, 0x3f]), { pad: false });
+    expect(new DataView(file.buffer).getUint32(0, true) % 8).not.toBe(0);
+    const { tensors } = await load(file);
+    expect(Object.keys(tensors)).toEqual(['__proto__']);
+    expect(Object.getPrototypeOf(tensors)).toBe(Object.prototype);
+    expect(Array.from(await tensors['__proto__'].toArray())).toEqual([1]);
+    tensors['__proto__'].dispose();
+  });
+
   it('an allocation failing midway disposes the arrays already made', async () => {
     const cpu = createCpuBackend({ name: 'cpu-safetensors-failing', readSync: false });
     let allocations = 0;
