@@ -6,10 +6,10 @@ process.env.EGL_PLATFORM ??= 'surfaceless';
 process.env.NEEDLE_GC_SAFETY_NET = '0';
 
 // One config for the whole workspace. Tests resolve @needle/* to their TypeScript sources through
-// the "source" export condition, so they run without a build.
+// the "@needle/source" export condition (the workspace's own; it is stripped from packed manifests), so they run without a build.
 export default defineConfig({
-  resolve: { conditions: ['source'] },
-  ssr: { resolve: { conditions: ['source'], externalConditions: ['source'] } },
+  resolve: { conditions: ['@needle/source'] },
+  ssr: { resolve: { conditions: ['@needle/source'], externalConditions: ['@needle/source'] } },
   test: {
     include: ['{packages,apps}/*/test/**/*.test.ts', 'test/**/*.test.ts'],
     testTimeout: 60_000,

@@ -29,8 +29,6 @@ export async function useBackend(name: BackendName): Promise<Backend> {
       break;
     }
     case 'webgpu': {
-      // Mesa (the software fallback on machines with no GPU) reads this when Dawn loads it.
-      process.env.EGL_PLATFORM ??= 'surfaceless';
       const { registerWebGPUBackend } = await import('@needle/ndarray-webgpu');
       const { nodeGPU } = await import('@needle/ndarray-webgpu/node');
       registerWebGPUBackend({ gpu: await nodeGPU() });

@@ -41,7 +41,7 @@ export async function buildDemo() {
       format: 'esm',
       platform: 'browser',
       target: 'es2022',
-      conditions: ['source'],
+      conditions: ['@needle/source'],
       sourcemap: 'linked',
       outdir: here,
       logLevel: 'silent',

@@ -1,5 +1,5 @@
 // Scratch benchmark (not a test): bundles scripts/mlp-step.ts against the workspace sources (the
-// "source" export condition, so no other package needs a build) and runs it.
+// "@needle/source" export condition, so no other package needs a build) and runs it.
 //   node scripts/build-wasm.mjs && node scripts/bench-mlp.mjs [threads]
 import { createRequire } from 'node:module';
 import { spawnSync } from 'node:child_process';
@@ -17,7 +17,7 @@ await build({
   platform: 'node',
   format: 'esm',
   target: 'es2022',
-  conditions: ['source'],
+  conditions: ['@needle/source'],
   // Not a dependency of this package (backends know nothing of gradients): reached by path.
   alias: { '@needle/autograd': join(root, '..', 'autograd', 'src', 'index.ts') },
   outfile,

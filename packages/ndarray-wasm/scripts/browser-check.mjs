@@ -10,7 +10,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { build } = createRequire(createRequire(import.meta.url).resolve('tsup'))('esbuild');
 const bundle = await build({
   entryPoints: [join(root, 'scripts', 'browser-entry.ts')],
-  bundle: true, platform: 'browser', format: 'esm', target: 'es2022', conditions: ['source'], write: false,
+  bundle: true, platform: 'browser', format: 'esm', target: 'es2022', conditions: ['@needle/source'], write: false,
 });
 const js = bundle.outputFiles[0].text;
 const server = createServer((req, res) => {

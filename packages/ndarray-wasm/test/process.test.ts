@@ -19,7 +19,7 @@ beforeAll(async () => {
   bundle = join(dir, 'backend.mjs');
   await build({
     entryPoints: [fileURLToPath(new URL('../src/index.ts', import.meta.url))],
-    bundle: true, platform: 'node', format: 'esm', target: 'es2022', conditions: ['source'], outfile: bundle, logLevel: 'error',
+    bundle: true, platform: 'node', format: 'esm', target: 'es2022', conditions: ['@needle/source'], outfile: bundle, logLevel: 'error',
   });
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

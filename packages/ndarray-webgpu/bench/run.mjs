@@ -14,7 +14,7 @@ await esbuild.build({
   bundle: true,
   platform: 'node',
   format: 'esm',
-  conditions: ['source'],
+  conditions: ['@needle/source'],
   external: ['webgpu'],
   outfile: out,
   logLevel: 'warning',

@@ -1,4 +1,3 @@
-/// <reference types="@webgpu/types" />
 export { WebGPUBackend, WebGPUBuffer, type WebGPULimits, type WebGPUBackendInit } from './backend';
 export {
   createWebGPUBackend,

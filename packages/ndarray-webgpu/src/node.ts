@@ -2,6 +2,11 @@
  * Node-only entry (`@needle/ndarray-webgpu/node`): a GPU object from Dawn's Node bindings, the
  * optional peer dependency `webgpu`. Kept out of the main entry so browser bundles never see it.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { isMainThread } from 'node:worker_threads';
+import { WebGPUUnavailableError } from './device';
 
 export interface NodeGPUOptions {
   /**
@@ -18,7 +23,38 @@ interface WebGPUModule {
 /** Instances made here, never collected: Dawn must outlive every device and adapter probe it served. */
 const instances: GPU[] = [];
 
+const MESA_HELP =
+  'On Linux without a GPU, Dawn reaches Mesa\'s software rasteriser through OpenGL ES: install ' +
+  "Mesa's EGL and GLES drivers (Debian/Ubuntu: apt-get install mesa-vulkan-drivers libvulkan1 libegl1 libegl-mesa0 libgles2). " +
+  'EGL_PLATFORM must be surfaceless when Mesa loads; nodeGPU() sets it when unset';
+
+/**
+ * Run a probe of Dawn's default backends without their noise. On a machine without a GPU, Dawn's
+ * Vulkan probe reaches Mesa's Vulkan driver, whose Wayland code prints "XDG_RUNTIME_DIR is invalid
+ * or not set" when the variable is unset (as in containers and CI); any absolute path quiets it.
+ * The variable is set only for the probe, to an empty private folder, and then put back.
+ */
+async function withRuntimeDir<T>(probe: () => Promise<T>): Promise<T> {
+  if (process.platform !== 'linux' || process.env.XDG_RUNTIME_DIR) return probe();
+  const dir = mkdtempSync(join(tmpdir(), 'needle-webgpu-'));
+  process.env.XDG_RUNTIME_DIR = dir;
+  try {
+    return await probe();
+  } finally {
+    delete process.env.XDG_RUNTIME_DIR;
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A WebGPU entry point in Node: Dawn's default backend (Vulkan, Metal, D3D12) where it finds an
+ * adapter, otherwise Dawn's OpenGL ES backend (Mesa's software rasteriser on machines without a GPU).
+ * Throws WebGPUUnavailableError, saying what to install, when neither has an adapter.
+ */
 export async function nodeGPU(options: NodeGPUOptions = {}): Promise<GPU> {
+  // Mesa reads EGL_PLATFORM when Dawn initialises EGL, which is after this line: setting it here,
+  // before the module loads, is enough on the main thread (a worker's process.env is a private copy).
+  if (process.platform === 'linux') process.env.EGL_PLATFORM ??= 'surfaceless';
   let mod: WebGPUModule;
   try {
     mod = (await import('webgpu')) as WebGPUModule;
@@ -32,6 +68,10 @@ export async function nodeGPU(options: NodeGPUOptions = {}): Promise<GPU> {
   };
   if (options.flags) return make(options.flags);
   const gpu = make([]);
-  if (await gpu.requestAdapter()) return gpu;
-  return make(['backend=opengles']);
+  if (await withRuntimeDir(() => gpu.requestAdapter())) return gpu;
+  const gl = make(['backend=opengles']);
+  // Software GL adapters exist only in compatibility mode.
+  if (await gl.requestAdapter({ featureLevel: 'compatibility' })) return gl;
+  const where = isMainThread ? '' : '; in a worker thread, set it in the environment before Node starts';
+  throw new WebGPUUnavailableError(`nodeGPU: no adapter from Dawn's default backend nor from OpenGL ES. ${MESA_HELP}${where} (it is '${process.env.EGL_PLATFORM ?? ''}' here).`);
 }

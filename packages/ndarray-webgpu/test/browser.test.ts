@@ -30,7 +30,7 @@ async function bundle(): Promise<string> {
     write: false,
     format: 'esm',
     platform: 'browser',
-    conditions: ['source'],
+    conditions: ['@needle/source'],
     logLevel: 'silent',
   });
   return r.outputFiles[0].text;

@@ -1,5 +1,8 @@
 import type { Backend } from './backend';
+import { claimSoleCopy } from './copies';
 import { fail } from './errors';
+
+claimSoleCopy();
 
 export type BackendFactory = () => Backend | Promise<Backend>;
 

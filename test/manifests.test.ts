@@ -1,0 +1,72 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+
+/**
+ * Every published package has the same manifest shape (what scripts/check-packages.mjs then checks
+ * on the packed tarballs, as users get them). New packages under packages/ are picked up here.
+ */
+const root = new URL('../', import.meta.url);
+const dirs = readdirSync(new URL('packages/', root)).filter((d) => existsSync(new URL(`packages/${d}/package.json`, root)));
+
+interface Manifest {
+  name: string;
+  private?: boolean;
+  license?: string;
+  keywords?: string[];
+  engines?: Record<string, string>;
+  files?: string[];
+  scripts?: Record<string, string>;
+  exports?: Record<string, unknown>;
+  dependencies?: Record<string, string>;
+  peerDependencies?: Record<string, string>;
+  devDependencies?: Record<string, string>;
+}
+
+const read = (dir: string): Manifest => JSON.parse(readFileSync(new URL(`packages/${dir}/package.json`, root), 'utf8')) as Manifest;
+
+describe('package manifests', () => {
+  it('finds the packages', () => {
+    expect(dirs).toEqual(expect.arrayContaining(['ndarray', 'ndarray-cpu', 'ndarray-wasm', 'ndarray-webgpu', 'autograd', 'nn', 'optim', 'data']));
+  });
+
+  for (const dir of dirs) {
+    describe(dir, () => {
+      const pkg = read(dir);
+
+      it('has the release metadata, a LICENSE and a CHANGELOG', () => {
+        expect(pkg.private).toBeUndefined();
+        expect(pkg.license).toBe('MIT');
+        expect(pkg.keywords?.length).toBeGreaterThan(0);
+        expect(pkg.engines).toEqual({ node: '>=20' });
+        expect(pkg.files).toEqual(['dist', 'CHANGELOG.md']);
+        expect(existsSync(new URL(`packages/${dir}/LICENSE`, root))).toBe(true);
+        expect(readFileSync(new URL(`packages/${dir}/CHANGELOG.md`, root), 'utf8')).toMatch(new RegExp(`^# ${pkg.name}\\n`));
+        expect(pkg.scripts?.prepack).toBe('turbo run build --output-logs=errors-only');
+      });
+
+      it('exports each entry as @needle/source (workspace), types, default, and ./package.json', () => {
+        for (const [key, entry] of Object.entries(pkg.exports ?? {})) {
+          if (key === './package.json') {
+            expect(entry).toBe('./package.json');
+            continue;
+          }
+          expect(Object.keys(entry as object)).toEqual(['@needle/source', 'types', 'default']);
+          const e = entry as Record<string, string>;
+          expect(e['@needle/source']).toMatch(/^\.\/src\/.*\.ts$/);
+          expect(e.types).toMatch(/^\.\/dist\/.*\.d\.ts$/);
+          expect(e.default).toBe(e.types.replace(/\.d\.ts$/, '.js'));
+        }
+        expect(pkg.exports?.['./package.json']).toBe('./package.json');
+      });
+
+      const usesNdarray = [pkg.dependencies, pkg.peerDependencies, pkg.devDependencies].some((deps) => deps?.['@needle/ndarray'] !== undefined);
+      if (dir !== 'ndarray' && usesNdarray) {
+        it('takes @needle/ndarray as a peer dependency (one copy for the registry), and from the workspace for its own build', () => {
+          expect(pkg.peerDependencies?.['@needle/ndarray']).toBe('workspace:^');
+          expect(pkg.devDependencies?.['@needle/ndarray']).toBe('workspace:^');
+          expect(pkg.dependencies?.['@needle/ndarray']).toBeUndefined();
+        });
+      }
+    });
+  }
+});
