@@ -181,10 +181,12 @@ export async function loadCheckpoint(source: SafetensorsSource, parts: Checkpoin
       if (p.stateful) continue;
       const state = states.get(p.name);
       for (const a of arraysIn(state)) owned.delete(a);
-      Object.defineProperty(data, p.name, { value: state, enumerable: true, writable: true, configurable: true });
+      setOwn(data, p.name, state);
     }
     const userMetadata: Metadata = {};
-    for (const [k, v] of Object.entries(metadata!)) if (!k.startsWith('needle.')) userMetadata[k] = v;
+    for (const [k, v] of Object.entries(metadata!)) {
+      if (!k.startsWith('needle.')) setOwn(userMetadata, k, v);
+    }
     return { data, metadata: userMetadata };
   } finally {
     for (const a of owned) if (!a.disposed) a.dispose();
@@ -267,7 +269,7 @@ function encodeTree(op: string, part: string, state: unknown, tensors: [string, 
       let marked = false;
       for (const [k, x] of Object.entries(v)) {
         if (k.startsWith('$')) marked = true;
-        Object.defineProperty(out, k, { value: encode(x, [...path, k]), enumerable: true, writable: true, configurable: true });
+        setOwn(out, k, encode(x, [...path, k]));
       }
       return marked ? { $object: out } : out;
     } finally {
@@ -275,6 +277,11 @@ function encodeTree(op: string, part: string, state: unknown, tensors: [string, 
     }
   };
   return encode(state, [part]);
+}
+
+/** `o[k] = v` that stays a plain property for k = '__proto__' (state keys come from files). */
+function setOwn(o: Record<string, unknown>, k: string, v: unknown): void {
+  Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -336,7 +343,7 @@ function decodeTree(v: unknown, tensor: (name: string) => NDArray, bad: (p: stri
   };
   const decodeObject = (o: Record<string, unknown>) => {
     const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(o)) Object.defineProperty(out, k, { value: decode(x), enumerable: true, writable: true, configurable: true });
+    for (const [k, x] of Object.entries(o)) setOwn(out, k, decode(x));
     return out;
   };
   return decode(v);

@@ -164,6 +164,17 @@ describe('checkpoints', () => {
     model.dispose();
   });
 
+  it("keys named '__proto__' stay ordinary keys, in state and in metadata", async () => {
+    const cfg = { ['__proto__']: { polluted: true }, ok: 1 };
+    const { data, metadata } = await loadCheckpoint(await saveCheckpoint({ cfg }, { ['__proto__']: 'x' }), {});
+    const got = data.cfg as Record<string, unknown>;
+    expect(Object.getPrototypeOf(got)).toBe(Object.prototype);
+    expect(Object.keys(got)).toEqual(['__proto__', 'ok']);
+    expect(Object.getOwnPropertyDescriptor(got, '__proto__')?.value).toEqual({ polluted: true });
+    expect(({} as { polluted?: boolean }).polluted).toBeUndefined();
+    expect(Object.getOwnPropertyDescriptor(metadata, '__proto__')?.value).toBe('x');
+  });
+
   it('plain-data parts may hold arrays: they come back as new arrays, the caller\'s to dispose', async () => {
     const best = array([1, 2, 3]);
     const bytes = await saveCheckpoint({ best: { loss: 0.5, weights: best } });
