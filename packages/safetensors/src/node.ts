@@ -9,9 +9,12 @@ import { save, load, type ArrayOrTensor, type LoadOptions } from './arrays';
 import { saveCheckpoint, loadCheckpoint, type CheckpointParts, type LoadCheckpointOptions, type LoadedCheckpoint } from './checkpoint';
 import type { Decoded, Metadata } from './codec';
 
+let writes = 0;
+
 /** Write `bytes` to `path` atomically (temporary file in the same directory, then rename). */
 export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
+  // Unique per process and call, so concurrent saves never share a temporary file.
+  const tmp = `${path}.${process.pid}.${++writes}.tmp`;
   try {
     await writeFile(tmp, bytes);
     await rename(tmp, path);

@@ -57,6 +57,9 @@ export async function writeToOPFS(fileName: string, bytes: Uint8Array | Blob): P
   checkFileName(op, fileName);
   const root = await opfsRoot(op);
   const handle = await root.getFileHandle(fileName, { create: true });
+  if (typeof handle.createWritable !== 'function') {
+    fail(op, 'this browser\'s Origin Private File System cannot write from the page (FileSystemFileHandle.createWritable is missing, e.g. Safari before 17); save to a Blob instead');
+  }
   const writable = await handle.createWritable();
   try {
     await writable.write(bytes as Uint8Array<ArrayBuffer> | Blob);

@@ -203,6 +203,9 @@ describe('Origin Private File System', () => {
       expect(await removeFromOPFS('ckpt.safetensors')).toBe(true);
       expect(await removeFromOPFS('ckpt.safetensors')).toBe(false);
       await expectThrowsMessage(() => writeToOPFS('dir/x', new Uint8Array(1)), "writeToOPFS: expected a file name without '/'");
+      const noWritable = { getDirectory: async () => ({ getFileHandle: async () => ({}) }) };
+      Object.defineProperty(globalThis, 'navigator', { value: { storage: noWritable }, configurable: true });
+      await expectThrowsMessage(() => writeToOPFS('a', new Uint8Array(1)), 'createWritable is missing');
     } finally {
       if (nav) Object.defineProperty(globalThis, 'navigator', nav);
       else delete (globalThis as { navigator?: unknown }).navigator;
@@ -219,10 +222,11 @@ describe('Node files (@needle/safetensors/node)', () => {
     const w = arange(12).reshape([3, 4]);
     await saveFile(path, { w }, { epoch: '1' });
     await saveFile(path, { w }, { epoch: '2' }); // replaces
+    await Promise.all([saveFile(path, { w }, { epoch: '3' }), saveFile(path, { w }, { epoch: '3' })]); // concurrent saves do not collide
     w.dispose();
     expect(readdirSync(dir)).toEqual(['model.safetensors']);
     const { tensors, metadata } = await loadFile(path);
-    expect(metadata).toEqual({ epoch: '2' });
+    expect(metadata).toEqual({ epoch: '3' });
     expect(await tensors.w.toNested()).toEqual([[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]);
     tensors.w.dispose();
   });
