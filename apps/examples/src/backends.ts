@@ -12,19 +12,28 @@ export const backendOption = {
   description: 'backend to run on (NEEDLE_THREADS=N gives wasm N threads)',
 } as const;
 
+/** The `--threads` flag of the longer examples: the WASM backend's worker threads. */
+export const threadsOption = {
+  type: 'int',
+  min: 1,
+  max: 64,
+  description: 'threads of the wasm backend (ignored by cpu and webgpu)',
+  defaultText: '$NEEDLE_THREADS or the backend\'s choice',
+} as const;
+
 /**
  * Register the backend called `name` and make it the default. WASM and WebGPU are imported only when
  * asked for, so a CPU run never loads their modules or starts workers/devices.
- * `NEEDLE_THREADS` sets the WASM backend's thread count (default: its own choice).
+ * `options.threads`, else `NEEDLE_THREADS`, sets the WASM backend's thread count (default: its own choice).
  */
-export async function useBackend(name: BackendName): Promise<Backend> {
+export async function useBackend(name: BackendName, options: { threads?: number } = {}): Promise<Backend> {
   switch (name) {
     case 'cpu':
       registerCpuBackend();
       break;
     case 'wasm': {
       const { registerWasmBackend } = await import('@needle/ndarray-wasm');
-      const threads = process.env.NEEDLE_THREADS ? Number(process.env.NEEDLE_THREADS) : undefined;
+      const threads = options.threads ?? (process.env.NEEDLE_THREADS ? Number(process.env.NEEDLE_THREADS) : undefined);
       registerWasmBackend(threads === undefined ? {} : { threads });
       break;
     }

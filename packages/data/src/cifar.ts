@@ -2,7 +2,7 @@ import { Dataset } from './dataset';
 import { fail } from '@needle/ndarray';
 import { gunzipIfNeeded } from './gzip';
 import { hostArray, type HostArray } from './host';
-import { joinPath, readFileBytes } from './node-fs';
+import { fileExists, joinPath, readFileBytes } from './node-fs';
 import { applyTransform, type TransformLike } from './transforms';
 
 /** CIFAR-10 binary records: 1 label byte, then 3 * 32 * 32 pixel bytes (the R, G and B planes). */
@@ -98,22 +98,42 @@ export class CIFAR10Dataset extends Dataset<[HostArray, number]> {
 export interface LoadCIFAR10Options extends CIFAR10Options {
   /** data_batch_1.bin ... data_batch_5.bin (true, default) or test_batch.bin (false). */
   train?: boolean;
+  /**
+   * Which training batches: 'all' (default; a missing one is an error), 'present' (those of the five
+   * that exist in `dir`, in order; an error only when there is none), or a list of numbers 1..5.
+   */
+  batches?: 'all' | 'present' | readonly number[];
+}
+
+function trainBatchNames(op: string, batches: LoadCIFAR10Options['batches']): number[] {
+  if (batches === undefined || batches === 'all' || batches === 'present') return [1, 2, 3, 4, 5];
+  if (!Array.isArray(batches) || batches.length === 0 || batches.some((b) => !Number.isInteger(b) || b < 1 || b > 5)) {
+    fail(op, `batches must be 'all', 'present' or a non-empty list of batch numbers 1..5, got ${JSON.stringify(batches)}`);
+  }
+  return [...batches];
 }
 
 /**
  * Node only: read CIFAR-10 from `dir`, the folder of the binary version (cifar-10-batches-bin),
- * holding data_batch_1.bin ... data_batch_5.bin and test_batch.bin.
+ * holding data_batch_1.bin ... data_batch_5.bin and test_batch.bin (raw or gzip content).
  */
 export async function loadCIFAR10(dir: string, options: LoadCIFAR10Options = {}): Promise<CIFAR10Dataset> {
-  const names = options.train ?? true ? [1, 2, 3, 4, 5].map((i) => `data_batch_${i}.bin`) : ['test_batch.bin'];
+  const op = 'loadCIFAR10';
+  const train = options.train ?? true;
+  let names = train ? trainBatchNames(op, options.batches).map((i) => `data_batch_${i}.bin`) : ['test_batch.bin'];
+  if (train && options.batches === 'present') {
+    const present = await Promise.all(names.map((name) => fileExists(joinPath(dir, name))));
+    names = names.filter((_, i) => present[i]);
+    if (names.length === 0) fail(op, `no training batch in ${dir}: expected some of data_batch_1.bin ... data_batch_5.bin (CIFAR-10's binary version)`);
+  }
   const batches = await Promise.all(
     names.map(async (name) => {
       const path = joinPath(dir, name);
-      const bytes = await gunzipIfNeeded(await readFileBytes('loadCIFAR10', path), path);
+      const bytes = await gunzipIfNeeded(await readFileBytes(op, path), path);
       try {
         return parseCifar10Batch(bytes);
       } catch (e) {
-        return fail('loadCIFAR10', `${path}: ${(e as Error).message}`);
+        return fail(op, `${path}: ${(e as Error).message}`);
       }
     }),
   );

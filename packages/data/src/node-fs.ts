@@ -53,3 +53,14 @@ export async function readFileBytes(op: string, path: string): Promise<Uint8Arra
   }
   return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
 }
+
+/** Whether `path` exists (Node). */
+export async function fileExists(path: string): Promise<boolean> {
+  const fs = await nodeFs('fileExists');
+  try {
+    await fs.access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

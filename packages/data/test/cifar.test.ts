@@ -67,6 +67,14 @@ describe('CIFAR-10 binary batches', () => {
       const test = await loadCIFAR10(dir, { train: false });
       expect([...test.labels]).toEqual([7, 8]);
       await expect(loadCIFAR10(dir)).rejects.toThrow(`loadCIFAR10: cannot read ${dir}/data_batch_1.bin`);
+      await expect(loadCIFAR10(dir, { batches: 'present' })).rejects.toThrow(`loadCIFAR10: no training batch in ${dir}: expected some of data_batch_1.bin ... data_batch_5.bin`);
+      // batches: 'present' reads whichever of the five exist, in order; a list reads those named
+      await writeFile(join(dir, 'data_batch_4.bin'), cifarBytes([4, 4, 4]));
+      await writeFile(join(dir, 'data_batch_2.bin'), cifarBytes([2]));
+      expect([...(await loadCIFAR10(dir, { batches: 'present' })).labels]).toEqual([2, 4, 4, 4]);
+      expect([...(await loadCIFAR10(dir, { batches: [4] })).labels]).toEqual([4, 4, 4]);
+      await expect(loadCIFAR10(dir, { batches: [2, 3] })).rejects.toThrow(`loadCIFAR10: cannot read ${dir}/data_batch_3.bin`);
+      await expect(loadCIFAR10(dir, { batches: [6] })).rejects.toThrow(/loadCIFAR10: batches must be 'all', 'present' or a non-empty list of batch numbers 1..5, got \[6\]/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
