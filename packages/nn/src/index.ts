@@ -57,3 +57,4 @@ export {
   type LanguageModelOptions,
   type LanguageModelState,
 } from './models';
+export { torchKey, needleKey, toTorchStateDict, fromTorchStateDict } from './torch-names';
