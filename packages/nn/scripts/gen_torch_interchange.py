@@ -13,13 +13,15 @@ compares the outputs.
 
 Needle -> torch: the test writes <case>.needle.safetensors (needle's own weights, saved under
 PyTorch's names) and <case>.needle.io.safetensors (the same inputs and needle's outputs); the
-committed ones sit beside the torch fixtures. This script loads each into a fresh torch module with
+committed ones sit beside the torch fixtures (refresh them with
+`NEEDLE_WRITE_INTERCHANGE=1 pnpm vitest run packages/nn/test/interchange.test.ts`). This script loads each into a fresh torch module with
 load_state_dict(strict=True) and checks torch computes needle's outputs. The test runs it on the
 files it has just written when /usr/bin/python3 with torch is present.
 
 ResNet9's torch weights are rounded to a few mantissa bits and stored as float16 so the committed
 file stays small and compresses; its outputs are computed from exactly those values.
 """
+import json
 import os
 import sys
 
@@ -145,6 +147,29 @@ def generate():
         save_file({**{k: v.contiguous() for k, v in kept.items()}, **{f'out.{k}': v.contiguous() for k, v in out.items()}},
                   os.path.join(HERE, f'{name}.io.safetensors'))
         print(f'wrote {name}: {len(state)} tensors')
+    write_keys()
+
+
+# Further modules whose PyTorch key lists (in state_dict order) the name mapping is checked against.
+KEY_MODULES = {
+    'rnn': lambda: torch.nn.RNN(3, 4, num_layers=2),
+    'gru': lambda: torch.nn.GRU(3, 4, bias=False),
+    'rnn_cell': lambda: torch.nn.RNNCell(3, 4),
+    'lstm_cell': lambda: torch.nn.LSTMCell(3, 4),
+    'gru_cell': lambda: torch.nn.GRUCell(3, 4),
+    'layer_norm': lambda: torch.nn.LayerNorm(6),
+    'batchnorm1d': lambda: torch.nn.BatchNorm1d(3),
+    'transformer_layer': lambda: torch.nn.TransformerEncoderLayer(8, 2, 16),
+    'transformer': lambda: torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(8, 2, 16), 2, norm=torch.nn.LayerNorm(8),
+                                                       enable_nested_tensor=False),
+}
+
+
+def write_keys():
+    keys = {name: list(make().state_dict().keys()) for name, make in {**KEY_MODULES, **{c: (lambda c=c: build(c)) for c in CASES}}.items()}
+    with open(os.path.join(HERE, 'keys.json'), 'w') as f:
+        json.dump(keys, f, indent=1)
+        f.write('\n')
 
 
 def verify(directory):
