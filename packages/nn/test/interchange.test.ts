@@ -80,7 +80,7 @@ interface Case {
   run: (m: Module, io: Record<string, NDArray>) => Outputs;
 }
 const t = (a: NDArray): Tensor => new Tensor(a);
-const single = (m: Module, io: Record<string, NDArray>): Outputs => ({ output: (m as Module & { call(x: Tensor): Tensor }).call(t(io.x)) });
+const single = (m: Module, io: Record<string, NDArray>): Outputs => ({ output: m.forward(t(io.x)) as Tensor });
 
 /** The needle twin of each generator case (same constructor arguments as the script's build()). */
 const CASES: Record<string, Case> = {
@@ -289,6 +289,25 @@ describe('needle -> PyTorch', () => {
     expect(Object.keys(CASES).every((n) => existsSync(join(dir, `${n}.needle.safetensors`)))).toBe(true);
     const log = execFileSync('/usr/bin/python3', [SCRIPT, '--verify', dir], { encoding: 'utf8' });
     expect(log).toMatch(/7 needle files checked, 0 mismatches/);
-    expect(log).toMatch(/ok  resnet9\.output/);
+    expect(log).toMatch(/ok {2}resnet9\.output/);
   });
+});
+
+it('README example (PyTorch weights, in and out), with the paths pointed at the fixtures', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'needle-readme-'));
+  const before = liveBuffers();
+  const model = new Linear(5, 3);
+  const torchFile = join(FIXTURES, 'linear.safetensors');
+  const needleFile = join(dir, 'needle.safetensors');
+  // ---- README code starts here ----
+  const { tensors } = await loadFile(torchFile);
+  model.loadStateDict(fromTorchStateDict(tensors)); // checked: keys, shapes (strict)
+  for (const a of Object.values(tensors)) a.dispose();
+
+  await saveFile(needleFile, toTorchStateDict(model.stateDict()));
+  // ---- README code ends here ----
+  expect(readFileSync(needleFile).equals(readFileSync(torchFile))).toBe(true);
+  model.dispose();
+  expect(liveBuffers()).toBe(before);
+  rmSync(dir, { recursive: true, force: true });
 });
