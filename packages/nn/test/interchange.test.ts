@@ -16,7 +16,6 @@ import {
   BatchNorm2d,
   Conv2d,
   Embedding,
-  Flatten,
   GRU,
   GRUCell,
   LayerNorm,
@@ -25,11 +24,9 @@ import {
   LSTMCell,
   Module,
   MultiHeadAttention,
-  ReLU,
-  Residual,
   RNN,
   RNNCell,
-  Sequential,
+  ResNet9,
   Transformer,
   TransformerLayer,
   fromTorchStateDict,
@@ -42,37 +39,6 @@ import { liveBuffers } from './helpers';
 const FIXTURES = new URL('./fixtures/interchange/', import.meta.url).pathname;
 const SCRIPT = new URL('../scripts/gen_torch_interchange.py', import.meta.url).pathname;
 const torchKeys = JSON.parse(readFileSync(join(FIXTURES, 'keys.json'), 'utf8')) as Record<string, string[]>;
-
-class ConvBN extends Module {
-  conv: Conv2d;
-  bn: BatchNorm2d;
-  relu = new ReLU();
-  constructor(a: number, b: number, k: number, s: number, g: Generator) {
-    super();
-    this.conv = new Conv2d(a, b, k, { stride: s, padding: Math.floor(k / 2), generator: g });
-    this.bn = new BatchNorm2d(b);
-  }
-  forward(x: Tensor): Tensor {
-    return this.relu.call(this.bn.call(this.conv.call(x)));
-  }
-}
-
-/** needle's ResNet9 (dlsyscourse hw4) built from nn primitives, named like the generator's torch twin. */
-class ResNet9 extends Module {
-  model: Sequential;
-  constructor(g: Generator) {
-    super();
-    const cb = (a: number, b: number, k: number, s: number) => new ConvBN(a, b, k, s, g);
-    this.model = new Sequential(
-      cb(3, 16, 7, 4), cb(16, 32, 3, 2), new Residual(new Sequential(cb(32, 32, 3, 1), cb(32, 32, 3, 1))),
-      cb(32, 64, 3, 2), cb(64, 128, 3, 2), new Residual(new Sequential(cb(128, 128, 3, 1), cb(128, 128, 3, 1))),
-      new Flatten(), new Linear(128, 128, { generator: g }), new ReLU(), new Linear(128, 10, { generator: g }),
-    );
-  }
-  forward(x: Tensor): Tensor {
-    return this.model.call(x);
-  }
-}
 
 type Outputs = Record<string, Tensor>;
 interface Case {
@@ -102,7 +68,7 @@ const CASES: Record<string, Case> = {
       return { output, weights: weights! };
     },
   },
-  resnet9: { build: (g) => new ResNet9(g), run: single },
+  resnet9: { build: (g) => new ResNet9({ generator: g }), run: single },
 };
 
 /** Train-mode forwards over io.train0, train1, ... (BatchNorm statistics), then the eval outputs, as the script's run(). */
