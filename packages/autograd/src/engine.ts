@@ -99,7 +99,7 @@ function releaseGraph(root: Tensor): void {
     if (t === root || !t._intermediate) continue;
     if (t._pinned) {
       // Held as some tensor's .grad: that tensor owns it now; only cut it from the graph.
-      t._node = null;
+      t._unlink('backward()', true);
       t._intermediate = false;
     } else if (!t.disposed) {
       t._release('backward()');
@@ -107,7 +107,7 @@ function releaseGraph(root: Tensor): void {
   }
   // The root stays yours: cut from the graph, no longer an intermediate a later graph may release.
   if (root._node !== null) root._graphFreed = true;
-  root._node = null;
+  root._unlink('backward()', true);
   root._intermediate = false;
 }
 
@@ -162,15 +162,25 @@ function run(
     withGradMode(createGraph, () => {
       const grads = new Map<Tensor, Tensor>();
       const refs = new Map<Tensor, number>();
-      const hold = (t: Tensor) => refs.set(t, (refs.get(t) ?? 0) + 1);
+      // A hold counts as a consumer too, so releasing part of the new graph (createGraph) cannot
+      // free a gradient the pass still needs.
+      const hold = (t: Tensor) => {
+        refs.set(t, (refs.get(t) ?? 0) + 1);
+        t._consumers++;
+      };
       const drop = (t: Tensor) => {
+        t._consumers--;
         const n = (refs.get(t) ?? 0) - 1;
         if (n > 0) {
           refs.set(t, n);
           return;
         }
         refs.delete(t);
-        if (!createGraph && (t !== seed || seedOwned) && !t.disposed) t.dispose();
+        if (t === seed && !seedOwned) return;
+        // With createGraph a dropped gradient may be read by the new graph: it goes to that graph
+        // (freed now if nothing reads it, such as the gradients of parameters gradients() skips).
+        if (createGraph) t._disown();
+        else if (!t.disposed) t.dispose();
       };
       const store = (t: Tensor, g: Tensor) => {
         const prev = grads.get(t);
@@ -221,9 +231,6 @@ function run(
       s.end([...results.values()]);
     }
   }
-  // With createGraph the seed may be an input of the new graph (exp's rule multiplies by it), so it
-  // belongs to that graph rather than being freed here.
-  if (seedOwned && createGraph) seed._intermediate = true;
   if (!retainGraph) releaseGraph(root);
   return results;
 }

@@ -35,7 +35,7 @@ export function valueAndGrad(fn: Fn, options?: GradOptions): (...args: Tensor[])
     const made: Tensor[] = [];
     const xs = args.map((a, i) => {
       if (!wanted.includes(i) || a.requiresGrad) return a;
-      const leaf = a.detach();
+      const leaf = a._leafView();
       leaf.requiresGrad = true;
       made.push(leaf);
       return leaf;
@@ -56,7 +56,7 @@ export function valueAndGrad(fn: Fn, options?: GradOptions): (...args: Tensor[])
       // The gradients feed the enclosing function, and their graph may read these leaves and the
       // output: all of them belong to the enclosing graph, released by its backward.
       for (const g of grads) g._pinned = false;
-      for (const leaf of made) leaf._intermediate = true;
+      for (const leaf of made) leaf._disown();
     } else {
       for (const leaf of made) leaf.dispose();
     }
@@ -72,7 +72,8 @@ export function grad(fn: Fn, options?: GradOptions): (...args: Tensor[]) => Tens
   return (...args: Tensor[]) => {
     const nested = tracing > 0;
     const [value, g] = vg(...args);
-    if (nested) value._intermediate = true;
+    // Nested, the value is not needed by the enclosing graph (only its gradient is): freed unless read.
+    if (nested) value._disown();
     else value.dispose();
     return g;
   };

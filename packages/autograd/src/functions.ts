@@ -13,6 +13,7 @@ import {
   normalizeAxis,
   rand as ndRand,
   splitSizes,
+  disposeOnError,
   tidy,
   type Generator,
   type Index,
@@ -35,11 +36,12 @@ function checkTensor(op: string, t: unknown, what = 'input'): asserts t is Tenso
 
 /**
  * Run a composition. With grad enabled its intermediates are graph nodes reachable from the result
- * (so backward releases them); without, nothing references them once the result exists, so a tidy
- * disposes them right away and noGrad code does not leak composite internals.
+ * (so backward releases them), and freed only if the composition throws part-way; without, nothing
+ * references them once the result exists, so a tidy disposes them right away and noGrad code does
+ * not leak composite internals.
  */
 function composite<T>(fn: () => T): T {
-  return isGradEnabled() ? fn() : tidy(fn);
+  return isGradEnabled() ? disposeOnError(fn) : tidy(fn);
 }
 
 /** Broadcast to `shape` unless already there (internal: may return `t` itself). */

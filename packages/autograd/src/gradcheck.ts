@@ -51,7 +51,7 @@ export async function gradcheck(fn: (...inputs: Tensor[]) => Tensor, inputs: rea
   try {
     // Leaf views, so the user's tensors and their .grad are left untouched.
     const leaves = inputs.map((t) => {
-      const v = t.detach();
+      const v = t._leafView();
       v.requiresGrad = t.requiresGrad;
       return v;
     });

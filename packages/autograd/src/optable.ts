@@ -392,12 +392,18 @@ export function apply<K extends OpName>(op: K, inputs: readonly Tensor[], attrs:
   const out = def.forward(inputs.map((t) => t.data), attrs);
   if (!isGradEnabled()) return Tensor._fromOp(out, null, false);
   const requiresGrad = inputs.some((t) => t.requiresGrad);
-  // Only a node that a backward pass can reach needs its saved versions.
-  const versions = requiresGrad && def.saves.length > 0 ? def.saves.map((w) => (w === 'out' ? out : inputs[w].data).version) : NO_VERSIONS;
-  return Tensor._fromOp(out, { op, inputs: [...inputs], attrs, versions }, requiresGrad);
+  // Only a node that a backward pass can reach needs its saved arrays and their versions.
+  let saved = NO_SAVED;
+  let versions = NO_VERSIONS;
+  if (requiresGrad && def.saves.length > 0) {
+    saved = def.saves.map((w) => (w === 'out' ? out : inputs[w].data));
+    versions = saved.map((a) => a.version);
+  }
+  return Tensor._fromOp(out, { op, inputs: [...inputs], attrs, saved, versions }, requiresGrad);
 }
 
 const NO_VERSIONS: readonly number[] = [];
+const NO_SAVED: readonly NDArray[] = [];
 
 /**
  * Throw when a tensor the node's backward reads was written in place after the op recorded it:
@@ -408,9 +414,11 @@ export function checkSaved(node: GraphNode, out: Tensor): void {
   def.saves.forEach((w, i) => {
     const t = w === 'out' ? out : node.inputs[w];
     const data = t.data;
-    if (data.version === node.versions[i]) return;
+    const same = data === node.saved[i];
+    if (same && data.version === node.versions[i]) return;
     const what = w === 'out' ? 'its output' : `its input ${w}`;
-    fail('backward', `a tensor needed for gradient computation by ${node.op} (${what}, shape ${formatShape(t.shape)}) was modified in place by ${data.lastWriter} after it was used (version ${node.versions[i]}, now ${data.version}); write the new value into a new tensor, clone() it before the change, or change it after backward()`);
+    const how = same ? `${data.lastWriter} after it was used (version ${node.versions[i]}, now ${data.version})` : 'replaceData after it was used (it took new storage)';
+    fail('backward', `a tensor needed for gradient computation by ${node.op} (${what}, shape ${formatShape(t.shape)}) was modified in place by ${how}; write the new value into a new tensor, clone() it before the change, or change it after backward()`);
   });
 }
 

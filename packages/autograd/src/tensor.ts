@@ -8,6 +8,10 @@ import {
   full as ndFull,
   NDArray,
   OWNED_ARRAYS,
+  DEPENDENCIES,
+  ON_KEPT,
+  track,
+  untrack,
   rand as ndRand,
   randn as ndRandn,
   type Backend,
@@ -33,7 +37,8 @@ export interface GraphNode {
   readonly op: OpName;
   readonly inputs: readonly Tensor[];
   readonly attrs: unknown;
-  /** Versions of the tensors the op's backward reads (`OpDef.saves`), when recorded. */
+  /** The arrays the op's backward reads (`OpDef.saves`) and their versions, when recorded. */
+  readonly saved: readonly NDArray[];
   readonly versions: readonly number[];
 }
 
@@ -48,9 +53,10 @@ export interface TensorOptions {
  * its accumulated `.grad`, and the op and inputs that made it.
  *
  * Ownership (README, "Memory"): every Tensor holds exactly one reference to its NDArray. Leaves
- * (creation helpers, `detach()`, results computed under `noGrad`) belong to you. Results of ops run
- * with grad enabled are graph intermediates: `backward()` disposes the ones reachable from the tensor
- * it was called on (except that tensor) unless asked to retain the graph.
+ * (creation helpers, results computed under `noGrad`) belong to you. Results of ops run with grad
+ * enabled are graph intermediates: `backward()` disposes the ones reachable from the tensor it was
+ * called on (except that tensor) unless asked to retain the graph, and disposing a tensor releases the
+ * intermediates it was computed from that nothing else reads (reference counts on the graph).
  */
 export class Tensor implements HasOwnedArrays, Disposable {
   private _data: NDArray;
@@ -66,6 +72,15 @@ export class Tensor implements HasOwnedArrays, Disposable {
   _pinned = false;
   /** @internal backward() released this tensor's graph (a second pass needs retainGraph). */
   _graphFreed = false;
+  /** @internal How many live graph nodes (and detached views) read this tensor. */
+  _consumers = 0;
+  /**
+   * @internal Handed to you as the result of a scope (Module.call, tidy, scope().end): reference
+   * counting leaves it alone; only dispose() or a backward through it releases it.
+   */
+  _kept = false;
+  /** @internal For a detach() of an intermediate: the tensor it came from, which it keeps alive. */
+  _source: Tensor | null = null;
 
   /**
    * Low level: wrap an NDArray, taking over the caller's reference to it. Most code uses the
@@ -78,6 +93,7 @@ export class Tensor implements HasOwnedArrays, Disposable {
     this._requiresGrad = options.requiresGrad ?? false;
     this._node = null;
     this._intermediate = false;
+    track(this);
   }
 
   /** @internal An op result: requires grad when recorded with a grad-requiring input. */
@@ -85,6 +101,7 @@ export class Tensor implements HasOwnedArrays, Disposable {
     const t = new Tensor(data, { requiresGrad });
     t._node = node;
     t._intermediate = node !== null;
+    if (node) for (const i of node.inputs) i._consumers++;
     return t;
   }
 
@@ -94,7 +111,7 @@ export class Tensor implements HasOwnedArrays, Disposable {
   get data(): NDArray {
     if (this.disposed) {
       fail('Tensor.data', this._releasedBy
-        ? `tensor of shape ${formatShape(this._data.shape)} was released by ${this._releasedBy} (it was an intermediate of the graph); detach() it before backward, or pass { retainGraph: true }`
+        ? `tensor of shape ${formatShape(this._data.shape)} was released by ${this._releasedBy} (it was an intermediate of the graph); ${this._releasedBy === 'backward()' ? 'detach() it before backward, or pass { retainGraph: true }' : 'read or detach() it before disposing the tensors computed from it'}`
         : `tensor of shape ${formatShape(this._data.shape)} was disposed (use after dispose)`);
     }
     return this._data;
@@ -139,7 +156,8 @@ export class Tensor implements HasOwnedArrays, Disposable {
       fail('requiresGrad', `cannot switch off requiresGrad on a non-leaf tensor of shape ${formatShape(this.shape)}; use detach()`);
     }
     this._requiresGrad = value;
-    this._node = null;
+    // Now a leaf you own: it no longer holds what it was computed from (nor is it released with it).
+    this._unlink('', false);
     this._intermediate = false;
   }
 
@@ -192,8 +210,20 @@ export class Tensor implements HasOwnedArrays, Disposable {
       if (this._releasedBy) return;
       fail('dispose', `tensor of shape ${formatShape(this._data.shape)} was already disposed`);
     }
+    this._freeOwn();
+    this._unlink(this._releasedBy ?? 'dispose() of a tensor computed from it', true);
+  }
+
+  /** @internal Called by graph release: dispose, remembering why for the error message. */
+  _release(by: string): void {
+    this._releasedBy = by;
+    if (!this._disposed) this.dispose();
+  }
+
+  /** Free this tensor's own arrays (data and grad), not the graph. */
+  private _freeOwn(): void {
     this._disposed = true;
-    this._node = null;
+    untrack(this);
     if (!this._data.disposed) this._data.dispose();
     if (this._grad) {
       const g = this._grad;
@@ -203,10 +233,52 @@ export class Tensor implements HasOwnedArrays, Disposable {
     }
   }
 
-  /** @internal Called by graph release: dispose, remembering why for the error message. */
-  _release(by: string): void {
-    this._releasedBy = by;
-    if (!this._disposed) this.dispose();
+  /**
+   * @internal Drop the links to what this tensor was computed from (its node's inputs, the source of
+   * a detach). With `cascade`, an input nothing reads any more is released when the graph owns it
+   * (an intermediate, not a `.grad`, not handed to you by a scope), and so on up the graph:
+   * iteratively, so a long chain (an unrolled RNN) cannot overflow the stack.
+   */
+  _unlink(by: string, cascade: boolean): void {
+    const work: Tensor[] = [this];
+    while (work.length > 0) {
+      const t = work.pop()!;
+      const node = t._node;
+      const source = t._source;
+      t._node = null;
+      t._source = null;
+      const drop = (i: Tensor): void => {
+        i._consumers--;
+        if (cascade && i._consumers <= 0 && i._intermediate && !i._pinned && !i._kept && !i._disposed) {
+          i._releasedBy = by;
+          i._freeOwn();
+          work.push(i);
+        }
+      };
+      if (node) for (const i of node.inputs) drop(i);
+      if (source) drop(source);
+    }
+  }
+
+  /**
+   * @internal Hand this tensor to the graph that reads it: released with that graph (by a backward
+   * or when its last consumer goes), or right away when nothing reads it.
+   */
+  _disown(): void {
+    if (this._disposed || this._pinned) return;
+    this._intermediate = true;
+    this._kept = false;
+    if (this._consumers <= 0) this.dispose();
+  }
+
+  /** What a scope keeps with this tensor: the graph its backward pass reads (when it has one). */
+  *[DEPENDENCIES](): Iterable<unknown> {
+    if (this._requiresGrad && this._node) yield* this._node.inputs;
+  }
+
+  /** A scope let this tensor survive: as its result (yours now) or as a dependency (the graph's). */
+  [ON_KEPT](explicit: boolean): void {
+    this._kept = explicit;
   }
 
   [Symbol.dispose](): void {
@@ -221,8 +293,27 @@ export class Tensor implements HasOwnedArrays, Disposable {
 
   // ---- leaves, reading back ------------------------------------------------------------------
 
-  /** A new leaf sharing this tensor's storage (a view: no copy), cut from the graph. You own it. */
+  /**
+   * A new leaf sharing this tensor's storage (a view: no copy), cut from the graph. Detaching a graph
+   * intermediate hands the intermediate over to the new tensor, as `h = h.detach()` does in PyTorch:
+   * the intermediate lives while the detached tensor does, and the detached tensor is itself released
+   * with the graph of a later backward that reads it (a hidden state carried between truncated-BPTT
+   * steps frees itself). Otherwise, and until such a backward, it is yours to dispose.
+   */
   detach(): Tensor {
+    const d = this.data;
+    const t = new Tensor(d.view(d.shape, d.strides, d.offset));
+    if (this._intermediate && !this._pinned) {
+      t._intermediate = true;
+      t._source = this;
+      this._consumers++;
+      this._kept = false;
+    }
+    return t;
+  }
+
+  /** @internal A plain leaf view of the storage that takes nothing over (for library code). */
+  _leafView(): Tensor {
     const d = this.data;
     return new Tensor(d.view(d.shape, d.strides, d.offset));
   }

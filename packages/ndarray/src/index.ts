@@ -45,6 +45,22 @@ export {
   resolveBackend,
   type BackendFactory,
 } from './registry';
-export { tidy, scope, keep, track, untrack, Scope, OWNED_ARRAYS, Storage, type Disposable, type HasOwnedArrays } from './memory';
+export {
+  tidy,
+  scope,
+  keep,
+  disposeOnError,
+  track,
+  untrack,
+  Scope,
+  OWNED_ARRAYS,
+  DEPENDENCIES,
+  ON_KEPT,
+  Storage,
+  type Disposable,
+  type HasOwnedArrays,
+  type HasDependencies,
+  type ScopeOptions,
+} from './memory';
 export { Generator, manualSeed, defaultGenerator, type GeneratorState } from './random';
 export { broadcastShapes, compactStrides, shapeSize, normalizeAxis, normalizeAxes, type Shape } from './shape';

@@ -78,37 +78,129 @@ export function unregisterFinalizer(owner: object): void {
   finalizer.unregister(owner);
 }
 
+/**
+ * Optional protocol for owners: the values that must survive a scope together with the owner when
+ * they were created inside it (a tensor's graph inputs, which its backward pass will read).
+ */
+export const DEPENDENCIES: unique symbol = Symbol.for('needle.dependencies');
+
+/**
+ * Optional protocol: called on a value a scope lets survive that it created: `explicit` when the
+ * value was named in `end(keep)`/`keep()`, false when it survives only as a dependency of one.
+ */
+export const ON_KEPT: unique symbol = Symbol.for('needle.onKept');
+
+export interface HasDependencies {
+  [DEPENDENCIES](): Iterable<unknown>;
+}
+
+interface KeptHook {
+  [ON_KEPT](explicit: boolean): void;
+}
+
+/** What scopes key on: arrays and tensors carry their backend. */
+function backendOf(a: Disposable): unknown {
+  return (a as { backend?: unknown }).backend;
+}
+
+export interface ScopeOptions {
+  /**
+   * Collect only arrays on this backend (instance or registered name). Two async loops that run at
+   * the same time on different backends each use their own keyed scope, and neither collects the
+   * other's arrays. An unkeyed scope collects every array created while it is the innermost one.
+   */
+  backend?: unknown;
+}
+
 /** A set of arrays created while it was open. */
 export class Scope {
   readonly tracked = new Set<Disposable>();
   private ended = false;
+  /** The backend this scope collects for (undefined: all). Resolved lazily by name when given one. */
+  private readonly key: unknown;
 
-  /** Stop tracking these (they survive `end`); used for values that must outlive the scope. */
+  constructor(options: ScopeOptions = {}) {
+    this.key = options.backend;
+  }
+
+  /** Whether the two scopes may collect the same arrays. */
+  overlaps(other: Scope): boolean {
+    return this.key === undefined || other.key === undefined || this.accepts(other.key) || other.accepts(this.key);
+  }
+
+  /** Whether this scope collects arrays on `backend`. */
+  accepts(backend: unknown): boolean {
+    const k = this.key;
+    if (k === undefined) return true;
+    if (k === backend) return true;
+    return typeof k === 'string' && (backend as { name?: unknown } | undefined)?.name === k;
+  }
+
+  /**
+   * Stop tracking these (they survive `end`); used for values that must outlive the scope. Owners
+   * that declare dependencies (a tensor's graph) keep those created in this scope too.
+   */
   keep<T>(value: T): T {
-    for (const a of collect(value)) this.tracked.delete(a);
+    for (const a of this.survivors(value)) this.tracked.delete(a);
     return value;
   }
 
   /**
    * Close the scope: dispose every array created in it except those found in `keep` (arrays, nested
-   * arrays/objects of them, or owners such as tensors), which move to the enclosing scope if any.
+   * arrays/objects of them, or owners such as tensors, with the graph they depend on), which move to
+   * the enclosing scope that collects their backend, if any. Later values are disposed first.
    */
   end<T = undefined>(keep?: T): T {
     if (this.ended) fail('scope.end', 'this scope has already ended');
-    this.ended = true;
     const i = stack.lastIndexOf(this);
+    // A scope opened later and still open, collecting the same arrays, means this one's arrays went
+    // there: async code running concurrently (or an inner scope never ended). Ending would silently
+    // leave them to the other scope's end, which may be another loop's.
+    for (let j = i + 1; j < stack.length; j++) {
+      if (stack[j].overlaps(this)) {
+        fail('scope.end', 'a scope opened after this one and collecting the same backend is still open: ' +
+          'end scopes innermost first; async code running concurrently (two loops under Promise.all) must ' +
+          'key its scopes by backend, scope({ backend }), one backend per loop');
+      }
+    }
+    const kept = this.survivors(keep);
+    this.ended = true;
     if (i >= 0) stack.splice(i, 1);
-    const kept = new Set(collect(keep));
-    const parent = stack[stack.length - 1];
-    for (const a of this.tracked) {
+    const items = [...this.tracked];
+    this.tracked.clear();
+    for (let j = items.length - 1; j >= 0; j--) {
+      const a = items[j];
       if (kept.has(a)) {
-        parent?.tracked.add(a);
+        enclosing(i, backendOf(a))?.tracked.add(a);
       } else if (!a.disposed) {
         a.dispose();
       }
     }
-    this.tracked.clear();
     return keep as T;
+  }
+
+  /** Everything in `value`, plus the dependencies this scope tracks; tells the tracked ones they survive. */
+  private survivors(value: unknown): Set<Disposable> {
+    const named = new Set(collect(value));
+    if (named.size === 0) return named;
+    const kept = new Set(named);
+    const pending: Disposable[] = [...named];
+    while (pending.length > 0) {
+      const owner = pending.pop()!;
+      if (!hasDependencies(owner)) continue;
+      for (const dep of owner[DEPENDENCIES]()) {
+        if (!isDisposable(dep) || kept.has(dep) || !this.tracked.has(dep)) continue;
+        for (const a of collect(dep)) {
+          if (kept.has(a)) continue;
+          kept.add(a);
+          pending.push(a);
+        }
+      }
+    }
+    for (const a of kept) {
+      if (this.tracked.has(a) && hasKeptHook(a)) a[ON_KEPT](named.has(a));
+    }
+    return kept;
   }
 
   [Symbol.dispose](): void {
@@ -116,21 +208,34 @@ export class Scope {
   }
 }
 
+/** Open scopes, innermost last. */
 const stack: Scope[] = [];
 
-/** Called by every array (and wrapper) on creation. */
+/** The innermost open scope below position `below` that collects arrays on `backend`. */
+function enclosing(below: number, backend: unknown): Scope | undefined {
+  for (let j = Math.min(below, stack.length) - 1; j >= 0; j--) {
+    if (stack[j].accepts(backend)) return stack[j];
+  }
+  return undefined;
+}
+
+/** Called by every array (and wrapper) on creation: it joins the innermost scope for its backend. */
 export function track(a: Disposable): void {
-  stack[stack.length - 1]?.tracked.add(a);
+  enclosing(stack.length, backendOf(a))?.tracked.add(a);
 }
 
 /** Called on dispose so scopes do not hold disposed arrays. */
 export function untrack(a: Disposable): void {
-  stack[stack.length - 1]?.tracked.delete(a);
+  enclosing(stack.length, backendOf(a))?.tracked.delete(a);
 }
 
-/** Open a scope that works across `await`: `const s = scope(); ...; s.end(keep)`. Supports `using`. */
-export function scope(): Scope {
-  const s = new Scope();
+/**
+ * Open a scope that works across `await`: `const s = scope(); ...; s.end(keep)`. Supports `using`.
+ * Concurrent async code (two loops under `Promise.all`) must key its scopes by backend,
+ * `scope({ backend })`, or the loops collect each other's arrays; see ScopeOptions.
+ */
+export function scope(options?: ScopeOptions): Scope {
+  const s = new Scope(options);
   stack.push(s);
   return s;
 }
@@ -155,10 +260,42 @@ export function tidy<T>(fn: () => T): T {
   return s.end(result);
 }
 
-/** Exempt arrays from the innermost scope, so its end does not dispose them. */
+/**
+ * Run a synchronous function; if it throws, dispose every array it created before rethrowing. On
+ * success nothing is disposed: its arrays stay where they would have been without it. For code that
+ * must not leak when it fails part-way (composite ops, whose intermediates are a graph on success).
+ */
+export function disposeOnError<T>(fn: () => T): T {
+  const s = scope();
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    s.end();
+    throw e;
+  }
+  const i = stack.lastIndexOf(s);
+  if (i >= 0) stack.splice(i, 1);
+  for (const a of s.tracked) enclosing(i, backendOf(a))?.tracked.add(a);
+  s.tracked.clear();
+  return result;
+}
+
+/**
+ * Exempt arrays from every open scope, so no scope's end disposes them (with a scope keyed by
+ * backend, an array may sit in a scope below the innermost one).
+ */
 export function keep<T>(value: T): T {
-  const s = stack[stack.length - 1];
-  return s ? s.keep(value) : value;
+  for (let j = stack.length - 1; j >= 0; j--) stack[j].keep(value);
+  return value;
+}
+
+function hasDependencies(v: unknown): v is HasDependencies {
+  return typeof v === 'object' && v !== null && DEPENDENCIES in v;
+}
+
+function hasKeptHook(v: unknown): v is KeptHook {
+  return typeof v === 'object' && v !== null && ON_KEPT in v;
 }
 
 function isOwner(v: unknown): v is HasOwnedArrays {

@@ -7,7 +7,7 @@
  * `heads.key`). Buffers (tensors that are state but not trained, e.g. BatchNorm's running statistics)
  * are ordinary `Tensor` properties named once with `registerBuffer`, as in PyTorch.
  */
-import { NDArray, keep, resolveBackend, tidy, type Backend } from '@needle/ndarray';
+import { NDArray, keep, resolveBackend, scope, tidy, type Backend } from '@needle/ndarray';
 import { Tensor, noGrad } from '@needle/autograd';
 import { fail, fmt, sameShape } from './errors';
 
@@ -76,9 +76,23 @@ export abstract class Module {
   /** The computation. Subclasses declare their own signature, e.g. `forward(x: Tensor): Tensor`. */
   abstract forward(...args: unknown[]): unknown;
 
-  /** Run the module: `model.call(x)` is `model.forward(x)`, typed by the subclass's forward. */
+  /**
+   * Run the module: `model.call(x)` is `model.forward(x)`, typed by the subclass's forward, inside a
+   * scope. What the forward returns is yours; its intermediates that the result does not depend on
+   * are freed when it returns, and those it does depend on (with grad enabled: the graph a backward
+   * reads) are released by that backward, or by disposing the result. If the forward throws,
+   * everything it allocated is freed.
+   */
   call(...args: Parameters<this['forward']>): ReturnType<this['forward']> {
-    return (this.forward as (...a: unknown[]) => unknown).apply(this, args) as ReturnType<this['forward']>;
+    const s = scope();
+    let out: unknown;
+    try {
+      out = (this.forward as (...a: unknown[]) => unknown).apply(this, args);
+    } catch (e) {
+      s.end();
+      throw e;
+    }
+    return s.end(out) as ReturnType<this['forward']>;
   }
 
   // ---- discovery -------------------------------------------------------------------------------
