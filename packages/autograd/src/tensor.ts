@@ -10,7 +10,7 @@ import {
   OWNED_ARRAYS,
   DEPENDENCIES,
   ON_KEPT,
-  track,
+  trackWith,
   untrack,
   rand as ndRand,
   randn as ndRandn,
@@ -93,7 +93,7 @@ export class Tensor implements HasOwnedArrays, Disposable {
     this._requiresGrad = options.requiresGrad ?? false;
     this._node = null;
     this._intermediate = false;
-    track(this);
+    trackWith(this, data);
   }
 
   /** @internal An op result: requires grad when recorded with a grad-requiring input. */

@@ -51,6 +51,7 @@ export {
   keep,
   disposeOnError,
   track,
+  trackWith,
   untrack,
   Scope,
   OWNED_ARRAYS,

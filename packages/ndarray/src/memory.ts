@@ -224,6 +224,15 @@ export function track(a: Disposable): void {
   enclosing(stack.length, backendOf(a))?.tracked.add(a);
 }
 
+/**
+ * Called by a wrapper (a tensor) on creation: it joins the innermost scope for its backend only when
+ * that scope holds the array it wraps, so wrapping an array made outside a scope leaves both alone.
+ */
+export function trackWith(wrapper: Disposable, inner: Disposable): void {
+  const s = enclosing(stack.length, backendOf(wrapper));
+  if (s?.tracked.has(inner)) s.tracked.add(wrapper);
+}
+
 /** Called on dispose so scopes do not hold disposed arrays. */
 export function untrack(a: Disposable): void {
   enclosing(stack.length, backendOf(a))?.tracked.delete(a);
