@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Generator, scope, tidy } from '@needle/ndarray';
 import * as A from '../src/index';
 import { Tensor, gradcheck, grad, noGrad, randn, tensor, zeros } from '../src/index';
-import { liveBuffers } from './helpers';
+import { expectValues, liveBuffers } from './helpers';
 
 function sgd(params: Tensor[], lr: number): void {
   noGrad(() =>
@@ -45,6 +45,40 @@ describe('memory', () => {
     expect(liveBuffers()).toBe(after1);
     expect(last).toBeLessThan(first);
     [...params, x, labels].forEach((t) => t.dispose());
+  });
+
+  it('disposing a result releases the graph only it held; shared and scope-returned tensors survive', async () => {
+    const w = tensor([1, 2], { requiresGrad: true });
+    const x = tensor([3, 4]);
+    const before = liveBuffers();
+    // the whole graph of a result nobody else reads goes with it
+    const y = A.mul(A.exp(A.mul(x, w)), 2);
+    const z = A.sum(y);
+    z.dispose();
+    expect(liveBuffers()).toBe(before);
+    expect(() => y.data).toThrow(/Tensor.data: tensor of shape \[2\] was released by dispose\(\) of a tensor computed from it .*read or detach\(\) it before/);
+    // an intermediate another live tensor reads stays, and that tensor's backward still works
+    const h = A.mul(x, w);
+    const a = A.sum(h);
+    const b = A.sum(A.mul(h, 2));
+    a.dispose();
+    expect(h.disposed).toBe(false);
+    b.backward();
+    await expectValues(w.grad!, [6, 8]);
+    b.dispose();
+    w.zeroGrad();
+    // a tensor a scope returned is yours: disposing what was computed from it leaves it alone
+    const r = tidy(() => A.mul(x, w));
+    A.sum(r).dispose();
+    expect(await r.toNested()).toEqual([3, 8]);
+    r.dispose();
+    // detach() hands an intermediate over: it lives while the detached tensor does
+    const e = A.exp(A.mul(x, w));
+    const d = e.detach();
+    d.dispose();
+    expect(e.disposed).toBe(true);
+    expect(liveBuffers()).toBe(before);
+    [w, x].forEach((t) => t.dispose());
   });
 
   it('functional grad frees everything but its result', () => {

@@ -95,6 +95,14 @@ describe('version counters', () => {
     [a, loss].forEach((t) => t.dispose());
   });
 
+  it('replaceData (a leaf taking new storage, as module.to does) after the forward is caught too', () => {
+    const { a, loss } = lossOfSquare();
+    a.replaceData(array([7, 8]));
+    expect(() => loss.backward()).toThrow(/backward: a tensor needed for gradient computation by mul \(its input 0, shape \[2\]\) was modified in place by replaceData after it was used \(it took new storage\)/);
+    loss.dispose();
+    a.dispose();
+  });
+
   it('assign on a leaf that requires grad is refused while grad mode is on, as PyTorch refuses it', async () => {
     const p = tensor([1, 2], { requiresGrad: true });
     expect(() => p.assign(0)).toThrow(/assign: a leaf tensor that requires grad \(shape \[2\]\) is being used in an in-place operation while grad mode is on; wrap the update in noGrad/);

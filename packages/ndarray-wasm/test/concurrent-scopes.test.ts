@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Generator, NDArray, scope, tidy, type Backend, type Scope } from '@needle/ndarray';
+import { DEPENDENCIES, Generator, NDArray, disposeOnError, full, scope, tidy, type Backend, type Scope } from '@needle/ndarray';
 import { createCpuBackend } from '@needle/ndarray-cpu';
 import { createWasmBackend } from '../src';
 
@@ -67,5 +67,48 @@ describe('scopes under concurrency', () => {
     for (const e of errors) expect(e).toMatch(/scope.end: a scope opened after this one and collecting the same backend is still open.*scope\({ backend }\)/);
     // Once the other loop is done, the failed scopes end cleanly (innermost first).
     for (const s of failed.reverse()) s.end();
+  });
+});
+
+describe('scope rules', () => {
+  it('a keyed scope collects only its backend (by instance or name); an inner tidy still collects everything', () => {
+    const cpu = createCpuBackend({ name: 'cpu-keyed' });
+    const other = createCpuBackend({ name: 'cpu-other' });
+    const outer = scope({ backend: other });
+    const s = scope({ backend: 'cpu-keyed' });
+    const a = full([2], 1, { backend: cpu });
+    const b = full([2], 2, { backend: other });
+    const kept = tidy(() => [full([1], 3, { backend: cpu }), full([1], 4, { backend: other })]);
+    s.end();
+    expect([a.disposed, b.disposed, kept[0].disposed, kept[1].disposed]).toEqual([true, false, true, false]);
+    outer.end();
+    expect([b.disposed, kept[1].disposed]).toEqual([true, true]);
+    expect([cpu.memory().buffers, other.memory().buffers]).toEqual([0, 0]);
+  });
+
+  it('disposeOnError frees what fn made only when it throws; otherwise its arrays stay in the enclosing scope', () => {
+    const cpu = createCpuBackend({ name: 'cpu-on-error' });
+    expect(() => disposeOnError(() => {
+      full([3], 1, { backend: cpu });
+      throw new Error('part-way');
+    })).toThrow('part-way');
+    expect(cpu.memory().buffers).toBe(0);
+    const s = scope();
+    const made = disposeOnError(() => [full([3], 1, { backend: cpu }), full([3], 2, { backend: cpu })]);
+    expect(made.map((a) => a.disposed)).toEqual([false, false]);
+    s.end();
+    expect(made.map((a) => a.disposed)).toEqual([true, true]);
+  });
+
+  it('an owner\'s DEPENDENCIES made inside the scope survive with it; others made there are disposed', () => {
+    const cpu = createCpuBackend({ name: 'cpu-deps' });
+    const outside = full([1], 0, { backend: cpu });
+    const s = scope();
+    const needed = full([2], 1, { backend: cpu });
+    const unneeded = full([2], 2, { backend: cpu });
+    const owner = { disposed: false, dispose() { this.disposed = true; }, *[DEPENDENCIES]() { yield needed; yield outside; } };
+    s.end(owner);
+    expect([needed.disposed, unneeded.disposed, outside.disposed]).toEqual([false, true, false]);
+    [needed, outside].forEach((a) => a.dispose());
   });
 });
