@@ -3,7 +3,7 @@
  * accumulated per node, leaves' gradients accumulated into `.grad`, and the graph released afterwards
  * unless asked to keep it.
  */
-import { fail, formatShape, full as ndFull, keep, NDArray, scope, type Scope } from '@needle/ndarray';
+import { checkBoolean, checkOptions, describeValue, fail, formatShape, full as ndFull, keep, NDArray, scope, type Scope } from '@needle/ndarray';
 import { withGradMode } from './grad-mode';
 import { OPS, checkGradients, checkSaved, type OpDef, type OpName } from './optable';
 import { Tensor } from './tensor';
@@ -39,6 +39,8 @@ export function backward(output: Tensor, grad?: Tensor | NDArray | number, optio
  * The results are yours; with createGraph they are graph nodes you can differentiate again.
  */
 export function gradients(output: Tensor, inputs: readonly Tensor[], options: GradientsOptions = {}): (Tensor | null)[] {
+  if (!Array.isArray(inputs as unknown)) fail('gradients', `expected the inputs as an array of Tensors, got ${describeValue(inputs)}`);
+  checkOptions('gradients', options);
   inputs.forEach((t, i) => {
     if (!(t instanceof Tensor)) fail('gradients', `input ${i} is not a Tensor`);
     if (!t.requiresGrad) fail('gradients', `input ${i} (shape ${formatShape(t.shape)}) does not require grad`);
@@ -111,18 +113,36 @@ function releaseGraph(root: Tensor): void {
   root._intermediate = false;
 }
 
+/** Argument checks that must pass before the pass opens its scope (a throw later would leave it open). */
+function checkArguments(op: string, root: Tensor, grad: unknown, options: BackwardOptions): void {
+  if (grad !== undefined && typeof grad !== 'number' && !(grad instanceof Tensor) && !(grad instanceof NDArray)) {
+    fail(op, `expected the gradient as a Tensor, an NDArray or a number, got ${describeValue(grad)}`);
+  }
+  if (grad instanceof Tensor || grad instanceof NDArray) {
+    if (grad.disposed) fail(op, `the gradient of shape ${formatShape(grad.shape)} was disposed`);
+    if (grad.backend !== root.backend) {
+      fail(op, `the gradient lives on backend '${grad.backend.name}' and the output on '${root.backend.name}'`);
+    }
+    const shape = grad.shape;
+    if (shape.length !== root.shape.length || shape.some((d, i) => d !== root.shape[i])) {
+      fail(op, `gradient of shape ${formatShape(shape)} does not match the output's shape ${formatShape(root.shape)}`);
+    }
+  }
+  if (grad === undefined && root.size !== 1) {
+    fail(op, `called on a tensor of shape ${formatShape(root.shape)} without a gradient: an implicit gradient needs a one-element output (a scalar loss); pass a gradient of shape ${formatShape(root.shape)}`);
+  }
+  checkOptions(op, options);
+  for (const key of ['retainGraph', 'createGraph'] as const) {
+    if (options[key] !== undefined) checkBoolean(op, key, options[key]);
+  }
+}
+
+/** The seed of the pass (arguments already checked by checkArguments). */
 function seedGradient(op: string, root: Tensor, grad: Tensor | NDArray | number | undefined): { seed: Tensor; owned: boolean } {
   if (grad === undefined) {
-    if (root.size !== 1) {
-      fail(op, `called on a tensor of shape ${formatShape(root.shape)} without a gradient: an implicit gradient needs a one-element output (a scalar loss); pass a gradient of shape ${formatShape(root.shape)}`);
-    }
     return { seed: new Tensor(ndFull(root.shape, 1, { backend: root.backend })), owned: true };
   }
   if (typeof grad === 'number') return { seed: new Tensor(ndFull(root.shape, grad, { backend: root.backend })), owned: true };
-  const shape = grad.shape;
-  if (shape.length !== root.shape.length || shape.some((d, i) => d !== root.shape[i])) {
-    fail(op, `gradient of shape ${formatShape(shape)} does not match the output's shape ${formatShape(root.shape)}`);
-  }
   if (grad instanceof NDArray) return { seed: new Tensor(grad.view(grad.shape, grad.strides, grad.offset)), owned: true };
   return { seed: grad, owned: false };
 }
@@ -139,7 +159,7 @@ function run(
   options: BackwardOptions,
   targets: readonly Tensor[] | null,
 ): Map<Tensor, Tensor> {
-  if (!(root instanceof Tensor)) fail(op, `expected a Tensor, got ${typeof root}`);
+  if (!(root instanceof Tensor)) fail(op, `expected a Tensor, got ${describeValue(root)}`);
   root.data.assertLive(op); // the getter throws a clear error when disposed or released
   if (root._graphFreed) {
     fail(op, `the graph of this tensor (shape ${formatShape(root.shape)}) was already released by a previous backward; pass { retainGraph: true } to the first call to run backward twice`);
@@ -147,6 +167,7 @@ function run(
   if (!root.requiresGrad) {
     fail(op, `the tensor (shape ${formatShape(root.shape)}) does not require grad: none of the tensors it was computed from has requiresGrad, or it was computed under noGrad`);
   }
+  checkArguments(op, root, grad, options);
   const createGraph = options.createGraph ?? false;
   const retainGraph = options.retainGraph ?? createGraph;
   const targetSet = targets ? new Set(targets) : null;

@@ -5,6 +5,10 @@
 import {
   arange as ndArange,
   broadcastShapes,
+  checkBoolean,
+  checkNumber,
+  checkPadWidth,
+  describeValue,
   fail,
   formatShape,
   full as ndFull,
@@ -12,6 +16,7 @@ import {
   normalizeAxes,
   normalizeAxis,
   rand as ndRand,
+  matmulBatchShape,
   splitSizes,
   disposeOnError,
   tidy,
@@ -31,7 +36,26 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 }
 
 function checkTensor(op: string, t: unknown, what = 'input'): asserts t is Tensor {
-  if (!(t instanceof Tensor)) fail(op, `expected a Tensor as ${what}, got ${t === null ? 'null' : typeof t}`);
+  if (!(t instanceof Tensor)) fail(op, `expected a Tensor as ${what}, got ${describeValue(t)}`);
+  if (t.disposed) fail(op, `the ${what} tensor of shape ${formatShape(t.shape)} was disposed (use after dispose)`);
+}
+
+/**
+ * Check a binary op's operands under that op's name: a composite (sub, div, minimum) then reports
+ * its own name for wrong types, disposed tensors, other backends and shapes that do not broadcast,
+ * never the name of a primitive it is built from.
+ */
+function checkOperands(op: string, a: unknown, b: unknown): void {
+  for (const v of [a, b]) {
+    if (typeof v !== 'number') checkTensor(op, v, 'operand');
+  }
+  if (typeof a === 'number' && typeof b === 'number') bothNumbers(op);
+  if (a instanceof Tensor && b instanceof Tensor) {
+    if (a.backend !== b.backend) {
+      fail(op, `tensors live on different backends ('${a.backend.name}' and '${b.backend.name}'); move one with 'await tensor.to(backend)'`);
+    }
+    if (!sameShape(a.shape, b.shape)) broadcastShapes(op, a.shape, b.shape);
+  }
 }
 
 /**
@@ -53,7 +77,7 @@ function scalarTensor(value: number, like: Tensor): Tensor {
   return constant(ndFull([], value, { backend: like.backend }));
 }
 
-type BroadcastOp = 'add' | 'mul' | 'pow' | 'maximum';
+type BroadcastOp = 'add' | 'mul' | 'div' | 'pow' | 'maximum';
 
 /** NumPy broadcasting made explicit: the broadcastTo nodes sum the gradients back to each input's shape. */
 function broadcastBinary(op: BroadcastOp, a: Tensor, b: Tensor): Tensor {
@@ -71,6 +95,7 @@ function bothNumbers(op: string): never {
 // ---- elementwise ----------------------------------------------------------------------------------
 
 export function add(a: TensorLike, b: TensorLike): Tensor {
+  checkOperands('add', a, b);
   if (typeof a === 'number') return typeof b === 'number' ? bothNumbers('add') : apply('addScalar', [b], { scalar: a });
   if (typeof b === 'number') return apply('addScalar', [a], { scalar: b });
   return broadcastBinary('add', a, b);
@@ -78,37 +103,39 @@ export function add(a: TensorLike, b: TensorLike): Tensor {
 
 /** a - b as a + (-b): negation is exact, so this is bit-identical to a direct subtraction. */
 export function sub(a: TensorLike, b: TensorLike): Tensor {
+  checkOperands('sub', a, b);
   if (typeof a === 'number') {
-    if (typeof b === 'number') bothNumbers('sub');
-    return composite(() => add(neg(b), a));
+    return composite(() => add(neg(b as Tensor), a));
   }
   if (typeof b === 'number') return add(a, -b);
   return composite(() => add(a, neg(b)));
 }
 
 export function mul(a: TensorLike, b: TensorLike): Tensor {
+  checkOperands('mul', a, b);
   if (typeof a === 'number') return typeof b === 'number' ? bothNumbers('mul') : apply('mulScalar', [b], { scalar: a });
   if (typeof b === 'number') return apply('mulScalar', [a], { scalar: b });
   return broadcastBinary('mul', a, b);
 }
 
 /**
- * a / b as a * b^-1. One extra rounding compared with a direct division (an error of about one
- * float32 ulp), in exchange for no division gradient code: d(b^-1) comes from powScalar.
+ * a / b as a true division (a primitive): a * b^-1 would turn div(1e-45, 1e-45) into Infinity, as
+ * 1 / 1e-45 overflows float32, and round twice.
  */
 export function div(a: TensorLike, b: TensorLike): Tensor {
+  checkOperands('div', a, b);
   if (typeof a === 'number') {
-    if (typeof b === 'number') bothNumbers('div');
-    return composite(() => mul(pow(b, -1), a));
+    const t = b as Tensor; // checkOperands refused two numbers
+    return composite(() => broadcastBinary('div', scalarTensor(a, t), t));
   }
-  if (typeof b === 'number') return mul(a, 1 / b);
-  return composite(() => mul(a, pow(b, -1)));
+  if (typeof b === 'number') return apply('divScalar', [a], { scalar: b });
+  return broadcastBinary('div', a, b);
 }
 
 /** a ** b for a tensor or scalar exponent; a scalar base is exp(b * ln a) (so a must be > 0). */
 export function pow(a: TensorLike, b: TensorLike): Tensor {
+  checkOperands('pow', a, b);
   if (typeof a === 'number') {
-    if (typeof b === 'number') bothNumbers('pow');
     if (!(a > 0)) fail('pow', `a scalar base must be positive (computed as exp(b * ln a)), got ${a}`);
     return composite(() => exp(mul(b, Math.log(a))));
   }
@@ -118,9 +145,10 @@ export function pow(a: TensorLike, b: TensorLike): Tensor {
 
 /** Elementwise maximum; ties split the gradient evenly. */
 export function maximum(a: TensorLike, b: TensorLike): Tensor {
+  checkOperands('maximum', a, b);
   if (typeof a === 'number') {
-    if (typeof b === 'number') bothNumbers('maximum');
-    return composite(() => broadcastBinary('maximum', b, scalarTensor(a, b)));
+    const t = b as Tensor; // checkOperands refused two numbers
+    return composite(() => broadcastBinary('maximum', t, scalarTensor(a, t)));
   }
   if (typeof b === 'number') return composite(() => broadcastBinary('maximum', a, scalarTensor(b, a)));
   return broadcastBinary('maximum', a, b);
@@ -128,6 +156,7 @@ export function maximum(a: TensorLike, b: TensorLike): Tensor {
 
 /** Elementwise minimum, as -maximum(-a, -b). */
 export function minimum(a: TensorLike, b: TensorLike): Tensor {
+  checkOperands('minimum', a, b);
   return composite(() => neg(maximum(typeof a === 'number' ? -a : neg(a), typeof b === 'number' ? -b : neg(b))));
 }
 
@@ -203,6 +232,11 @@ export function gelu(x: Tensor, options: { approximate?: GeluApproximate } = {})
  * Inf (attention masks) into NaN in the forward and in the gradient.
  */
 export function where(cond: Tensor | NDArray, x: TensorLike, y: TensorLike): Tensor {
+  if (cond instanceof NDArray) cond.assertLive('where');
+  else checkTensor('where', cond, 'condition');
+  for (const v of [x, y]) {
+    if (typeof v !== 'number') checkTensor('where', v);
+  }
   const like = x instanceof Tensor ? x : y instanceof Tensor ? y : undefined;
   return composite(() => {
     const c = cond instanceof NDArray ? constant(cond.view(cond.shape, cond.strides, cond.offset)) : cond;
@@ -222,11 +256,13 @@ export function where(cond: Tensor | NDArray, x: TensorLike, y: TensorLike): Ten
 /** Same data, new shape (one -1 is inferred); a view when the layout allows. */
 export function reshape(x: Tensor, shape: Shape): Tensor {
   checkTensor('reshape', x);
+  if (!Array.isArray(shape as unknown)) fail('reshape', `expected a shape (an array of integers, one may be -1), got ${describeValue(shape)}`);
   return apply('reshape', [x], { shape: [...shape] });
 }
 
 export function permute(x: Tensor, axes: readonly number[]): Tensor {
   checkTensor('permute', x);
+  if (!Array.isArray(axes as unknown)) fail('permute', `expected the axes as an array of integers, got ${describeValue(axes)}`);
   if (axes.length !== x.ndim) fail('permute', `got ${axes.length} axes ${JSON.stringify(axes)} for a tensor of shape ${formatShape(x.shape)}`);
   const norm = axes.map((a) => normalizeAxis('permute', a, x.ndim));
   if (new Set(norm).size !== norm.length) fail('permute', `axes ${JSON.stringify(axes)} repeat an axis`);
@@ -248,6 +284,7 @@ export function transpose(x: Tensor, axis0 = -2, axis1 = -1): Tensor {
 /** Broadcast to a larger shape (NumPy rules); the gradient sums over the broadcast axes. */
 export function broadcastTo(x: Tensor, shape: Shape): Tensor {
   checkTensor('broadcastTo', x);
+  if (!Array.isArray(shape as unknown)) fail('broadcastTo', `expected a shape (an array of non-negative integers), got ${describeValue(shape)}`);
   return apply('broadcastTo', [x], { shape: [...shape] });
 }
 
@@ -315,7 +352,7 @@ export function flatten(x: Tensor, startAxis = 0, endAxis = -1): Tensor {
 
 /** Join along an existing axis; the gradient is split back into the pieces. */
 export function concat(tensors: readonly Tensor[], axis = 0): Tensor {
-  if (tensors.length === 0) fail('concat', 'expected at least one tensor');
+  if (!Array.isArray(tensors as unknown) || tensors.length === 0) fail('concat', `expected a non-empty array of Tensors, got ${describeValue(tensors)}`);
   tensors.forEach((t) => checkTensor('concat', t));
   const first = tensors[0];
   const ax = normalizeAxis('concat', axis, first.ndim);
@@ -329,7 +366,7 @@ export function concat(tensors: readonly Tensor[], axis = 0): Tensor {
 
 /** Join tensors of one shape along a new axis. */
 export function stack(tensors: readonly Tensor[], axis = 0): Tensor {
-  if (tensors.length === 0) fail('stack', 'expected at least one tensor');
+  if (!Array.isArray(tensors as unknown) || tensors.length === 0) fail('stack', `expected a non-empty array of Tensors, got ${describeValue(tensors)}`);
   tensors.forEach((t) => checkTensor('stack', t));
   const first = tensors[0];
   for (const t of tensors) {
@@ -355,11 +392,9 @@ export function split(x: Tensor, sizes: number | readonly number[], axis = 0): T
 /** Constant padding: padWidth[i] = [before, after] for axis i (missing trailing axes: none). */
 export function pad(x: Tensor, padWidth: ReadonlyArray<readonly [number, number]>, value = 0): Tensor {
   checkTensor('pad', x);
-  if (padWidth.length > x.ndim) fail('pad', `got ${padWidth.length} pad pairs for a tensor of shape ${formatShape(x.shape)}`);
+  checkPadWidth('pad', padWidth, x.shape);
+  checkNumber('pad', 'the pad value', value, { finite: false });
   const pw = x.shape.map((_, i): [number, number] => [padWidth[i]?.[0] ?? 0, padWidth[i]?.[1] ?? 0]);
-  if (pw.some(([lo, hi]) => !Number.isInteger(lo) || !Number.isInteger(hi) || lo < 0 || hi < 0)) {
-    fail('pad', `pad widths must be non-negative integers, got ${JSON.stringify(padWidth)}`);
-  }
   return apply('pad', [x], { padWidth: pw, value });
 }
 
@@ -390,12 +425,14 @@ function reducedShape(shape: readonly number[], axes: readonly number[], keepdim
 /** Sum over axes (default all). */
 export function sum(x: Tensor, axis?: number | readonly number[], keepdims = false): Tensor {
   checkTensor('sum', x);
+  checkBoolean('sum', 'keepdims', keepdims);
   return apply('sum', [x], { axes: normalizeAxes('sum', axis, x.ndim), keepdims });
 }
 
 /** Mean over axes (default all), as sum * (1 / count). */
 export function mean(x: Tensor, axis?: number | readonly number[], keepdims = false): Tensor {
   checkTensor('mean', x);
+  checkBoolean('mean', 'keepdims', keepdims);
   const axes = normalizeAxes('mean', axis, x.ndim);
   const count = axes.reduce((p, a) => p * x.shape[a], 1);
   if (count === 0) fail('mean', `cannot average over zero elements (shape ${formatShape(x.shape)}, axes ${JSON.stringify(axes)})`);
@@ -405,22 +442,28 @@ export function mean(x: Tensor, axis?: number | readonly number[], keepdims = fa
 /** Maximum over axes (default all); the gradient is shared between tied maxima. */
 export function max(x: Tensor, axis?: number | readonly number[], keepdims = false): Tensor {
   checkTensor('max', x);
+  checkBoolean('max', 'keepdims', keepdims);
   return apply('max', [x], { axes: normalizeAxes('max', axis, x.ndim), keepdims });
 }
 
 /** Minimum over axes, as -max(-x). */
 export function min(x: Tensor, axis?: number | readonly number[], keepdims = false): Tensor {
+  checkTensor('min', x);
+  checkBoolean('min', 'keepdims', keepdims);
+  normalizeAxes('min', axis, x.ndim);
   return composite(() => neg(max(neg(x), axis, keepdims)));
 }
 
 /**
  * x - m with m the maximum over `axes` (kept as size 1) entering as a constant. Softmax-type results
  * do not depend on the shift, so no gradient has to flow through the max, and exp(x - m) <= 1 never
- * overflows. An all -Inf slice is shifted by 0 instead (-Inf - -Inf would be NaN).
+ * overflows. An all -Inf slice is shifted by 0 instead (-Inf - -Inf would be NaN). A +Inf maximum
+ * is shifted by 0 only for logsumexp (log(sum(exp)) is +Inf there, as in PyTorch); softmax and
+ * logSoftmax shift by it, so such a slice becomes NaN throughout, as PyTorch's do.
  */
-function shiftByMax(x: Tensor, axes: readonly number[]): { shifted: Tensor; shift: Tensor } {
+function shiftByMax(x: Tensor, axes: readonly number[], keepPlusInf: boolean): { shifted: Tensor; shift: Tensor } {
   const m = x.data.max(axes, true);
-  const magnitude = m.abs();
+  const magnitude = keepPlusInf ? m.abs() : m.neg();
   const finite = magnitude.lt(Infinity);
   magnitude.dispose();
   const shift = constant(finite.where(m, 0));
@@ -432,10 +475,11 @@ function shiftByMax(x: Tensor, axes: readonly number[]): { shifted: Tensor; shif
 /** log(sum(exp(x))) over axes, computed stably as m + log(sum(exp(x - m))) (see shiftByMax). */
 export function logsumexp(x: Tensor, axis?: number | readonly number[], keepdims = false): Tensor {
   checkTensor('logsumexp', x);
+  checkBoolean('logsumexp', 'keepdims', keepdims);
   const axes = normalizeAxes('logsumexp', axis, x.ndim);
   if (axes.some((a) => x.shape[a] === 0)) fail('logsumexp', `cannot reduce over an empty axis (shape ${formatShape(x.shape)})`);
   return composite(() => {
-    const { shifted, shift } = shiftByMax(x, axes);
+    const { shifted, shift } = shiftByMax(x, axes, true);
     const out = add(log(sum(exp(shifted), axes, true)), shift);
     return keepdims ? out : reshape(out, reducedShape(x.shape, axes, false));
   });
@@ -451,7 +495,7 @@ export function logSoftmax(x: Tensor, axis = -1): Tensor {
   const ax = normalizeAxis('logSoftmax', axis, x.ndim);
   if (x.shape[ax] === 0) fail('logSoftmax', `cannot normalise over an empty axis (shape ${formatShape(x.shape)})`);
   return composite(() => {
-    const { shifted } = shiftByMax(x, [ax]);
+    const { shifted } = shiftByMax(x, [ax], false);
     return sub(shifted, log(sum(exp(shifted), ax, true)));
   });
 }
@@ -462,7 +506,7 @@ export function softmax(x: Tensor, axis = -1): Tensor {
   const ax = normalizeAxis('softmax', axis, x.ndim);
   if (x.shape[ax] === 0) fail('softmax', `cannot normalise over an empty axis (shape ${formatShape(x.shape)})`);
   return composite(() => {
-    const e = exp(shiftByMax(x, [ax]).shifted);
+    const e = exp(shiftByMax(x, [ax], false).shifted);
     return div(e, sum(e, ax, true));
   });
 }
@@ -489,7 +533,7 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
     const n = b.shape[1];
     return composite(() => reshape(apply('matmul', [reshape(a, [-1, k]), b], null), [...a.shape.slice(0, -1), n]));
   }
-  broadcastShapes('matmul', a.shape.slice(0, -2), b.shape.slice(0, -2));
+  matmulBatchShape(a.shape, b.shape);
   return apply('matmul', [a, b], null);
 }
 
@@ -613,10 +657,26 @@ export function avgPool2d(x: Tensor, kernelSize: Pair, options: Omit<Pool2dOptio
 
 // ---- indexing by integer tensors ------------------------------------------------------------------
 
-function indexData(op: string, index: Tensor | NDArray): NDArray {
-  if (index instanceof Tensor) return index.data;
-  if (index instanceof NDArray) return index;
-  return fail(op, `expected the indices as a Tensor or NDArray, got ${typeof index}`);
+function indexData(op: string, index: Tensor | NDArray, x?: Tensor): NDArray {
+  const data = index instanceof Tensor ? index.data : index;
+  if (!(data instanceof NDArray)) fail(op, `expected the indices as a Tensor or NDArray, got ${describeValue(index)}`);
+  data.assertLive(op);
+  if (x && data.backend !== x.backend) fail(op, `the indices live on backend '${data.backend.name}' and the tensor on '${x.backend.name}'`);
+  return data;
+}
+
+/**
+ * 0 where a one-hot row selected a class and NaN where it selected none (an index out of range, not
+ * an integer, or NaN): added to a lookup's result, so a bad index shows as NaN rather than as a
+ * plausible 0. Indices live on the device and are not read back to check them. `hot` is [..., n].
+ */
+function missingAsNaN(hot: NDArray): NDArray {
+  const hits = hot.sum(-1, true);
+  try {
+    return hits.where(0, NaN);
+  } finally {
+    hits.dispose();
+  }
 }
 
 /** [..., n] one-hot rows (1 where index == class) as a new NDArray; out-of-range indices give all zeros. */
@@ -652,11 +712,11 @@ function toEndAxes(ndim: number, from: number): { axes: number[]; inverse: numbe
  * torch.gather: out[..., i, ...] = x[..., index[..., i, ...], ...] along `axis`; index has x's rank
  * and x's sizes on every other axis. Built from primitives (a one-hot mask from eq against arange,
  * multiplied in and summed), so the backward is the scatter-add with no dedicated kernel.
- * Out-of-range indices select nothing (0).
+ * An out-of-range (or non-integer) index gives NaN, never another element's value.
  */
 export function gather(x: Tensor, axis: number, index: Tensor | NDArray): Tensor {
   checkTensor('gather', x);
-  const idx = indexData('gather', index);
+  const idx = indexData('gather', index, x);
   const ax = normalizeAxis('gather', axis, x.ndim);
   if (idx.ndim !== x.ndim || idx.shape.some((d, i) => i !== ax && d !== x.shape[i])) {
     fail('gather', `index of shape ${formatShape(idx.shape)} must have the rank of x ${formatShape(x.shape)} and its sizes outside axis ${ax}`);
@@ -665,31 +725,35 @@ export function gather(x: Tensor, axis: number, index: Tensor | NDArray): Tensor
   return composite(() => {
     const xm = expandDims(permute(x, axes), -2); // [..., 1, n]
     const im = idx.permute(axes);
-    const mask = constant(oneHotArray(im, x.shape[ax])); // [..., m, n]
+    const hot = oneHotArray(im, x.shape[ax]); // [..., m, n]
     im.dispose();
-    return permute(sum(mul(xm, mask), -1), inverse);
+    const missing = constant(missingAsNaN(hot)); // [..., m, 1]
+    const picked = add(sum(mul(xm, constant(hot)), -1, true), missing);
+    return permute(squeeze(picked, -1), inverse);
   });
 }
 
 /**
  * Select entries of `x` along `axis` by integer indices of any shape: the result has shape
  * x.shape[:axis] + indices.shape + x.shape[axis+1:]. An embedding lookup is indexSelect(weight, 0, ids).
- * A one-hot matmul, so the gradient accumulates repeated indices. Out-of-range indices give zeros.
+ * A one-hot matmul, so the gradient accumulates repeated indices. An out-of-range (or
+ * non-integer) index gives a row of NaN, never another row's data.
  */
 export function indexSelect(x: Tensor, axis: number, indices: Tensor | NDArray): Tensor {
   checkTensor('indexSelect', x);
-  const idx = indexData('indexSelect', indices);
+  const idx = indexData('indexSelect', indices, x);
   const ax = normalizeAxis('indexSelect', axis, x.ndim);
   const n = x.shape[ax];
   const before = x.shape.slice(0, ax);
   const after = x.shape.slice(ax + 1);
   return composite(() => {
     const flatIdx = idx.reshape([-1]);
-    const hot = constant(oneHotArray(flatIdx, n)); // [K, n]
+    const hotArray = oneHotArray(flatIdx, n); // [K, n]
     flatIdx.dispose();
+    const missing = constant(missingAsNaN(hotArray)); // [K, 1]
     const front = [ax, ...x.shape.map((_, i) => i).filter((i) => i !== ax)];
     const rest = reshape(permute(x, front), [n, -1]); // [n, before*after]
-    const picked = reshape(matmul(hot, rest), [...idx.shape, ...before, ...after]);
+    const picked = reshape(add(matmul(constant(hotArray), rest), missing), [...idx.shape, ...before, ...after]);
     const k = idx.ndim;
     const b = before.length;
     // [...idx, ...before, ...after] -> [...before, ...idx, ...after]
@@ -709,7 +773,8 @@ export function embedding(weight: Tensor, ids: Tensor | NDArray): Tensor {
  */
 export function dropout(x: Tensor, p: number, options: { generator?: Generator } = {}): Tensor {
   checkTensor('dropout', x);
-  if (!(p >= 0 && p < 1)) fail('dropout', `p must be in [0, 1), got ${p}`);
+  checkNumber('dropout', 'p', p, { min: 0 });
+  if (!(p < 1)) fail('dropout', `p must be in [0, 1), got ${p}`);
   return composite(() => {
     const u = ndRand(x.shape, { backend: x.backend, generator: options.generator });
     const keepMask = u.ge(p);

@@ -35,10 +35,12 @@ export interface WindowAttrs {
 export interface OpAttrs {
   add: null;
   mul: null;
+  div: null;
   pow: null;
   maximum: null;
   addScalar: { scalar: number };
   mulScalar: { scalar: number };
+  divScalar: { scalar: number };
   powScalar: { exponent: number };
   neg: null;
   exp: null;
@@ -165,14 +167,31 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
     forward: ([a, b]) => a.mul(b),
     backward: (g, { inputs: [a, b], needsGrad }) => [needsGrad[0] ? F.mul(g, b) : null, needsGrad[1] ? F.mul(g, a) : null],
   },
+  div: {
+    saves: [1, 'out'],
+    forward: ([a, b]) => a.div(b),
+    // d/db (a/b) = -(a/b)/b, from the output: -a/(b*b) would underflow b*b long before a/b does.
+    backward: (g, { inputs: [, b], out, needsGrad }) => [
+      needsGrad[0] ? F.div(g, b) : null,
+      needsGrad[1] ? F.neg(F.div(F.mul(g, out), b)) : null,
+    ],
+  },
   pow: {
     saves: [0, 1, 'out'],
     forward: ([a, b]) => a.pow(b),
-    // d/db a^b = a^b log a: defined for a > 0 (NaN elsewhere, as the function itself is).
-    backward: (g, { inputs: [a, b], out, needsGrad }) => [
-      needsGrad[0] ? F.mul(g, F.mul(b, F.pow(a, F.add(b, -1)))) : null,
-      needsGrad[1] ? F.mul(g, F.mul(out, F.log(a))) : null,
-    ],
+    // d/da a^b = b a^(b-1), and 0 where b = 0 (a^0 is constant; 0 * 0^-1 would be NaN at a = 0).
+    // d/db a^b = a^b log a, and 0 where a = 0 and b >= 0 (0^b is flat in b there), not 0 * -Inf =
+    // NaN: log reads 1 at those elements, which also keeps the double backward finite. Both as in
+    // PyTorch; elsewhere outside a > 0 the gradient is NaN, as the function itself is.
+    backward: (g, { inputs: [a, b], out, needsGrad }) => {
+      const da = needsGrad[0] ? F.where(constant(b.data.eq(0)), 0, F.mul(g, F.mul(b, F.pow(a, F.add(b, -1))))) : null;
+      if (!needsGrad[1]) return [da, null];
+      const zero = a.data.eq(0);
+      const nonNegative = b.data.ge(0);
+      const flat = using([zero, nonNegative], () => zero.mul(nonNegative));
+      const safeBase = F.where(constant(flat), 1, a);
+      return [da, F.mul(g, F.mul(out, F.log(safeBase)))];
+    },
   },
   maximum: {
     saves: [0, 1],
@@ -196,6 +215,11 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
     saves: [],
     forward: ([a], { scalar }) => a.mul(scalar),
     backward: (g, { attrs: { scalar } }) => [F.mul(g, scalar)],
+  },
+  divScalar: {
+    saves: [],
+    forward: ([a], { scalar }) => a.div(scalar),
+    backward: (g, { attrs: { scalar } }) => [F.div(g, scalar)],
   },
   powScalar: {
     saves: [0],

@@ -209,7 +209,7 @@ describe('backends', () => {
     await expectValues(a.grad!, [2 * Math.E, 3 * Math.exp(2)], 1e-5);
     const b = tensor([1, 2]);
     expect(b.backend).toBe(backend);
-    expect(() => add(a, b)).toThrow(/add: arrays live on different backends \('cpu-other' and 'cpu-autograd-test'\)/);
+    expect(() => add(a, b)).toThrow(/add: tensors live on different backends \('cpu-other' and 'cpu-autograd-test'\)/);
     const moved = await a.to(backend);
     expect(moved.backend).toBe(backend);
     expect(moved.requiresGrad).toBe(true);

@@ -59,9 +59,11 @@ export class CpuBackend implements Backend {
 
   alloc(size: number): DeviceBuffer {
     if (!Number.isInteger(size) || size < 0) throw new Error(`${this.name}.alloc: size must be a non-negative integer, got ${size}`);
+    // Allocate before counting: a size the JS heap refuses must leave memory() untouched.
+    const buf = new CpuBuffer(new Float32Array(size));
     this.live++;
     this.liveBytes += size * 4;
-    return new CpuBuffer(new Float32Array(size));
+    return buf;
   }
 
   free(buf: DeviceBuffer): void {

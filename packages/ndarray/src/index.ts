@@ -33,7 +33,9 @@ export {
   type RandomOptions,
 } from './creation';
 export { add, sub, mul, div, pow, maximum, minimum, eq, ne, ge, gt, le, lt, where, matmul } from './functions';
-export { concatenate, stack, split, splitSizes, unstack, pad, dilate, undilate } from './ops/join';
+export { concatenate, stack, split, splitSizes, unstack, pad, checkPadWidth, dilate, undilate } from './ops/join';
+export { matmulBatchShape } from './ops/matmul';
+export { checkBoolean, checkDType, checkInteger, checkNumber, checkOptions, describeValue, type NumberRule } from './check';
 export {
   registerBackend,
   getBackend,
@@ -64,4 +66,4 @@ export {
   type ScopeOptions,
 } from './memory';
 export { Generator, manualSeed, defaultGenerator, type GeneratorState } from './random';
-export { broadcastShapes, compactStrides, shapeSize, normalizeAxis, normalizeAxes, type Shape } from './shape';
+export { broadcastShapes, checkShape, compactStrides, shapeSize, normalizeAxis, normalizeAxes, type Shape } from './shape';

@@ -1,3 +1,4 @@
+import { describeValue } from './check';
 import { fail, formatShape } from './errors';
 import type { Shape } from './shape';
 
@@ -27,6 +28,7 @@ export interface ParsedView {
 
 /** Apply an index list to a strided layout, producing the layout of the selected view. */
 export function parseIndex(op: string, shape: Shape, strides: readonly number[], offset: number, index: readonly Index[]): ParsedView {
+  index.forEach((e) => checkIndexEntry(op, e, shape));
   const entries = index.map((e) => (typeof e === 'string' && e.trim() !== '...' ? parseSliceString(op, e) : e));
   const ellipses = entries.filter((e) => typeof e === 'string').length;
   if (ellipses > 1) fail(op, `an index can hold at most one '...'`);
@@ -57,7 +59,7 @@ export function parseIndex(op: string, shape: Shape, strides: readonly number[],
     const n = shape[axis];
     const st = strides[axis];
     if (typeof e === 'number') {
-      if (!Number.isInteger(e) || e < -n || e >= n) {
+      if (e < -n || e >= n) {
         fail(op, `index ${e} is out of bounds for axis ${axis} with size ${n} (array of shape ${formatShape(shape)})`);
       }
       off += (e < 0 ? e + n : e) * st;
@@ -70,6 +72,32 @@ export function parseIndex(op: string, shape: Shape, strides: readonly number[],
     axis++;
   }
   return { shape: outShape, strides: outStrides, offset: off };
+}
+
+const SLICE_KEYS = new Set(['start', 'stop', 'step']);
+
+/**
+ * Basic indexing only: every entry selects a view. Integer arrays, boolean masks and tensors would
+ * need a copy (NumPy's advanced indexing) and are refused rather than read as a full slice; the
+ * message points to the ops that do those selections.
+ */
+function checkIndexEntry(op: string, e: unknown, shape: Shape): void {
+  if (e === null || typeof e === 'string') return;
+  if (typeof e === 'number') {
+    if (!Number.isInteger(e)) fail(op, `index ${describeValue(e)} must be an integer (array of shape ${formatShape(shape)})`);
+    return;
+  }
+  const advanced = 'indexing selects views only (integers, slices, null, \'...\'); for integer-array indexing use indexSelect or gather, for a boolean mask use where';
+  if (typeof e === 'boolean' || Array.isArray(e) || ArrayBuffer.isView(e)) {
+    fail(op, `got ${describeValue(e)} as an index of an array of shape ${formatShape(shape)}: ${advanced}`);
+  }
+  if (typeof e !== 'object' || Object.getPrototypeOf(e) !== Object.prototype || Object.keys(e).some((k) => !SLICE_KEYS.has(k))) {
+    fail(op, `got ${describeValue(e)} as an index of an array of shape ${formatShape(shape)}: expected an integer, a slice ({ start, stop, step } or 'a:b:c'), null or '...'; ${advanced}`);
+  }
+  for (const k of SLICE_KEYS) {
+    const v = (e as Record<string, unknown>)[k];
+    if (v !== undefined && v !== null && !Number.isInteger(v)) fail(op, `slice ${k} must be an integer, null or undefined, got ${describeValue(v)}`);
+  }
 }
 
 /** Python's slice.indices: normalised start, length and step for an axis of size n. */

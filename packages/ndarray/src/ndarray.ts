@@ -1,11 +1,13 @@
 import { canReadSync, type Backend, type BinaryOp, type DeviceBuffer, type StridedLayout, type UnaryOp } from './backend';
-import { fail, formatShape } from './errors';
+import { checkInteger, describeValue } from './check';
+import { fail, formatShape, NeedleError } from './errors';
 import { registerFinalizer, Storage, track, unregisterFinalizer, untrack } from './memory';
 import { resolveBackend } from './registry';
 import {
   broadcastShapes,
   checkShape,
   compactStrides,
+  describeShape,
   isCompactLayout,
   normalizeAxes,
   normalizeAxis,
@@ -51,21 +53,32 @@ export class NDArray {
     track(this);
   }
 
-  /** A new compact array with unspecified contents. */
-  static empty(shape: Shape, backend?: Backend | string): NDArray {
+  /**
+   * A new compact array with unspecified contents. `op` names the caller in errors (a backend that
+   * cannot allocate the size is reported as that op's error, not as the backend's own exception).
+   */
+  static empty(shape: Shape, backend?: Backend | string, op = 'empty'): NDArray {
     const b = resolveBackend(backend);
-    const s = checkShape('empty', shape);
-    const storage = new Storage(b, b.alloc(shapeSize(s)));
-    return new NDArray(storage, s, compactStrides(s), 0);
+    const s = checkShape(op, shape);
+    const size = shapeSize(s);
+    let buffer: DeviceBuffer;
+    try {
+      buffer = b.alloc(size);
+    } catch (error) {
+      if (error instanceof NeedleError) throw error;
+      return fail(op, `cannot allocate an array of shape ${formatShape(s)} (${size} float32 elements) on backend '${b.name}': ${(error as Error).message}`);
+    }
+    return new NDArray(new Storage(b, buffer), s, compactStrides(s), 0);
   }
 
   /** A new compact array holding `data` (length must match the shape). */
-  static fromData(data: Float32Array, shape: Shape, backend?: Backend | string): NDArray {
-    const s = checkShape('fromData', shape);
+  static fromData(data: Float32Array, shape: Shape, backend?: Backend | string, op = 'fromData'): NDArray {
+    if (!(data instanceof Float32Array)) fail(op, `expected the data as a Float32Array, got ${describeValue(data)}`);
+    const s = checkShape(op, shape);
     if (data.length !== shapeSize(s)) {
-      fail('fromData', `data has ${data.length} elements but shape ${formatShape(s)} needs ${shapeSize(s)}`);
+      fail(op, `data has ${data.length} elements but shape ${formatShape(s)} needs ${shapeSize(s)}`);
     }
-    const out = NDArray.empty(s, backend);
+    const out = NDArray.empty(s, backend, op);
     out.backend.write(out.buffer, data);
     return out;
   }
@@ -170,6 +183,7 @@ export class NDArray {
   /** Reorder axes: out.shape[i] = shape[axes[i]]. */
   permute(axes: readonly number[]): NDArray {
     this.assertLive('permute');
+    if (!Array.isArray(axes)) fail('permute', `expected the axes as an array of integers, got ${describeValue(axes)}`);
     if (axes.length !== this.ndim) {
       fail('permute', `got ${axes.length} axes ${JSON.stringify(axes)} for an array of shape ${formatShape(this.shape)}`);
     }
@@ -262,7 +276,11 @@ export class NDArray {
   asStrided(shape: Shape, strides: readonly number[], offset: number = this.offset): NDArray {
     this.assertLive('asStrided');
     const s = checkShape('asStrided', shape);
+    if (!Array.isArray(strides) || strides.some((st) => !Number.isInteger(st))) {
+      fail('asStrided', `strides must be an array of integers (in elements), got ${Array.isArray(strides) ? describeShape(strides) : describeValue(strides)}`);
+    }
     if (strides.length !== s.length) fail('asStrided', `shape ${formatShape(s)} and strides ${formatShape(strides)} differ in length`);
+    checkInteger('asStrided', 'offset', offset);
     if (s.every((d) => d > 0)) {
       let lo = offset;
       let hi = offset;
@@ -282,7 +300,7 @@ export class NDArray {
   compact(): NDArray {
     this.assertLive('compact');
     if (this.isKernelReady) return this.view(this.shape, this.strides, this.offset);
-    const out = NDArray.empty(this.shape, this.backend);
+    const out = NDArray.empty(this.shape, this.backend, 'compact');
     if (this.size > 0) this.backend.compact(this.storage.buffer, out.buffer, this.layout);
     return out;
   }
@@ -290,7 +308,7 @@ export class NDArray {
   /** A compact copy that never shares the buffer. */
   clone(): NDArray {
     this.assertLive('clone');
-    const out = NDArray.empty(this.shape, this.backend);
+    const out = NDArray.empty(this.shape, this.backend, 'clone');
     if (this.size > 0) this.backend.compact(this.storage.buffer, out.buffer, this.layout);
     return out;
   }
@@ -319,6 +337,9 @@ export class NDArray {
   private setitem(op: string, idx: Index[], value: ArrayLike): this {
     this.assertLive(op);
     const target = parseIndex(op, this.shape, this.strides, this.offset, idx);
+    if (typeof value !== 'number' && !(value instanceof NDArray)) {
+      fail(op, `expected the value as a number or an NDArray, got ${describeValue(value)}`);
+    }
     if (shapeSize(target.shape) === 0) return this;
     if (typeof value === 'number') {
       this.storage.modified(op);
@@ -454,8 +475,11 @@ export class NDArray {
 
 // ---- helpers shared by the op modules ------------------------------------------------------------
 
-/** Check that all arrays live and sit on one backend; returns that backend. */
+/** Check that all arrays are live NDArrays on one backend; returns that backend. */
 export function sameBackend(op: string, ...arrays: NDArray[]): Backend {
+  for (const a of arrays) {
+    if (!(a instanceof NDArray)) fail(op, `expected an NDArray operand, got ${describeValue(a)}`);
+  }
   const b = arrays[0].backend;
   for (const a of arrays) {
     a.assertLive(op);
@@ -488,11 +512,12 @@ function isBroadcastable(from: Shape, to: Shape): boolean {
 
 /** Replace one -1 by the size that makes the element counts match. */
 function inferShape(op: string, from: Shape, to: Shape): number[] {
+  if (!Array.isArray(to)) fail(op, `expected a shape (an array of integers, one may be -1), got ${describeValue(to)}`);
   const target = [...to];
   const unknown = target.filter((d) => d === -1).length;
   if (unknown > 1) fail(op, `only one dimension may be -1, got ${formatShape(to)}`);
   for (const d of target) {
-    if (d !== -1 && (!Number.isInteger(d) || d < 0)) fail(op, `invalid shape ${formatShape(to)}`);
+    if (d !== -1 && (!Number.isInteger(d) || d < 0)) fail(op, `shape ${describeShape(to)} must hold non-negative integers (one may be -1), got ${describeValue(d)}`);
   }
   const size = shapeSize(from);
   if (unknown === 1) {

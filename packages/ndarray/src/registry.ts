@@ -1,4 +1,5 @@
 import type { Backend } from './backend';
+import { describeValue } from './check';
 import { claimSoleCopy } from './copies';
 import { fail } from './errors';
 
@@ -91,5 +92,8 @@ export function defaultBackend(): Backend {
 export function resolveBackend(backend: Backend | string | undefined): Backend {
   if (backend === undefined) return getBackend();
   if (typeof backend === 'string') return getBackend(backend);
+  if (typeof backend !== 'object' || backend === null || typeof (backend as Backend).alloc !== 'function') {
+    fail('backend', `expected a Backend or a registered backend name, got ${describeValue(backend)}`);
+  }
   return backend;
 }

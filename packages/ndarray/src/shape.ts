@@ -1,3 +1,4 @@
+import { describeValue } from './check';
 import { fail, formatShape } from './errors';
 
 export type Shape = readonly number[];
@@ -32,11 +33,16 @@ export function isCompactLayout(shape: Shape, strides: readonly number[]): boole
 
 /** Validate a shape given by a user: non-negative integers. */
 export function checkShape(op: string, shape: Shape): number[] {
-  if (!Array.isArray(shape)) fail(op, `expected a shape (array of integers), got ${String(shape)}`);
+  if (!Array.isArray(shape)) fail(op, `expected a shape (an array of non-negative integers), got ${describeValue(shape)}`);
   for (const d of shape) {
-    if (!Number.isInteger(d) || d < 0) fail(op, `shape ${formatShape(shape)} must hold non-negative integers`);
+    if (!Number.isInteger(d) || d < 0) fail(op, `shape ${describeShape(shape)} must hold non-negative integers, got ${describeValue(d)}`);
   }
   return [...shape];
+}
+
+/** A shape as given by a caller, printed even when it holds non-numbers. */
+export function describeShape(shape: readonly unknown[]): string {
+  return `[${shape.map((d) => (typeof d === 'number' ? String(d) : describeValue(d))).join(', ')}]`;
 }
 
 /** NumPy broadcasting of two shapes. */
@@ -56,7 +62,8 @@ export function broadcastShapes(op: string, a: Shape, b: Shape): number[] {
 
 /** Normalise one axis (negative counts from the end) and check its range. */
 export function normalizeAxis(op: string, axis: number, ndim: number): number {
-  if (!Number.isInteger(axis) || axis < -ndim || axis >= ndim) {
+  if (!Number.isInteger(axis)) fail(op, `axis must be an integer, got ${describeValue(axis)}`);
+  if (axis < -ndim || axis >= ndim) {
     fail(op, `axis ${axis} is out of range for an array of ${ndim} dimension${ndim === 1 ? '' : 's'} (expected ${-ndim} <= axis < ${ndim})`);
   }
   return axis < 0 ? axis + ndim : axis;
@@ -65,7 +72,10 @@ export function normalizeAxis(op: string, axis: number, ndim: number): number {
 /** Normalise a list of axes (or all axes when undefined); rejects repeats. Returns them sorted. */
 export function normalizeAxes(op: string, axes: number | readonly number[] | undefined, ndim: number): number[] {
   if (axes === undefined) return Array.from({ length: ndim }, (_, i) => i);
-  const list = typeof axes === 'number' ? [axes] : [...axes];
+  if (typeof axes !== 'number' && !Array.isArray(axes)) {
+    fail(op, `axes must be an integer, an array of integers or undefined (all axes), got ${describeValue(axes)}`);
+  }
+  const list: number[] = typeof axes === 'number' ? [axes] : [...axes];
   const out = list.map((a) => normalizeAxis(op, a, ndim));
   if (new Set(out).size !== out.length) fail(op, `repeated axis in ${JSON.stringify(list)}`);
   return out.sort((x, y) => x - y);

@@ -1,3 +1,4 @@
+import { checkInteger, checkNumber, describeValue } from '../check';
 import { fail, formatShape } from '../errors';
 import { NDArray, sameBackend } from '../ndarray';
 import { normalizeAxes, normalizeAxis } from '../shape';
@@ -5,7 +6,7 @@ import type { Slice } from '../indexing';
 
 /** Join arrays along an existing axis. */
 export function concatenate(arrays: readonly NDArray[], axis = 0): NDArray {
-  if (arrays.length === 0) fail('concatenate', 'expected at least one array');
+  if (!Array.isArray(arrays as unknown) || arrays.length === 0) fail('concatenate', `expected a non-empty array of NDArrays, got ${describeValue(arrays)}`);
   const backend = sameBackend('concatenate', ...arrays);
   const first = arrays[0];
   const ax = normalizeAxis('concatenate', axis, first.ndim);
@@ -28,7 +29,8 @@ export function concatenate(arrays: readonly NDArray[], axis = 0): NDArray {
 
 /** Join arrays of one shape along a new axis. */
 export function stack(arrays: readonly NDArray[], axis = 0): NDArray {
-  if (arrays.length === 0) fail('stack', 'expected at least one array');
+  if (!Array.isArray(arrays as unknown) || arrays.length === 0) fail('stack', `expected a non-empty array of NDArrays, got ${describeValue(arrays)}`);
+  sameBackend('stack', ...arrays);
   const first = arrays[0];
   for (const a of arrays) {
     if (a.shape.length !== first.shape.length || a.shape.some((d, i) => d !== first.shape[i])) {
@@ -49,7 +51,7 @@ export function stack(arrays: readonly NDArray[], axis = 0): NDArray {
  * be smaller), a list gives every piece's size and must add up to the axis length.
  */
 export function split(a: NDArray, sizes: number | readonly number[], axis = 0): NDArray[] {
-  a.assertLive('split');
+  sameBackend('split', a);
   const ax = normalizeAxis('split', axis, a.ndim);
   const pieces = splitSizes('split', sizes, a.shape, ax);
   let start = 0;
@@ -67,6 +69,7 @@ export function split(a: NDArray, sizes: number | readonly number[], axis = 0): 
  */
 export function splitSizes(op: string, sizes: number | readonly number[], shape: readonly number[], ax: number): number[] {
   const n = shape[ax];
+  if (typeof sizes !== 'number' && !Array.isArray(sizes)) fail(op, `sizes must be an integer or an array of integers, got ${describeValue(sizes)}`);
   if (typeof sizes === 'number') {
     if (!Number.isInteger(sizes) || sizes <= 0) fail(op, `split size must be a positive integer, got ${sizes}`);
     const pieces: number[] = [];
@@ -82,31 +85,34 @@ export function splitSizes(op: string, sizes: number | readonly number[], shape:
 
 /** The inverse of stack: views of each index along `axis`, with that axis removed. */
 export function unstack(a: NDArray, axis = 0): NDArray[] {
-  a.assertLive('unstack');
+  sameBackend('unstack', a);
   const ax = normalizeAxis('unstack', axis, a.ndim);
   return Array.from({ length: a.shape[ax] }, (_, i) => a.get(...axisSlice(ax, i)));
 }
 
 /** Constant padding: padWidth[i] = [before, after] for axis i (missing trailing axes get [0, 0]). */
 export function pad(a: NDArray, padWidth: ReadonlyArray<readonly [number, number]>, value = 0): NDArray {
-  a.assertLive('pad');
-  if (padWidth.length > a.ndim) fail('pad', `got ${padWidth.length} pad pairs for an array of shape ${formatShape(a.shape)}`);
+  sameBackend('pad', a);
+  checkPadWidth('pad', padWidth, a.shape);
+  checkNumber('pad', 'the pad value', value, { finite: false });
   const pw = a.shape.map((_, i) => padWidth[i] ?? [0, 0]);
-  for (const [lo, hi] of pw) {
-    if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 0 || hi < 0) {
-      fail('pad', `pad widths must be non-negative integers, got ${JSON.stringify(padWidth)}`);
-    }
-  }
-  const out = NDArray.empty(a.shape.map((d, i) => d + pw[i][0] + pw[i][1]), a.backend);
+  const out = NDArray.empty(a.shape.map((d, i) => d + pw[i][0] + pw[i][1]), a.backend, 'pad');
   out.backend.fill(out.buffer, value, out.size);
   out.set(a.shape.map((d, i) => ({ start: pw[i][0], stop: pw[i][0] + d })), a);
   return out;
 }
 
+/** Pad widths as [before, after] pairs of non-negative integers, one pair per leading axis at most. Shared with autograd. */
+export function checkPadWidth(op: string, padWidth: unknown, shape: readonly number[]): asserts padWidth is ReadonlyArray<readonly [number, number]> {
+  const ok = Array.isArray(padWidth) && padWidth.every((p) => Array.isArray(p) && p.length === 2 && p.every((w) => Number.isInteger(w) && w >= 0));
+  if (!ok) fail(op, `padWidth must be an array of [before, after] pairs of non-negative integers, got ${describeValue(padWidth)}`);
+  if (padWidth.length > shape.length) fail(op, `got ${padWidth.length} pad pairs for an array of shape ${formatShape(shape)}`);
+}
+
 /** Insert `dilation` zeros between consecutive elements along the axes (needle's dilate). */
 export function dilate(a: NDArray, axes: number | readonly number[], dilation: number): NDArray {
-  a.assertLive('dilate');
-  if (!Number.isInteger(dilation) || dilation < 0) fail('dilate', `dilation must be a non-negative integer, got ${dilation}`);
+  sameBackend('dilate', a);
+  checkInteger('dilate', 'dilation', dilation);
   const list = normalizeAxes('dilate', axes, a.ndim);
   const shape = a.shape.map((d, i) => (list.includes(i) ? d * (dilation + 1) : d));
   const out = NDArray.empty(shape, a.backend);
@@ -117,8 +123,8 @@ export function dilate(a: NDArray, axes: number | readonly number[], dilation: n
 
 /** The inverse of dilate: a strided view keeping every (dilation+1)-th element along the axes. */
 export function undilate(a: NDArray, axes: number | readonly number[], dilation: number): NDArray {
-  a.assertLive('undilate');
-  if (!Number.isInteger(dilation) || dilation < 0) fail('undilate', `dilation must be a non-negative integer, got ${dilation}`);
+  sameBackend('undilate', a);
+  checkInteger('undilate', 'dilation', dilation);
   const list = normalizeAxes('undilate', axes, a.ndim);
   return a.get(...a.shape.map((_, i): Slice => (list.includes(i) ? { step: dilation + 1 } : {})));
 }

@@ -26,7 +26,7 @@ export function matmul(a: NDArray, b: NDArray): NDArray {
     if (k !== k2) {
       fail('matmul', `inner dimensions differ: ${formatShape(a.shape)} @ ${formatShape(b.shape)} (${k} vs ${k2}); expected a[..., m, k] @ b[..., k, n]`);
     }
-    const batchShape = broadcastShapes('matmul', a2.shape.slice(0, -2), b2.shape.slice(0, -2));
+    const batchShape = matmulBatchShape(a.shape, b.shape);
     const batch = shapeSize(batchShape);
     const out = NDArray.empty([...batchShape, m, n], backend);
     if (out.size > 0) {
@@ -58,6 +58,20 @@ export function matmul(a: NDArray, b: NDArray): NDArray {
   } finally {
     if (a2 !== a) a2.dispose();
     if (b2 !== b) b2.dispose();
+  }
+}
+
+/**
+ * The broadcast batch shape of a[..., m, k] @ b[..., k, n] (1-D operands have none). Errors name the
+ * full operand shapes, not only their batch parts. Shared with autograd's matmul.
+ */
+export function matmulBatchShape(a: readonly number[], b: readonly number[]): number[] {
+  const ba = a.length > 2 ? a.slice(0, -2) : [];
+  const bb = b.length > 2 ? b.slice(0, -2) : [];
+  try {
+    return broadcastShapes('matmul', ba, bb);
+  } catch {
+    return fail('matmul', `batch dimensions do not broadcast: ${formatShape(a)} @ ${formatShape(b)} (batch ${formatShape(ba)} vs ${formatShape(bb)}); expected a[..., m, k] @ b[..., k, n] with broadcastable leading axes`);
   }
 }
 

@@ -1,4 +1,5 @@
 import type { ReduceOp } from '../backend';
+import { checkBoolean } from '../check';
 import { fail, formatShape } from '../errors';
 import { NDArray, withKernelReady } from '../ndarray';
 import { normalizeAxes, normalizeAxis, shapeSize } from '../shape';
@@ -10,6 +11,7 @@ import { normalizeAxes, normalizeAxis, shapeSize } from '../shape';
 export function reduceOp(op: ReduceOp, a: NDArray, axis: number | readonly number[] | undefined, keepdims: boolean): NDArray {
   a.assertLive(op);
   const axes = normalizeAxes(op, axis, a.ndim);
+  checkBoolean(op, 'keepdims', keepdims);
   const kept = a.shape.map((_, i) => i).filter((i) => !axes.includes(i));
   const reduceSize = shapeSize(axes.map((i) => a.shape[i]));
   const outShape = keepdims ? a.shape.map((d, i) => (axes.includes(i) ? 1 : d)) : kept.map((i) => a.shape[i]);
@@ -17,7 +19,7 @@ export function reduceOp(op: ReduceOp, a: NDArray, axis: number | readonly numbe
   if (reduceSize === 0 && op !== 'sum' && outSize > 0) {
     fail(op, `cannot reduce over zero elements (shape ${formatShape(a.shape)}, axes ${JSON.stringify(axes)}): the result would have no identity`);
   }
-  const out = NDArray.empty(outShape, a.backend);
+  const out = NDArray.empty(outShape, a.backend, op);
   if (outSize === 0) return out;
   if (reduceSize === 0) {
     a.backend.fill(out.buffer, 0, outSize);
@@ -34,6 +36,8 @@ export function reduceOp(op: ReduceOp, a: NDArray, axis: number | readonly numbe
 
 /** Arithmetic mean over axes. */
 export function mean(a: NDArray, axis: number | readonly number[] | undefined, keepdims: boolean): NDArray {
+  a.assertLive('mean');
+  checkBoolean('mean', 'keepdims', keepdims);
   const axes = normalizeAxes('mean', axis, a.ndim);
   const count = shapeSize(axes.map((i) => a.shape[i]));
   const s = reduceOp('sum', a, axes, keepdims);
@@ -47,6 +51,7 @@ export function mean(a: NDArray, axis: number | readonly number[] | undefined, k
 /** Index of the first maximum/minimum along one axis, or over the flattened array when undefined. */
 export function argReduce(op: 'argmax' | 'argmin', a: NDArray, axis: number | undefined, keepdims: boolean): NDArray {
   a.assertLive(op);
+  checkBoolean(op, 'keepdims', keepdims);
   if (axis === undefined) {
     const flat = a.reshape([-1]);
     try {

@@ -32,6 +32,22 @@ import {
   type Tolerance,
 } from './reference';
 
+export { runBackendFuzz, ndarrayFuzzCases, ndarrayFuzzContext, type BackendFuzzOptions } from './fuzz-ndarray';
+export {
+  BAD_KINDS,
+  INVALID,
+  disposeAll,
+  formatFindings,
+  formatFuzzReport,
+  fuzzInvalidCalls,
+  type BadKind,
+  type FuzzCase,
+  type FuzzContext,
+  type FuzzFinding,
+  type FuzzOptions,
+  type FuzzReport,
+  type FuzzSlot,
+} from './fuzz';
 export { firstMismatch, refBinary, refUnary, refReduce, refMatmul, refStrided, generate, randomData, type Tolerance } from './reference';
 
 export interface ConformanceOptions {
