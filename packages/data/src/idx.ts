@@ -144,5 +144,12 @@ export function parseMnistLabels(bytes: Uint8Array): MnistLabels {
   const op = 'parseMnistLabels';
   const h = readHeader(op, bytes);
   expectMagic(op, h, MNIST_LABELS_MAGIC, 'MNIST labels (unsigned bytes, 1 dimension)');
-  return { count: h.shape[0], labels: readBody(op, bytes, h).data as Uint8Array };
+  const labels = readBody(op, bytes, h).data as Uint8Array;
+  // Class indices 0..9 (MNIST and Fashion-MNIST): a larger byte would index past the classifier's
+  // logits on the device, where it can no longer be checked.
+  const bad = labels.findIndex((l) => l > 9);
+  if (bad >= 0) {
+    fail(op, `label ${bad} (byte offset ${bytes.length - labels.length + bad}) is ${labels[bad]}, expected a class index 0..9; this is not an MNIST labels file`);
+  }
+  return { count: h.shape[0], labels };
 }

@@ -36,4 +36,4 @@ export {
   type Cifar10Batch,
   type LoadCIFAR10Options,
 } from './cifar';
-export { Corpus, Dictionary, EOS, batchify, getBatch, loadPTB, readText, type LoadPTBOptions } from './text';
+export { Corpus, Dictionary, EOS, batchify, decodeUtf8, getBatch, loadPTB, readText, type LoadPTBOptions } from './text';

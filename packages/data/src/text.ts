@@ -1,4 +1,4 @@
-import { fail, formatShape, NDArray, resolveBackend, type Backend } from '@needle/ndarray';
+import { checkInteger, describeValue, fail, formatShape, NDArray, resolveBackend, type Backend } from '@needle/ndarray';
 import { gunzipIfNeeded } from './gzip';
 import { readFileBytes, readFirstExisting } from './node-fs';
 
@@ -52,6 +52,7 @@ export class Corpus {
    * not start an extra (empty) line, but an empty line inside the text yields a lone '<eos>'.
    */
   tokenize(text: string, maxLines?: number): number[] {
+    if (typeof text !== 'string') fail('Corpus.tokenize', `expected the text as a string, got ${describeValue(text)}`);
     if (maxLines !== undefined && (!Number.isInteger(maxLines) || maxLines < 0)) {
       fail('Corpus.tokenize', `maxLines must be a non-negative integer, got ${maxLines}`);
     }
@@ -78,13 +79,15 @@ export interface LoadPTBOptions {
  */
 export async function loadPTB(dir: string, options: LoadPTBOptions = {}): Promise<Corpus> {
   const read = async (split: string, required: boolean): Promise<string | undefined> => {
+    let file: { path: string; bytes: Uint8Array };
     try {
-      const { path, bytes } = await readFirstExisting('loadPTB', dir, [`${split}.txt`, `ptb.${split}.txt`]);
-      return new TextDecoder().decode(await gunzipIfNeeded(bytes, path));
+      file = await readFirstExisting('loadPTB', dir, [`${split}.txt`, `ptb.${split}.txt`]);
     } catch (e) {
       if (required) throw e;
       return undefined;
     }
+    // Outside the try: an optional split that exists but is not valid UTF-8 is an error, not absent.
+    return decodeUtf8('loadPTB', await gunzipIfNeeded(file.bytes, file.path), file.path);
   };
   const [train, valid, test] = await Promise.all([read('train', true), read('valid', false), read('test', true)]);
   return Corpus.fromTexts({ train, valid, test }, options);
@@ -93,7 +96,50 @@ export async function loadPTB(dir: string, options: LoadPTBOptions = {}): Promis
 /** Read a single text file (Node), e.g. to tokenize a corpus of another layout. */
 export async function readText(path: string): Promise<string> {
   const bytes = await gunzipIfNeeded(await readFileBytes('readText', path), path);
-  return new TextDecoder().decode(bytes);
+  return decodeUtf8('readText', bytes, path);
+}
+
+/**
+ * Decode UTF-8 strictly: a byte sequence that is not UTF-8 (a Latin-1 file, a binary file) is an
+ * error naming the byte offset, instead of U+FFFD replacement characters tokenized as words.
+ */
+export function decodeUtf8(op: string, bytes: Uint8Array, path = 'the text'): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    const at = firstInvalidUtf8(bytes);
+    const b = bytes[at];
+    return fail(op, `${path} is not valid UTF-8: byte offset ${at} (0x${b === undefined ? 'end' : b.toString(16).padStart(2, '0')}) does not start or continue a UTF-8 sequence; convert the file to UTF-8`);
+  }
+}
+
+/** Offset of the first byte where `bytes` stops being well-formed UTF-8 (the WHATWG decoder's rules). */
+function firstInvalidUtf8(bytes: Uint8Array): number {
+  let i = 0;
+  while (i < bytes.length) {
+    const b = bytes[i];
+    let n: number;
+    let lo = 0x80;
+    let hi = 0xbf;
+    if (b < 0x80) n = 0;
+    else if (b >= 0xc2 && b <= 0xdf) n = 1;
+    else if (b >= 0xe0 && b <= 0xef) {
+      n = 2;
+      if (b === 0xe0) lo = 0xa0;
+      if (b === 0xed) hi = 0x9f;
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      n = 3;
+      if (b === 0xf0) lo = 0x90;
+      if (b === 0xf4) hi = 0x8f;
+    } else return i;
+    for (let k = 1; k <= n; k++) {
+      const c = bytes[i + k];
+      if (c === undefined) return i;
+      if (k === 1 ? c < lo || c > hi : c < 0x80 || c > 0xbf) return i + k;
+    }
+    i += n + 1;
+  }
+  return bytes.length;
 }
 
 /**
@@ -102,7 +148,8 @@ export async function readText(path: string): Promise<string> {
  * j*nbatch .. (j+1)*nbatch - 1 in order; the leftover tokens are dropped. Values are float32 ids.
  */
 export function batchify(data: ArrayLike<number>, batchSize: number, options: { backend?: Backend | string } = {}): NDArray {
-  if (!Number.isInteger(batchSize) || batchSize < 1) fail('batchify', `batchSize must be a positive integer, got ${batchSize}`);
+  if (!Array.isArray(data) && !ArrayBuffer.isView(data)) fail('batchify', `expected the token ids as an array or typed array of numbers, got ${describeValue(data)}`);
+  checkInteger('batchify', 'batchSize', batchSize, 1);
   const nbatch = Math.floor(data.length / batchSize);
   if (nbatch === 0) fail('batchify', `${data.length} tokens are fewer than batchSize ${batchSize}: no full row`);
   const out = new Float32Array(nbatch * batchSize);
@@ -119,6 +166,9 @@ export function batchify(data: ArrayLike<number>, batchSize: number, options: { 
  * Both are new arrays the caller owns, on the source's backend (built by views, no host read).
  */
 export function getBatch(source: NDArray, i: number, bptt: number): [NDArray, NDArray] {
+  if (!(source instanceof NDArray)) fail('getBatch', `expected the source as an NDArray from batchify, got ${describeValue(source)}`);
+  source.assertLive('getBatch');
+  checkInteger('getBatch', 'i', i);
   if (source.ndim !== 2) fail('getBatch', `source must be 2-d [nbatch, batchSize] (from batchify), got shape ${formatShape(source.shape)}`);
   const nbatch = source.shape[0];
   if (!Number.isInteger(bptt) || bptt < 1) fail('getBatch', `bptt must be a positive integer, got ${bptt}`);

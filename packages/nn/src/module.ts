@@ -7,7 +7,7 @@
  * `heads.key`). Buffers (tensors that are state but not trained, e.g. BatchNorm's running statistics)
  * are ordinary `Tensor` properties named once with `registerBuffer`, as in PyTorch.
  */
-import { NDArray, keep, resolveBackend, scope, tidy, type Backend } from '@needle/ndarray';
+import { NDArray, describeValue, keep, resolveBackend, scope, tidy, type Backend } from '@needle/ndarray';
 import { Tensor, noGrad } from '@needle/autograd';
 import { fail, fmt, sameShape } from './errors';
 
@@ -358,11 +358,12 @@ export abstract class Module {
     const problems: string[] = [];
     const writes: [Tensor, NDArray][] = [];
     for (const [key, target] of targets) {
+      if (!given.has(key)) continue;
       const v = given.get(key);
-      if (v === undefined) continue;
       const value = v instanceof Tensor ? v.data : v;
       if (!(value instanceof NDArray)) {
-        problems.push(`'${key}' is a ${typeof v}, expected an NDArray or Tensor`);
+        // An explicit undefined is a value like any other (JSON round trips and typos produce it), not a skipped key.
+        problems.push(`'${key}' is ${describeValue(v)}, expected an NDArray or Tensor`);
       } else if (value.disposed) {
         problems.push(`'${key}' was disposed`);
       } else if (!sameShape(value.shape, target.shape)) {

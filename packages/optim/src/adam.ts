@@ -1,5 +1,5 @@
 import type { Tensor } from '@needle/autograd';
-import { fail, type NDArray } from '@needle/ndarray';
+import { checkBoolean, checkNumber, describeValue, fail, type NDArray } from '@needle/ndarray';
 import { Optimizer, type GroupOptions, type ParamGroup, type ParamsInput, type ParamState } from './optimizer';
 
 export interface AdamOptions extends GroupOptions {
@@ -34,10 +34,14 @@ export class Adam extends Optimizer<AdamOptions> {
 
   protected override validateOptions(o: AdamOptions, op: string): void {
     super.validateOptions(o, op);
+    if (!Array.isArray(o.betas) || o.betas.length !== 2) fail(op, `betas must be a pair [beta1, beta2], got ${describeValue(o.betas)}`);
     const [b1, b2] = o.betas;
-    if (!(b1 >= 0 && b1 < 1) || !(b2 >= 0 && b2 < 1)) fail(op, `betas must lie in [0, 1), got [${b1}, ${b2}]`);
-    if (!(o.eps >= 0)) fail(op, `eps must be >= 0, got ${o.eps}`);
-    if (!(o.weightDecay >= 0)) fail(op, `weightDecay must be >= 0, got ${o.weightDecay}`);
+    if (typeof b1 !== 'number' || typeof b2 !== 'number' || !(b1 >= 0 && b1 < 1) || !(b2 >= 0 && b2 < 1)) {
+      fail(op, `betas must lie in [0, 1), got [${describeValue(b1)}, ${describeValue(b2)}]`);
+    }
+    checkNumber(op, 'eps', o.eps, { min: 0 });
+    checkNumber(op, 'weightDecay', o.weightDecay, { min: 0 });
+    checkBoolean(op, 'amsgrad', o.amsgrad);
   }
 
   protected update(param: Tensor, grad: NDArray, state: Readonly<ParamState>, o: ParamGroup<AdamOptions>): ParamState {

@@ -1,4 +1,4 @@
-import { fail, full, NDArray, scope } from '@needle/ndarray';
+import { checkNumber, full, NDArray, scope } from '@needle/ndarray';
 import { Tensor, noGrad } from '@needle/autograd';
 
 /**
@@ -9,8 +9,8 @@ import { Tensor, noGrad } from '@needle/autograd';
  * read. Parameters without a gradient are skipped. `normType` is any p > 0 or Infinity (max |g|).
  */
 export function clipGradNorm(params: Iterable<Tensor> | Tensor, maxNorm: number, normType = 2): Tensor {
-  if (!(maxNorm >= 0)) fail('clipGradNorm', `maxNorm must be a number >= 0, got ${maxNorm}`);
-  if (!(normType > 0)) fail('clipGradNorm', `normType must be > 0 or Infinity, got ${normType}`);
+  checkNumber('clipGradNorm', 'maxNorm', maxNorm, { min: 0, finite: false });
+  checkNumber('clipGradNorm', 'normType', normType, { above: 0, finite: false });
   const list = params instanceof Tensor ? [params] : [...params];
   const grads = list.flatMap((p) => (p.grad ? [p.grad] : []));
   if (grads.length === 0) return new Tensor(full([], 0, { backend: list[0]?.backend }));
@@ -33,7 +33,7 @@ export function clipGradNorm(params: Iterable<Tensor> | Tensor, maxNorm: number,
 
 /** Clamp every gradient of `params` to [-clipValue, clipValue] in place (torch.nn.utils.clip_grad_value_). */
 export function clipGradValue(params: Iterable<Tensor> | Tensor, clipValue: number): void {
-  if (!(clipValue >= 0)) fail('clipGradValue', `clipValue must be a number >= 0, got ${clipValue}`);
+  checkNumber('clipGradValue', 'clipValue', clipValue, { min: 0, finite: false });
   const list = params instanceof Tensor ? [params] : [...params];
   noGrad(() => {
     const s = scope();

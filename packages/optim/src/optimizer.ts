@@ -1,4 +1,4 @@
-import { fail, formatShape, keep, NDArray, resolveBackend, scope, type Backend, type Scope } from '@needle/ndarray';
+import { checkNumber, describeValue, fail, formatShape, keep, NDArray, resolveBackend, scope, type Backend, type Scope } from '@needle/ndarray';
 import { noGrad, Tensor } from '@needle/autograd';
 
 /** Options every optimizer's parameter groups carry. */
@@ -49,6 +49,9 @@ export abstract class Optimizer<O extends GroupOptions> {
     this.name = new.target.name;
     this.defaults = Object.freeze({ ...defaults });
     this.validateOptions(this.defaults, this.name);
+    if (params === null || typeof (params as Partial<Iterable<unknown>>)[Symbol.iterator] !== 'function' || typeof params === 'string') {
+      fail(this.name, `expected the parameters as an iterable of Tensors (e.g. model.parameters()) or an array of parameter groups, got ${describeValue(params)}`);
+    }
     const list = [...(params as Iterable<Tensor | ParamGroupInput<O>>)];
     if (list.length === 0) fail(this.name, 'got an empty parameter list');
     if (list.every((p) => p instanceof Tensor)) {
@@ -62,8 +65,12 @@ export abstract class Optimizer<O extends GroupOptions> {
 
   /** Add a group (e.g. layers unfrozen during fine-tuning); missing options come from the defaults. */
   addParamGroup(group: ParamGroupInput<O>): void {
-    const params = [...group.params];
     const op = `${this.name}.addParamGroup`;
+    const given = (group as Partial<ParamGroupInput<O>> | null)?.params;
+    if (given === null || given === undefined || typeof given === 'string' || typeof (given as Partial<Iterable<unknown>>)[Symbol.iterator] !== 'function') {
+      fail(op, `expected a group { params: iterable of Tensors, ...options }, got params ${describeValue(given)}`);
+    }
+    const params = [...given];
     for (const [i, p] of params.entries()) {
       if (!(p instanceof Tensor)) fail(op, `params[${i}] is not a Tensor`);
       if (!p.isLeaf) fail(op, `params[${i}] of shape ${formatShape(p.shape)} is not a leaf tensor (it was computed by an op); optimize leaves such as parameters`);
@@ -79,7 +86,7 @@ export abstract class Optimizer<O extends GroupOptions> {
 
   /** Check a group's options; subclasses extend it. Errors name the option and the bad value. */
   protected validateOptions(options: O, op: string): void {
-    if (!(options.lr >= 0)) fail(op, `lr must be a number >= 0, got ${options.lr}`);
+    checkNumber(op, 'lr', options.lr, { min: 0 });
   }
 
   /**

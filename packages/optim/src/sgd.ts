@@ -1,5 +1,5 @@
 import type { Tensor } from '@needle/autograd';
-import { fail, type NDArray } from '@needle/ndarray';
+import { checkBoolean, checkNumber, fail, type NDArray } from '@needle/ndarray';
 import { Optimizer, type GroupOptions, type ParamGroup, type ParamsInput, type ParamState } from './optimizer';
 
 export interface SGDOptions extends GroupOptions {
@@ -31,9 +31,10 @@ export class SGD extends Optimizer<SGDOptions> {
 
   protected override validateOptions(o: SGDOptions, op: string): void {
     super.validateOptions(o, op);
-    if (!(o.momentum >= 0)) fail(op, `momentum must be >= 0, got ${o.momentum}`);
-    if (!(o.weightDecay >= 0)) fail(op, `weightDecay must be >= 0, got ${o.weightDecay}`);
-    if (!Number.isFinite(o.dampening)) fail(op, `dampening must be a finite number, got ${o.dampening}`);
+    checkNumber(op, 'momentum', o.momentum, { min: 0 });
+    checkNumber(op, 'weightDecay', o.weightDecay, { min: 0 });
+    checkNumber(op, 'dampening', o.dampening);
+    checkBoolean(op, 'nesterov', o.nesterov);
     if (o.nesterov && (o.momentum <= 0 || o.dampening !== 0)) {
       fail(op, `nesterov momentum requires momentum > 0 and dampening 0, got momentum ${o.momentum}, dampening ${o.dampening}`);
     }
