@@ -6,7 +6,9 @@ import {
   arange as ndArange,
   broadcastShapes,
   checkBoolean,
+  checkInteger,
   checkNumber,
+  checkOptions,
   checkPadWidth,
   describeValue,
   fail,
@@ -45,15 +47,25 @@ function checkTensor(op: string, t: unknown, what = 'input'): asserts t is Tenso
  * its own name for wrong types, disposed tensors, other backends and shapes that do not broadcast,
  * never the name of a primitive it is built from.
  */
+/**
+ * All tensors on one backend, checked before a composition starts: a mismatch found by its last
+ * primitive would leave the views made before it holding their inputs' buffers.
+ */
+function checkSameBackend(op: string, tensors: readonly Tensor[]): void {
+  for (const t of tensors) {
+    if (t.backend !== tensors[0].backend) {
+      fail(op, `tensors live on different backends ('${tensors[0].backend.name}' and '${t.backend.name}'); move one with 'await tensor.to(backend)'`);
+    }
+  }
+}
+
 function checkOperands(op: string, a: unknown, b: unknown): void {
   for (const v of [a, b]) {
     if (typeof v !== 'number') checkTensor(op, v, 'operand');
   }
   if (typeof a === 'number' && typeof b === 'number') bothNumbers(op);
   if (a instanceof Tensor && b instanceof Tensor) {
-    if (a.backend !== b.backend) {
-      fail(op, `tensors live on different backends ('${a.backend.name}' and '${b.backend.name}'); move one with 'await tensor.to(backend)'`);
-    }
+    checkSameBackend(op, [a, b]);
     if (!sameShape(a.shape, b.shape)) broadcastShapes(op, a.shape, b.shape);
   }
 }
@@ -237,6 +249,10 @@ export function where(cond: Tensor | NDArray, x: TensorLike, y: TensorLike): Ten
   for (const v of [x, y]) {
     if (typeof v !== 'number') checkTensor('where', v);
   }
+  const backends = [cond, x, y].flatMap((v) => (typeof v === 'number' ? [] : [v.backend]));
+  if (backends.some((b) => b !== backends[0])) {
+    fail('where', `the condition and values live on different backends (${backends.map((b) => `'${b.name}'`).join(', ')})`);
+  }
   const like = x instanceof Tensor ? x : y instanceof Tensor ? y : undefined;
   return composite(() => {
     const c = cond instanceof NDArray ? constant(cond.view(cond.shape, cond.strides, cond.offset)) : cond;
@@ -354,6 +370,7 @@ export function flatten(x: Tensor, startAxis = 0, endAxis = -1): Tensor {
 export function concat(tensors: readonly Tensor[], axis = 0): Tensor {
   if (!Array.isArray(tensors as unknown) || tensors.length === 0) fail('concat', `expected a non-empty array of Tensors, got ${describeValue(tensors)}`);
   tensors.forEach((t) => checkTensor('concat', t));
+  checkSameBackend('concat', tensors);
   const first = tensors[0];
   const ax = normalizeAxis('concat', axis, first.ndim);
   for (const t of tensors) {
@@ -368,6 +385,7 @@ export function concat(tensors: readonly Tensor[], axis = 0): Tensor {
 export function stack(tensors: readonly Tensor[], axis = 0): Tensor {
   if (!Array.isArray(tensors as unknown) || tensors.length === 0) fail('stack', `expected a non-empty array of Tensors, got ${describeValue(tensors)}`);
   tensors.forEach((t) => checkTensor('stack', t));
+  checkSameBackend('stack', tensors);
   const first = tensors[0];
   for (const t of tensors) {
     if (!sameShape(t.shape, first.shape)) fail('stack', `all tensors must have one shape, got ${tensors.map((x) => formatShape(x.shape)).join(', ')}`);
@@ -401,7 +419,7 @@ export function pad(x: Tensor, padWidth: ReadonlyArray<readonly [number, number]
 /** Insert `dilation` zeros after each element along the axes (needle's dilate): a scatter into zeros. */
 export function dilate(x: Tensor, axes: number | readonly number[], dilation: number): Tensor {
   checkTensor('dilate', x);
-  if (!Number.isInteger(dilation) || dilation < 0) fail('dilate', `dilation must be a non-negative integer, got ${dilation}`);
+  checkInteger('dilate', 'dilation', dilation);
   const list = normalizeAxes('dilate', axes, x.ndim);
   const shape = x.shape.map((d, i) => (list.includes(i) ? d * (dilation + 1) : d));
   const index = x.shape.map((_, i): Slice => (list.includes(i) ? { step: dilation + 1 } : {}));
@@ -411,7 +429,7 @@ export function dilate(x: Tensor, axes: number | readonly number[], dilation: nu
 /** The inverse of dilate: keep every (dilation+1)-th element along the axes (a strided view). */
 export function undilate(x: Tensor, axes: number | readonly number[], dilation: number): Tensor {
   checkTensor('undilate', x);
-  if (!Number.isInteger(dilation) || dilation < 0) fail('undilate', `dilation must be a non-negative integer, got ${dilation}`);
+  checkInteger('undilate', 'dilation', dilation);
   const list = normalizeAxes('undilate', axes, x.ndim);
   return getitem(x, ...x.shape.map((_, i): Slice => (list.includes(i) ? { step: dilation + 1 } : {})));
 }
@@ -521,6 +539,7 @@ export function softmax(x: Tensor, axis = -1): Tensor {
 export function matmul(a: Tensor, b: Tensor): Tensor {
   checkTensor('matmul', a);
   checkTensor('matmul', b);
+  checkSameBackend('matmul', [a, b]);
   if (a.ndim === 0 || b.ndim === 0) fail('matmul', `expected tensors of at least 1 dimension, got shapes ${formatShape(a.shape)} and ${formatShape(b.shape)}`);
   const k = a.shape[a.ndim - 1];
   const k2 = b.shape[b.ndim === 1 ? 0 : b.ndim - 2];
@@ -542,9 +561,11 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
 type Pair = number | readonly [number, number];
 
 function pair(op: string, name: string, v: Pair, min: number): [number, number] {
-  const p: [number, number] = typeof v === 'number' ? [v, v] : [v[0], v[1]];
-  if (p.some((x) => !Number.isInteger(x) || x < min)) fail(op, `${name} must be integers >= ${min}, got ${JSON.stringify(v)}`);
-  return p;
+  const p = typeof v === 'number' ? [v, v] : Array.isArray(v as unknown) && v.length === 2 ? [v[0], v[1]] : null;
+  if (p === null || p.some((x) => !Number.isInteger(x) || x < min)) {
+    fail(op, `${name} must be an integer >= ${min} or a pair of them, got ${describeValue(v)}`);
+  }
+  return p as [number, number];
 }
 
 /** im2col as a differentiable op: [N, H, W, C] -> [N, Ho, Wo, kh, kw, C]. Internal. */
@@ -579,6 +600,7 @@ export function conv2d(x: Tensor, weight: Tensor, options: Conv2dOptions = {}): 
   if (x.ndim !== 4 || weight.ndim !== 4) {
     fail('conv2d', `expected input [N, C, H, W] and weight [O, C/groups, kh, kw], got shapes ${formatShape(x.shape)} and ${formatShape(weight.shape)}`);
   }
+  checkOptions('conv2d', options);
   const groups = options.groups ?? 1;
   const [n, c, h, w] = x.shape;
   const [o, cg, kh, kw] = weight.shape;
@@ -586,7 +608,11 @@ export function conv2d(x: Tensor, weight: Tensor, options: Conv2dOptions = {}): 
     fail('conv2d', `input ${formatShape(x.shape)} with ${c} channels and weight ${formatShape(weight.shape)} do not fit groups=${groups} (expected weight [O, ${c / groups}, kh, kw] with O divisible by ${groups})`);
   }
   const bias = options.bias ?? null;
+  if (bias !== null) checkTensor('conv2d', bias, 'bias');
   if (bias && (bias.ndim !== 1 || bias.shape[0] !== o)) fail('conv2d', `bias has shape ${formatShape(bias.shape)}, expected [${o}]`);
+  for (const t of bias ? [weight, bias] : [weight]) {
+    if (t.backend !== x.backend) fail('conv2d', `the input lives on backend '${x.backend.name}' and a parameter on '${t.backend.name}'`);
+  }
   const [sh, sw] = pair('conv2d', 'stride', options.stride ?? 1, 1);
   const [ph, pw] = pair('conv2d', 'padding', options.padding ?? 0, 0);
   const [dh, dw] = pair('conv2d', 'dilation', options.dilation ?? 1, 1);
@@ -625,6 +651,7 @@ export interface Pool2dOptions {
 function pool2d(op: 'maxPool2d' | 'avgPool2d', x: Tensor, kernelSize: Pair, options: Pool2dOptions): Tensor {
   checkTensor(op, x);
   if (x.ndim !== 4) fail(op, `expected input [N, C, H, W], got shape ${formatShape(x.shape)}`);
+  checkOptions(op, options);
   const [kh, kw] = pair(op, 'kernelSize', kernelSize, 1);
   const [sh, sw] = pair(op, 'stride', options.stride ?? [kh, kw], 1);
   const [ph, pw] = pair(op, 'padding', options.padding ?? 0, 0);
@@ -696,7 +723,7 @@ function oneHotArray(idx: NDArray, n: number): NDArray {
  * own. Indices outside [0, numClasses) give a row of zeros (they cannot be checked without reading).
  */
 export function oneHot(indices: Tensor | NDArray, numClasses: number): Tensor {
-  if (!Number.isInteger(numClasses) || numClasses < 1) fail('oneHot', `numClasses must be a positive integer, got ${numClasses}`);
+  checkInteger('oneHot', 'numClasses', numClasses, 1);
   return new Tensor(oneHotArray(indexData('oneHot', indices), numClasses));
 }
 

@@ -1,6 +1,10 @@
 import {
   arange as ndArange,
   array as ndArray,
+  checkBoolean,
+  checkDType,
+  checkOptions,
+  describeValue,
   eye as ndEye,
   fail,
   keep,
@@ -87,10 +91,11 @@ export class Tensor implements HasOwnedArrays, Disposable {
    * creation helpers (`tensor`, `zeros`, `randn`, ...) instead.
    */
   constructor(data: NDArray, options: { requiresGrad?: boolean } = {}) {
-    if (!(data instanceof NDArray)) fail('Tensor', `expected an NDArray, got ${typeof data}`);
+    if (!(data instanceof NDArray)) fail('Tensor', `expected an NDArray, got ${describeValue(data)}`);
     data.assertLive('Tensor');
+    const o = leafOptions('Tensor', options);
     this._data = data;
-    this._requiresGrad = options.requiresGrad ?? false;
+    this._requiresGrad = o.requiresGrad ?? false;
     this._node = null;
     this._intermediate = false;
     trackWith(this, data);
@@ -151,6 +156,7 @@ export class Tensor implements HasOwnedArrays, Disposable {
    * recorded gradient path turns that result into a leaf you own (like `requires_grad_()` in PyTorch).
    */
   set requiresGrad(value: boolean) {
+    checkBoolean('requiresGrad', 'requiresGrad', value);
     if (this._requiresGrad === value) return;
     if (!value && this._node !== null) {
       fail('requiresGrad', `cannot switch off requiresGrad on a non-leaf tensor of shape ${formatShape(this.shape)}; use detach()`);
@@ -175,7 +181,10 @@ export class Tensor implements HasOwnedArrays, Disposable {
   _setGrad(value: Tensor | null, disposeOld: boolean): void {
     if (value === this._grad) return;
     if (value !== null) {
-      if (!(value instanceof Tensor)) fail('grad', 'expected a Tensor or null');
+      if (this.disposed) fail('grad', `cannot set the gradient of a disposed tensor of shape ${formatShape(this.shape)}`);
+      if (!(value instanceof Tensor)) fail('grad', `expected a Tensor or null, got ${describeValue(value)}`);
+      if (value.disposed) fail('grad', `the gradient of shape ${formatShape(value.shape)} was disposed`);
+      if (value.backend !== this.backend) fail('grad', `the gradient lives on backend '${value.backend.name}' and the tensor on '${this.backend.name}'`);
       if (!sameShape(value.shape, this.shape)) {
         fail('grad', `gradient of shape ${formatShape(value.shape)} does not match the tensor's shape ${formatShape(this.shape)}`);
       }
@@ -451,7 +460,9 @@ export function tensor(
   data: NestedArray | Float32Array | readonly number[] | NDArray,
   options: TensorOptions & { shape?: Shape } = {},
 ): Tensor {
+  options = leafOptions('tensor', options);
   if (data instanceof NDArray) {
+    data.assertLive('tensor');
     const v = options.shape ? data.reshape(options.shape) : data.view(data.shape, data.strides, data.offset);
     return new Tensor(v, options);
   }
@@ -459,7 +470,8 @@ export function tensor(
 }
 
 export function full(shape: Shape, value: number, options: TensorOptions = {}): Tensor {
-  return new Tensor(ndFull(shape, value, { backend: options.backend }), options);
+  const o = leafOptions('full', options);
+  return new Tensor(ndFull(shape, value, { backend: o.backend }), o);
 }
 
 export function zeros(shape: Shape, options: TensorOptions = {}): Tensor {
@@ -472,6 +484,7 @@ export function ones(shape: Shape, options: TensorOptions = {}): Tensor {
 
 /** Same shape and backend as `t` (a new leaf). */
 export function fullLike(t: Tensor, value: number, options: { requiresGrad?: boolean } = {}): Tensor {
+  if (!(t instanceof Tensor)) fail('fullLike', `expected a Tensor, got ${describeValue(t)}`);
   return full(t.shape, value, { ...options, backend: t.backend });
 }
 
@@ -484,11 +497,13 @@ export function onesLike(t: Tensor, options: { requiresGrad?: boolean } = {}): T
 }
 
 export function arange(start: number, stop?: number, step = 1, options: TensorOptions = {}): Tensor {
-  return new Tensor(ndArange(start, stop, step, { backend: options.backend }), options);
+  const o = leafOptions('arange', options);
+  return new Tensor(ndArange(start, stop, step, { backend: o.backend }), o);
 }
 
 export function eye(n: number, m = n, options: TensorOptions = {}): Tensor {
-  return new Tensor(ndEye(n, m, { backend: options.backend }), options);
+  const o = leafOptions('eye', options);
+  return new Tensor(ndEye(n, m, { backend: o.backend }), o);
 }
 
 export interface RandomTensorOptions extends TensorOptions {
@@ -497,10 +512,23 @@ export interface RandomTensorOptions extends TensorOptions {
 
 /** Uniform in [low, high), drawn on the host from the seeded generator. */
 export function rand(shape: Shape, options: RandomTensorOptions & { low?: number; high?: number } = {}): Tensor {
-  return new Tensor(ndRand(shape, { backend: options.backend, generator: options.generator, low: options.low, high: options.high }), options);
+  const o = leafOptions('rand', options);
+  return new Tensor(ndRand(shape, { backend: o.backend, generator: o.generator, low: o.low, high: o.high }), o);
 }
 
 /** Normal(mean, std), drawn on the host from the seeded generator. */
 export function randn(shape: Shape, options: RandomTensorOptions & { mean?: number; std?: number } = {}): Tensor {
-  return new Tensor(ndRandn(shape, { backend: options.backend, generator: options.generator, mean: options.mean, std: options.std }), options);
+  const o = leafOptions('randn', options);
+  return new Tensor(ndRandn(shape, { backend: o.backend, generator: o.generator, mean: o.mean, std: o.std }), o);
+}
+
+/**
+ * A leaf's options, checked before anything is allocated (an error after the array exists would
+ * leak it): an object, a boolean requiresGrad, and no dtype but float32 (storage is float32 only).
+ */
+function leafOptions<O extends { requiresGrad?: boolean }>(op: string, options: O | undefined): O {
+  const o = checkOptions(op, options);
+  if (o.requiresGrad !== undefined) checkBoolean(op, 'requiresGrad', o.requiresGrad);
+  checkDType(op, (o as { dtype?: unknown }).dtype);
+  return o;
 }

@@ -6,7 +6,8 @@
  * - `clear`: a NeedleError (the only good outcome);
  * - `raw`: any other exception (TypeError, RangeError, an engine message): a missing check;
  * - `silent`: the call returned a result for an invalid argument;
- * - `leaked`: the call threw but left live buffers behind.
+ * - `leaked`: the call threw but left live buffers behind (new ones, or its arguments' buffers held
+ *   by views it made).
  * Used by the ndarray suite on every backend and by the autograd, nn, optim and data test suites.
  */
 import { NeedleError } from '../errors';
@@ -207,6 +208,7 @@ export async function fuzzInvalidCalls(options: FuzzOptions): Promise<FuzzReport
       if (!bad.has(j)) bad.set(j, pick(c.slots[j].invalid));
     }
     const started = performance.now();
+    const base = liveBuffers();
     const args = c.slots.map((s, i) => (bad.has(i) ? badValue(bad.get(i)!, s, ctx) : s.valid(ctx)));
     const call = `${c.name}(${args.map(show).join(', ')})`;
     const before = liveBuffers();
@@ -237,6 +239,11 @@ export async function fuzzInvalidCalls(options: FuzzOptions): Promise<FuzzReport
       disposeAll(result);
     }
     disposeAll(args);
+    // Views a failed call made of its arguments (never disposed) keep their buffers alive past them.
+    if (threw && liveBuffers() !== base) {
+      report.leaked++;
+      note({ outcome: 'leaked', call, detail: `${liveBuffers() - base} buffers still held after its arguments were disposed` }, c.name);
+    }
     report.msByCase.set(c.name, (report.msByCase.get(c.name) ?? 0) + performance.now() - started);
   }
   return report;
