@@ -1,5 +1,10 @@
 import {
+  checkBoolean,
+  checkInteger,
+  checkNumber,
+  checkOptions,
   defaultGenerator,
+  describeValue,
   fail,
   formatShape,
   Generator,
@@ -7,7 +12,7 @@ import {
   resolveBackend,
   type Backend,
 } from '@needle/ndarray';
-import type { Dataset } from './dataset';
+import { checkDataset, type Dataset } from './dataset';
 import { isHostArray, type Sample } from './host';
 
 export interface DataLoaderOptions {
@@ -54,10 +59,17 @@ export class DataLoader<S extends Sample> implements AsyncIterable<Batch<S>> {
   private readonly backendChoice: Backend | string | undefined;
 
   constructor(dataset: Dataset<S>, options: DataLoaderOptions = {}) {
-    const batchSize = options.batchSize ?? 1;
-    if (!Number.isInteger(batchSize) || batchSize < 1) {
-      fail('DataLoader', `batchSize must be a positive integer, got ${batchSize}`);
+    checkDataset('DataLoader', dataset);
+    checkOptions('DataLoader', options);
+    const batchSize = checkInteger('DataLoader', 'batchSize', options.batchSize ?? 1, 1);
+    for (const flag of ['shuffle', 'dropLast', 'autoDispose'] as const) {
+      if (options[flag] !== undefined) checkBoolean('DataLoader', flag, options[flag]);
     }
+    if (options.seed !== undefined) checkNumber('DataLoader', 'seed', options.seed, { integer: true });
+    if (options.generator !== undefined && !(options.generator instanceof Generator)) {
+      fail('DataLoader', `generator must be a Generator, got ${describeValue(options.generator)}`);
+    }
+    if (options.backend !== undefined) resolveBackend(options.backend);
     this.dataset = dataset;
     this.batchSize = batchSize;
     this.shuffle = options.shuffle ?? false;
@@ -118,6 +130,7 @@ function disposeBatch(batch: NDArray[]): void {
  * indices, for error messages.
  */
 export function collate(samples: readonly Sample[], indices: readonly number[], backend: Backend): NDArray[] {
+  if (!Array.isArray(samples as unknown)) fail('collate', `expected an array of samples, got ${describeValue(samples)}`);
   if (samples.length === 0) fail('collate', 'cannot build a batch from zero samples');
   const first = samples[0];
   if (!Array.isArray(first) || first.length === 0) {

@@ -1,4 +1,4 @@
-import { defaultGenerator, fail, formatShape, Generator, type NDArray } from '@needle/ndarray';
+import { checkInteger, defaultGenerator, describeValue, fail, formatShape, Generator, NDArray } from '@needle/ndarray';
 import { hostArray, type SampleField } from './host';
 
 /**
@@ -12,7 +12,7 @@ export abstract class Dataset<T> {
   /** Throw a clear error for an index outside [0, length). */
   protected checkIndex(op: string, index: number): void {
     if (!Number.isInteger(index) || index < 0 || index >= this.length) {
-      fail(op, `index ${index} is out of range for a dataset of length ${this.length}`);
+      fail(op, `index ${describeValue(index)} is out of range for a dataset of length ${this.length}`);
     }
   }
 }
@@ -35,6 +35,8 @@ export class TensorDataset extends Dataset<SampleField[]> {
     super();
     if (arrays.length === 0) fail('TensorDataset', 'needs at least one array');
     arrays.forEach((a, k) => {
+      if (!(a instanceof NDArray)) fail('TensorDataset', `array ${k} is ${describeValue(a)}, expected an NDArray`);
+      a.assertLive('TensorDataset');
       if (a.ndim === 0) fail('TensorDataset', `array ${k} is 0-d; every array needs a first (sample) dimension`);
     });
     const n = arrays[0].shape[0];
@@ -64,6 +66,15 @@ export class TensorDataset extends Dataset<SampleField[]> {
   }
 }
 
+/** A Dataset, or any object with an integer length and a get method (datasets may be duck-typed). */
+export function checkDataset(op: string, dataset: unknown): void {
+  const d = dataset as Partial<Dataset<unknown>> | null;
+  if (d === null || typeof d !== 'object' || typeof d.get !== 'function' || !Number.isInteger(d.length)) {
+    fail(op, `expected a Dataset (an object with length and get(index)), got ${describeValue(dataset)}`);
+  }
+  checkInteger(op, 'dataset.length', d.length);
+}
+
 /** The samples of `dataset` at `indices`, in that order (PyTorch's Subset). */
 export class Subset<T> extends Dataset<T> {
   readonly dataset: Dataset<T>;
@@ -71,9 +82,11 @@ export class Subset<T> extends Dataset<T> {
 
   constructor(dataset: Dataset<T>, indices: readonly number[]) {
     super();
+    checkDataset('Subset', dataset);
+    if (!Array.isArray(indices as unknown)) fail('Subset', `expected the indices as an array of integers, got ${describeValue(indices)}`);
     indices.forEach((i, k) => {
       if (!Number.isInteger(i) || i < 0 || i >= dataset.length) {
-        fail('Subset', `indices[${k}] = ${i} is out of range for a dataset of length ${dataset.length}`);
+        fail('Subset', `indices[${k}] = ${describeValue(i)} is out of range for a dataset of length ${dataset.length}`);
       }
     });
     this.dataset = dataset;
@@ -95,6 +108,10 @@ export class Subset<T> extends Dataset<T> {
  * the dataset's length (PyTorch's random_split). The order is `generator.permutation(length)`.
  */
 export function randomSplit<T>(dataset: Dataset<T>, lengths: readonly number[], options: { seed?: number; generator?: Generator } = {}): Subset<T>[] {
+  checkDataset('randomSplit', dataset);
+  if (!Array.isArray(lengths as unknown) || lengths.some((n) => typeof n !== 'number')) {
+    fail('randomSplit', `expected the lengths as an array of integers, got ${describeValue(lengths)}`);
+  }
   const total = lengths.reduce((a, b) => a + b, 0);
   if (lengths.some((n) => !Number.isInteger(n) || n < 0) || total !== dataset.length) {
     fail('randomSplit', `lengths ${formatShape(lengths)} must be non-negative integers adding up to the dataset length ${dataset.length} (they add up to ${total})`);

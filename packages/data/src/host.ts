@@ -1,4 +1,4 @@
-import { fail, formatShape } from '@needle/ndarray';
+import { checkShape, describeValue, fail, formatShape } from '@needle/ndarray';
 
 /**
  * A sample's array on the host: row-major float32 data and its shape. Datasets and transforms work
@@ -17,11 +17,9 @@ export type Sample = readonly SampleField[];
 
 /** Build a HostArray, checking that the data length matches the shape. */
 export function hostArray(data: Float32Array, shape: readonly number[]): HostArray {
+  if (!(data instanceof Float32Array)) fail('hostArray', `expected the data as a Float32Array, got ${describeValue(data)}`);
   let size = 1;
-  for (const d of shape) {
-    if (!Number.isInteger(d) || d < 0) fail('hostArray', `shape ${formatShape(shape)} has an invalid dimension ${d}`);
-    size *= d;
-  }
+  for (const d of checkShape('hostArray', shape)) size *= d;
   if (data.length !== size) {
     fail('hostArray', `data has ${data.length} elements but shape ${formatShape(shape)} needs ${size}`);
   }

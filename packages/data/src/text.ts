@@ -53,9 +53,7 @@ export class Corpus {
    */
   tokenize(text: string, maxLines?: number): number[] {
     if (typeof text !== 'string') fail('Corpus.tokenize', `expected the text as a string, got ${describeValue(text)}`);
-    if (maxLines !== undefined && (!Number.isInteger(maxLines) || maxLines < 0)) {
-      fail('Corpus.tokenize', `maxLines must be a non-negative integer, got ${maxLines}`);
-    }
+    if (maxLines !== undefined) checkInteger('Corpus.tokenize', 'maxLines', maxLines);
     const lines = text.split('\n');
     if (lines[lines.length - 1] === '') lines.pop();
     const n = maxLines === undefined ? lines.length : Math.min(maxLines, lines.length);
@@ -104,6 +102,7 @@ export async function readText(path: string): Promise<string> {
  * error naming the byte offset, instead of U+FFFD replacement characters tokenized as words.
  */
 export function decodeUtf8(op: string, bytes: Uint8Array, path = 'the text'): string {
+  if (!(bytes instanceof Uint8Array)) fail(op, `expected the bytes as a Uint8Array, got ${describeValue(bytes)}`);
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
@@ -171,7 +170,7 @@ export function getBatch(source: NDArray, i: number, bptt: number): [NDArray, ND
   checkInteger('getBatch', 'i', i);
   if (source.ndim !== 2) fail('getBatch', `source must be 2-d [nbatch, batchSize] (from batchify), got shape ${formatShape(source.shape)}`);
   const nbatch = source.shape[0];
-  if (!Number.isInteger(bptt) || bptt < 1) fail('getBatch', `bptt must be a positive integer, got ${bptt}`);
+  checkInteger('getBatch', 'bptt', bptt, 1);
   if (!Number.isInteger(i) || i < 0 || i >= nbatch - 1) {
     fail('getBatch', `i = ${i} is out of range: a source of ${nbatch} rows has windows at i = 0 .. ${nbatch - 2} (each needs a next row for the target)`);
   }

@@ -1,4 +1,4 @@
-import { defaultGenerator, fail, formatShape, Generator } from '@needle/ndarray';
+import { checkInteger, checkNumber, checkOptions, defaultGenerator, describeValue, fail, formatShape, Generator } from '@needle/ndarray';
 import { hostArray, isHostArray, type HostArray } from './host';
 
 /**
@@ -69,12 +69,15 @@ export class Normalize implements Transform {
   readonly mean: readonly number[];
   readonly std: readonly number[];
   constructor(mean: number | readonly number[], std: number | readonly number[]) {
-    this.mean = typeof mean === 'number' ? [mean] : [...mean];
-    this.std = typeof std === 'number' ? [std] : [...std];
+    const list = (v: number | readonly number[], name: string) => {
+      if (typeof v !== 'number' && !Array.isArray(v as unknown)) fail('Normalize', `${name} must be a number or an array of numbers, got ${describeValue(v)}`);
+      return typeof v === 'number' ? [v] : [...v];
+    };
+    this.mean = list(mean, 'mean');
+    this.std = list(std, 'std');
     if (this.mean.length === 0 || this.std.length === 0) fail('Normalize', 'mean and std need at least one value');
-    this.std.forEach((s, c) => {
-      if (!(s > 0) || !Number.isFinite(s)) fail('Normalize', `std[${c}] is ${s}; every std must be a positive finite number`);
-    });
+    this.mean.forEach((m, c) => checkNumber('Normalize', `mean[${c}]`, m));
+    this.std.forEach((s, c) => checkNumber('Normalize', `std[${c}]`, s, { above: 0 }));
   }
 
   apply(x: HostArray): HostArray {
@@ -99,6 +102,9 @@ export class Normalize implements Transform {
 }
 
 function generatorOf(options: RandomTransformOptions): () => Generator {
+  checkOptions('transform', options);
+  if (options.generator !== undefined && !(options.generator instanceof Generator)) fail('transform', `generator must be a Generator, got ${describeValue(options.generator)}`);
+  if (options.seed !== undefined) checkNumber('transform', 'seed', options.seed, { integer: true });
   const own = options.generator ?? (options.seed === undefined ? undefined : new Generator(options.seed));
   // Without an own generator, look the global one up at each draw so manualSeed() takes effect.
   return own ? () => own : defaultGenerator;
@@ -112,7 +118,7 @@ export class RandomFlipHorizontal implements Transform {
   readonly p: number;
   private readonly generator: () => Generator;
   constructor(p = 0.5, options: RandomTransformOptions = {}) {
-    if (!(p >= 0 && p <= 1)) fail('RandomFlipHorizontal', `p must be in [0, 1], got ${p}`);
+    checkNumber('RandomFlipHorizontal', 'p', p, { min: 0, max: 1 });
     this.p = p;
     this.generator = generatorOf(options);
   }
@@ -142,11 +148,12 @@ export class RandomCrop implements Transform {
   readonly padding: number;
   private readonly generator: () => Generator;
   constructor(size: number | readonly [number, number], padding = 0, options: RandomTransformOptions = {}) {
-    const [h, w] = typeof size === 'number' ? [size, size] : size;
-    if (!Number.isInteger(h) || !Number.isInteger(w) || h < 1 || w < 1) {
-      fail('RandomCrop', `size must be positive integers, got ${JSON.stringify(size)}`);
+    const pair = typeof size === 'number' ? [size, size] : Array.isArray(size as unknown) && size.length === 2 ? size : null;
+    if (pair === null || !pair.every((d) => Number.isInteger(d) && d >= 1)) {
+      fail('RandomCrop', `size must be a positive integer or a pair of them, got ${describeValue(size)}`);
     }
-    if (!Number.isInteger(padding) || padding < 0) fail('RandomCrop', `padding must be a non-negative integer, got ${padding}`);
+    const [h, w] = pair;
+    checkInteger('RandomCrop', 'padding', padding);
     this.size = [h, w];
     this.padding = padding;
     this.generator = generatorOf(options);

@@ -24,7 +24,7 @@ describe('Normalize', () => {
     expect(() => new Normalize([0, 0, 0], [1, 1, 1]).apply(img([1, 2], [2, 1, 1]))).toThrow(
       'Normalize: mean has 3 values but the image of shape [2, 1, 1] has 2 channel(s)',
     );
-    expect(() => new Normalize(0, 0)).toThrow('Normalize: std[0] is 0; every std must be a positive finite number');
+    expect(() => new Normalize(0, 0)).toThrow('Normalize: std[0] must be a finite number > 0, got 0');
     expect(() => new Normalize(0, 1).apply(img([1, 2], [2]))).toThrow('Normalize: expected an image of shape HW, CHW or NCHW, got shape [2]');
   });
 });

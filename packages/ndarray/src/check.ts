@@ -50,14 +50,22 @@ export interface NumberRule {
 /** A number obeying `rule`, or a NeedleError naming `name` and what was expected. */
 export function checkNumber(op: string, name: string, v: unknown, rule: NumberRule = {}): number {
   const { finite = true, integer = false, min, above, max } = rule;
-  const kind = integer ? 'an integer' : finite ? 'a finite number' : 'a number';
+  const expected = expectation(rule);
   if (typeof v !== 'number' || (finite && !Number.isFinite(v)) || (integer && !Number.isInteger(v))) {
-    fail(op, `${name} must be ${kind}${bounds(rule)}, got ${describeValue(v)}`);
+    fail(op, `${name} must be ${expected}, got ${describeValue(v)}`);
   }
   if ((min !== undefined && !(v >= min)) || (above !== undefined && !(v > above)) || (max !== undefined && !(v <= max))) {
-    fail(op, `${name} must be ${kind}${bounds(rule)}, got ${describeValue(v)}`);
+    fail(op, `${name} must be ${expected}, got ${describeValue(v)}`);
   }
   return v;
+}
+
+function expectation(rule: NumberRule): string {
+  const { finite = true, integer = false, min, above, max } = rule;
+  if (integer && above === undefined && max === undefined && (min === 1 || min === 0)) {
+    return min === 1 ? 'a positive integer' : 'a non-negative integer';
+  }
+  return `${integer ? 'an integer' : finite ? 'a finite number' : 'a number'}${bounds(rule)}`;
 }
 
 function bounds({ min, above, max }: NumberRule): string {

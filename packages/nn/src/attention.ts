@@ -13,7 +13,7 @@
  */
 import { Tensor, add, constant, dropout, expandDims, gelu, getitem, matmul, mean, mul, permute, relu, reshape, softmax, split, squeeze, transpose, where } from '@needle/autograd';
 import { NDArray, arange, tidy, type Backend, type Generator } from '@needle/ndarray';
-import { checkPositiveInt, fail, fmt, sameShape } from './errors';
+import { checkModuleOptions, checkPositiveInt, checkProbability, fail, fmt, sameShape } from './errors';
 import * as init from './init';
 import { Dropout, Linear } from './layers';
 import { LayerNorm } from './norm';
@@ -99,11 +99,11 @@ export class MultiHeadAttention extends Module {
   constructor(embedDim: number, numHeads: number, options: MultiHeadAttentionOptions = {}) {
     super();
     const op = 'MultiHeadAttention';
+    checkModuleOptions(op, options, ['bias', 'batchFirst']);
     checkPositiveInt(op, 'embedDim', embedDim);
     checkPositiveInt(op, 'numHeads', numHeads);
     if (embedDim % numHeads !== 0) fail(op, `embedDim=${embedDim} must be divisible by numHeads=${numHeads}`);
-    const p = options.dropout ?? 0;
-    if (!(p >= 0 && p < 1)) fail(op, `dropout must be in [0, 1), got ${p}`);
+    const p = checkProbability(op, 'dropout', options.dropout ?? 0);
     this.embedDim = embedDim;
     this.numHeads = numHeads;
     this.headDim = embedDim / numHeads;
@@ -309,6 +309,7 @@ export class TransformerLayer extends Module {
   constructor(dModel: number, nhead: number, options: TransformerLayerOptions = {}) {
     super();
     const op = 'TransformerLayer';
+    checkModuleOptions(op, options, ['batchFirst', 'normFirst', 'causal']);
     checkPositiveInt(op, 'dModel', dModel);
     checkPositiveInt(op, 'nhead', nhead);
     const dimFeedforward = options.dimFeedforward ?? 2048;
@@ -409,6 +410,7 @@ export class Transformer extends Module {
 
   constructor(dModel: number, nhead: number, options: TransformerOptions = {}) {
     super();
+    checkModuleOptions('Transformer', options);
     const numLayers = options.numLayers ?? 6;
     checkPositiveInt('Transformer', 'dModel', dModel);
     checkPositiveInt('Transformer', 'numLayers', numLayers);

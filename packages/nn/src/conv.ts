@@ -1,7 +1,7 @@
 /** Convolution, pooling and embedding layers over @needle/autograd's conv2d, pools and indexSelect. */
 import { Tensor, avgPool2d, conv2d, embedding, maxPool2d } from '@needle/autograd';
-import { NDArray, type Backend, type Generator } from '@needle/ndarray';
-import { checkPositiveInt, fail, fmt } from './errors';
+import { describeValue, NDArray, type Backend, type Generator } from '@needle/ndarray';
+import { checkModuleOptions, checkPositiveInt, fail, fmt } from './errors';
 import * as init from './init';
 import { Module, type Parameter } from './module';
 
@@ -9,9 +9,11 @@ import { Module, type Parameter } from './module';
 export type Size2 = number | readonly [number, number];
 
 function pair(op: string, name: string, v: Size2, min: number): [number, number] {
-  const p: [number, number] = typeof v === 'number' ? [v, v] : [v[0], v[1]];
-  if (p.some((d) => !Number.isInteger(d) || d < min)) fail(op, `${name} must be integers >= ${min}, got ${JSON.stringify(v)}`);
-  return p;
+  const p = typeof v === 'number' ? [v, v] : Array.isArray(v as unknown) && v.length === 2 ? [v[0], v[1]] : null;
+  if (p === null || p.some((d) => !Number.isInteger(d) || d < min)) {
+    fail(op, `${name} must be an integer >= ${min} or a pair of them, got ${describeValue(v)}`);
+  }
+  return p as [number, number];
 }
 
 export interface Conv2dOptions {
@@ -45,6 +47,7 @@ export class Conv2d extends Module {
 
   constructor(inChannels: number, outChannels: number, kernelSize: Size2, options: Conv2dOptions = {}) {
     super();
+    checkModuleOptions('Conv2d', options, ['bias']);
     checkPositiveInt('Conv2d', 'inChannels', inChannels);
     checkPositiveInt('Conv2d', 'outChannels', outChannels);
     this.inChannels = inChannels;
@@ -102,6 +105,7 @@ export class MaxPool2d extends Module {
 
   constructor(kernelSize: Size2, options: Pool2dOptions & { dilation?: Size2 } = {}) {
     super();
+    checkModuleOptions('MaxPool2d', options);
     this.kernelSize = pair('MaxPool2d', 'kernelSize', kernelSize, 1);
     this.stride = pair('MaxPool2d', 'stride', options.stride ?? this.kernelSize, 1);
     this.padding = pair('MaxPool2d', 'padding', options.padding ?? 0, 0);
@@ -153,6 +157,7 @@ export class Embedding extends Module {
 
   constructor(numEmbeddings: number, embeddingDim: number, options: { generator?: Generator; backend?: Backend | string } = {}) {
     super();
+    checkModuleOptions('Embedding', options);
     checkPositiveInt('Embedding', 'numEmbeddings', numEmbeddings);
     checkPositiveInt('Embedding', 'embeddingDim', embeddingDim);
     this.numEmbeddings = numEmbeddings;

@@ -1,7 +1,7 @@
 /** Basic layers: Identity, Linear, Flatten, activations, Softmax, Sequential, Residual, Dropout. */
 import { Tensor, add, dropout, flatten, gelu, logSoftmax, matmul, relu, sigmoid, softmax, tanh, transpose, type GeluApproximate } from '@needle/autograd';
 import type { Backend, Generator } from '@needle/ndarray';
-import { checkPositiveInt, fail, fmt } from './errors';
+import { checkModuleOptions, checkPositiveInt, checkProbability, fail, fmt } from './errors';
 import * as init from './init';
 import { Module, type Parameter } from './module';
 
@@ -40,6 +40,7 @@ export class Linear extends Module {
 
   constructor(inFeatures: number, outFeatures: number, options: LinearOptions = {}) {
     super();
+    checkModuleOptions('Linear', options, ['bias']);
     checkPositiveInt('Linear', 'inFeatures', inFeatures);
     checkPositiveInt('Linear', 'outFeatures', outFeatures);
     this.inFeatures = inFeatures;
@@ -233,7 +234,8 @@ export class Dropout extends Module {
 
   constructor(p = 0.5, options: { generator?: Generator } = {}) {
     super();
-    if (!(p >= 0 && p < 1)) fail('Dropout', `p must be in [0, 1), got ${p}`);
+    checkProbability('Dropout', 'p', p);
+    checkModuleOptions('Dropout', options);
     this.p = p;
     this.generator = options.generator;
   }

@@ -1,7 +1,7 @@
 /** Normalisation layers: BatchNorm1d/2d (running statistics as buffers) and LayerNorm. */
-import { tidy, type Backend } from '@needle/ndarray';
+import { checkNumber, describeValue, tidy, type Backend } from '@needle/ndarray';
 import { Tensor, add, full, mean, mul, noGrad, pow, reshape, sub, zeros } from '@needle/autograd';
-import { checkPositiveInt, fail, fmt } from './errors';
+import { checkModuleOptions, checkPositiveInt, fail, fmt } from './errors';
 import * as init from './init';
 import { Module, type Parameter } from './module';
 
@@ -49,12 +49,12 @@ abstract class BatchNorm extends Module {
   constructor(numFeatures: number, options: BatchNormOptions = {}) {
     super();
     const name = this.constructor.name;
+    checkModuleOptions(name, options, ['affine', 'trackRunningStats']);
     checkPositiveInt(name, 'numFeatures', numFeatures);
     this.numFeatures = numFeatures;
-    this.eps = options.eps ?? 1e-5;
-    this.momentum = options.momentum === undefined ? 0.1 : options.momentum;
-    if (this.momentum !== null && !(this.momentum >= 0 && this.momentum <= 1)) fail(name, `momentum must be in [0, 1] or null, got ${this.momentum}`);
-    if (!(this.eps >= 0)) fail(name, `eps must be >= 0, got ${this.eps}`);
+    this.eps = checkNumber(name, 'eps', options.eps ?? 1e-5, { min: 0 });
+    // null: a cumulative average, as in PyTorch.
+    this.momentum = options.momentum === undefined ? 0.1 : options.momentum === null ? null : checkNumber(name, 'momentum', options.momentum, { min: 0, max: 1 });
     this.affine = options.affine ?? true;
     this.trackRunningStats = options.trackRunningStats ?? true;
     const backend = options.backend;
@@ -160,11 +160,15 @@ export class LayerNorm extends Module {
   constructor(normalizedShape: number | readonly number[], options: LayerNormOptions = {}) {
     super();
     const name = this.constructor.name;
+    checkModuleOptions(name, options, ['elementwiseAffine', 'bias']);
+    if (typeof normalizedShape !== 'number' && !Array.isArray(normalizedShape as unknown)) {
+      fail(name, `normalizedShape must be a positive integer or an array of them, got ${describeValue(normalizedShape)}`);
+    }
     const shape = typeof normalizedShape === 'number' ? [normalizedShape] : [...normalizedShape];
     if (shape.length === 0) fail(name, 'normalizedShape must have at least one axis');
     shape.forEach((d) => checkPositiveInt(name, 'normalizedShape entries', d));
     this.normalizedShape = shape;
-    this.eps = options.eps ?? 1e-5;
+    this.eps = checkNumber(name, 'eps', options.eps ?? 1e-5, { min: 0 });
     const affine = options.elementwiseAffine ?? true;
     this.weight = affine ? init.ones(shape, { backend: options.backend }) : null;
     this.bias = affine && (options.bias ?? true) ? init.zeros(shape, { backend: options.backend }) : null;

@@ -9,7 +9,7 @@
  */
 import { Tensor, add, dropout, expandDims, getitem, matmul, mul, relu, sigmoid, split, squeeze, stack, sub, tanh, transpose } from '@needle/autograd';
 import type { Backend, Generator } from '@needle/ndarray';
-import { checkPositiveInt, fail, fmt, sameShape } from './errors';
+import { checkModuleOptions, checkPositiveInt, checkProbability, fail, fmt, sameShape } from './errors';
 import * as init from './init';
 import { Module, type Parameter } from './module';
 
@@ -146,6 +146,7 @@ abstract class CellBase extends Module {
   constructor(mode: Mode, inputSize: number, hiddenSize: number, options: RNNCellOptions) {
     super();
     const name = new.target.name;
+    checkModuleOptions(name, options, ['bias']);
     checkPositiveInt(name, 'inputSize', inputSize);
     checkPositiveInt(name, 'hiddenSize', hiddenSize);
     this.mode = mode;
@@ -287,12 +288,12 @@ abstract class RecurrentBase extends Module {
   constructor(mode: Mode, inputSize: number, hiddenSize: number, options: RNNOptions) {
     super();
     const op = new.target.name;
+    checkModuleOptions(op, options, ['bias', 'batchFirst', 'bidirectional']);
     checkPositiveInt(op, 'inputSize', inputSize);
     checkPositiveInt(op, 'hiddenSize', hiddenSize);
     const numLayers = options.numLayers ?? 1;
     checkPositiveInt(op, 'numLayers', numLayers);
-    const p = options.dropout ?? 0;
-    if (!(p >= 0 && p < 1)) fail(op, `dropout must be in [0, 1), got ${p}`);
+    const p = checkProbability(op, 'dropout', options.dropout ?? 0);
     this.mode = mode;
     this.inputSize = inputSize;
     this.hiddenSize = hiddenSize;

@@ -1,4 +1,4 @@
-import { checkNumber, full, NDArray, scope } from '@needle/ndarray';
+import { checkNumber, describeValue, fail, full, NDArray, scope } from '@needle/ndarray';
 import { Tensor, noGrad } from '@needle/autograd';
 
 /**
@@ -11,7 +11,7 @@ import { Tensor, noGrad } from '@needle/autograd';
 export function clipGradNorm(params: Iterable<Tensor> | Tensor, maxNorm: number, normType = 2): Tensor {
   checkNumber('clipGradNorm', 'maxNorm', maxNorm, { min: 0, finite: false });
   checkNumber('clipGradNorm', 'normType', normType, { above: 0, finite: false });
-  const list = params instanceof Tensor ? [params] : [...params];
+  const list = tensorList('clipGradNorm', params);
   const grads = list.flatMap((p) => (p.grad ? [p.grad] : []));
   if (grads.length === 0) return new Tensor(full([], 0, { backend: list[0]?.backend }));
   return noGrad(() => {
@@ -31,10 +31,24 @@ export function clipGradNorm(params: Iterable<Tensor> | Tensor, maxNorm: number,
   });
 }
 
+/** A tensor or an iterable of live tensors, as a list. */
+function tensorList(op: string, params: Iterable<Tensor> | Tensor): Tensor[] {
+  if (params instanceof Tensor) return [params];
+  if (params === null || typeof params !== 'object' || typeof (params as Partial<Iterable<unknown>>)[Symbol.iterator] !== 'function') {
+    fail(op, `expected a Tensor or an iterable of Tensors (e.g. model.parameters()), got ${describeValue(params)}`);
+  }
+  const list = [...params];
+  list.forEach((p, i) => {
+    if (!(p instanceof Tensor)) fail(op, `params[${i}] is ${describeValue(p)}, expected a Tensor`);
+    if (p.disposed) fail(op, `params[${i}] of shape [${p.shape.join(', ')}] was disposed`);
+  });
+  return list;
+}
+
 /** Clamp every gradient of `params` to [-clipValue, clipValue] in place (torch.nn.utils.clip_grad_value_). */
 export function clipGradValue(params: Iterable<Tensor> | Tensor, clipValue: number): void {
   checkNumber('clipGradValue', 'clipValue', clipValue, { min: 0, finite: false });
-  const list = params instanceof Tensor ? [params] : [...params];
+  const list = tensorList('clipGradValue', params);
   noGrad(() => {
     const s = scope();
     for (const p of list) if (p.grad) p.grad.assign(p.grad.data.minimum(clipValue).maximum(-clipValue));

@@ -1,5 +1,9 @@
-import { fail } from '@needle/ndarray';
-import type { GroupOptions, Optimizer } from './optimizer';
+import { checkInteger, checkNumber, checkOptions, describeValue, fail } from '@needle/ndarray';
+import { Optimizer, type GroupOptions } from './optimizer';
+
+function checkOptimizer(op: string, optimizer: unknown): void {
+  if (!(optimizer instanceof Optimizer)) fail(op, `expected an Optimizer (e.g. new SGD(...)), got ${describeValue(optimizer)}`);
+}
 
 /** A scheduler's progress, shaped like PyTorch's scheduler `state_dict()` (plain numbers). */
 export interface LRSchedulerState {
@@ -29,7 +33,8 @@ export abstract class LRScheduler {
   /** Subclasses set their fields, then call `this.initialStep()` at the end of their constructor. */
   protected constructor(optimizer: Optimizer<GroupOptions>, lastEpoch: number) {
     const op = new.target.name;
-    if (!Number.isInteger(lastEpoch) || lastEpoch < -1) fail(op, `lastEpoch must be an integer >= -1, got ${lastEpoch}`);
+    checkOptimizer(op, optimizer);
+    checkInteger(op, 'lastEpoch', lastEpoch, -1);
     this.optimizer = optimizer;
     for (const [i, group] of optimizer.paramGroups.entries()) {
       if (lastEpoch === -1) group.initialLr ??= group.lr;
@@ -108,8 +113,11 @@ export class StepLR extends LRScheduler {
   readonly gamma: number;
 
   constructor(optimizer: Optimizer<GroupOptions>, options: { stepSize: number; gamma?: number; lastEpoch?: number }) {
+    // Checked before super(), which records initialLr in the optimizer's groups.
+    checkOptions('StepLR', options);
+    checkInteger('StepLR', 'stepSize', options.stepSize, 1);
+    checkNumber('StepLR', 'gamma', options.gamma ?? 0.1);
     super(optimizer, options.lastEpoch ?? -1);
-    if (!Number.isInteger(options.stepSize) || options.stepSize < 1) fail('StepLR', `stepSize must be an integer >= 1, got ${options.stepSize}`);
     this.stepSize = options.stepSize;
     this.gamma = options.gamma ?? 0.1;
     this.initialStep();
@@ -133,8 +141,10 @@ export class CosineAnnealingLR extends LRScheduler {
   readonly etaMin: number;
 
   constructor(optimizer: Optimizer<GroupOptions>, options: { tMax: number; etaMin?: number; lastEpoch?: number }) {
+    checkOptions('CosineAnnealingLR', options);
+    checkNumber('CosineAnnealingLR', 'tMax', options.tMax, { above: 0 });
+    checkNumber('CosineAnnealingLR', 'etaMin', options.etaMin ?? 0);
     super(optimizer, options.lastEpoch ?? -1);
-    if (!(options.tMax > 0)) fail('CosineAnnealingLR', `tMax must be > 0, got ${options.tMax}`);
     this.tMax = options.tMax;
     this.etaMin = options.etaMin ?? 0;
     this.initialStep();
@@ -168,13 +178,11 @@ export class LinearLR extends LRScheduler {
   readonly totalIters: number;
 
   constructor(optimizer: Optimizer<GroupOptions>, options: { startFactor?: number; endFactor?: number; totalIters?: number; lastEpoch?: number } = {}) {
+    checkOptions('LinearLR', options);
+    const start = checkNumber('LinearLR', 'startFactor', options.startFactor ?? 1 / 3, { above: 0, max: 1 });
+    const end = checkNumber('LinearLR', 'endFactor', options.endFactor ?? 1, { min: 0, max: 1 });
+    const total = checkInteger('LinearLR', 'totalIters', options.totalIters ?? 5, 1);
     super(optimizer, options.lastEpoch ?? -1);
-    const start = options.startFactor ?? 1 / 3;
-    const end = options.endFactor ?? 1;
-    const total = options.totalIters ?? 5;
-    if (!(start > 0 && start <= 1)) fail('LinearLR', `startFactor must lie in (0, 1], got ${start}`);
-    if (!(end >= 0 && end <= 1)) fail('LinearLR', `endFactor must lie in [0, 1], got ${end}`);
-    if (!Number.isInteger(total) || total < 1) fail('LinearLR', `totalIters must be an integer >= 1, got ${total}`);
     this.startFactor = start;
     this.endFactor = end;
     this.totalIters = total;

@@ -146,7 +146,7 @@ describe('optimizer behaviour', () => {
 
   it('validates options and parameters with clear errors', () => {
     const a = param([1], [1]);
-    expect(() => new SGD([a], { lr: -1 })).toThrow(/SGD: lr must be a number >= 0, got -1/);
+    expect(() => new SGD([a], { lr: -1 })).toThrow(/SGD: lr must be a finite number >= 0, got -1/);
     expect(() => new SGD([a], { lr: 0.1, nesterov: true })).toThrow(/nesterov momentum requires momentum > 0 and dampening 0/);
     expect(() => new Adam([a], { betas: [0.9, 1] })).toThrow(/Adam: betas must lie in \[0, 1\), got \[0.9, 1\]/);
     expect(() => new SGD([], { lr: 0.1 })).toThrow(/SGD: got an empty parameter list/);

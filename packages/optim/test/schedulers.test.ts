@@ -87,8 +87,8 @@ describe('LR schedulers vs PyTorch (test/fixtures/schedulers.json)', () => {
   it('validates its options', () => {
     const p = param([0], [1]);
     const opt = new SGD([p], { lr: 0.1 });
-    expect(() => new StepLR(opt, { stepSize: 0 })).toThrow(/StepLR: stepSize must be an integer >= 1, got 0/);
-    expect(() => new LinearLR(opt, { startFactor: 0 })).toThrow(/LinearLR: startFactor must lie in \(0, 1\], got 0/);
+    expect(() => new StepLR(opt, { stepSize: 0 })).toThrow(/StepLR: stepSize must be a positive integer, got 0/);
+    expect(() => new LinearLR(opt, { startFactor: 0 })).toThrow(/LinearLR: startFactor must be a finite number > 0 and <= 1, got 0/);
     expect(() => new CosineAnnealingLR(new SGD([param([0], [1])], { lr: 0.1 }), { tMax: 5, lastEpoch: 3 })).toThrow(/has no initialLr/);
     p.dispose();
   });

@@ -27,7 +27,7 @@ describe('Optimizer.checkStateDict', () => {
       [null as never, /expected a dict \{ state, paramGroups \}/],
       [{ ...sd, paramGroups: [] }, /the dict has 0 parameter groups, this optimizer 1/],
       [{ ...sd, paramGroups: [{ ...sd.paramGroups[0], params: [0, 0] }] }, /group 0 lists parameter id 0, expected distinct integer ids/],
-      [{ ...sd, paramGroups: [{ ...sd.paramGroups[0], lr: -1 }] }, /group 0: lr must be a number >= 0, got -1/],
+      [{ ...sd, paramGroups: [{ ...sd.paramGroups[0], lr: -1 }] }, /group 0: lr must be a finite number >= 0, got -1/],
       [{ ...sd, paramGroups: [{ ...sd.paramGroups[0], betas: [1.5, 0.9] } as never] }, /betas must lie in \[0, 1\), got \[1.5, 0.9\]/],
       [{ ...sd, state: { ...sd.state, 7: { step: 1 } } }, /state for parameter 7, which no group of the dict lists/],
       [{ ...sd, state: { ...sd.state, 0: { ...sd.state[0], expAvg: wrong } } }, /state 'expAvg' of parameter 0 has shape \[3\], the parameter \[2\]/],
