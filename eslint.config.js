@@ -14,12 +14,12 @@ export default tseslint.config(
     },
   },
   {
-    // The dependency rule of DESIGN.md section 1: the stack above the ndarray interface never imports
+    // The dependency rule (CONTRIBUTING.md section 1): the stack above the ndarray interface never imports
     // a concrete backend (tests may, to run on one).
     files: ['packages/{autograd,nn,optim,data,safetensors}/src/**/*.ts', 'packages/ndarray-*/src/**/*.ts'],
     rules: {
       'no-restricted-imports': ['error', {
-        patterns: [{ group: ['@needle/ndarray-*'], message: 'Depend on @needle/ndarray only (DESIGN.md section 1).' }],
+        patterns: [{ group: ['@needle/ndarray-*'], message: 'Depend on @needle/ndarray only (CONTRIBUTING.md section 1).' }],
       }],
     },
   },

@@ -22,7 +22,7 @@ apt_install() {
 apt_install mesa-vulkan-drivers libvulkan1 libegl1 libegl-mesa0 libgles2
 apt_install chromium || echo "setup: WARNING: chromium could not be installed; the browser tests will skip (or fail with NEEDLE_REQUIRE_WEBGPU=1)" >&2
 
-# pnpm 12 as a global npm package (corepack fails signature checks here; see TOOLCHAIN.md).
+# pnpm 12 as a global npm package (corepack fails signature checks here; see CONTRIBUTING.md, section 7).
 if [ "$(pnpm --version 2>/dev/null || true)" != "12.21.0" ]; then
   echo "setup: installing pnpm 12.21.0"
   $SUDO npm install -g pnpm@12.21.0 >/dev/null 2>&1

@@ -70,3 +70,14 @@ describe('package manifests', () => {
     });
   }
 });
+
+describe('templates/backend', () => {
+  const template = JSON.parse(readFileSync(new URL('templates/backend/package.json', root), 'utf8')) as Manifest;
+  const { version } = JSON.parse(readFileSync(new URL('packages/ndarray/package.json', root), 'utf8')) as { version: string };
+
+  it('takes the current @needle/ndarray as a peer (and, for its tests, a dev) dependency', () => {
+    expect(template.peerDependencies).toEqual({ '@needle/ndarray': `^${version}` });
+    expect(template.devDependencies?.['@needle/ndarray']).toBe(`^${version}`);
+    expect(template.dependencies).toBeUndefined();
+  });
+});

@@ -10,7 +10,7 @@ import type { NeedleDemo } from '../web/demo';
 import type { BackendName, RunResult } from '../web/train';
 
 const CHROMIUM = '/usr/bin/chromium';
-// TOOLCHAIN.md: without --enable-unsafe-webgpu Chromium blocklists the software (SwiftShader) adapter.
+// Without --enable-unsafe-webgpu Chromium blocklists the software (SwiftShader) adapter.
 const CHROMIUM_ARGS = ['--enable-unsafe-webgpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const REQUIRE_WEBGPU = process.env.NEEDLE_REQUIRE_WEBGPU === '1';
 

@@ -7,7 +7,7 @@ import { runMnist } from '../src/mnist';
 import { parseOptions } from '../src/options';
 import { examples } from '../src/registry';
 
-// The training code must not need synchronous reads (DESIGN.md section 3).
+// The training code must not need synchronous reads (CONTRIBUTING.md, section 3).
 const backend = createCpuBackend({ name: 'cpu-examples-test', readSync: false });
 setDefaultBackend(backend);
 

@@ -3,7 +3,7 @@ import { setDefaultBackend } from '@needle/ndarray';
 import { createCpuBackend } from '@needle/ndarray-cpu';
 import type { Tensor } from '../src/index';
 
-/** Every autograd test runs on the CPU backend without synchronous reads (DESIGN.md section 3). */
+/** Every autograd test runs on the CPU backend without synchronous reads (CONTRIBUTING.md, section 3). */
 export const backend = createCpuBackend({ name: 'cpu-autograd-test', readSync: false });
 setDefaultBackend(backend);
 

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 
-/** DESIGN.md section 1: the stack above the ndarray interface, and every backend, depend on @needle/ndarray only. */
+/** CONTRIBUTING.md section 1: the stack above the ndarray interface, and every backend, depend on @needle/ndarray only. */
 const root = new URL('../../../', import.meta.url);
 const manifest = (pkg: string) =>
   JSON.parse(readFileSync(new URL(`packages/${pkg}/package.json`, root), 'utf8')) as { dependencies?: Record<string, string>; peerDependencies?: Record<string, string> };

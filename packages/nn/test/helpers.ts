@@ -4,7 +4,7 @@ import { createCpuBackend } from '@needle/ndarray-cpu';
 import type { Tensor } from '@needle/autograd';
 import type { NDArray } from '@needle/ndarray';
 
-/** Every nn test runs on the CPU backend without synchronous reads (DESIGN.md section 3). */
+/** Every nn test runs on the CPU backend without synchronous reads (CONTRIBUTING.md, section 3). */
 export const backend = createCpuBackend({ name: 'cpu-nn-test', readSync: false });
 setDefaultBackend(backend);
 

@@ -3,7 +3,7 @@ import { setDefaultBackend } from '@needle/ndarray';
 import { createCpuBackend } from '@needle/ndarray-cpu';
 import { tensor, type Tensor } from '@needle/autograd';
 
-/** Every optim test runs on the CPU backend without synchronous reads (DESIGN.md section 3). */
+/** Every optim test runs on the CPU backend without synchronous reads (CONTRIBUTING.md, section 3). */
 export const backend = createCpuBackend({ name: 'cpu-optim-test', readSync: false });
 setDefaultBackend(backend);
 

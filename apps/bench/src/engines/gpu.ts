@@ -2,7 +2,7 @@
  * WebGPU in Node through Dawn's bindings (the `webgpu` npm package). On a machine without a GPU it
  * runs on Mesa's llvmpipe over OpenGL ES, which Dawn only offers as a 'compatibility' adapter; the
  * frameworks ask `navigator.gpu.requestAdapter()` without that feature level, so the GPU object we
- * install defaults it. See /work/shared/TOOLCHAIN.md, "WebGPU in Node".
+ * install defaults it. See CONTRIBUTING.md, section 7 (WebGPU in Node without a GPU).
  */
 import { NotAvailableError } from './types';
 
