@@ -35,16 +35,24 @@ const MESA_HELP =
  * The variable is set only for the probe, to an empty private folder, and then put back.
  */
 async function withRuntimeDir<T>(probe: () => Promise<T>): Promise<T> {
-  if (process.platform !== 'linux' || process.env.XDG_RUNTIME_DIR) return probe();
-  const dir = mkdtempSync(join(tmpdir(), 'needle-webgpu-'));
-  process.env.XDG_RUNTIME_DIR = dir;
+  if (process.platform !== 'linux' || (process.env.XDG_RUNTIME_DIR && !runtimeDir)) return probe();
+  // Probes may overlap (several nodeGPU() calls awaited together): the folder stays until the last ends.
+  if (probes++ === 0) {
+    runtimeDir = mkdtempSync(join(tmpdir(), 'needle-webgpu-'));
+    process.env.XDG_RUNTIME_DIR = runtimeDir;
+  }
   try {
     return await probe();
   } finally {
-    delete process.env.XDG_RUNTIME_DIR;
-    rmSync(dir, { recursive: true, force: true });
+    if (--probes === 0) {
+      delete process.env.XDG_RUNTIME_DIR;
+      rmSync(runtimeDir!, { recursive: true, force: true });
+      runtimeDir = undefined;
+    }
   }
 }
+let probes = 0;
+let runtimeDir: string | undefined;
 
 /**
  * A WebGPU entry point in Node: Dawn's default backend (Vulkan, Metal, D3D12) where it finds an
