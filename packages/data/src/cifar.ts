@@ -126,7 +126,8 @@ export async function loadCIFAR10(dir: string, options: LoadCIFAR10Options = {})
     names = names.filter((_, i) => present[i]);
     if (names.length === 0) fail(op, `no training batch in ${dir}: expected some of data_batch_1.bin ... data_batch_5.bin (CIFAR-10's binary version)`);
   }
-  const batches = await Promise.all(
+  // Read in parallel, but report the first failing file in batch order, not whichever failed first.
+  const settled = await Promise.allSettled(
     names.map(async (name) => {
       const path = joinPath(dir, name);
       const bytes = await gunzipIfNeeded(await readFileBytes(op, path), path);
@@ -137,5 +138,8 @@ export async function loadCIFAR10(dir: string, options: LoadCIFAR10Options = {})
       }
     }),
   );
+  const failed = settled.find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  const batches = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   return new CIFAR10Dataset(batches, options);
 }
