@@ -60,6 +60,8 @@ export const mnistMlpResnet = defineExample({
       batchSize: args['batch-size'],
       trainLimit: args['train-limit'],
       testLimit: args['test-limit'],
+      save: args.save,
+      resume: args.resume,
     });
     opt.dispose();
     model.dispose();

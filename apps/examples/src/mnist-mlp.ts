@@ -31,6 +31,8 @@ export const mnistMlp = defineExample({
       batchSize: args['batch-size'],
       trainLimit: args['train-limit'],
       testLimit: args['test-limit'],
+      save: args.save,
+      resume: args.resume,
     });
     opt.dispose();
     model.dispose();

@@ -28,6 +28,8 @@ export const mnistSoftmax = defineExample({
       batchSize: args['batch-size'],
       trainLimit: args['train-limit'],
       testLimit: args['test-limit'],
+      save: args.save,
+      resume: args.resume,
     });
     opt.dispose();
     model.dispose();

@@ -4,11 +4,12 @@
  */
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { scope, type NDArray } from '@needle/ndarray';
+import { Generator, defaultGenerator, scope, type NDArray } from '@needle/ndarray';
 import { noGrad, tensor, type Tensor } from '@needle/autograd';
 import { DataLoader, Subset, loadMNIST, type Dataset } from '@needle/data';
 import type { Module } from '@needle/nn';
 import type { Optimizer, GroupOptions } from '@needle/optim';
+import { loadCheckpointFile, saveCheckpointFile } from '@needle/safetensors/node';
 import { backendOption } from './backends';
 import type { OptionSpecs } from './options';
 
@@ -166,6 +167,8 @@ export function mnistOptions(defaults: { epochs: number; batchSize: number; lr: 
     'train-limit': { type: 'int', min: 1, max: 60_000, description: 'train on N of the 60,000 images, evenly spaced over the file', defaultText: 'all' },
     'test-limit': { type: 'int', min: 1, max: 10_000, description: 'test on N of the 10,000 images, evenly spaced over the file', defaultText: 'all' },
     seed: { type: 'int', min: 0, default: 0, description: 'seed of the initial weights, the shuffling and dropout' },
+    save: { type: 'string', placeholder: 'PATH', description: 'write a checkpoint (model, optimizer, random state, epoch) to PATH after each epoch' },
+    resume: { type: 'string', placeholder: 'PATH', description: 'continue the run saved in PATH by --save (same example and flags), from the epoch after it' },
   } as const satisfies OptionSpecs;
 }
 
@@ -181,6 +184,10 @@ export interface RunMnistOptions {
   testLimit?: number;
   /** Called after each epoch (e.g. a scheduler step). */
   afterEpoch?: () => void;
+  /** Write a checkpoint here after each epoch. */
+  save?: string;
+  /** Resume from a checkpoint written by `save`: the same numbers as a run that never stopped. */
+  resume?: string;
   log?: (line: string) => void;
 }
 
@@ -188,18 +195,33 @@ export interface RunMnistOptions {
 export async function runMnist(o: RunMnistOptions): Promise<{ testError: number; testLoss: number; seconds: number; epochs: EpochResult[] }> {
   const log = o.log ?? ((line: string) => console.log(line));
   const { train, test } = await loadMnistSplits({ trainLimit: o.trainLimit, testLimit: o.testLimit });
-  const trainLoader = new DataLoader(train, { batchSize: o.batchSize, shuffle: true, seed: o.seed });
+  // The shuffle order's generator is a checkpoint part: each epoch draws its order from it.
+  const shuffle = new Generator(o.seed);
+  const trainLoader = new DataLoader(train, { batchSize: o.batchSize, shuffle: true, generator: shuffle });
   const testLoader = new DataLoader(test, { batchSize: 1000 });
   log(`${o.name}: ${o.model.numParameters()} parameters, ${train.length} training / ${test.length} test samples, batch ${o.batchSize}, ${o.epochs} epochs`);
+  // Everything the next epoch depends on: weights and buffers, optimizer state, dropout's generator, the shuffle.
+  const parts = { model: o.model, optimizer: o.opt, rng: defaultGenerator(), shuffle };
+  let first = 1;
+  if (o.resume !== undefined) {
+    const { data } = await loadCheckpointFile(o.resume, { ...parts, progress: null });
+    const progress = data.progress as { example: string; epoch: number; trainSamples: number };
+    if (progress.example !== o.name || progress.trainSamples !== train.length) {
+      throw new Error(`--resume ${o.resume}: the checkpoint is of ${progress.example} on ${progress.trainSamples} training samples, this run is ${o.name} on ${train.length}`);
+    }
+    first = progress.epoch + 1;
+    log(`resumed from ${o.resume} after epoch ${progress.epoch}`);
+  }
   const start = performance.now();
   const epochs: EpochResult[] = [];
-  for (let epoch = 1; epoch <= o.epochs; epoch++) {
+  for (let epoch = first; epoch <= o.epochs; epoch++) {
     const progress = new Progress(`epoch ${epoch}/${o.epochs}`, train.length);
     const r = await trainEpoch(o.model, trainLoader, o.lossFn, o.opt, (done, loss) => progress.update(done, loss));
     progress.done();
     epochs.push(r);
     o.afterEpoch?.();
     log(`epoch ${String(epoch).padStart(2)}  loss ${r.loss.toFixed(4)}  train error ${(100 * r.error).toFixed(2)}%  ${(r.samples / r.seconds).toFixed(0)} samples/s  ${r.seconds.toFixed(1)} s`);
+    if (o.save !== undefined) await saveCheckpointFile(o.save, { ...parts, progress: { example: o.name, epoch, trainSamples: train.length } });
   }
   const t = await evaluate(o.model, testLoader, o.lossFn);
   const seconds = (performance.now() - start) / 1000;
