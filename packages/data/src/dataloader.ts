@@ -34,6 +34,12 @@ export interface DataLoaderOptions {
    * without taking its own reference (`x.clone()`). false: the caller owns every batch and disposes it.
    */
   autoDispose?: boolean;
+  /**
+   * Check class labels while they are still on the host: the last field of every sample must be an
+   * integer in [0, numClasses). Once uploaded, an out-of-range label can no longer be checked (the
+   * library never reads device data back) and cross-entropy can only turn it into NaN.
+   */
+  numClasses?: number;
 }
 
 /** One NDArray per sample field: [x, y] for a dataset of [image, label] samples. */
@@ -57,6 +63,7 @@ export class DataLoader<S extends Sample> implements AsyncIterable<Batch<S>> {
   readonly autoDispose: boolean;
   private readonly generator: Generator | undefined;
   private readonly backendChoice: Backend | string | undefined;
+  private readonly numClasses: number | undefined;
 
   constructor(dataset: Dataset<S>, options: DataLoaderOptions = {}) {
     checkDataset('DataLoader', dataset);
@@ -70,6 +77,8 @@ export class DataLoader<S extends Sample> implements AsyncIterable<Batch<S>> {
       fail('DataLoader', `generator must be a Generator, got ${describeValue(options.generator)}`);
     }
     if (options.backend !== undefined) resolveBackend(options.backend);
+    if (options.numClasses !== undefined) checkInteger('DataLoader', 'numClasses', options.numClasses, 1);
+    this.numClasses = options.numClasses;
     this.dataset = dataset;
     this.batchSize = batchSize;
     this.shuffle = options.shuffle ?? false;
@@ -110,7 +119,7 @@ export class DataLoader<S extends Sample> implements AsyncIterable<Batch<S>> {
         previous = undefined;
         const indices = order.slice(b * this.batchSize, (b + 1) * this.batchSize);
         const samples = await Promise.all(indices.map((i) => this.dataset.get(i)));
-        const batch = collate(samples, indices, backend);
+        const batch = collate(samples, indices, backend, this.numClasses);
         if (this.autoDispose) previous = batch;
         yield batch as Batch<S>;
       }
@@ -127,9 +136,10 @@ function disposeBatch(batch: NDArray[]): void {
 
 /**
  * Stack samples field by field into host buffers and upload each once. `indices` are the dataset
- * indices, for error messages.
+ * indices, for error messages. With `numClasses`, the last field must hold class indices in
+ * [0, numClasses) (checked on the host, before the upload).
  */
-export function collate(samples: readonly Sample[], indices: readonly number[], backend: Backend): NDArray[] {
+export function collate(samples: readonly Sample[], indices: readonly number[], backend: Backend, numClasses?: number): NDArray[] {
   if (!Array.isArray(samples as unknown)) fail('collate', `expected an array of samples, got ${describeValue(samples)}`);
   if (samples.length === 0) fail('collate', 'cannot build a batch from zero samples');
   const first = samples[0];
@@ -150,10 +160,17 @@ export function collate(samples: readonly Sample[], indices: readonly number[], 
         const v = s[f];
         if (typeof field0 === 'number') {
           if (typeof v !== 'number') fail('collate', `field ${f} of sample ${indices[k]} is ${describe(v)}, but it is a number in sample ${indices[0]}`);
+          if (numClasses !== undefined && f === first.length - 1 && !(Number.isInteger(v) && v >= 0 && v < numClasses)) {
+            fail('collate', `the label (field ${f}) of sample ${indices[k]} is ${v}, expected a class index in [0, ${numClasses}) (numClasses ${numClasses})`);
+          }
           data[k] = v;
         } else {
           if (!isHostArray(v) || !sameShape(v.shape, shape)) {
             fail('collate', `field ${f} of sample ${indices[k]} has shape ${isHostArray(v) ? formatShape(v.shape) : describe(v)}, but ${formatShape(shape)} in sample ${indices[0]}; samples in a batch must have equal shapes`);
+          }
+          if (numClasses !== undefined && f === first.length - 1) {
+            const bad = v.data.findIndex((c) => !(Number.isInteger(c) && c >= 0 && c < numClasses));
+            if (bad >= 0) fail('collate', `the labels (field ${f}) of sample ${indices[k]} hold ${v.data[bad]} at element ${bad}, expected class indices in [0, ${numClasses})`);
           }
           data.set(v.data, k * size);
         }

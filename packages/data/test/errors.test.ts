@@ -47,3 +47,30 @@ describe('text corpora are strict UTF-8', () => {
     expect(() => new Corpus().tokenize(undefined as never)).toThrow('Corpus.tokenize: expected the text as a string, got undefined');
   });
 });
+
+describe('DataLoader numClasses: labels checked on the host, before the upload', () => {
+  it('a label outside [0, numClasses) or not an integer is refused; the batch is not uploaded', async () => {
+    const { createCpuBackend } = await import('@needle/ndarray-cpu');
+    const { array } = await import('@needle/ndarray');
+    const { DataLoader, TensorDataset } = await import('../src');
+    const backend = createCpuBackend({ name: 'cpu-data-labels' });
+    const x = array([[1, 2], [3, 4], [5, 6]], { backend });
+    const run = async (labels: number[], numClasses: number) => {
+      const y = array(labels, { backend });
+      try {
+        const seen: number[][] = [];
+        for await (const [, yb] of new DataLoader(new TensorDataset(x, y), { batchSize: 2, numClasses, backend })) seen.push([...(await yb.toArray())]);
+        return seen;
+      } finally {
+        y.dispose();
+      }
+    };
+    expect(await run([0, 2, 1], 3)).toEqual([[0, 2], [1]]);
+    await expect(run([0, 3, 1], 3)).rejects.toThrow('collate: the label (field 1) of sample 1 is 3, expected a class index in [0, 3) (numClasses 3)');
+    await expect(run([0, 1, 0.5], 3)).rejects.toThrow('of sample 2 is 0.5');
+    await expect(run([-1, 1, 0], 3)).rejects.toThrow('of sample 0 is -1');
+    expect(() => new DataLoader(new TensorDataset(x), { numClasses: 0 })).toThrow('DataLoader: numClasses must be a positive integer, got 0');
+    x.dispose();
+    expect(backend.memory().buffers).toBe(0);
+  });
+});
