@@ -1,7 +1,7 @@
 /** Convolution, pooling and embedding layers over @needle/autograd's conv2d, pools and indexSelect. */
 import { Tensor, avgPool2d, conv2d, embedding, maxPool2d } from '@needle/autograd';
 import { describeValue, NDArray, type Backend, type Generator } from '@needle/ndarray';
-import { checkModuleOptions, checkPositiveInt, fail, fmt } from './errors';
+import { checkModuleOptions, checkPositiveInt, fail, fmt, isHostIndices, uploadIndices, type HostIndices } from './errors';
 import * as init from './init';
 import { Module, type Parameter } from './module';
 
@@ -165,8 +165,17 @@ export class Embedding extends Module {
     this.weight = init.normal([numEmbeddings, embeddingDim], 0, 1, options);
   }
 
-  forward(ids: Tensor | NDArray): Tensor {
-    if (!(ids instanceof Tensor) && !(ids instanceof NDArray)) fail('Embedding', `expected ids as a Tensor or NDArray, got ${typeof ids}`);
+  /** ids as a Tensor or NDArray (an out-of-range id gives a NaN row), or on the host (checked). */
+  forward(ids: Tensor | NDArray | HostIndices): Tensor {
+    if (isHostIndices(ids)) {
+      const uploaded = uploadIndices('Embedding', 'id', ids, this.numEmbeddings, this.weight.backend);
+      try {
+        return embedding(this.weight, uploaded);
+      } finally {
+        uploaded.dispose();
+      }
+    }
+    if (!(ids instanceof Tensor) && !(ids instanceof NDArray)) fail('Embedding', `expected ids as a Tensor, an NDArray or an array of integers, got ${describeValue(ids)}`);
     return embedding(this.weight, ids);
   }
 

@@ -1,3 +1,4 @@
+export type { HostIndices } from './errors';
 export { Module, Parameter, type StateDict, type LoadStateDictOptions, type LoadStateDictResult, type StateDictInput } from './module';
 export * as init from './init';
 export type { InitOptions, RandomInitOptions, FanOptions, KaimingOptions, Nonlinearity } from './init';

@@ -1,7 +1,7 @@
 /** Losses: cross-entropy over logits (SoftmaxLoss in needle) and mean squared error. */
-import { NDArray } from '@needle/ndarray';
+import { describeValue, NDArray } from '@needle/ndarray';
 import { Tensor, gather, logsumexp, mean, mul, reshape, sub, sum } from '@needle/autograd';
-import { fail, fmt, sameShape } from './errors';
+import { fail, fmt, isHostIndices, sameShape, uploadIndices, type HostIndices } from './errors';
 import { Module } from './module';
 
 export type Reduction = 'mean' | 'sum' | 'none';
@@ -39,22 +39,29 @@ export class CrossEntropyLoss extends Module {
     }
   }
 
-  forward(logits: Tensor, labels: Tensor | NDArray): Tensor {
+  forward(logits: Tensor, labels: Tensor | NDArray | HostIndices): Tensor {
     const op = this.constructor.name;
-    if (!(logits instanceof Tensor)) fail(op, `expected logits as a Tensor, got ${typeof logits}`);
-    const y = labels instanceof Tensor ? labels.data : labels;
-    if (!(y instanceof NDArray)) fail(op, `expected labels as a Tensor or NDArray, got ${typeof labels}`);
+    if (!(logits instanceof Tensor)) fail(op, `expected logits as a Tensor, got ${describeValue(logits)}`);
     if (logits.ndim !== 2) fail(op, `expected logits of shape [N, C], got ${fmt(logits.shape)}`);
-    const n = logits.shape[0];
-    if (y.ndim !== 1 || y.shape[0] !== n) {
-      fail(op, `labels of shape ${fmt(y.shape)} do not match logits ${fmt(logits.shape)}; expected class indices of shape [${n}]`);
-    }
-    const column = y.reshape([n, 1]);
+    // Host labels are checked against [0, C) before the upload; labels already on the device give
+    // NaN where out of range (see gather).
+    const host = isHostIndices(labels) ? uploadIndices(op, 'label', labels, logits.shape[1], logits.backend) : null;
+    const y = host ?? (labels instanceof Tensor ? labels.data : labels);
     let picked: Tensor;
+    const n = logits.shape[0];
     try {
-      picked = gather(logits, 1, column); // [N, 1]: the true class's logit
+      if (!(y instanceof NDArray)) fail(op, `expected labels as a Tensor, an NDArray or an array of class indices, got ${describeValue(labels)}`);
+      if (y.ndim !== 1 || y.shape[0] !== n) {
+        fail(op, `labels of shape ${fmt(y.shape)} do not match logits ${fmt(logits.shape)}; expected class indices of shape [${n}]`);
+      }
+      const column = y.reshape([n, 1]);
+      try {
+        picked = gather(logits, 1, column); // [N, 1]: the true class's logit
+      } finally {
+        column.dispose(); // gather has built its one-hot mask from it already
+      }
     } finally {
-      column.dispose(); // gather has built its one-hot mask from it already
+      host?.dispose();
     }
     const perSample = reshape(sub(logsumexp(logits, 1, true), picked), [n]);
     return reduce(op, perSample, this.reduction);

@@ -43,3 +43,26 @@ describe('class indices out of range give NaN, never another class or row', () =
     e.dispose();
   });
 });
+
+describe('class indices given on the host are checked before the upload', () => {
+  it('CrossEntropyLoss and Embedding take host arrays, refuse out-of-range values, and match the device path', async () => {
+    const before = backend.memory().buffers;
+    const logits = tensor([[1, 2, 3], [3, 1, 2]]);
+    const ce = new CrossEntropyLoss({ reduction: 'none' });
+    const fromHost = tidy(() => noGrad(() => ce.call(logits, [2, 0])));
+    // logsumexp([1, 2, 3]) - 3 = logsumexp([3, 1, 2]) - 3 = 0.40760596
+    await expectValues(fromHost, [0.40760596, 0.40760596]);
+    expect(() => ce.call(logits, [2, 3])).toThrow('CrossEntropyLoss: label 1 (in row-major order) is 3, expected an integer in [0, 3)');
+    expect(() => ce.call(logits, Int32Array.from([-1, 0]))).toThrow('label 0 (in row-major order) is -1');
+    const e = new Embedding(4, 2);
+    const w = Array.from(await e.weight.toArray());
+    const rows = tidy(() => noGrad(() => e.call([[3, 0]])));
+    await expectValues(rows, [[[w[6], w[7]], [w[0], w[1]]]]);
+    expect(() => e.call([[1, 4]])).toThrow('Embedding: id 1 (in row-major order) is 4, expected an integer in [0, 4)');
+    expect(() => e.call([0.5] as never)).toThrow('Embedding: id 0 (in row-major order) is 0.5');
+    [logits, fromHost, rows].forEach((t) => t.dispose());
+    ce.dispose();
+    e.dispose();
+    expect(backend.memory().buffers).toBe(before);
+  });
+});
