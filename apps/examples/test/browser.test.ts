@@ -29,6 +29,8 @@ interface Page {
   on(event: 'pageerror', listener: (e: Error) => void): void;
   on(event: 'console', listener: (m: { type(): string; text(): string }) => void): void;
   goto(url: string): Promise<unknown>;
+  reload(): Promise<unknown>;
+  fill(selector: string, value: string): Promise<void>;
   waitForFunction<A>(fn: (arg: A) => unknown, arg: A, options?: { timeout?: number }): Promise<unknown>;
   evaluate<R>(fn: () => R): Promise<R>;
   selectOption(selector: string, value: string): Promise<unknown>;
@@ -72,11 +74,11 @@ afterAll(async () => {
   await server?.close();
 });
 
-/** Choose a backend in the page's form, press Train and wait for the run's result. */
-async function trainIn(backend: BackendName): Promise<RunResult> {
+/** Choose a backend in the page's form, press Train (or `button`) and wait for the run's result. */
+async function trainIn(backend: BackendName, button = '#train'): Promise<RunResult> {
   const before = await page.evaluate(() => (window as unknown as { needleDemo: NeedleDemo }).needleDemo.runs.length);
   await page.selectOption('select[name=backend]', backend);
-  await page.click('#train');
+  await page.click(button);
   await page.waitForFunction(
     (n) => {
       const d = (window as unknown as { needleDemo: NeedleDemo }).needleDemo;
@@ -142,5 +144,40 @@ describe.runIf(available)('browser demo page (web/) in Chromium', () => {
     if (shot) await page.screenshot({ path: shot, fullPage: true });
     const line = (r: RunResult) => `${r.backend.name} (${r.backend.detail}) ${r.stepsPerSecond.toFixed(0)} steps/s, loss ${r.losses[0].toFixed(3)} -> ${r.losses.at(-1)!.toFixed(3)}, test accuracy ${(100 * r.testAccuracy).toFixed(1)}%`;
     console.info(`browser demo: ${[webgpu, wasm, cpu].map(line).join('; ')}; ${seconds.toFixed(1)} s in the page`);
+  }, 55_000);
+
+  test('save to OPFS, reload the page, resume: training continues from the saved step with the uninterrupted run\'s losses', async () => {
+    const steps = 40;
+    const query = new URLSearchParams(Object.entries({ ...SETTINGS, steps }).map(([k, v]) => [k, String(v)]));
+    await page.goto(`${server!.url}?${query}`);
+    await page.waitForFunction(() => (window as unknown as { needleDemo?: NeedleDemo }).needleDemo !== undefined, null);
+    const straight = await trainIn('wasm');
+    expect(straight.losses).toHaveLength(steps);
+
+    // 15 steps (mid-epoch: 50 batches of 32 make an epoch here), then Save.
+    await page.fill('input[name=steps]', '15');
+    const first = await trainIn('wasm');
+    expect(first.losses).toEqual(straight.losses.slice(0, 15));
+    await page.click('#save');
+    await page.waitForFunction(() => {
+      const d = (window as unknown as { needleDemo: NeedleDemo }).needleDemo;
+      return d.savedStep === 15 || d.error !== undefined;
+    }, null, { timeout: 10_000 });
+    expect(await page.evaluate(() => (window as unknown as { needleDemo: NeedleDemo }).needleDemo.error)).toBeUndefined();
+
+    // A new page: nothing survives but the file in the origin's private file system.
+    await page.reload();
+    await page.waitForFunction(() => (window as unknown as { needleDemo?: NeedleDemo }).needleDemo?.savedStep === 15, null, { timeout: 10_000 });
+    expect(await page.evaluate(() => (window as unknown as { needleDemo: NeedleDemo }).needleDemo.runs.length)).toBe(0);
+    const resumed = await trainIn('wasm', '#resume');
+    expect(resumed.resumedFrom).toBe(15);
+    expect(resumed.losses).toHaveLength(steps);
+    // Same backend, same kernels: bit for bit the losses the uninterrupted run had after step 15.
+    expect(resumed.losses.slice(15)).toEqual(straight.losses.slice(15));
+    expect(resumed.losses.slice(0, 15)).toEqual(straight.losses.slice(0, 15));
+    expect(resumed.testAccuracy).toBe(straight.testAccuracy);
+    expect(resumed.buffersAfterLastStep).toBe(resumed.buffersAfterFirstStep);
+    expect(pageErrors).toEqual([]);
+    console.info(`browser demo resume: saved at step 15, resumed to ${steps}: losses ${resumed.losses[15].toFixed(4)} ... ${resumed.losses.at(-1)!.toFixed(4)} equal the uninterrupted run's`);
   }, 55_000);
 });

@@ -3,8 +3,12 @@
  * train.ts. Settings start from the URL's query string (e.g. ?backend=webgpu&steps=100), so a run
  * can be linked to; `window.needleDemo` exposes the page's state and results for the Playwright test.
  */
-import { BACKENDS, DEFAULT_SETTINGS, fetchMnist, train, type BackendName, type RunResult, type TrainSettings } from './train';
+import { BACKENDS, DEFAULT_SETTINGS, checkpointInfo, fetchMnist, train, type BackendName, type RunResult, type TrainSession, type TrainSettings } from './train';
 import type { MNISTDataset } from '@needle/data';
+import { readFromOPFS, writeToOPFS } from '@needle/safetensors';
+
+/** The checkpoint's file in this origin's private file system (it survives reloads). */
+export const CHECKPOINT_FILE = 'needle-demo.safetensors';
 
 export type DemoState = 'idle' | 'loading' | 'training' | 'done' | 'error';
 
@@ -16,6 +20,8 @@ export interface NeedleDemo {
   runs: RunResult[];
   webgpuAvailable: boolean;
   crossOriginIsolated: boolean;
+  /** The step of the checkpoint in OPFS (saved now or before a reload), or null when there is none. */
+  savedStep: number | null;
 }
 
 const COLORS: Record<BackendName, string> = { wasm: '#2456c7', webgpu: '#c2410c', cpu: '#15803d' };
@@ -24,6 +30,8 @@ const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as 
 const form = $<HTMLFormElement>('settings');
 const trainButton = $<HTMLButtonElement>('train');
 const stopButton = $<HTMLButtonElement>('stop');
+const saveButton = $<HTMLButtonElement>('save');
+const resumeButton = $<HTMLButtonElement>('resume');
 const statusLine = $<HTMLDivElement>('status');
 const canvas = $<HTMLCanvasElement>('chart');
 
@@ -32,6 +40,7 @@ const demo: NeedleDemo = {
   runs: [],
   webgpuAvailable: typeof navigator !== 'undefined' && 'gpu' in navigator,
   crossOriginIsolated: globalThis.crossOriginIsolated === true,
+  savedStep: null,
 };
 (window as unknown as { needleDemo: NeedleDemo }).needleDemo = demo;
 
@@ -228,8 +237,18 @@ function dataset(split: 'train' | 't10k', n: number): Promise<MNISTDataset> {
 }
 
 let stopRequested = false;
+/** The last run's model and optimizer, kept for Save until the next run starts. */
+let session: TrainSession | undefined;
 
-async function run(): Promise<void> {
+function setButtons(running: boolean): void {
+  trainButton.disabled = running;
+  stopButton.disabled = !running;
+  saveButton.disabled = running || session === undefined;
+  resumeButton.disabled = running || demo.savedStep === null;
+}
+
+/** Train from scratch, or (`resume`) continue the checkpoint in OPFS with the form's steps and backend. */
+async function run(resume = false): Promise<void> {
   let settings: TrainSettings;
   try {
     settings = readForm();
@@ -237,11 +256,22 @@ async function run(): Promise<void> {
     setStatus((e as Error).message, true);
     return;
   }
-  trainButton.disabled = true;
-  stopButton.disabled = false;
+  session?.dispose();
+  session = undefined;
   stopRequested = false;
   demo.error = undefined;
+  setButtons(true);
   try {
+    let checkpoint: File | undefined;
+    const losses: number[] = [];
+    if (resume) {
+      checkpoint = await readFromOPFS(CHECKPOINT_FILE);
+      if (!checkpoint) throw new Error(`no checkpoint '${CHECKPOINT_FILE}' in this origin's private file system`);
+      const saved = await checkpointInfo(checkpoint);
+      // The saved run's model and data; how far to go and where to run are the form's.
+      settings = { ...saved.settings, steps: settings.steps, backend: settings.backend, threads: settings.threads };
+      losses.push(...saved.losses); // the chart continues the saved curve
+    }
     demo.state = 'loading';
     setStatus(`Loading ${settings.trainSamples} training and ${settings.testSamples} test images…`);
     const [trainSet, testSet] = await Promise.all([dataset('train', settings.trainSamples), dataset('t10k', settings.testSamples)]);
@@ -249,9 +279,8 @@ async function run(): Promise<void> {
     setStatus(`Starting the ${settings.backend} backend…`);
     $('m-acc').textContent = '–';
     showMetrics(0, settings.steps, undefined, undefined, undefined);
-    const losses: number[] = [];
     let lastDraw = 0;
-    const result = await train(
+    const { result, session: next } = await train(
       settings,
       { train: trainSet, test: testSet },
       (r) => {
@@ -266,7 +295,9 @@ async function run(): Promise<void> {
         }
       },
       () => stopRequested,
+      checkpoint,
     );
+    session = next;
     demo.runs.push(result);
     showMetrics(result.losses.length, settings.steps, result.losses.at(-1), result.stepsPerSecond, result.seconds);
     $('m-acc').textContent = `${(100 * result.testAccuracy).toFixed(1)}%`;
@@ -274,7 +305,7 @@ async function run(): Promise<void> {
     showRuns();
     showPredictions(testSet, result.predictions);
     setStatus(
-      `${result.losses.length < settings.steps ? 'Stopped' : 'Done'}: ${result.backend.name} (${result.backend.detail}), ${result.losses.length} steps of ${settings.batchSize} images in ${result.seconds.toFixed(1)} s; ` +
+      `${result.losses.length < settings.steps ? 'Stopped' : 'Done'}${result.resumedFrom > 0 ? ` (resumed after step ${result.resumedFrom})` : ''}: ${result.backend.name} (${result.backend.detail}), ${result.losses.length} steps of ${settings.batchSize} images in ${result.seconds.toFixed(1)} s; ` +
         `test accuracy ${(100 * result.testAccuracy).toFixed(1)}% on ${settings.testSamples} test images (loss ${fmtLoss(result.testLoss)}).`,
     );
     demo.state = 'done';
@@ -284,9 +315,43 @@ async function run(): Promise<void> {
     setStatus(`Failed: ${demo.error}`, true);
     console.error(e);
   } finally {
-    trainButton.disabled = false;
-    stopButton.disabled = true;
+    setButtons(false);
   }
+}
+
+/** Write the last run's checkpoint to OPFS. */
+async function save(): Promise<void> {
+  if (!session) return;
+  setButtons(true);
+  stopButton.disabled = true;
+  try {
+    const bytes = await session.checkpoint();
+    await writeToOPFS(CHECKPOINT_FILE, bytes);
+    demo.savedStep = demo.runs.at(-1)!.losses.length;
+    setStatus(`Saved step ${demo.savedStep} (${(bytes.length / 1024).toFixed(0)} KiB) to '${CHECKPOINT_FILE}' in this origin's private file system; Resume continues it, also after a reload.`);
+  } catch (e) {
+    demo.error = (e as Error).message ?? String(e);
+    setStatus(`Saving failed: ${demo.error}`, true);
+    console.error(e);
+  } finally {
+    setButtons(false);
+  }
+}
+
+/** Look for a checkpoint saved before this page load. */
+async function findCheckpoint(): Promise<void> {
+  try {
+    const file = await readFromOPFS(CHECKPOINT_FILE);
+    if (file) {
+      const { settings, step } = await checkpointInfo(file);
+      demo.savedStep = step;
+      setStatus(`Ready: a checkpoint at step ${step} (${settings.backend}, ${settings.hidden} hidden units) is saved; Resume continues it.`);
+    }
+  } catch (e) {
+    // No OPFS (e.g. an http:// page that is not localhost): Save will say so when pressed.
+    console.warn(`no checkpoint found: ${(e as Error).message}`);
+  }
+  setButtons(false);
 }
 
 form.addEventListener('submit', (e) => {
@@ -294,6 +359,8 @@ form.addEventListener('submit', (e) => {
   void run();
 });
 stopButton.addEventListener('click', () => (stopRequested = true));
+saveButton.addEventListener('click', () => void save());
+resumeButton.addEventListener('click', () => void run(true));
 field('backend').addEventListener('change', () => (field('threads').disabled = field('backend').value !== 'wasm'));
 window.addEventListener('resize', () => drawChart());
 
@@ -303,3 +370,4 @@ showEnvironment();
 drawChart();
 if (!demo.webgpuAvailable) (field('backend').querySelector('option[value=webgpu]') as HTMLOptionElement).textContent = 'webgpu (unavailable)';
 setStatus('Ready: choose a backend and press Train.');
+void findCheckpoint();

@@ -3,7 +3,7 @@
  * server, create the chosen backend, train an MLP with SGD reading the loss after every step, and
  * evaluate. Only the public package APIs are used, as a user's page would.
  */
-import { manualSeed, scope, setDefaultBackend, type Backend, type NDArray } from '@needle/ndarray';
+import { Generator, defaultGenerator, manualSeed, scope, setDefaultBackend, type Backend, type GeneratorState, type NDArray } from '@needle/ndarray';
 import { createCpuBackend } from '@needle/ndarray-cpu';
 import { createWasmBackend } from '@needle/ndarray-wasm';
 import { createWebGPUBackend } from '@needle/ndarray-webgpu';
@@ -11,6 +11,7 @@ import { noGrad, tensor, type Tensor } from '@needle/autograd';
 import { CrossEntropyLoss, Linear, ReLU, Sequential } from '@needle/nn';
 import { SGD } from '@needle/optim';
 import { DataLoader, MNISTDataset, gunzipIfNeeded, parseMnistImages, parseMnistLabels } from '@needle/data';
+import { loadCheckpoint, saveCheckpoint, type SafetensorsSource } from '@needle/safetensors';
 
 export const BACKENDS = ['wasm', 'webgpu', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
@@ -73,6 +74,37 @@ export interface RunResult {
   /** Live buffers at the end of step 1 and of the last step: equal when the loop does not leak. */
   buffersAfterFirstStep: number;
   buffersAfterLastStep: number;
+  /** The step a resumed run continued after (its `losses` start with the saved run's), else 0. */
+  resumedFrom: number;
+}
+
+/**
+ * Where a run is, saved in its checkpoint beside the model, the optimizer and the generators: the
+ * losses so far (their count is the step), the batch within the current epoch, and the shuffle
+ * generator's state when that epoch began (the loader draws an epoch's order when it starts, so a
+ * mid-epoch resume draws it again from there and skips the batches already done).
+ */
+export interface DemoProgress {
+  settings: TrainSettings;
+  losses: number[];
+  batch: number;
+  epochStartShuffle: GeneratorState;
+}
+
+/** A finished (or stopped) run's model and optimizer, kept so the page can save them. */
+export interface TrainSession {
+  /** A checkpoint of the run as it ended: a safetensors file (`resume` of `train` takes it). */
+  checkpoint(): Promise<Uint8Array>;
+  /** Free the model, the optimizer and the backend. */
+  dispose(): void;
+}
+
+/** The settings a checkpoint was trained with (to fetch the same data before resuming), its step and losses. */
+export async function checkpointInfo(source: SafetensorsSource): Promise<{ settings: TrainSettings; step: number; losses: number[] }> {
+  // Loading reads the tensors too; a throwaway CPU backend holds them until loadCheckpoint frees them.
+  const { data } = await loadCheckpoint(source, { progress: null }, { strict: false, backend: createCpuBackend({ name: 'checkpoint-info' }) });
+  const progress = data.progress as DemoProgress;
+  return { settings: progress.settings, step: progress.losses.length, losses: progress.losses };
 }
 
 export const PREVIEW_SAMPLES = 32;
@@ -121,25 +153,45 @@ export async function createBackend(name: BackendName, threads: number): Promise
 const nextTask = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 
 /**
- * Train Linear(784, hidden), ReLU, Linear(hidden, 10) with SGD for `settings.steps` minibatches
- * (as many epochs over the training subset as that takes), then measure test accuracy.
- * `onStep` is called after every step; `shouldStop` is polled to end training early.
+ * Train Linear(784, hidden), ReLU, Linear(hidden, 10) with SGD for `settings.steps`
+ * minibatches (as many epochs over the training subset as that takes), then measure test accuracy.
+ * `onStep` is called after every step; `shouldStop` is polled to end training early. With `resume`
+ * (a checkpoint from a session of the same settings, `steps` and `backend` aside) the run continues
+ * after the saved step with exactly the numbers the saved run would have gone on with. The returned
+ * session keeps the model for a checkpoint; dispose it before the next run.
  */
 export async function train(
   settings: TrainSettings,
   data: { train: MNISTDataset; test: MNISTDataset },
   onStep: (r: StepReport) => void = () => {},
   shouldStop: () => boolean = () => false,
-): Promise<RunResult> {
+  resume?: SafetensorsSource,
+): Promise<{ result: RunResult; session: TrainSession }> {
   const { backend, info } = await createBackend(settings.backend, settings.threads);
   setDefaultBackend(backend);
+  let model: Sequential | undefined;
+  let opt: SGD | undefined;
   try {
     manualSeed(settings.seed); // the initial weights, identical on every backend (host-side RNG)
-    const model = new Sequential(new Linear(784, settings.hidden), new ReLU(), new Linear(settings.hidden, 10));
+    model = new Sequential(new Linear(784, settings.hidden), new ReLU(), new Linear(settings.hidden, 10));
     const lossFn = new CrossEntropyLoss();
-    const opt = new SGD(model.parameters(), { lr: settings.lr });
-    const loader = new DataLoader(data.train, { batchSize: settings.batchSize, shuffle: true, seed: settings.seed, dropLast: true });
-    const losses: number[] = [];
+    opt = new SGD(model.parameters(), { lr: settings.lr });
+    // The shuffle's generator is part of the checkpoint, as is the global one.
+    const shuffle = new Generator(settings.seed);
+    const loader = new DataLoader(data.train, { batchSize: settings.batchSize, shuffle: true, generator: shuffle, dropLast: true });
+    const parts = { model, optimizer: opt, rng: defaultGenerator() };
+    let losses: number[] = [];
+    let skip = 0;
+    if (resume !== undefined) {
+      const { data: saved } = await loadCheckpoint(resume, { ...parts, progress: null });
+      const progress = saved.progress as DemoProgress;
+      losses = [...progress.losses];
+      skip = progress.batch;
+      shuffle.loadStateDict(progress.epochStartShuffle);
+    }
+    const resumedFrom = losses.length;
+    let batch = 0;
+    let epochStartShuffle = shuffle.stateDict();
     const start = performance.now();
     let afterFirst = start;
     let buffersAfterFirstStep = 0;
@@ -151,18 +203,25 @@ export async function train(
     let rate = 0;
     model.train();
     training: while (losses.length < settings.steps) {
+      epochStartShuffle = shuffle.stateDict();
+      batch = 0;
       for await (const [xb, yb] of loader) {
+        if (batch < skip) {
+          batch++; // a resumed epoch's batches that the saved run had trained on
+          continue;
+        }
         const x = tensor(xb);
         const loss = lossFn.call(model.call(x), yb);
         loss.backward();
         opt.step();
         opt.zeroGrad();
+        batch++;
         // Reading the loss every step costs a GPU round trip; it is the demo's point to show it live.
         losses.push(await loss.item());
         loss.dispose();
         x.dispose();
         const now = performance.now();
-        if (losses.length === 1) {
+        if (losses.length === resumedFrom + 1) {
           afterFirst = now;
           windowStart = now;
           buffersAfterFirstStep = backend.memory().buffers;
@@ -184,26 +243,47 @@ export async function train(
           lastYield = performance.now();
         }
       }
+      skip = 0;
     }
     const end = performance.now();
     const test = await evaluate(model, lossFn, new DataLoader(data.test, { batchSize: 500 }));
-    opt.dispose();
-    model.dispose();
-    return {
+    model.train();
+    const steps = losses.length - resumedFrom;
+    const result: RunResult = {
       settings,
       backend: info,
       crossOriginIsolated: globalThis.crossOriginIsolated === true,
       losses,
-      stepsPerSecond: losses.length > 1 ? (1000 * (losses.length - 1)) / (end - afterFirst) : NaN,
+      stepsPerSecond: steps > 1 ? (1000 * (steps - 1)) / (end - afterFirst) : NaN,
       seconds: (end - start) / 1000,
       testAccuracy: test.accuracy,
       testLoss: test.loss,
       predictions: test.predictions,
       buffersAfterFirstStep,
       buffersAfterLastStep,
+      resumedFrom,
     };
-  } finally {
+    const [m, o] = [model, opt];
+    const progress: DemoProgress = { settings, losses: [...losses], batch, epochStartShuffle };
+    // The global generator's state now, not at the next checkpoint() call: another run may move it.
+    const rng = new Generator().loadStateDict(defaultGenerator().stateDict());
+    let disposed = false;
+    const session: TrainSession = {
+      checkpoint: () => saveCheckpoint({ model: m, optimizer: o, rng, progress }),
+      dispose: () => {
+        if (disposed) return;
+        disposed = true;
+        o.dispose();
+        m.dispose();
+        backend.destroy?.();
+      },
+    };
+    return { result, session };
+  } catch (e) {
+    opt?.dispose();
+    model?.dispose();
     backend.destroy?.();
+    throw e;
   }
 }
 
