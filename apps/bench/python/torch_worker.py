@@ -19,6 +19,69 @@ class Unavailable(Exception):
     pass
 
 
+class ConvBN(torch.nn.Module):
+    """needle hw4's ConvBN: Conv2d (padding k // 2), BatchNorm2d, ReLU (as @needle/nn's)."""
+
+    def __init__(self, a, b, k, s):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(a, b, k, stride=s, padding=k // 2)
+        self.bn = torch.nn.BatchNorm2d(b)
+        self.relu = torch.nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.bn(self.conv(x)))
+
+
+class Residual(torch.nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x) + x
+
+
+class ResNet9(torch.nn.Module):
+    """needle hw4's ResNet9, with @needle/nn's parameter names (model.0.conv.weight, ...)."""
+
+    def __init__(self):
+        super().__init__()
+        self.model = torch.nn.Sequential(
+            ConvBN(3, 16, 7, 4), ConvBN(16, 32, 3, 2),
+            Residual(torch.nn.Sequential(ConvBN(32, 32, 3, 1), ConvBN(32, 32, 3, 1))),
+            ConvBN(32, 64, 3, 2), ConvBN(64, 128, 3, 2),
+            Residual(torch.nn.Sequential(ConvBN(128, 128, 3, 1), ConvBN(128, 128, 3, 1))),
+            torch.nn.Flatten(), torch.nn.Linear(128, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10),
+        )
+
+    def forward(self, x):
+        return self.model(x)
+
+
+class LanguageModel(torch.nn.Module):
+    """needle hw4's LanguageModel with an LSTM: Embedding, LSTM, Linear on every position."""
+
+    def __init__(self, vocab, emb, hidden):
+        super().__init__()
+        self.embedding = torch.nn.Embedding(vocab, emb)
+        self.seq_model = torch.nn.LSTM(emb, hidden)
+        self.linear = torch.nn.Linear(hidden, vocab)
+
+    def forward(self, ids):
+        t, b = ids.shape
+        out, _ = self.seq_model(self.embedding(ids))
+        return self.linear(out.reshape(t * b, -1))
+
+
+def seeded(model, values):
+    """Copy the seeded weights into the model's parameters (named_parameters order = src/cases.ts's)."""
+    params = list(model.parameters())
+    with torch.no_grad():
+        for p, value in zip(params, values):
+            p.copy_(value.reshape(p.shape))
+    return params
+
+
 def read_f32(path):
     return torch.from_numpy(np.fromfile(path, dtype="<f4").copy())
 
@@ -118,6 +181,40 @@ class Prepared:
 
             self.fn = step
             self.params = params
+        elif kind == "resnet9":
+            (batch,) = dims
+            x = inputs[0].reshape(batch, 3, 32, 32)
+            labels = inputs[1].long()
+            model = ResNet9()  # training mode: batch statistics, running statistics updated
+            params = seeded(model, inputs[2:])
+            opt = torch.optim.SGD(params, lr=MLP_LR)
+
+            def step():
+                opt.zero_grad(set_to_none=True)
+                loss = torch.nn.functional.cross_entropy(model(x), labels)
+                loss.backward()
+                opt.step()
+                return loss.detach()
+
+            self.fn = step
+            self.params = params
+        elif kind == "lm":
+            batch, seq, vocab, emb, hidden = dims
+            ids = inputs[0].reshape(seq, batch).long()
+            targets = inputs[1].long()
+            model = LanguageModel(vocab, emb, hidden)
+            params = seeded(model, inputs[2:])
+            opt = torch.optim.SGD(params, lr=MLP_LR)
+
+            def step():
+                opt.zero_grad(set_to_none=True)
+                loss = torch.nn.functional.cross_entropy(model(ids), targets)
+                loss.backward()
+                opt.step()
+                return loss.detach()
+
+            self.fn = step
+            self.params = params
         else:
             raise Unavailable(f"{kind} is not a case this worker knows")
         self.kind = kind
@@ -126,7 +223,7 @@ class Prepared:
         self.last = self.fn()
 
     def output(self):
-        if self.kind in ("mlp", "convnet", "lstm"):
+        if self.kind in ("mlp", "convnet", "lstm", "resnet9", "lm"):
             parts = [self.last.reshape(1)] + [p.detach().reshape(-1) for p in self.params]
             return torch.cat(parts).numpy()
         return self.last.reshape(-1).numpy()

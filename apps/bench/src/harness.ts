@@ -10,7 +10,7 @@ import { compareOutputs, makeInputs, metricOf, toleranceOf, type CaseSpec } from
 import { isNeedle, type EngineInfo, type Target } from './engines/types';
 import { machineFacts, type MachineFacts } from './machine';
 import type { Channel, Reply } from './protocol';
-import { referenceOutput } from './reference';
+import { referenceFor } from './reference';
 import { summarise, type Summary } from './stats';
 
 export interface HarnessOptions {
@@ -128,7 +128,7 @@ async function runCase(
   }
   const live = targets.filter((t) => t.status === 'ok').map((t) => t.target);
   const inputs = makeInputs(spec);
-  const reference = referenceOutput(spec, inputs);
+  const reference = await referenceFor(spec, inputs);
   if (!reference) {
     for (const t of live) {
       entries.set(t, { target: t, status: 'not available', reason: `no ${spec.kind} layers in needle yet, so no reference and nothing to compare` });

@@ -76,9 +76,22 @@ describe('bench smoke', () => {
       const e = entry(lstm.spec.id, t);
       expect(`${t}: ${e.status} ${e.reason ?? ''}`).toBe(`${t}: ok `);
     }
+    // The flagship models: needle on every backend and PyTorch, checked against needle-cpu's step;
+    // tfjs and jax-js have no version of them (reported as not available, with the reason).
+    for (const [kind, id] of [['resnet9', 'resnet9-b2'], ['lm', 'lm-lstm-v7-e4-h5-s3-b2']] as const) {
+      const c = result.cases.find((x) => x.spec.kind === kind)!;
+      expect(c.spec.id).toBe(id);
+      for (const t of SMOKE_TARGETS) {
+        if (!started.has(t)) continue;
+        const e = entry(id, t);
+        if (t.startsWith('tfjs') || t.startsWith('jax')) expect(`${t}: ${e.status} ${e.reason}`).toBe(`${t}: not available the ${kind} step is not written for ${t.startsWith('tfjs') ? 'tfjs' : 'jax-js'} yet`);
+        else expect(`${t}: ${e.status} ${e.reason ?? ''}`).toBe(`${t}: ok `);
+      }
+    }
     expect(formatTable(result)).toContain('matmul-16');
     expect(formatMarkdown(result)).toContain('| matmul-16 | needle:cpu |');
-  });
+    // Every target starts a process and the WebGPU ones compile shaders: ~30-45 s on a loaded 2-core machine.
+  }, 180_000);
 
   it('frees everything an LSTM step allocates but the loss (hN and cN are unused by the loss)', async () => {
     const backend = createCpuBackend({ name: 'smoke-lstm' });

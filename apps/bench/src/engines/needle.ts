@@ -7,6 +7,7 @@ import { NotAvailableError, type Engine, type EngineInfo, type EngineOptions, ty
 import { importWorkspacePackage } from './workspace';
 import { prepareNeedleConvnet } from './needle-convnet';
 import { prepareNeedleLstm } from './needle-lstm';
+import { prepareNeedleLm, prepareNeedleResnet9 } from './needle-models';
 import { prepareNeedleMlp } from './needle-mlp';
 
 type NeedleBackendName = 'cpu' | 'wasm' | 'webgpu';
@@ -81,6 +82,10 @@ export class NeedleEngine implements Engine {
         return prepareNeedleConvnet(spec, inputs, backend);
       case 'lstm':
         return prepareNeedleLstm(spec, inputs, backend);
+      case 'resnet9':
+        return prepareNeedleResnet9(spec, inputs, backend);
+      case 'lm':
+        return prepareNeedleLm(spec, inputs, backend);
       default:
         return spec.kind satisfies never;
     }

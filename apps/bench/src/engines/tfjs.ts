@@ -283,6 +283,11 @@ export class TfjsEngine implements Engine {
           },
         };
       }
+      // Not written for this framework yet (a BatchNorm-in-training ResNet9 and an embedding + LSTM
+      // language model in its own ops, checked against needle-cpu): reported, never silently skipped.
+      case 'resnet9':
+      case 'lm':
+        throw new NotAvailableError(`the ${spec.kind} step is not written for tfjs yet`);
       default:
         return spec.kind satisfies never;
     }
