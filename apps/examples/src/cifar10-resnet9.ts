@@ -5,11 +5,12 @@
  */
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
-import { manualSeed } from '@needle/ndarray';
+import { Generator, defaultGenerator, manualSeed } from '@needle/ndarray';
 import { Compose, DataLoader, Normalize, RandomCrop, RandomFlipHorizontal, Subset, loadCIFAR10, type Dataset, type HostArray } from '@needle/data';
 import { ResNet9 } from '@needle/nn';
 import { Adam } from '@needle/optim';
 import { backendOption, threadsOption, useBackend } from './backends';
+import { checkpointOptions, resumeFrom, saveAfterEpoch } from './checkpoint';
 import { defineExample } from './example';
 import { Progress } from './mnist';
 import { evaluateCifar10, trainCifar10 } from './simple-ml';
@@ -51,7 +52,8 @@ export const cifar10Resnet9 = defineExample({
     '(data_batch_1.bin ... data_batch_5.bin, whichever are present, and test_batch.bin): per-channel\n' +
     'normalisation, random 32x32 crops of the image padded by 4 and horizontal flips; cross-entropy,\n' +
     'Adam with L2 weight decay (hw4 uses lr 0.001; 0.002 learns faster here). Prints the training\n' +
-    'loss and accuracy and the test accuracy after every epoch. Without the data it says where to get it.',
+    'loss and accuracy and the test accuracy after every epoch; --save/--resume checkpoint the run.\n' +
+    'Without the data it says where to get it.',
   options: {
     backend: backendOption,
     threads: threadsOption,
@@ -64,6 +66,7 @@ export const cifar10Resnet9 = defineExample({
     'train-limit': { type: 'int', min: 1, description: 'train on the first N training images', defaultText: 'all' },
     'test-limit': { type: 'int', min: 1, description: 'test on the first N test images', defaultText: 'all' },
     seed: { type: 'int', min: 0, default: 0, description: 'seed of the initial weights, the shuffling and the augmentation' },
+    ...checkpointOptions,
   },
   async run(args) {
     const dir = await findData(args.data);
@@ -77,16 +80,21 @@ export const cifar10Resnet9 = defineExample({
     ]);
     const train: Dataset<[HostArray, number]> = cut(trainFull, args['train-limit']);
     const test: Dataset<[HostArray, number]> = cut(testFull, args['test-limit']);
-    const trainLoader = new DataLoader(train, { batchSize: args['batch-size'], shuffle: true, seed: args.seed });
+    // The shuffle order's own generator, so a checkpoint can hold its state.
+    const shuffle = new Generator(args.seed);
+    const trainLoader = new DataLoader(train, { batchSize: args['batch-size'], shuffle: true, generator: shuffle });
     const testLoader = new DataLoader(test, { batchSize: 256 });
     const model = new ResNet9();
     const opt = new Adam(model.parameters(), { lr: args.lr, weightDecay: args['weight-decay'] });
+    const parts = { model, optimizer: opt, rng: defaultGenerator(), shuffle };
+    const startEpoch = await resumeFrom(args.resume, parts);
+    if (args.resume !== undefined) console.log(`resumed from ${args.resume} after epoch ${startEpoch - 1}`);
     console.log(`cifar10-resnet9: ResNet9 with ${model.numParameters()} parameters, ${train.length} training / ${test.length} test images from ${dir}, batch ${args['batch-size']}, ${args.epochs} epochs, ${args.backend}`);
     const start = performance.now();
     let progress: Progress | undefined;
     let lastAccuracy = NaN;
     await trainCifar10(model, trainLoader, {
-      epochs: args.epochs, opt,
+      epochs: args.epochs, startEpoch, opt,
       onBatch: (epoch, done, total, loss) => {
         progress ??= new Progress(`epoch ${epoch}/${args.epochs}`, total);
         progress.update(done, loss);
@@ -100,6 +108,7 @@ export const cifar10Resnet9 = defineExample({
           `epoch ${String(epoch).padStart(2)}  loss ${r.loss.toFixed(4)}  train acc ${(100 * r.accuracy).toFixed(2)}%  ` +
           `test acc ${(100 * t.accuracy).toFixed(2)}%  test loss ${t.loss.toFixed(4)}  ${(r.samples / r.seconds).toFixed(0)} images/s  ${r.seconds.toFixed(1)} s`,
         );
+        await saveAfterEpoch(args.save, parts, epoch);
       },
     });
     const seconds = (performance.now() - start) / 1000;

@@ -5,12 +5,13 @@
  * BPTT with gradient clipping (./simple-ml.ts's trainPtb/evaluatePtb); reports perplexities beside a
  * unigram model's, then samples a few sentences.
  */
-import { Generator, manualSeed, NDArray, tidy } from '@needle/ndarray';
+import { Generator, defaultGenerator, manualSeed, NDArray, tidy } from '@needle/ndarray';
 import { noGrad } from '@needle/autograd';
 import { Corpus, EOS, batchify, loadPTB } from '@needle/data';
 import { LanguageModel, type LanguageModelState, type SeqModel } from '@needle/nn';
 import { Adam } from '@needle/optim';
 import { backendOption, threadsOption, useBackend } from './backends';
+import { checkpointOptions, resumeFrom, saveAfterEpoch } from './checkpoint';
 import { loadBrown } from './brown';
 import { defineExample } from './example';
 import { Progress } from './mnist';
@@ -94,7 +95,7 @@ export const ptbLm = defineExample({
     'PTB-style (lower case, no punctuation, numbers as N, rare words as <unk>; files split 8:1:1).\n' +
     'Truncated BPTT over windows of --bptt words, gradient-norm clipping, Adam. Prints the train and\n' +
     'validation perplexity per epoch, the test perplexity beside the unigram model\'s, and samples a few\n' +
-    'sentences.',
+    'sentences. --save/--resume checkpoint the run.',
   options: {
     backend: backendOption,
     threads: threadsOption,
@@ -114,6 +115,7 @@ export const ptbLm = defineExample({
     'eval-words': { type: 'int', min: 1, description: 'validate and test on the first N words of those splits', defaultText: 'all' },
     generate: { type: 'int', min: 0, default: 3, description: 'sentences to sample at the end' },
     seed: { type: 'int', min: 0, default: 0, description: 'seed of the initial weights and the sampling' },
+    ...checkpointOptions,
   },
   async run(args) {
     const kind = args.model as SeqModel;
@@ -144,11 +146,15 @@ export const ptbLm = defineExample({
       seqModel: kind, seqLen: args.bptt, nhead: args.heads,
     });
     const opt = new Adam(model.parameters(), { lr: args.lr });
+    // The corpus is read in order (no shuffle); the global generator drives dropout when there is any.
+    const parts = { model, optimizer: opt, rng: defaultGenerator() };
+    const startEpoch = await resumeFrom(args.resume, parts);
+    if (args.resume !== undefined) console.log(`resumed from ${args.resume} after epoch ${startEpoch - 1}`);
     console.log(`ptb-lm: ${kind} LanguageModel with ${model.numParameters()} parameters on ${source}: vocabulary ${vocab}, ${trainIds.length} / ${validIds.length} / ${testIds.length} train / valid / test words, batch ${args['batch-size']}, bptt ${args.bptt}, ${args.epochs} epoch(s), ${args.backend}`);
     const start = performance.now();
     let progress: Progress | undefined;
     await trainPtb(model, train, {
-      epochs: args.epochs, opt, seqLen: args.bptt, clip: args.clip,
+      epochs: args.epochs, startEpoch, opt, seqLen: args.bptt, clip: args.clip,
       onBatch: (epoch, done, total, loss) => {
         progress ??= new Progress(`epoch ${epoch}/${args.epochs}`, total);
         progress.update(done, loss);
@@ -161,6 +167,7 @@ export const ptbLm = defineExample({
           `epoch ${String(epoch).padStart(2)}  train ppl ${r.perplexity.toFixed(1)}  valid ppl ${v.perplexity.toFixed(1)}  ` +
           `${(r.samples / r.seconds).toFixed(0)} words/s  ${r.seconds.toFixed(1)} s`,
         );
+        await saveAfterEpoch(args.save, parts, epoch);
       },
     });
     const t = await evaluatePtb(model, test, { seqLen: args.bptt });

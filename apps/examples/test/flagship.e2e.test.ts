@@ -91,6 +91,19 @@ describe('cifar10-resnet9', () => {
     expect(r.lines.at(-1)).toMatch(/^test accuracy \d+\.\d\d% {2}\(\d+\.\d s in all\)$/);
   });
 
+  it('--save then --resume continues the run: the resumed epoch prints the same numbers as the uninterrupted one', async () => {
+    const common = ['cifar10-resnet9', '--backend', 'wasm', '--threads', '1', '--data', dir, '--batch-size', '32', '--train-limit', '64', '--test-limit', '20', '--seed', '3'];
+    const whole = await runExample([...common, '--epochs', '2', '--save', join(dir, 'whole.safetensors')]);
+    const first = await runExample([...common, '--epochs', '1', '--save', join(dir, 'part.safetensors')]);
+    const rest = await runExample([...common, '--epochs', '2', '--resume', join(dir, 'part.safetensors')]);
+    for (const r of [whole, first, rest]) expect(r.stderr).toEqual([]);
+    const numbers = (lines: string[]) => lines.filter((l) => l.startsWith('epoch')).map((l) => l.replace(/ {2}\d+ images\/s.*$/, ''));
+    expect(rest.lines[0]).toBe(`resumed from ${join(dir, 'part.safetensors')} after epoch 1`);
+    expect(numbers(first.lines)).toEqual(numbers(whole.lines).slice(0, 1));
+    expect(numbers(rest.lines)).toEqual(numbers(whole.lines).slice(1));
+    expect(numbers(rest.lines)[0]).toMatch(/^epoch {2}2 {2}loss /);
+  });
+
   it('without data says in one line where to get CIFAR-10 and exits non-zero', async () => {
     const saved = process.env.NEEDLE_CIFAR10_DIR;
     delete process.env.NEEDLE_CIFAR10_DIR;
@@ -126,6 +139,18 @@ describe('ptb-lm', () => {
     const samples = r.lines.filter((l) => l.startsWith('sample'));
     expect(samples).toHaveLength(2);
     samples.forEach((s) => expect(s).toMatch(/^sample \d: [a-z<>N ]*$/));
+  });
+
+  it('--resume continues a saved run with the same perplexities', async () => {
+    const common = ['ptb-lm', '--backend', 'wasm', '--threads', '1', '--data', dir, '--batch-size', '4', '--bptt', '8',
+      '--embedding', '8', '--hidden', '8', '--lr', '0.01', '--generate', '0', '--seed', '5', '--eval-words', '200'];
+    const whole = await runExample([...common, '--epochs', '2']);
+    await runExample([...common, '--epochs', '1', '--save', join(dir, 'lm.safetensors')]);
+    const rest = await runExample([...common, '--epochs', '2', '--resume', join(dir, 'lm.safetensors')]);
+    const numbers = (lines: string[]) => lines.filter((l) => l.startsWith('epoch') || l.startsWith('test ppl')).map((l) => l.replace(/ {2}\d+ words\/s.*$| {2}\(.*$/, ''));
+    expect(rest.stderr).toEqual([]);
+    expect(numbers(rest.lines)).toEqual(numbers(whole.lines).slice(1));
+    expect(numbers(rest.lines)[0]).toMatch(/^epoch {2}2 {2}train ppl /);
   });
 
   it('the unigram perplexity is computed on the targets the model predicts', () => {
