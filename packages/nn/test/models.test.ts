@@ -5,7 +5,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { Generator, array, arange, tidy, type NDArray } from '@needle/ndarray';
+import { Generator, array, arange, manualSeed, tidy, type NDArray } from '@needle/ndarray';
+import { batchify, getBatch } from '@needle/data';
+import { Adam } from '@needle/optim';
 import { add, mul, noGrad, randn, sub, sum, tensor, type Tensor } from '@needle/autograd';
 import { CrossEntropyLoss, LanguageModel, ResNet9, type LanguageModelState, type Module, type SeqModel } from '../src/index';
 import { expectValues, liveBuffers } from './helpers';
@@ -161,6 +163,49 @@ describe('LanguageModel vs PyTorch', () => {
     [long, flat].forEach((a) => a.dispose());
     t.dispose();
     l.dispose();
+  });
+});
+
+describe('README example (Models)', () => {
+  it('a LanguageModel (LSTM) learns a cyclic corpus with truncated BPTT, loss falls, no leak', async () => {
+    const start = liveBuffers();
+    const losses: number[] = [];
+    let afterFirst = -1;
+
+    // ---- README code starts here ----
+    manualSeed(0);
+    // A corpus of word ids (the cycle 0 1 ... 9 0 1 ...) arranged in 4 streams of 50 rows.
+    const source = batchify(Array.from({ length: 200 }, (_, i) => i % 10), 4);
+    const model = new LanguageModel({ embeddingSize: 16, outputSize: 10, hiddenSize: 32, seqModel: 'lstm' });
+    const lossFn = new CrossEntropyLoss();
+    const opt = new Adam(model.parameters(), { lr: 0.02 });
+    const bptt = 10;
+    let state: LanguageModelState = null;
+    for (let epoch = 0; epoch < 3; epoch++) for (let i = 0; i < source.shape[0] - 1; i += bptt) {
+      const [data, target] = getBatch(source, i, bptt); // ids [10, 4] and the next ids [40]
+      const [logits, h] = model.call(data, state); // logits [40, 10], h = [hN, cN]
+      const loss = lossFn.call(logits, target);
+      loss.backward();
+      opt.step();
+      opt.zeroGrad();
+      // Truncated BPTT: the next window starts from this one's state, detached from its graph.
+      const [hN, cN] = h as [Tensor, Tensor];
+      state = [hN.detach(), cN.detach()];
+      if (i === 0) console.log(epoch, await loss.item());
+      losses.push(await loss.item()); // (test only)
+      [loss, data, target].forEach((t) => t.dispose());
+      if (losses.length === 1) afterFirst = liveBuffers(); // (test only)
+      else expect(liveBuffers(), `live buffers after window ${losses.length}`).toBe(afterFirst); // (test only)
+    }
+    (state as [Tensor, Tensor]).forEach((t) => t.dispose());
+    source.dispose();
+    opt.dispose();
+    model.dispose();
+    // ---- README code ends here ----
+
+    expect(losses).toHaveLength(15);
+    expect(losses[14]).toBeLessThan(losses[0] * 0.3);
+    expect(liveBuffers()).toBe(start);
   });
 });
 
