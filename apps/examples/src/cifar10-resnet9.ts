@@ -87,7 +87,8 @@ export const cifar10Resnet9 = defineExample({
     const model = new ResNet9();
     const opt = new Adam(model.parameters(), { lr: args.lr, weightDecay: args['weight-decay'] });
     const parts = { model, optimizer: opt, rng: defaultGenerator(), shuffle };
-    const startEpoch = await resumeFrom(args.resume, parts);
+    const run = { example: 'cifar10-resnet9', trainSamples: train.length };
+    const startEpoch = await resumeFrom(args.resume, parts, run);
     if (args.resume !== undefined) console.log(`resumed from ${args.resume} after epoch ${startEpoch - 1}`);
     console.log(`cifar10-resnet9: ResNet9 with ${model.numParameters()} parameters, ${train.length} training / ${test.length} test images from ${dir}, batch ${args['batch-size']}, ${args.epochs} epochs, ${args.backend}`);
     const start = performance.now();
@@ -108,7 +109,7 @@ export const cifar10Resnet9 = defineExample({
           `epoch ${String(epoch).padStart(2)}  loss ${r.loss.toFixed(4)}  train acc ${(100 * r.accuracy).toFixed(2)}%  ` +
           `test acc ${(100 * t.accuracy).toFixed(2)}%  test loss ${t.loss.toFixed(4)}  ${(r.samples / r.seconds).toFixed(0)} images/s  ${r.seconds.toFixed(1)} s`,
         );
-        await saveAfterEpoch(args.save, parts, epoch);
+        await saveAfterEpoch(args.save, parts, run, epoch);
       },
     });
     const seconds = (performance.now() - start) / 1000;

@@ -148,7 +148,8 @@ export const ptbLm = defineExample({
     const opt = new Adam(model.parameters(), { lr: args.lr });
     // The corpus is read in order (no shuffle); the global generator drives dropout when there is any.
     const parts = { model, optimizer: opt, rng: defaultGenerator() };
-    const startEpoch = await resumeFrom(args.resume, parts);
+    const run = { example: `ptb-lm (${kind})`, trainSamples: trainIds.length };
+    const startEpoch = await resumeFrom(args.resume, parts, run);
     if (args.resume !== undefined) console.log(`resumed from ${args.resume} after epoch ${startEpoch - 1}`);
     console.log(`ptb-lm: ${kind} LanguageModel with ${model.numParameters()} parameters on ${source}: vocabulary ${vocab}, ${trainIds.length} / ${validIds.length} / ${testIds.length} train / valid / test words, batch ${args['batch-size']}, bptt ${args.bptt}, ${args.epochs} epoch(s), ${args.backend}`);
     const start = performance.now();
@@ -167,7 +168,7 @@ export const ptbLm = defineExample({
           `epoch ${String(epoch).padStart(2)}  train ppl ${r.perplexity.toFixed(1)}  valid ppl ${v.perplexity.toFixed(1)}  ` +
           `${(r.samples / r.seconds).toFixed(0)} words/s  ${r.seconds.toFixed(1)} s`,
         );
-        await saveAfterEpoch(args.save, parts, epoch);
+        await saveAfterEpoch(args.save, parts, run, epoch);
       },
     });
     const t = await evaluatePtb(model, test, { seqLen: args.bptt });

@@ -151,6 +151,10 @@ describe('ptb-lm', () => {
     expect(rest.stderr).toEqual([]);
     expect(numbers(rest.lines)).toEqual(numbers(whole.lines).slice(1));
     expect(numbers(rest.lines)[0]).toMatch(/^epoch {2}2 {2}train ppl /);
+    // A checkpoint of another model is refused, every part checked before any is loaded.
+    const other = await runExample([...common, '--model', 'transformer', '--heads', '2', '--epochs', '2', '--resume', join(dir, 'lm.safetensors')]);
+    expect(other.code).toBe(1);
+    expect(other.stderr.join('\n')).toMatch(/^LanguageModel\.checkStateDict: missing keys \["positionEmbedding\.weight",/);
   });
 
   it('the unigram perplexity is computed on the targets the model predicts', () => {
