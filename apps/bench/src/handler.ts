@@ -5,7 +5,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { makeEngine } from './engines';
 import { NotAvailableError, type Engine, type Prepared } from './engines/types';
-import type { Reply, Request } from './protocol';
+import type { KernelCount, Reply, Request } from './protocol';
 
 export class Handler {
   private engine: Engine | undefined;
@@ -46,7 +46,7 @@ export class Handler {
           t = performance.now();
         }
         const perIterMs = (t - t0) / n;
-        return { ok: true, perIterMs, batch: Math.max(1, Math.round(req.sampleMs / perIterMs)) };
+        return { ok: true, perIterMs, batch: Math.max(1, Math.round(req.sampleMs / perIterMs)), kernels: await kernelsPerStep(p) };
       }
       case 'round': {
         const p = this.needPrepared();
@@ -85,6 +85,17 @@ export class Handler {
     if (!this.prepared) throw new Error('prepare first');
     return this.prepared;
   }
+}
+
+/** One more (untimed) step, warm, counted by the backend's stats(); undefined for other frameworks. */
+export async function kernelsPerStep(p: Prepared): Promise<KernelCount | undefined> {
+  if (!p.backend) return undefined;
+  p.backend.resetStats();
+  await p.step();
+  const s = p.backend.stats();
+  const byFamily: Record<string, number> = {};
+  for (const [family, n] of Object.entries(s.kernels)) if (n > 0) byFamily[family] = n;
+  return { total: s.launches, byFamily };
 }
 
 function readF32(file: string): Float32Array {

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { compareOutputs, makeInputs, metricOf, toleranceOf, type CaseSpec } from './cases';
 import { isNeedle, type EngineInfo, type Target } from './engines/types';
 import { machineFacts, type MachineFacts } from './machine';
-import type { Channel, Reply } from './protocol';
+import type { Channel, KernelCount, Reply } from './protocol';
 import { referenceFor } from './reference';
 import { summarise, type Summary } from './stats';
 
@@ -40,6 +40,8 @@ export interface Entry {
   threads?: number;
   maxAbsErr?: number;
   summary?: Summary;
+  /** needle targets: kernels one warm step launches. */
+  kernels?: KernelCount;
 }
 
 export interface Ratio {
@@ -170,6 +172,10 @@ async function runCase(
       entries.set(target, { target, status: 'error', reason: cal.reason });
       continue;
     }
+    if (cal.kernels) {
+      entries.get(target)!.kernels = cal.kernels;
+      log(`${spec.id} ${target}: ${formatKernels(cal.kernels)} per step`);
+    }
     const sampleDur = cal.perIterMs! * cal.batch!;
     const samples = Math.max(1, Math.min(options.samplesPerRound, Math.floor(options.roundMs / sampleDur)));
     plan.push({ target, channel, batch: cal.batch!, samples, times: [] });
@@ -193,6 +199,12 @@ async function runCase(
   }
   for (const f of inputFiles) rmSync(f, { force: true });
   return finish(spec, metric.unit, options.targets, entries);
+}
+
+/** '64 kernels (ewise 16, compact 14, ...)', families by count. */
+export function formatKernels(k: KernelCount): string {
+  const parts = Object.entries(k.byFamily).sort((a, b) => b[1] - a[1]).map(([f, n]) => `${f} ${n}`);
+  return `${k.total} kernels (${parts.join(', ')})`;
 }
 
 function finish(spec: CaseSpec, unit: string, order: Target[], entries: Map<Target, Entry>): CaseResult {

@@ -18,8 +18,15 @@ export type Request =
   | { op: 'exit' };
 
 export type Reply =
-  | { ok: true; info?: EngineInfo; perIterMs?: number; batch?: number; times?: number[] }
+  | { ok: true; info?: EngineInfo; perIterMs?: number; batch?: number; times?: number[]; kernels?: KernelCount }
   | { ok: false; unavailable: boolean; reason: string };
+
+/** Kernels one step launched after warm-up (needle targets, from backend.stats()). */
+export interface KernelCount {
+  total: number;
+  /** Launches per kernel family, families with none left out. */
+  byFamily: Record<string, number>;
+}
 
 export interface Channel {
   request(req: Request): Promise<Reply>;

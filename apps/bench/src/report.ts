@@ -1,5 +1,5 @@
 /** Printing a BenchResult: a plain-text table for the terminal, Markdown for BENCHMARKS.md. */
-import type { BenchResult, CaseResult, Entry } from './harness';
+import { formatKernels, type BenchResult, type CaseResult, type Entry } from './harness';
 import { isNeedle } from './engines/types';
 
 function num(x: number | undefined): string {
@@ -18,7 +18,7 @@ function ratioCell(c: CaseResult, e: Entry): string {
     .join(', ');
 }
 
-const HEADER = ['case', 'target', 'threads', 'median', 'min', 'max', 'unit', 'check', 'needle ÷ this'];
+const HEADER = ['case', 'target', 'threads', 'median', 'min', 'max', 'unit', 'kernels/step', 'check', 'needle ÷ this'];
 
 function rows(result: BenchResult): string[][] {
   const out: string[][] = [];
@@ -35,6 +35,7 @@ function rows(result: BenchResult): string[][] {
         s ? num(s.worst) : '',
         s ? num(s.best) : '',
         s ? c.unit : '',
+        e.kernels ? String(e.kernels.total) : '',
         status,
         ratioCell(c, e),
       ]);
@@ -46,7 +47,7 @@ function rows(result: BenchResult): string[][] {
 export function formatTable(result: BenchResult): string {
   const all = [HEADER, ...rows(result)];
   const widths = HEADER.map((_, i) => Math.max(...all.map((r) => r[i].length)));
-  const line = (r: string[]) => r.map((cell, i) => (i >= 2 && i <= 5 ? cell.padStart(widths[i]) : cell.padEnd(widths[i]))).join('  ').trimEnd();
+  const line = (r: string[]) => r.map((cell, i) => ((i >= 2 && i <= 5) || i === 7 ? cell.padStart(widths[i]) : cell.padEnd(widths[i]))).join('  ').trimEnd();
   const lines = [line(HEADER), widths.map((w) => '-'.repeat(w)).join('  ')];
   let prev = '';
   for (const r of all.slice(1)) {
@@ -59,7 +60,7 @@ export function formatTable(result: BenchResult): string {
 
 export function formatMarkdown(result: BenchResult): string {
   const esc = (s: string) => s.replace(/\|/g, '\\|');
-  const lines = [`| ${HEADER.join(' | ')} |`, `| ${HEADER.map((_, i) => (i >= 2 && i <= 5 ? '---:' : '---')).join(' | ')} |`];
+  const lines = [`| ${HEADER.join(' | ')} |`, `| ${HEADER.map((_, i) => ((i >= 2 && i <= 5) || i === 7 ? '---:' : '---')).join(' | ')} |`];
   for (const r of rows(result)) lines.push(`| ${r.map(esc).join(' | ')} |`);
   return [...lines, '', ...notes(result).map((n) => `- ${n}`)].join('\n');
 }
@@ -82,5 +83,8 @@ function notes(result: BenchResult): string[] {
     }
   }
   for (const [k, v] of reasons) out.push(`${k}: ${v}`);
+  for (const c of result.cases) {
+    for (const e of c.entries) if (e.kernels) out.push(`${c.spec.id} ${e.target}: ${formatKernels(e.kernels)} per step after warm-up`);
+  }
   return out;
 }

@@ -1,7 +1,9 @@
 import {
   applyBinary,
   applyUnary,
+  instrumentBackend,
   registerBackend,
+  type BackendStats,
   type Backend,
   type BinaryOp,
   type DeviceBuffer,
@@ -42,12 +44,22 @@ export class CpuBackend implements Backend {
   readonly readSync?: (buf: DeviceBuffer, size?: number) => Float32Array;
   private live = 0;
   private liveBytes = 0;
+  private readonly counter;
 
   constructor(options: CpuBackendOptions = {}) {
     this.name = options.name ?? 'cpu';
     if (options.readSync !== false) {
       this.readSync = (buf, size) => this.data(buf).slice(0, size ?? buf.size);
     }
+    this.counter = instrumentBackend(this);
+  }
+
+  stats(): BackendStats {
+    return this.counter.snapshot();
+  }
+
+  resetStats(): void {
+    this.counter.reset();
   }
 
   private data(buf: DeviceBuffer): Float32Array {

@@ -1,6 +1,8 @@
 import {
+  instrumentBackend,
   registerBackend,
   type Backend,
+  type BackendStats,
   type BinaryOp,
   type DeviceBuffer,
   type MatmulSpec,
@@ -88,6 +90,7 @@ export class WasmBackend implements Backend {
   private live = 0;
   private liveBytes = 0;
   private destroyed = false;
+  private readonly counter;
 
   /** Use createWasmBackend(): construction needs compiled modules and started workers. */
   private constructor(
@@ -112,6 +115,15 @@ export class WasmBackend implements Backend {
     const scratchBytes = kernels.matmulScratchBytes();
     this.scratch = [];
     for (let t = 0; t < this.threads; t++) this.scratch.push(this.reserve(scratchBytes));
+    this.counter = instrumentBackend(this);
+  }
+
+  stats(): BackendStats {
+    return this.counter.snapshot();
+  }
+
+  resetStats(): void {
+    this.counter.reset();
   }
 
   /** @internal */

@@ -1,5 +1,7 @@
+import { instrumentBackend } from '@needle/ndarray';
 import type {
   Backend,
+  BackendStats,
   BinaryOp,
   DeviceBuffer,
   MatmulSpec,
@@ -95,6 +97,7 @@ export class WebGPUBackend implements Backend {
   private flushQueued = false;
 
   private readonly counters = { dispatches: 0, copies: 0, submits: 0 };
+  private readonly counter;
   private liveBuffers = 0;
   private liveBytes = 0;
   private error: Error | null = null;
@@ -125,6 +128,7 @@ export class WebGPUBackend implements Backend {
     const onError = (ev: Event) => this.recordError((ev as GPUUncapturedErrorEvent).error);
     if (typeof device.addEventListener === 'function') device.addEventListener('uncapturederror', onError);
     else device.onuncapturederror = onError;
+    this.counter = instrumentBackend(this);
   }
 
   // ---- errors ---------------------------------------------------------------------------------
@@ -392,9 +396,20 @@ export class WebGPUBackend implements Backend {
     return { idleBytes: this.pool.idleByteCount, totalBytes: this.pool.totalBytes };
   }
 
-  /** Work counters since creation: compiled pipelines, recorded dispatches and copies, queue submits. */
-  stats(): { pipelines: number; dispatches: number; copies: number; submits: number } {
-    return { pipelines: this.pipelines.size, ...this.counters };
+  /**
+   * The contract's counters (kernel launches by family, bytes moved) and this backend's own since the
+   * last reset: recorded dispatches and buffer copies (a launch may record several of either, or a
+   * copy instead of a dispatch), queue submits; and the compiled pipelines (the cache, never reset).
+   */
+  stats(): BackendStats & { pipelines: number; dispatches: number; copies: number; submits: number } {
+    return { ...this.counter.snapshot(), pipelines: this.pipelines.size, ...this.counters };
+  }
+
+  resetStats(): void {
+    this.counter.reset();
+    this.counters.dispatches = 0;
+    this.counters.copies = 0;
+    this.counters.submits = 0;
   }
 
   /** Destroy idle pooled buffers (live ones are untouched). */
@@ -428,6 +443,11 @@ export class WebGPUBackend implements Backend {
   }
 
   fill(out: DeviceBuffer, value: number, size: number): void {
+    this.fillKernel(out, value, size);
+  }
+
+  /** fill for the backend's own use (not a launch the frontend asked for, so not counted as one). */
+  private fillKernel(out: DeviceBuffer, value: number, size: number): void {
     this.elementwise('fill', 'fill', 's', [], out, size, value);
   }
 
@@ -531,7 +551,7 @@ export class WebGPUBackend implements Backend {
     if (outSize === 0) return;
     if (reduceSize === 0) {
       if (op !== 'sum') fail(name, 'cannot reduce blocks of zero elements (no identity)');
-      this.fill(out, 0, outSize);
+      this.fillKernel(out, 0, outSize);
       return;
     }
     let temp: PooledBuffer | null = null;
@@ -577,7 +597,7 @@ export class WebGPUBackend implements Backend {
     const cp = this.sized('matmul', out, batch * m * n, 'out');
     if (batch === 0 || m === 0 || n === 0) return;
     if (k === 0) {
-      this.fill(out, 0, batch * m * n);
+      this.fillKernel(out, 0, batch * m * n);
       return;
     }
     const temps: PooledBuffer[] = [];

@@ -71,6 +71,45 @@ export interface StridedLayout {
   offset: number;
 }
 
+/**
+ * One step of an elementwise program; step j defines value j, and operands name earlier steps.
+ * - input: element i of input buffer `index`; scalar: `scalars[index]`; const: `value` (fixed in
+ *   the program, so part of its key: per-call numbers such as a learning rate belong in scalars);
+ * - binary/unary: the op of the `ewise`/`unary` kernels; where: `cond != 0 ? a : b` (NaN is true).
+ */
+export type ProgramStep =
+  | { readonly op: 'input'; readonly index: number }
+  | { readonly op: 'scalar'; readonly index: number }
+  | { readonly op: 'const'; readonly value: number }
+  | { readonly op: 'binary'; readonly fn: BinaryOp; readonly a: number; readonly b: number }
+  | { readonly op: 'unary'; readonly fn: UnaryOp; readonly a: number }
+  | { readonly op: 'where'; readonly cond: number; readonly a: number; readonly b: number };
+
+/**
+ * A straight-line elementwise expression over `inputs` same-sized compact buffers and `scalars`
+ * numbers, with one or more outputs: for every i < size, output k gets the value of step
+ * `outputs[k]` at element i. Semantics are exactly the unfused kernels' (every step rounded to
+ * float32, scalars and consts rounded to float32 first), so a fused run equals the composition of
+ * `ewise`/`scalar`/`unary`/`where` launches (bit for bit on CPU and WASM). Build programs with
+ * `defineProgram` from @needle/ndarray, which also fills in `key`.
+ */
+export interface ElementwiseProgram {
+  readonly inputs: number;
+  readonly scalars: number;
+  readonly steps: readonly ProgramStep[];
+  readonly outputs: readonly number[];
+  /** A canonical text of the program: equal keys mean equal programs (backends cache by it). */
+  readonly key: string;
+}
+
+/** Limits every backend's `elementwise` accepts (a WebGPU stage binds at most 8 storage buffers). */
+export const PROGRAM_LIMITS = {
+  /** Distinct buffers, inputs and outputs together (an output that is also an input counts once). */
+  buffers: 8,
+  steps: 64,
+  scalars: 16,
+} as const;
+
 /** What `backend.memory()` reports: live buffers and the bytes they hold. */
 export interface MemoryInfo {
   /** Number of buffers allocated and not yet freed. */
@@ -79,9 +118,42 @@ export interface MemoryInfo {
   bytes: number;
 }
 
+/**
+ * The kernel families of the contract, one per kernel method of Backend: what `stats()` counts.
+ * A launch is one call of the method by the frontend, however the backend carries it out (a wasm
+ * call, a typed-array copy, several WebGPU dispatches or worker jobs), so counts are the same on
+ * every backend and deterministic.
+ */
+export const KERNEL_FAMILIES = [
+  'fill', 'compact', 'ewiseSetitem', 'scalarSetitem', 'ewise', 'scalar', 'unary', 'where', 'reduce', 'matmul',
+  'elementwise',
+] as const;
+export type KernelFamily = (typeof KERNEL_FAMILIES)[number];
+
+/** What `backend.stats()` reports: kernels launched and bytes moved since creation or the last reset. */
+export interface BackendStats {
+  /** Kernel launches per family. */
+  kernels: Record<KernelFamily, number>;
+  /** Sum of `kernels` over the families. */
+  launches: number;
+  /** `alloc` calls and the bytes they asked for (4 per element). */
+  allocations: number;
+  bytesAllocated: number;
+  /** Bytes copied host -> device by `write`. */
+  bytesUploaded: number;
+  /** Bytes copied device -> host by `read` and `readSync`. */
+  bytesDownloaded: number;
+}
+
 export interface Backend {
   /** A stable name, e.g. 'cpu', 'wasm', 'webgpu'. */
   readonly name: string;
+
+  // ---- profiling -----------------------------------------------------------------------------
+  /** Counters since creation or the last `resetStats()` (a snapshot: later calls do not change it). */
+  stats(): BackendStats;
+  /** Set every counter of `stats()` to zero. */
+  resetStats(): void;
 
   // ---- buffers -------------------------------------------------------------------------------
   /** Allocate a buffer of `size` float32 elements. Contents are unspecified (callers fill). */
@@ -118,6 +190,15 @@ export interface Backend {
   reduce(op: ReduceOp, a: DeviceBuffer, out: DeviceBuffer, outSize: number, reduceSize: number): void;
   /** See MatmulSpec. */
   matmul(a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, spec: MatmulSpec): void;
+
+  // ---- optional fast paths (the frontend falls back to the required kernels) -------------------
+  /**
+   * Run an elementwise program in one launch: `outputs[k][i] = value of step program.outputs[k]`
+   * for i < size. An output may be the very buffer of an input (an in-place update: element i is
+   * read before it is written); two outputs are never the same buffer. The program was checked by
+   * the frontend (operands name earlier steps, counts within PROGRAM_LIMITS).
+   */
+  elementwise?(program: ElementwiseProgram, inputs: readonly DeviceBuffer[], scalars: readonly number[], outputs: readonly DeviceBuffer[], size: number): void;
 
   // ---- lifecycle -----------------------------------------------------------------------------
   /** Resolves when all enqueued work has finished (a no-op on synchronous backends). */

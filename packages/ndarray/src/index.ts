@@ -2,18 +2,22 @@ export {
   BINARY_OPS,
   UNARY_OPS,
   REDUCE_OPS,
+  KERNEL_FAMILIES,
   applyBinary,
   applyUnary,
   canReadSync,
   type Backend,
+  type BackendStats,
   type BinaryOp,
   type DeviceBuffer,
+  type KernelFamily,
   type MatmulSpec,
   type MemoryInfo,
   type ReduceOp,
   type StridedLayout,
   type UnaryOp,
 } from './backend';
+export { StatsCounter, instrumentBackend, statsDiff } from './stats';
 export { NeedleError, fail, formatShape } from './errors';
 export { NDArray, type ArrayLike, type DType, type NestedArray } from './ndarray';
 export { slice, type Index, type Slice } from './indexing';

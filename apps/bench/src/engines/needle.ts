@@ -37,6 +37,10 @@ export class NeedleEngine implements Engine {
   }
 
   async prepare(spec: CaseSpec, inputs: Float32Array[]): Promise<Prepared> {
+    return { ...(await this.prepareOn(spec, inputs)), backend: this.backend };
+  }
+
+  private async prepareOn(spec: CaseSpec, inputs: Float32Array[]): Promise<Prepared> {
     const backend = this.backend;
     const owned: NDArray[] = [];
     const put = (data: Float32Array, shape: number[]) => {

@@ -1,3 +1,4 @@
+import type { Backend } from '@needle/ndarray';
 import type { CaseSpec } from '../cases';
 
 /** Targets: one framework on one backend, each measured in its own process. */
@@ -43,6 +44,8 @@ export interface Prepared {
   /** The output of the latest step, read back to the host (the layout of referenceOutput). */
   output(): Promise<Float32Array>;
   dispose(): void;
+  /** needle targets: the backend the case runs on, whose stats() count the kernels per step. */
+  backend?: Backend;
 }
 
 /** A framework on one backend, driven in-process (inside its worker, or by the smoke test). */

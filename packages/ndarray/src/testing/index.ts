@@ -18,6 +18,7 @@ import { div, ge, lt, pow, sub } from '../functions';
 import { scope, tidy, type Scope } from '../memory';
 import { Generator } from '../random';
 import { shapeSize } from '../shape';
+import { statsDiff } from '../stats';
 import {
   at,
   f32,
@@ -158,6 +159,57 @@ export function runBackendConformance(
         } else {
           expect(() => a.toArraySync()).toThrow(/cannot read synchronously/);
         }
+      });
+    });
+
+    describe('stats', () => {
+      it('counts one launch per kernel call, by family, and the bytes allocated, written and read', async () => {
+        const a = backend.alloc(8);
+        const b = backend.alloc(8);
+        backend.write(a, Float32Array.from({ length: 8 }, (_, i) => i));
+        backend.write(b, new Float32Array(8).fill(2));
+        await backend.sync?.();
+        backend.resetStats();
+        const zero = backend.stats();
+        expect(zero.launches).toBe(0);
+        expect(Object.values(zero.kernels).every((n) => n === 0)).toBe(true);
+        expect([zero.allocations, zero.bytesAllocated, zero.bytesUploaded, zero.bytesDownloaded]).toEqual([0, 0, 0, 0]);
+
+        const c = backend.alloc(8);
+        backend.ewise('add', a, b, c, 8);
+        backend.ewise('mul', a, b, c, 8);
+        backend.scalar('mul', c, 3, c, 8);
+        backend.write(a, new Float32Array(6), 2);
+        backend.compact(a, b, { shape: [4], strides: [2], offset: 0 });
+        await readBuf(c, 5);
+        const s = backend.stats();
+        expect(s.kernels).toEqual({ ...zero.kernels, ewise: 2, scalar: 1, compact: 1 });
+        expect(s.launches).toBe(4);
+        expect(s.allocations).toBe(1);
+        expect(s.bytesAllocated).toBe(32);
+        expect(s.bytesUploaded).toBe(24);
+        expect(s.bytesDownloaded).toBe(20);
+        // A snapshot does not move with later work.
+        backend.fill(c, 0, 8);
+        expect(s.launches).toBe(4);
+        expect(statsDiff(backend.stats(), s).kernels.fill).toBe(1);
+        [a, b, c].forEach((x) => backend.free(x));
+      });
+
+      it('counts kernels, not frontend ops: a + b on compact arrays is one ewise launch', async () => {
+        const x = fromData(Float32Array.of(1, 2, 3, 4), [2, 2]);
+        const y = fromData(Float32Array.of(10, 20, 30, 40), [2, 2]);
+        const before = backend.stats();
+        const z = x.add(y);
+        const t = x.transpose().add(1); // the transposed view is compacted first
+        const d = statsDiff(backend.stats(), before);
+        expect(d.kernels.ewise).toBe(1);
+        expect(d.kernels.scalar).toBe(1);
+        expect(d.kernels.compact).toBe(1);
+        expect(d.launches).toBe(3);
+        expect(d.allocations).toBeGreaterThanOrEqual(2);
+        await expectClose(z, [11, 22, 33, 44]);
+        await expectClose(t, [2, 4, 3, 5]);
       });
     });
 
