@@ -7,6 +7,7 @@ import {
   type Backend,
   type BinaryOp,
   type DeviceBuffer,
+  type ElementwiseProgram,
   type MatmulSpec,
   type MemoryInfo,
   type ReduceOp,
@@ -31,6 +32,9 @@ export interface CpuBackendOptions {
    */
   readSync?: boolean;
 }
+
+/** Elements per block of an elementwise program: every step's block stays in L1. */
+const PROGRAM_BLOCK = 256;
 
 /** Matmul cache block: 64x64 float32 tiles of the three operands stay within a 48 KiB L1/L2 slice. */
 const BLOCK = 64;
@@ -151,6 +155,59 @@ export class CpuBackend implements Backend {
     const q = this.data(y);
     const o = this.data(out);
     for (let i = 0; i < size; i++) o[i] = c[i] !== 0 ? p[i] : q[i];
+  }
+
+  /**
+   * An elementwise program, interpreted step by step over blocks of PROGRAM_BLOCK elements: every
+   * step's block is a Float32Array (so each result is rounded to float32, like a kernel's output),
+   * and outputs are written after the whole block was computed (in-place updates read first).
+   */
+  elementwise(program: ElementwiseProgram, inputs: readonly DeviceBuffer[], scalars: readonly number[], outputs: readonly DeviceBuffer[], size: number): void {
+    const ins = inputs.map((b) => this.data(b));
+    const outs = outputs.map((b) => this.data(b));
+    const { steps } = program;
+    const regs = steps.map(() => new Float32Array(PROGRAM_BLOCK));
+    const views: Float32Array[] = new Array<Float32Array>(steps.length);
+    steps.forEach((s, j) => {
+      if (s.op === 'scalar') regs[j].fill(scalars[s.index]);
+      else if (s.op === 'const') regs[j].fill(s.value);
+      views[j] = regs[j];
+    });
+    for (let base = 0; base < size; base += PROGRAM_BLOCK) {
+      const n = Math.min(PROGRAM_BLOCK, size - base);
+      for (let j = 0; j < steps.length; j++) {
+        const s = steps[j];
+        const r = regs[j];
+        switch (s.op) {
+          case 'input': views[j] = ins[s.index].subarray(base, base + n); break;
+          case 'scalar':
+          case 'const': break;
+          case 'binary': {
+            const x = views[s.a];
+            const y = views[s.b];
+            for (let i = 0; i < n; i++) r[i] = applyBinary(s.fn, x[i], y[i]);
+            break;
+          }
+          case 'unary': {
+            const x = views[s.a];
+            for (let i = 0; i < n; i++) r[i] = applyUnary(s.fn, x[i]);
+            break;
+          }
+          case 'where': {
+            const c = views[s.cond];
+            const x = views[s.a];
+            const y = views[s.b];
+            for (let i = 0; i < n; i++) r[i] = c[i] !== 0 ? x[i] : y[i];
+            break;
+          }
+          default: s satisfies never;
+        }
+      }
+      // Copy every output's block out first: an output may be the buffer another output's value
+      // was read from (views[j] of an input step).
+      const blocks = program.outputs.map((id) => views[id].slice(0, n));
+      blocks.forEach((b, k) => outs[k].set(b, base));
+    }
   }
 
   reduce(op: ReduceOp, a: DeviceBuffer, out: DeviceBuffer, outSize: number, reduceSize: number): void {

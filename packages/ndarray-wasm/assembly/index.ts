@@ -380,6 +380,79 @@ export function where(cond: usize, x: usize, y: usize, out: usize, n: i32): void
   for (let o = end; o < total; o += 4) store<f32>(out + o, load<f32>(cond + o) != 0 ? load<f32>(x + o) : load<f32>(y + o));
 }
 
+// ---- elementwise programs ------------------------------------------------------------------------
+
+/** Elements per block of a program: a step's block is 1 KiB, so a whole program's blocks stay in L1. */
+export const PROGRAM_BLOCK = 256;
+
+/**
+ * Run an elementwise program over elements [start, start + n). The program is `nsteps` records of
+ * four i32 words at `code`: [kind, a, b, c], kind 0 = input (a: the input's byte address at element
+ * 0), 1 = splat (a: the f32 bits; scalars and constants), 2 = binary (a: op code, b, c: operand
+ * steps), 3 = unary (a: op code, b: operand step), 4 = where (a: cond, b: x, c: y steps). Outputs are
+ * `nouts` pairs [step, byte address at element 0] at `outs`. `regs` is this thread's area: a table
+ * of nsteps block addresses, then nsteps blocks of PROGRAM_BLOCK floats (16-byte aligned).
+ *
+ * Each step runs the very kernel (binary, unary, where) its unfused launch would, over one block, so
+ * the results are the same bit for bit; outputs are copied out after the block's last step, so an
+ * output may be an input's buffer (element i is read before it is written).
+ */
+export function program(code: usize, nsteps: i32, outs: usize, nouts: i32, regs: usize, start: i32, n: i32): void {
+  const table = regs;
+  const blocks = (regs + (<usize>nsteps << 2) + 15) & ~(<usize>15);
+  const blockBytes = <usize>PROGRAM_BLOCK << 2;
+  for (let s = 0; s < nsteps; s++) {
+    const w = code + (<usize>s << 4);
+    const own = blocks + <usize>s * blockBytes;
+    store<usize>(table + (<usize>s << 2), own);
+    if (load<i32>(w) == 1) fill(own, reinterpret<f32>(load<i32>(w, 4)), PROGRAM_BLOCK);
+  }
+  const end = start + n;
+  for (let base = start; base < end; base += PROGRAM_BLOCK) {
+    const m = min(PROGRAM_BLOCK, end - base);
+    const offset = <usize>base << 2;
+    for (let s = 0; s < nsteps; s++) {
+      const w = code + (<usize>s << 4);
+      const kind = load<i32>(w);
+      const a = load<i32>(w, 4);
+      const b = load<i32>(w, 8);
+      const c = load<i32>(w, 12);
+      const dst = table + (<usize>s << 2);
+      switch (kind) {
+        case 0:
+          store<usize>(dst, <usize>a + offset);
+          break;
+        case 2:
+          binary(a, load<usize>(table + (<usize>b << 2)), load<usize>(table + (<usize>c << 2)), -1, blocks + <usize>s * blockBytes, m);
+          break;
+        case 3:
+          unary(a, load<usize>(table + (<usize>b << 2)), blocks + <usize>s * blockBytes, m);
+          break;
+        case 4:
+          where(load<usize>(table + (<usize>a << 2)), load<usize>(table + (<usize>b << 2)), load<usize>(table + (<usize>c << 2)), blocks + <usize>s * blockBytes, m);
+          break;
+        default:
+          break;
+      }
+    }
+    // Outputs never share a buffer, but an output's value may be read from an input that is another
+    // output's buffer: a program whose outputs swap two inputs must copy both blocks out first.
+    for (let k = 0; k < nouts; k++) {
+      const step = load<i32>(outs + (<usize>k << 3));
+      const src = load<usize>(table + (<usize>step << 2));
+      if (src >= blocks && src < blocks + <usize>nsteps * blockBytes) continue;
+      const own = blocks + <usize>step * blockBytes;
+      memory.copy(own, src, <usize>m << 2);
+      store<usize>(table + (<usize>step << 2), own);
+    }
+    for (let k = 0; k < nouts; k++) {
+      const step = load<i32>(outs + (<usize>k << 3));
+      const dst = <usize>load<i32>(outs + (<usize>k << 3), 4) + offset;
+      memory.copy(dst, load<usize>(table + (<usize>step << 2)), <usize>m << 2);
+    }
+  }
+}
+
 // ---- reductions ------------------------------------------------------------------------------------
 
 // Sums accumulate in float64 like the reference backend, two f64x2 lanes per f32x4 load.

@@ -9,7 +9,7 @@
  */
 
 /** Kernels a worker can run, by index in the job slot. */
-export const WORKER_KERNELS = ['matmul', 'binary', 'unary', 'where', 'reduce', 'sumPartial'] as const;
+export const WORKER_KERNELS = ['matmul', 'binary', 'unary', 'where', 'reduce', 'sumPartial', 'program'] as const;
 export type WorkerKernel = (typeof WORKER_KERNELS)[number];
 
 export interface Job {

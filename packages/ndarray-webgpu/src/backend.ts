@@ -4,6 +4,7 @@ import type {
   BackendStats,
   BinaryOp,
   DeviceBuffer,
+  ElementwiseProgram,
   MatmulSpec,
   MemoryInfo,
   ReduceOp,
@@ -15,6 +16,7 @@ import { elementwiseKernel, type ElementwiseInput } from './kernels/elementwise'
 import { f32Bits, grid2d, PARAM_WORDS, type KernelSource } from './kernels/kernel';
 import { coalesce, MAX_DIMS, STRIDED_ROW_WORD, stridedKernel, stridedParams, rowsApplies, rowsKernel, rowsParams, transposeApplies, transposeKernel, transposeParams, type StridedMode } from './kernels/layout';
 import { matmulGrid, matmulKernel, matmulParams, matmulVariant } from './kernels/matmul';
+import { programKernel, PROGRAM_SCALAR_WORD } from './kernels/program';
 import { reduceKernel } from './kernels/reduce';
 import { binaryExpr, unaryExpr } from './kernels/wgsl';
 import { BufferPool, sizeClass, type PooledBuffer } from './pool';
@@ -419,7 +421,7 @@ export class WebGPUBackend implements Backend {
 
   // ---- elementwise ----------------------------------------------------------------------------
 
-  private elementwise(op: string, name: string, expr: string, inputs: readonly [string, DeviceBuffer][], out: DeviceBuffer, size: number, scalar = 0): void {
+  private pointwise(op: string, name: string, expr: string, inputs: readonly [string, DeviceBuffer][], out: DeviceBuffer, size: number, scalar = 0): void {
     this.check(op);
     if (!Number.isInteger(size) || size < 0) fail(op, `size must be a non-negative integer, got ${size}`);
     const o = this.sized(op, out, size, 'out');
@@ -448,24 +450,48 @@ export class WebGPUBackend implements Backend {
 
   /** fill for the backend's own use (not a launch the frontend asked for, so not counted as one). */
   private fillKernel(out: DeviceBuffer, value: number, size: number): void {
-    this.elementwise('fill', 'fill', 's', [], out, size, value);
+    this.pointwise('fill', 'fill', 's', [], out, size, value);
   }
 
   ewise(op: BinaryOp, a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, size: number): void {
-    this.elementwise(`ewise(${op})`, `ewise.${op}`, binaryExpr(op, 'x', 'y'), [['x', a], ['y', b]], out, size);
+    this.pointwise(`ewise(${op})`, `ewise.${op}`, binaryExpr(op, 'x', 'y'), [['x', a], ['y', b]], out, size);
   }
 
   scalar(op: BinaryOp, a: DeviceBuffer, scalar: number, out: DeviceBuffer, size: number): void {
-    this.elementwise(`scalar(${op})`, `scalar.${op}`, binaryExpr(op, 'x', 's'), [['x', a]], out, size, scalar);
+    this.pointwise(`scalar(${op})`, `scalar.${op}`, binaryExpr(op, 'x', 's'), [['x', a]], out, size, scalar);
   }
 
   unary(op: UnaryOp, a: DeviceBuffer, out: DeviceBuffer, size: number): void {
-    this.elementwise(`unary(${op})`, `unary.${op}`, unaryExpr(op), [['x', a]], out, size);
+    this.pointwise(`unary(${op})`, `unary.${op}`, unaryExpr(op), [['x', a]], out, size);
   }
 
   where(cond: DeviceBuffer, x: DeviceBuffer, y: DeviceBuffer, out: DeviceBuffer, size: number): void {
     // NaN in cond counts as true, as on the CPU (NaN != 0).
-    this.elementwise('where', 'where', 'select(y, x, c != 0.0 || isnan_(c))', [['c', cond], ['x', x], ['y', y]], out, size);
+    this.pointwise('where', 'where', 'select(y, x, c != 0.0 || isnan_(c))', [['c', cond], ['x', x], ['y', y]], out, size);
+  }
+
+  /** An elementwise program as one dispatch of a WGSL kernel compiled for it (cached by its key). */
+  elementwise(program: ElementwiseProgram, inputs: readonly DeviceBuffer[], scalars: readonly number[], outputs: readonly DeviceBuffer[], size: number): void {
+    const op = 'elementwise';
+    this.check(op);
+    if (!Number.isInteger(size) || size < 0) fail(op, `size must be a non-negative integer, got ${size}`);
+    if (scalars.length > 16) fail(op, `at most 16 scalars fit the uniform block, got ${scalars.length}`);
+    const bufs: PooledBuffer[] = [];
+    const binding = (p: PooledBuffer) => {
+      let b = bufs.indexOf(p);
+      if (b < 0) b = bufs.push(p) - 1;
+      return b;
+    };
+    const inputBinding = inputs.map((b, k) => binding(this.sized(op, b, size, `input ${k}`)));
+    const outputBinding = outputs.map((b, k) => binding(this.sized(op, b, size, `output ${k}`)));
+    if (new Set(outputBinding).size !== outputBinding.length) fail(op, 'two outputs are the same buffer');
+    if (bufs.length > 8) fail(op, `${bufs.length} distinct buffers; a WebGPU kernel binds at most 8`);
+    if (size === 0) return;
+    const k = programKernel(program, inputBinding, outputBinding, bufs.length, this.limits.workgroupSize);
+    const params = new Uint32Array(PARAM_WORDS);
+    params[0] = size;
+    scalars.forEach((s, i) => (params[PROGRAM_SCALAR_WORD + i] = f32Bits(s)));
+    this.dispatch1d(k, bufs, params, size, 1);
   }
 
   // ---- strided --------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ export {
   UNARY_OPS,
   REDUCE_OPS,
   KERNEL_FAMILIES,
+  PROGRAM_LIMITS,
   applyBinary,
   applyUnary,
   canReadSync,
@@ -10,13 +11,16 @@ export {
   type BackendStats,
   type BinaryOp,
   type DeviceBuffer,
+  type ElementwiseProgram,
   type KernelFamily,
+  type ProgramStep,
   type MatmulSpec,
   type MemoryInfo,
   type ReduceOp,
   type StridedLayout,
   type UnaryOp,
 } from './backend';
+export { defineProgram, elementwise, elementwiseUnfused, checkProgram, ProgramValue, type ElementwiseOptions } from './ops/program';
 export { StatsCounter, instrumentBackend, statsDiff } from './stats';
 export { NeedleError, fail, formatShape } from './errors';
 export { NDArray, type ArrayLike, type DType, type NestedArray } from './ndarray';

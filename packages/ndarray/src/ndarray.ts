@@ -333,6 +333,15 @@ export class NDArray {
     return this.setitem('fill', [], value);
   }
 
+  /**
+   * @internal Record an in-place write that a kernel outside `setitem` makes into this array's buffer
+   * (an elementwise program's `out`), so version counters see it like any other.
+   */
+  noteWrite(op: string): void {
+    this.assertLive(op);
+    this.storage.modified(op);
+  }
+
   /** The one in-place write path: every entry point bumps the version once, named by its op. */
   private setitem(op: string, idx: Index[], value: ArrayLike): this {
     this.assertLive(op);

@@ -19,6 +19,7 @@ import { scope, tidy, type Scope } from '../memory';
 import { Generator } from '../random';
 import { shapeSize } from '../shape';
 import { statsDiff } from '../stats';
+import { defineProgram, elementwise, elementwiseUnfused } from '../ops/program';
 import {
   at,
   f32,
@@ -58,6 +59,11 @@ export interface ConformanceOptions {
   exact?: Tolerance;
   /** Tolerance for transcendental functions and division (exp, log, tanh, sqrt, pow, div). */
   transcendental?: Tolerance;
+  /**
+   * Fused elementwise programs against the unfused composition on the same backend (default: bit
+   * for bit; a shader compiler that contracts a*b+c into an fma may need an ulp or two).
+   */
+  program?: Tolerance;
   /** Relative tolerance for matmul and sums, scaled by sqrt(reduction length). */
   accumulate?: Tolerance;
   /** Release the backend after the suite (default: call backend.destroy if present). */
@@ -83,6 +89,7 @@ export function runBackendConformance(
   const exactTol = options.exact ?? EXACT;
   const transTol = options.transcendental ?? TRANSCENDENTAL;
   const accTol = options.accumulate ?? ACCUMULATE;
+  const programTol = options.program ?? { rtol: 0, atol: 0 };
 
   describe(`backend conformance: ${name}`, () => {
     let backend: Backend;
@@ -210,6 +217,97 @@ export function runBackendConformance(
         expect(d.allocations).toBeGreaterThanOrEqual(2);
         await expectClose(z, [11, 22, 33, 44]);
         await expectClose(t, [2, 4, 3, 5]);
+      });
+    });
+
+    describe('elementwise programs', () => {
+      // Programs over the awkward values: NaN, +-Inf, +-0, huge and tiny numbers.
+      const specials = [NaN, Infinity, -Infinity, 0, -0, 1, -1, 3e38, -3e38, 1e-38, 88.8, -104, 0.5];
+      const data = (n: number, low = -3, high = 3) => {
+        const d = randomData(g, n, low, high);
+        for (let i = 0; i < n; i += 7) d[i] = specials[(i / 7) % specials.length];
+        return d;
+      };
+      const programs = {
+        'sgd momentum nesterov': defineProgram(3, 4, ([p, gr, buf], [lr, mom, damp, wd]) => {
+          const d = gr.add(p.mul(wd));
+          const b = buf.mul(mom).add(d.mul(damp));
+          return [p.sub(d.add(b.mul(mom)).mul(lr)), b];
+        }),
+        'adam with bias correction': defineProgram(4, 6, ([p, gr, m, v], [b1, omb1, b2, omb2, stepSize, eps]) => {
+          const m2 = m.mul(b1).add(gr.mul(omb1));
+          const v2 = v.mul(b2).add(gr.mul(gr).mul(omb2));
+          return [p.sub(m2.div(v2.sqrt().div(b2).add(eps)).mul(stepSize)), m2, v2];
+        }),
+        'transcendentals and constants': defineProgram(2, 0, ([x, y]) => [
+          x.exp().log().add(y.tanh()),
+          x.abs().sqrt().mul(-0.5).sign(),
+          x.pow(y).neg(),
+          y.div(x).minimum(x.maximum(y)),
+        ]),
+        'comparisons and select (NaN condition is true)': defineProgram(3, 1, ([c, x, y], [s]) => [
+          c.gt(0).select(x, y),
+          c.select(x.mul(s), 2),
+          x.eq(y).add(x.ne(y)).add(x.le(s)).sub(x.lt(y)).add(x.ge(y)),
+        ]),
+        'scalar on the left, constant outputs': defineProgram(1, 1, ([x], [s]) => {
+          const one = x.mul(0).add(1); // 1, NaN where x is NaN or Inf
+          return [one.sub(x).div(s), one.mul(s), x];
+        }),
+      };
+      for (const [name, program] of Object.entries(programs)) {
+        it(`${name}: fused equals the unfused composition`, async () => {
+          for (const n of [1, 5, 256, 257, 1000, 60001]) {
+            const inputs = Array.from({ length: program.inputs }, () => fromData(data(n), [n]));
+            const scalars = Array.from({ length: program.scalars }, (_, i) => [0.1, 0.9, 0.999, 1e-8, -2, 3][i % 6]);
+            const fused = elementwise(program, inputs, scalars);
+            const unfused = elementwiseUnfused(program, inputs, scalars);
+            expect(fused.length).toBe(program.outputs.length);
+            for (let k = 0; k < fused.length; k++) {
+              await expectClose(fused[k], await unfused[k].toArray(), programTol, `${name}, size ${n}, output ${k}:`);
+            }
+          }
+        });
+      }
+
+      it('fixed values; one launch where the backend fuses; outputs written in place count as writes', async () => {
+        const axpy = defineProgram(2, 1, ([x, y], [a]) => [x.mul(a).add(y), x.sub(y)]);
+        expect(axpy.key).toBe(defineProgram(2, 1, ([x, y], [a]) => [x.mul(a).add(y), x.sub(y)]).key);
+        const x = fromData(Float32Array.of(1, 2, 3, 4), [2, 2]);
+        const y = fromData(Float32Array.of(10, 20, 30, 40), [2, 2]);
+        const before = backend.stats();
+        const [r, d] = elementwise(axpy, [x, y], [0.5]);
+        const launched = statsDiff(backend.stats(), before);
+        if (backend.elementwise) expect(launched.launches).toBe(1);
+        expect(launched.kernels.elementwise).toBe(backend.elementwise ? 1 : 0);
+        expect(r.shape).toEqual([2, 2]);
+        await expectNested(r, [[10.5, 21], [31.5, 42]]);
+        await expectNested(d, [[-9, -18], [-27, -36]]);
+        // In place into an input: y <- 0.5 x + y, x <- x - y (the old y), versions bumped once each.
+        const vx = x.version;
+        const vy = y.version;
+        const outs = elementwise(axpy, [x, y], [0.5], { out: [y, x] });
+        expect(outs[0]).toBe(y);
+        expect(outs[1]).toBe(x);
+        await expectClose(y, [10.5, 21, 31.5, 42]);
+        await expectClose(x, [-9, -18, -27, -36]);
+        expect([x.version, y.version]).toEqual([vx + 1, vy + 1]);
+        // Broadcast and non-compact inputs.
+        const col = fromData(Float32Array.of(100, 200), [2, 1]);
+        const [b] = elementwise(axpy, [x.transpose(), col], [1]);
+        await expectNested(b, [[91, 73], [182, 164]]);
+      });
+
+      it('rejects bad programs and arguments with clear errors', () => {
+        const p = defineProgram(2, 1, ([x, y], [s]) => x.add(y).mul(s));
+        const x = fromData(Float32Array.of(1, 2, 3), [3]);
+        const y = fromData(Float32Array.of(1, 2), [2]);
+        expect(() => elementwise(p, [x], [1])).toThrow(/elementwise: program takes 2 inputs, got 1/);
+        expect(() => elementwise(p, [x, x], [])).toThrow(/program takes 1 scalars, got 0/);
+        expect(() => elementwise(p, [x, y], [1])).toThrow(/elementwise.*\[3\].*\[2\]/);
+        expect(() => elementwise(p, [x, x], [1], { out: [y] })).toThrow(/out\[0\] has shape \[2\], expected the result's \[3\]/);
+        expect(() => elementwise({ ...p, steps: [{ op: 'binary', fn: 'add', a: 0, b: 5 }] }, [x, x], [1])).toThrow(/step 0 refers to value 0|earlier steps/);
+        expect(() => defineProgram(1, 0, ([a]) => a.add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a).add(a))).toThrow(/step count must be an integer in \[0, 64\]/);
       });
     });
 
