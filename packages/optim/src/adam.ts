@@ -1,5 +1,6 @@
 import type { Tensor } from '@needle/autograd';
 import { checkBoolean, checkNumber, describeValue, fail, type NDArray } from '@needle/ndarray';
+import { adamStep } from './fused';
 import { Optimizer, type GroupOptions, type ParamGroup, type ParamsInput, type ParamState } from './optimizer';
 
 export interface AdamOptions extends GroupOptions {
@@ -22,7 +23,8 @@ export interface AdamOptions extends GroupOptions {
  * p = p - lr / (1 - beta1^t) * m / (sqrt(v or vmax) / sqrt(1 - beta2^t) + eps)
  * ```
  * State per parameter: `step` (a host number, so bias corrections need no device read), `expAvg`,
- * `expAvgSq` and, with amsgrad, `maxExpAvgSq`.
+ * `expAvgSq` and, with amsgrad, `maxExpAvgSq`. One fused kernel per parameter updates the
+ * parameter and its moments in place (bit for bit the values of the unfused ops in this order).
  */
 export class Adam extends Optimizer<AdamOptions> {
   /** AdamW's decoupled weight decay instead of the L2 term in the gradient. */
@@ -47,32 +49,19 @@ export class Adam extends Optimizer<AdamOptions> {
   protected update(param: Tensor, grad: NDArray, state: Readonly<ParamState>, o: ParamGroup<AdamOptions>): ParamState {
     const [beta1, beta2] = o.betas;
     const step = ((state.step as number | undefined) ?? 0) + 1;
-    let p = param.data;
-    let g = grad;
-    if (o.weightDecay !== 0) {
-      if (this.decoupledWeightDecay) p = p.mul(1 - o.lr * o.weightDecay);
-      else g = g.add(p.mul(o.weightDecay));
-    }
-    const oldM = state.expAvg as NDArray | undefined;
-    const oldV = state.expAvgSq as NDArray | undefined;
-    // With zero-initialised moments the first step reduces to the scaled gradient: skip the zeros.
-    const m = oldM ? oldM.mul(beta1).add(g.mul(1 - beta1)) : g.mul(1 - beta1);
-    const gg = g.mul(g);
-    const v = oldV ? oldV.mul(beta2).add(gg.mul(1 - beta2)) : gg.mul(1 - beta2);
-    const next: ParamState = { step, expAvg: m, expAvgSq: v };
-    let vhat = v;
-    if (o.amsgrad) {
-      const oldMax = state.maxExpAvgSq as NDArray | undefined;
-      // max(0, v) = v on the first step. A copy, not v itself, so the live buffer count after the
-      // first step is the steady one (what leak checks compare against).
-      vhat = oldMax ? oldMax.maximum(v) : v.clone();
-      next.maxExpAvgSq = vhat;
+    const m = state.expAvg as NDArray | undefined;
+    const v = state.expAvgSq as NDArray | undefined;
+    const max = state.maxExpAvgSq as NDArray | undefined;
+    if ((m === undefined) !== (v === undefined)) {
+      fail(`${this.constructor.name}.step`, `state of a parameter of shape [${param.shape.join(', ')}] has ${m ? 'expAvg' : 'expAvgSq'} without ${m ? 'expAvgSq' : 'expAvg'}`);
     }
     const biasCorrection1 = 1 - beta1 ** step;
     const biasCorrection2 = 1 - beta2 ** step;
-    const denom = vhat.sqrt().div(Math.sqrt(biasCorrection2)).add(o.eps);
-    param.assign(p.sub(m.div(denom).mul(o.lr / biasCorrection1)));
-    return next;
+    const flags = { weightDecay: o.weightDecay !== 0, decoupled: this.decoupledWeightDecay, hasMoments: m !== undefined, amsgrad: o.amsgrad, hasMax: max !== undefined };
+    const wd = this.decoupledWeightDecay ? 1 - o.lr * o.weightDecay : o.weightDecay;
+    const scalars = [wd, beta1, 1 - beta1, beta2, 1 - beta2, Math.sqrt(biasCorrection2), o.eps, o.lr / biasCorrection1];
+    const [expAvg, expAvgSq, maxExpAvgSq] = adamStep(flags, param.data, grad, { m, v, max }, scalars);
+    return o.amsgrad ? { step, expAvg, expAvgSq, maxExpAvgSq } : { step, expAvg, expAvgSq };
   }
 }
 

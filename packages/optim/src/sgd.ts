@@ -1,5 +1,6 @@
 import type { Tensor } from '@needle/autograd';
 import { checkBoolean, checkNumber, fail, type NDArray } from '@needle/ndarray';
+import { sgdStep } from './fused';
 import { Optimizer, type GroupOptions, type ParamGroup, type ParamsInput, type ParamState } from './optimizer';
 
 export interface SGDOptions extends GroupOptions {
@@ -22,7 +23,8 @@ export interface SGDOptions extends GroupOptions {
  * d = nesterov ? d + momentum * buf : buf         (when momentum != 0)
  * p = p - lr * d
  * ```
- * State per parameter: `momentumBuffer` (when momentum != 0).
+ * State per parameter: `momentumBuffer` (when momentum != 0). One fused kernel per parameter
+ * updates the parameter and the buffer in place (bit for bit the values of the unfused ops).
  */
 export class SGD extends Optimizer<SGDOptions> {
   constructor(params: ParamsInput<SGDOptions>, options: Partial<SGDOptions> & { lr: number }) {
@@ -41,17 +43,9 @@ export class SGD extends Optimizer<SGDOptions> {
   }
 
   protected update(param: Tensor, grad: NDArray, state: Readonly<ParamState>, o: ParamGroup<SGDOptions>): ParamState {
-    const p = param.data;
-    let d = o.weightDecay !== 0 ? grad.add(p.mul(o.weightDecay)) : grad;
-    const next: ParamState = {};
-    if (o.momentum !== 0) {
-      const old = state.momentumBuffer as NDArray | undefined;
-      // PyTorch starts the buffer at the (undampened) gradient, not at zero.
-      const buf = old ? old.mul(o.momentum).add(d.mul(1 - o.dampening)) : d.clone();
-      next.momentumBuffer = buf;
-      d = o.nesterov ? d.add(buf.mul(o.momentum)) : buf;
-    }
-    param.assign(p.sub(d.mul(o.lr)));
-    return next;
+    const old = state.momentumBuffer as NDArray | undefined;
+    const flags = { weightDecay: o.weightDecay !== 0, momentum: o.momentum !== 0, hasBuffer: old !== undefined, nesterov: o.nesterov };
+    const [buf] = sgdStep(flags, param.data, grad, old, [o.lr, o.weightDecay, o.momentum, 1 - o.dampening]);
+    return o.momentum !== 0 ? { momentumBuffer: buf } : {};
   }
 }

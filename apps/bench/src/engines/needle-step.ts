@@ -1,4 +1,4 @@
-import { scope, type Backend, type NDArray } from '@needle/ndarray';
+import { defineProgram, elementwise, scope, type Backend, type NDArray } from '@needle/ndarray';
 import { NotAvailableError } from './types';
 import { importWorkspacePackage } from './workspace';
 
@@ -75,14 +75,18 @@ interface UpdatableParameter {
   zeroGrad(): void;
 }
 
+/** p - lr * grad as one fused elementwise program (the values of p.sub(grad.mul(lr)), bit for bit). */
+const SGD_STEP = defineProgram(2, 1, ([p, grad], [lr]) => p.sub(grad.mul(lr)));
+
 /**
- * The hand-written update every training case times: p -= lr * grad, written into the parameter in
- * place, then the gradient dropped. NDArray arithmetic records no graph, and the write goes to the
- * NDArray (`Tensor.assign` on a grad-requiring leaf would need noGrad), so no grad mode is touched.
+ * The hand-written update every training case times: p -= lr * grad, one kernel launch per
+ * parameter written into it in place, then the gradient dropped. NDArray ops record no graph, and
+ * the write goes to the NDArray (`Tensor.assign` on a grad-requiring leaf would need noGrad), so no
+ * grad mode is touched.
  */
 export function sgdUpdate(params: readonly UpdatableParameter[], lr: number): void {
   for (const p of params) {
-    p.data.assign(p.data.sub(p.grad!.data.mul(lr)));
+    elementwise(SGD_STEP, [p.data, p.grad!.data], [lr], { out: [p.data] });
     p.zeroGrad();
   }
 }

@@ -173,6 +173,8 @@ export interface ElementwiseOptions {
    * in-place update, e.g. of a parameter). Written arrays count as modified (version counters).
    */
   out?: readonly (NDArray | undefined)[];
+  /** The op named as the last writer of `out` arrays (version-counter errors say it; default 'elementwise'). */
+  writer?: string;
 }
 
 /**
@@ -211,7 +213,7 @@ export function elementwise(program: ElementwiseProgram, inputs: readonly NDArra
   if (size === 0) return results;
   const ready = inputs.map((a) => (shapesEqual(a.shape, shape) && a.isKernelReady ? a : broadcastCompact(a, shape)));
   try {
-    for (const o of outs) o?.noteWrite(op);
+    for (const o of outs) o?.noteWrite(options.writer ?? op);
     fused.call(backend, program, ready.map((a) => a.buffer), scalars, results.map((r) => r.buffer), size);
   } catch (e) {
     results.forEach((r, k) => r !== outs[k] && r.dispose());
