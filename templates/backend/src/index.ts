@@ -7,8 +7,10 @@
 import {
   applyBinary,
   applyUnary,
+  instrumentBackend,
   registerBackend,
   type Backend,
+  type BackendStats,
   type BinaryOp,
   type DeviceBuffer,
   type MatmulSpec,
@@ -35,9 +37,21 @@ export class TemplateBackend implements Backend {
   readonly name: string;
   private buffers = 0;
   private bytes = 0;
+  private readonly counter;
 
   constructor(options: TemplateBackendOptions = {}) {
     this.name = options.name ?? 'template';
+    // Last in the constructor: wraps the kernel methods so stats() counts launches and bytes moved.
+    this.counter = instrumentBackend(this);
+  }
+
+  /** Kernel launches by family and bytes moved since the last resetStats() (profiling, the bench). */
+  stats(): BackendStats {
+    return this.counter.snapshot();
+  }
+
+  resetStats(): void {
+    this.counter.reset();
   }
 
   /** The storage behind a handle; a handle from another backend is a caller bug worth a clear error. */
