@@ -1,30 +1,14 @@
 // Thousands of seeded invalid calls over autograd's public API: each must be a NeedleError that
 // leaves no buffer behind (on cpu here; the wasm re-run of this suite covers wasm).
 import { describe, expect, it } from 'vitest';
-import { NDArray, tidy, type Backend } from '@needle/ndarray';
-import { INVALID, formatFindings, formatFuzzReport, fuzzInvalidCalls, type BadKind, type FuzzCase, type FuzzContext, type FuzzSlot } from '@needle/ndarray/testing';
+import { tidy } from '@needle/ndarray';
+import { INVALID, formatFindings, formatFuzzReport, fuzzInvalidCalls, ndarrayFuzzContext, type BadKind, type FuzzCase, type FuzzSlot } from '@needle/ndarray/testing';
 import { createCpuBackend } from '@needle/ndarray-cpu';
 import * as A from '../src/index';
 import { Tensor } from '../src/index';
 import { backend } from './helpers';
 
 const foreignBackend = createCpuBackend({ name: 'cpu-autograd-foreign' });
-
-function context(b: Backend, foreign: Backend): FuzzContext {
-  const make = (shape: readonly number[], on: Backend) => {
-    const n = shape.reduce((p, d) => p * d, 1);
-    return new Tensor(NDArray.fromData(Float32Array.from({ length: n }, (_, i) => 0.5 + (i % 5) * 0.25), shape, on), { requiresGrad: true });
-  };
-  return {
-    make: (shape) => make(shape, b),
-    disposed: (shape) => {
-      const t = make(shape, b);
-      t.dispose();
-      return t;
-    },
-    foreign: (shape) => make(shape, foreign),
-  };
-}
 
 type T = Tensor;
 const OPERAND: readonly BadKind[] = [...INVALID.array, 'bigint'];
@@ -114,7 +98,7 @@ describe('invalid-call fuzz: autograd', () => {
   it('every invalid call gets a NeedleError and leaves no buffer behind', async () => {
     const live = () => backend.memory().buffers + foreignBackend.memory().buffers;
     const before = live();
-    const report = await fuzzInvalidCalls({ cases: cases(), ctx: context(backend, foreignBackend), liveBuffers: live, rounds: 2500, seed: 7 });
+    const report = await fuzzInvalidCalls({ cases: cases(), ctx: ndarrayFuzzContext(backend, foreignBackend, { wrap: (a) => new Tensor(a, { requiresGrad: true }) }), liveBuffers: live, rounds: 2500, seed: 7 });
     console.log(formatFuzzReport(`autograd on ${backend.name}`, report));
     expect(report.raw + report.silent + report.leaked, `bad outcomes:\n${formatFindings(report)}`).toBe(0);
     expect(live()).toBe(before);

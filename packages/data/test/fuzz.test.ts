@@ -1,29 +1,13 @@
 // Seeded invalid calls over data's public API (loaders, datasets, parsers, transforms, text): each
 // must be a NeedleError that leaves no buffer behind (cpu here; the wasm re-run covers wasm).
 import { describe, expect, it } from 'vitest';
-import { NDArray, type Backend } from '@needle/ndarray';
-import { INVALID, formatFindings, formatFuzzReport, fuzzInvalidCalls, type BadKind, type FuzzCase, type FuzzContext, type FuzzSlot } from '@needle/ndarray/testing';
+import { NDArray } from '@needle/ndarray';
+import { INVALID, formatFindings, formatFuzzReport, fuzzInvalidCalls, ndarrayFuzzContext, type BadKind, type FuzzCase, type FuzzSlot } from '@needle/ndarray/testing';
 import { createCpuBackend } from '@needle/ndarray-cpu';
 import * as D from '../src/index';
 
 const backend = createCpuBackend({ name: 'cpu-data-fuzz' });
 const foreignBackend = createCpuBackend({ name: 'cpu-data-foreign' });
-
-function context(b: Backend, foreign: Backend): FuzzContext {
-  const make = (shape: readonly number[], on: Backend) => {
-    const n = shape.reduce((p, d) => p * d, 1);
-    return NDArray.fromData(Float32Array.from({ length: n }, (_, i) => i % 3), shape, on);
-  };
-  return {
-    make: (shape) => make(shape, b),
-    disposed: (shape) => {
-      const a = make(shape, b);
-      a.dispose();
-      return a;
-    },
-    foreign: (shape) => make(shape, foreign),
-  };
-}
 
 const value = (v: unknown, invalid: readonly BadKind[]): FuzzSlot => ({ valid: () => v, invalid });
 const FIELD: readonly BadKind[] = INVALID.finite.filter((k) => k !== 'null');
@@ -83,7 +67,7 @@ describe('invalid-call fuzz: data', () => {
   it('every invalid call gets a NeedleError and leaves no buffer behind', async () => {
     const live = () => backend.memory().buffers + foreignBackend.memory().buffers;
     const before = live();
-    const report = await fuzzInvalidCalls({ cases: cases(), ctx: context(backend, foreignBackend), liveBuffers: live, rounds: 1500, seed: 17 });
+    const report = await fuzzInvalidCalls({ cases: cases(), ctx: ndarrayFuzzContext(backend, foreignBackend, { value: (i) => i % 3 }), liveBuffers: live, rounds: 1500, seed: 17 });
     console.log(formatFuzzReport('data on cpu', report));
     expect(report.raw + report.silent + report.leaked, `bad outcomes:\n${formatFindings(report)}`).toBe(0);
     expect(live()).toBe(before);

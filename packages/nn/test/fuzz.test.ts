@@ -1,30 +1,14 @@
 // Seeded invalid calls over nn's public API (constructors, forward calls, state dicts): each must be
 // a NeedleError that leaves no buffer behind (cpu here; the wasm re-run of this suite covers wasm).
 import { describe, expect, it } from 'vitest';
-import { NDArray, tidy, type Backend } from '@needle/ndarray';
-import { INVALID, formatFindings, formatFuzzReport, fuzzInvalidCalls, type BadKind, type FuzzCase, type FuzzContext, type FuzzSlot } from '@needle/ndarray/testing';
+import { tidy } from '@needle/ndarray';
+import { INVALID, formatFindings, formatFuzzReport, fuzzInvalidCalls, ndarrayFuzzContext, type BadKind, type FuzzCase, type FuzzSlot } from '@needle/ndarray/testing';
 import { createCpuBackend } from '@needle/ndarray-cpu';
 import { Tensor, tensor } from '@needle/autograd';
 import * as nn from '../src/index';
 import { backend } from './helpers';
 
 const foreignBackend = createCpuBackend({ name: 'cpu-nn-foreign' });
-
-function context(b: Backend, foreign: Backend): FuzzContext {
-  const make = (shape: readonly number[], on: Backend) => {
-    const n = shape.reduce((p, d) => p * d, 1);
-    return new Tensor(NDArray.fromData(Float32Array.from({ length: n }, (_, i) => 0.5 + (i % 5) * 0.25), shape, on));
-  };
-  return {
-    make: (shape) => make(shape, b),
-    disposed: (shape) => {
-      const t = make(shape, b);
-      t.dispose();
-      return t;
-    },
-    foreign: (shape) => make(shape, foreign),
-  };
-}
 
 const value = (v: unknown, invalid: readonly BadKind[]): FuzzSlot => ({ valid: () => v, invalid });
 const input = (shape: readonly number[], extra: readonly BadKind[] = []): FuzzSlot => ({ valid: (c) => c.make(shape), invalid: [...INVALID.array, ...extra], shape });
@@ -81,7 +65,7 @@ describe('invalid-call fuzz: nn', () => {
   it('every invalid call gets a NeedleError and leaves no buffer behind', async () => {
     const live = () => backend.memory().buffers + foreignBackend.memory().buffers;
     const before = live();
-    const report = await fuzzInvalidCalls({ cases: cases(), ctx: context(backend, foreignBackend), liveBuffers: live, rounds: 1500, seed: 11 });
+    const report = await fuzzInvalidCalls({ cases: cases(), ctx: ndarrayFuzzContext(backend, foreignBackend, { wrap: (a) => new Tensor(a) }), liveBuffers: live, rounds: 1500, seed: 11 });
     console.log(formatFuzzReport(`nn on ${backend.name}`, report));
     expect(report.raw + report.silent + report.leaked, `bad outcomes:\n${formatFindings(report)}`).toBe(0);
     expect(live()).toBe(before);

@@ -148,11 +148,20 @@ export interface BackendFuzzOptions {
   seed?: number;
 }
 
-/** A fuzz context over NDArrays on `backend`. */
-export function ndarrayFuzzContext(backend: Backend, foreign: Backend): FuzzContext {
+export interface FuzzContextOptions {
+  /** Turns a fresh NDArray into the API's kind (e.g. an autograd Tensor); default: the NDArray. */
+  wrap?: (array: NDArray) => { dispose(): void };
+  /** The value at flat index i of a made array; default small positive numbers (0.5 .. 1.5). */
+  value?: (i: number) => number;
+}
+
+/** A fuzz context over arrays on `backend` (NDArrays, or what `wrap` makes of them). */
+export function ndarrayFuzzContext(backend: Backend, foreign: Backend, options: FuzzContextOptions = {}): FuzzContext {
+  const wrap = options.wrap ?? ((a: NDArray) => a);
+  const value = options.value ?? ((i: number) => 0.5 + (i % 5) * 0.25);
   const make = (shape: readonly number[], b: Backend) => {
     const n = shape.reduce((p, d) => p * d, 1);
-    return NDArray.fromData(Float32Array.from({ length: n }, (_, i) => 0.5 + (i % 5) * 0.25), shape, b);
+    return wrap(NDArray.fromData(Float32Array.from({ length: n }, (_, i) => value(i)), shape, b));
   };
   return {
     make: (shape) => make(shape, backend),

@@ -34,7 +34,7 @@ import {
   type Tolerance,
 } from './reference';
 
-export { runBackendFuzz, ndarrayFuzzCases, ndarrayFuzzContext, type BackendFuzzOptions } from './fuzz-ndarray';
+export { runBackendFuzz, ndarrayFuzzCases, ndarrayFuzzContext, type BackendFuzzOptions, type FuzzContextOptions } from './fuzz-ndarray';
 export {
   BAD_KINDS,
   INVALID,
