@@ -201,12 +201,14 @@ export function relu(x: Tensor): Tensor {
 }
 
 /**
- * sigmoid(x) = (tanh(x / 2) + 1) / 2. The textbook 1 / (1 + exp(-x)) overflows exp for x < -88 and
- * its composed gradient then evaluates 0 * Inf = NaN; the tanh form is bounded everywhere and its
- * gradient, (1 - tanh^2) / 4, is exactly sigmoid * (1 - sigmoid).
+ * sigmoid(x) = (tanh(x / 2) + 1) / 2, a primitive whose forward is one fused kernel (an elementwise
+ * program) and whose gradient is s (1 - s). The textbook 1 / (1 + exp(-x)) overflows exp for
+ * x < -88 and its composed gradient then evaluates 0 * Inf = NaN; the tanh form is bounded
+ * everywhere, and so is s (1 - s).
  */
 export function sigmoid(x: Tensor): Tensor {
-  return composite(() => add(mul(tanh(mul(x, 0.5)), 0.5), 0.5));
+  checkTensor('sigmoid', x);
+  return apply('sigmoid', [x], null);
 }
 
 /** The Gauss error function erf(x) = 2/sqrt(pi) int_0^x exp(-t^2) dt, accurate to 4e-7 in float32; its gradient is the exact 2/sqrt(pi) exp(-x^2). */

@@ -8,6 +8,8 @@
  */
 import {
   concatenate,
+  defineProgram,
+  elementwise,
   fail,
   formatShape,
   full,
@@ -47,6 +49,7 @@ export interface OpAttrs {
   log: null;
   sqrt: null;
   tanh: null;
+  sigmoid: null;
   abs: null;
   relu: null;
   erf: null;
@@ -91,6 +94,9 @@ export interface OpDef<K extends OpName> {
   /** Gradients for each input (null where `needsGrad` is false or none exists), in Tensor ops. */
   backward(g: Tensor, node: OpNode<K>): readonly (Tensor | null)[];
 }
+
+/** (tanh(x / 2) + 1) / 2 as one elementwise program: bounded everywhere, unlike 1 / (1 + exp(-x)). */
+const SIGMOID = defineProgram(1, 0, ([x]) => x.mul(0.5).tanh().mul(0.5).add(0.5));
 
 /** Dispose NDArray temporaries once `fn` has produced its result. */
 function using<T>(temps: NDArray[], fn: () => T): T {
@@ -255,6 +261,13 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
     saves: ['out'],
     forward: ([a]) => a.tanh(),
     backward: (g, { out }) => [F.mul(g, F.sub(1, F.mul(out, out)))],
+  },
+  sigmoid: {
+    saves: ['out'],
+    // One fused launch for what was four (the values of the tanh form, bit for bit; see F.sigmoid).
+    forward: ([a]) => elementwise(SIGMOID, [a])[0],
+    // sigmoid' = s (1 - s), in Tensor ops so second derivatives follow.
+    backward: (g, { out }) => [F.mul(g, F.mul(out, F.sub(1, out)))],
   },
   abs: {
     saves: [0],
