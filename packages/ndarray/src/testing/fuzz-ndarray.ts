@@ -106,7 +106,8 @@ export function ndarrayFuzzCases(b: Backend): FuzzCase[] {
     { name: 'NDArray.dispose', slots: [receiver()], call: (a: Arr) => a.dispose() },
     { name: 'concatenate', slots: [value(undefined, ['string', 'null', 'object', 'function', 'emptyArray', 'NaN', 'numericString']), value(0, AXIS)], call: (list: unknown, ax: number) => concatenate((list as Arr[]) ?? [], ax) },
     { name: 'concatenate(entry)', slots: [arr(), arr(), value(0, AXIS)], call: (a: Arr, b: Arr, ax: number) => concatenate([a, b], ax) },
-    { name: 'stack(entry)', slots: [arr(), arr(), value(0, ['string', 'null', 'NaN', 'fraction', 'huge', 'negative', 'object'])], call: (a: Arr, b: Arr, ax: number) => stack([a, b], ax) },
+    // -3 is a valid axis here: stacking two rank-2 arrays gives rank 3.
+    { name: 'stack(entry)', slots: [arr(), arr(), value(0, ['string', 'null', 'NaN', 'fraction', 'huge', 'object'])], call: (a: Arr, b: Arr, ax: number) => stack([a, b], ax) },
     { name: 'split', slots: [lone(), value([1, 1], ['string', 'null', 'object', 'nestedArray', 'NaN', 'negative', 'fraction', 'emptyArray', 'boolean']), value(0, AXIS)], call: (a: Arr, s: number[], ax: number) => split(a, s, ax) },
     { name: 'unstack', slots: [lone(), value(0, AXIS)], call: (a: Arr, ax: number) => unstack(a, ax) },
     { name: 'pad', slots: [lone(), value([[0, 1]], [...INVALID.shape, 'undefined'])], call: (a: Arr, p: [number, number][]) => pad(a, p) },

@@ -12,6 +12,7 @@
  */
 import { NeedleError } from '../errors';
 import { OWNED_ARRAYS } from '../memory';
+import { Generator } from '../random';
 
 /** The kinds of bad value the pool holds. */
 export const BAD_KINDS = [
@@ -100,18 +101,6 @@ export interface FuzzOptions {
   seed?: number;
 }
 
-/** A small seeded PRNG (mulberry32): the fuzz schedule is the same on every run and backend. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function badValue(kind: BadKind, slot: FuzzSlot, ctx: FuzzContext): unknown {
   const shape = slot.shape ?? [2, 3];
   switch (kind) {
@@ -187,8 +176,10 @@ export function disposeAll(v: unknown, seen = new Set<unknown>()): void {
 export async function fuzzInvalidCalls(options: FuzzOptions): Promise<FuzzReport> {
   const { cases, ctx, liveBuffers } = options;
   const rounds = options.rounds ?? 2000;
-  const random = prng(options.seed ?? 12);
-  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)];
+  // The library's own seeded generator: the fuzz schedule is the same on every run and backend.
+  const gen = new Generator(options.seed ?? 12);
+  const random = (): number => gen.uniform();
+  const pick = <T>(xs: readonly T[]): T => xs[gen.randint(0, xs.length)];
   const report: FuzzReport = { calls: 0, clear: 0, raw: 0, silent: 0, leaked: 0, findings: [], msByCase: new Map() };
   const perCase = new Map<string, number>();
   const note = (finding: FuzzFinding, name: string) => {
