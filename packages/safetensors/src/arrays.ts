@@ -6,7 +6,8 @@
 import { NDArray, fail, formatShape, resolveBackend, type Backend } from '@needle/ndarray';
 import { checkMetadata, checkTensorName, writeFile, type Decoded, type Metadata } from './codec';
 import { parseHeader } from './header';
-import { toFloat32 } from './convert';
+import { fromFloat32, toFloat32 } from './convert';
+import { DTYPES, isDType, type SafetensorsDType } from './dtypes';
 import { readSource, type SafetensorsSource } from './sources';
 
 /** An NDArray, or anything that wraps one as `.data` (an autograd Tensor, a Parameter). */
@@ -26,16 +27,29 @@ export function arrayOf(value: unknown): NDArray | undefined {
   return undefined;
 }
 
-/**
- * Save arrays (float32, as F32) and optional string metadata as a safetensors file. The arrays are
- * only read, never disposed. Everything is checked before anything is read.
- */
-export async function save(tensors: Record<string, ArrayOrTensor> | Map<string, ArrayOrTensor>, metadata?: Metadata): Promise<Uint8Array<ArrayBuffer>> {
-  return saveArrays('safetensors.save', tensors instanceof Map ? [...tensors] : Object.entries(tensors), metadata);
+/** How `save` writes the arrays. */
+export interface SaveOptions {
+  /**
+   * The dtype to store each named tensor as (default F32 for all): e.g. `{ 'bn.num_batches_tracked':
+   * 'I64' }` writes what PyTorch keeps as int64 the way torch does. Values convert as
+   * `fromFloat32` says: F16/BF16 rounded to nearest even, integer and BOOL dtypes only from values
+   * they hold exactly (anything else refuses the whole save, naming tensor, index and value).
+   */
+  dtypes?: Record<string, SafetensorsDType>;
 }
 
-export async function saveArrays(op: string, entries: [string, unknown][], metadata: Metadata | undefined): Promise<Uint8Array<ArrayBuffer>> {
+/**
+ * Save arrays (float32, as F32 unless `options.dtypes` names another dtype) and optional string
+ * metadata as a safetensors file. The arrays are only read, never disposed. Everything is checked
+ * before anything is read, and every value is converted before a byte is written.
+ */
+export async function save(tensors: Record<string, ArrayOrTensor> | Map<string, ArrayOrTensor>, metadata?: Metadata, options: SaveOptions = {}): Promise<Uint8Array<ArrayBuffer>> {
+  return saveArrays('safetensors.save', tensors instanceof Map ? [...tensors] : Object.entries(tensors), metadata, options);
+}
+
+export async function saveArrays(op: string, entries: [string, unknown][], metadata: Metadata | undefined, options: SaveOptions = {}): Promise<Uint8Array<ArrayBuffer>> {
   checkMetadata(op, metadata);
+  const dtypes = checkSaveDTypes(op, options, entries);
   const arrays = entries.map(([name, value]) => {
     checkTensorName(op, name);
     const a = arrayOf(value);
@@ -46,12 +60,26 @@ export async function saveArrays(op: string, entries: [string, unknown][], metad
   });
   // All reads start before the first await, so no array can be disposed between the checks and them.
   const data = await Promise.all(arrays.map((a) => a.toArray()));
-  return writeFile(op, entries.map(([name], i) => ({
-    name,
-    dtype: 'F32',
-    shape: arrays[i].shape,
-    bytes: new Uint8Array(data[i].buffer, data[i].byteOffset, data[i].byteLength),
-  })), metadata);
+  return writeFile(op, entries.map(([name], i) => {
+    const dtype = dtypes.get(name) ?? 'F32';
+    const bytes = dtype === 'F32' ? new Uint8Array(data[i].buffer, data[i].byteOffset, data[i].byteLength) : fromFloat32(data[i], dtype, name, op);
+    return { name, dtype, shape: arrays[i].shape, bytes };
+  }), metadata);
+}
+
+function checkSaveDTypes(op: string, options: SaveOptions, entries: [string, unknown][]): Map<string, SafetensorsDType> {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) fail(op, `options must be an object, got ${describe(options)}`);
+  for (const key of Object.keys(options)) if (key !== 'dtypes') fail(op, `unknown option '${key}'; the options are: dtypes`);
+  const given = options.dtypes ?? {};
+  if (typeof given !== 'object' || given === null || Array.isArray(given)) fail(op, `options.dtypes must be an object of tensor name -> dtype, got ${describe(given)}`);
+  const names = new Set(entries.map(([name]) => name));
+  const out = new Map<string, SafetensorsDType>();
+  for (const [name, dtype] of Object.entries(given)) {
+    if (!names.has(name)) fail(op, `options.dtypes names tensor '${name}', which is not among the tensors saved`);
+    if (!isDType(dtype)) fail(op, `options.dtypes['${name}'] is ${describe(dtype)}; expected one of ${DTYPES.join(', ')}`);
+    out.set(name, dtype);
+  }
+  return out;
 }
 
 /**

@@ -138,3 +138,113 @@ export function halfToFloatBits(h: number): number {
   }
   return (sign | (e << 23) | ((mantissa & 0x3ff) << 13)) >>> 0;
 }
+
+/**
+ * float32 values to the raw bytes of `dtype`, for saving a float32 array as another dtype:
+ * - F32 as is; F64 exactly (every float32 is a double);
+ * - F16 and BF16 rounded to nearest, ties to even (what torch's `.half()` / `.bfloat16()` do),
+ *   beyond the range to +-Infinity, NaN kept NaN with its leading payload bits;
+ * - BOOL only from 0 or 1; integer dtypes only from integers within the dtype's range (-0 is 0).
+ *   Any other value refuses the save, naming the tensor, the index and the value.
+ */
+export function fromFloat32(values: Float32Array, dtype: SafetensorsDType, name: string, op: string): Uint8Array<ArrayBuffer> {
+  const n = values.length;
+  const out = new RAW_ARRAY[dtype](n);
+  switch (dtype) {
+    case 'F32':
+    case 'F64':
+      (out as Float32Array | Float64Array).set(values);
+      break;
+    case 'F16':
+    case 'BF16': {
+      const bits = new Uint32Array(values.buffer, values.byteOffset, n);
+      const r = out as Uint16Array;
+      const convert = dtype === 'F16' ? floatBitsToHalf : floatBitsToBfloat16;
+      for (let i = 0; i < n; i++) r[i] = convert(bits[i]);
+      break;
+    }
+    case 'BOOL': {
+      const r = out as Uint8Array;
+      for (let i = 0; i < n; i++) {
+        const v = values[i];
+        if (v !== 0 && v !== 1) unrepresentable(op, name, dtype, i, v, 'only 0 and 1 can be saved as BOOL');
+        r[i] = v;
+      }
+      break;
+    }
+    case 'U8': case 'I8': case 'U16': case 'I16': case 'I32': case 'U32': {
+      const [low, high] = INTEGER_RANGE[dtype];
+      const r = out as Int32Array;
+      for (let i = 0; i < n; i++) {
+        const v = values[i];
+        if (!Number.isInteger(v) || v < low || v > high) unrepresentable(op, name, dtype, i, v, `expected integers in [${low}, ${high}]`);
+        r[i] = v;
+      }
+      break;
+    }
+    case 'I64':
+    case 'U64': {
+      const r = out as BigInt64Array | BigUint64Array;
+      const low = dtype === 'U64' ? 0 : -(2 ** 63);
+      for (let i = 0; i < n; i++) {
+        const v = values[i];
+        // Every float32 integer of magnitude below 2^63 (2^64 unsigned) fits exactly.
+        if (!Number.isInteger(v) || v < low || v >= (dtype === 'U64' ? 2 ** 64 : 2 ** 63)) unrepresentable(op, name, dtype, i, v, 'expected integers within the dtype\'s range');
+        r[i] = BigInt(v);
+      }
+      break;
+    }
+    default:
+      return dtype satisfies never;
+  }
+  requireLittleEndian(op, dtype);
+  return new Uint8Array(out.buffer as ArrayBuffer, 0, n * ITEM_SIZE[dtype]);
+}
+
+const INTEGER_RANGE = {
+  U8: [0, 255], I8: [-128, 127], U16: [0, 65535], I16: [-32768, 32767],
+  I32: [-(2 ** 31), 2 ** 31 - 1], U32: [0, 2 ** 32 - 1],
+} as const;
+
+function unrepresentable(op: string, name: string, dtype: SafetensorsDType, index: number, value: number, expected: string): never {
+  return fail(op, `tensor '${name}' cannot be saved as ${dtype}: it holds ${Object.is(value, -0) ? '-0' : String(value)} at flat index ${index}; ${expected}`);
+}
+
+/**
+ * float32 bits -> bfloat16 bits: the upper half, rounded to nearest even. A NaN keeps its upper
+ * half (so every bfloat16 NaN loaded comes back as it was) unless that would read as Infinity,
+ * when its quiet bit is set.
+ */
+export function floatBitsToBfloat16(f: number): number {
+  if ((f & 0x7fffffff) > 0x7f800000) return (f >>> 16) & 0x7f ? f >>> 16 : (f >>> 16) | 0x40;
+  // Adding 0x7fff plus the lowest kept bit rounds ties to even; a carry into the exponent is right
+  // (the next binade, or Infinity from the largest finite values).
+  return ((f + 0x7fff + ((f >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+/**
+ * float32 bits -> IEEE half bits, rounded to nearest even: normal halves keep 10 of the 23 mantissa
+ * bits, subnormal halves (below 2^-14) fewer; values from 65520 up round to Infinity. A NaN keeps
+ * its leading 10 payload bits (so every half NaN loaded comes back as it was loaded), with the quiet
+ * bit set where those are all zero (they would read as Infinity).
+ */
+export function floatBitsToHalf(f: number): number {
+  const sign = (f >>> 16) & 0x8000;
+  const abs = f & 0x7fffffff;
+  if (abs > 0x7f800000) return sign | 0x7c00 | ((abs >>> 13) & 0x3ff || 0x200);
+  if (abs >= 0x477ff000) return sign | 0x7c00; // >= 65520 (the tie above 65504 rounds to even: Infinity)
+  const exponent = abs >>> 23;
+  if (exponent >= 113) {
+    // Normal half: re-bias the exponent, round the 13 dropped bits (a carry may bump the exponent).
+    const m = abs - (112 << 23);
+    return sign | ((m + 0xfff + ((m >>> 13) & 1)) >>> 13);
+  }
+  if (exponent < 102) return sign; // below 2^-25: rounds to zero (2^-25 itself is a tie, to even 0)
+  // Subnormal half: the value in units of 2^-24 is (1.m) * 2^(exponent - 127 + 24); shift with rounding.
+  const mantissa = (abs & 0x7fffff) | 0x800000;
+  const shift = 126 - exponent; // 14 for exponent 112 (2^-15) ... 24 for exponent 102 (2^-25)
+  const q = mantissa >>> shift;
+  const rest = mantissa & ((1 << shift) - 1);
+  const half = 1 << (shift - 1);
+  return sign | (rest > half || (rest === half && (q & 1) === 1) ? q + 1 : q);
+}

@@ -1,7 +1,7 @@
 export { DTYPES, type SafetensorsDType, type RawData } from './dtypes';
 export { MAX_HEADER_BYTES, type ParsedHeader, type TensorEntry } from './header';
 export { encode, decode, decodeHeader, type HostTensor, type Metadata, type Decoded, type DecodeOptions } from './codec';
-export { save, load, type ArrayOrTensor, type LoadOptions } from './arrays';
+export { save, load, type ArrayOrTensor, type LoadOptions, type SaveOptions } from './arrays';
 export {
   saveCheckpoint,
   loadCheckpoint,

@@ -5,7 +5,7 @@
  */
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import type { NDArray } from '@needle/ndarray';
-import { save, load, type ArrayOrTensor, type LoadOptions } from './arrays';
+import { save, load, type ArrayOrTensor, type LoadOptions, type SaveOptions } from './arrays';
 import { saveCheckpoint, loadCheckpoint, type CheckpointParts, type LoadCheckpointOptions, type LoadedCheckpoint } from './checkpoint';
 import type { Decoded, Metadata } from './codec';
 
@@ -24,9 +24,9 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<
   }
 }
 
-/** `save` to a file. */
-export async function saveFile(path: string, tensors: Record<string, ArrayOrTensor> | Map<string, ArrayOrTensor>, metadata?: Metadata): Promise<void> {
-  await writeFileAtomic(path, await save(tensors, metadata));
+/** `save` to a file (written atomically: a crash leaves the old file or the new one, never half). */
+export async function saveFile(path: string, tensors: Record<string, ArrayOrTensor> | Map<string, ArrayOrTensor>, metadata?: Metadata, options?: SaveOptions): Promise<void> {
+  await writeFileAtomic(path, await save(tensors, metadata, options));
 }
 
 /** `load` from a file; errors name the path. */
