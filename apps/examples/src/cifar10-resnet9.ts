@@ -12,7 +12,7 @@ import { Adam } from '@needle/optim';
 import { backendOption, threadsOption, useBackend } from './backends';
 import { checkpointOptions, resumeFrom, saveAfterEpoch } from './checkpoint';
 import { defineExample } from './example';
-import { Progress } from './mnist';
+import { epochProgress } from './mnist';
 import { evaluateCifar10, trainCifar10 } from './simple-ml';
 
 /** Per-channel mean and standard deviation of CIFAR-10's training images (the usual constants). */
@@ -92,17 +92,13 @@ export const cifar10Resnet9 = defineExample({
     if (args.resume !== undefined) console.log(`resumed from ${args.resume} after epoch ${startEpoch - 1}`);
     console.log(`cifar10-resnet9: ResNet9 with ${model.numParameters()} parameters, ${train.length} training / ${test.length} test images from ${dir}, batch ${args['batch-size']}, ${args.epochs} epochs, ${args.backend}`);
     const start = performance.now();
-    let progress: Progress | undefined;
+    const progress = epochProgress(args.epochs);
     let lastAccuracy = NaN;
     await trainCifar10(model, trainLoader, {
       epochs: args.epochs, startEpoch, opt,
-      onBatch: (epoch, done, total, loss) => {
-        progress ??= new Progress(`epoch ${epoch}/${args.epochs}`, total);
-        progress.update(done, loss);
-      },
+      onBatch: progress.onBatch,
       onEpoch: async (epoch, r) => {
-        progress?.done();
-        progress = undefined;
+        progress.endEpoch();
         const t = await evaluateCifar10(model, testLoader);
         lastAccuracy = t.accuracy;
         console.log(

@@ -9,7 +9,7 @@ import { BatchNorm1d, CrossEntropyLoss, Dropout, Linear, ReLU, Residual, Sequent
 import { Adam } from '@needle/optim';
 import { useBackend } from './backends';
 import { defineExample } from './example';
-import { mnistOptions, runMnist } from './mnist';
+import { mnistOptions, runMnist, mnistRunArgs } from './mnist';
 
 export function residualBlock(dim: number, hidden: number, dropProb: number): Sequential {
   return new Sequential(
@@ -49,20 +49,11 @@ export const mnistMlpResnet = defineExample({
   },
   async run(args) {
     await useBackend(args.backend);
-    const { seed } = args;
-    manualSeed(seed); // initial weights and dropout masks
+    manualSeed(args.seed); // initial weights and dropout masks
     const model = mlpResNet(784, args.hidden, args.blocks, 10, args.dropout);
     const lossFn = new CrossEntropyLoss();
     const opt = new Adam(model.parameters(), { lr: args.lr, weightDecay: args['weight-decay'] });
-    await runMnist({
-      name: 'mnist-mlp-resnet', model, opt, lossFn, seed,
-      epochs: args.epochs,
-      batchSize: args['batch-size'],
-      trainLimit: args['train-limit'],
-      testLimit: args['test-limit'],
-      save: args.save,
-      resume: args.resume,
-    });
+    await runMnist({ name: 'mnist-mlp-resnet', model, opt, lossFn, ...mnistRunArgs(args) });
     opt.dispose();
     model.dispose();
   },

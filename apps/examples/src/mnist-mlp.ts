@@ -7,7 +7,7 @@ import { CrossEntropyLoss, Linear, ReLU, Sequential } from '@needle/nn';
 import { SGD } from '@needle/optim';
 import { useBackend } from './backends';
 import { defineExample } from './example';
-import { mnistOptions, runMnist } from './mnist';
+import { mnistOptions, runMnist, mnistRunArgs } from './mnist';
 
 export const mnistMlp = defineExample({
   description: 'two-layer MLP on MNIST (Linear-ReLU-Linear, SGD): < 2% test error',
@@ -20,20 +20,12 @@ export const mnistMlp = defineExample({
   },
   async run(args) {
     await useBackend(args.backend);
-    const { seed, hidden } = args;
-    manualSeed(seed);
+    const { hidden } = args;
+    manualSeed(args.seed);
     const model = new Sequential(new Linear(784, hidden), new ReLU(), new Linear(hidden, 10));
     const lossFn = new CrossEntropyLoss();
     const opt = new SGD(model.parameters(), { lr: args.lr });
-    await runMnist({
-      name: 'mnist-mlp', model, opt, lossFn, seed,
-      epochs: args.epochs,
-      batchSize: args['batch-size'],
-      trainLimit: args['train-limit'],
-      testLimit: args['test-limit'],
-      save: args.save,
-      resume: args.resume,
-    });
+    await runMnist({ name: 'mnist-mlp', model, opt, lossFn, ...mnistRunArgs(args) });
     opt.dispose();
     model.dispose();
   },

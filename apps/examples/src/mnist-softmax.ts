@@ -7,7 +7,7 @@ import { CrossEntropyLoss, Linear } from '@needle/nn';
 import { SGD } from '@needle/optim';
 import { useBackend } from './backends';
 import { defineExample } from './example';
-import { mnistOptions, runMnist } from './mnist';
+import { mnistOptions, runMnist, mnistRunArgs } from './mnist';
 
 export const mnistSoftmax = defineExample({
   description: 'softmax regression on MNIST (a Linear layer, SGD): < 8% test error',
@@ -17,20 +17,11 @@ export const mnistSoftmax = defineExample({
   options: mnistOptions({ epochs: 10, batchSize: 100, lr: 0.5 }),
   async run(args) {
     await useBackend(args.backend);
-    const { seed } = args;
-    manualSeed(seed); // the initial weights
+    manualSeed(args.seed); // the initial weights
     const model = new Linear(784, 10);
     const lossFn = new CrossEntropyLoss();
     const opt = new SGD(model.parameters(), { lr: args.lr });
-    await runMnist({
-      name: 'mnist-softmax', model, opt, lossFn, seed,
-      epochs: args.epochs,
-      batchSize: args['batch-size'],
-      trainLimit: args['train-limit'],
-      testLimit: args['test-limit'],
-      save: args.save,
-      resume: args.resume,
-    });
+    await runMnist({ name: 'mnist-softmax', model, opt, lossFn, ...mnistRunArgs(args) });
     opt.dispose();
     model.dispose();
   },

@@ -157,6 +157,27 @@ export class Progress {
   }
 }
 
+/**
+ * A progress line per epoch for the training functions' `onBatch` callback: drawn from the first
+ * batch of an epoch (when its size is known), cleared by `endEpoch` before the epoch's summary line.
+ */
+export function epochProgress(epochs: number): {
+  onBatch: (epoch: number, done: number, total: number, loss: number | undefined) => void;
+  endEpoch: () => void;
+} {
+  let progress: Progress | undefined;
+  return {
+    onBatch: (epoch, done, total, loss) => {
+      progress ??= new Progress(`epoch ${epoch}/${epochs}`, total);
+      progress.update(done, loss);
+    },
+    endEpoch: () => {
+      progress?.done();
+      progress = undefined;
+    },
+  };
+}
+
 /** The CLI options every MNIST example takes; each example sets its own defaults. */
 export function mnistOptions(defaults: { epochs: number; batchSize: number; lr: number }) {
   return {
@@ -170,6 +191,21 @@ export function mnistOptions(defaults: { epochs: number; batchSize: number; lr: 
     save: { type: 'string', placeholder: 'PATH', description: 'write a checkpoint (model, optimizer, random state, epoch) to PATH after each epoch' },
     resume: { type: 'string', placeholder: 'PATH', description: 'continue the run saved in PATH by --save (same example and flags), from the epoch after it' },
   } as const satisfies OptionSpecs;
+}
+
+/** The parsed values of `mnistOptions` that `runMnist` takes, as its options. */
+export function mnistRunArgs(args: {
+  epochs: number; 'batch-size': number; seed: number; 'train-limit'?: number; 'test-limit'?: number; save?: string; resume?: string;
+}): Pick<RunMnistOptions, 'epochs' | 'batchSize' | 'seed' | 'trainLimit' | 'testLimit' | 'save' | 'resume'> {
+  return {
+    epochs: args.epochs,
+    batchSize: args['batch-size'],
+    seed: args.seed,
+    trainLimit: args['train-limit'],
+    testLimit: args['test-limit'],
+    save: args.save,
+    resume: args.resume,
+  };
 }
 
 export interface RunMnistOptions {

@@ -14,7 +14,7 @@ import { backendOption, threadsOption, useBackend } from './backends';
 import { checkpointOptions, resumeFrom, saveAfterEpoch } from './checkpoint';
 import { loadBrown } from './brown';
 import { defineExample } from './example';
-import { Progress } from './mnist';
+import { epochProgress } from './mnist';
 import { evaluatePtb, trainPtb } from './simple-ml';
 
 /**
@@ -153,16 +153,12 @@ export const ptbLm = defineExample({
     if (args.resume !== undefined) console.log(`resumed from ${args.resume} after epoch ${startEpoch - 1}`);
     console.log(`ptb-lm: ${kind} LanguageModel with ${model.numParameters()} parameters on ${source}: vocabulary ${vocab}, ${trainIds.length} / ${validIds.length} / ${testIds.length} train / valid / test words, batch ${args['batch-size']}, bptt ${args.bptt}, ${args.epochs} epoch(s), ${args.backend}`);
     const start = performance.now();
-    let progress: Progress | undefined;
+    const progress = epochProgress(args.epochs);
     await trainPtb(model, train, {
       epochs: args.epochs, startEpoch, opt, seqLen: args.bptt, clip: args.clip,
-      onBatch: (epoch, done, total, loss) => {
-        progress ??= new Progress(`epoch ${epoch}/${args.epochs}`, total);
-        progress.update(done, loss);
-      },
+      onBatch: progress.onBatch,
       onEpoch: async (epoch, r) => {
-        progress?.done();
-        progress = undefined;
+        progress.endEpoch();
         const v = await evaluatePtb(model, valid, { seqLen: args.bptt });
         console.log(
           `epoch ${String(epoch).padStart(2)}  train ppl ${r.perplexity.toFixed(1)}  valid ppl ${v.perplexity.toFixed(1)}  ` +
