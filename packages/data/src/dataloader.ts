@@ -11,6 +11,7 @@ import {
   NDArray,
   resolveBackend,
   type Backend,
+  type GeneratorState,
 } from '@needle/ndarray';
 import { checkDataset, type Dataset } from './dataset';
 import { isHostArray, type Sample } from './host';
@@ -42,6 +43,19 @@ export interface DataLoaderOptions {
   numClasses?: number;
 }
 
+/**
+ * Where a loader is in its sequence of epochs (`DataLoader.stateDict()`), as plain JSON-able data:
+ * - `generator`: the state of the loader's own shuffle generator before the epoch in progress drew
+ *   its order (or, between epochs, before the next one does); null without an own generator;
+ * - `order` and `batchesDone`: the order of the epoch in progress and how many of its batches were
+ *   handed out; null and 0 between epochs.
+ */
+export interface DataLoaderState {
+  generator: GeneratorState | null;
+  order: number[] | null;
+  batchesDone: number;
+}
+
 /** One NDArray per sample field: [x, y] for a dataset of [image, label] samples. */
 export type Batch<S extends Sample> = { -readonly [K in keyof S]: NDArray };
 
@@ -64,6 +78,10 @@ export class DataLoader<S extends Sample> implements AsyncIterable<Batch<S>> {
   private readonly generator: Generator | undefined;
   private readonly backendChoice: Backend | string | undefined;
   private readonly numClasses: number | undefined;
+  /** The epoch in progress (of the latest loop): its order, the generator state it was drawn from, batches handed out. */
+  private epoch: { order: number[]; generatorBefore: GeneratorState | null; batchesDone: number } | null = null;
+  /** An epoch taken over from `loadStateDict`, resumed by the next iteration. */
+  private resume: { order: number[]; generatorBefore: GeneratorState | null; batchesDone: number } | null = null;
 
   constructor(dataset: Dataset<S>, options: DataLoaderOptions = {}) {
     checkDataset('DataLoader', dataset);
@@ -107,13 +125,77 @@ export class DataLoader<S extends Sample> implements AsyncIterable<Batch<S>> {
     return (this.generator ?? defaultGenerator()).permutation(n);
   }
 
+  /**
+   * The loader's position, for resuming a run in the middle of an epoch (PyTorch users know it from
+   * torchdata's StatefulDataLoader): taken inside the loop after a step, a later `loadStateDict` of
+   * it makes the next iteration continue that epoch with the batch after the last one handed out,
+   * in the same order, and later epochs draw the orders they would have drawn. A shuffle without a
+   * generator of the loader's own draws from the global generator, whose state is the caller's to
+   * save (checkpoint `defaultGenerator()` too); the order of the epoch in progress is kept either way.
+   */
+  stateDict(): DataLoaderState {
+    const current = this.epoch ?? this.resume;
+    return {
+      generator: current ? current.generatorBefore : (this.generator?.stateDict() ?? null),
+      order: current ? [...current.order] : null,
+      batchesDone: current ? current.batchesDone : 0,
+    };
+  }
+
+  /** Check `state` as `loadStateDict` does, changing nothing. */
+  checkStateDict(state: DataLoaderState): void {
+    const op = 'DataLoader.checkStateDict';
+    if (typeof state !== 'object' || state === null) fail(op, `expected a state from DataLoader.stateDict(), got ${describeValue(state)}`);
+    const extra = Object.keys(state).filter((k) => !['generator', 'order', 'batchesDone'].includes(k));
+    if (extra.length > 0) fail(op, `unknown state keys ${extra.join(', ')}; a DataLoader state has generator, order, batchesDone`);
+    const { generator, order, batchesDone } = state;
+    if (generator !== null && generator !== undefined) {
+      if (!this.generator) fail(op, 'the state holds a shuffle generator state, but this loader has no generator of its own (pass `generator` or `seed` as the saved run did)');
+      this.generator.checkStateDict(generator);
+    } else if (this.generator && this.shuffle) {
+      fail(op, 'the state holds no generator state, but this loader shuffles with a generator of its own; the state comes from a loader made differently');
+    }
+    const n = this.dataset.length;
+    if (order === null || order === undefined) {
+      if (batchesDone !== 0) fail(op, `batchesDone is ${String(batchesDone)} without an epoch order; expected 0`);
+      return;
+    }
+    if (!Array.isArray(order) || order.length !== n) fail(op, `order must be an array of the dataset's ${n} indices, got ${Array.isArray(order) ? `${order.length} entries` : describeValue(order)}`);
+    const seen = new Uint8Array(n);
+    order.forEach((i, k) => {
+      if (!Number.isInteger(i) || i < 0 || i >= n || seen[i]) fail(op, `order[${k}] is ${String(i)}; the order must hold each index 0..${n - 1} once (the dataset has ${n} samples)`);
+      seen[i] = 1;
+    });
+    if (!Number.isInteger(batchesDone) || batchesDone < 0 || batchesDone > this.length) fail(op, `batchesDone is ${String(batchesDone)}, expected an integer in [0, ${this.length}] (batches per epoch)`);
+  }
+
+  /**
+   * Continue from `stateDict()`'s state (checked first; a bad state changes nothing): the next loop
+   * over this loader resumes the saved epoch.
+   */
+  loadStateDict(state: DataLoaderState): this {
+    this.checkStateDict(state);
+    if (state.generator && this.generator) this.generator.loadStateDict(state.generator);
+    this.resume = state.order ? { order: [...state.order], generatorBefore: state.generator ?? null, batchesDone: state.batchesDone } : null;
+    // Resuming the epoch also restores the generator as it was after that epoch drew its order.
+    if (this.resume && this.shuffle && this.generator) this.generator.permutation(this.dataset.length);
+    return this;
+  }
+
   async *[Symbol.asyncIterator](): AsyncGenerator<Batch<S>, void, undefined> {
     const backend = resolveBackend(this.backendChoice);
-    const order = this.order();
+    let epoch = this.resume;
+    this.resume = null;
+    if (!epoch) {
+      const generatorBefore = this.shuffle && this.generator ? this.generator.stateDict() : null;
+      epoch = { order: this.order(), generatorBefore, batchesDone: 0 };
+    }
+    this.epoch = epoch;
+    const { order } = epoch;
     const count = this.length;
     let previous: NDArray[] | undefined;
     try {
-      for (let b = 0; b < count; b++) {
+      for (let b = epoch.batchesDone; b < count; b++) {
         // The previous batch is released before the next is built, so at most one is alive.
         if (previous) disposeBatch(previous);
         previous = undefined;
@@ -121,10 +203,14 @@ export class DataLoader<S extends Sample> implements AsyncIterable<Batch<S>> {
         const samples = await Promise.all(indices.map((i) => this.dataset.get(i)));
         const batch = collate(samples, indices, backend, this.numClasses);
         if (this.autoDispose) previous = batch;
+        // Counted before the loop body runs: a state taken in the body resumes after this batch.
+        epoch.batchesDone = b + 1;
         yield batch as Batch<S>;
       }
     } finally {
       if (previous) disposeBatch(previous);
+      // A second loop started meanwhile owns the position now.
+      if (this.epoch === epoch) this.epoch = null;
     }
   }
 }

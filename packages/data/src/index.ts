@@ -1,6 +1,6 @@
 export { hostArray, isHostArray, type HostArray, type Sample, type SampleField } from './host';
 export { Dataset, Subset, TensorDataset, randomSplit } from './dataset';
-export { DataLoader, collate, type Batch, type DataLoaderOptions } from './dataloader';
+export { DataLoader, collate, type Batch, type DataLoaderOptions, type DataLoaderState } from './dataloader';
 export {
   Compose,
   Normalize,
