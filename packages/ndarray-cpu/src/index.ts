@@ -10,6 +10,8 @@ import {
   type ElementwiseProgram,
   type MatmulSpec,
   type MemoryInfo,
+  type OperandLayout,
+  type ProgramLayouts,
   type ReduceOp,
   type StridedLayout,
   type UnaryOp,
@@ -57,6 +59,9 @@ export class CpuBackend implements Backend {
     }
     this.counter = instrumentBackend(this);
   }
+
+  /** Every strided form: the kernels walk any layout (the limit only matches the other backends'). */
+  readonly layouts = { elementwise: true, reduce: true, maxDims: 8 } as const;
 
   stats(): BackendStats {
     return this.counter.snapshot();
@@ -162,7 +167,7 @@ export class CpuBackend implements Backend {
    * step's block is a Float32Array (so each result is rounded to float32, like a kernel's output),
    * and outputs are written after the whole block was computed (in-place updates read first).
    */
-  elementwise(program: ElementwiseProgram, inputs: readonly DeviceBuffer[], scalars: readonly number[], outputs: readonly DeviceBuffer[], size: number): void {
+  elementwise(program: ElementwiseProgram, inputs: readonly DeviceBuffer[], scalars: readonly number[], outputs: readonly DeviceBuffer[], size: number, layouts?: ProgramLayouts): void {
     const ins = inputs.map((b) => this.data(b));
     const outs = outputs.map((b) => this.data(b));
     const { steps } = program;
@@ -173,13 +178,27 @@ export class CpuBackend implements Backend {
       else if (s.op === 'const') regs[j].fill(s.value);
       views[j] = regs[j];
     });
+    // Strided operands: the element offsets of the current block, gathered or scattered through.
+    const inWalk = (layouts?.inputs ?? []).map((l) => l && new StridedWalk(layouts!.shape, l));
+    const outWalk = (layouts?.outputs ?? []).map((l) => l && new StridedWalk(layouts!.shape, l));
     for (let base = 0; base < size; base += PROGRAM_BLOCK) {
       const n = Math.min(PROGRAM_BLOCK, size - base);
       for (let j = 0; j < steps.length; j++) {
         const s = steps[j];
         const r = regs[j];
         switch (s.op) {
-          case 'input': views[j] = ins[s.index].subarray(base, base + n); break;
+          case 'input': {
+            const walk = inWalk[s.index];
+            if (!walk) {
+              views[j] = ins[s.index].subarray(base, base + n);
+              break;
+            }
+            const at = walk.block(base, n);
+            const src = ins[s.index];
+            for (let i = 0; i < n; i++) r[i] = src[at[i]];
+            views[j] = r;
+            break;
+          }
           case 'scalar':
           case 'const': break;
           case 'binary': {
@@ -206,12 +225,30 @@ export class CpuBackend implements Backend {
       // Copy every output's block out first: an output may be the buffer another output's value
       // was read from (views[j] of an input step).
       const blocks = program.outputs.map((id) => views[id].slice(0, n));
-      blocks.forEach((b, k) => outs[k].set(b, base));
+      blocks.forEach((b, k) => {
+        const walk = outWalk[k];
+        if (!walk) {
+          outs[k].set(b, base);
+          return;
+        }
+        const at = walk.block(base, n);
+        const dst = outs[k];
+        for (let i = 0; i < n; i++) dst[at[i]] = b[i];
+      });
     }
   }
 
-  reduce(op: ReduceOp, a: DeviceBuffer, out: DeviceBuffer, outSize: number, reduceSize: number): void {
-    const x = this.data(a);
+  /** With a layout, `a`'s view is gathered into a compact copy first: the reference is the composition. */
+  reduce(op: ReduceOp, a: DeviceBuffer, out: DeviceBuffer, outSize: number, reduceSize: number, layout?: StridedLayout): void {
+    let x = this.data(a);
+    if (layout) {
+      const gathered = new Float32Array(outSize * reduceSize);
+      let i = 0;
+      forEachStridedIndex(layout, (j) => {
+        gathered[i++] = x[j];
+      });
+      x = gathered;
+    }
     const o = this.data(out);
     for (let j = 0; j < outSize; j++) {
       const base = j * reduceSize;
@@ -297,6 +334,44 @@ function reduceBlock(op: ReduceOp, x: Float32Array, base: number, size: number):
     }
     default:
       return op satisfies never;
+  }
+}
+
+/**
+ * The buffer offsets of consecutive elements of one strided operand (ProgramLayouts): `block(base, n)`
+ * returns those of elements base .. base + n - 1 of the iteration shape in row-major order.
+ */
+class StridedWalk {
+  private readonly at = new Int32Array(PROGRAM_BLOCK);
+  private readonly idx: number[];
+  constructor(
+    private readonly shape: readonly number[],
+    private readonly layout: OperandLayout,
+  ) {
+    this.idx = shape.map(() => 0);
+  }
+
+  block(base: number, n: number): Int32Array {
+    const { shape, idx } = this;
+    const { strides, offset } = this.layout;
+    let rem = base;
+    let pos = offset;
+    for (let d = shape.length - 1; d >= 0; d--) {
+      idx[d] = rem % shape[d];
+      rem = Math.floor(rem / shape[d]);
+      pos += idx[d] * strides[d];
+    }
+    for (let i = 0; i < n; i++) {
+      this.at[i] = pos;
+      // Odometer step: the last axis moves fastest.
+      for (let d = shape.length - 1; d >= 0; d--) {
+        pos += strides[d];
+        if (++idx[d] < shape[d]) break;
+        pos -= strides[d] * shape[d];
+        idx[d] = 0;
+      }
+    }
+    return this.at;
   }
 }
 

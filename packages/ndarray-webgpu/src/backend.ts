@@ -82,7 +82,7 @@ export class WebGPUBackend implements Backend {
   readonly gpu: GPU | undefined;
   private readonly pool: BufferPool;
   private readonly pipelines = new Map<string, GPUComputePipeline>();
-  private readonly layouts = new Map<string, GPUBindGroupLayout>();
+  private readonly groupLayouts = new Map<string, GPUBindGroupLayout>();
   private readonly bindGroups = new Map<string, GPUBindGroup>();
   private readonly bindGroupsOf = new Map<number, string[]>();
   private readonly staging = new Map<number, GPUBuffer[]>();
@@ -244,7 +244,7 @@ export class WebGPUBackend implements Backend {
 
   private layout(k: KernelSource): GPUBindGroupLayout {
     const sig = k.storage.join(',');
-    let l = this.layouts.get(sig);
+    let l = this.groupLayouts.get(sig);
     if (!l) {
       l = this.device.createBindGroupLayout({
         entries: [
@@ -256,7 +256,7 @@ export class WebGPUBackend implements Backend {
           })),
         ],
       });
-      this.layouts.set(sig, l);
+      this.groupLayouts.set(sig, l);
     }
     return l;
   }

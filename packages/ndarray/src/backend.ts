@@ -7,7 +7,8 @@
  *
  * Contract for all kernels:
  * - Inputs are *compact*: `size` consecutive elements starting at element 0 of the buffer. Only
- *   `compact`, `ewiseSetitem` and `scalarSetitem` see shape/strides/offset; views, broadcasting,
+ *   `compact`, `ewiseSetitem` and `scalarSetitem` see shape/strides/offset, and the optional strided
+ *   forms of `elementwise` and `reduce` on a backend that declares `layouts`; views, broadcasting,
  *   transposes and slicing are stride arithmetic in NDArray and never reach a kernel otherwise.
  * - `out` may alias an input only for the elementwise families (ewise, scalar, unary); the frontend
  *   never relies on aliasing for matmul, reduce or compact.
@@ -102,6 +103,44 @@ export interface ElementwiseProgram {
   readonly key: string;
 }
 
+/**
+ * Where one operand of a strided kernel reads or writes: element at multi-index `idx` of the
+ * kernel's iteration shape sits at `offset + sum(idx_d * strides[d])` of the operand's buffer.
+ * Strides may be 0 (broadcast) or negative (flip).
+ */
+export interface OperandLayout {
+  readonly strides: readonly number[];
+  readonly offset: number;
+}
+
+/**
+ * Strided operands of one `elementwise` call (see `Backend.layouts`). The frontend passes it only to
+ * a backend whose `layouts.elementwise` is true, with `shape` coalesced (size-1 axes dropped, axes
+ * contiguous in every operand merged) to at most `layouts.maxDims` axes; its product is the call's
+ * `size`, and element i of the program is the i-th multi-index of `shape` in row-major order.
+ * An undefined entry is a compact operand (element i at i), the same as without layouts.
+ * Guarantees the frontend gives: every view lies inside its buffer; no output writes one element
+ * twice; an output that shares a buffer with an input either has that input's very layout (an
+ * in-place update: element i is read before it is written) or touches none of the elements the input
+ * reads (the frontend copies an input that overlaps an output any other way); two outputs never
+ * share a buffer.
+ */
+export interface ProgramLayouts {
+  readonly shape: readonly number[];
+  readonly inputs: readonly (OperandLayout | undefined)[];
+  readonly outputs: readonly (OperandLayout | undefined)[];
+}
+
+/** Which optional strided layouts a backend's kernels honour (see `Backend.layouts`). */
+export interface LayoutSupport {
+  /** `elementwise` honours its `layouts` argument (strided, broadcast, offset inputs and outputs). */
+  readonly elementwise?: boolean;
+  /** `reduce` honours its `layout` argument (a strided input). */
+  readonly reduce?: boolean;
+  /** Most axes a layout may have after the frontend coalesced it (views with more are compacted first). */
+  readonly maxDims: number;
+}
+
 /** Limits every backend's `elementwise` accepts (a WebGPU stage binds at most 8 storage buffers). */
 export const PROGRAM_LIMITS = {
   /** Distinct buffers, inputs and outputs together (an output that is also an input counts once). */
@@ -186,8 +225,13 @@ export interface Backend {
   unary(op: UnaryOp, a: DeviceBuffer, out: DeviceBuffer, size: number): void;
   /** out[i] = cond[i] != 0 ? x[i] : y[i], i < size (NaN in cond counts as true). */
   where(cond: DeviceBuffer, x: DeviceBuffer, y: DeviceBuffer, out: DeviceBuffer, size: number): void;
-  /** out[j] = op over a[j*reduceSize, (j+1)*reduceSize), j < outSize. */
-  reduce(op: ReduceOp, a: DeviceBuffer, out: DeviceBuffer, outSize: number, reduceSize: number): void;
+  /**
+   * out[j] = op over a[j*reduceSize, (j+1)*reduceSize), j < outSize. With `layout` (only where
+   * `layouts.reduce` is true), `a` is read through it instead: a strided view whose row-major order
+   * over `layout.shape` (product outSize * reduceSize, at most `layouts.maxDims` axes) is the compact
+   * order above, so the result equals `compact` then `reduce` bit for bit.
+   */
+  reduce(op: ReduceOp, a: DeviceBuffer, out: DeviceBuffer, outSize: number, reduceSize: number, layout?: StridedLayout): void;
   /** See MatmulSpec. */
   matmul(a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, spec: MatmulSpec): void;
 
@@ -196,9 +240,17 @@ export interface Backend {
    * Run an elementwise program in one launch: `outputs[k][i] = value of step program.outputs[k]`
    * for i < size. An output may be the very buffer of an input (an in-place update: element i is
    * read before it is written); two outputs are never the same buffer. The program was checked by
-   * the frontend (operands name earlier steps, counts within PROGRAM_LIMITS).
+   * the frontend (operands name earlier steps, counts within PROGRAM_LIMITS). `layouts` (passed only
+   * where `layouts.elementwise` is true) makes operands strided views over one iteration shape:
+   * broadcast, transposed, sliced, flipped inputs and outputs written in place through a view, with
+   * no `compact` first (see ProgramLayouts for the aliasing rules the frontend guarantees).
    */
-  elementwise?(program: ElementwiseProgram, inputs: readonly DeviceBuffer[], scalars: readonly number[], outputs: readonly DeviceBuffer[], size: number): void;
+  elementwise?(program: ElementwiseProgram, inputs: readonly DeviceBuffer[], scalars: readonly number[], outputs: readonly DeviceBuffer[], size: number, layouts?: ProgramLayouts): void;
+  /**
+   * Which kernels take strided layouts (absent: none, and the frontend compacts every strided
+   * operand first, as the contract's compact-input rule says).
+   */
+  readonly layouts?: LayoutSupport;
 
   // ---- lifecycle -----------------------------------------------------------------------------
   /** Resolves when all enqueued work has finished (a no-op on synchronous backends). */

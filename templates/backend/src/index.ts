@@ -149,6 +149,9 @@ export class TemplateBackend implements Backend {
     for (let i = 0; i < size; i++) o[i] = c[i] !== 0 ? a[i] : b[i];
   }
 
+  // Inputs arrive compact: this backend declares no `layouts`, so the frontend compacts strided
+  // views first. Declaring `layouts = { elementwise, reduce, maxDims }` (once `elementwise` exists)
+  // lets `elementwise` and `reduce` take strided operands instead; see ProgramLayouts in the contract.
   reduce(op: ReduceOp, a: DeviceBuffer, out: DeviceBuffer, outSize: number, reduceSize: number): void {
     const x = this.view(a);
     const o = this.view(out);

@@ -11,11 +11,14 @@ import {
   applyUnary,
   type BinaryOp,
   type ElementwiseProgram,
+  type OperandLayout,
+  type ProgramLayouts,
   type ProgramStep,
   type UnaryOp,
 } from '../backend';
 import { fail, formatShape } from '../errors';
 import { NDArray, broadcastShapes, sameBackend, shapesEqual } from '../ndarray';
+import { broadcastStrides, coalesceLayouts, isCompactOperand, sameOperandLayout, viewExtent, viewOverlapsItself } from '../layouts';
 import { binary, unary, where } from './elementwise';
 
 /** A value inside `defineProgram`'s body: an input, a scalar, a constant or an op's result. */
@@ -169,8 +172,11 @@ export function checkProgram(op: string, p: ElementwiseProgram): ElementwiseProg
 export interface ElementwiseOptions {
   /**
    * Arrays to write output k into in place (undefined entries get a new array): each must have the
-   * result's shape and be contiguous from its buffer's start; it may be one of the inputs (an
-   * in-place update, e.g. of a parameter). Written arrays count as modified (version counters).
+   * result's shape and may be any view whose elements are distinct (a slice, a transpose, a column,
+   * `y.get(t)`; not a broadcast); it may be one of the inputs (an in-place update, e.g. of a
+   * parameter). An input that overlaps an output other than element for element is read from a copy
+   * taken first, so results never depend on the order elements are written in. Written arrays count
+   * as modified (version counters).
    */
   out?: readonly (NDArray | undefined)[];
   /** The op named as the last writer of `out` arrays (version-counter errors say it; default 'elementwise'). */
@@ -180,8 +186,11 @@ export interface ElementwiseOptions {
 /**
  * Run `program` over `inputs` (broadcast to one shape, NumPy rules) and `scalars`: one
  * `backend.elementwise` launch where the backend has it, else the composition of ewise/scalar/unary/
- * where kernels the program stands for (the same values, a launch per step). Returns one array per
- * output (the `out` arrays where given: the caller's references, not new ones).
+ * where kernels the program stands for (the same values, a launch per step). Strided, broadcast and
+ * offset inputs and `out` views reach a backend that declares `layouts.elementwise` as they are (no
+ * `compact` launch); other backends get compact copies, and outputs through views are scattered
+ * with `ewiseSetitem` after the run. Returns one array per output (the `out` arrays where given: the
+ * caller's references, not new ones).
  */
 export function elementwise(program: ElementwiseProgram, inputs: readonly NDArray[], scalars: readonly number[] = [], options: ElementwiseOptions = {}): NDArray[] {
   const op = 'elementwise';
@@ -199,7 +208,9 @@ export function elementwise(program: ElementwiseProgram, inputs: readonly NDArra
   outs.forEach((o, k) => {
     if (!o) return;
     if (!shapesEqual(o.shape, shape)) fail(op, `out[${k}] has shape ${formatShape(o.shape)}, expected the result's ${formatShape(shape)}`);
-    if (!o.isKernelReady) fail(op, `out[${k}] (shape ${formatShape(o.shape)}) must be contiguous from its buffer's start to be written in place`);
+    if (viewOverlapsItself(o.shape, o.strides)) {
+      fail(op, `out[${k}] (shape ${formatShape(o.shape)}, strides ${formatShape(o.strides)}) reaches some elements more than once (a broadcast or overlapping view); an output must be a view of distinct elements`);
+    }
     outs.forEach((q, j) => {
       if (j < k && q && q.buffer === o.buffer) fail(op, `out[${j}] and out[${k}] share a buffer; each output needs its own`);
     });
@@ -211,17 +222,65 @@ export function elementwise(program: ElementwiseProgram, inputs: readonly NDArra
   const results = program.outputs.map((_, k) => outs[k] ?? NDArray.empty(shape, backend));
   const size = results[0].size;
   if (size === 0) return results;
-  const ready = inputs.map((a) => (shapesEqual(a.shape, shape) && a.isKernelReady ? a : broadcastCompact(a, shape)));
+  const temps: NDArray[] = [];
+  const temp = (a: NDArray): NDArray => {
+    temps.push(a);
+    return a;
+  };
   try {
+    const operand = (a: NDArray): OperandLayout => ({ strides: broadcastStrides(a.shape, a.strides, shape), offset: a.offset });
+    const outLayouts = results.map(operand);
+    // An input that shares a buffer with an output is read in place only when it is that output's
+    // very view (element i read before it is written) or touches none of its elements; anything in
+    // between (a shifted or transposed view of the output's buffer) is read from a copy.
+    const srcs = inputs.map((a) => {
+      const la = operand(a);
+      const clash = results.some((r, k) => r.buffer === a.buffer && !sameOperandLayout(shape, la, outLayouts[k]) && extentsMeet(shape, la, outLayouts[k]));
+      return clash ? temp(a.clone()) : a;
+    });
+    const layouts = backend.layouts?.elementwise ? planLayouts(shape, srcs.map(operand), outLayouts, backend.layouts.maxDims) : null;
+    let ready = srcs;
+    let targets = results;
+    if (layouts === null) {
+      ready = srcs.map((a) => (shapesEqual(a.shape, shape) && a.isKernelReady ? a : temp(broadcastCompact(a, shape))));
+      targets = results.map((r) => (r.isKernelReady ? r : temp(NDArray.empty(shape, backend, op))));
+    }
+    if (new Set([...ready, ...targets].map((a) => a.buffer)).size > PROGRAM_LIMITS.buffers) {
+      // Copies made above split one buffer into several: too many to bind in one launch.
+      results.forEach((r, k) => r !== outs[k] && r.dispose());
+      return composeProgram(program, inputs, scalars, shape, outs);
+    }
     for (const o of outs) o?.noteWrite(options.writer ?? op);
-    fused.call(backend, program, ready.map((a) => a.buffer), scalars, results.map((r) => r.buffer), size);
+    const inBufs = ready.map((a) => a.buffer);
+    const outBufs = targets.map((r) => r.buffer);
+    if (layouts) fused.call(backend, program, inBufs, scalars, outBufs, size, layouts);
+    else fused.call(backend, program, inBufs, scalars, outBufs, size);
+    targets.forEach((t, k) => t !== results[k] && backend.ewiseSetitem(t.buffer, results[k].buffer, results[k].layout));
   } catch (e) {
-    results.forEach((r, k) => r !== outs[k] && r.dispose());
+    results.forEach((r, k) => r !== outs[k] && !r.disposed && r.dispose());
     throw e;
   } finally {
-    ready.forEach((a, i) => a !== inputs[i] && a.dispose());
+    temps.forEach((t) => t.dispose());
   }
   return results;
+}
+
+/**
+ * The layouts argument for a layout-capable backend: undefined when every operand is compact (the
+ * plain call), null when the coalesced shape has more axes than the backend takes (compact first).
+ */
+function planLayouts(shape: readonly number[], inputs: readonly OperandLayout[], outputs: readonly OperandLayout[], maxDims: number): ProgramLayouts | undefined | null {
+  const c = coalesceLayouts(shape, [...inputs, ...outputs]);
+  const strided = c.layouts.map((l) => (isCompactOperand(c.shape, l) ? undefined : l));
+  if (strided.every((l) => l === undefined)) return undefined;
+  if (c.shape.length > maxDims) return null;
+  return { shape: c.shape, inputs: strided.slice(0, inputs.length), outputs: strided.slice(inputs.length) };
+}
+
+function extentsMeet(shape: readonly number[], a: OperandLayout, b: OperandLayout): boolean {
+  const x = viewExtent(shape, a.strides, a.offset);
+  const y = viewExtent(shape, b.strides, b.offset);
+  return x !== undefined && y !== undefined && x[0] <= y[1] && y[0] <= x[1];
 }
 
 /**

@@ -311,6 +311,158 @@ export function runBackendConformance(
       });
     });
 
+    describe('elementwise programs over strided views', () => {
+      const specials = [NaN, Infinity, -Infinity, 0, -0, 1, -1, 3e38, -3e38, 1e-38, 88.8, -104, 0.5];
+      const data = (n: number) => {
+        const d = randomData(g, n, -3, 3);
+        for (let i = 0; i < n; i += 5) d[i] = specials[(i / 5) % specials.length];
+        return d;
+      };
+      const strided = () => Boolean(backend.layouts?.elementwise);
+      // Equal bit for bit where the program tolerance is zero (-0 is not 0; any NaN matches NaN).
+      async function expectSame(actual: NDArray, expected: Float32Array, what: string) {
+        const got = await actual.toArray();
+        if (programTol.rtol !== 0 || programTol.atol !== 0) return expectClose(got, expected, programTol, what);
+        const i = got.findIndex((x, k) => !Object.is(x, expected[k]) && !(Number.isNaN(x) && Number.isNaN(expected[k])));
+        expect(i, `${what} element ${i}: got ${got[i]}, expected ${expected[i]}`).toBe(-1);
+      }
+      const KINDS = ['compact', 'broadcast', 'transposed', 'sliced', 'flipped', 'offset', 'sliced+flipped'] as const;
+      type Kind = (typeof KINDS)[number];
+      /** A view of `shape` of the given kind over a fresh buffer of random data. */
+      const view = (kind: Kind, shape: readonly number[]): NDArray => {
+        const n = shape.length;
+        const size = (sh: readonly number[]) => shapeSize(sh);
+        switch (kind) {
+          case 'compact': return fromData(data(size(shape)), shape);
+          case 'broadcast': {
+            // Drop the leading axis and set every other remaining axis to 1.
+            const src = shape.slice(1).map((d, i) => (i % 2 === 0 ? 1 : d));
+            return fromData(data(size(src)), src).broadcastTo(shape);
+          }
+          case 'transposed': {
+            const rev = [...shape].reverse();
+            return fromData(data(size(rev)), rev).permute(rev.map((_, i) => n - 1 - i));
+          }
+          case 'sliced': {
+            const big = shape.map((d) => 2 * d + 1);
+            return fromData(data(size(big)), big).get(...shape.map((d) => `1:${2 * d + 1}:2`));
+          }
+          case 'flipped': return fromData(data(size(shape)), shape).flip();
+          case 'offset': {
+            const big = shape.map((d, i) => d + (i === 0 ? 3 : i === n - 1 ? 1 : 0));
+            return fromData(data(size(big)), big).get(...shape.map((d, i) => (i === 0 ? `3:` : i === n - 1 ? `1:` : ':')));
+          }
+          case 'sliced+flipped': {
+            const big = shape.map((d) => 3 * d);
+            return fromData(data(size(big)), big).get(...shape.map((d, i) => (i % 2 === 0 ? `::3` : `${3 * d - 1}::-3`)));
+          }
+          default: return kind satisfies never;
+        }
+      };
+      const programs = {
+        'sgd momentum nesterov': defineProgram(3, 4, ([p, gr, buf], [lr, mom, damp, wd]) => {
+          const d = gr.add(p.mul(wd));
+          const b = buf.mul(mom).add(d.mul(damp));
+          return [p.sub(d.add(b.mul(mom)).mul(lr)), b];
+        }),
+        'transcendentals, comparisons and select': defineProgram(3, 1, ([x, y, c], [s]) => [
+          x.exp().log().add(y.tanh()).div(s),
+          c.gt(0).select(x.pow(y), y.maximum(x).sign()),
+          x.sub(y).mul(c),
+        ]),
+        'one unary step': defineProgram(1, 0, ([x]) => x.neg()),
+      };
+      const shapes = [[7, 5], [3, 4, 33], [300, 9], [2, 3, 1, 4], [1], []];
+
+      for (const [name, program] of Object.entries(programs)) {
+        it(`${name}: fused over views equals the compact-then-program composition, one launch`, async () => {
+          let trial = 0;
+          for (const shape of shapes) {
+            for (let rep = 0; rep < 2; rep++, trial++) {
+              const inputs = Array.from({ length: program.inputs }, (_, k) => view(KINDS[(trial + 3 * k) % KINDS.length], shape));
+              const scalars = Array.from({ length: program.scalars }, (_, i) => [0.1, 0.9, 0.999, 1e-8][i % 4]);
+              const expected = elementwiseUnfused(program, inputs.map((a) => a.compact()), scalars);
+              const before = backend.stats();
+              const fused = elementwise(program, inputs, scalars);
+              const d = statsDiff(backend.stats(), before);
+              if (strided()) {
+                expect(d.kernels.compact, `${name} ${JSON.stringify(shape)}: compact launches`).toBe(0);
+                expect(d.launches, `${name} ${JSON.stringify(shape)}: launches`).toBe(1);
+              }
+              for (let k = 0; k < fused.length; k++) {
+                await expectSame(fused[k], await expected[k].toArray(), `${name} ${JSON.stringify(shape)} kinds ${inputs.map((a) => JSON.stringify(a.strides)).join(' ')} output ${k}:`);
+              }
+            }
+          }
+        });
+      }
+
+      it('writes outputs through views in place and leaves the rest of their buffers alone', async () => {
+        const program = programs['transcendentals, comparisons and select'];
+        const outKinds = ['transposed', 'sliced', 'offset', 'sliced+flipped', 'flipped'] as const;
+        let trial = 0;
+        for (const shape of [[7, 5], [3, 4, 33], [2, 3, 1, 4], []]) {
+          trial++;
+          const inputs = [0, 1, 2].map((k) => view(KINDS[(trial + 2 * k) % KINDS.length], shape));
+          const expected = elementwiseUnfused(program, inputs.map((a) => a.compact()), [0.5]);
+          const outs = [0, 1, 2].map((k) => view(outKinds[(trial + k) % outKinds.length], shape));
+          // What each whole buffer must hold afterwards: the old contents with the view replaced.
+          const bases = outs.map((o) => o.asStrided([o.buffer.size], [1], 0));
+          const want = await Promise.all(outs.map(async (o, k) => {
+            const copy = bases[k].clone();
+            copy.asStrided(o.shape, o.strides, o.offset).assign(expected[k]);
+            return copy.toArray();
+          }));
+          const versions = outs.map((o) => o.version);
+          const before = backend.stats();
+          const result = elementwise(program, inputs, [0.5], { out: outs, writer: 'testWriter' });
+          const d = statsDiff(backend.stats(), before);
+          if (strided()) expect(d.launches, `launches, shape ${JSON.stringify(shape)}`).toBe(1);
+          result.forEach((r, k) => expect(r).toBe(outs[k]));
+          expect(outs.map((o) => o.version)).toEqual(versions.map((v) => v + 1));
+          expect(outs[0].lastWriter).toBe('testWriter');
+          for (let k = 0; k < 3; k++) {
+            await expectSame(outs[k], await expected[k].toArray(), `out ${k} view, shape ${JSON.stringify(shape)}:`);
+            await expectSame(bases[k], want[k], `out ${k} whole buffer, shape ${JSON.stringify(shape)}:`);
+          }
+        }
+      });
+
+      it('in-place updates through views; inputs overlapping an output are read before any write', async () => {
+        const axpy = defineProgram(2, 1, ([x, y], [a]) => x.mul(a).add(y));
+        // y.get(t) <- 2 * y.get(t - 1) + y.get(t) (rows of one buffer: disjoint and aligned views).
+        const y = fromData(Float32Array.from({ length: 12 }, (_, i) => i), [4, 3]);
+        elementwise(axpy, [y.get(1), y.get(2)], [2], { out: [y.get(2)] });
+        await expectNested(y, [[0, 1, 2], [3, 4, 5], [12, 15, 18], [9, 10, 11]]);
+        // A column written from a transposed view of its own buffer (overlapping, not aligned).
+        const m = fromData(Float32Array.of(1, 2, 3, 4), [2, 2]);
+        elementwise(axpy, [m.transpose(), m], [10], { out: [m] });
+        await expectNested(m, [[11, 32], [23, 44]]);
+        // A shifted view of the output's own buffer: x[1:] <- x[:-1] + x[1:], as if read first.
+        const x = fromData(Float32Array.of(1, 2, 3, 4, 5), [5]);
+        elementwise(axpy, [x.get('0:4'), x.get('1:')], [1], { out: [x.get('1:')] });
+        await expectNested(x, [1, 3, 5, 7, 9]);
+        // Flipped onto itself.
+        const f = fromData(Float32Array.of(1, 2, 3), [3]);
+        elementwise(axpy, [f.flip(), f], [100], { out: [f] });
+        await expectNested(f, [301, 202, 103]);
+      });
+
+      it('refuses an output view that reaches an element twice, naming it', async () => {
+        const p = defineProgram(1, 0, ([x]) => x.neg());
+        const x = fromData(Float32Array.of(1, 2, 3), [3]);
+        const row = fromData(Float32Array.of(0, 0, 0), [1, 3]);
+        expect(() => elementwise(p, [x.broadcastTo([2, 3])], [], { out: [row.broadcastTo([2, 3])] })).toThrow(/elementwise: out\[0\] \(shape \[2, 3\], strides \[0, 1\]\) reaches some elements more than once/);
+        const w = fromData(new Float32Array(8), [8]);
+        expect(() => elementwise(p, [x.broadcastTo([2, 3])], [], { out: [w.asStrided([2, 3], [2, 1], 0)] })).toThrow(/out\[0\].*more than once/);
+        // Distinct elements under unusual strides are fine: [3, 3] with strides [2, 3] hits 9 elements.
+        const big = fromData(new Float32Array(11), [11]);
+        const nine = fromData(Float32Array.from({ length: 9 }, (_, i) => i + 1), [3, 3]);
+        elementwise(p, [nine], [], { out: [big.asStrided([3, 3], [2, 3], 0)] });
+        await expectNested(big, [-1, 0, -4, -2, -7, -5, -3, -8, -6, 0, -9]);
+      });
+    });
+
     describe('kernels', () => {
       const sizes = [1, 3, 4, 5, 16, 17, 63, 64, 65, 1000, 4099];
 
