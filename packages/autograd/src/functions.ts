@@ -29,6 +29,7 @@ import {
 } from '@needle/ndarray';
 import { isGradEnabled } from './grad-mode';
 import { apply, windowCount, type WindowAttrs } from './optable';
+import { checkLstmInputs } from './fused-rnn';
 import { Tensor, constant, type TensorLike } from './tensor';
 
 // ---- helpers --------------------------------------------------------------------------------------
@@ -812,4 +813,26 @@ export function dropout(x: Tensor, p: number, options: { generator?: Generator }
     keepMask.dispose();
     return mul(x, constant(scaled));
   });
+}
+
+// ---- fused layers ---------------------------------------------------------------------------------
+
+/**
+ * A whole LSTM layer over a sequence as one op (what nn.LSTM runs): `xp` [seq, batch, 4 * hidden] is
+ * the input projection x W_ih^T + b_ih for every step, `weightHh` [4 * hidden, hidden] and `biasHh`
+ * [4 * hidden] the recurrent weights (PyTorch's gate order i, f, g, o), `h0`/`c0` [batch, hidden]
+ * the initial state (null: zeros). Returns the packed [seq, batch, 6 * hidden]: columns [0, hidden)
+ * are h_t, [hidden, 2 * hidden) c_t, the rest a workspace whose gradient is ignored (read only the
+ * first two blocks). Same values as the composed cell; gradients equal to float32 rounding.
+ */
+export function lstmSequence(xp: Tensor, weightHh: Tensor, biasHh: Tensor | null, h0: Tensor | null, c0: Tensor | null): Tensor {
+  checkTensor('lstmSequence', xp, 'input projection');
+  checkTensor('lstmSequence', weightHh, 'weightHh');
+  if (biasHh !== null) checkTensor('lstmSequence', biasHh, 'biasHh');
+  if (h0 !== null) checkTensor('lstmSequence', h0, 'h0');
+  if (c0 !== null) checkTensor('lstmSequence', c0, 'c0');
+  const present = [xp, weightHh, biasHh, h0, c0].filter((t): t is Tensor => t !== null);
+  checkSameBackend('lstmSequence', present);
+  checkLstmInputs('lstmSequence', xp.shape, weightHh.shape, biasHh?.shape ?? null, h0?.shape ?? null, c0?.shape ?? null);
+  return apply('lstm', present, { hasBias: biasHh !== null, hasH0: h0 !== null, hasC0: c0 !== null });
 }

@@ -72,6 +72,7 @@ export {
   indexSelect,
   embedding,
   dropout,
+  lstmSequence,
   type Conv2dOptions,
   type GeluApproximate,
   type Pool2dOptions,

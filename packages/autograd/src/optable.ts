@@ -22,6 +22,7 @@ import {
 import { isGradEnabled } from './grad-mode';
 import { Tensor, constant, type GraphNode } from './tensor';
 import * as F from './functions';
+import { lstmBackwardArrays, lstmBackwardTensors, lstmForward, type LstmAttrs } from './fused-rnn';
 
 /** Sliding-window geometry shared by im2col and col2im (NHWC layout). */
 export interface WindowAttrs {
@@ -67,6 +68,7 @@ export interface OpAttrs {
   matmul: null;
   im2col: WindowAttrs;
   col2im: WindowAttrs & { inputShape: readonly number[] };
+  lstm: LstmAttrs;
 }
 
 export type OpName = keyof OpAttrs;
@@ -413,6 +415,20 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
       return out;
     },
     backward: (g, { attrs }) => [F.im2col(g, attrs)],
+  },
+
+  // ---- fused layers ---------------------------------------------------------------------------
+  lstm: {
+    // Inputs [xp, weightHh, biasHh?, h0?, c0?] (./fused-rnn); xp and weightHh are always there.
+    saves: [0, 1, 'out'],
+    forward: (inputs, attrs) => lstmForward(inputs, attrs),
+    // Grad mode is on during backward only under createGraph: then the Tensor-op form, so the
+    // gradients can be differentiated again; otherwise BPTT on arrays, a few launches per step.
+    backward: (g, { inputs, attrs, out, needsGrad }) => {
+      if (isGradEnabled()) return lstmBackwardTensors(g, inputs, out, attrs, needsGrad);
+      const grads = lstmBackwardArrays(g.data, inputs.map((t) => t.data), out.data, attrs, needsGrad);
+      return grads.map((a) => (a ? new Tensor(a) : null));
+    },
   },
 };
 

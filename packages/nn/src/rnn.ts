@@ -4,10 +4,12 @@
  * torch.nn.* and results compare with it; the parameter names are the camelCase of PyTorch's
  * (`weight_ih_l0` -> `weightIhL0`, `bias_hh` -> `biasHh`).
  *
- * Everything is composed from autograd ops (matmul, add, mul, sigmoid, tanh, split, getitem, stack),
- * so gradients flow back through time (BPTT) with no recurrent kernel in any backend.
+ * The cells and RNN/GRU are composed from autograd ops (matmul, add, mul, sigmoid, tanh, split,
+ * getitem, stack), so gradients flow back through time (BPTT) with no recurrent kernel in any
+ * backend. LSTM runs each layer as autograd's fused `lstmSequence` op (same forward values, BPTT on
+ * arrays in a few kernel launches per step, still differentiable twice).
  */
-import { Tensor, add, dropout, expandDims, getitem, matmul, mul, relu, sigmoid, split, squeeze, stack, sub, tanh, transpose } from '@needle/autograd';
+import { Tensor, add, dropout, expandDims, getitem, lstmSequence, matmul, mul, relu, sigmoid, split, squeeze, stack, sub, tanh, transpose } from '@needle/autograd';
 import type { Backend, Generator } from '@needle/ndarray';
 import { checkModuleOptions, checkPositiveInt, checkProbability, fail, fmt, sameShape } from './errors';
 import * as init from './init';
@@ -350,6 +352,16 @@ abstract class RecurrentBase extends Module {
       const xp = projectInput(seqFirst, w);
       let h = initial(h0, l);
       let c = initial(c0, l);
+      if (this.mode === 'lstm') {
+        // The whole layer as one fused op (BPTT in a few kernels per step); it packs h_t and c_t
+        // side by side in each step's row, and the layer hands out views of them.
+        const packed = lstmSequence(xp, w.weightHh, w.biasHh, h, c);
+        const block = (k: number) => ({ start: k * this.hiddenSize, stop: (k + 1) * this.hiddenSize });
+        hs.push(getitem(packed, seqLen - 1, {}, block(0)));
+        cs.push(getitem(packed, seqLen - 1, {}, block(1)));
+        seqFirst = getitem(packed, {}, {}, block(0));
+        return;
+      }
       const outs: Tensor[] = [];
       for (let t = 0; t < seqLen; t++) {
         const next = cellStep(this.mode, this.nonlinearity, getitem(xp, t), h, c, w, this.hiddenSize);

@@ -1,0 +1,164 @@
+/**
+ * Fused primitives against the composition of autograd ops they replace: forward values, gradients
+ * from the array backward (the usual pass) and from the Tensor-op backward (createGraph), gradcheck,
+ * double backward, launch counts and live buffers.
+ */
+import { describe, expect, it } from 'vitest';
+import { Generator } from '@needle/ndarray';
+import * as A from '../src/index';
+import { Tensor, gradcheck, gradients, lstmSequence, noGrad, randn } from '../src/index';
+import { backend, liveBuffers } from './helpers';
+
+/** The composed LSTM layer (what nn.LSTM ran before the fused op): [T, B, 2H] of h_t and c_t. */
+function lstmComposed(xp: Tensor, whh: Tensor, bhh: Tensor | null, h0: Tensor | null, c0: Tensor | null): Tensor {
+  const [T, , G] = xp.shape;
+  const H = G / 4;
+  const gate = (t: Tensor, k: number) => A.getitem(t, '...', { start: k * H, stop: (k + 1) * H });
+  let h = h0;
+  let c = c0;
+  const rows: Tensor[] = [];
+  for (let t = 0; t < T; t++) {
+    let hp: Tensor | null = h ? A.matmul(h, A.transpose(whh)) : null;
+    if (bhh) hp = hp ? A.add(hp, bhh) : bhh;
+    const xt = A.getitem(xp, t);
+    const gates = hp ? A.add(xt, hp) : xt;
+    const ig = A.mul(A.sigmoid(gate(gates, 0)), A.tanh(gate(gates, 2)));
+    const cn = c ? A.add(A.mul(A.sigmoid(gate(gates, 1)), c), ig) : ig;
+    h = A.mul(A.sigmoid(gate(gates, 3)), A.tanh(cn));
+    c = cn;
+    rows.push(A.concat([h, c], -1));
+  }
+  return A.stack(rows, 0);
+}
+
+/** The h and c blocks of the fused op's packed output, [T, B, 2H]. */
+function fusedHC(xp: Tensor, whh: Tensor, bhh: Tensor | null, h0: Tensor | null, c0: Tensor | null): Tensor {
+  const H = xp.shape[2] / 4;
+  return A.getitem(lstmSequence(xp, whh, bhh, h0, c0), {}, {}, { stop: 2 * H });
+}
+
+interface Case {
+  T: number;
+  bias: boolean;
+  state: boolean;
+}
+
+const CASES: Case[] = [
+  { T: 3, bias: true, state: true },
+  { T: 3, bias: true, state: false },
+  { T: 2, bias: false, state: true },
+  { T: 1, bias: false, state: false },
+];
+
+function inputs(c: Case, seed: number): { xp: Tensor; whh: Tensor; bhh: Tensor | null; h0: Tensor | null; c0: Tensor | null; all: Tensor[] } {
+  const g = new Generator(seed);
+  const B = 2;
+  const H = 3;
+  const xp = randn([c.T, B, 4 * H], { generator: g, requiresGrad: true });
+  const whh = randn([4 * H, H], { generator: g, requiresGrad: true, std: 0.5 });
+  const bhh = c.bias ? randn([4 * H], { generator: g, requiresGrad: true }) : null;
+  const h0 = c.state ? randn([B, H], { generator: g, requiresGrad: true }) : null;
+  const c0 = c.state ? randn([B, H], { generator: g, requiresGrad: true }) : null;
+  const all = [xp, whh, bhh, h0, c0].filter((t): t is Tensor => t !== null);
+  return { xp, whh, bhh, h0, c0, all };
+}
+
+function name(c: Case): string {
+  return `T=${c.T}${c.bias ? ', bias' : ''}${c.state ? ', initial state' : ', zero state'}`;
+}
+
+describe('lstmSequence (fused LSTM layer)', () => {
+  for (const c of CASES) {
+    it(`${name(c)}: forward bit for bit the composition; gradients of both backwards match it`, async () => {
+      const before = liveBuffers();
+      const { xp, whh, bhh, h0, c0, all } = inputs(c, 3 + c.T);
+      const w = randn([c.T, 2, 6], { generator: new Generator(9) });
+      const loss = (hc: Tensor) => A.sum(A.mul(hc, w));
+
+      const ref = lstmComposed(xp, whh, bhh, h0, c0);
+      const fused = fusedHC(xp, whh, bhh, h0, c0);
+      expect(Array.from(await fused.toArray())).toEqual(Array.from(await ref.toArray()));
+
+      // T=1 from a zero state never reads weightHh: the composition has no gradient for it, the fused op zeros.
+      const losses = [loss(ref), loss(fused)];
+      const refGrads = gradients(losses[0], all, { allowUnused: true });
+      const fastGrads = gradients(losses[1], all);
+      // createGraph: the backward runs in Tensor ops (the path double backward goes through).
+      const again = fusedHC(xp, whh, bhh, h0, c0);
+      losses.push(loss(again));
+      const slowGrads = gradients(losses[2], all, { createGraph: true });
+      for (let i = 0; i < all.length; i++) {
+        const f = await fastGrads[i]!.toArray();
+        const s = await slowGrads[i]!.toArray();
+        const r = refGrads[i] ? await refGrads[i]!.toArray() : new Float32Array(f.length);
+        r.forEach((v, j) => {
+          expect(Math.abs(f[j] - v), `input ${i} element ${j}: fast ${f[j]} vs composed ${v}`).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(v)));
+          expect(Math.abs(s[j] - v), `input ${i} element ${j}: createGraph ${s[j]} vs composed ${v}`).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(v)));
+        });
+      }
+      [...refGrads, ...fastGrads, ...slowGrads].forEach((t) => t?.dispose());
+      [...all, w, ref, fused, again, ...losses].forEach((t) => t.dispose());
+      expect(liveBuffers()).toBe(before);
+    });
+  }
+
+  it('gradcheck through every input; double backward equals the composition\'s', async () => {
+    const before = liveBuffers();
+    const { all } = inputs({ T: 3, bias: true, state: true }, 21);
+    const f = (xp: Tensor, whh: Tensor, b: Tensor, h0: Tensor, c0: Tensor) => fusedHC(xp, whh, b, h0, c0);
+    expect((await gradcheck(f, all)).ok).toBe(true);
+    // Hessian-vector products: d/dinputs of sum_i <dL/dinput_i, v_i>, L = sum(tanh(hc) * w).
+    const gen = new Generator(5);
+    const w = randn([3, 2, 6], { generator: gen });
+    const v = all.map((t) => randn(t.shape, { generator: gen }));
+    const hvp = (layer: typeof lstmComposed) => {
+      const hc = layer(all[0], all[1], all[2], all[3], all[4]);
+      const l = A.sum(A.mul(A.tanh(hc), w));
+      const gs = gradients(l, all, { createGraph: true });
+      const s = gs.map((g, i) => A.sum(A.mul(g!, v[i]))).reduce((a, b) => A.add(a, b));
+      const out = gradients(s, all);
+      [hc, l, s, ...gs].forEach((t) => t!.dispose());
+      return out;
+    };
+    const ref = hvp(lstmComposed);
+    const got = hvp(fusedHC);
+    for (let i = 0; i < all.length; i++) {
+      const r = await ref[i]!.toArray();
+      const g = await got[i]!.toArray();
+      r.forEach((x, j) => expect(Math.abs(g[j] - x), `input ${i} element ${j}: ${g[j]} vs composed ${x}`).toBeLessThanOrEqual(1e-4 * Math.max(1, Math.abs(x))));
+    }
+    [...all, ...v, ...ref, ...got, w].forEach((t) => t!.dispose());
+    expect(liveBuffers()).toBe(before);
+  });
+
+  it('launches one matmul and two programs per step forward, one matmul and three programs backward, and leaves no buffer behind', () => {
+    const before = liveBuffers();
+    const T = 5;
+    const { xp, whh, bhh, h0, c0, all } = inputs({ T, bias: true, state: true }, 4);
+    backend.resetStats();
+    const packed = lstmSequence(xp, whh, bhh, h0, c0);
+    const fwd = backend.stats().kernels;
+    expect(fwd.matmul).toBe(T);
+    expect(fwd.elementwise).toBe(2 * T);
+    const hc = A.getitem(packed, {}, {}, { stop: 6 });
+    backend.resetStats();
+    const total = A.sum(hc);
+    total.backward();
+    const bwd = backend.stats().kernels;
+    // per step: the recurrent gradient (T, the last one into h0) and dW_hh over all steps
+    expect(bwd.matmul).toBe(T + 1);
+    expect(bwd.elementwise).toBe(3 * T);
+    for (const t of all) expect(t.grad, 'every input has a gradient').not.toBeNull();
+    noGrad(() => lstmSequence(xp, whh, null, null, null).dispose());
+    [...all, hc, total].forEach((t) => t.dispose());
+    expect(liveBuffers()).toBe(before);
+  });
+
+  it('errors name the op and the shapes', () => {
+    const { xp, whh, all } = inputs({ T: 2, bias: false, state: false }, 1);
+    expect(() => lstmSequence(A.reshape(xp, [2, 24]), whh, null, null, null)).toThrow(/lstmSequence: input projection of shape \[2, 24\]: expected \[seq > 0, batch, 4 \* hidden\]/);
+    expect(() => lstmSequence(xp, A.transpose(whh), null, null, null)).toThrow(/lstmSequence: weightHh has shape \[3, 12\], expected \[12, 3\]/);
+    expect(() => lstmSequence(xp, whh, null, randn([3, 3]), null)).toThrow(/lstmSequence: h0 has shape \[3, 3\], expected \[2, 3\]/);
+    all.forEach((t) => t.dispose());
+  });
+});
