@@ -5,6 +5,7 @@ Arrays come and go as raw little-endian float32 files. Every step ends with its 
 (PyTorch CPU ops are synchronous), so timings are comparable with the Node workers.
 """
 import json
+import os
 import sys
 import time
 
@@ -82,14 +83,38 @@ def seeded(model, values):
     return params
 
 
+def blas_in_use():
+    """The BLAS/LAPACK libraries this process has mapped (after one matmul), as file names.
+
+    Debian's torch links the generic libblas.so.3, which the dynamic loader resolves through
+    LD_LIBRARY_PATH first (an unpacked OpenBLAS) and the alternatives system otherwise (the
+    reference netlib BLAS unless libopenblas is installed), so the mapped file is the truth.
+    """
+    torch.ones(64, 64) @ torch.ones(64, 64)
+    with open("/proc/self/maps") as f:
+        paths = {line.split()[-1] for line in f if "blas" in line or "lapack" in line}
+    libs = sorted(p for p in paths if p.startswith("/"))
+    return "; ".join(libs) if libs else "none mapped (statically linked or MKL)"
+
+
+def pool_settings():
+    """The thread-pool variables the harness may set (see PythonChannel), as they reached torch."""
+    keys = ("OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY")
+    return "".join(f", {k}={os.environ[k]}" for k in keys if k in os.environ)
+
+
 def read_f32(path):
     return torch.from_numpy(np.fromfile(path, dtype="<f4").copy())
 
 
 class Prepared:
-    def __init__(self, spec, inputs):
+    def __init__(self, spec, inputs, dtype=torch.float32):
         kind, dims = spec["kind"], spec["dims"]
         self.last = None
+        if dtype != torch.float32:
+            if kind not in ("resnet9", "lm"):
+                raise Unavailable(f"{kind} has its own float64 reference in src/reference.ts")
+            inputs = [t.to(dtype) for t in inputs]
         if kind == "matmul":
             n = dims[0]
             a, b = inputs[0].reshape(n, n), inputs[1].reshape(n, n)
@@ -185,7 +210,7 @@ class Prepared:
             (batch,) = dims
             x = inputs[0].reshape(batch, 3, 32, 32)
             labels = inputs[1].long()
-            model = ResNet9()  # training mode: batch statistics, running statistics updated
+            model = ResNet9().to(dtype)  # training mode: batch statistics, running statistics updated
             params = seeded(model, inputs[2:])
             opt = torch.optim.SGD(params, lr=MLP_LR)
 
@@ -202,7 +227,7 @@ class Prepared:
             batch, seq, vocab, emb, hidden = dims
             ids = inputs[0].reshape(seq, batch).long()
             targets = inputs[1].long()
-            model = LanguageModel(vocab, emb, hidden)
+            model = LanguageModel(vocab, emb, hidden).to(dtype)
             params = seeded(model, inputs[2:])
             opt = torch.optim.SGD(params, lr=MLP_LR)
 
@@ -225,8 +250,8 @@ class Prepared:
     def output(self):
         if self.kind in ("mlp", "convnet", "lstm", "resnet9", "lm"):
             parts = [self.last.reshape(1)] + [p.detach().reshape(-1) for p in self.params]
-            return torch.cat(parts).numpy()
-        return self.last.reshape(-1).numpy()
+            return torch.cat(parts).float().numpy()
+        return self.last.reshape(-1).float().numpy()
 
 
 def main():
@@ -241,7 +266,7 @@ def main():
                 torch.set_num_threads(threads)
                 info = {
                     "threads": torch.get_num_threads(),
-                    "details": f"torch {torch.__version__}, mkl={torch.backends.mkl.is_available()}, mkldnn={torch.backends.mkldnn.is_available()}",
+                    "details": f"torch {torch.__version__}, mkl={torch.backends.mkl.is_available()}, mkldnn={torch.backends.mkldnn.is_available()}, BLAS {blas_in_use()}{pool_settings()}",
                 }
                 reply = {"ok": True, "info": info}
             elif op == "prepare":
@@ -250,6 +275,13 @@ def main():
                 prepared = Prepared(req["spec"], inputs)
                 prepared.step()
                 prepared.output().astype("<f4").tofile(req["outputFile"])
+                reply = {"ok": True}
+            elif op == "reference":
+                # One step in float64, the reference of the flagship-model cases (src/reference.ts).
+                inputs = [read_f32(f) for f in req["inputFiles"]]
+                ref = Prepared(req["spec"], inputs, torch.float64)
+                ref.step()
+                ref.output().astype("<f4").tofile(req["outputFile"])
                 reply = {"ok": True}
             elif op == "calibrate":
                 n, t0 = 0, time.perf_counter()

@@ -52,10 +52,12 @@ export class ForkChannel extends ProcessChannel {
   protected child: ChildProcess;
   private stderr = '';
 
-  constructor(script = workerScript()) {
+  /** `execArgv`: Node flags of the worker (default: this process's, as fork does). */
+  constructor(script = workerScript(), options: { execArgv?: string[] } = {}) {
     super();
     if (!existsSync(script)) throw new Error(`worker script ${script} is missing: build apps/bench first (pnpm exec tsup)`);
     this.child = fork(script, [], {
+      execArgv: options.execArgv ?? process.execArgv,
       // Piped, not inherited: Dawn prints validation messages on stdout, which would corrupt the
       // table (and --markdown output) that the harness prints there.
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
@@ -104,13 +106,28 @@ export function torchAvailable(): { ok: boolean; python: string; reason: string 
   return torchProbe;
 }
 
+export interface PythonOptions {
+  /** The thread count the worker will be asked for, also given to OpenBLAS's own pool (OPENBLAS_NUM_THREADS). */
+  threads?: number;
+  /** Put in front of LD_LIBRARY_PATH: a folder holding another libblas.so.3 (an unpacked OpenBLAS). */
+  libraryPath?: string;
+}
+
 export class PythonChannel extends ProcessChannel {
   protected child: ChildProcess;
   private stderr = '';
 
-  constructor(script = torchScript()) {
+  constructor(script = torchScript(), options: PythonOptions = {}) {
     super();
-    this.child = spawn(torchAvailable().python, ['-u', script], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    if (options.libraryPath) env.LD_LIBRARY_PATH = [options.libraryPath, env.LD_LIBRARY_PATH].filter(Boolean).join(':');
+    // torch.set_num_threads sizes torch's own pool; OpenBLAS (pthread build) sizes its pool from this.
+    if (options.threads) env.OPENBLAS_NUM_THREADS = String(options.threads);
+    // With OpenBLAS's pthread pool beside torch's OpenMP pool, OpenMP threads that spin while
+    // OpenBLAS computes (GNU OpenMP's default) take its cores: a 2-thread MLP step ran ~8x slower
+    // than with 1 thread in a check on 2 cores (BENCHMARKS.md, method). Passive waiting removes that.
+    if (options.libraryPath && (options.threads ?? 1) > 1) env.OMP_WAIT_POLICY ??= 'PASSIVE';
+    this.child = spawn(torchAvailable().python, ['-u', script], { stdio: ['pipe', 'pipe', 'pipe'], env });
     createInterface({ input: this.child.stdout! }).on('line', (line) => {
       if (line.startsWith('{')) this.onReply(JSON.parse(line) as Reply);
     });

@@ -2,14 +2,14 @@
  * `pnpm bench [filters...] [flags]`: needle against TensorFlow.js, jax-js and PyTorch.
  * See README.md for the filters, flags and what each number means.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { allCases, CASE_KINDS, type CaseSpec } from './cases';
 import { ForkChannel, InProcessChannel, PythonChannel, torchAvailable } from './channels';
-import { backendOf, frameworkOf, TARGETS, type Target } from './engines/types';
-import { runHarness } from './harness';
+import { BASELINE_TARGETS, parseTarget, TARGETS, type Target } from './engines/types';
+import { runHarness, threadsOf } from './harness';
 import type { Channel } from './protocol';
 import { formatMarkdown, formatTable } from './report';
 
@@ -17,7 +17,12 @@ const USAGE = `usage: pnpm bench [case filters...] [--backend cpu,wasm,webgpu] [
   case filters: ${CASE_KINDS.join(', ')} or a case id (e.g. matmul-512); none = all cases
   --backend LIST     only targets on these backends (repeatable or comma separated)
   --framework LIST   only these frameworks (needle is always kept unless --no-needle)
-  --target LIST      exact targets, e.g. needle:cpu,tfjs:wasm
+  --target LIST      exact targets, e.g. needle:cpu,tfjs:wasm; TARGET@N runs it with N threads
+                     (needle:wasm,needle:wasm@2 measures both in one run)
+  --baseline DIR     add base:cpu, base:wasm, base:webgpu: needle computed by the built packages of
+                     the checkout at DIR (e.g. an older commit, see README.md)
+  --torch-blas DIR   run torch:cpu with LD_LIBRARY_PATH=DIR (e.g. an unpacked OpenBLAS, see
+                     scripts/prepare-openblas.sh); the notes say which BLAS torch loaded
   --large            add the 2048 matmul
   --threads N        threads for backends that take a count (torch; needle-wasm) (default 1)
   --rounds N         alternating rounds (default 5)
@@ -37,6 +42,8 @@ export function parse(argv: string[]) {
       backend: { type: 'string', multiple: true },
       framework: { type: 'string', multiple: true },
       target: { type: 'string', multiple: true },
+      baseline: { type: 'string' },
+      'torch-blas': { type: 'string' },
       large: { type: 'boolean', default: false },
       threads: { type: 'string', default: '1' },
       rounds: { type: 'string' },
@@ -69,13 +76,21 @@ export function parse(argv: string[]) {
   const backends = list(values.backend);
   const frameworks = list(values.framework);
   const exact = list(values.target);
-  for (const t of exact) if (!(TARGETS as readonly string[]).includes(t)) throw new Error(`unknown target '${t}' (targets: ${TARGETS.join(', ')})`);
-  const targets = TARGETS.filter((t) => {
-    if (exact.length) return exact.includes(t);
-    if (backends.length && !backends.includes(backendOf(t))) return false;
-    if (frameworks.length && frameworkOf(t) !== 'needle' && !frameworks.includes(frameworkOf(t))) return false;
-    return true;
-  });
+  for (const t of exact) parseTarget(t);
+  const baseline = values.baseline === undefined ? undefined : path.resolve(values.baseline);
+  if (baseline !== undefined && !existsSync(path.join(baseline, 'packages', 'ndarray'))) throw new Error(`--baseline ${baseline}: not a needle checkout (no packages/ndarray)`);
+  if (baseline === undefined && exact.some((t) => parseTarget(t).framework === 'base')) throw new Error('base:* targets need --baseline DIR');
+  const torchBlas = values['torch-blas'] === undefined ? undefined : path.resolve(values['torch-blas']);
+  if (torchBlas !== undefined && !existsSync(torchBlas)) throw new Error(`--torch-blas ${torchBlas}: no such folder (scripts/prepare-openblas.sh makes one)`);
+  const candidates: string[] = [...TARGETS, ...(baseline ? BASELINE_TARGETS : [])];
+  const targets = exact.length
+    ? exact
+    : candidates.filter((t) => {
+        const { framework, backend } = parseTarget(t);
+        if (backends.length && !backends.includes(backend)) return false;
+        if (frameworks.length && framework !== 'needle' && framework !== 'base' && !frameworks.includes(framework)) return false;
+        return true;
+      });
   const quick = values.quick;
   return {
     help: values.help,
@@ -83,6 +98,8 @@ export function parse(argv: string[]) {
     cases,
     targets: targets as Target[],
     threads: int(values.threads, 1, 'threads'),
+    baseline,
+    torchBlas,
     rounds: int(values.rounds, quick ? 3 : 5, 'rounds'),
     samplesPerRound: int(values.samples, quick ? 1 : 3, 'samples'),
     sampleMs: int(values['sample-ms'], quick ? 30 : 50, 'sample-ms'),
@@ -94,11 +111,11 @@ export function parse(argv: string[]) {
   };
 }
 
-function openChannel(target: Target, inProcess: boolean): Channel {
-  if (target === 'torch:cpu') {
+function openChannel(target: Target, inProcess: boolean, threads: number, torchBlas: string | undefined): Channel {
+  if (parseTarget(target).framework === 'torch') {
     const probe = torchAvailable();
     if (!probe.ok) throw new Error(probe.reason);
-    return new PythonChannel();
+    return new PythonChannel(undefined, { threads: threadsOf(target, threads), libraryPath: torchBlas });
   }
   return inProcess ? new InProcessChannel() : new ForkChannel();
 }
@@ -122,7 +139,7 @@ async function main(): Promise<void> {
   console.error(`needle bench: ${args.cases.length} case(s) x ${args.targets.length} target(s)`);
   const result = await runHarness({
     ...args,
-    open: (t) => openChannel(t, args.inProcess),
+    open: (t) => openChannel(t, args.inProcess, args.threads, args.torchBlas),
     log: (l) => console.error(`  ${l}`),
   });
   console.log(args.markdown ? formatMarkdown(result) : formatTable(result));

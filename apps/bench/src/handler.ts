@@ -5,6 +5,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { makeEngine } from './engines';
 import { NotAvailableError, type Engine, type Prepared } from './engines/types';
+import { hasKernelStats } from './kernel-stats';
 import type { KernelCount, Reply, Request } from './protocol';
 
 export class Handler {
@@ -23,7 +24,7 @@ export class Handler {
     switch (req.op) {
       case 'init': {
         this.engine = makeEngine(req.target);
-        const info = await this.engine.init({ threads: req.threads });
+        const info = await this.engine.init({ threads: req.threads, baseline: req.baseline });
         return { ok: true, info };
       }
       case 'prepare': {
@@ -34,6 +35,8 @@ export class Handler {
         writeFileSync(req.outputFile, await this.prepared.output());
         return { ok: true };
       }
+      case 'reference':
+        throw new NotAvailableError('the float64 reference step is computed by the torch worker only');
       case 'calibrate': {
         const p = this.needPrepared();
         // At least two more steps, and at least warmupMs of them: JITs, caches and pools settle.
@@ -89,10 +92,11 @@ export class Handler {
 
 /** One more (untimed) step, warm, counted by the backend's stats(); undefined for other frameworks. */
 export async function kernelsPerStep(p: Prepared): Promise<KernelCount | undefined> {
-  if (!p.backend) return undefined;
+  if (!p.backend || !hasKernelStats(p.backend)) return undefined;
   p.backend.resetStats();
   await p.step();
   const s = p.backend.stats();
+  if (typeof s?.launches !== 'number' || typeof s.kernels !== 'object') return undefined;
   const byFamily: Record<string, number> = {};
   for (const [family, n] of Object.entries(s.kernels)) if (n > 0) byFamily[family] = n;
   return { total: s.launches, byFamily };

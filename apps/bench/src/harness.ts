@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { compareOutputs, makeInputs, metricOf, toleranceOf, type CaseSpec } from './cases';
-import { isNeedle, type EngineInfo, type Target } from './engines/types';
+import { isNeedle, parseTarget, type EngineInfo, type Target } from './engines/types';
 import { machineFacts, type MachineFacts } from './machine';
 import type { Channel, KernelCount, Reply } from './protocol';
 import { referenceFor } from './reference';
@@ -18,7 +18,10 @@ export interface HarnessOptions {
   targets: Target[];
   /** How to reach a target's process. */
   open: (target: Target) => Channel;
+  /** Threads of every target without an `@N` of its own. */
   threads: number;
+  /** The checkout whose built packages compute the base:* targets. */
+  baseline?: string;
   rounds: number;
   /** Most samples per target per round. */
   samplesPerRound: number;
@@ -56,6 +59,8 @@ export interface CaseResult {
   unit: string;
   entries: Entry[];
   ratios: Ratio[];
+  /** What the outputs were checked against. */
+  reference?: string;
 }
 
 export interface TargetStatus {
@@ -86,7 +91,7 @@ export async function runHarness(options: HarnessOptions): Promise<BenchResult> 
       let channel: Channel | undefined;
       try {
         channel = options.open(target);
-        reply = await channel.request({ op: 'init', target, threads: options.threads });
+        reply = await channel.request({ op: 'init', target, threads: threadsOf(target, options.threads), baseline: options.baseline });
       } catch (e) {
         reply = { ok: false, unavailable: true, reason: (e as Error).message };
       }
@@ -130,26 +135,28 @@ async function runCase(
   }
   const live = targets.filter((t) => t.status === 'ok').map((t) => t.target);
   const inputs = makeInputs(spec);
-  const reference = await referenceFor(spec, inputs);
-  if (!reference) {
+  const inputFiles = inputs.map((a, i) => {
+    const f = path.join(tmp, `${spec.id}.in${i}.f32`);
+    writeFileSync(f, a);
+    return f;
+  });
+  const ref = await referenceFor(spec, inputs, inputFiles, path.join(tmp, `${spec.id}.reference.f32`));
+  if (!ref) {
     for (const t of live) {
       entries.set(t, { target: t, status: 'not available', reason: `no ${spec.kind} layers in needle yet, so no reference and nothing to compare` });
     }
     log(`${spec.id}: not available (needle has no ${spec.kind} yet)`);
     return finish(spec, metric.unit, options.targets, entries);
   }
+  const reference = ref.output;
+  log(`${spec.id}: reference from ${ref.source}`);
   const tol = toleranceOf(spec, inputs);
-  const inputFiles = inputs.map((a, i) => {
-    const f = path.join(tmp, `${spec.id}.in${i}.f32`);
-    writeFileSync(f, a);
-    return f;
-  });
 
   // Check before timing: a target whose output differs from the reference is never timed.
   const plan: Array<{ target: Target; channel: Channel; batch: number; samples: number; times: number[] }> = [];
   for (const target of live) {
     const channel = channels.get(target)!;
-    const outputFile = path.join(tmp, `${spec.id}.${target.replace(':', '-')}.out.f32`);
+    const outputFile = path.join(tmp, `${spec.id}.${target.replace(/[:@]/g, '-')}.out.f32`);
     const prep = await channel.request({ op: 'prepare', spec, inputFiles, outputFile });
     if (!prep.ok) {
       entries.set(target, { target, status: prep.unavailable ? 'not available' : 'error', reason: prep.reason });
@@ -198,7 +205,12 @@ async function runCase(
     }
   }
   for (const f of inputFiles) rmSync(f, { force: true });
-  return finish(spec, metric.unit, options.targets, entries);
+  return { ...finish(spec, metric.unit, options.targets, entries), reference: ref.source };
+}
+
+/** The threads a target asks for: its own `@N`, else the run's --threads. */
+export function threadsOf(target: Target, threads: number): number {
+  return parseTarget(target).threads ?? threads;
 }
 
 /** '64 kernels (ewise 16, compact 14, ...)', families by count. */

@@ -7,9 +7,12 @@ import type { CaseSpec } from './cases';
 import type { EngineInfo, Target } from './engines/types';
 
 export type Request =
-  | { op: 'init'; target: Target; threads: number }
+  /** `baseline`: the checkout whose build computes base:* targets. */
+  | { op: 'init'; target: Target; threads: number; baseline?: string }
   /** Load the inputs, run one step, write its output; nothing is timed yet. */
   | { op: 'prepare'; spec: CaseSpec; inputFiles: string[]; outputFile: string }
+  /** torch worker only: one step of a flagship-model case in float64, written like `prepare`'s output. */
+  | { op: 'reference'; spec: CaseSpec; inputFiles: string[]; outputFile: string }
   /** Warm up, then say how many iterations make one sample of about `sampleMs`. */
   | { op: 'calibrate'; warmupMs: number; sampleMs: number }
   /** One round: `samples` samples of `batch` iterations each. */

@@ -2,6 +2,7 @@
  * Reference results, computed by needle's CPU backend (the living spec of every kernel). Each
  * framework's output for a case is compared with these elementwise before it is timed.
  */
+import { readFileSync, rmSync } from 'node:fs';
 import { NDArray, tidy, type Backend } from '@needle/ndarray';
 import { createCpuBackend } from '@needle/ndarray-cpu';
 import { CONVNET_KERNEL, CONVNET_PAD, MLP_LR, type CaseSpec } from './cases';
@@ -12,21 +13,56 @@ function cpuBackend(): Backend {
   return cpu;
 }
 
+/** A case's expected output and where it came from (printed under the table). */
+export interface Reference {
+  output: Float32Array;
+  /** e.g. 'float64 loops (src/reference.ts)', 'PyTorch float64'. */
+  source: string;
+}
+
 /**
- * The expected output of any case, as the harness asks for it: `referenceOutput`, or for the flagship
- * models (ResNet9, LanguageModel), which have no hand-written reference, needle's own step on the CPU
- * backend (@needle/nn's models are tested against PyTorch fixtures at 1e-5), so the check there is
- * PyTorch and the other needle backends against needle-cpu.
+ * The expected output of any case, as the harness asks for it. `referenceOutput` where the case has
+ * a hand-written one. The flagship models (ResNet9, LanguageModel) have none: their reference is
+ * PyTorch's step in float64 (the torch worker's `reference` request; `inputFiles` hold the inputs),
+ * which shares no code with any measured target and is closer to the exact step than any float32
+ * framework. Where no Python can import torch it falls back to needle's own step on the CPU backend
+ * (@needle/nn's models are tested against PyTorch fixtures at 1e-5), and says so.
  */
-export async function referenceFor(spec: CaseSpec, inputs: Float32Array[]): Promise<Float32Array | undefined> {
-  if (spec.kind !== 'resnet9' && spec.kind !== 'lm') return referenceOutput(spec, inputs);
+export async function referenceFor(spec: CaseSpec, inputs: Float32Array[], inputFiles: string[], outputFile: string): Promise<Reference | undefined> {
+  if (spec.kind !== 'resnet9' && spec.kind !== 'lm') {
+    const output = referenceOutput(spec, inputs);
+    const source = spec.kind === 'convnet' || spec.kind === 'lstm' ? 'float64 loops with hand-derived gradients (src/reference.ts)' : 'needle-cpu ops (src/reference.ts)';
+    return output && { output, source };
+  }
+  const torch = await torchReference(spec, inputFiles, outputFile);
+  if (torch.output) return { output: torch.output, source: 'PyTorch float64 (python/torch_worker.py, op reference)' };
   const { prepareNeedleLm, prepareNeedleResnet9 } = await import('./engines/needle-models');
-  const prepared = await (spec.kind === 'lm' ? prepareNeedleLm : prepareNeedleResnet9)(spec, inputs, cpuBackend());
+  const { thisCheckout } = await import('./engines/needle-step');
+  const prepared = await (spec.kind === 'lm' ? prepareNeedleLm : prepareNeedleResnet9)(spec, inputs, thisCheckout(cpuBackend()));
   try {
     await prepared.step();
-    return await prepared.output();
+    return { output: await prepared.output(), source: `needle-cpu's own step, not independent (${torch.reason})` };
   } finally {
     prepared.dispose();
+  }
+}
+
+/** The torch worker's float64 step, or why there is none. */
+async function torchReference(spec: CaseSpec, inputFiles: string[], outputFile: string): Promise<{ output?: Float32Array; reason: string }> {
+  // Loaded here: channels.ts reaches the engines, which import this module.
+  const { PythonChannel, torchAvailable } = await import('./channels');
+  const probe = torchAvailable();
+  if (!probe.ok) return { reason: probe.reason };
+  const channel = new PythonChannel(undefined, { threads: 1 });
+  try {
+    const init = await channel.request({ op: 'init', target: 'torch:cpu', threads: 1 });
+    const reply = init.ok ? await channel.request({ op: 'reference', spec, inputFiles, outputFile }) : init;
+    if (!reply.ok) return { reason: `the torch worker's float64 step failed: ${reply.reason}` };
+    const buf = readFileSync(outputFile);
+    rmSync(outputFile, { force: true });
+    return { output: new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength)), reason: '' };
+  } finally {
+    await channel.close().catch(() => {});
   }
 }
 

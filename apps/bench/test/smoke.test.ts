@@ -9,6 +9,7 @@ import { allCases, lstmCase, makeInputs } from '../src/cases';
 import { InProcessChannel, PythonChannel, torchAvailable } from '../src/channels';
 import { parse } from '../src/cli';
 import { prepareNeedleLstm } from '../src/engines/needle-lstm';
+import { thisCheckout } from '../src/engines/needle-step';
 import type { Target } from '../src/engines/types';
 import { runHarness } from '../src/harness';
 import { formatMarkdown, formatTable } from '../src/report';
@@ -96,7 +97,7 @@ describe('bench smoke', () => {
   it('frees everything an LSTM step allocates but the loss (hN and cN are unused by the loss)', async () => {
     const backend = createCpuBackend({ name: 'smoke-lstm' });
     const spec = lstmCase(2, 3, 4, 5, 3);
-    const prepared = await prepareNeedleLstm(spec, makeInputs(spec), backend);
+    const prepared = await prepareNeedleLstm(spec, makeInputs(spec), thisCheckout(backend));
     await prepared.step();
     const after = backend.memory().buffers;
     for (let i = 0; i < 3; i++) {

@@ -1,16 +1,20 @@
 import { JaxEngine } from './jax';
 import { NeedleEngine } from './needle';
 import { TfjsEngine } from './tfjs';
-import type { Engine, Target } from './types';
+import { parseTarget, type Engine, type Target } from './types';
 
 /** The in-process engine of a JavaScript target (torch:cpu runs in Python, see python/). */
 export function makeEngine(target: Target): Engine {
-  switch (target) {
+  const engine = parseTarget(target).engine;
+  switch (engine) {
     case 'needle:cpu':
+    case 'base:cpu':
       return new NeedleEngine(target, 'cpu');
     case 'needle:wasm':
+    case 'base:wasm':
       return new NeedleEngine(target, 'wasm');
     case 'needle:webgpu':
+    case 'base:webgpu':
       return new NeedleEngine(target, 'webgpu');
     case 'tfjs:cpu':
       return new TfjsEngine(target, 'cpu');
@@ -25,6 +29,6 @@ export function makeEngine(target: Target): Engine {
     case 'torch:cpu':
       throw new Error('torch:cpu runs in the Python worker, not in-process');
     default:
-      return target satisfies never;
+      return engine satisfies never;
   }
 }

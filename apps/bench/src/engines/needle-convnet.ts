@@ -6,14 +6,15 @@
  * frameworks'). The packages are loaded dynamically, like the MLP step, so that a missing build is
  * reported as not available instead of breaking every needle target.
  */
-import { NDArray, type Backend } from '@needle/ndarray';
+import type { NDArray } from '@needle/ndarray';
 import { CONVNET_KERNEL, CONVNET_PAD, MLP_LR, type CaseSpec } from '../cases';
 import { concatFlat } from '../reference';
 import type { Prepared } from './types';
-import { loadNeedleStack, needleTrainingStep, sgdUpdate } from './needle-step';
+import { loadNeedleStack, needleTrainingStep, sgdUpdate, type NeedleContext } from './needle-step';
 
-export async function prepareNeedleConvnet(spec: CaseSpec, inputs: Float32Array[], backend: Backend): Promise<Prepared> {
-  const { nn, ag } = await loadNeedleStack({ nn: ['Sequential', 'Conv2d', 'ReLU', 'MaxPool2d', 'Flatten', 'Linear', 'CrossEntropyLoss'], autograd: ['Tensor'] });
+export async function prepareNeedleConvnet(spec: CaseSpec, inputs: Float32Array[], ctx: NeedleContext): Promise<Prepared> {
+  const { backend, nd } = ctx;
+  const { nn, ag } = await loadNeedleStack(ctx, { nn: ['Sequential', 'Conv2d', 'ReLU', 'MaxPool2d', 'Flatten', 'Linear', 'CrossEntropyLoss'], autograd: ['Tensor'] });
 
   const [batch, channels, size, c1, c2, classes] = spec.dims;
   const k = CONVNET_KERNEL;
@@ -32,7 +33,7 @@ export async function prepareNeedleConvnet(spec: CaseSpec, inputs: Float32Array[
   const lossFn = new nn.CrossEntropyLoss();
   const owned: NDArray[] = [];
   const put = (data: Float32Array, shape: number[]) => {
-    const a = NDArray.fromData(data, shape, backend);
+    const a = nd.NDArray.fromData(data, shape, backend);
     owned.push(a);
     return a;
   };
@@ -46,13 +47,13 @@ export async function prepareNeedleConvnet(spec: CaseSpec, inputs: Float32Array[
     '7.bias': put(inputs[7], [classes]),
   });
   for (const a of owned.splice(0)) a.dispose();
-  const x = new ag.Tensor(NDArray.fromData(inputs[0], [batch, channels, size, size], backend));
-  const labels = NDArray.fromData(inputs[1], [batch], backend);
+  const x = new ag.Tensor(nd.NDArray.fromData(inputs[0], [batch, channels, size, size], backend));
+  const labels = nd.NDArray.fromData(inputs[1], [batch], backend);
   const params = model.parameters();
   const run = needleTrainingStep(
-    backend,
+    ctx,
     () => lossFn.call(model.call(x), labels),
-    () => sgdUpdate(params, MLP_LR),
+    () => sgdUpdate(ctx, params, MLP_LR),
   );
 
   return {

@@ -5,14 +5,15 @@
  * recurrent state results (hN, cN) are not used by the loss, so backward() does not free them: the
  * shared step body runs inside a scope, which does.
  */
-import { NDArray, type Backend } from '@needle/ndarray';
+import type { NDArray } from '@needle/ndarray';
 import { MLP_LR, type CaseSpec } from '../cases';
 import { concatFlat } from '../reference';
 import type { Prepared } from './types';
-import { loadNeedleStack, needleTrainingStep, sgdUpdate } from './needle-step';
+import { loadNeedleStack, needleTrainingStep, sgdUpdate, type NeedleContext } from './needle-step';
 
-export async function prepareNeedleLstm(spec: CaseSpec, inputs: Float32Array[], backend: Backend): Promise<Prepared> {
-  const { nn, ag } = await loadNeedleStack({ nn: ['LSTM', 'Linear', 'CrossEntropyLoss'], autograd: ['Tensor', 'getitem'] });
+export async function prepareNeedleLstm(spec: CaseSpec, inputs: Float32Array[], ctx: NeedleContext): Promise<Prepared> {
+  const { backend, nd } = ctx;
+  const { nn, ag } = await loadNeedleStack(ctx, { nn: ['LSTM', 'Linear', 'CrossEntropyLoss'], autograd: ['Tensor', 'getitem'] });
 
   const [batch, seq, nIn, hidden, classes] = spec.dims;
   const lstm = new nn.LSTM(nIn, hidden, { backend });
@@ -20,7 +21,7 @@ export async function prepareNeedleLstm(spec: CaseSpec, inputs: Float32Array[], 
   const lossFn = new nn.CrossEntropyLoss();
   const owned: NDArray[] = [];
   const put = (data: Float32Array, shape: number[]) => {
-    const a = NDArray.fromData(data, shape, backend);
+    const a = nd.NDArray.fromData(data, shape, backend);
     owned.push(a);
     return a;
   };
@@ -33,17 +34,17 @@ export async function prepareNeedleLstm(spec: CaseSpec, inputs: Float32Array[], 
   });
   fc.loadStateDict({ weight: put(inputs[6], [classes, hidden]), bias: put(inputs[7], [classes]) });
   for (const a of owned.splice(0)) a.dispose();
-  const x = new ag.Tensor(NDArray.fromData(inputs[0], [seq, batch, nIn], backend));
-  const labels = NDArray.fromData(inputs[1], [batch], backend);
+  const x = new ag.Tensor(nd.NDArray.fromData(inputs[0], [seq, batch, nIn], backend));
+  const labels = nd.NDArray.fromData(inputs[1], [batch], backend);
   // PyTorch's order, which the output layout follows: weight_ih, weight_hh, bias_ih, bias_hh, then fc.
   const params = [...lstm.parameters(), ...fc.parameters()];
   const run = needleTrainingStep(
-    backend,
+    ctx,
     () => {
       const [out] = lstm.call(x);
       return lossFn.call(fc.call(ag.getitem(out, seq - 1)), labels);
     },
-    () => sgdUpdate(params, MLP_LR),
+    () => sgdUpdate(ctx, params, MLP_LR),
   );
 
   return {

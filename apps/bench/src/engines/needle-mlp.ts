@@ -3,11 +3,11 @@
  * backward, SGD update written into the parameters in place. Until autograd is built (or when its
  * exports differ from what this file needs) the case is reported as not available, never faked.
  */
-import { NDArray, type Backend } from '@needle/ndarray';
+import type { NDArray } from '@needle/ndarray';
 import { MLP_LR, type CaseSpec } from '../cases';
 import { concatFlat } from '../reference';
 import { NotAvailableError, type Prepared } from './types';
-import { needleTrainingStep, sgdUpdate } from './needle-step';
+import { needleTrainingStep, sgdUpdate, type NeedleContext } from './needle-step';
 import { importWorkspacePackage } from './workspace';
 
 /** The part of @needle/autograd's API this step uses (it is loaded dynamically, see workspace.ts). */
@@ -31,36 +31,37 @@ interface Autograd {
 }
 const NEEDED = ['Tensor', 'matmul', 'add', 'mul', 'relu', 'logSoftmax', 'sum'] as const;
 
-export async function prepareNeedleMlp(spec: CaseSpec, inputs: Float32Array[], backend: Backend): Promise<Prepared> {
+export async function prepareNeedleMlp(spec: CaseSpec, inputs: Float32Array[], ctx: NeedleContext): Promise<Prepared> {
   let mod: Record<string, unknown>;
   try {
-    mod = await importWorkspacePackage('autograd');
+    mod = await importWorkspacePackage('autograd', ctx.root);
   } catch (e) {
     throw new NotAvailableError(`needs @needle/autograd, which is not built here yet (${(e as Error).message.split(' (')[0]})`);
   }
-  return prepareMlpWith(mod, spec, inputs, backend);
+  return prepareMlpWith(mod, spec, inputs, ctx);
 }
 
 /** The step on a given autograd module (exported for a test against autograd's sources). */
-export function prepareMlpWith(mod: Record<string, unknown>, spec: CaseSpec, inputs: Float32Array[], backend: Backend): Prepared {
+export function prepareMlpWith(mod: Record<string, unknown>, spec: CaseSpec, inputs: Float32Array[], ctx: NeedleContext): Prepared {
+  const { backend, nd } = ctx;
   const missing = NEEDED.filter((k) => typeof mod[k] !== 'function');
   if (missing.length) throw new NotAvailableError(`@needle/autograd lacks ${missing.join(', ')}`);
   const ag = mod as unknown as Autograd;
 
   const [batch, nIn, nHidden, nClasses] = spec.dims;
-  const constant = (data: Float32Array, shape: number[]) => new ag.Tensor(NDArray.fromData(data, shape, backend));
-  const param = (data: Float32Array, shape: number[]) => new ag.Tensor(NDArray.fromData(data, shape, backend), { requiresGrad: true });
+  const constant = (data: Float32Array, shape: number[]) => new ag.Tensor(nd.NDArray.fromData(data, shape, backend));
+  const param = (data: Float32Array, shape: number[]) => new ag.Tensor(nd.NDArray.fromData(data, shape, backend), { requiresGrad: true });
   const x = constant(inputs[0], [batch, nIn]);
   const y = constant(inputs[1], [batch, nClasses]);
   const params = [param(inputs[2], [nIn, nHidden]), param(inputs[3], [nHidden]), param(inputs[4], [nHidden, nClasses]), param(inputs[5], [nClasses])];
   const [w1, b1, w2, b2] = params;
   const run = needleTrainingStep(
-    backend,
+    ctx,
     () => {
       const logits = ag.add(ag.matmul(ag.relu(ag.add(ag.matmul(x, w1), b1)), w2), b2);
       return ag.mul(ag.sum(ag.mul(ag.logSoftmax(logits, -1), y)), -1 / batch);
     },
-    () => sgdUpdate(params, MLP_LR),
+    () => sgdUpdate(ctx, params, MLP_LR),
   );
 
   return {
