@@ -108,16 +108,31 @@ export function resnet9Case(batch = 32): CaseSpec {
 }
 
 /**
+ * ResNet9's ConvBN blocks in order (`model.<at>`): Conv2d(cin, cout, k, stride, padding k // 2),
+ * BatchNorm2d(cout), ReLU. `2.fn.*` and `5.fn.*` are the two residual branches (x + fn(x)); then
+ * Flatten, Linear(128, 128) (`model.7`), ReLU, Linear(128, 10) (`model.9`). The peers of needle's
+ * step build the same network from this list.
+ */
+export const RESNET9_BLOCKS: ReadonlyArray<{ at: string; cin: number; cout: number; k: number; stride: number }> = [
+  { at: '0', cin: 3, cout: 16, k: 7, stride: 4 },
+  { at: '1', cin: 16, cout: 32, k: 3, stride: 2 },
+  { at: '2.fn.0', cin: 32, cout: 32, k: 3, stride: 1 },
+  { at: '2.fn.1', cin: 32, cout: 32, k: 3, stride: 1 },
+  { at: '3', cin: 32, cout: 64, k: 3, stride: 2 },
+  { at: '4', cin: 64, cout: 128, k: 3, stride: 2 },
+  { at: '5.fn.0', cin: 128, cout: 128, k: 3, stride: 1 },
+  { at: '5.fn.1', cin: 128, cout: 128, k: 3, stride: 1 },
+];
+/** BatchNorm2d's epsilon (PyTorch's and needle's default). */
+export const BN_EPS = 1e-5;
+
+/**
  * ResNet9's parameters in PyTorch's (and needle's) order and names: each ConvBN's conv weight
  * [out, in, k, k] and bias, its BatchNorm2d weight and bias, then the two Linears [out, in].
  */
 export function resnet9Params(): Array<{ name: string; shape: number[]; init: 'fanIn' | 'ones' | 'zeros'; fanIn: number }> {
-  const convBN: Array<[string, number, number, number]> = [
-    ['0', 3, 16, 7], ['1', 16, 32, 3], ['2.fn.0', 32, 32, 3], ['2.fn.1', 32, 32, 3],
-    ['3', 32, 64, 3], ['4', 64, 128, 3], ['5.fn.0', 128, 128, 3], ['5.fn.1', 128, 128, 3],
-  ];
   const out: Array<{ name: string; shape: number[]; init: 'fanIn' | 'ones' | 'zeros'; fanIn: number }> = [];
-  for (const [at, cin, cout, k] of convBN) {
+  for (const { at, cin, cout, k } of RESNET9_BLOCKS) {
     const fanIn = cin * k * k;
     out.push({ name: `model.${at}.conv.weight`, shape: [cout, cin, k, k], init: 'fanIn', fanIn });
     out.push({ name: `model.${at}.conv.bias`, shape: [cout], init: 'fanIn', fanIn });

@@ -33,7 +33,7 @@ export class Handler {
         this.prepared = await this.need().prepare(req.spec, inputs);
         await this.prepared.step();
         writeFileSync(req.outputFile, await this.prepared.output());
-        return { ok: true };
+        return { ok: true, note: this.prepared.note };
       }
       case 'reference':
         throw new NotAvailableError('the float64 reference step is computed by the torch worker only');

@@ -45,6 +45,8 @@ export interface Entry {
   summary?: Summary;
   /** needle targets: kernels one warm step launches. */
   kernels?: KernelCount;
+  /** How this target's step differs from the case's description (e.g. a framework's workaround). */
+  note?: string;
 }
 
 export interface Ratio {
@@ -174,6 +176,7 @@ async function runCase(
       continue;
     }
     entries.get(target)!.maxAbsErr = check.maxAbsErr;
+    if (prep.note) entries.get(target)!.note = prep.note;
     const cal = await channel.request({ op: 'calibrate', warmupMs: options.warmupMs, sampleMs: options.sampleMs });
     if (!cal.ok) {
       entries.set(target, { target, status: 'error', reason: cal.reason });

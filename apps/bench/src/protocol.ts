@@ -21,7 +21,7 @@ export type Request =
   | { op: 'exit' };
 
 export type Reply =
-  | { ok: true; info?: EngineInfo; perIterMs?: number; batch?: number; times?: number[]; kernels?: KernelCount }
+  | { ok: true; info?: EngineInfo; perIterMs?: number; batch?: number; times?: number[]; kernels?: KernelCount; note?: string }
   | { ok: false; unavailable: boolean; reason: string };
 
 /** Kernels one step launched after warm-up (needle targets, from backend.stats()). */

@@ -84,6 +84,7 @@ function notes(result: BenchResult): string[] {
   }
   for (const [k, v] of reasons) out.push(`${k}: ${v}`);
   for (const c of result.cases) if (c.reference) out.push(`${c.spec.id}: checked against ${c.reference}`);
+  for (const c of result.cases) for (const e of c.entries) if (e.note) out.push(`${c.spec.id} ${e.target}: ${e.note}`);
   for (const c of result.cases) {
     for (const e of c.entries) if (e.kernels) out.push(`${c.spec.id} ${e.target}: ${formatKernels(e.kernels)} per step after warm-up`);
   }

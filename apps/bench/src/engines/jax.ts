@@ -3,10 +3,10 @@
  * jax-js is meant to be used for speed); compilation happens in the untimed check step.
  * jax-js arrays are reference counted and functions consume their arguments: `.ref` keeps ours.
  */
-import { CONVNET_KERNEL, CONVNET_PAD, MLP_LR, type CaseSpec } from '../cases';
+import { BN_EPS, CONVNET_KERNEL, CONVNET_PAD, MLP_LR, RESNET9_BLOCKS, resnet9Params, type CaseSpec } from '../cases';
 import { concatFlat } from '../reference';
 import { adapterName, installNodeWebGpu } from './gpu';
-import { permuteArray } from './layouts';
+import { oneHotRows, permuteArray } from './layouts';
 import { NotAvailableError, type Engine, type EngineInfo, type EngineOptions, type Prepared, type Target } from './types';
 
 type Jax = typeof import('@jax-js/jax');
@@ -131,8 +131,7 @@ export class JaxEngine implements Engine {
         // lax.convGeneralDilated takes PyTorch's layouts (NCHW, OIHW) as they are; the dense kernel
         // is kept [in, out] as in jax/flax (transposed on the host, back again in output()).
         const x = put(inputs[0], [batch, channels, size, size]);
-        const oneHot = new Float32Array(batch * classes);
-        inputs[1].forEach((label, i) => (oneHot[i * classes + label] = 1));
+        const oneHot = oneHotRows(inputs[1], classes);
         const y = put(oneHot, [batch, classes]);
         type Params = { w1: JArray; b1: JArray; w2: JArray; b2: JArray; w3: JArray; b3: JArray };
         let params: Params = {
@@ -191,8 +190,7 @@ export class JaxEngine implements Engine {
         // kept [in, out] as in jax/flax (transposed on the host, back again in output()); gate
         // order i, f, g, o as PyTorch's.
         const x = put(inputs[0], [seq * batch, nIn]);
-        const oneHot = new Float32Array(batch * classes);
-        inputs[1].forEach((label, i) => (oneHot[i * classes + label] = 1));
+        const oneHot = oneHotRows(inputs[1], classes);
         const y = put(oneHot, [batch, classes]);
         const tr = (w: Float32Array, rows: number, cols: number) => np.array(permuteArray(w, [rows, cols], [1, 0])).reshape([cols, rows]);
         type Params = { wih: JArray; whh: JArray; bih: JArray; bhh: JArray; wfc: JArray; bfc: JArray };
@@ -249,11 +247,147 @@ export class JaxEngine implements Engine {
           },
         };
       }
-      // Not written for this framework yet (a BatchNorm-in-training ResNet9 and an embedding + LSTM
-      // language model in its own ops, checked against needle-cpu): reported, never silently skipped.
-      case 'resnet9':
-      case 'lm':
-        throw new NotAvailableError(`the ${spec.kind} step is not written for jax-js yet`);
+      case 'resnet9': {
+        const [batch] = spec.dims;
+        const names = resnet9Params();
+        const x = put(inputs[0], [batch, 3, 32, 32]);
+        const y = put(oneHotRows(inputs[1], 10), [batch, 10]);
+        // lax.convGeneralDilated takes PyTorch's NCHW / OIHW layouts as they are; the two Linear
+        // weights are kept [in, out] as in jax/flax (transposed on the host, back in output()).
+        const isLinearWeight = (name: string) => name === 'model.7.weight' || name === 'model.9.weight';
+        type Params = Record<string, JArray>;
+        let params: Params = Object.fromEntries(
+          names.map(({ name, shape }, i) => [
+            name,
+            isLinearWeight(name) ? np.array(permuteArray(inputs[2 + i], shape, [1, 0])).reshape([shape[1], shape[0]]) : np.array(inputs[2 + i]).reshape(shape),
+          ]),
+        );
+        const block = (at: string) => RESNET9_BLOCKS.find((b) => b.at === at)!;
+        // ConvBN: conv with bias, BatchNorm2d in training mode (batch mean and biased variance over
+        // N, H, W, as flax's BatchNorm and PyTorch compute them), ReLU. The running statistics are
+        // not part of the compared output, so they are not kept.
+        const convBN = (h: JArray, p: Params, at: string) => {
+          const { cout, k, stride } = block(at);
+          const pad = Math.floor(k / 2);
+          const per = (v: JArray) => v.reshape([1, cout, 1, 1]);
+          const z = lax.convGeneralDilated(h, p[`model.${at}.conv.weight`], [stride, stride], [[pad, pad], [pad, pad]]).add(per(p[`model.${at}.conv.bias`]));
+          const centered = z.ref.sub(np.mean(z, [0, 2, 3], { keepdims: true }));
+          const variance = np.mean(centered.ref.mul(centered.ref), [0, 2, 3], { keepdims: true });
+          const normed = centered.div(np.sqrt(variance.add(BN_EPS)));
+          return nn.relu(normed.mul(per(p[`model.${at}.bn.weight`])).add(per(p[`model.${at}.bn.bias`])));
+        };
+        const loss = (p: Params, xb: JArray, yb: JArray) => {
+          let h = convBN(convBN(xb, p, '0'), p, '1');
+          h = convBN(convBN(h.ref, p, '2.fn.0'), p, '2.fn.1').add(h);
+          h = convBN(convBN(h, p, '3'), p, '4');
+          h = convBN(convBN(h.ref, p, '5.fn.0'), p, '5.fn.1').add(h);
+          const fc = nn.relu(np.matmul(h.reshape([batch, 128]), p['model.7.weight']).add(p['model.7.bias']));
+          const logits = np.matmul(fc, p['model.9.weight']).add(p['model.9.bias']);
+          return nn.logSoftmax(logits, -1).mul(yb).sum().mul(-1 / batch);
+        };
+        const step = jit((p: Params, xb: JArray, yb: JArray) => {
+          const [l, g] = valueAndGrad(loss)(tree.ref(p), xb, yb);
+          const next = tree.map((w: JArray, dw: JArray) => w.sub(dw.mul(MLP_LR)), p, g) as Params;
+          return [l, next] as [JArray, Params];
+        });
+        let lossValue: JArray | undefined;
+        return {
+          step: async () => {
+            const [l, next] = step(params, x.ref, y.ref);
+            params = next;
+            await this.jax.blockUntilReady([l, params]);
+            lossValue?.dispose();
+            lossValue = l;
+          },
+          output: async () => {
+            const parts: Float32Array[] = [new Float32Array(await lossValue!.ref.data())];
+            for (const { name, shape } of names) {
+              const v = new Float32Array(await params[name].ref.data());
+              parts.push(isLinearWeight(name) ? permuteArray(v, [shape[1], shape[0]], [1, 0]) : v);
+            }
+            return concatFlat(parts);
+          },
+          dispose: () => {
+            lossValue?.dispose();
+            tree.dispose(params);
+            base.dispose();
+          },
+        };
+      }
+      case 'lm': {
+        const [batch, seq, vocab, emb, hidden] = spec.dims;
+        // Word ids as int32; the next words as one-hot rows for the loss.
+        const ids = np.array(Int32Array.from(inputs[0]), { dtype: np.int32 });
+        owned.push(ids);
+        const y = put(oneHotRows(inputs[1], vocab), [seq * batch, vocab]);
+        // The embedding table as it is ([vocab, emb], a row per word); the LSTM's and the Linear's
+        // weights [in, out] as in jax/flax (transposed on the host, back in output()).
+        const tr = (w: Float32Array, rows: number, cols: number) => np.array(permuteArray(w, [rows, cols], [1, 0])).reshape([cols, rows]);
+        type Params = { emb: JArray; wih: JArray; whh: JArray; bih: JArray; bhh: JArray; wl: JArray; bl: JArray };
+        let params: Params = {
+          emb: np.array(inputs[2]).reshape([vocab, emb]),
+          wih: tr(inputs[3], 4 * hidden, emb),
+          whh: tr(inputs[4], 4 * hidden, hidden),
+          bih: np.array(inputs[5]),
+          bhh: np.array(inputs[6]),
+          wl: tr(inputs[7], vocab, hidden),
+          bl: np.array(inputs[8]),
+        };
+        const loss = (p: Params, idb: JArray, yb: JArray) => {
+          // The embedding lookup as one-hot rows times the table: the gather (np.take(p.emb, ids, 0))
+          // cannot be used here, because jax-js 0.1.25's jit rejects its gradient, a scatter, when
+          // the cotangent comes from a matmul ("jit: routine primitive scatter input is not imm").
+          // Same values; it costs a [seq * batch, vocab] x [vocab, emb] matmul each way.
+          const e = np.matmul(nn.oneHot(idb, vocab), p.emb);
+          // The input projection of all time steps at once; only h @ W_hh stays in the loop (no
+          // lax.scan in jax-js 0.1.x: jit unrolls it, as in the LSTM case).
+          const xp = np.matmul(e, p.wih).add(p.bih.add(p.bhh)).reshape([seq, batch, 4 * hidden]);
+          const steps = np.split(xp, seq, 0);
+          let h = np.zeros([batch, hidden]);
+          let c = np.zeros([batch, hidden]);
+          const outs: JArray[] = [];
+          for (const xt of steps) {
+            const [ai, af, ag, ao] = np.split(xt.reshape([batch, 4 * hidden]).add(np.matmul(h, p.whh.ref)), 4, 1);
+            c = nn.sigmoid(af).mul(c).add(nn.sigmoid(ai).mul(np.tanh(ag)));
+            h = nn.sigmoid(ao).mul(np.tanh(c.ref));
+            outs.push(h.ref);
+          }
+          c.dispose();
+          h.dispose();
+          p.whh.dispose();
+          // Linear to the vocabulary on every position, mean cross-entropy against the next words.
+          const logits = np.matmul(np.concatenate(outs, 0), p.wl).add(p.bl);
+          return nn.logSoftmax(logits, -1).mul(yb).sum().mul(-1 / (seq * batch));
+        };
+        const step = jit((p: Params, idb: JArray, yb: JArray) => {
+          const [l, g] = valueAndGrad(loss)(tree.ref(p), idb, yb);
+          const next = tree.map((w: JArray, dw: JArray) => w.sub(dw.mul(MLP_LR)), p, g) as Params;
+          return [l, next] as [JArray, Params];
+        });
+        let lossValue: JArray | undefined;
+        return {
+          note: 'embedding as a one-hot matmul: jax-js 0.1.25 jit rejects the gradient of np.take after a matmul',
+          step: async () => {
+            const [l, next] = step(params, ids.ref, y.ref);
+            params = next;
+            await this.jax.blockUntilReady([l, params]);
+            lossValue?.dispose();
+            lossValue = l;
+          },
+          output: async () => {
+            const read = async (a: JArray) => new Float32Array(await a.ref.data());
+            const p = params;
+            const [l, e, wih, whh, bih, bhh, wl, bl] = await Promise.all([lossValue!, p.emb, p.wih, p.whh, p.bih, p.bhh, p.wl, p.bl].map(read));
+            const back = (w: Float32Array, rows: number, cols: number) => permuteArray(w, [rows, cols], [1, 0]);
+            return concatFlat([l, e, back(wih, emb, 4 * hidden), back(whh, hidden, 4 * hidden), bih, bhh, back(wl, hidden, vocab), bl]);
+          },
+          dispose: () => {
+            lossValue?.dispose();
+            tree.dispose(params);
+            base.dispose();
+          },
+        };
+      }
       default:
         return spec.kind satisfies never;
     }

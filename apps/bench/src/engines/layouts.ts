@@ -1,5 +1,5 @@
 /**
- * Host-side layout changes for the ConvNet case. The case's inputs and the reference output use
+ * Host-side layout changes for the training-step cases. The case's inputs and the reference output use
  * PyTorch's layouts (NCHW images, conv weights [out, in, kh, kw], linear weights [out, in] over an
  * NCHW flatten). tfjs computes in NHWC and jax-js keeps dense kernels as [in, out], so their engines
  * convert the seeded inputs before timing and their updated weights back after it; the arithmetic
@@ -43,4 +43,11 @@ export function linearToHwcIn(w: Float32Array, classes: number, c: number, h: nu
 /** The inverse of linearToHwcIn. */
 export function linearFromHwcIn(w: Float32Array, classes: number, c: number, h: number, wd: number): Float32Array {
   return permuteArray(w, [h, wd, c, classes], [3, 2, 0, 1]);
+}
+
+/** Class indices (as float32) -> one-hot rows [labels.length, classes], for losses written against one-hot targets. */
+export function oneHotRows(labels: Float32Array, classes: number): Float32Array {
+  const out = new Float32Array(labels.length * classes);
+  labels.forEach((label, i) => (out[i * classes + label] = 1));
+  return out;
 }

@@ -1,10 +1,10 @@
 /** TensorFlow.js (tfjs-core 4.x) on its cpu, wasm and webgpu backends. Never tfjs-node. */
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { CONVNET_KERNEL, MLP_LR, type CaseSpec } from '../cases';
+import { BN_EPS, CONVNET_KERNEL, MLP_LR, RESNET9_BLOCKS, resnet9Params, type CaseSpec } from '../cases';
 import { concatFlat } from '../reference';
 import { adapterName, installNodeWebGpu } from './gpu';
-import { linearFromHwcIn, linearToHwcIn, permuteArray } from './layouts';
+import { linearFromHwcIn, linearToHwcIn, oneHotRows, permuteArray } from './layouts';
 import { NotAvailableError, type Engine, type EngineInfo, type EngineOptions, type Prepared, type Target } from './types';
 
 type Tf = typeof import('@tensorflow/tfjs-core');
@@ -192,8 +192,7 @@ export class TfjsEngine implements Engine {
         // kernel [in, out] over an NHWC flatten.
         const hwio = (w: Float32Array, o: number, i: number) => permuteArray(w, [o, i, k, k], [2, 3, 1, 0]);
         const x = tf.tensor4d(permuteArray(inputs[0], [batch, channels, size, size], [0, 2, 3, 1]), [batch, size, size, channels]);
-        const oneHot = new Float32Array(batch * classes);
-        inputs[1].forEach((label, i) => (oneHot[i * classes + label] = 1));
+        const oneHot = oneHotRows(inputs[1], classes);
         const y = tf.tensor2d(oneHot, [batch, classes]);
         const w1 = tf.variable(tf.tensor4d(hwio(inputs[2], c1, channels), [k, k, channels, c1]));
         const b1 = tf.variable(tf.tensor1d(inputs[3]));
@@ -238,8 +237,7 @@ export class TfjsEngine implements Engine {
         // in PyTorch's gate order i, f, g, o. The weights are kept in tfjs-layers' [in, out]
         // layout (transposed on the host, back in output()), so every matmul is a plain one.
         const x = tf.tensor3d(inputs[0], [seq, batch, nIn]);
-        const oneHot = new Float32Array(batch * classes);
-        inputs[1].forEach((label, i) => (oneHot[i * classes + label] = 1));
+        const oneHot = oneHotRows(inputs[1], classes);
         const y = tf.tensor2d(oneHot, [batch, classes]);
         const wih = tf.variable(tf.tensor2d(permuteArray(inputs[2], [4 * hidden, nIn], [1, 0]), [nIn, 4 * hidden]));
         const whh = tf.variable(tf.tensor2d(permuteArray(inputs[3], [4 * hidden, hidden], [1, 0]), [hidden, 4 * hidden]));
@@ -283,11 +281,122 @@ export class TfjsEngine implements Engine {
           },
         };
       }
-      // Not written for this framework yet (a BatchNorm-in-training ResNet9 and an embedding + LSTM
-      // language model in its own ops, checked against needle-cpu): reported, never silently skipped.
-      case 'resnet9':
-      case 'lm':
-        throw new NotAvailableError(`the ${spec.kind} step is not written for tfjs yet`);
+      case 'resnet9': {
+        if (this.gradientsMissing) throw new NotAvailableError(`tfjs gradients could not be loaded here: ${this.gradientsMissing}`);
+        const lacking = ['Conv2DBackpropFilter', 'Conv2DBackpropInput'].filter((kn) => !tf.getKernel(kn, this.backend));
+        if (lacking.length) throw new NotAvailableError(`tfjs-backend-${this.backend} ${tf.version_core} has no ${lacking.join(', ')} kernel, so it cannot train a Conv2D`);
+        const [batch] = spec.dims;
+        const names = resnet9Params();
+        // tfjs's layouts, as in the ConvNet case: NHWC images, filters [kh, kw, in, out], dense
+        // kernels [in, out] (the flatten is of a 1 x 1 map, so NHWC and NCHW orders agree).
+        const x = tf.tensor4d(permuteArray(inputs[0], [batch, 3, 32, 32], [0, 2, 3, 1]), [batch, 32, 32, 3]);
+        const y = tf.tensor2d(oneHotRows(inputs[1], 10), [batch, 10]);
+        const toTf = (v: Float32Array, shape: number[]) =>
+          shape.length === 4 ? tf.tensor4d(permuteArray(v, shape, [2, 3, 1, 0]), [shape[2], shape[3], shape[1], shape[0]])
+          : shape.length === 2 ? tf.tensor2d(permuteArray(v, shape, [1, 0]), [shape[1], shape[0]])
+          : tf.tensor1d(v);
+        const vars = names.map(({ shape }, i) => tf.variable(toTf(inputs[2 + i], shape)));
+        const p = Object.fromEntries(names.map(({ name }, i) => [name, vars[i]]));
+        owned.push(x, y, ...vars);
+        const opt = tf.train.sgd(MLP_LR);
+        // ConvBN the way tfjs-layers computes Conv2D + BatchNormalization in training: the conv
+        // with its bias, tf.moments over N, H, W (biased variance), tf.batchNorm, ReLU. PyTorch pads
+        // k // 2 on every side, which tfjs takes as explicit padding.
+        const convBN = (h: Tensor, at: string): Tensor => {
+          const { k, stride } = RESNET9_BLOCKS.find((b) => b.at === at)!;
+          const pad = Math.floor(k / 2);
+          const z = tf.add(tf.conv2d(h as import('@tensorflow/tfjs-core').Tensor4D, p[`model.${at}.conv.weight`] as import('@tensorflow/tfjs-core').Tensor4D, stride, [[0, 0], [pad, pad], [pad, pad], [0, 0]]), p[`model.${at}.conv.bias`]);
+          const { mean, variance } = tf.moments(z, [0, 1, 2]);
+          return tf.relu(tf.batchNorm(z, mean, variance, p[`model.${at}.bn.bias`], p[`model.${at}.bn.weight`], BN_EPS));
+        };
+        const lossFn = () =>
+          tf.tidy(() => {
+            let h = convBN(convBN(x, '0'), '1');
+            h = tf.add(convBN(convBN(h, '2.fn.0'), '2.fn.1'), h);
+            h = convBN(convBN(h, '3'), '4');
+            h = tf.add(convBN(convBN(h, '5.fn.0'), '5.fn.1'), h);
+            const fc = tf.relu(tf.add(tf.matMul(tf.reshape(h, [batch, 128]), p['model.7.weight']), p['model.7.bias']));
+            const logits = tf.add(tf.matMul(fc, p['model.9.weight']), p['model.9.bias']);
+            return tf.losses.softmaxCrossEntropy(y, logits, undefined, undefined, tf.Reduction.MEAN) as Scalar;
+          });
+        return {
+          step: async () => {
+            await this.activate();
+            keepLast(opt.minimize(lossFn, true, vars)!);
+            await this.drain();
+          },
+          output: async () => {
+            const parts: Float32Array[] = [new Float32Array(await last!.data())];
+            for (const [i, { shape }] of names.entries()) {
+              const v = new Float32Array(await vars[i].data());
+              parts.push(
+                shape.length === 4 ? permuteArray(v, [shape[2], shape[3], shape[1], shape[0]], [3, 2, 0, 1])
+                : shape.length === 2 ? permuteArray(v, [shape[1], shape[0]], [1, 0])
+                : v,
+              );
+            }
+            return concatFlat(parts);
+          },
+          dispose: () => {
+            base.dispose();
+            opt.dispose();
+          },
+        };
+      }
+      case 'lm': {
+        if (this.gradientsMissing) throw new NotAvailableError(`tfjs gradients could not be loaded here: ${this.gradientsMissing}`);
+        // The gradient of tf.gather (the embedding lookup) is an UnsortedSegmentSum.
+        const lacking = ['GatherV2', 'UnsortedSegmentSum'].filter((kn) => !tf.getKernel(kn, this.backend));
+        if (lacking.length) throw new NotAvailableError(`tfjs-backend-${this.backend} ${tf.version_core} has no ${lacking.join(', ')} kernel, which an embedding's gradient needs`);
+        const [batch, seq, vocab, emb, hidden] = spec.dims;
+        const ids = tf.tensor1d(Int32Array.from(inputs[0]), 'int32');
+        const y = tf.tensor2d(oneHotRows(inputs[1], vocab), [seq * batch, vocab]);
+        // As in the LSTM case: the cell in tf ops the way tfjs-layers' LSTMCell computes it, the
+        // weights [in, out] (transposed on the host, back in output()); the embedding table as it is.
+        const tr = (w: Float32Array, rows: number, cols: number) => tf.tensor2d(permuteArray(w, [rows, cols], [1, 0]), [cols, rows]);
+        const table = tf.variable(tf.tensor2d(inputs[2], [vocab, emb]));
+        const wih = tf.variable(tr(inputs[3], 4 * hidden, emb));
+        const whh = tf.variable(tr(inputs[4], 4 * hidden, hidden));
+        const bih = tf.variable(tf.tensor1d(inputs[5]));
+        const bhh = tf.variable(tf.tensor1d(inputs[6]));
+        const wl = tf.variable(tr(inputs[7], vocab, hidden));
+        const bl = tf.variable(tf.tensor1d(inputs[8]));
+        const vars = [table, wih, whh, bih, bhh, wl, bl];
+        owned.push(ids, y, ...vars);
+        const opt = tf.train.sgd(MLP_LR);
+        const lossFn = () =>
+          tf.tidy(() => {
+            const xp = tf.add(tf.matMul(tf.gather(table, ids), wih), tf.add(bih, bhh));
+            const steps = tf.unstack(tf.reshape(xp, [seq, batch, 4 * hidden]));
+            let h: Tensor = tf.zeros([batch, hidden]);
+            let c: Tensor = tf.zeros([batch, hidden]);
+            const outs: Tensor[] = [];
+            for (const xt of steps) {
+              const [ai, af, ag, ao] = tf.split(tf.add(xt, tf.matMul(h, whh)), 4, 1);
+              c = tf.add(tf.mul(tf.sigmoid(af), c), tf.mul(tf.sigmoid(ai), tf.tanh(ag)));
+              h = tf.mul(tf.sigmoid(ao), tf.tanh(c));
+              outs.push(h);
+            }
+            const logits = tf.add(tf.matMul(tf.concat(outs, 0), wl), bl);
+            return tf.losses.softmaxCrossEntropy(y, logits, undefined, undefined, tf.Reduction.MEAN) as Scalar;
+          });
+        return {
+          step: async () => {
+            await this.activate();
+            keepLast(opt.minimize(lossFn, true, vars)!);
+            await this.drain();
+          },
+          output: async () => {
+            const [l, e, vih, vhh, vbih, vbhh, vl, vbl] = await Promise.all([last!, ...vars].map(async (t) => new Float32Array(await t.data())));
+            const back = (w: Float32Array, rows: number, cols: number) => permuteArray(w, [rows, cols], [1, 0]);
+            return concatFlat([l, e, back(vih, emb, 4 * hidden), back(vhh, hidden, 4 * hidden), vbih, vbhh, back(vl, hidden, vocab), vbl]);
+          },
+          dispose: () => {
+            base.dispose();
+            opt.dispose();
+          },
+        };
+      }
       default:
         return spec.kind satisfies never;
     }

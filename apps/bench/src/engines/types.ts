@@ -82,6 +82,8 @@ export interface Prepared {
   /** The output of the latest step, read back to the host (the layout of referenceOutput). */
   output(): Promise<Float32Array>;
   dispose(): void;
+  /** How this framework's step differs from the case's plain description, printed under the table. */
+  note?: string;
   /** needle targets: the backend the case runs on, whose stats() count the kernels per step. */
   backend?: Backend;
 }
