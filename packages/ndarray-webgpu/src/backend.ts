@@ -7,6 +7,8 @@ import type {
   ElementwiseProgram,
   MatmulSpec,
   MemoryInfo,
+  OperandLayout,
+  ProgramLayouts,
   ReduceOp,
   StridedLayout,
   UnaryOp,
@@ -16,7 +18,7 @@ import { elementwiseKernel, type ElementwiseInput } from './kernels/elementwise'
 import { f32Bits, grid2d, PARAM_WORDS, type KernelSource } from './kernels/kernel';
 import { coalesce, MAX_DIMS, STRIDED_ROW_WORD, stridedKernel, stridedParams, rowsApplies, rowsKernel, rowsParams, transposeApplies, transposeKernel, transposeParams, type StridedMode } from './kernels/layout';
 import { matmulGrid, matmulKernel, matmulParams, matmulVariant } from './kernels/matmul';
-import { programKernel, PROGRAM_SCALAR_WORD } from './kernels/program';
+import { programKernel, programLayoutParams, programStrides, PROGRAM_SCALAR_WORD } from './kernels/program';
 import { reduceKernel } from './kernels/reduce';
 import { binaryExpr, unaryExpr } from './kernels/wgsl';
 import { BufferPool, sizeClass, type PooledBuffer } from './pool';
@@ -62,6 +64,18 @@ function fail(op: string, detail: string): never {
 }
 
 const PARAM_BYTES = PARAM_WORDS * 4;
+
+/** The lowest and highest element one strided operand touches over `shape` (non-empty). */
+function extent(shape: readonly number[], l: OperandLayout): [number, number] {
+  let lo = l.offset;
+  let hi = l.offset;
+  shape.forEach((d, i) => {
+    const reach = (d - 1) * l.strides[i];
+    if (reach < 0) lo += reach;
+    else hi += reach;
+  });
+  return [lo, hi];
+}
 
 /** Dispatches recorded before the batch is submitted anyway (bounded by the uniform arena). */
 const MAX_BATCH = 512;
@@ -470,8 +484,14 @@ export class WebGPUBackend implements Backend {
     this.pointwise('where', 'where', 'select(y, x, c != 0.0 || isnan_(c))', [['c', cond], ['x', x], ['y', y]], out, size);
   }
 
-  /** An elementwise program as one dispatch of a WGSL kernel compiled for it (cached by its key). */
-  elementwise(program: ElementwiseProgram, inputs: readonly DeviceBuffer[], scalars: readonly number[], outputs: readonly DeviceBuffer[], size: number): void {
+  /** Strided elementwise operands: index arithmetic in the kernel, layouts in the uniform block. */
+  readonly layouts = { elementwise: true, maxDims: 8 } as const;
+
+  /**
+   * An elementwise program as one dispatch of a WGSL kernel compiled for it (cached by its key, the
+   * binding layout and which operands are strided at which rank: one pipeline for every layout).
+   */
+  elementwise(program: ElementwiseProgram, inputs: readonly DeviceBuffer[], scalars: readonly number[], outputs: readonly DeviceBuffer[], size: number, layouts?: ProgramLayouts): void {
     const op = 'elementwise';
     this.check(op);
     if (!Number.isInteger(size) || size < 0) fail(op, `size must be a non-negative integer, got ${size}`);
@@ -482,15 +502,29 @@ export class WebGPUBackend implements Backend {
       if (b < 0) b = bufs.push(p) - 1;
       return b;
     };
-    const inputBinding = inputs.map((b, k) => binding(this.sized(op, b, size, `input ${k}`)));
-    const outputBinding = outputs.map((b, k) => binding(this.sized(op, b, size, `output ${k}`)));
+    const strides = programStrides(layouts, inputs.length, outputs.length);
+    if (strides && layouts) {
+      let n = 1;
+      for (const d of layouts.shape) n *= d;
+      if (n !== size || strides.rank > this.layouts.maxDims) fail(op, `layouts shape [${layouts.shape.join(', ')}] must have ${size} elements and at most ${this.layouts.maxDims} axes`);
+    }
+    const operand = (b: DeviceBuffer, what: string, l: OperandLayout | undefined): PooledBuffer => {
+      if (!l || !layouts) return this.sized(op, b, size, what);
+      const p = this.handle(op, b, what);
+      const [lo, hi] = extent(layouts.shape, l);
+      if (size > 0 && (lo < 0 || hi >= b.size)) fail(op, `${what}'s view (strides [${l.strides.join(', ')}], offset ${l.offset}) reaches elements ${lo}..${hi}, outside a buffer of ${b.size}`);
+      return p;
+    };
+    const inputBinding = inputs.map((b, k) => binding(operand(b, `input ${k}`, strides && layouts?.inputs[k])));
+    const outputBinding = outputs.map((b, k) => binding(operand(b, `output ${k}`, strides && layouts?.outputs[k])));
     if (new Set(outputBinding).size !== outputBinding.length) fail(op, 'two outputs are the same buffer');
     if (bufs.length > 8) fail(op, `${bufs.length} distinct buffers; a WebGPU kernel binds at most 8`);
     if (size === 0) return;
-    const k = programKernel(program, inputBinding, outputBinding, bufs.length, this.limits.workgroupSize);
+    const k = programKernel(program, inputBinding, outputBinding, bufs.length, this.limits.workgroupSize, strides);
     const params = new Uint32Array(PARAM_WORDS);
     params[0] = size;
     scalars.forEach((s, i) => (params[PROGRAM_SCALAR_WORD + i] = f32Bits(s)));
+    if (strides && layouts) programLayoutParams(params, layouts);
     this.dispatch1d(k, bufs, params, size, 1);
   }
 

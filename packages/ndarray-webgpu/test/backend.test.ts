@@ -1,4 +1,4 @@
-import { array } from '@needle/ndarray';
+import { array, defineProgram, elementwise, type NDArray } from '@needle/ndarray';
 import { CpuBackend } from '@needle/ndarray-cpu';
 import { describe, expect, test } from 'vitest';
 import { nodeGPU } from '../src/node';
@@ -78,6 +78,25 @@ describe.runIf(gpu)('WebGPU backend behaviour', () => {
     for (let i = 0; i < 50; i++) expected = Math.fround(expected * Math.fround(1 + i / 100));
     expect(r[63]).toBeCloseTo(expected, 2);
     g.free(a);
+  });
+
+  test('strided elementwise programs: one pipeline for every layout of a rank, layouts as data', async () => {
+    const p = defineProgram(2, 1, ([x, y], [s]) => x.mul(s).add(y));
+    const base = array(Array.from({ length: 48 }, (_, i) => i), { backend: g }).reshape([6, 8]);
+    const run = (x: NDArray, y: NDArray) => elementwise(p, [x, y], [2])[0];
+    // Warm up the rank-2 kernel with both inputs strided.
+    const first = run(base.get('0:3', '0:8:2'), base.get('3:6', '0:4'));
+    expect(await first.toNested()).toEqual([[24, 29, 34, 39], [48, 53, 58, 63], [72, 77, 82, 87]]);
+    const s0 = g.stats();
+    // Other strides and offsets of the same rank: the same pipeline, different uniform words.
+    const views = [[base.get('1:6:2', '7:0:-2'), base.get('0:3', '4:8')], [base.get('3:', '1:5').transpose().get(':3'), base.get(':3', '0:3')]] as const;
+    const a = run(...views[0]);
+    const b = run(...views[1]);
+    expect(g.stats().pipelines).toBe(s0.pipelines);
+    // x = 8r + c of the base; the expected values follow from the views' index arithmetic.
+    expect(await a.toNested()).toEqual([0, 1, 2].map((i) => [0, 1, 2, 3].map((j) => 2 * (8 * (1 + 2 * i) + 7 - 2 * j) + 8 * i + 4 + j)));
+    expect(await b.toNested()).toEqual([0, 1, 2].map((i) => [0, 1, 2].map((j) => 2 * (8 * (3 + j) + 1 + i) + 8 * i + j)));
+    [base, first, a, b, ...views.flat()].forEach((t) => t.dispose());
   });
 
   test('launches beyond 65535 workgroups fold into a 2-D grid', async () => {

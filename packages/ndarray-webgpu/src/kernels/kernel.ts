@@ -13,8 +13,11 @@ export interface KernelSource {
   code(): string;
 }
 
-/** Size of the uniform parameter block every kernel gets, in 32-bit words. */
-export const PARAM_WORDS = 32;
+/**
+ * Size of the uniform parameter block every kernel gets, in 32-bit words: 512 bytes, what an
+ * elementwise program's scalars and strided layouts (rank 8, 8 operands) need.
+ */
+export const PARAM_WORDS = 128;
 
 /** The uniform and storage declarations shared by every kernel. */
 export function bindings(params: string, storage: readonly { name: string; access: Access; type: string }[]): string {
