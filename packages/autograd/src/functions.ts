@@ -821,8 +821,8 @@ export function dropout(x: Tensor, p: number, options: { generator?: Generator }
  * A whole LSTM layer over a sequence as one op (what nn.LSTM runs): `xp` [seq, batch, 4 * hidden] is
  * the input projection x W_ih^T + b_ih for every step, `weightHh` [4 * hidden, hidden] and `biasHh`
  * [4 * hidden] the recurrent weights (PyTorch's gate order i, f, g, o), `h0`/`c0` [batch, hidden]
- * the initial state (null: zeros). Returns the packed [seq, batch, 6 * hidden]: columns [0, hidden)
- * are h_t, [hidden, 2 * hidden) c_t, the rest a workspace whose gradient is ignored (read only the
+ * the initial state (null: zeros). Returns the packed [6, seq, batch, hidden]: block 0 holds h_t for
+ * every step (the output sequence), block 1 c_t, blocks 2..5 a workspace whose gradient is ignored (read only the
  * first two blocks). Same values as the composed cell; gradients equal to float32 rounding.
  */
 export function lstmSequence(xp: Tensor, weightHh: Tensor, biasHh: Tensor | null, h0: Tensor | null, c0: Tensor | null): Tensor {

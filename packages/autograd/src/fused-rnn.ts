@@ -2,18 +2,21 @@
  * The whole-sequence LSTM layer as one primitive (cuDNN's shape): forward and backward through time
  * in NDArray kernels, a handful of launches per time step instead of the ~70 of the composed cell.
  *
- * Packed output `out` [T, B, 6H], per step t and batch row b: columns [0, H) hold h_t, [H, 2H) c_t,
- * [2H, 6H) the gate pre-activations (i, f, g, o) the backward reads. One output keeps the engine's
- * one-array-per-node model (and its memory accounting); nn.LSTM hands out views of the h and c
- * columns only. The pre-activation columns are a workspace: gradients arriving in them are ignored
- * (like cuDNN's reserve space), which is why they are not exposed.
+ * Packed output `out` [6, T, B, H]: block 0 holds h_t for every step (the layer's output sequence,
+ * compact from the buffer's start), block 1 c_t, blocks 2..5 the gate pre-activations (i, f, g, o)
+ * the backward reads. One output keeps the engine's one-array-per-node model (and its memory
+ * accounting); nn.LSTM hands out views of blocks 0 and 1 only. Blocks 2..5 are a workspace: gradients
+ * arriving in them are ignored (like cuDNN's reserve space), which is why they are not exposed.
+ * Blocks rather than interleaved columns so that each (block, step) is one contiguous range: a
+ * program that reads one and writes another touches disjoint memory, which elementwise() runs in
+ * place (overlapping extents would be read from copies).
  *
  * Forward values equal the composed cell (matmul, add, sigmoid, tanh, mul) bit for bit: the same
  * kernels in the same order. The backward sums in a different order than the composition's
  * autograd graph (one [B, 4H] @ [4H, H] matmul for the recurrent gradient, one matmul over all steps
  * for the weight), so gradients agree with it to float32 rounding, not bit for bit.
  */
-import { defineProgram, elementwise, fail, formatShape, full, NDArray, tidy, type ElementwiseProgram, type Index, type ProgramValue, type Slice } from '@needle/ndarray';
+import { defineProgram, elementwise, fail, formatShape, full, NDArray, tidy, type ProgramValue } from '@needle/ndarray';
 import { Tensor, constant } from './tensor';
 import * as F from './functions';
 
@@ -23,14 +26,23 @@ export interface LstmAttrs {
   hasC0: boolean;
 }
 
+/** Blocks of the packed output. */
+const H_BLOCK = 0;
+const C_BLOCK = 1;
+/** Gate k's pre-activations (0 i, 1 f, 2 g, 3 o). */
+const PRE = (k: number) => 2 + k;
+
 /** sigmoid as the tanh form the `sigmoid` primitive uses (the same values, step by step). */
 const sig = (x: ProgramValue): ProgramValue => x.mul(0.5).tanh().mul(0.5).add(0.5);
 /** 1 - x */
 const oneMinus = (x: ProgramValue): ProgramValue => x.neg().add(1);
+/** sigmoid' from the sigmoid s: s (1 - s) */
+const sigDeriv = (s: ProgramValue): ProgramValue => s.mul(oneMinus(s));
 
 // Forward: the gate pre-activations (as the composed cell adds them: xp + (h W^T + b)), then the cell.
 const ADD_HB = defineProgram(3, 0, ([x, hp, b]) => x.add(hp.add(b)));
 const ADD2 = defineProgram(2, 0, ([x, y]) => x.add(y));
+const COPY = defineProgram(1, 0, ([x]) => x);
 /** pre-activations i, f, g, o and c_{t-1} -> h_t, c_t */
 const CELL = defineProgram(5, 0, ([i, f, g, o, c]) => {
   const ig = sig(i).mul(g.tanh());
@@ -43,58 +55,34 @@ const CELL0 = defineProgram(3, 0, ([i, g, o]) => {
   return [sig(o).mul(cn.tanh()), cn];
 });
 
-/**
- * Backward, first half: dh = gh (+ the recurrent gradient), dc = gc (+ dc from step t+1) +
- * dh o (1 - tanh^2 c), and the o gate's gradient dh tanh(c) o (1 - o).
- */
-const bwHalfA = new Map<string, ElementwiseProgram>();
-function bwA(hasRec: boolean, hasNext: boolean): ElementwiseProgram {
-  const key = `${hasRec}${hasNext}`;
-  let p = bwHalfA.get(key);
-  if (!p) {
-    p = defineProgram(4 + Number(hasRec) + Number(hasNext), 0, ([gh, gc, c, po, ...rest]) => {
-      const dh = hasRec ? gh.add(rest[0]) : gh;
-      const o = sig(po);
-      const tc = c.tanh();
-      const dpo = dh.mul(tc).mul(o.mul(oneMinus(o)));
-      let dc = hasNext ? gc.add(rest[rest.length - 1]) : gc;
-      dc = dc.add(dh.mul(o).mul(oneMinus(tc.mul(tc))));
-      return [dc, dpo];
-    });
-    bwHalfA.set(key, p);
-  }
-  return p;
+// Backward of step t, given dh_t = gh_t (+ dpre_{t+1} W_hh) and dc_t = gc_t (+ dc_{t+1} f_{t+1}) + ...:
+/** dc from step t+1 carried back through its forget gate, plus the gradient arriving at c_t. */
+const BW_CARRY = defineProgram(3, 0, ([gc, dcNext, pfNext]) => gc.add(dcNext.mul(sig(pfNext))));
+const BW_FORGET = defineProgram(2, 0, ([dc, pf]) => dc.mul(sig(pf)));
+/** dc_t = carried + dh o (1 - tanh^2 c) and the o gate's gradient dh tanh(c) o (1 - o). */
+const BW_OUT = defineProgram(4, 0, ([gh, dcIn, c, po]) => outGrads(gh, dcIn, c, po));
+const BW_OUT_REC = defineProgram(5, 0, ([gh, rec, dcIn, c, po]) => outGrads(gh.add(rec), dcIn, c, po));
+function outGrads(dh: ProgramValue, dcIn: ProgramValue, c: ProgramValue, po: ProgramValue): ProgramValue[] {
+  const o = sig(po);
+  const tc = c.tanh();
+  return [dcIn.add(dh.mul(o).mul(oneMinus(tc.mul(tc)))), dh.mul(tc).mul(o.mul(oneMinus(o)))];
 }
-
 /**
- * Backward, second half: the i and g gates' gradients, then the f gate's and dc passed to step t-1
- * (dc f). Two programs, not one: with each operand compacted to a buffer of its own (today's
- * elementwise), one would bind 9 buffers, and a WebGPU kernel binds at most 8.
+ * All four gates' gradients in one output: the program runs over [B, 4, H] (step t's row of dxp),
+ * every operand broadcast over the gate axis, and `gate` (0..3 along it) selects which formula an
+ * element takes. Each element computes the four and keeps one: 4x the arithmetic of a per-gate
+ * program, for one launch that writes dxp in place instead of four (two outputs may not share a
+ * buffer).
  */
-const BW_IG = defineProgram(3, 0, ([dc, pi, pg]) => {
+const BW_GATES = defineProgram(7, 0, ([gate, dc, dpo, pi, pf, pg, cp]) => gateGrads(gate, dc, dpo, pi, pg, dc.mul(cp).mul(sigDeriv(sig(pf)))));
+/** From a zero cell state (step 0): f multiplied zeros, its gradient is 0. */
+const BW_GATES0 = defineProgram(5, 0, ([gate, dc, dpo, pi, pg]) => gateGrads(gate, dc, dpo, pi, pg, null));
+function gateGrads(gate: ProgramValue, dc: ProgramValue, dpo: ProgramValue, pi: ProgramValue, pg: ProgramValue, dpf: ProgramValue | null): ProgramValue {
   const i = sig(pi);
   const g = pg.tanh();
-  return [dc.mul(g).mul(i.mul(oneMinus(i))), dc.mul(i).mul(oneMinus(g.mul(g)))];
-});
-const BW_F = defineProgram(3, 0, ([dc, pf, cp]) => {
-  const f = sig(pf);
-  return [dc.mul(cp).mul(f.mul(oneMinus(f))), dc.mul(f)];
-});
-/** Column block k (of width `width`) of the last axis. */
-function cols(k: number, width: number): Slice {
-  return { start: k * width, stop: (k + 1) * width };
-}
-
-/**
- * Write `values` (fresh arrays, disposed here) into views of `target`. Today a copy per view: the
- * elementwise `out` option takes only arrays contiguous from their buffer's start; once it takes
- * strided views, the programs can write there directly.
- */
-function store(target: NDArray, writes: readonly [readonly Index[], NDArray][]): void {
-  for (const [index, v] of writes) {
-    target.set([...index], v);
-    v.dispose();
-  }
+  const dpi = dc.mul(g).mul(sigDeriv(i));
+  const dpg = dc.mul(i).mul(oneMinus(g.mul(g)));
+  return gate.eq(0).select(dpi, gate.eq(1).select(dpf ?? 0, gate.eq(2).select(dpg, dpo)));
 }
 
 /** The recorded inputs by name. */
@@ -126,50 +114,42 @@ export function checkLstmInputs(op: string, xp: readonly number[], whh: readonly
   expect('c0', c0, [b, h]);
 }
 
-/** The forward on NDArrays: per step one matmul, one add program and one cell program (plus copies, see `store`). */
+/** The forward on NDArrays: per step one matmul, an add program, the cell program and a copy of h_t. */
 export function lstmForward(inputs: readonly NDArray[], a: LstmAttrs): NDArray {
   const { xp, whh, bhh, h0, c0 } = unpack(inputs, a);
   const [T, B, G] = xp.shape;
   const H = G / 4;
-  const backend = xp.backend;
-  const out = NDArray.empty([T, B, 6 * H], backend);
+  const out = NDArray.empty([6, T, B, H], xp.backend);
   try {
-    const wT = whh.transpose();
-    // The bias broadcast once, not once per step.
-    const bias = bhh ? tidy(() => bhh.broadcastTo([B, G]).compact()) : null;
-    let h: NDArray | null = h0;
-    let c: NDArray | null = c0;
-    try {
+    tidy(() => {
+      const wT = whh.transpose();
+      const bias = bhh?.reshape([4, H]);
+      let h: NDArray | null = h0;
       for (let t = 0; t < T; t++) {
-        const [hn, cn] = tidy(() => {
-          const xt = xp.get(t);
-          let pre: NDArray;
+        const prev = h;
+        h = tidy(() => {
+          // Step t's pre-activations, written straight into blocks 2..5 as [B, 4, H].
+          const pre = out.get({ start: PRE(0) }, t).permute([1, 0, 2]);
+          const xt = xp.get(t).reshape([B, 4, H]);
           if (h) {
-            const hp = h.matmul(wT);
-            pre = bias ? elementwise(ADD_HB, [xt, hp, bias])[0] : elementwise(ADD2, [xt, hp])[0];
+            const hp = h.matmul(wT).reshape([B, 4, H]);
+            elementwise(bias ? ADD_HB : ADD2, bias ? [xt, hp, bias] : [xt, hp], [], { out: [pre], writer: 'lstm' });
           } else {
-            pre = bias ? elementwise(ADD2, [xt, bias])[0] : xt.compact();
+            elementwise(bias ? ADD2 : COPY, bias ? [xt, bias] : [xt], [], { out: [pre], writer: 'lstm' });
           }
-          const g = [0, 1, 2, 3].map((k) => pre.get({}, cols(k, H)));
-          const [hNew, cNew] = c ? elementwise(CELL, [g[0], g[1], g[2], g[3], c]) : elementwise(CELL0, [g[0], g[2], g[3]]);
-          store(out, [
-            [[t, {}, cols(0, H)], hNew.view(hNew.shape, hNew.strides)],
-            [[t, {}, cols(1, H)], cNew.view(cNew.shape, cNew.strides)],
-            [[t, {}, { start: 2 * H }], pre],
-          ]);
-          return [hNew, cNew];
+          const gate = (k: number) => out.get(PRE(k), t);
+          const cPrev = t > 0 ? out.get(C_BLOCK, t - 1) : c0;
+          const cell = cPrev ? elementwise(CELL, [gate(0), gate(1), gate(2), gate(3), cPrev], [], { out: [undefined, out.get(C_BLOCK, t)], writer: 'lstm' })
+            : elementwise(CELL0, [gate(0), gate(2), gate(3)], [], { out: [undefined, out.get(C_BLOCK, t)], writer: 'lstm' });
+          // h_t stays a compact array for the next step's matmul, and is copied into block 0
+          // (two outputs of one program may not share a buffer).
+          out.set([H_BLOCK, t], cell[0]);
+          return cell[0];
         });
-        if (h !== h0) h?.dispose();
-        if (c !== c0) c?.dispose();
-        h = hn;
-        c = cn;
+        if (prev !== h0) prev?.dispose();
       }
-    } finally {
       if (h !== h0) h?.dispose();
-      if (c !== c0) c?.dispose();
-      bias?.dispose();
-      wT.dispose();
-    }
+    });
   } catch (e) {
     out.dispose();
     throw e;
@@ -178,50 +158,52 @@ export function lstmForward(inputs: readonly NDArray[], a: LstmAttrs): NDArray {
 }
 
 /**
- * The backward on NDArrays (grad mode off, the usual case): BPTT with three programs and one matmul per
- * step, then the recurrent weight's gradient as one matmul over all steps.
+ * The backward on NDArrays (grad mode off, the usual case): BPTT with three programs and one matmul
+ * per step, then the recurrent weight's gradient as one matmul over all steps.
  */
 export function lstmBackwardArrays(g: NDArray, inputs: readonly NDArray[], out: NDArray, a: LstmAttrs, needs: readonly boolean[]): (NDArray | null)[] {
   const { xp, whh, h0, c0 } = unpack(inputs, a);
   const [T, B, G] = xp.shape;
   const H = G / 4;
-  const backend = xp.backend;
   const need = unpack(needs, a);
-  const dxp = NDArray.empty([T, B, G], backend);
+  const dxp = NDArray.empty([T, B, G], xp.backend);
   let dhRec: NDArray | null = null;
   let dcNext: NDArray | null = null;
   const results: (NDArray | null)[] = [];
+  const gateIndex = NDArray.fromData(new Float32Array([0, 1, 2, 3]), [1, 4, 1], xp.backend);
   try {
     for (let t = T - 1; t >= 0; t--) {
       const wantH = t > 0 || (h0 !== null && !!need.h0);
       const wantC = t > 0 || (c0 !== null && !!need.c0);
-      const prevH = dhRec;
-      const prevC = dcNext;
-      [dhRec, dcNext] = tidy(() => {
-        const at = (array: NDArray, k: number) => array.get(t, {}, cols(k, H));
-        const extra = [prevH, prevC].filter((x): x is NDArray => x !== null);
-        const [dc, dpo] = elementwise(bwA(prevH !== null, prevC !== null), [at(g, 0), at(g, 1), at(out, 1), at(out, 5), ...extra]);
-        const [dpi, dpg] = elementwise(BW_IG, [dc, at(out, 2), at(out, 4)]);
-        const cp = t > 0 ? out.get(t - 1, {}, cols(1, H)) : c0;
-        let dcn: NDArray | null = null;
+      const rec: NDArray | null = dhRec;
+      const next: NDArray | null = dcNext;
+      [dhRec, dcNext] = tidy((): [NDArray | null, NDArray | null] => {
+        const at = (array: NDArray, block: number) => array.get(block, t);
+        const dcIn = next ? elementwise(BW_CARRY, [at(g, C_BLOCK), next, out.get(PRE(1), t + 1)])[0] : at(g, C_BLOCK);
+        const [dc, dpo]: NDArray[] = rec ? elementwise(BW_OUT_REC, [at(g, H_BLOCK), rec, dcIn, at(out, C_BLOCK), at(out, PRE(3))])
+          : elementwise(BW_OUT, [at(g, H_BLOCK), dcIn, at(out, C_BLOCK), at(out, PRE(3))]);
+        const cp = t > 0 ? out.get(C_BLOCK, t - 1) : c0;
+        const row = dxp.get(t).reshape([B, 4, H]);
+        const wide = (x: NDArray) => x.expandDims(1);
         if (cp) {
-          const [dpf, dcPrev] = elementwise(BW_F, [dc, at(out, 3), cp]);
-          store(dxp, [[[t, {}, cols(1, H)], dpf]]);
-          if (wantC) dcn = dcPrev;
-          else dcPrev.dispose();
+          elementwise(BW_GATES, [gateIndex, wide(dc), wide(dpo), wide(at(out, PRE(0))), wide(at(out, PRE(1))), wide(at(out, PRE(2))), wide(cp)], [], { out: [row], writer: 'lstm' });
         } else {
-          // Step 0 from a zero cell state: f multiplied zeros, so its gradient is 0.
-          dxp.get(t, {}, cols(1, H)).fill(0);
+          elementwise(BW_GATES0, [gateIndex, wide(dc), wide(dpo), wide(at(out, PRE(0))), wide(at(out, PRE(2)))], [], { out: [row], writer: 'lstm' });
         }
-        dc.dispose();
-        store(dxp, [[[t, {}, cols(0, H)], dpi], [[t, {}, cols(2, H)], dpg], [[t, {}, cols(3, H)], dpo]]);
-        return [wantH ? dxp.get(t).matmul(whh) : null, dcn];
+        // dc_t goes on to step t-1, which applies f_t; the recurrent gradient dpre_t W_hh likewise.
+        return [wantH ? dxp.get(t).matmul(whh) : null, wantC ? dc : null];
       });
-      prevH?.dispose();
-      prevC?.dispose();
+      rec?.dispose();
+      next?.dispose();
+    }
+    if (dcNext) {
+      // What reaches c_0: dc_0 through the forget gate of step 0.
+      const dc0 = dcNext;
+      dcNext = tidy(() => elementwise(BW_FORGET, [dc0, out.get(PRE(1), 0)])[0]);
+      dc0.dispose();
     }
     results.push(need.xp ? dxp : null);
-    results.push(need.whh ? tidy(() => recurrentWeightGrad(dxp, out, h0, H)) : null);
+    results.push(need.whh ? tidy(() => recurrentWeightGrad(dxp, out, h0)) : null);
     if (a.hasBias) results.push(need.bhh ? dxp.sum([0, 1]) : null);
     if (a.hasH0) results.push(need.h0 ? dhRec : null);
     if (a.hasC0) results.push(need.c0 ? dcNext : null);
@@ -229,8 +211,10 @@ export function lstmBackwardArrays(g: NDArray, inputs: readonly NDArray[], out: 
     dhRec?.dispose();
     dcNext?.dispose();
     dxp.dispose();
-    results.forEach((r) => r?.dispose());
+    results.forEach((r) => r !== dhRec && r !== dcNext && r !== dxp && r?.dispose());
     throw e;
+  } finally {
+    gateIndex.dispose();
   }
   if (!need.xp) dxp.dispose();
   if (!(a.hasH0 && need.h0)) dhRec?.dispose();
@@ -239,16 +223,15 @@ export function lstmBackwardArrays(g: NDArray, inputs: readonly NDArray[], out: 
 }
 
 /** dW_hh = sum_t dpre_t^T h_{t-1}: one matmul over the steps that had a previous h. */
-function recurrentWeightGrad(dxp: NDArray, out: NDArray, h0: NDArray | null, H: number): NDArray {
+function recurrentWeightGrad(dxp: NDArray, out: NDArray, h0: NDArray | null): NDArray {
   const [T, B, G] = dxp.shape;
-  const parts: NDArray[] = [];
-  if (h0) parts.push(h0.expandDims(0));
-  if (T > 1) parts.push(out.get({ stop: T - 1 }, {}, cols(0, H)));
-  if (parts.length === 0) return full([G, H], 0, { backend: dxp.backend });
+  const H = G / 4;
+  if (!h0 && T === 1) return full([G, H], 0, { backend: dxp.backend });
   const first = h0 ? 0 : 1;
-  const hPrev = (parts.length === 1 ? parts[0].compact() : concatenateArrays(parts)).reshape([(T - first) * B, H]);
+  const steps = out.get(H_BLOCK, { stop: T - 1 });
+  const hPrev = h0 ? concatenateArrays([h0.expandDims(0), steps]) : steps;
   const d = dxp.get({ start: first }).reshape([(T - first) * B, G]);
-  return d.transpose().matmul(hPrev);
+  return d.transpose().matmul(hPrev.reshape([(T - first) * B, H]));
 }
 
 function concatenateArrays(parts: NDArray[]): NDArray {
@@ -265,14 +248,15 @@ function concatenateArrays(parts: NDArray[]): NDArray {
 /**
  * The same backward in Tensor ops (used under createGraph): differentiable, so double backward and
  * gradcheck of gradients go through it. The pre-activations are recomputed from the inputs and the
- * h columns of `out` rather than read from the workspace columns, whose gradient the primitive drops.
+ * h block of `out` rather than read from the workspace blocks, whose gradient the primitive drops.
  */
 export function lstmBackwardTensors(g: Tensor, inputs: readonly Tensor[], out: Tensor, a: LstmAttrs, needs: readonly boolean[]): (Tensor | null)[] {
   const { xp, whh, bhh, h0, c0 } = unpack(inputs, a);
   const [T, B, G] = xp.shape;
   const H = G / 4;
   const need = unpack(needs, a);
-  const col = (x: Tensor, t: number, k: number) => F.getitem(x, t, {}, cols(k, H));
+  const col = (x: Tensor, t: number, block: number) => F.getitem(x, block, t);
+  const cols = (k: number) => ({ start: k * H, stop: (k + 1) * H });
   let dhRec: Tensor | null = null;
   let dcNext: Tensor | null = null;
   const dpre: Tensor[] = new Array<Tensor>(T);
@@ -284,7 +268,7 @@ export function lstmBackwardTensors(g: Tensor, inputs: readonly Tensor[], out: T
     if (bhh) hp = hp ? F.add(hp, bhh) : bhh;
     const xt = F.getitem(xp, t);
     const pre = hp ? F.add(xt, hp) : xt;
-    const gate = (k: number) => F.getitem(pre, {}, cols(k, H));
+    const gate = (k: number) => F.getitem(pre, {}, cols(k));
     const i = F.sigmoid(gate(0));
     const gg = F.tanh(gate(2));
     const o = F.sigmoid(gate(3));

@@ -353,13 +353,12 @@ abstract class RecurrentBase extends Module {
       let h = initial(h0, l);
       let c = initial(c0, l);
       if (this.mode === 'lstm') {
-        // The whole layer as one fused op (BPTT in a few kernels per step); it packs h_t and c_t
-        // side by side in each step's row, and the layer hands out views of them.
+        // The whole layer as one fused op (BPTT in a few kernels per step); it packs every h_t
+        // (block 0) and c_t (block 1), and the layer hands out views of them.
         const packed = lstmSequence(xp, w.weightHh, w.biasHh, h, c);
-        const block = (k: number) => ({ start: k * this.hiddenSize, stop: (k + 1) * this.hiddenSize });
-        hs.push(getitem(packed, seqLen - 1, {}, block(0)));
-        cs.push(getitem(packed, seqLen - 1, {}, block(1)));
-        seqFirst = getitem(packed, {}, {}, block(0));
+        hs.push(getitem(packed, 0, seqLen - 1));
+        cs.push(getitem(packed, 1, seqLen - 1));
+        seqFirst = getitem(packed, 0);
         return;
       }
       const outs: Tensor[] = [];
