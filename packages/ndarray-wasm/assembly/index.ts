@@ -389,18 +389,24 @@ export const PROGRAM_BLOCK = 256;
  * Run an elementwise program over elements [start, start + n). The program is `nsteps` records of
  * four i32 words at `code`: [kind, a, b, c], kind 0 = input (a: the input's byte address at element
  * 0), 1 = splat (a: the f32 bits; scalars and constants), 2 = binary (a: op code, b, c: operand
- * steps), 3 = unary (a: op code, b: operand step), 4 = where (a: cond, b: x, c: y steps). Outputs are
- * `nouts` pairs [step, byte address at element 0] at `outs`. `regs` is this thread's area: a table
- * of nsteps block addresses, then nsteps blocks of PROGRAM_BLOCK floats (16-byte aligned).
+ * steps), 3 = unary (a: op code, b: operand step), 4 = where (a: cond, b: x, c: y steps), 5 = strided
+ * input (a: the buffer's byte address, b: the byte address of its layout record). Outputs are
+ * `nouts` records of four words [step, byte address of the buffer, layout record or 0 (compact), 0]
+ * at `outs`. `layout` (0 when nothing is strided) holds the iteration shape: [ndim, shape...]; a
+ * layout record is [offset, strides...] in elements. `regs` is this thread's area: a table of nsteps
+ * block addresses, then nsteps blocks of PROGRAM_BLOCK floats (16-byte aligned), then ndim i32s of
+ * index scratch.
  *
  * Each step runs the very kernel (binary, unary, where) its unfused launch would, over one block, so
- * the results are the same bit for bit; outputs are copied out after the block's last step, so an
- * output may be an input's buffer (element i is read before it is written).
+ * the results are the same bit for bit; strided inputs are gathered into their block first and
+ * strided outputs scattered from it after the block's last step, so an output may be an input's
+ * buffer (element i is read before it is written).
  */
-export function program(code: usize, nsteps: i32, outs: usize, nouts: i32, regs: usize, start: i32, n: i32): void {
+export function program(code: usize, nsteps: i32, outs: usize, nouts: i32, regs: usize, start: i32, n: i32, layout: usize): void {
   const table = regs;
   const blocks = (regs + (<usize>nsteps << 2) + 15) & ~(<usize>15);
   const blockBytes = <usize>PROGRAM_BLOCK << 2;
+  const idx = blocks + <usize>nsteps * blockBytes;
   for (let s = 0; s < nsteps; s++) {
     const w = code + (<usize>s << 4);
     const own = blocks + <usize>s * blockBytes;
@@ -431,6 +437,9 @@ export function program(code: usize, nsteps: i32, outs: usize, nouts: i32, regs:
         case 4:
           where(load<usize>(table + (<usize>a << 2)), load<usize>(table + (<usize>b << 2)), load<usize>(table + (<usize>c << 2)), blocks + <usize>s * blockBytes, m);
           break;
+        case 5:
+          stridedBlock(false, <usize>a, layout, <usize>b, base, m, blocks + <usize>s * blockBytes, idx);
+          break;
         default:
           break;
       }
@@ -438,7 +447,7 @@ export function program(code: usize, nsteps: i32, outs: usize, nouts: i32, regs:
     // Outputs never share a buffer, but an output's value may be read from an input that is another
     // output's buffer: a program whose outputs swap two inputs must copy both blocks out first.
     for (let k = 0; k < nouts; k++) {
-      const step = load<i32>(outs + (<usize>k << 3));
+      const step = load<i32>(outs + (<usize>k << 4));
       const src = load<usize>(table + (<usize>step << 2));
       if (src >= blocks && src < blocks + <usize>nsteps * blockBytes) continue;
       const own = blocks + <usize>step * blockBytes;
@@ -446,9 +455,68 @@ export function program(code: usize, nsteps: i32, outs: usize, nouts: i32, regs:
       store<usize>(table + (<usize>step << 2), own);
     }
     for (let k = 0; k < nouts; k++) {
-      const step = load<i32>(outs + (<usize>k << 3));
-      const dst = <usize>load<i32>(outs + (<usize>k << 3), 4) + offset;
-      memory.copy(dst, load<usize>(table + (<usize>step << 2)), <usize>m << 2);
+      const rec = outs + (<usize>k << 4);
+      const step = load<i32>(rec);
+      const buf = <usize>load<i32>(rec, 4);
+      const lay = <usize>load<i32>(rec, 8);
+      const value = load<usize>(table + (<usize>step << 2));
+      if (lay != 0) stridedBlock(true, buf, layout, lay, base, m, value, idx);
+      else memory.copy(buf + offset, value, <usize>m << 2);
+    }
+  }
+}
+
+/**
+ * Elements [base, base + m) of one strided operand (layout record `rec` over the iteration shape at
+ * `layout`) gathered into the compact block `blk`, or scattered from it. Walks runs along the last
+ * axis (a plain copy where its stride is 1) and carries into the leading axes like an odometer.
+ */
+function stridedBlock(scatter: bool, buf: usize, layout: usize, rec: usize, base: i32, m: i32, blk: usize, idx: usize): void {
+  const ndim = load<i32>(layout);
+  const shape = layout + 4;
+  const strides = rec + 4;
+  let pos = load<i32>(rec);
+  let rem = base;
+  for (let d = ndim - 1; d >= 0; d--) {
+    const len = load<i32>(shape + (<usize>d << 2));
+    const i = rem % len;
+    rem = rem / len;
+    store<i32>(idx + (<usize>d << 2), i);
+    pos += i * load<i32>(strides + (<usize>d << 2));
+  }
+  const last = ndim - 1;
+  const lastLen = load<i32>(shape + (<usize>last << 2));
+  const lastStride = load<i32>(strides + (<usize>last << 2));
+  let k = 0;
+  let i = load<i32>(idx + (<usize>last << 2));
+  while (k < m) {
+    const run = min(lastLen - i, m - k);
+    const q = blk + (<usize>k << 2);
+    const v = buf + (<usize>pos << 2);
+    if (lastStride == 1) {
+      if (scatter) memory.copy(v, q, <usize>run << 2);
+      else memory.copy(q, v, <usize>run << 2);
+    } else if (scatter) {
+      for (let j = 0; j < run; j++) store<f32>(v + (<usize>(j * lastStride) << 2), load<f32>(q + (<usize>j << 2)));
+    } else {
+      for (let j = 0; j < run; j++) store<f32>(q + (<usize>j << 2), load<f32>(v + (<usize>(j * lastStride) << 2)));
+    }
+    k += run;
+    if (k >= m) break;
+    // The row ended: back to its start, then one step along the leading axes.
+    pos -= i * lastStride;
+    i = 0;
+    for (let d = last - 1; d >= 0; d--) {
+      const ip = idx + (<usize>d << 2);
+      const stride = load<i32>(strides + (<usize>d << 2));
+      const next = load<i32>(ip) + 1;
+      if (next < load<i32>(shape + (<usize>d << 2))) {
+        store<i32>(ip, next);
+        pos += stride;
+        break;
+      }
+      store<i32>(ip, 0);
+      pos -= stride * (next - 1);
     }
   }
 }

@@ -7,6 +7,8 @@ import {
   type BinaryOp,
   type DeviceBuffer,
   type ElementwiseProgram,
+  type OperandLayout,
+  type ProgramLayouts,
   type MatmulSpec,
   type MemoryInfo,
   type ReduceOp,
@@ -71,6 +73,11 @@ const POW_SPLIT = 1 << 13;
 /** Most dimensions a strided copy may have after merging contiguous axes. */
 const MAX_DIMS = 64;
 
+/** Most axes of a strided elementwise program's iteration shape (the same on every bundled backend). */
+const MAX_LAYOUT_DIMS = 8;
+/** [ndim, shape...], then a record [offset, strides...] for each of up to 16 operands. */
+const LAYOUT_AREA_WORDS = 1 + MAX_LAYOUT_DIMS + 2 * PROGRAM_LIMITS.buffers * (1 + MAX_LAYOUT_DIMS);
+
 export class WasmBackend implements Backend {
   readonly name: string;
   /** Threads that run kernels, the calling thread included. */
@@ -92,6 +99,8 @@ export class WasmBackend implements Backend {
   /** Elementwise programs: the encoded steps and outputs, and one register area per thread. */
   private readonly programPtr: number;
   private readonly programRegs: number[];
+  /** Strided program operands: the iteration shape and one layout record per strided operand. */
+  private readonly layoutPtr: number;
   private live = 0;
   private liveBytes = 0;
   private destroyed = false;
@@ -120,9 +129,10 @@ export class WasmBackend implements Backend {
     const scratchBytes = kernels.matmulScratchBytes();
     this.scratch = [];
     for (let t = 0; t < this.threads; t++) this.scratch.push(this.reserve(scratchBytes));
-    this.programPtr = this.reserve(16 * PROGRAM_LIMITS.steps + 8 * PROGRAM_LIMITS.buffers);
+    this.programPtr = this.reserve(16 * PROGRAM_LIMITS.steps + 16 * PROGRAM_LIMITS.buffers);
+    this.layoutPtr = this.reserve(4 * LAYOUT_AREA_WORDS);
     const block = kernels.PROGRAM_BLOCK.value as number;
-    const regBytes = 4 * PROGRAM_LIMITS.steps + 16 + 4 * block * PROGRAM_LIMITS.steps;
+    const regBytes = 4 * PROGRAM_LIMITS.steps + 16 + 4 * block * PROGRAM_LIMITS.steps + 4 * MAX_LAYOUT_DIMS;
     this.programRegs = [];
     for (let t = 0; t < this.threads; t++) this.programRegs.push(this.reserve(regBytes));
     this.counter = instrumentBackend(this);
@@ -207,6 +217,24 @@ export class WasmBackend implements Backend {
   }
 
   /** Validate a kernel's element count against one operand (no allocation: this runs per kernel). */
+  /** Throw unless a strided operand's view over `shape` lies inside its buffer. */
+  private inside(kernel: string, b: WasmBuffer, role: string, shape: readonly number[], l: OperandLayout): void {
+    let lo = l.offset;
+    let hi = l.offset;
+    shape.forEach((d, i) => {
+      if (!Number.isInteger(l.strides[i])) throw new Error(`${this.name}.${kernel}: ${role} has invalid strides [${l.strides.join(', ')}]`);
+      const reach = (d - 1) * l.strides[i];
+      if (reach < 0) lo += reach;
+      else hi += reach;
+    });
+    if (!Number.isInteger(l.offset) || lo < 0 || hi >= b.size) {
+      throw new Error(`${this.name}.${kernel}: ${role}'s view (strides [${l.strides.join(', ')}], offset ${l.offset}) reaches elements ${lo}..${hi}, outside a buffer of ${b.size}`);
+    }
+  }
+
+  /** Strided elementwise operands: gathered into and scattered from the program's L1 blocks. */
+  readonly layouts = { elementwise: true, maxDims: MAX_LAYOUT_DIMS } as const;
+
   private need(kernel: string, sub: string, b: WasmBuffer, role: string, size: number): void {
     if (b.size >= size && size >= 0 && Number.isInteger(size)) return;
     const op = sub ? `${kernel}(${sub})` : kernel;
@@ -454,22 +482,53 @@ export class WasmBackend implements Backend {
    * binary/unary/where kernel over blocks of PROGRAM_BLOCK elements (so results equal the unfused
    * launches bit for bit) with the blocks in L1 instead of a pass over memory per step.
    */
-  elementwise(program: ElementwiseProgram, inputs: readonly DeviceBuffer[], scalars: readonly number[], outputs: readonly DeviceBuffer[], size: number): void {
+  elementwise(program: ElementwiseProgram, inputs: readonly DeviceBuffer[], scalars: readonly number[], outputs: readonly DeviceBuffer[], size: number, layouts?: ProgramLayouts): void {
     const ins = inputs.map((b, i) => this.buf('elementwise', b, `input ${i}`));
     const outs = outputs.map((b, k) => this.buf('elementwise', b, `output ${k}`));
-    ins.forEach((b, i) => this.need('elementwise', '', b, `input ${i}`, size));
-    outs.forEach((b, k) => this.need('elementwise', '', b, `output ${k}`, size));
     const { steps } = program;
     if (steps.length > PROGRAM_LIMITS.steps || outs.length > PROGRAM_LIMITS.buffers) {
       throw new Error(`${this.name}.elementwise: ${steps.length} steps and ${outs.length} outputs exceed the limits (${PROGRAM_LIMITS.steps}, ${PROGRAM_LIMITS.buffers})`);
     }
-    const words = new Int32Array(this.memoryObject.buffer, this.programPtr, 4 * steps.length + 2 * outs.length);
+    // Strided operands: the iteration shape, then one record [offset, strides...] per operand.
+    const layoutWords = new Int32Array(this.memoryObject.buffer, this.layoutPtr, LAYOUT_AREA_WORDS);
+    const records: number[] = [];
+    const strided = layouts && [...layouts.inputs, ...layouts.outputs].some((l) => l !== undefined) ? layouts : undefined;
+    if (strided) {
+      const r = strided.shape.length;
+      if (r < 1 || r > this.layouts.maxDims || strided.shape.reduce((p, d) => p * d, 1) !== size) {
+        throw new Error(`${this.name}.elementwise: layouts shape [${strided.shape.join(', ')}] must have ${size} elements and 1 to ${this.layouts.maxDims} axes`);
+      }
+      layoutWords[0] = r;
+      strided.shape.forEach((d, i) => (layoutWords[1 + i] = d));
+    }
+    let nextRecord = 1 + MAX_LAYOUT_DIMS;
+    const record = (b: WasmBuffer, role: string, l: OperandLayout | undefined): number => {
+      if (!l || !strided) {
+        this.need('elementwise', '', b, role, size);
+        return 0;
+      }
+      this.inside('elementwise', b, role, strided.shape, l);
+      const at = nextRecord;
+      layoutWords[at] = l.offset;
+      l.strides.forEach((st, i) => (layoutWords[at + 1 + i] = st));
+      nextRecord += 1 + strided.shape.length;
+      return this.layoutPtr + 4 * at;
+    };
+    ins.forEach((b, i) => records.push(record(b, `input ${i}`, layouts?.inputs[i])));
+    const outRecords = outs.map((b, k) => record(b, `output ${k}`, layouts?.outputs[k]));
+    const words = new Int32Array(this.memoryObject.buffer, this.programPtr, 4 * steps.length + 4 * outs.length);
     const bits = new Float32Array(1);
     const bitsInt = new Int32Array(bits.buffer);
     steps.forEach((s, j) => {
       const w = 4 * j;
       switch (s.op) {
-        case 'input': words[w] = 0; words[w + 1] = ins[s.index].ptr; break;
+        case 'input':
+          if (records[s.index]) {
+            words[w] = 5; words[w + 1] = ins[s.index].ptr; words[w + 2] = records[s.index];
+          } else {
+            words[w] = 0; words[w + 1] = ins[s.index].ptr;
+          }
+          break;
         case 'scalar':
         case 'const':
           bits[0] = s.op === 'scalar' ? scalars[s.index] : s.value;
@@ -483,14 +542,18 @@ export class WasmBackend implements Backend {
     });
     const outsAt = this.programPtr + 16 * steps.length;
     program.outputs.forEach((step, k) => {
-      words[4 * steps.length + 2 * k] = step;
-      words[4 * steps.length + 2 * k + 1] = outs[k].ptr;
+      const w = 4 * steps.length + 4 * k;
+      words[w] = step;
+      words[w + 1] = outs[k].ptr;
+      words[w + 2] = outRecords[k];
+      words[w + 3] = 0;
     });
+    const layoutArg = strided ? this.layoutPtr : 0;
     if (size === 0) return;
-    const args = (t: number, start: number, n: number) => [this.programPtr, steps.length, outsAt, outs.length, this.programRegs[t], start, n];
+    const args = (t: number, start: number, n: number) => [this.programPtr, steps.length, outsAt, outs.length, this.programRegs[t], start, n, layoutArg];
     // A program does the work of several kernels per element: split sooner than one kernel.
     if (!this.pool || size * steps.length < EWISE_SPLIT * 4) {
-      this.kernels.program(...(args(0, 0, size) as [number, number, number, number, number, number, number]));
+      this.kernels.program(...(args(0, 0, size) as [number, number, number, number, number, number, number, number]));
       return;
     }
     const block = this.kernels.PROGRAM_BLOCK.value as number;

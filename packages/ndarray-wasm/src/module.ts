@@ -15,7 +15,7 @@ export interface KernelExports {
   strided(mode: number, src: number, dst: number, dims: number, ndim: number, offset: number, value: number, idx: number): void;
   matmulScratchBytes(): number;
   PROGRAM_BLOCK: WebAssembly.Global;
-  program(code: number, nsteps: number, outs: number, nouts: number, regs: number, start: number, n: number): void;
+  program(code: number, nsteps: number, outs: number, nouts: number, regs: number, start: number, n: number, layout: number): void;
   matmul(
     a: number, b: number, c: number,
     m: number, n: number, k: number,

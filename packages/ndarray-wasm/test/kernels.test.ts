@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BINARY_OPS, REDUCE_OPS, UNARY_OPS, type MatmulSpec, type StridedLayout } from '@needle/ndarray';
+import { BINARY_OPS, REDUCE_OPS, UNARY_OPS, NDArray, defineProgram, elementwise, type MatmulSpec, type StridedLayout } from '@needle/ndarray';
 import { createWasmBackend, type WasmBackend } from '../src';
 import { cpu, download, expectClose, randomFloats, SPECIAL, upload } from './helpers';
 
@@ -225,6 +225,32 @@ describe.each([1, 2])('wasm kernels vs cpu, %i thread(s)', (threads) => {
       g.forEach((b) => w.free(b));
     });
   }
+
+  it('strided programs above the thread split equal the compact-input run bit for bit', () => {
+    // [600, 700] x 3 steps is past the split, so with 2 threads each job gathers its own rows.
+    const prog = defineProgram(3, 1, ([x, y, z], [s]) => [x.exp().mul(s).add(y), z.gt(0).select(x, y.neg())]);
+    const shape = [600, 700];
+    const xt = NDArray.fromData(withSpecials(700 * 600, 1), [700, 600], w).transpose();
+    const row = NDArray.fromData(withSpecials(700, 2), [700], w);
+    const zf = NDArray.fromData(withSpecials(601 * 703, 3), [601, 703], w).get('1:', '703:2:-1').get(':', ':700');
+    const outBase = NDArray.fromData(new Float32Array(600 * 1401).fill(7), [600, 1401], w);
+    const other = NDArray.fromData(new Float32Array(600 * 1400).fill(7), [600, 1400], w);
+    const outs = [outBase.get(':', '1::2'), other.get(':', '0:1400:2').flip(0)];
+    const inputs = [xt, row, zf];
+    elementwise(prog, inputs, [0.5], { out: outs });
+    const compact = inputs.map((a) => a.broadcastTo(shape).compact());
+    const expected = elementwise(prog, compact, [0.5]);
+    for (let k = 0; k < 2; k++) {
+      const got = outs[k].toArraySync();
+      const want = expected[k].toArraySync();
+      const bad = got.findIndex((v, i) => !Object.is(v, want[i]) && !(Number.isNaN(v) && Number.isNaN(want[i])));
+      expect(bad, `output ${k} element ${bad}`).toBe(-1);
+    }
+    // The columns between the outputs' are untouched.
+    expect(Array.from(outBase.get(':', '0::2').toArraySync()).every((v) => v === 7)).toBe(true);
+    expect(Array.from(other.get(':', '1::2').toArraySync()).every((v) => v === 7)).toBe(true);
+    [xt, row, zf, outBase, other, ...outs, ...compact, ...expected].forEach((a) => a.dispose());
+  });
 
   it('matmul with k = 0 writes zeros', () => {
     const out = upload(w, new Float32Array(6).fill(3));
