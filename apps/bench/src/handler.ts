@@ -5,7 +5,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { makeEngine } from './engines';
 import { NotAvailableError, type Engine, type Prepared } from './engines/types';
-import { hasKernelStats } from './kernel-stats';
+import { countKernelCalls, hasKernelStats } from './kernel-stats';
 import type { KernelCount, Reply, Request } from './protocol';
 
 export class Handler {
@@ -90,9 +90,13 @@ export class Handler {
   }
 }
 
-/** One more (untimed) step, warm, counted by the backend's stats(); undefined for other frameworks. */
+/**
+ * One more (untimed) step, warm, counted by the backend's stats() (or, on a build without them, by
+ * wrapping its kernel methods); undefined for other frameworks.
+ */
 export async function kernelsPerStep(p: Prepared): Promise<KernelCount | undefined> {
-  if (!p.backend || !hasKernelStats(p.backend)) return undefined;
+  if (!p.backend) return undefined;
+  if (!hasKernelStats(p.backend)) return { ...(await countKernelCalls(p.backend, () => p.step())), wrapped: true };
   p.backend.resetStats();
   await p.step();
   const s = p.backend.stats();

@@ -219,7 +219,7 @@ export function threadsOf(target: Target, threads: number): number {
 /** '64 kernels (ewise 16, compact 14, ...)', families by count. */
 export function formatKernels(k: KernelCount): string {
   const parts = Object.entries(k.byFamily).sort((a, b) => b[1] - a[1]).map(([f, n]) => `${f} ${n}`);
-  return `${k.total} kernels (${parts.join(', ')})`;
+  return `${k.total} kernels (${parts.join(', ')})${k.wrapped ? ', counted by wrapping its kernel methods (no stats() in that build)' : ''}`;
 }
 
 function finish(spec: CaseSpec, unit: string, order: Target[], entries: Map<Target, Entry>): CaseResult {

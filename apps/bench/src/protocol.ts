@@ -29,6 +29,8 @@ export interface KernelCount {
   total: number;
   /** Launches per kernel family, families with none left out. */
   byFamily: Record<string, number>;
+  /** Counted by wrapping the backend's kernel methods (a build without stats()), not by stats(). */
+  wrapped?: boolean;
 }
 
 export interface Channel {

@@ -18,6 +18,7 @@ import { prepareNeedleResnet9 } from '../src/engines/needle-models';
 import { thisCheckout, type NeedleContext } from '../src/engines/needle-step';
 import { NotAvailableError, parseTarget } from '../src/engines/types';
 import { kernelsPerStep } from '../src/handler';
+import { countKernelCalls } from '../src/kernel-stats';
 import { runHarness, threadsOf } from '../src/harness';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -101,10 +102,36 @@ describe('base:* targets', () => {
     expect(backend.memory().buffers).toBe(0);
   });
 
-  it('count no kernels on a backend without the stats() of the contract', async () => {
-    const step = async () => {};
-    const old = { stats: () => ({ pipelines: 1, dispatches: 2 }) };
-    expect(await kernelsPerStep({ step, output: async () => new Float32Array(), dispose: () => {}, backend: old as never })).toBeUndefined();
-    expect(await kernelsPerStep({ step, output: async () => new Float32Array(), dispose: () => {}, backend: {} as never })).toBeUndefined();
+  it('count the kernels of a backend without the stats() of the contract by wrapping its kernel methods, as stats() would', async () => {
+    const spec = mlpCase(4, 12, 8, 3);
+    const inputs = makeInputs(spec);
+    const backend = createCpuBackend();
+    const p = await prepareNeedleMlp(spec, inputs, thisCheckout(backend));
+    await p.step();
+    const byStats = await kernelsPerStep({ ...p, backend });
+    // The same backend made to look like an older build: a stats() of another shape (02b7fa9's
+    // WebGPU backend had one counting pipelines) and no resetStats().
+    const methods = Object.fromEntries(['matmul', 'ewise', 'elementwise'].map((f) => [f, (backend as unknown as Record<string, unknown>)[f]]));
+    Object.assign(backend, { stats: () => ({ pipelines: 1 }), resetStats: undefined });
+    const wrapped = await kernelsPerStep({ ...p, backend });
+    expect(wrapped).toEqual({ ...byStats, wrapped: true });
+    expect(wrapped!.byFamily.matmul).toBe(5);
+    // The wrappers are gone afterwards: the backend's own methods again.
+    for (const [f, m] of Object.entries(methods)) expect((backend as unknown as Record<string, unknown>)[f]).toBe(m);
+    p.dispose();
+    expect(await kernelsPerStep({ step: async () => {}, output: async () => new Float32Array(), dispose: () => {} })).toBeUndefined();
+    // A kernel method that calls another internally (02b7fa9's WebGPU ewise -> its elementwise helper) is one launch.
+    const nested = {
+      elementwise() {},
+      ewise() {
+        this.elementwise();
+      },
+    };
+    const counted = await countKernelCalls(nested, async () => {
+      nested.ewise();
+      nested.ewise();
+      nested.elementwise();
+    });
+    expect(counted).toEqual({ total: 3, byFamily: { ewise: 2, elementwise: 1 } });
   });
 });

@@ -60,7 +60,7 @@ export class NeedleEngine implements Engine {
     } else {
       this.ctx = thisCheckout(this.backend);
     }
-    if (!hasKernelStats(this.backend)) info.details += ', no backend.stats()/resetStats() in this build (kernels not counted)';
+    if (!hasKernelStats(this.backend)) info.details += ', no backend.stats()/resetStats() in this build (kernels counted by wrapping its kernel methods)';
     return info;
   }
 
