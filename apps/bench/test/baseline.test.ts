@@ -12,7 +12,7 @@ import { createCpuBackend } from '@needle/ndarray-cpu';
 import { describe, expect, it } from 'vitest';
 import { makeInputs, mlpCase, resnet9Case } from '../src/cases';
 import { parse } from '../src/cli';
-import { ForkChannel } from '../src/channels';
+import { ForkChannel, PythonChannel, torchAvailable } from '../src/channels';
 import { prepareNeedleMlp } from '../src/engines/needle-mlp';
 import { prepareNeedleResnet9 } from '../src/engines/needle-models';
 import { thisCheckout, type NeedleContext } from '../src/engines/needle-step';
@@ -134,4 +134,27 @@ describe('base:* targets', () => {
     });
     expect(counted).toEqual({ total: 3, byFamily: { ewise: 2, elementwise: 1 } });
   });
+});
+
+describe('the torch worker', () => {
+  it('gets the thread count for OpenBLAS and the library path, and names the BLAS it mapped', async (ctx) => {
+    if (!torchAvailable().ok) {
+      console.warn(`[bench] skipping the torch worker test: ${torchAvailable().reason}`);
+      ctx.skip();
+    }
+    // An empty folder first on LD_LIBRARY_PATH: the loader falls through to the system BLAS.
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'needle-blas-'));
+    const channel = new PythonChannel(undefined, { threads: 2, libraryPath: dir });
+    try {
+      const reply = await channel.request({ op: 'init', target: 'torch:cpu@2', threads: 2 });
+      expect(reply.ok).toBe(true);
+      const details = reply.ok ? reply.info!.details : '';
+      expect(reply.ok && reply.info!.threads).toBe(2);
+      expect(details).toMatch(/BLAS \/\S*blas\S*\.so/);
+      expect(details).toContain(`OPENBLAS_NUM_THREADS=2, OMP_WAIT_POLICY=${process.env.OMP_WAIT_POLICY ?? 'PASSIVE'}`);
+    } finally {
+      await channel.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
