@@ -509,27 +509,42 @@ export function logsumexp(x: Tensor, axis?: number | readonly number[], keepdims
 /**
  * log(softmax(x)) as (x - m) - log(sum(exp(x - m))). Subtracting the small log-sum from the shifted
  * values, rather than the large logsumexp from x, keeps float32 precision when |x| is large; the
- * gradient is g - softmax * sum(g) either way.
+ * gradient is g - softmax * sum(g). One fused primitive (./fused-softmax): a max and a sum reduction
+ * and two elementwise programs forward, a reduction and a program backward; the values of the
+ * composition bit for bit.
  */
 export function logSoftmax(x: Tensor, axis = -1): Tensor {
   checkTensor('logSoftmax', x);
   const ax = normalizeAxis('logSoftmax', axis, x.ndim);
   if (x.shape[ax] === 0) fail('logSoftmax', `cannot normalise over an empty axis (shape ${formatShape(x.shape)})`);
-  return composite(() => {
-    const { shifted } = shiftByMax(x, [ax], false);
-    return sub(shifted, log(sum(exp(shifted), ax, true)));
-  });
+  return apply('logSoftmax', [x], { axis: ax });
 }
 
-/** softmax as e / sum(e) with e = exp(x - m): stable for any input range (see shiftByMax). */
+/** softmax as e / sum(e) with e = exp(x - m): stable for any input range (see shiftByMax). A fused primitive like logSoftmax. */
 export function softmax(x: Tensor, axis = -1): Tensor {
   checkTensor('softmax', x);
   const ax = normalizeAxis('softmax', axis, x.ndim);
   if (x.shape[ax] === 0) fail('softmax', `cannot normalise over an empty axis (shape ${formatShape(x.shape)})`);
-  return composite(() => {
-    const e = exp(shiftByMax(x, [ax], false).shifted);
-    return div(e, sum(e, ax, true));
-  });
+  return apply('softmax', [x], { axis: ax });
+}
+
+/**
+ * Per-sample cross-entropy of logits [N, C] against class indices [N] (float32, a Tensor or NDArray):
+ * logsumexp(x_n) - x_n[label_n], shape [N]. A label that is not one of 0..C-1 gives NaN (as `gather`
+ * does). One fused primitive (./fused-softmax): five launches forward, one backward (softmax -
+ * onehot); the values of logsumexp(x, 1) - gather(x, 1, labels) bit for bit where the logits are
+ * finite. The labels get no gradient.
+ */
+export function crossEntropy(logits: Tensor, labels: Tensor | NDArray): Tensor {
+  checkTensor('crossEntropy', logits, 'logits');
+  const y = labels instanceof Tensor ? labels.data : labels;
+  if (!(y instanceof NDArray)) fail('crossEntropy', `expected labels as a Tensor or an NDArray, got ${describeValue(labels)}`);
+  y.assertLive('crossEntropy');
+  if (logits.ndim !== 2 || logits.shape[1] === 0) fail('crossEntropy', `expected logits of shape [N, C] with C > 0, got ${formatShape(logits.shape)}`);
+  const n = logits.shape[0];
+  if (y.ndim !== 1 || y.shape[0] !== n) fail('crossEntropy', `labels of shape ${formatShape(y.shape)} do not match logits ${formatShape(logits.shape)}; expected class indices of shape [${n}]`);
+  if (y.backend !== logits.backend) fail('crossEntropy', `labels live on backend '${y.backend.name}' and logits on '${logits.backend.name}'`);
+  return composite(() => getitem(apply('crossEntropy', [logits, constant(y.view(y.shape, y.strides, y.offset))], null), 0));
 }
 
 // ---- linear algebra -------------------------------------------------------------------------------

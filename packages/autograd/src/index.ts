@@ -63,6 +63,7 @@ export {
   logsumexp,
   logSoftmax,
   softmax,
+  crossEntropy,
   matmul,
   conv2d,
   maxPool2d,

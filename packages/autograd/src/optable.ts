@@ -23,6 +23,7 @@ import { isGradEnabled } from './grad-mode';
 import { Tensor, constant, type GraphNode } from './tensor';
 import * as F from './functions';
 import { lstmBackwardArrays, lstmBackwardTensors, lstmForward, type LstmAttrs } from './fused-rnn';
+import { crossEntropyBackward, crossEntropyForward, logSoftmaxBackward, logSoftmaxForward, softmaxBackward, softmaxForward, type SoftmaxAttrs } from './fused-softmax';
 
 /** Sliding-window geometry shared by im2col and col2im (NHWC layout). */
 export interface WindowAttrs {
@@ -69,6 +70,9 @@ export interface OpAttrs {
   im2col: WindowAttrs;
   col2im: WindowAttrs & { inputShape: readonly number[] };
   lstm: LstmAttrs;
+  logSoftmax: SoftmaxAttrs;
+  softmax: SoftmaxAttrs;
+  crossEntropy: null;
 }
 
 export type OpName = keyof OpAttrs;
@@ -415,6 +419,24 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
       return out;
     },
     backward: (g, { attrs }) => [F.im2col(g, attrs)],
+  },
+
+  // ---- fused normalisations and losses (./fused-softmax) ----------------------------------------
+  logSoftmax: {
+    saves: ['out'],
+    forward: ([x], { axis }) => logSoftmaxForward(x, axis),
+    backward: (g, { out, attrs: { axis } }) => [logSoftmaxBackward(g, out, axis)],
+  },
+  softmax: {
+    saves: ['out'],
+    forward: ([x], { axis }) => softmaxForward(x, axis),
+    backward: (g, { out, attrs: { axis } }) => [softmaxBackward(g, out, axis)],
+  },
+  crossEntropy: {
+    // Inputs [logits [N, C], labels [N]]; the output [3, N] is (per-sample loss, shift, log-sum).
+    saves: [0, 1, 'out'],
+    forward: ([x, labels]) => crossEntropyForward(x, labels),
+    backward: (g, { inputs: [x, labels], out, needsGrad }) => [needsGrad[0] ? crossEntropyBackward(g, x, labels, out) : null, null],
   },
 
   // ---- fused layers ---------------------------------------------------------------------------

@@ -164,3 +164,120 @@ describe('lstmSequence (fused LSTM layer)', () => {
     all.forEach((t) => t.dispose());
   });
 });
+
+/** The composed forms the fused softmax family replaced (shift by a finite max, as the library does). */
+function shiftConst(x: Tensor, axis: number, keepPlusInf: boolean): Tensor {
+  const m = x.data.max([axis], true);
+  const magnitude = keepPlusInf ? m.abs() : m.neg();
+  const finite = magnitude.lt(Infinity);
+  const shift = finite.where(m, 0);
+  [m, magnitude, finite].forEach((a) => a.dispose());
+  return A.constant(shift);
+}
+const composed = {
+  logSoftmax: (x: Tensor, ax: number) => {
+    const shifted = A.sub(x, shiftConst(x, ax, false));
+    return A.sub(shifted, A.log(A.sum(A.exp(shifted), ax, true)));
+  },
+  softmax: (x: Tensor, ax: number) => {
+    const e = A.exp(A.sub(x, shiftConst(x, ax, false)));
+    return A.div(e, A.sum(e, ax, true));
+  },
+};
+
+describe('softmax, logSoftmax, crossEntropy (fused)', () => {
+  const data = [3, -1, 0.5, 2, 80, 79, -80, 0, 1e-3, -2, 4, 4];
+
+  for (const name of ['logSoftmax', 'softmax'] as const) {
+    for (const axis of [1, 0]) {
+      it(`${name} over axis ${axis}: forward bit for bit; both backwards match the composition; double backward too`, async () => {
+        const before = liveBuffers();
+        const x = A.tensor(data, { shape: [3, 4], requiresGrad: true });
+        const w = randn([3, 4], { generator: new Generator(2) });
+        const fused = A[name](x, axis);
+        const ref = composed[name](x, axis);
+        expect(Array.from(await fused.toArray())).toEqual(Array.from(await ref.toArray()));
+        const losses = [A.sum(A.mul(fused, w)), A.sum(A.mul(ref, w)), A.sum(A.mul(A[name](x, axis), w))];
+        const [gf] = gradients(losses[0], [x]);
+        const [gr] = gradients(losses[1], [x]);
+        const [gs] = gradients(losses[2], [x], { createGraph: true });
+        const r = await gr!.toArray();
+        for (const g of [gf!, gs!]) (await g.toArray()).forEach((v, j) => expect(Math.abs(v - r[j]), `element ${j}`).toBeLessThanOrEqual(1e-6 * Math.max(1, Math.abs(r[j]))));
+        // d/dx sum(grad * v): Hessian-vector products through the Tensor-op backward
+        const v = randn([3, 4], { generator: new Generator(3) });
+        const hvp = (f: (t: Tensor, ax: number) => Tensor) => {
+          const l = A.sum(A.mul(A.tanh(f(x, axis)), w));
+          const [g] = gradients(l, [x], { createGraph: true });
+          const s = A.sum(A.mul(g!, v));
+          const [h] = gradients(s, [x]);
+          [l, g!, s].forEach((t) => t.dispose());
+          return h!;
+        };
+        const hf = hvp(A[name]);
+        const hr = hvp(composed[name]);
+        const hrv = await hr.toArray();
+        (await hf.toArray()).forEach((val, j) => expect(Math.abs(val - hrv[j]), `hvp element ${j}`).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(hrv[j]))));
+        [x, w, v, fused, ref, ...losses, gf!, gr!, gs!, hf, hr].forEach((t) => t.dispose());
+        expect(liveBuffers()).toBe(before);
+      });
+    }
+  }
+
+  it('gradcheck of logSoftmax, softmax and crossEntropy', async () => {
+    const g = new Generator(8);
+    const x = randn([3, 5], { generator: g, requiresGrad: true });
+    const labels = A.tensor([4, 0, 2]);
+    expect((await gradcheck((t) => A.logSoftmax(t, 1), [x])).ok).toBe(true);
+    expect((await gradcheck((t) => A.softmax(t, 0), [x])).ok).toBe(true);
+    expect((await gradcheck((t) => A.crossEntropy(t, labels), [x])).ok).toBe(true);
+    [x, labels].forEach((t) => t.dispose());
+  });
+
+  it('crossEntropy: the values of logsumexp - gather bit for bit, NaN for a label matching no class, gradients and launches', async () => {
+    const before = liveBuffers();
+    const x = A.tensor(data, { shape: [4, 3], requiresGrad: true });
+    const labels = A.tensor([2, 0, 1, 2]);
+    const column = labels.data.reshape([4, 1]);
+    const ref = A.reshape(A.sub(A.logsumexp(x, 1, true), A.gather(x, 1, column)), [4]);
+    column.dispose();
+    backend.resetStats();
+    const ce = A.crossEntropy(x, labels);
+    const fwd = backend.stats().kernels;
+    expect(fwd.elementwise).toBe(3);
+    expect(fwd.reduce).toBe(4);
+    expect(Array.from(await ce.toArray())).toEqual(Array.from(await ref.toArray()));
+    const w = A.tensor([1, -2, 0.5, 3]);
+    const losses = [A.sum(A.mul(ce, w)), A.sum(A.mul(ref, w))];
+    backend.resetStats();
+    const [gf] = gradients(losses[0], [x]);
+    expect(backend.stats().kernels.elementwise).toBe(1);
+    const [gr] = gradients(losses[1], [x]);
+    const r = await gr!.toArray();
+    (await gf!.toArray()).forEach((v, j) => expect(Math.abs(v - r[j]), `element ${j}`).toBeLessThanOrEqual(1e-6 * Math.max(1, Math.abs(r[j]))));
+    const odd = A.tensor([0, 3, -1, 1.5]);
+    const bad = A.crossEntropy(x, odd.data);
+    expect(Array.from(await bad.toArray()).map(Number.isNaN)).toEqual([false, true, true, true]);
+    const short = A.tensor([0, 1]);
+    expect(() => A.crossEntropy(x, short)).toThrow(/crossEntropy: labels of shape \[2\] do not match logits \[4, 3\]; expected class indices of shape \[4\]/);
+    [x, labels, ref, ce, w, ...losses, gf!, gr!, bad, odd, short].forEach((t) => t.dispose());
+    expect(liveBuffers()).toBe(before);
+  });
+
+  it('launch counts: two reductions and two programs forward; a reduction and one or two programs backward', () => {
+    const x = randn([4, 6], { generator: new Generator(1), requiresGrad: true });
+    for (const [name, bwdPrograms] of [['logSoftmax', 1], ['softmax', 2]] as const) {
+      backend.resetStats();
+      const y = A[name](x, 1);
+      const f = backend.stats().kernels;
+      // (compacts of the broadcast operands depend on whether the backend reads strided views)
+      expect([f.reduce, f.elementwise]).toEqual([2, 2]);
+      const l = A.sum(y);
+      backend.resetStats();
+      const [g] = gradients(l, [x]);
+      const b = backend.stats().kernels;
+      expect([b.reduce, b.elementwise]).toEqual([1, bwdPrograms]);
+      [y, l, g!].forEach((t) => t.dispose());
+    }
+    x.dispose();
+  });
+});

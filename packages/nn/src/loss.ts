@@ -1,6 +1,6 @@
 /** Losses: cross-entropy over logits (SoftmaxLoss in needle) and mean squared error. */
 import { describeValue, NDArray } from '@needle/ndarray';
-import { Tensor, gather, logsumexp, mean, mul, reshape, sub, sum } from '@needle/autograd';
+import { Tensor, crossEntropy, mean, mul, sub, sum } from '@needle/autograd';
 import { fail, fmt, isHostIndices, sameShape, uploadIndices, type HostIndices } from './errors';
 import { Module } from './module';
 
@@ -24,8 +24,9 @@ function reduce(op: string, x: Tensor, reduction: Reduction): Tensor {
  * in a Tensor or NDArray, as @needle/data produces them): logsumexp(z_i) - z_i[y_i], averaged over
  * the batch by default.
  *
- * Computed from logsumexp (max-shifted) and a gather of the true class, never from log(softmax), so
+ * Computed as logsumexp (max-shifted) minus the true class's logit, never from log(softmax), so
  * large logits neither overflow nor lose the loss to rounding; the gradient is softmax - onehot.
+ * One fused autograd op (`crossEntropy`): five kernel launches forward, one backward.
  * Labels outside [0, C) cannot be checked without reading back: they select no logit.
  */
 export class CrossEntropyLoss extends Module {
@@ -47,23 +48,17 @@ export class CrossEntropyLoss extends Module {
     // NaN where out of range (see gather).
     const host = isHostIndices(labels) ? uploadIndices(op, 'label', labels, logits.shape[1], logits.backend) : null;
     const y = host ?? (labels instanceof Tensor ? labels.data : labels);
-    let picked: Tensor;
+    let perSample: Tensor;
     const n = logits.shape[0];
     try {
       if (!(y instanceof NDArray)) fail(op, `expected labels as a Tensor, an NDArray or an array of class indices, got ${describeValue(labels)}`);
       if (y.ndim !== 1 || y.shape[0] !== n) {
         fail(op, `labels of shape ${fmt(y.shape)} do not match logits ${fmt(logits.shape)}; expected class indices of shape [${n}]`);
       }
-      const column = y.reshape([n, 1]);
-      try {
-        picked = gather(logits, 1, column); // [N, 1]: the true class's logit
-      } finally {
-        column.dispose(); // gather has built its one-hot mask from it already
-      }
+      perSample = crossEntropy(logits, y);
     } finally {
-      host?.dispose();
+      host?.dispose(); // the op holds its own view of the labels
     }
-    const perSample = reshape(sub(logsumexp(logits, 1, true), picked), [n]);
     return reduce(op, perSample, this.reduction);
   }
 
