@@ -80,8 +80,12 @@ export function parse(argv: string[]) {
   const baseline = values.baseline === undefined ? undefined : path.resolve(values.baseline);
   if (baseline !== undefined && !existsSync(path.join(baseline, 'packages', 'ndarray'))) throw new Error(`--baseline ${baseline}: not a needle checkout (no packages/ndarray)`);
   if (baseline === undefined && exact.some((t) => parseTarget(t).framework === 'base')) throw new Error('base:* targets need --baseline DIR');
+  // An empty value (a failed `$(sh prepare-openblas.sh)`) would resolve to the current folder and
+  // quietly leave torch on the system BLAS: insist on the library itself.
   const torchBlas = values['torch-blas'] === undefined ? undefined : path.resolve(values['torch-blas']);
-  if (torchBlas !== undefined && !existsSync(torchBlas)) throw new Error(`--torch-blas ${torchBlas}: no such folder (scripts/prepare-openblas.sh makes one)`);
+  if (torchBlas !== undefined && (!values['torch-blas'] || !existsSync(path.join(torchBlas, 'libblas.so.3')))) {
+    throw new Error(`--torch-blas '${values['torch-blas']}': no libblas.so.3 in ${torchBlas} (apps/bench/scripts/prepare-openblas.sh prints a folder that has one)`);
+  }
   const candidates: string[] = [...TARGETS, ...(baseline ? BASELINE_TARGETS : [])];
   const targets = exact.length
     ? exact

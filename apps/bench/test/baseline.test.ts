@@ -36,6 +36,8 @@ describe('targets', () => {
     expect(parse(['mlp', '--baseline', repoRoot, '--backend', 'cpu']).targets).toEqual(['needle:cpu', 'tfjs:cpu', 'torch:cpu', 'base:cpu']);
     expect(() => parse(['mlp', '--target', 'base:wasm'])).toThrow(/need --baseline/);
     expect(() => parse(['mlp', '--baseline', os.tmpdir()])).toThrow(/not a needle checkout/);
+    expect(() => parse(['mlp', '--torch-blas', ''])).toThrow(/no libblas.so.3/);
+    expect(() => parse(['mlp', '--torch-blas', os.tmpdir()])).toThrow(/no libblas.so.3/);
   });
 });
 
