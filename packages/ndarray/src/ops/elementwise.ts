@@ -1,7 +1,31 @@
-import type { BinaryOp, UnaryOp } from '../backend';
+import type { Backend, BinaryOp, ElementwiseProgram, UnaryOp } from '../backend';
 import { describeValue } from '../check';
 import { fail } from '../errors';
 import { NDArray, broadcastShapes, sameBackend, shapesEqual, withKernelReady, type ArrayLike } from '../ndarray';
+import { defineProgram, elementwise, type ProgramValue } from './program';
+
+/**
+ * On a backend whose `elementwise` takes strided layouts, an op with a broadcast or strided operand
+ * (or a number that would need a `fill`) runs as a one-step program: one launch that reads the views
+ * where they lie, instead of `compact` (or `fill`) then the kernel. A program step is the very op of
+ * the kernel it replaces, so values are the same bit for bit.
+ */
+function viaProgram(backend: Backend, ...arrays: NDArray[]): boolean {
+  return stridedPrograms(backend) && arrays.some((a) => !a.isKernelReady);
+}
+
+function stridedPrograms(backend: Backend): boolean {
+  return Boolean(backend.layouts?.elementwise && backend.elementwise);
+}
+
+const programs = new Map<string, ElementwiseProgram>();
+
+/** The one-step program named `key`, defined once. */
+function oneStep(key: string, inputs: number, scalars: number, body: (ins: ProgramValue[], scs: ProgramValue[]) => ProgramValue): ElementwiseProgram {
+  let p = programs.get(key);
+  if (!p) programs.set(key, (p = defineProgram(inputs, scalars, body)));
+  return p;
+}
 
 /** Ops whose operands may swap, so `scalar op array` becomes `array op scalar`. */
 const SWAPPED: Partial<Record<BinaryOp, BinaryOp>> = {
@@ -20,6 +44,9 @@ export function binary(op: BinaryOp, a: ArrayLike, b: ArrayLike): NDArray {
     const swapped = SWAPPED[op];
     if (swapped) return scalarOp(swapped, b, a);
     b.assertLive(op);
+    if (stridedPrograms(b.backend)) {
+      return elementwise(oneStep(`s${op}x`, 1, 1, ([x], [s]) => s[op](x)), [b], [a])[0];
+    }
     const filled = NDArray.empty(b.shape, b.backend, op);
     filled.backend.fill(filled.buffer, a, filled.size);
     try {
@@ -30,6 +57,9 @@ export function binary(op: BinaryOp, a: ArrayLike, b: ArrayLike): NDArray {
   }
   const backend = sameBackend(op, a, b);
   const shape = shapesEqual(a.shape, b.shape) ? [...a.shape] : broadcastShapes(op, a.shape, b.shape);
+  if (viaProgram(backend, a, b) || (stridedPrograms(backend) && !shapesEqual(a.shape, b.shape))) {
+    return elementwise(oneStep(`x${op}y`, 2, 0, ([x, y]) => x[op](y)), [a, b])[0];
+  }
   const out = NDArray.empty(shape, backend, op);
   if (out.size === 0) return out;
   const ab = shapesEqual(a.shape, shape) ? a : a.broadcastTo(shape);
@@ -47,6 +77,7 @@ export function binary(op: BinaryOp, a: ArrayLike, b: ArrayLike): NDArray {
 
 function scalarOp(op: BinaryOp, a: NDArray, s: number): NDArray {
   a.assertLive(op);
+  if (viaProgram(a.backend, a)) return elementwise(oneStep(`x${op}s`, 1, 1, ([x], [c]) => x[op](c)), [a], [s])[0];
   const out = NDArray.empty(a.shape, a.backend, op);
   if (out.size === 0) return out;
   withKernelReady(a, (x) => a.backend.scalar(op, x.buffer, s, out.buffer, out.size));
@@ -56,6 +87,7 @@ function scalarOp(op: BinaryOp, a: NDArray, s: number): NDArray {
 /** Elementwise `op(a)`. */
 export function unary(op: UnaryOp, a: NDArray): NDArray {
   a.assertLive(op);
+  if (viaProgram(a.backend, a)) return elementwise(oneStep(op, 1, 0, ([x]) => x[op]()), [a])[0];
   const out = NDArray.empty(a.shape, a.backend, op);
   if (out.size === 0) return out;
   withKernelReady(a, (x) => a.backend.unary(op, x.buffer, out.buffer, out.size));
@@ -69,6 +101,23 @@ export function where(cond: NDArray, x: ArrayLike, y: ArrayLike): NDArray {
     if (typeof v !== 'number' && !(v instanceof NDArray)) fail('where', `expected a number or an NDArray for x and y, got ${describeValue(v)}`);
   }
   sameBackend('where', cond);
+  const arrays = [cond, x, y].filter((v): v is NDArray => typeof v !== 'number');
+  const backend = sameBackend('where', ...arrays);
+  if (stridedPrograms(backend) && (arrays.length < 3 || arrays.some((a) => !a.isKernelReady || !shapesEqual(a.shape, cond.shape)))) {
+    // Numbers travel as scalars (rounded to float32 like a filled array), so no `fill` launch either.
+    broadcastShapes('where', broadcastShapes('where', cond.shape, typeof x === 'number' ? [] : x.shape), typeof y === 'number' ? [] : y.shape);
+    const kx = typeof x === 'number' ? 's' : 'a';
+    const ky = typeof y === 'number' ? 's' : 'a';
+    const program = oneStep(`where ${kx}${ky}`, arrays.length, 3 - arrays.length, (ins, scs) => {
+      const operands = [...ins];
+      const c = operands.shift()!;
+      const xv = kx === 'a' ? operands.shift()! : scs[0];
+      const yv = ky === 'a' ? operands.shift()! : scs[kx === 's' ? 1 : 0];
+      return c.select(xv, yv);
+    });
+    const scalars = [x, y].filter((v): v is number => typeof v === 'number');
+    return elementwise(program, arrays, scalars)[0];
+  }
   const temps: NDArray[] = [];
   const asArray = (v: ArrayLike) => {
     if (typeof v !== 'number') return v;
