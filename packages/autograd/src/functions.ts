@@ -684,13 +684,17 @@ function pool2d(op: 'maxPool2d' | 'avgPool2d', x: Tensor, kernelSize: Pair, opti
     // Max pooling pads with -Inf so padding never wins; average pooling counts the zero padding
     // (PyTorch's count_include_pad=True default).
     if (ph > 0 || pw > 0) xh = pad(xh, [[0, 0], [ph, ph], [pw, pw], [0, 0]], op === 'maxPool2d' ? -Infinity : 0);
-    const cols = im2col(xh, { kh, kw, sh, sw, dh, dw });
-    const pooled = op === 'maxPool2d' ? max(cols, [3, 4]) : mean(cols, [3, 4]);
+    const window = { kh, kw, sh, sw, dh, dw };
+    // Max pooling is one fused primitive with an argmax record (./fused-pool); row 0 its values.
+    const pooled = op === 'maxPool2d' ? getitem(apply('maxPool', [xh], window), 0) : mean(im2col(xh, window), [3, 4]);
     return permute(pooled, [0, 3, 1, 2]);
   });
 }
 
-/** Max pooling over kh x kw windows, NCHW; tied maxima share the gradient. */
+/**
+ * Max pooling over kh x kw windows, NCHW. A tie within a window sends the gradient to its first
+ * maximum (row-major), as PyTorch's MaxPool2d does. One fused primitive with an argmax record.
+ */
 export function maxPool2d(x: Tensor, kernelSize: Pair, options: Pool2dOptions = {}): Tensor {
   return pool2d('maxPool2d', x, kernelSize, options);
 }

@@ -23,6 +23,7 @@ import { isGradEnabled } from './grad-mode';
 import { Tensor, constant, type GraphNode } from './tensor';
 import * as F from './functions';
 import { lstmBackwardArrays, lstmBackwardTensors, lstmForward, type LstmAttrs } from './fused-rnn';
+import { maxPoolBackward, maxPoolForward } from './fused-pool';
 import { crossEntropyBackward, crossEntropyForward, logSoftmaxBackward, logSoftmaxForward, softmaxBackward, softmaxForward, type SoftmaxAttrs } from './fused-softmax';
 
 /** Sliding-window geometry shared by im2col and col2im (NHWC layout). */
@@ -73,6 +74,7 @@ export interface OpAttrs {
   logSoftmax: SoftmaxAttrs;
   softmax: SoftmaxAttrs;
   crossEntropy: null;
+  maxPool: WindowAttrs;
 }
 
 export type OpName = keyof OpAttrs;
@@ -437,6 +439,13 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
     saves: [0, 1, 'out'],
     forward: ([x, labels]) => crossEntropyForward(x, labels),
     backward: (g, { inputs: [x, labels], out, needsGrad }) => [needsGrad[0] ? crossEntropyBackward(g, x, labels, out) : null, null],
+  },
+
+  maxPool: {
+    // NHWC input -> [2, N, Ho, Wo, C]: the pooled values and the argmax window positions (./fused-pool).
+    saves: ['out'],
+    forward: ([x], attrs) => maxPoolForward(x, attrs),
+    backward: (g, { inputs: [x], out, attrs }) => [maxPoolBackward(g, x, out, attrs)],
   },
 
   // ---- fused layers ---------------------------------------------------------------------------

@@ -283,3 +283,64 @@ describe('softmax, logSoftmax, crossEntropy (fused)', () => {
     x.dispose();
   });
 });
+
+describe('maxPool2d (fused, with an argmax record)', () => {
+  /** 2x2 windows with stride 2 composed from strided slices and max (ties split, as torch.amax does). */
+  function composedPool(x: Tensor): Tensor {
+    const parts = [0, 1].flatMap((i) => [0, 1].map((j) => A.getitem(x, {}, {}, { start: i, step: 2 }, { start: j, step: 2 })));
+    return A.max(A.stack(parts, 0), 0);
+  }
+
+  it('values and gradients of both backwards as the composition; double backward; launches; no leak', async () => {
+    const before = liveBuffers();
+    const x = randn([2, 3, 4, 6], { generator: new Generator(30), requiresGrad: true });
+    const w = randn([2, 3, 2, 3], { generator: new Generator(31) });
+    const fused = A.maxPool2d(x, 2);
+    const ref = composedPool(x);
+    expect(Array.from(await fused.toArray())).toEqual(Array.from(await ref.toArray()));
+    const losses = [A.sum(A.mul(fused, w)), A.sum(A.mul(ref, w)), A.sum(A.mul(A.maxPool2d(x, 2), w))];
+    backend.resetStats();
+    const [gf] = gradients(losses[0], [x]);
+    const k = backend.stats().kernels;
+    // one program per window position into the zero-filled gradient, nothing else for the pooling
+    expect(k.elementwise).toBe(4);
+    const [gr] = gradients(losses[1], [x]);
+    const [gs] = gradients(losses[2], [x], { createGraph: true });
+    const r = Array.from(await gr!.toArray());
+    expect(Array.from(await gf!.toArray())).toEqual(r);
+    expect(Array.from(await gs!.toArray())).toEqual(r);
+    // Second order: d/dx sum(grad * v) through the Tensor-op backward, against the composition's.
+    const v = randn(x.shape, { generator: new Generator(32) });
+    const hvp = (pool: (t: Tensor) => Tensor) => {
+      const l = A.sum(A.mul(A.tanh(pool(A.mul(x, x))), w));
+      const [g] = gradients(l, [x], { createGraph: true });
+      const s = A.sum(A.mul(g!, v));
+      const [h] = gradients(s, [x]);
+      [l, g!, s].forEach((t) => t.dispose());
+      return h!;
+    };
+    const hf = hvp((t) => A.maxPool2d(t, 2));
+    const hr = hvp(composedPool);
+    const hrv = await hr.toArray();
+    (await hf.toArray()).forEach((val, j) => expect(Math.abs(val - hrv[j]), `hvp element ${j}`).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(hrv[j]))));
+    [x, w, v, fused, ref, ...losses, gf!, gr!, gs!, hf, hr].forEach((t) => t.dispose());
+    expect(liveBuffers()).toBe(before);
+  });
+
+  it('a tie sends the gradient to the first maximum of the window, as PyTorch does', async () => {
+    const x = A.tensor([[[[1, 1], [1, 1]]]], { requiresGrad: true });
+    const y = A.maxPool2d(x, 2);
+    A.sum(y).backward();
+    expect(Array.from(await x.grad!.toArray())).toEqual([1, 0, 0, 0]);
+    [x, y].forEach((t) => t.dispose());
+  });
+
+  it('gradcheck with overlapping windows, padding and dilation', async () => {
+    // Distinct values 0.1 apart (a fixed shuffle), so no window holds two maxima within gradcheck's step.
+    const values = Array.from({ length: 72 }, (_, i) => ((i * 29) % 72) / 10 - 3.6);
+    const x = A.tensor(values, { shape: [1, 2, 6, 6], requiresGrad: true });
+    expect((await gradcheck((t) => A.maxPool2d(t, 3, { stride: 2, padding: 1 }), [x])).ok).toBe(true);
+    expect((await gradcheck((t) => A.maxPool2d(t, 2, { stride: 1, dilation: 2 }), [x])).ok).toBe(true);
+    x.dispose();
+  });
+});
