@@ -232,8 +232,8 @@ export class WasmBackend implements Backend {
     }
   }
 
-  /** Strided elementwise operands: gathered into and scattered from the program's L1 blocks. */
-  readonly layouts = { elementwise: true, maxDims: MAX_LAYOUT_DIMS } as const;
+  /** Strided elementwise operands (gathered into and scattered from the program's L1 blocks) and reduce inputs. */
+  readonly layouts = { elementwise: true, reduce: true, maxDims: MAX_LAYOUT_DIMS } as const;
 
   private need(kernel: string, sub: string, b: WasmBuffer, role: string, size: number): void {
     if (b.size >= size && size >= 0 && Number.isInteger(size)) return;
@@ -584,8 +584,36 @@ export class WasmBackend implements Backend {
     k[job.kernel](...job.args);
   }
 
-  reduce(op: ReduceOp, a: DeviceBuffer, out: DeviceBuffer, outSize: number, reduceSize: number): void {
-    const x = this.buf('reduce', a, 'a');
+  /**
+   * With a strided `layout`, the view is gathered into scratch memory inside this launch (the
+   * strided copy kernel, 16 x 16 tiles for transposes) and reduced by the same code as a compact
+   * input, so the result equals compact + reduce bit for bit; no separate launch or buffer.
+   */
+  reduce(op: ReduceOp, a: DeviceBuffer, out: DeviceBuffer, outSize: number, reduceSize: number, layout?: StridedLayout): void {
+    if (!layout) {
+      this.reduceCompact(op, this.buf('reduce', a, 'a'), out, outSize, reduceSize);
+      return;
+    }
+    const src = this.buf('reduce', a, 'a');
+    const n = outSize * reduceSize;
+    const dims = this.simplify('reduce', layout, src.size);
+    if ((dims?.total ?? 0) !== n) throw new Error(`${this.name}.reduce(${op}): layout shape [${layout.shape.join(', ')}] must have outSize * reduceSize = ${n} elements`);
+    if (!dims) {
+      this.reduceCompact(op, src, out, outSize, reduceSize);
+      return;
+    }
+    const block = this.allocator.blockSize(n * 4);
+    const ptr = this.allocator.allocate(block);
+    try {
+      this.ensureHeap('reduce', n * 4);
+      this.strided(0, src.ptr, ptr, dims, 0);
+      this.reduceCompact(op, new WasmBuffer(this, ptr, n, block), out, outSize, reduceSize);
+    } finally {
+      this.allocator.release(ptr, block);
+    }
+  }
+
+  private reduceCompact(op: ReduceOp, x: WasmBuffer, out: DeviceBuffer, outSize: number, reduceSize: number): void {
     const o = this.buf('reduce', out, 'out');
     if (!Number.isInteger(reduceSize) || reduceSize < 0) throw new Error(`${this.name}.reduce(${op}): reduceSize must be a non-negative integer, got ${reduceSize}`);
     this.need('reduce', op, o, 'out', outSize);

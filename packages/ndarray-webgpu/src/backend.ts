@@ -484,8 +484,8 @@ export class WebGPUBackend implements Backend {
     this.pointwise('where', 'where', 'select(y, x, c != 0.0 || isnan_(c))', [['c', cond], ['x', x], ['y', y]], out, size);
   }
 
-  /** Strided elementwise operands: index arithmetic in the kernel, layouts in the uniform block. */
-  readonly layouts = { elementwise: true, maxDims: 8 } as const;
+  /** Strided elementwise operands (index arithmetic in the kernel, layouts in the uniform block) and reduce inputs. */
+  readonly layouts = { elementwise: true, reduce: true, maxDims: 8 } as const;
 
   /**
    * An elementwise program as one dispatch of a WGSL kernel compiled for it (cached by its key, the
@@ -600,11 +600,30 @@ export class WebGPUBackend implements Backend {
 
   // ---- reduce ---------------------------------------------------------------------------------
 
-  reduce(op: ReduceOp, a: DeviceBuffer, out: DeviceBuffer, outSize: number, reduceSize: number): void {
+  /**
+   * With a strided `layout`, the view is first gathered into a pooled scratch buffer by the strided
+   * copy kernel, recorded in the same batch (one more dispatch, no launch or buffer for the
+   * frontend), then reduced as a compact input: the result equals compact + reduce bit for bit.
+   */
+  reduce(op: ReduceOp, a: DeviceBuffer, out: DeviceBuffer, outSize: number, reduceSize: number, layout?: StridedLayout): void {
     const name = `reduce(${op})`;
     this.check(name);
     if (!Number.isInteger(outSize) || outSize < 0 || !Number.isInteger(reduceSize) || reduceSize < 0) {
       fail(name, `outSize and reduceSize must be non-negative integers, got ${outSize} and ${reduceSize}`);
+    }
+    if (layout) {
+      const n = outSize * reduceSize;
+      if (layout.shape.reduce((p, d) => p * d, 1) !== n) fail(name, `layout shape [${layout.shape.join(', ')}] must have outSize * reduceSize = ${n} elements`);
+      this.handle(name, a, 'input');
+      const scratch = new WebGPUBuffer(n, this.pool.acquire(Math.max(n, 1) * 4));
+      try {
+        this.strided(name, 'compact', layout, a, scratch);
+        // The class's own method, not the instrumented property: this is still the one launch.
+        WebGPUBackend.prototype.reduce.call(this, op, scratch, out, outSize, reduceSize);
+      } finally {
+        this.pool.release(scratch.pooled);
+      }
+      return;
     }
     const ap = this.sized(name, a, outSize * reduceSize, 'input');
     let op_ = this.sized(name, out, outSize, 'out');

@@ -1,6 +1,7 @@
 import type { ReduceOp } from '../backend';
 import { checkBoolean } from '../check';
 import { fail, formatShape } from '../errors';
+import { coalesceView } from '../layouts';
 import { NDArray, withKernelReady } from '../ndarray';
 import { normalizeAxes, normalizeAxis, shapeSize } from '../shape';
 
@@ -27,7 +28,14 @@ export function reduceOp(op: ReduceOp, a: NDArray, axis: number | readonly numbe
   }
   const perm = a.permute([...kept, ...axes]);
   try {
-    withKernelReady(perm, (x) => a.backend.reduce(op, x.buffer, out.buffer, outSize, reduceSize));
+    // A backend that reads strided reduce inputs gets the permuted view itself (no compact launch).
+    const caps = a.backend.layouts;
+    const view = !perm.isKernelReady && caps?.reduce ? coalesceView(perm.layout) : undefined;
+    if (view && view.shape.length <= caps!.maxDims) a.backend.reduce(op, perm.buffer, out.buffer, outSize, reduceSize, view);
+    else withKernelReady(perm, (x) => a.backend.reduce(op, x.buffer, out.buffer, outSize, reduceSize));
+  } catch (e) {
+    out.dispose();
+    throw e;
   } finally {
     perm.dispose();
   }
@@ -52,20 +60,9 @@ export function mean(a: NDArray, axis: number | readonly number[] | undefined, k
 export function argReduce(op: 'argmax' | 'argmin', a: NDArray, axis: number | undefined, keepdims: boolean): NDArray {
   a.assertLive(op);
   checkBoolean(op, 'keepdims', keepdims);
-  if (axis === undefined) {
-    const flat = a.reshape([-1]);
-    try {
-      const r = reduceOp(op, flat, 0, false);
-      if (!keepdims) return r;
-      try {
-        return r.reshape(a.shape.map(() => 1));
-      } finally {
-        r.dispose();
-      }
-    } finally {
-      flat.dispose();
-    }
-  }
+  // Over every axis, the row-major order of the view is the flattened order: no reshape (which
+  // would copy a strided view).
+  if (axis === undefined) return reduceOp(op, a, undefined, keepdims);
   if (Array.isArray(axis)) fail(op, `expected a single axis, got ${JSON.stringify(axis)}`);
   return reduceOp(op, a, normalizeAxis(op, axis, a.ndim), keepdims);
 }

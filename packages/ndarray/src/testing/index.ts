@@ -483,6 +483,31 @@ export function runBackendConformance(
         }
       });
 
+      it('reductions over views (axis 0, inner, several, all; broadcast, transposed, sliced, flipped) equal compact-then-reduce bit for bit, one launch', async () => {
+        const cases: [readonly number[], number | number[] | undefined][] = [
+          [[37, 6], 0], [[37, 6], 1], [[5, 4, 9], [0, 2]], [[5, 4, 9], 1], [[5, 4, 9], undefined], [[300, 3], 0], [[8], 0],
+        ];
+        let trial = 0;
+        for (const [shape, axis] of cases) {
+          for (const op of REDUCE_OPS) {
+            trial++;
+            const v = view(KINDS[trial % KINDS.length], shape);
+            const ax = (op === 'argmax' || op === 'argmin') && Array.isArray(axis) ? axis[0] : axis;
+            const run = (a: NDArray) => (op === 'argmax' || op === 'argmin' ? a[op](ax as number | undefined) : a[op](ax));
+            const expected = run(v.compact());
+            const before = backend.stats();
+            const got = run(v);
+            const d = statsDiff(backend.stats(), before);
+            if (backend.layouts?.reduce && !v.isKernelReady) {
+              expect(d.kernels.compact, `${op} over ${JSON.stringify(v.strides)} axis ${JSON.stringify(ax)}: compacts`).toBe(0);
+              expect(d.kernels.reduce, `${op}: reduce launches`).toBe(1);
+            }
+            expect(got.shape).toEqual(expected.shape);
+            await expectSame(got, await expected.toArray(), `${op} over ${JSON.stringify(v.shape)} strides ${JSON.stringify(v.strides)} axis ${JSON.stringify(ax)}:`);
+          }
+        }
+      });
+
       it('refuses an output view that reaches an element twice, naming it', async () => {
         const p = defineProgram(1, 0, ([x]) => x.neg());
         const x = fromData(Float32Array.of(1, 2, 3), [3]);
