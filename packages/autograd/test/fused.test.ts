@@ -355,3 +355,32 @@ describe('maxPool2d (fused, with an argmax record)', () => {
     x.dispose();
   });
 });
+
+describe('one-program backward rules', () => {
+  it('relu, abs, tanh, sigmoid, sqrt and div: the array rule equals the Tensor-op rule bit for bit, in one launch', async () => {
+    const before = liveBuffers();
+    const data = [-2.5, -1, -0, 0, 1e-30, 0.3, 1, 7, 40, Infinity, -Infinity, NaN];
+    const numerator = A.tensor(data.map((v) => v * 0.5 + 1));
+    const cases: [string, (t: Tensor) => Tensor][] = [
+      ['relu', A.relu], ['abs', A.abs], ['tanh', A.tanh], ['sigmoid', A.sigmoid], ['sqrt', A.sqrt],
+      ['div', (t) => A.div(numerator, t)],
+    ];
+    for (const [name, f] of cases) {
+      const x = A.tensor(data, { requiresGrad: true });
+      const w = A.tensor(data.map((_, i) => (i % 3) - 1.25));
+      const l1 = A.sum(A.mul(f(x), w));
+      backend.resetStats();
+      const [fast] = gradients(l1, [x]);
+      const k = backend.stats().kernels;
+      const l2 = A.sum(A.mul(f(x), w));
+      const [slow] = gradients(l2, [x], { createGraph: true });
+      expect(Array.from(await fast!.toArray()), name).toEqual(Array.from(await slow!.toArray()));
+      // the rule's one program (the loss's own mul and sum backward aside)
+      expect(k.elementwise, name).toBeGreaterThanOrEqual(1);
+      expect((k.ewise ?? 0) + (k.unary ?? 0) + (k.scalar ?? 0), name).toBeLessThanOrEqual(1);
+      [x, w, l1, l2, fast!, slow!].forEach((t) => t.dispose());
+    }
+    numerator.dispose();
+    expect(liveBuffers()).toBe(before);
+  });
+});
