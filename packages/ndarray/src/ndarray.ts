@@ -361,6 +361,23 @@ export class NDArray {
       fail(op, `value of shape ${formatShape(value.shape)} cannot be broadcast to the selected view of shape ${formatShape(target.shape)}`);
     }
     const b = value.broadcastTo(target.shape);
+    if (!b.isKernelReady) {
+      // One strided copy launch where the backend can (the version bump is elementwise's noteWrite).
+      const dst = this.view(target.shape, target.strides, target.offset);
+      let copied: boolean;
+      try {
+        copied = elementwise.copyInto(b, dst, op);
+      } catch (e) {
+        b.dispose();
+        throw e;
+      } finally {
+        dst.dispose();
+      }
+      if (copied) {
+        b.dispose();
+        return this;
+      }
+    }
     // A value that views this very buffer must be copied first, or the kernel would read elements it
     // has already overwritten (NumPy semantics: a[1:] = a[:-1] shifts).
     const src = value.storage === this.storage ? b.clone() : b.compact();

@@ -2,6 +2,7 @@ import type { Backend, BinaryOp, ElementwiseProgram, UnaryOp } from '../backend'
 import { describeValue } from '../check';
 import { fail } from '../errors';
 import { NDArray, broadcastShapes, sameBackend, shapesEqual, withKernelReady, type ArrayLike } from '../ndarray';
+import { viewOverlapsItself } from '../layouts';
 import { defineProgram, elementwise, type ProgramValue } from './program';
 
 /**
@@ -151,4 +152,17 @@ export function where(cond: NDArray, x: ArrayLike, y: ArrayLike): NDArray {
   } finally {
     temps.forEach((t) => t.dispose());
   }
+}
+
+/**
+ * `target[...] = value` for a broadcast or strided `value` as one copy program writing the target
+ * view in place (instead of `compact` then `ewiseSetitem`), where the backend takes layouts and the
+ * target view is one of distinct elements. A value viewing the target's buffer is read from a copy
+ * when it overlaps the target other than element for element (the program's aliasing rule), as the
+ * setitem path does. Returns false where it does not apply; the caller then takes the kernel path.
+ */
+export function copyInto(value: NDArray, target: NDArray, writer: string): boolean {
+  if (!stridedPrograms(target.backend) || value.isKernelReady || viewOverlapsItself(target.shape, target.strides)) return false;
+  elementwise(oneStep('copy', 1, 0, ([x]) => x), [value], [], { out: [target], writer });
+  return true;
 }

@@ -508,6 +508,26 @@ export function runBackendConformance(
         }
       });
 
+      it('set/assign with a strided or broadcast value: one copy launch into the view, versions bumped once, shifts read first', async () => {
+        const a = fromData(Float32Array.from({ length: 12 }, (_, i) => i), [3, 4]);
+        const src = fromData(Float32Array.from({ length: 12 }, (_, i) => 100 + i), [4, 3]);
+        const v0 = a.version;
+        const before = backend.stats();
+        a.set([':', '1:4'], src.transpose().get(':', '0:3'));
+        const d = statsDiff(backend.stats(), before);
+        if (strided()) expect([d.launches, d.kernels.elementwise]).toEqual([1, 1]);
+        expect([a.version, a.lastWriter]).toEqual([v0 + 1, 'set']);
+        await expectNested(a, [[0, 100, 103, 106], [4, 101, 104, 107], [8, 102, 105, 108]]);
+        a.get(0).assign(fromData(Float32Array.of(-1, -2), [2, 1]).get(0));
+        await expectNested(a.get(0), [-1, -1, -1, -1]);
+        // NumPy semantics for a value viewing the target's own buffer: a[1:] = a[:-1] shifts.
+        const x = fromData(Float32Array.of(1, 2, 3, 4, 5), [5]);
+        x.set('1:', x.get(':4'));
+        await expectNested(x, [1, 1, 2, 3, 4]);
+        x.assign(x.flip());
+        await expectNested(x, [4, 3, 2, 1, 1]);
+      });
+
       it('refuses an output view that reaches an element twice, naming it', async () => {
         const p = defineProgram(1, 0, ([x]) => x.neg());
         const x = fromData(Float32Array.of(1, 2, 3), [3]);
