@@ -217,7 +217,7 @@ export function elementwise(program: ElementwiseProgram, inputs: readonly NDArra
   });
   const fused = backend.elementwise;
   if (!fused || distinctBuffers(inputs, outs) + program.outputs.length - outs.filter(Boolean).length > PROGRAM_LIMITS.buffers) {
-    return composeProgram(program, inputs, scalars, shape, outs);
+    return composeProgram(program, inputs, scalars, shape, outs, options.writer ?? op);
   }
   const results = program.outputs.map((_, k) => outs[k] ?? NDArray.empty(shape, backend));
   const size = results[0].size;
@@ -248,7 +248,7 @@ export function elementwise(program: ElementwiseProgram, inputs: readonly NDArra
     if (new Set([...ready, ...targets].map((a) => a.buffer)).size > PROGRAM_LIMITS.buffers) {
       // Copies made above split one buffer into several: too many to bind in one launch.
       results.forEach((r, k) => r !== outs[k] && r.dispose());
-      return composeProgram(program, inputs, scalars, shape, outs);
+      return composeProgram(program, inputs, scalars, shape, outs, options.writer ?? op);
     }
     for (const o of outs) o?.noteWrite(options.writer ?? op);
     const inBufs = ready.map((a) => a.buffer);
@@ -313,7 +313,7 @@ function broadcastCompact(a: NDArray, shape: number[]): NDArray {
  * float32 after every step like a kernel's output); out arrays are written at the end, after every
  * output value was computed, so an output that is also an input is read before it is written.
  */
-function composeProgram(program: ElementwiseProgram, inputs: readonly NDArray[], scalars: readonly number[], shape: number[], outs: readonly (NDArray | undefined)[]): NDArray[] {
+function composeProgram(program: ElementwiseProgram, inputs: readonly NDArray[], scalars: readonly number[], shape: number[], outs: readonly (NDArray | undefined)[], writer = 'elementwise'): NDArray[] {
   const values: (NDArray | number)[] = [];
   const temps = new Set<NDArray>();
   const arr = (v: NDArray): NDArray => {
@@ -362,10 +362,12 @@ function composeProgram(program: ElementwiseProgram, inputs: readonly NDArray[],
       temps.delete(v);
       return v;
     });
+    // One recorded write per out array, named by the caller's writer as on the fused path.
     return finals.map((f, k) => {
       const o = outs[k];
       if (!o) return f;
-      o.assign(f);
+      o.noteWrite(writer);
+      if (f.size > 0) backend.ewiseSetitem(f.buffer, o.buffer, o.layout);
       f.dispose();
       return o;
     });
