@@ -62,6 +62,48 @@ export class JaxEngine implements Engine {
         for (const a of owned) a.dispose();
       },
     };
+    /**
+     * A training case's Prepared: the whole step (forward, backward, SGD update) as one jit-compiled
+     * function of the parameters and two data arrays, the loss of the last step kept for output().
+     */
+    const sgdTraining = <P extends Record<string, JArray>>(
+      loss: (p: P, a: JArray, b: JArray) => JArray,
+      initial: P,
+      [a, b]: [JArray, JArray],
+      output: (read: (v: JArray) => Promise<Float32Array>, lossValue: JArray, params: P) => Promise<Float32Array>,
+      note?: string,
+    ): Prepared => {
+      // jax-js's tree types do not follow a generic parameter tree; inside, the tree is a plain record.
+      type Tree = Record<string, JArray>;
+      const lossOf = loss as unknown as (p: Tree, a: JArray, b: JArray) => JArray;
+      const step = jit((p: Tree, xa: JArray, xb: JArray) => {
+        const [l, g] = valueAndGrad(lossOf)(tree.ref(p), xa, xb);
+        const next = tree.map((w: JArray, dw: JArray) => w.sub(dw.mul(MLP_LR)), p, g) as Tree;
+        return [l, next] as [JArray, Tree];
+      });
+      let params: Tree = initial;
+      let lossValue: JArray | undefined;
+      const read = async (v: JArray) => new Float32Array(await v.ref.data());
+      return {
+        ...(note === undefined ? {} : { note }),
+        step: async () => {
+          const [l, next] = step(params, a.ref, b.ref);
+          params = next;
+          await this.jax.blockUntilReady([l, params]);
+          lossValue?.dispose();
+          lossValue = l;
+        },
+        output: () => {
+          if (!lossValue) throw new Error(`${this.target} ${spec.id}: output() before step()`);
+          return output(read, lossValue, params as P);
+        },
+        dispose: () => {
+          lossValue?.dispose();
+          tree.dispose(params);
+          base.dispose();
+        },
+      };
+    };
     switch (spec.kind) {
       case 'matmul': {
         const [n] = spec.dims;
@@ -86,7 +128,7 @@ export class JaxEngine implements Engine {
         const x = put(inputs[0], [batch, nIn]);
         const y = put(inputs[1], [batch, nClasses]);
         type Params = { w1: JArray; b1: JArray; w2: JArray; b2: JArray };
-        let params: Params = {
+        const params: Params = {
           w1: np.array(inputs[2]).reshape([nIn, nHidden]),
           b1: np.array(inputs[3]),
           w2: np.array(inputs[4]).reshape([nHidden, nClasses]),
@@ -97,31 +139,7 @@ export class JaxEngine implements Engine {
           const logits = np.matmul(h, p.w2).add(p.b2);
           return nn.logSoftmax(logits, -1).mul(yb).sum().mul(-1 / batch);
         };
-        // The whole step (forward, backward, SGD update) as one jit-compiled function.
-        const step = jit((p: Params, xb: JArray, yb: JArray) => {
-          const [l, g] = valueAndGrad(loss)(tree.ref(p), xb, yb);
-          const next = tree.map((w: JArray, dw: JArray) => w.sub(dw.mul(MLP_LR)), p, g) as Params;
-          return [l, next] as [JArray, Params];
-        });
-        let lossValue: JArray | undefined;
-        return {
-          step: async () => {
-            const [l, next] = step(params, x.ref, y.ref);
-            params = next;
-            await this.jax.blockUntilReady([l, params]);
-            lossValue?.dispose();
-            lossValue = l;
-          },
-          output: async () => {
-            const parts = [lossValue!, params.w1, params.b1, params.w2, params.b2];
-            return concatFlat(await Promise.all(parts.map(async (a) => new Float32Array(await a.ref.data()))));
-          },
-          dispose: () => {
-            lossValue?.dispose();
-            tree.dispose(params);
-            base.dispose();
-          },
-        };
+        return sgdTraining(loss, params, [x, y], async (read, l, p) => concatFlat(await Promise.all([l, p.w1, p.b1, p.w2, p.b2].map(read))));
       }
       case 'convnet': {
         const [batch, channels, size, c1, c2, classes] = spec.dims;
@@ -134,7 +152,7 @@ export class JaxEngine implements Engine {
         const oneHot = oneHotRows(inputs[1], classes);
         const y = put(oneHot, [batch, classes]);
         type Params = { w1: JArray; b1: JArray; w2: JArray; b2: JArray; w3: JArray; b3: JArray };
-        let params: Params = {
+        const params: Params = {
           w1: np.array(inputs[2]).reshape([c1, channels, k, k]),
           b1: np.array(inputs[3]),
           w2: np.array(inputs[4]).reshape([c2, c1, k, k]),
@@ -155,33 +173,11 @@ export class JaxEngine implements Engine {
           const logits = np.matmul(h2.reshape([batch, flat]), p.w3).add(p.b3);
           return nn.logSoftmax(logits, -1).mul(yb).sum().mul(-1 / batch);
         };
-        const step = jit((p: Params, xb: JArray, yb: JArray) => {
-          const [l, g] = valueAndGrad(loss)(tree.ref(p), xb, yb);
-          const next = tree.map((w: JArray, dw: JArray) => w.sub(dw.mul(MLP_LR)), p, g) as Params;
-          return [l, next] as [JArray, Params];
+        return sgdTraining(loss, params, [x, y], async (read, l, p) => {
+          const parts = await Promise.all([l, p.w1, p.b1, p.w2, p.b2, p.w3, p.b3].map(read));
+          parts[5] = permuteArray(parts[5], [flat, classes], [1, 0]);
+          return concatFlat(parts);
         });
-        let lossValue: JArray | undefined;
-        return {
-          step: async () => {
-            const [l, next] = step(params, x.ref, y.ref);
-            params = next;
-            await this.jax.blockUntilReady([l, params]);
-            lossValue?.dispose();
-            lossValue = l;
-          },
-          output: async () => {
-            const read = async (a: JArray) => new Float32Array(await a.ref.data());
-            const p = params;
-            const parts = await Promise.all([lossValue!, p.w1, p.b1, p.w2, p.b2, p.w3, p.b3].map(read));
-            parts[5] = permuteArray(parts[5], [flat, classes], [1, 0]);
-            return concatFlat(parts);
-          },
-          dispose: () => {
-            lossValue?.dispose();
-            tree.dispose(params);
-            base.dispose();
-          },
-        };
       }
       case 'lstm': {
         const [batch, seq, nIn, hidden, classes] = spec.dims;
@@ -194,7 +190,7 @@ export class JaxEngine implements Engine {
         const y = put(oneHot, [batch, classes]);
         const tr = (w: Float32Array, rows: number, cols: number) => np.array(permuteArray(w, [rows, cols], [1, 0])).reshape([cols, rows]);
         type Params = { wih: JArray; whh: JArray; bih: JArray; bhh: JArray; wfc: JArray; bfc: JArray };
-        let params: Params = {
+        const params: Params = {
           wih: tr(inputs[2], 4 * hidden, nIn),
           whh: tr(inputs[3], 4 * hidden, hidden),
           bih: np.array(inputs[4]),
@@ -219,33 +215,11 @@ export class JaxEngine implements Engine {
           const logits = np.matmul(h, p.wfc).add(p.bfc);
           return nn.logSoftmax(logits, -1).mul(yb).sum().mul(-1 / batch);
         };
-        const step = jit((p: Params, xb: JArray, yb: JArray) => {
-          const [l, g] = valueAndGrad(loss)(tree.ref(p), xb, yb);
-          const next = tree.map((w: JArray, dw: JArray) => w.sub(dw.mul(MLP_LR)), p, g) as Params;
-          return [l, next] as [JArray, Params];
+        return sgdTraining(loss, params, [x, y], async (read, l, p) => {
+          const [loss0, wih, whh, bih, bhh, wfc, bfc] = await Promise.all([l, p.wih, p.whh, p.bih, p.bhh, p.wfc, p.bfc].map(read));
+          const back = (w: Float32Array, rows: number, cols: number) => permuteArray(w, [rows, cols], [1, 0]);
+          return concatFlat([loss0, back(wih, nIn, 4 * hidden), back(whh, hidden, 4 * hidden), bih, bhh, back(wfc, hidden, classes), bfc]);
         });
-        let lossValue: JArray | undefined;
-        return {
-          step: async () => {
-            const [l, next] = step(params, x.ref, y.ref);
-            params = next;
-            await this.jax.blockUntilReady([l, params]);
-            lossValue?.dispose();
-            lossValue = l;
-          },
-          output: async () => {
-            const read = async (a: JArray) => new Float32Array(await a.ref.data());
-            const p = params;
-            const [l, wih, whh, bih, bhh, wfc, bfc] = await Promise.all([lossValue!, p.wih, p.whh, p.bih, p.bhh, p.wfc, p.bfc].map(read));
-            const back = (w: Float32Array, rows: number, cols: number) => permuteArray(w, [rows, cols], [1, 0]);
-            return concatFlat([l, back(wih, nIn, 4 * hidden), back(whh, hidden, 4 * hidden), bih, bhh, back(wfc, hidden, classes), bfc]);
-          },
-          dispose: () => {
-            lossValue?.dispose();
-            tree.dispose(params);
-            base.dispose();
-          },
-        };
       }
       case 'resnet9': {
         const [batch] = spec.dims;
@@ -256,7 +230,7 @@ export class JaxEngine implements Engine {
         // weights are kept [in, out] as in jax/flax (transposed on the host, back in output()).
         const isLinearWeight = (name: string) => name === 'model.7.weight' || name === 'model.9.weight';
         type Params = Record<string, JArray>;
-        let params: Params = Object.fromEntries(
+        const params: Params = Object.fromEntries(
           names.map(({ name, shape }, i) => [
             name,
             isLinearWeight(name) ? np.array(permuteArray(inputs[2 + i], shape, [1, 0])).reshape([shape[1], shape[0]]) : np.array(inputs[2 + i]).reshape(shape),
@@ -285,34 +259,14 @@ export class JaxEngine implements Engine {
           const logits = np.matmul(fc, p['model.9.weight']).add(p['model.9.bias']);
           return nn.logSoftmax(logits, -1).mul(yb).sum().mul(-1 / batch);
         };
-        const step = jit((p: Params, xb: JArray, yb: JArray) => {
-          const [l, g] = valueAndGrad(loss)(tree.ref(p), xb, yb);
-          const next = tree.map((w: JArray, dw: JArray) => w.sub(dw.mul(MLP_LR)), p, g) as Params;
-          return [l, next] as [JArray, Params];
+        return sgdTraining(loss, params, [x, y], async (read, l, p) => {
+          const parts: Float32Array[] = [await read(l)];
+          for (const { name, shape } of names) {
+            const v = await read(p[name]);
+            parts.push(isLinearWeight(name) ? permuteArray(v, [shape[1], shape[0]], [1, 0]) : v);
+          }
+          return concatFlat(parts);
         });
-        let lossValue: JArray | undefined;
-        return {
-          step: async () => {
-            const [l, next] = step(params, x.ref, y.ref);
-            params = next;
-            await this.jax.blockUntilReady([l, params]);
-            lossValue?.dispose();
-            lossValue = l;
-          },
-          output: async () => {
-            const parts: Float32Array[] = [new Float32Array(await lossValue!.ref.data())];
-            for (const { name, shape } of names) {
-              const v = new Float32Array(await params[name].ref.data());
-              parts.push(isLinearWeight(name) ? permuteArray(v, [shape[1], shape[0]], [1, 0]) : v);
-            }
-            return concatFlat(parts);
-          },
-          dispose: () => {
-            lossValue?.dispose();
-            tree.dispose(params);
-            base.dispose();
-          },
-        };
       }
       case 'lm': {
         const [batch, seq, vocab, emb, hidden] = spec.dims;
@@ -324,7 +278,7 @@ export class JaxEngine implements Engine {
         // weights [in, out] as in jax/flax (transposed on the host, back in output()).
         const tr = (w: Float32Array, rows: number, cols: number) => np.array(permuteArray(w, [rows, cols], [1, 0])).reshape([cols, rows]);
         type Params = { emb: JArray; wih: JArray; whh: JArray; bih: JArray; bhh: JArray; wl: JArray; bl: JArray };
-        let params: Params = {
+        const params: Params = {
           emb: np.array(inputs[2]).reshape([vocab, emb]),
           wih: tr(inputs[3], 4 * hidden, emb),
           whh: tr(inputs[4], 4 * hidden, hidden),
@@ -359,34 +313,12 @@ export class JaxEngine implements Engine {
           const logits = np.matmul(np.concatenate(outs, 0), p.wl).add(p.bl);
           return nn.logSoftmax(logits, -1).mul(yb).sum().mul(-1 / (seq * batch));
         };
-        const step = jit((p: Params, idb: JArray, yb: JArray) => {
-          const [l, g] = valueAndGrad(loss)(tree.ref(p), idb, yb);
-          const next = tree.map((w: JArray, dw: JArray) => w.sub(dw.mul(MLP_LR)), p, g) as Params;
-          return [l, next] as [JArray, Params];
-        });
-        let lossValue: JArray | undefined;
-        return {
-          note: 'embedding as a one-hot matmul: jax-js 0.1.25 jit rejects the gradient of np.take after a matmul',
-          step: async () => {
-            const [l, next] = step(params, ids.ref, y.ref);
-            params = next;
-            await this.jax.blockUntilReady([l, params]);
-            lossValue?.dispose();
-            lossValue = l;
-          },
-          output: async () => {
-            const read = async (a: JArray) => new Float32Array(await a.ref.data());
-            const p = params;
-            const [l, e, wih, whh, bih, bhh, wl, bl] = await Promise.all([lossValue!, p.emb, p.wih, p.whh, p.bih, p.bhh, p.wl, p.bl].map(read));
-            const back = (w: Float32Array, rows: number, cols: number) => permuteArray(w, [rows, cols], [1, 0]);
-            return concatFlat([l, e, back(wih, emb, 4 * hidden), back(whh, hidden, 4 * hidden), bih, bhh, back(wl, hidden, vocab), bl]);
-          },
-          dispose: () => {
-            lossValue?.dispose();
-            tree.dispose(params);
-            base.dispose();
-          },
-        };
+        return sgdTraining(loss, params, [ids, y], async (read, l, p) => {
+          const [loss0, e, wih, whh, bih, bhh, wl, bl] = await Promise.all([l, p.emb, p.wih, p.whh, p.bih, p.bhh, p.wl, p.bl].map(read));
+          const back = (w: Float32Array, rows: number, cols: number) => permuteArray(w, [rows, cols], [1, 0]);
+          return concatFlat([loss0, e, back(wih, emb, 4 * hidden), back(whh, hidden, 4 * hidden), bih, bhh, back(wl, hidden, vocab), bl]);
+        },
+          'embedding as a one-hot matmul: jax-js 0.1.25 jit rejects the gradient of np.take after a matmul');
       }
       default:
         return spec.kind satisfies never;
