@@ -10,6 +10,7 @@ import { NotAvailableError, type Engine, type EngineInfo, type EngineOptions, ty
 type Tf = typeof import('@tensorflow/tfjs-core');
 type Tensor = import('@tensorflow/tfjs-core').Tensor;
 type Scalar = import('@tensorflow/tfjs-core').Scalar;
+type Variable = import('@tensorflow/tfjs-core').Variable;
 
 export class TfjsEngine implements Engine {
   private tf!: Tf;
@@ -125,6 +126,25 @@ export class TfjsEngine implements Engine {
         for (const t of owned) t.dispose();
       },
     };
+    /** A training case's Prepared: tf.train.sgd minimizing `lossFn` over `vars`; output() gets [loss, ...vars] read. */
+    const sgdTraining = (lossFn: () => Scalar, vars: Variable[], output: (values: Float32Array[]) => Float32Array): Prepared => {
+      const opt = tf.train.sgd(MLP_LR);
+      return {
+        step: async () => {
+          await this.activate();
+          keepLast(opt.minimize(lossFn, true, vars)!);
+          await this.drain();
+        },
+        output: async () => {
+          if (!last) throw new Error(`${this.target} ${spec.id}: output() before step()`);
+          return output(await Promise.all([last, ...vars].map(async (t) => new Float32Array(await t.data()))));
+        },
+        dispose: () => {
+          base.dispose();
+          opt.dispose();
+        },
+      };
+    };
     switch (spec.kind) {
       case 'matmul': {
         const [n] = spec.dims;
@@ -154,7 +174,6 @@ export class TfjsEngine implements Engine {
         const w2 = tf.variable(tf.tensor2d(inputs[4], [nHidden, nClasses]));
         const b2 = tf.variable(tf.tensor1d(inputs[5]));
         owned.push(x, y, w1, b1, w2, b2);
-        const opt = tf.train.sgd(MLP_LR);
         const lossFn = () =>
           tf.tidy(() => {
             const h = tf.relu(tf.add(tf.matMul(x, w1), b1));
@@ -162,21 +181,7 @@ export class TfjsEngine implements Engine {
             // Mean over the batch of softmax cross-entropy, like the reference and torch's default.
             return tf.losses.softmaxCrossEntropy(y, logits, undefined, undefined, tf.Reduction.MEAN) as Scalar;
           });
-        return {
-          step: async () => {
-            await this.activate();
-            keepLast(opt.minimize(lossFn, true, [w1, b1, w2, b2])!);
-            await this.drain();
-          },
-          output: async () => {
-            const parts = await Promise.all([last!, w1, b1, w2, b2].map(async (t) => new Float32Array(await t.data())));
-            return concatFlat(parts);
-          },
-          dispose: () => {
-            base.dispose();
-            opt.dispose();
-          },
-        };
+        return sgdTraining(lossFn, [w1, b1, w2, b2], concatFlat);
       }
       case 'convnet': {
         if (this.gradientsMissing) throw new NotAvailableError(`tfjs gradients could not be loaded here: ${this.gradientsMissing}`);
@@ -202,7 +207,6 @@ export class TfjsEngine implements Engine {
         const b3 = tf.variable(tf.tensor1d(inputs[7]));
         const vars = [w1, b1, w2, b2, w3, b3];
         owned.push(x, y, ...vars);
-        const opt = tf.train.sgd(MLP_LR);
         // The fused conv/matmul ops (bias and ReLU folded in) are what tfjs-layers' Conv2D and Dense
         // call, so this is tfjs's fast path. 'same' padding of a 3x3 stride-1 kernel is 1 on every side.
         const lossFn = () =>
@@ -212,22 +216,10 @@ export class TfjsEngine implements Engine {
             const logits = tf.fused.matMul({ a: tf.reshape(h2, [batch, s4 * s4 * c2]), b: w3, bias: b3 });
             return tf.losses.softmaxCrossEntropy(y, logits, undefined, undefined, tf.Reduction.MEAN) as Scalar;
           });
-        return {
-          step: async () => {
-            await this.activate();
-            keepLast(opt.minimize(lossFn, true, vars)!);
-            await this.drain();
-          },
-          output: async () => {
-            const [l, v1, vb1, v2, vb2, v3, vb3] = await Promise.all([last!, ...vars].map(async (t) => new Float32Array(await t.data())));
-            const oihw = (w: Float32Array, o: number, i: number) => permuteArray(w, [k, k, i, o], [3, 2, 0, 1]);
-            return concatFlat([l, oihw(v1, c1, channels), vb1, oihw(v2, c2, c1), vb2, linearFromHwcIn(v3, classes, c2, s4, s4), vb3]);
-          },
-          dispose: () => {
-            base.dispose();
-            opt.dispose();
-          },
-        };
+        return sgdTraining(lossFn, vars, ([l, v1, vb1, v2, vb2, v3, vb3]) => {
+          const oihw = (w: Float32Array, o: number, i: number) => permuteArray(w, [k, k, i, o], [3, 2, 0, 1]);
+          return concatFlat([l, oihw(v1, c1, channels), vb1, oihw(v2, c2, c1), vb2, linearFromHwcIn(v3, classes, c2, s4, s4), vb3]);
+        });
       }
       case 'lstm': {
         if (this.gradientsMissing) throw new NotAvailableError(`tfjs gradients could not be loaded here: ${this.gradientsMissing}`);
@@ -247,7 +239,6 @@ export class TfjsEngine implements Engine {
         const bfc = tf.variable(tf.tensor1d(inputs[7]));
         const vars = [wih, whh, bih, bhh, wfc, bfc];
         owned.push(x, y, ...vars);
-        const opt = tf.train.sgd(MLP_LR);
         const lossFn = () =>
           tf.tidy(() => {
             // The input projection of every time step at once (one big matmul), as tfjs-layers and
@@ -264,22 +255,10 @@ export class TfjsEngine implements Engine {
             const logits = tf.add(tf.matMul(h, wfc), bfc);
             return tf.losses.softmaxCrossEntropy(y, logits, undefined, undefined, tf.Reduction.MEAN) as Scalar;
           });
-        return {
-          step: async () => {
-            await this.activate();
-            keepLast(opt.minimize(lossFn, true, vars)!);
-            await this.drain();
-          },
-          output: async () => {
-            const [l, vih, vhh, vbih, vbhh, vfc, vbfc] = await Promise.all([last!, ...vars].map(async (t) => new Float32Array(await t.data())));
-            const back = (w: Float32Array, rows: number, cols: number) => permuteArray(w, [rows, cols], [1, 0]);
-            return concatFlat([l, back(vih, nIn, 4 * hidden), back(vhh, hidden, 4 * hidden), vbih, vbhh, back(vfc, hidden, classes), vbfc]);
-          },
-          dispose: () => {
-            base.dispose();
-            opt.dispose();
-          },
-        };
+        return sgdTraining(lossFn, vars, ([l, vih, vhh, vbih, vbhh, vfc, vbfc]) => {
+          const back = (w: Float32Array, rows: number, cols: number) => permuteArray(w, [rows, cols], [1, 0]);
+          return concatFlat([l, back(vih, nIn, 4 * hidden), back(vhh, hidden, 4 * hidden), vbih, vbhh, back(vfc, hidden, classes), vbfc]);
+        });
       }
       case 'resnet9': {
         if (this.gradientsMissing) throw new NotAvailableError(`tfjs gradients could not be loaded here: ${this.gradientsMissing}`);
@@ -298,7 +277,6 @@ export class TfjsEngine implements Engine {
         const vars = names.map(({ shape }, i) => tf.variable(toTf(inputs[2 + i], shape)));
         const p = Object.fromEntries(names.map(({ name }, i) => [name, vars[i]]));
         owned.push(x, y, ...vars);
-        const opt = tf.train.sgd(MLP_LR);
         // ConvBN the way tfjs-layers computes Conv2D + BatchNormalization in training: the conv
         // with its bias, tf.moments over N, H, W (biased variance), tf.batchNorm, ReLU. PyTorch pads
         // k // 2 on every side, which tfjs takes as explicit padding.
@@ -319,29 +297,18 @@ export class TfjsEngine implements Engine {
             const logits = tf.add(tf.matMul(fc, p['model.9.weight']), p['model.9.bias']);
             return tf.losses.softmaxCrossEntropy(y, logits, undefined, undefined, tf.Reduction.MEAN) as Scalar;
           });
-        return {
-          step: async () => {
-            await this.activate();
-            keepLast(opt.minimize(lossFn, true, vars)!);
-            await this.drain();
-          },
-          output: async () => {
-            const parts: Float32Array[] = [new Float32Array(await last!.data())];
-            for (const [i, { shape }] of names.entries()) {
-              const v = new Float32Array(await vars[i].data());
-              parts.push(
-                shape.length === 4 ? permuteArray(v, [shape[2], shape[3], shape[1], shape[0]], [3, 2, 0, 1])
-                : shape.length === 2 ? permuteArray(v, [shape[1], shape[0]], [1, 0])
-                : v,
-              );
-            }
-            return concatFlat(parts);
-          },
-          dispose: () => {
-            base.dispose();
-            opt.dispose();
-          },
-        };
+        return sgdTraining(lossFn, vars, ([loss, ...values]) => {
+          const parts: Float32Array[] = [loss];
+          for (const [i, { shape }] of names.entries()) {
+            const v = values[i];
+            parts.push(
+              shape.length === 4 ? permuteArray(v, [shape[2], shape[3], shape[1], shape[0]], [3, 2, 0, 1])
+              : shape.length === 2 ? permuteArray(v, [shape[1], shape[0]], [1, 0])
+              : v,
+            );
+          }
+          return concatFlat(parts);
+        });
       }
       case 'lm': {
         if (this.gradientsMissing) throw new NotAvailableError(`tfjs gradients could not be loaded here: ${this.gradientsMissing}`);
@@ -363,7 +330,6 @@ export class TfjsEngine implements Engine {
         const bl = tf.variable(tf.tensor1d(inputs[8]));
         const vars = [table, wih, whh, bih, bhh, wl, bl];
         owned.push(ids, y, ...vars);
-        const opt = tf.train.sgd(MLP_LR);
         const lossFn = () =>
           tf.tidy(() => {
             const xp = tf.add(tf.matMul(tf.gather(table, ids), wih), tf.add(bih, bhh));
@@ -380,22 +346,10 @@ export class TfjsEngine implements Engine {
             const logits = tf.add(tf.matMul(tf.concat(outs, 0), wl), bl);
             return tf.losses.softmaxCrossEntropy(y, logits, undefined, undefined, tf.Reduction.MEAN) as Scalar;
           });
-        return {
-          step: async () => {
-            await this.activate();
-            keepLast(opt.minimize(lossFn, true, vars)!);
-            await this.drain();
-          },
-          output: async () => {
-            const [l, e, vih, vhh, vbih, vbhh, vl, vbl] = await Promise.all([last!, ...vars].map(async (t) => new Float32Array(await t.data())));
-            const back = (w: Float32Array, rows: number, cols: number) => permuteArray(w, [rows, cols], [1, 0]);
-            return concatFlat([l, e, back(vih, emb, 4 * hidden), back(vhh, hidden, 4 * hidden), vbih, vbhh, back(vl, hidden, vocab), vbl]);
-          },
-          dispose: () => {
-            base.dispose();
-            opt.dispose();
-          },
-        };
+        return sgdTraining(lossFn, vars, ([l, e, vih, vhh, vbih, vbhh, vl, vbl]) => {
+          const back = (w: Float32Array, rows: number, cols: number) => permuteArray(w, [rows, cols], [1, 0]);
+          return concatFlat([l, e, back(vih, emb, 4 * hidden), back(vhh, hidden, 4 * hidden), vbih, vbhh, back(vl, hidden, vocab), vbl]);
+        });
       }
       default:
         return spec.kind satisfies never;
