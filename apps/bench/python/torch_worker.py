@@ -12,51 +12,16 @@ import time
 import numpy as np
 import torch
 
+# The torch mirror of @needle/nn's ResNet9 lives beside nn's fixture generators; one definition.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'packages', 'nn', 'scripts'))
+from torch_resnet9 import ResNet9  # noqa: E402
+
 MLP_LR = 0.1  # must match MLP_LR in src/cases.ts
 CONVNET_KERNEL, CONVNET_PAD = 3, 1  # must match src/cases.ts
 
 
 class Unavailable(Exception):
     pass
-
-
-class ConvBN(torch.nn.Module):
-    """needle hw4's ConvBN: Conv2d (padding k // 2), BatchNorm2d, ReLU (as @needle/nn's)."""
-
-    def __init__(self, a, b, k, s):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(a, b, k, stride=s, padding=k // 2)
-        self.bn = torch.nn.BatchNorm2d(b)
-        self.relu = torch.nn.ReLU()
-
-    def forward(self, x):
-        return self.relu(self.bn(self.conv(x)))
-
-
-class Residual(torch.nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):
-        return self.fn(x) + x
-
-
-class ResNet9(torch.nn.Module):
-    """needle hw4's ResNet9, with @needle/nn's parameter names (model.0.conv.weight, ...)."""
-
-    def __init__(self):
-        super().__init__()
-        self.model = torch.nn.Sequential(
-            ConvBN(3, 16, 7, 4), ConvBN(16, 32, 3, 2),
-            Residual(torch.nn.Sequential(ConvBN(32, 32, 3, 1), ConvBN(32, 32, 3, 1))),
-            ConvBN(32, 64, 3, 2), ConvBN(64, 128, 3, 2),
-            Residual(torch.nn.Sequential(ConvBN(128, 128, 3, 1), ConvBN(128, 128, 3, 1))),
-            torch.nn.Flatten(), torch.nn.Linear(128, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10),
-        )
-
-    def forward(self, x):
-        return self.model(x)
 
 
 class LanguageModel(torch.nn.Module):

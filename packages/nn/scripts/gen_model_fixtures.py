@@ -23,6 +23,8 @@ import os
 import torch
 import torch.nn as nn
 
+from torch_resnet9 import ResNet9
+
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'test', 'fixtures')
 
 
@@ -53,41 +55,6 @@ def sampled(t, idx):
 
 
 # ---- ResNet9 ----------------------------------------------------------------------------------------
-
-class ConvBN(nn.Module):
-    def __init__(self, a, b, k, s):
-        super().__init__()
-        self.conv = nn.Conv2d(a, b, k, stride=s, padding=k // 2)
-        self.bn = nn.BatchNorm2d(b)
-        self.relu = nn.ReLU()
-
-    def forward(self, x):
-        return self.relu(self.bn(self.conv(x)))
-
-
-class Residual(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):
-        return self.fn(x) + x
-
-
-class ResNet9(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.model = nn.Sequential(
-            ConvBN(3, 16, 7, 4), ConvBN(16, 32, 3, 2),
-            Residual(nn.Sequential(ConvBN(32, 32, 3, 1), ConvBN(32, 32, 3, 1))),
-            ConvBN(32, 64, 3, 2), ConvBN(64, 128, 3, 2),
-            Residual(nn.Sequential(ConvBN(128, 128, 3, 1), ConvBN(128, 128, 3, 1))),
-            nn.Flatten(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 10),
-        )
-
-    def forward(self, x):
-        return self.model(x)
-
 
 def resnet9_case():
     torch.manual_seed(9)

@@ -28,44 +28,10 @@ import sys
 import torch
 from safetensors.torch import load_file, save_file
 
+from torch_resnet9 import ResNet9
+
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'test', 'fixtures', 'interchange')
 TOL = 1e-5
-
-
-class ConvBN(torch.nn.Module):
-    def __init__(self, a, b, k, s):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(a, b, k, stride=s, padding=k // 2)
-        self.bn = torch.nn.BatchNorm2d(b)
-        self.relu = torch.nn.ReLU()
-
-    def forward(self, x):
-        return self.relu(self.bn(self.conv(x)))
-
-
-class Residual(torch.nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):
-        return self.fn(x) + x
-
-
-class ResNet9(torch.nn.Module):
-    """needle's ResNet9 (dlsyscourse hw4), with the same module names as @needle/nn's."""
-
-    def __init__(self):
-        super().__init__()
-        self.model = torch.nn.Sequential(
-            ConvBN(3, 16, 7, 4), ConvBN(16, 32, 3, 2),
-            Residual(torch.nn.Sequential(ConvBN(32, 32, 3, 1), ConvBN(32, 32, 3, 1))),
-            ConvBN(32, 64, 3, 2), ConvBN(64, 128, 3, 2),
-            Residual(torch.nn.Sequential(ConvBN(128, 128, 3, 1), ConvBN(128, 128, 3, 1))),
-            torch.nn.Flatten(), torch.nn.Linear(128, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
-
-    def forward(self, x):
-        return self.model(x)
 
 
 def build(name):
