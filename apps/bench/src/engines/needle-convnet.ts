@@ -7,10 +7,9 @@
  * reported as not available instead of breaking every needle target.
  */
 import type { NDArray } from '@needle/ndarray';
-import { CONVNET_KERNEL, CONVNET_PAD, MLP_LR, type CaseSpec } from '../cases';
-import { concatFlat } from '../reference';
+import { CONVNET_KERNEL, CONVNET_PAD, type CaseSpec } from '../cases';
 import type { Prepared } from './types';
-import { loadNeedleStack, needleTrainingStep, sgdUpdate, type NeedleContext } from './needle-step';
+import { loadNeedleStack, sgdTrainingCase, type NeedleContext } from './needle-step';
 
 export async function prepareNeedleConvnet(spec: CaseSpec, inputs: Float32Array[], ctx: NeedleContext): Promise<Prepared> {
   const { backend, nd } = ctx;
@@ -50,20 +49,5 @@ export async function prepareNeedleConvnet(spec: CaseSpec, inputs: Float32Array[
   const x = new ag.Tensor(nd.NDArray.fromData(inputs[0], [batch, channels, size, size], backend));
   const labels = nd.NDArray.fromData(inputs[1], [batch], backend);
   const params = model.parameters();
-  const run = needleTrainingStep(
-    ctx,
-    () => lossFn.call(model.call(x), labels),
-    () => sgdUpdate(ctx, params, MLP_LR),
-  );
-
-  return {
-    step: run.step,
-    output: async () => concatFlat(await Promise.all([run.loss(), ...params].map((t) => t.data.toArray()))),
-    dispose: () => {
-      run.release();
-      x.dispose();
-      labels.dispose();
-      model.dispose();
-    },
-  };
+  return sgdTrainingCase(ctx, params, () => lossFn.call(model.call(x), labels), [x, labels, model]);
 }

@@ -6,10 +6,9 @@
  * shared step body runs inside a scope, which does.
  */
 import type { NDArray } from '@needle/ndarray';
-import { MLP_LR, type CaseSpec } from '../cases';
-import { concatFlat } from '../reference';
+import type { CaseSpec } from '../cases';
 import type { Prepared } from './types';
-import { loadNeedleStack, needleTrainingStep, sgdUpdate, type NeedleContext } from './needle-step';
+import { loadNeedleStack, sgdTrainingCase, type NeedleContext } from './needle-step';
 
 export async function prepareNeedleLstm(spec: CaseSpec, inputs: Float32Array[], ctx: NeedleContext): Promise<Prepared> {
   const { backend, nd } = ctx;
@@ -38,24 +37,8 @@ export async function prepareNeedleLstm(spec: CaseSpec, inputs: Float32Array[], 
   const labels = nd.NDArray.fromData(inputs[1], [batch], backend);
   // PyTorch's order, which the output layout follows: weight_ih, weight_hh, bias_ih, bias_hh, then fc.
   const params = [...lstm.parameters(), ...fc.parameters()];
-  const run = needleTrainingStep(
-    ctx,
-    () => {
-      const [out] = lstm.call(x);
-      return lossFn.call(fc.call(ag.getitem(out, seq - 1)), labels);
-    },
-    () => sgdUpdate(ctx, params, MLP_LR),
-  );
-
-  return {
-    step: run.step,
-    output: async () => concatFlat(await Promise.all([run.loss(), ...params].map((t) => t.data.toArray()))),
-    dispose: () => {
-      run.release();
-      x.dispose();
-      labels.dispose();
-      lstm.dispose();
-      fc.dispose();
-    },
-  };
+  return sgdTrainingCase(ctx, params, () => {
+    const [out] = lstm.call(x);
+    return lossFn.call(fc.call(ag.getitem(out, seq - 1)), labels);
+  }, [x, labels, lstm, fc]);
 }

@@ -4,10 +4,9 @@
  * exports differ from what this file needs) the case is reported as not available, never faked.
  */
 import type { NDArray } from '@needle/ndarray';
-import { MLP_LR, type CaseSpec } from '../cases';
-import { concatFlat } from '../reference';
+import type { CaseSpec } from '../cases';
 import { NotAvailableError, type Prepared } from './types';
-import { needleTrainingStep, sgdUpdate, type NeedleContext } from './needle-step';
+import { sgdTrainingCase, type NeedleContext } from './needle-step';
 import { importWorkspacePackage } from './workspace';
 
 /** The part of @needle/autograd's API this step uses (it is loaded dynamically, see workspace.ts). */
@@ -55,21 +54,8 @@ export function prepareMlpWith(mod: Record<string, unknown>, spec: CaseSpec, inp
   const y = constant(inputs[1], [batch, nClasses]);
   const params = [param(inputs[2], [nIn, nHidden]), param(inputs[3], [nHidden]), param(inputs[4], [nHidden, nClasses]), param(inputs[5], [nClasses])];
   const [w1, b1, w2, b2] = params;
-  const run = needleTrainingStep(
-    ctx,
-    () => {
-      const logits = ag.add(ag.matmul(ag.relu(ag.add(ag.matmul(x, w1), b1)), w2), b2);
-      return ag.mul(ag.sum(ag.mul(ag.logSoftmax(logits, -1), y)), -1 / batch);
-    },
-    () => sgdUpdate(ctx, params, MLP_LR),
-  );
-
-  return {
-    step: run.step,
-    output: async () => concatFlat(await Promise.all([run.loss(), ...params].map((t) => t.data.toArray()))),
-    dispose: () => {
-      run.release();
-      for (const t of [x, y, ...params]) if (!t.disposed) t.dispose();
-    },
-  };
+  return sgdTrainingCase(ctx, params, () => {
+    const logits = ag.add(ag.matmul(ag.relu(ag.add(ag.matmul(x, w1), b1)), w2), b2);
+    return ag.mul(ag.sum(ag.mul(ag.logSoftmax(logits, -1), y)), -1 / batch);
+  }, [x, y, ...params]);
 }

@@ -5,10 +5,9 @@
  * The LanguageModel's final state is not used by the loss; the shared step body's scope frees it.
  */
 import type { NDArray } from '@needle/ndarray';
-import { MLP_LR, lmParams, resnet9Params, type CaseSpec } from '../cases';
-import { concatFlat } from '../reference';
+import { lmParams, resnet9Params, type CaseSpec } from '../cases';
 import type { Prepared } from './types';
-import { loadNeedleStack, needleTrainingStep, sgdUpdate, type NeedleContext } from './needle-step';
+import { loadNeedleStack, sgdTrainingCase, type NeedleContext } from './needle-step';
 
 /** PyTorch's snake_case state-dict names in needle's camelCase (seq_model.weight_ih_l0 -> seqModel.weightIhL0). */
 function camel(name: string): string {
@@ -32,17 +31,7 @@ export async function prepareNeedleResnet9(spec: CaseSpec, inputs: Float32Array[
   const labels = nd.NDArray.fromData(inputs[1], [batch], backend);
   const lossFn = new nn.CrossEntropyLoss();
   const params = model.parameters();
-  const run = needleTrainingStep(ctx, () => lossFn.call(model.call(x), labels), () => sgdUpdate(ctx, params, MLP_LR));
-  return {
-    step: run.step,
-    output: async () => concatFlat(await Promise.all([run.loss(), ...params].map((t) => t.data.toArray()))),
-    dispose: () => {
-      run.release();
-      x.dispose();
-      labels.dispose();
-      model.dispose();
-    },
-  };
+  return sgdTrainingCase(ctx, params, () => lossFn.call(model.call(x), labels), [x, labels, model]);
 }
 
 export async function prepareNeedleLm(spec: CaseSpec, inputs: Float32Array[], ctx: NeedleContext): Promise<Prepared> {
@@ -58,15 +47,5 @@ export async function prepareNeedleLm(spec: CaseSpec, inputs: Float32Array[], ct
   const lossFn = new nn.CrossEntropyLoss();
   // PyTorch's order: embedding, the LSTM's four tensors, the Linear.
   const params = model.parameters();
-  const run = needleTrainingStep(ctx, () => lossFn.call(model.call(ids)[0], targets), () => sgdUpdate(ctx, params, MLP_LR));
-  return {
-    step: run.step,
-    output: async () => concatFlat(await Promise.all([run.loss(), ...params].map((t) => t.data.toArray()))),
-    dispose: () => {
-      run.release();
-      ids.dispose();
-      targets.dispose();
-      model.dispose();
-    },
-  };
+  return sgdTrainingCase(ctx, params, () => lossFn.call(model.call(ids)[0], targets), [ids, targets, model]);
 }

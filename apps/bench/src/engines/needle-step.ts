@@ -1,6 +1,8 @@
 import * as ndarray from '@needle/ndarray';
 import type { Backend, NDArray } from '@needle/ndarray';
-import { NotAvailableError } from './types';
+import { MLP_LR } from '../cases';
+import { concatFlat } from '../reference';
+import { NotAvailableError, type Prepared } from './types';
 import { importWorkspacePackage } from './workspace';
 
 type Nd = typeof import('@needle/ndarray');
@@ -27,19 +29,27 @@ export function thisCheckout(backend: Backend): NeedleContext {
 
 /** What a needle training step needs of a loss tensor (autograd is loaded dynamically). */
 interface LossTensor {
+  readonly data: NDArray;
   backward(): void;
   dispose(): void;
   readonly disposed: boolean;
 }
 
+/** Something a case created and frees in dispose() (arrays, tensors, modules). */
+interface Owned {
+  dispose(): void;
+  readonly disposed?: boolean;
+}
+
 /**
- * The timed body shared by needle's training-step cases: compute the loss, backward, update the
- * parameters, then free everything the step allocated except the loss (which `output` reads), and
- * wait for the backend so asynchronous devices are timed to completion.
+ * A needle training-step case: the timed step computes the loss, backward, the shared SGD update of
+ * `params` (learning rate MLP_LR), then frees everything the step allocated except the loss, and
+ * waits for the backend so asynchronous devices are timed to completion. output() is the last loss
+ * then every parameter, flattened in order; dispose() frees the loss and `owned`.
  */
-export function needleTrainingStep<T extends LossTensor>(ctx: NeedleContext, computeLoss: () => T, update: () => void) {
+export function sgdTrainingCase(ctx: NeedleContext, params: readonly UpdatableParameter[], computeLoss: () => LossTensor, owned: readonly Owned[]): Prepared {
   const { backend, nd } = ctx;
-  let loss: T | undefined;
+  let loss: LossTensor | undefined;
   const release = () => {
     if (loss && !loss.disposed) loss.dispose();
   };
@@ -47,11 +57,11 @@ export function needleTrainingStep<T extends LossTensor>(ctx: NeedleContext, com
     async step(): Promise<void> {
       release();
       const s = nd.scope();
-      let l: T;
+      let l: LossTensor;
       try {
         l = computeLoss();
         l.backward();
-        update();
+        sgdUpdate(ctx, params, MLP_LR);
       } catch (e) {
         s.end();
         throw e;
@@ -59,12 +69,14 @@ export function needleTrainingStep<T extends LossTensor>(ctx: NeedleContext, com
       loss = s.end(l);
       await backend.sync?.();
     },
-    /** The last step's loss (after at least one step). */
-    loss(): T {
-      if (!loss) throw new Error('needleTrainingStep: no step has run yet');
-      return loss;
+    async output(): Promise<Float32Array> {
+      if (!loss) throw new Error('sgdTrainingCase: output() before step()');
+      return concatFlat(await Promise.all([loss, ...params].map((t) => t.data.toArray())));
     },
-    release,
+    dispose(): void {
+      release();
+      for (const o of owned) if (!o.disposed) o.dispose();
+    },
   };
 }
 
@@ -109,7 +121,7 @@ const sgdPrograms = new WeakMap<object, unknown>();
  * is touched. A build without them (the base:* targets of an older checkout) runs the update its
  * own bench ran, `p.assign(p.data - lr * grad)` (which is `data.set([], ...)`): three kernels.
  */
-export function sgdUpdate(ctx: NeedleContext, params: readonly UpdatableParameter[], lr: number): void {
+function sgdUpdate(ctx: NeedleContext, params: readonly UpdatableParameter[], lr: number): void {
   const { nd } = ctx;
   const fused = typeof nd.defineProgram === 'function' && typeof nd.elementwise === 'function';
   if (fused && !sgdPrograms.has(nd)) sgdPrograms.set(nd, nd.defineProgram(2, 1, ([p, grad], [rate]) => p.sub(grad.mul(rate))));
