@@ -249,19 +249,23 @@ export function scope(options?: ScopeOptions): Scope {
   return s;
 }
 
+/** Run `fn` in a new scope, which is ended (its arrays disposed) if `fn` throws; the caller ends it otherwise. */
+function runInNewScope<T>(fn: () => T): [Scope, T] {
+  const s = scope();
+  try {
+    return [s, fn()];
+  } catch (e) {
+    s.end();
+    throw e;
+  }
+}
+
 /**
  * Run a synchronous function and dispose every array it created except those it returns.
  * For async code use `scope()`: a tidy cannot follow an `await`.
  */
 export function tidy<T>(fn: () => T): T {
-  const s = scope();
-  let result: T;
-  try {
-    result = fn();
-  } catch (e) {
-    s.end();
-    throw e;
-  }
+  const [s, result] = runInNewScope(fn);
   if (result instanceof Promise) {
     s.end();
     fail('tidy', 'the function returned a Promise; tidy only covers synchronous code: use scope() across await');
@@ -275,14 +279,7 @@ export function tidy<T>(fn: () => T): T {
  * must not leak when it fails part-way (composite ops, whose intermediates are a graph on success).
  */
 export function disposeOnError<T>(fn: () => T): T {
-  const s = scope();
-  let result: T;
-  try {
-    result = fn();
-  } catch (e) {
-    s.end();
-    throw e;
-  }
+  const [s, result] = runInNewScope(fn);
   const i = stack.lastIndexOf(s);
   if (i >= 0) stack.splice(i, 1);
   for (const a of s.tracked) enclosing(i, backendOf(a))?.tracked.add(a);
