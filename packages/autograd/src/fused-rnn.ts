@@ -19,6 +19,8 @@
 import { defineProgram, elementwise, fail, formatShape, full, NDArray, tidy, type ProgramValue } from '@needle/ndarray';
 import { Tensor, constant } from './tensor';
 import * as F from './functions';
+// The `sigmoid` primitive's own formulas, so the cell's values equal the composed cell's step by step.
+import { oneMinus, sigmoidDerivOf as sigDeriv, sigmoidOf as sig } from './program-fns';
 
 export interface LstmAttrs {
   hasBias: boolean;
@@ -32,12 +34,6 @@ const C_BLOCK = 1;
 /** Gate k's pre-activations (0 i, 1 f, 2 g, 3 o). */
 const PRE = (k: number) => 2 + k;
 
-/** sigmoid as the tanh form the `sigmoid` primitive uses (the same values, step by step). */
-const sig = (x: ProgramValue): ProgramValue => x.mul(0.5).tanh().mul(0.5).add(0.5);
-/** 1 - x */
-const oneMinus = (x: ProgramValue): ProgramValue => x.neg().add(1);
-/** sigmoid' from the sigmoid s: s (1 - s) */
-const sigDeriv = (s: ProgramValue): ProgramValue => s.mul(oneMinus(s));
 
 // Forward: the gate pre-activations (as the composed cell adds them: xp + (h W^T + b)), then the cell.
 const ADD_HB = defineProgram(3, 0, ([x, hp, b]) => x.add(hp.add(b)));

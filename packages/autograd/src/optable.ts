@@ -25,6 +25,7 @@ import { Tensor, constant, type GraphNode } from './tensor';
 import * as F from './functions';
 import { lstmBackwardArrays, lstmBackwardTensors, lstmForward, type LstmAttrs } from './fused-rnn';
 import { maxPoolBackward, maxPoolForward } from './fused-pool';
+import { sigmoidDerivOf, sigmoidOf } from './program-fns';
 import { crossEntropyBackward, crossEntropyForward, logSoftmaxBackward, logSoftmaxForward, softmaxBackward, softmaxForward, type SoftmaxAttrs } from './fused-softmax';
 
 /** Sliding-window geometry shared by im2col and col2im (NHWC layout). */
@@ -105,7 +106,7 @@ export interface OpDef<K extends OpName> {
 }
 
 /** (tanh(x / 2) + 1) / 2 as one elementwise program: bounded everywhere, unlike 1 / (1 + exp(-x)). */
-const SIGMOID = defineProgram(1, 0, ([x]) => x.mul(0.5).tanh().mul(0.5).add(0.5));
+const SIGMOID = defineProgram(1, 0, ([x]) => sigmoidOf(x));
 
 /** Dispose NDArray temporaries once `fn` has produced its result. */
 function using<T>(temps: NDArray[], fn: () => T): T {
@@ -129,7 +130,7 @@ function rule(program: ElementwiseProgram, arrays: readonly NDArray[], different
 const RELU_GRAD = defineProgram(2, 0, ([g, a]) => g.mul(a.gt(0)));
 const ABS_GRAD = defineProgram(2, 0, ([g, a]) => g.mul(a.sign()));
 const TANH_GRAD = defineProgram(2, 0, ([g, y]) => g.mul(y.mul(y).neg().add(1)));
-const SIGMOID_GRAD = defineProgram(2, 0, ([g, s]) => g.mul(s.mul(s.neg().add(1))));
+const SIGMOID_GRAD = defineProgram(2, 0, ([g, s]) => g.mul(sigmoidDerivOf(s)));
 const SQRT_GRAD = defineProgram(2, 0, ([g, y]) => g.mul(0.5).div(y));
 const DIV_GRAD_B = defineProgram(3, 0, ([g, y, b]) => g.mul(y).div(b).neg());
 
