@@ -8,8 +8,10 @@ import {
   type BinaryOp,
   type DeviceBuffer,
   type ElementwiseProgram,
+  type MatmulEpilogue,
   type MatmulSpec,
   type MemoryInfo,
+  type ProgramReduceOp,
   type OperandLayout,
   type ProgramLayouts,
   type ReduceOp,
@@ -61,7 +63,7 @@ export class CpuBackend implements Backend {
   }
 
   /** Every strided form: the kernels walk any layout (the limit only matches the other backends'). */
-  readonly layouts = { elementwise: true, reduce: true, maxDims: 8 } as const;
+  readonly layouts = { elementwise: true, reduce: true, maxDims: 8, matmulOffsets: true } as const;
 
   stats(): BackendStats {
     return this.counter.snapshot();
@@ -168,6 +170,12 @@ export class CpuBackend implements Backend {
    * and outputs are written after the whole block was computed (in-place updates read first).
    */
   elementwise(program: ElementwiseProgram, inputs: readonly DeviceBuffer[], scalars: readonly number[], outputs: readonly DeviceBuffer[], size: number, layouts?: ProgramLayouts): void {
+    this.runProgram(program, inputs, scalars, outputs, size, layouts);
+  }
+
+  // The kernels' bodies, shared with the fused kernels below without going through the counted
+  // public methods (one launch of matmulProgram is one launch, not three).
+  private runProgram(program: ElementwiseProgram, inputs: readonly DeviceBuffer[], scalars: readonly number[], outputs: readonly DeviceBuffer[], size: number, layouts?: ProgramLayouts): void {
     const ins = inputs.map((b) => this.data(b));
     const outs = outputs.map((b) => this.data(b));
     const { steps } = program;
@@ -240,6 +248,10 @@ export class CpuBackend implements Backend {
 
   /** With a layout, `a`'s view is gathered into a compact copy first: the reference is the composition. */
   reduce(op: ReduceOp, a: DeviceBuffer, out: DeviceBuffer, outSize: number, reduceSize: number, layout?: StridedLayout): void {
+    this.reduceInto(op, a, out, outSize, reduceSize, layout);
+  }
+
+  private reduceInto(op: ReduceOp, a: DeviceBuffer, out: DeviceBuffer, outSize: number, reduceSize: number, layout?: StridedLayout): void {
     let x = this.data(a);
     if (layout) {
       const gathered = new Float32Array(outSize * reduceSize);
@@ -256,20 +268,66 @@ export class CpuBackend implements Backend {
     }
   }
 
+  /** The reference is the composition: the product into a scratch array, then the program over it. */
+  matmulProgram(a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, spec: MatmulSpec, epilogue: MatmulEpilogue): void {
+    const { batch, m, n } = spec;
+    const product = new CpuBuffer(new Float32Array(batch * m * n));
+    this.product(a, b, product, { ...spec, outOffset: 0 });
+    const outOffset = spec.outOffset ?? 0;
+    const shape = [batch, m, n];
+    this.runProgram(epilogue.program, [product, ...epilogue.inputs], epilogue.scalars, [out], batch * m * n, {
+      shape,
+      inputs: [undefined, ...epilogue.layouts],
+      outputs: [outOffset ? { strides: [m * n, n, 1], offset: outOffset } : undefined],
+    });
+  }
+
+  /** The reference is the composition: the program's values into a scratch array, then the reduction. */
+  reduceProgram(op: ProgramReduceOp, program: ElementwiseProgram, inputs: readonly DeviceBuffer[], scalars: readonly number[], out: DeviceBuffer, outSize: number, reduceSize: number, layouts?: ProgramLayouts, outOffset = 0): void {
+    const values = new CpuBuffer(new Float32Array(outSize * reduceSize));
+    this.runProgram(program, inputs, scalars, [values], outSize * reduceSize, layouts && { shape: layouts.shape, inputs: layouts.inputs, outputs: [undefined] });
+    const o = this.data(out).subarray(outOffset);
+    if (op !== 'logsumexp') {
+      this.reduceInto(op, values, new CpuBuffer(o), outSize, reduceSize);
+      return;
+    }
+    const x = values.data;
+    const shifted = new Float32Array(reduceSize);
+    for (let j = 0; j < outSize; j++) {
+      const base = j * reduceSize;
+      const m = Math.fround(reduceBlock('max', x, base, reduceSize));
+      if (!Number.isFinite(m)) {
+        o[j] = m;
+        continue;
+      }
+      // Each step rounded to float32 as its kernel would store it: sub, exp, sum, log, add.
+      for (let i = 0; i < reduceSize; i++) shifted[i] = Math.exp(Math.fround(x[base + i] - m));
+      const s = Math.fround(reduceBlock('sum', shifted, 0, reduceSize));
+      o[j] = m + Math.fround(Math.log(s));
+    }
+  }
+
   matmul(a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, spec: MatmulSpec): void {
+    this.product(a, b, out, spec);
+  }
+
+  private product(a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, spec: MatmulSpec): void {
     const A = this.data(a);
     const B = this.data(b);
     const C = this.data(out);
     const { batch, m, k, n, transA, transB } = spec;
+    const aOffset = spec.aOffset ?? 0;
+    const bOffset = spec.bOffset ?? 0;
+    const outOffset = spec.outOffset ?? 0;
     // Element (i, p) of opA(A_t) and (p, j) of opB(B_t): strides follow the stored layout.
     const aRow = transA ? 1 : k;
     const aCol = transA ? m : 1;
     const bRow = transB ? 1 : n;
     const bCol = transB ? k : 1;
     for (let t = 0; t < batch; t++) {
-      const aBase = t * spec.aBatchStride;
-      const bBase = t * spec.bBatchStride;
-      const cBase = t * m * n;
+      const aBase = aOffset + t * spec.aBatchStride;
+      const bBase = bOffset + t * spec.bBatchStride;
+      const cBase = outOffset + t * m * n;
       C.fill(0, cBase, cBase + m * n);
       // Blocked i-p-j loops: the innermost loop walks a row of C and a row of opB(B) (unit stride
       // when B is not transposed), and each block's operands stay in cache.

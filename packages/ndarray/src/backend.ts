@@ -46,6 +46,16 @@ export const REDUCE_OPS = ['sum', 'max', 'min', 'argmax', 'argmin'] as const;
 export type ReduceOp = (typeof REDUCE_OPS)[number];
 
 /**
+ * What `reduceProgram` reduces with: every ReduceOp, and `logsumexp`, log(sum(exp(v))) of a block
+ * computed stably. Its reference, which a native kernel must equal on the same backend: m = the
+ * block's `max`; if m is not finite (NaN, +Inf or -Inf) the result is m; otherwise it is
+ * m + log(s), where s is the block's `sum` of exp(v - m) (the backend's own sum order, and its own
+ * `unary` exp and log, every step rounded to float32 as if stored).
+ */
+export const PROGRAM_REDUCE_OPS = [...REDUCE_OPS, 'logsumexp'] as const;
+export type ProgramReduceOp = (typeof PROGRAM_REDUCE_OPS)[number];
+
+/**
  * A (batched, optionally transposed) matrix product, all operands compact:
  * for each batch index t < batch:
  *   out[t] (m x n) = opA(A_t) (m x k) @ opB(B_t) (k x n)
@@ -53,6 +63,9 @@ export type ReduceOp = (typeof REDUCE_OPS)[number];
  * `transA` (so opA(A_t) = A_t^T); likewise B_t at `t * bBatchStride`, k x n or n x k when `transB`.
  * A batch stride of 0 broadcasts that operand over the batch (a shared weight matrix).
  * out is compact [batch, m, n].
+ * On a backend whose `layouts.matmulOffsets` is true, `aOffset`, `bOffset` and `outOffset` (in
+ * elements; absent means 0) move where each operand starts in its buffer: A_t starts at
+ * `aOffset + t * aBatchStride`, and out at `outOffset`. The frontend sets them on no other backend.
  */
 export interface MatmulSpec {
   batch: number;
@@ -63,6 +76,24 @@ export interface MatmulSpec {
   bBatchStride: number;
   transA: boolean;
   transB: boolean;
+  aOffset?: number;
+  bOffset?: number;
+  outOffset?: number;
+}
+
+/**
+ * An elementwise program applied to a matmul's result in the same launch (`matmulProgram`): bias +
+ * activation after a Linear layer, a gradient mask. The program has exactly one output; its input 0
+ * is the product (rounded to float32, as if stored) and input k + 1 is `inputs[k]`, read through
+ * `layouts[k]`: strides over the iteration shape [batch, m, n] (three entries, 0 for a broadcast
+ * axis, e.g. [0, 0, 1] for a bias of n elements) and an offset; undefined means compact
+ * [batch, m, n]. Epilogue inputs never alias the matmul's `out`.
+ */
+export interface MatmulEpilogue {
+  readonly program: ElementwiseProgram;
+  readonly inputs: readonly DeviceBuffer[];
+  readonly scalars: readonly number[];
+  readonly layouts: readonly (OperandLayout | undefined)[];
 }
 
 /** A strided view: element i (in row-major order over `shape`) sits at `offset + sum(idx_d * strides_d)`. */
@@ -139,6 +170,8 @@ export interface LayoutSupport {
   readonly reduce?: boolean;
   /** Most axes a layout may have after the frontend coalesced it (views with more are compacted first). */
   readonly maxDims: number;
+  /** `matmul` and `matmulProgram` honour MatmulSpec's `aOffset`, `bOffset` and `outOffset`. */
+  readonly matmulOffsets?: boolean;
 }
 
 /** Limits every backend's `elementwise` accepts (a WebGPU stage binds at most 8 storage buffers). */
@@ -165,7 +198,7 @@ export interface MemoryInfo {
  */
 export const KERNEL_FAMILIES = [
   'fill', 'compact', 'ewiseSetitem', 'scalarSetitem', 'ewise', 'scalar', 'unary', 'where', 'reduce', 'matmul',
-  'elementwise',
+  'elementwise', 'matmulProgram', 'reduceProgram',
 ] as const;
 export type KernelFamily = (typeof KERNEL_FAMILIES)[number];
 
@@ -246,6 +279,23 @@ export interface Backend {
    * no `compact` first (see ProgramLayouts for the aliasing rules the frontend guarantees).
    */
   elementwise?(program: ElementwiseProgram, inputs: readonly DeviceBuffer[], scalars: readonly number[], outputs: readonly DeviceBuffer[], size: number, layouts?: ProgramLayouts): void;
+  /**
+   * `matmul(a, b, tmp, spec)` then the epilogue program over [tmp, ...epilogue.inputs] written to
+   * `out` (compact [batch, m, n], at spec.outOffset where offsets are supported), in one launch:
+   * equal to that composition (bit for bit on CPU and WASM). `out` aliases none of the operands.
+   */
+  matmulProgram?(a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, spec: MatmulSpec, epilogue: MatmulEpilogue): void;
+  /**
+   * Reduce the value of a one-output program without storing it: with v(i) the program's value at
+   * element i (row-major over [outSize, reduceSize], or over `layouts.shape`, whose product is
+   * outSize * reduceSize, with inputs read through `layouts.inputs` as in `elementwise`;
+   * `layouts.outputs` is empty), out[j] = op over v(j * reduceSize) .. v((j + 1) * reduceSize - 1).
+   * Equal to `elementwise` into a temporary, then `reduce` (or the logsumexp reference of
+   * PROGRAM_REDUCE_OPS), bit for bit on CPU and WASM. Results go to out[outOffset + j] (so several
+   * reductions can fill one buffer, e.g. a loss and the statistics its backward reads); the
+   * elements of `out` they cover alias no input.
+   */
+  reduceProgram?(op: ProgramReduceOp, program: ElementwiseProgram, inputs: readonly DeviceBuffer[], scalars: readonly number[], out: DeviceBuffer, outSize: number, reduceSize: number, layouts?: ProgramLayouts, outOffset?: number): void;
   /**
    * Which kernels take strided layouts (absent: none, and the frontend compacts every strided
    * operand first, as the contract's compact-input rule says).

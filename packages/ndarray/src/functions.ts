@@ -1,6 +1,7 @@
 /** Free-function forms of the NDArray methods, for code that reads better as `add(a, b)`. */
 import type { NDArray, ArrayLike } from './ndarray';
 import * as elementwise from './ops/elementwise';
+import type { MatmulOptions } from './ops/matmul';
 
 export const add = (a: ArrayLike, b: ArrayLike): NDArray => elementwise.binary('add', a, b);
 export const sub = (a: ArrayLike, b: ArrayLike): NDArray => elementwise.binary('sub', a, b);
@@ -16,4 +17,4 @@ export const gt = (a: ArrayLike, b: ArrayLike): NDArray => elementwise.binary('g
 export const le = (a: ArrayLike, b: ArrayLike): NDArray => elementwise.binary('le', a, b);
 export const lt = (a: ArrayLike, b: ArrayLike): NDArray => elementwise.binary('lt', a, b);
 export const where = elementwise.where;
-export const matmul = (a: NDArray, b: NDArray): NDArray => a.matmul(b);
+export const matmul = (a: NDArray, b: NDArray, options?: MatmulOptions): NDArray => a.matmul(b, options);

@@ -2,6 +2,7 @@ export {
   BINARY_OPS,
   UNARY_OPS,
   REDUCE_OPS,
+  PROGRAM_REDUCE_OPS,
   KERNEL_FAMILIES,
   PROGRAM_LIMITS,
   applyBinary,
@@ -18,6 +19,8 @@ export {
   type ProgramLayouts,
   type ProgramStep,
   type MatmulSpec,
+  type MatmulEpilogue,
+  type ProgramReduceOp,
   type MemoryInfo,
   type ReduceOp,
   type StridedLayout,
@@ -45,7 +48,8 @@ export {
 } from './creation';
 export { add, sub, mul, div, pow, maximum, minimum, eq, ne, ge, gt, le, lt, where, matmul } from './functions';
 export { concatenate, stack, split, splitSizes, unstack, pad, checkPadWidth, dilate, undilate } from './ops/join';
-export { matmulBatchShape } from './ops/matmul';
+export { matmulBatchShape, type MatmulOptions, type MatmulEpilogueOptions } from './ops/matmul';
+export { reduceProgram, reduceProgramUnfused, logsumexp, type ReduceProgramOptions } from './ops/reduce';
 export { checkBoolean, checkDType, checkInteger, checkNumber, checkOptions, describeValue, type NumberRule } from './check';
 export {
   registerBackend,

@@ -489,7 +489,9 @@ export class NDArray {
   argmax(axis?: number, keepdims = false): NDArray { return reduce.argReduce('argmax', this, axis, keepdims); }
   argmin(axis?: number, keepdims = false): NDArray { return reduce.argReduce('argmin', this, axis, keepdims); }
 
-  matmul(other: NDArray): NDArray { return linalg.matmul(this, other); }
+  matmul(other: NDArray, options?: linalg.MatmulOptions): NDArray { return linalg.matmul(this, other, options); }
+  /** log(sum(exp(x))) over axes, computed stably (one `reduceProgram` launch where the backend has it). */
+  logsumexp(axis?: number | readonly number[], keepdims = false): NDArray { return reduce.logsumexp(this, axis, keepdims); }
   where(x: ArrayLike, y: ArrayLike): NDArray { return elementwise.where(this, x, y); }
 
   pad(padWidth: ReadonlyArray<readonly [number, number]>, value = 0): NDArray { return join.pad(this, padWidth, value); }

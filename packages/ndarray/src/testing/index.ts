@@ -9,7 +9,7 @@
  * fixed numbers. Every test also asserts that it leaves the backend's live buffer count unchanged.
  */
 import { afterAll, beforeAll, beforeEach, afterEach, describe, expect, it } from 'vitest';
-import { BINARY_OPS, UNARY_OPS, REDUCE_OPS, canReadSync, type Backend, type MatmulSpec } from '../backend';
+import { BINARY_OPS, UNARY_OPS, REDUCE_OPS, PROGRAM_REDUCE_OPS, canReadSync, type Backend, type MatmulSpec } from '../backend';
 import { NDArray } from '../ndarray';
 import { array, arange, eye, full, ones, rand, randn, zeros } from '../creation';
 import { concatenate, stack, split, unstack } from '../ops/join';
@@ -20,6 +20,7 @@ import { Generator } from '../random';
 import { shapeSize } from '../shape';
 import { statsDiff } from '../stats';
 import { defineProgram, elementwise, elementwiseUnfused } from '../ops/program';
+import { reduceProgram, reduceProgramUnfused } from '../ops/reduce';
 import {
   at,
   f32,
@@ -1068,6 +1069,159 @@ export function runBackendConformance(
         const a = zeros([2, 3], opts());
         expect(() => a.matmul(zeros([4, 2], opts()))).toThrow(/matmul.*\[2, 3\].*\[4, 2\]/);
         expect(() => zeros([2, 2, 3], opts()).matmul(zeros([3, 3, 2], opts()))).toThrow(/matmul.*broadcast/);
+      });
+    });
+
+    describe('fused matmul epilogues, operand offsets and reduce programs', () => {
+      const specials = [NaN, Infinity, -Infinity, 0, -0, 3e38, -3e38, 1e-38, 88.8, -104];
+      const data = (n: number, every = 0) => {
+        const d = randomData(g, n, -2, 2);
+        if (every) for (let i = 0; i < n; i += every) d[i] = specials[(i / every) % specials.length];
+        return d;
+      };
+      const arr = (shape: readonly number[], every = 0) => fromData(data(shapeSize(shape), every), shape);
+      // Bit for bit where the program tolerance is zero (-0 is not 0; any NaN matches NaN).
+      async function expectSame(actual: NDArray, expected: NDArray, what: string) {
+        expect(actual.shape, `${what}: shape`).toEqual(expected.shape);
+        const got = await actual.toArray();
+        const want = await expected.toArray();
+        if (programTol.rtol !== 0 || programTol.atol !== 0) return expectClose(got, want, programTol, what);
+        const i = got.findIndex((x, k) => !Object.is(x, want[k]) && !(Number.isNaN(x) && Number.isNaN(want[k])));
+        expect(i, `${what} element ${i}: got ${got[i]}, expected ${want[i]}`).toBe(-1);
+      }
+      const biasRelu = defineProgram(2, 0, ([y, b]) => y.add(b).maximum(0));
+      const mask = defineProgram(2, 0, ([y, h]) => h.gt(0).select(y, 0));
+      const mixed = defineProgram(3, 1, ([y, b, r], [s]) => y.mul(s).add(b).tanh().add(r));
+
+      it('matmul with an epilogue equals the matmul then the program, in one launch', async () => {
+        const cases: { a: NDArray; b: NDArray; program: typeof biasRelu; inputs: (shape: number[]) => NDArray[]; scalars?: number[] }[] = [
+          { a: arr([5, 7]), b: arr([7, 9]), program: biasRelu, inputs: () => [arr([9])] },
+          { a: arr([2, 3, 4]), b: arr([4, 5]), program: mask, inputs: (sh) => [arr(sh, 3)] },
+          { a: arr([17, 3]).transpose(), b: arr([20, 17]).transpose(), program: mixed, inputs: () => [arr([3, 1]), arr([20])], scalars: [0.7] },
+          { a: arr([3, 33, 17], 7), b: arr([3, 17, 20]), program: mixed, inputs: () => [arr([33, 1]), arr([3, 1, 20])], scalars: [-1.5] },
+          { a: arr([2, 1, 6, 5]), b: arr([3, 5, 4]), program: mask, inputs: (sh) => [arr([sh[3], sh[2]]).transpose()] },
+          { a: arr([7]), b: arr([7, 9]), program: biasRelu, inputs: () => [arr([9])] },
+          { a: arr([6, 7]), b: arr([7]), program: biasRelu, inputs: () => [arr([6])] },
+          { a: arr([1, 40]), b: arr([40, 130]), program: biasRelu, inputs: () => [arr([130], 11)] },
+          { a: zeros([2, 0], opts()), b: zeros([0, 3], opts()), program: biasRelu, inputs: () => [arr([3])] },
+        ];
+        for (const [i, c] of cases.entries()) {
+          const shape = c.a.matmul(c.b).shape;
+          const inputs = c.inputs([...shape]);
+          const product = c.a.matmul(c.b);
+          const [expected] = elementwise(c.program, [product, ...inputs], c.scalars ?? []);
+          const before = backend.stats();
+          const got = c.a.matmul(c.b, { epilogue: { program: c.program, inputs, scalars: c.scalars } });
+          const d = statsDiff(backend.stats(), before);
+          await expectSame(got, expected, `case ${i} (${JSON.stringify(c.a.shape)} @ ${JSON.stringify(c.b.shape)})`);
+          if (backend.matmulProgram && c.a.size > 0 && c.b.size > 0) {
+            // One launch for product and program (case 4's broadcast batches also copy a and b).
+            expect([d.kernels.matmulProgram, d.kernels.matmul, d.kernels.elementwise], `case ${i}: matmulProgram, matmul, elementwise launches`).toEqual([1, 0, 0]);
+            if (i !== 4) expect(d.launches, `case ${i}: launches`).toBe(1);
+          }
+        }
+      });
+
+      it('matmul reads contiguous slices and writes into out views', async () => {
+        const bigA = arr([9, 6]);
+        const bigB = arr([3, 6, 5]);
+        const a = bigA.get('2:7');
+        const b = bigB.get(1);
+        const expected = a.compact().matmul(b.compact());
+        let before = backend.stats();
+        await expectSame(a.matmul(b), expected, 'offset operands');
+        let d = statsDiff(backend.stats(), before);
+        if (backend.layouts?.matmulOffsets) expect([d.launches, d.kernels.compact], 'offset operands: launches, compacts').toEqual([1, 0]);
+        // Into a row block of a bigger array (contiguous: written in place where offsets are supported).
+        const target = zeros([4, 5, 5], opts());
+        before = backend.stats();
+        const r = a.matmul(b, { out: target.get(2) });
+        d = statsDiff(backend.stats(), before);
+        expect(r.buffer).toBe(target.buffer);
+        if (backend.layouts?.matmulOffsets) expect(d.launches, 'out slice: launches').toBe(1);
+        await expectSame(target.get(2), expected, 'out slice');
+        await expectSame(target.get(1), zeros([5, 5], opts()), 'rows around the out slice untouched');
+        // Into a transposed view (not contiguous: one copy), with an epilogue.
+        const t = zeros([5, 5], opts());
+        const bias = arr([5]);
+        a.matmul(b, { out: t.transpose(), epilogue: { program: biasRelu, inputs: [bias] } });
+        const [withBias] = elementwise(biasRelu, [expected, bias]);
+        await expectSame(t.transpose(), withBias, 'out transposed view with an epilogue');
+        // An out that is also an operand is computed into a temporary first.
+        const sq = arr([4, 4]);
+        const sqExpected = sq.matmul(sq);
+        sq.matmul(sq.clone(), { out: sq });
+        await expectSame(sq, sqExpected, 'out aliasing an operand');
+      });
+
+      it('matmul epilogue and out errors name the op and the shapes', () => {
+        const a = zeros([2, 3], opts());
+        const b = zeros([3, 4], opts());
+        expect(() => a.matmul(b, { epilogue: { program: biasRelu, inputs: [] } })).toThrow(/matmul: the epilogue program takes 2 inputs.*got 0/);
+        expect(() => a.matmul(b, { epilogue: { program: biasRelu, inputs: [zeros([3], opts())] } })).toThrow(/matmul: epilogue input 0 of shape \[3\] does not broadcast to the product's shape \[2, 4\]/);
+        expect(() => a.matmul(b, { epilogue: { program: mixed, inputs: [zeros([4], opts()), zeros([4], opts())] } })).toThrow(/takes 1 scalars, got 0/);
+        expect(() => a.matmul(b, { out: zeros([4, 2], opts()) })).toThrow(/matmul: out has shape \[4, 2\], expected the product's \[2, 4\]/);
+        expect(() => a.matmul(b, { out: zeros([4], opts()).broadcastTo([2, 4]) })).toThrow(/matmul: out .*more than once/);
+      });
+
+      it('reduceProgram equals the program then the reduction, in one launch', async () => {
+        const square = defineProgram(1, 0, ([x]) => x.mul(x));
+        const centred = defineProgram(3, 1, ([x, m, y], [s]) => x.sub(m).mul(y).mul(s));
+        const cases: { program: typeof square; inputs: NDArray[]; axis?: number | number[]; keepdims?: boolean; scalars?: number[] }[] = [
+          { program: square, inputs: [arr([7, 5], 4)], axis: 1 },
+          { program: square, inputs: [arr([7, 5], 4)], axis: 0, keepdims: true },
+          { program: square, inputs: [arr([300, 9], 13)] },
+          { program: centred, inputs: [arr([3, 4, 33], 5), arr([3, 1, 33]), arr([33, 4]).transpose()], axis: [0, 2], scalars: [0.25] },
+          { program: centred, inputs: [arr([9, 300]).transpose(), arr([300, 1]), arr([9])], axis: 1, scalars: [-2] },
+          { program: centred, inputs: [arr([6, 130], 3), arr([6, 1]), arr([130]).broadcastTo([6, 130])], axis: -1, keepdims: true, scalars: [1] },
+        ];
+        for (const op of PROGRAM_REDUCE_OPS) {
+          for (const [i, c] of cases.entries()) {
+            const options = { axis: c.axis, keepdims: c.keepdims };
+            const expected = reduceProgramUnfused(op, c.program, c.inputs, c.scalars ?? [], options);
+            const before = backend.stats();
+            const got = reduceProgram(op, c.program, c.inputs, c.scalars ?? [], options);
+            const d = statsDiff(backend.stats(), before);
+            await expectSame(got, expected, `${op} case ${i}`);
+            if (backend.reduceProgram && backend.layouts?.elementwise) {
+              expect([d.launches, d.kernels.reduceProgram], `${op} case ${i}: launches, reduceProgram`).toEqual([1, 1]);
+            }
+          }
+        }
+        // Into a slice of a bigger buffer (several reductions filling one array), and a strided view.
+        const x = arr([7, 5], 4);
+        const buf = zeros([10], opts());
+        const before = backend.stats();
+        const r = reduceProgram('logsumexp', square, [x], [], { axis: 1, out: buf.get('2:9') });
+        const d = statsDiff(backend.stats(), before);
+        expect(r.buffer).toBe(buf.buffer);
+        if (backend.reduceProgram) expect(d.launches, 'reduceProgram into a slice: launches').toBe(1);
+        await expectSame(buf.get('2:9'), reduceProgramUnfused('logsumexp', square, [x], [], { axis: 1 }), 'into a slice');
+        await expectNested(buf.get('0:2'), [0, 0]);
+        await expectNested(buf.get('9:'), [0]);
+        const col = zeros([5, 2], opts());
+        reduceProgram('max', square, [x], [], { axis: 0, out: col.get(':', 1) });
+        await expectSame(col.get(':', 1), reduceProgramUnfused('max', square, [x], [], { axis: 0 }), 'into a strided column');
+        await expectNested(col.get(':', 0), [0, 0, 0, 0, 0]);
+        expect(() => reduceProgram('sum', square, [x], [], { axis: 1, out: zeros([5], opts()) })).toThrow(/reduceProgram: out has shape \[5\], expected the result's \[7\]/);
+        // Reducing over nothing: a sum is 0, anything else has no identity.
+        const empty = zeros([3, 0], opts());
+        await expectNested(reduceProgram('sum', square, [empty], [], { axis: 1 }), [0, 0, 0]);
+        expect(() => reduceProgram('logsumexp', square, [empty], [], { axis: 1 })).toThrow(/logsumexp: cannot reduce over zero elements/);
+        expect(() => reduceProgram('sum', square, [empty, empty])).toThrow(/reduceProgram: program takes 1 inputs, got 2/);
+        expect(() => reduceProgram('prod' as never, square, [empty])).toThrow(/reduceProgram: unknown reduction 'prod'/);
+      });
+
+      it('logsumexp: fixed values, stable for large inputs, infinities and NaN', async () => {
+        const x = fromData(Float32Array.from([1, 2, 3, 1000, 1000, -Infinity, -Infinity, -Infinity, -Infinity, Infinity, 1, -Infinity, NaN, 0, 0]), [5, 3]);
+        // log(e + e^2 + e^3) = 3.40760596...; 1000 + log(1 + 1 + e^-Inf) = 1000 + log 2.
+        const rows = await x.logsumexp(1).toArray();
+        await expectClose(rows.subarray(0, 2), [3.4076059644443806, 1000 + Math.log(2)], transTol, 'logsumexp rows');
+        expect(rows[2]).toBe(-Infinity);
+        expect(rows[3]).toBe(Infinity);
+        expect(Number.isNaN(rows[4])).toBe(true);
+        await expectClose(zeros([2, 4], opts()).logsumexp(), [Math.log(8)], transTol, 'logsumexp of zeros');
+        expect(x.logsumexp(0, true).shape).toEqual([1, 3]);
       });
     });
 
