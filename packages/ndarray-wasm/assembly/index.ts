@@ -540,9 +540,19 @@ function sumBlock(p: usize, n: i32): f64 {
   return s;
 }
 
-/** The float64 sum of a[0..n) stored at out: one thread's share of a long sum. */
-export function sumPartial(a: usize, n: i32, out: usize): void {
-  store<f64>(out, sumBlock(a, n));
+/**
+ * Float64 sums of units [u0, u1) of a row-major array of rows of n elements, each row cut into
+ * chunks of `chunk` elements (its last chunk shorter): unit u is chunk u % perRow of row u / perRow,
+ * its sum stored at out + 8u. Sums of long rows add these in order, so the result is the same
+ * however the units are divided between threads (src/backend.ts, longSums).
+ */
+export function sumChunks(a: usize, n: i32, chunk: i32, u0: i32, u1: i32, out: usize): void {
+  const perRow = (n + chunk - 1) / chunk;
+  for (let u = u0; u < u1; u++) {
+    const row = u / perRow;
+    const start = (u - row * perRow) * chunk;
+    store<f64>(out + (<usize>u << 3), sumBlock(a + ((<usize>row * <usize>n + <usize>start) << 2), min(chunk, n - start)));
+  }
 }
 
 // max/min: lane-wise "v beats m or v is NaN", so NaN sticks, then lanes combine in order.

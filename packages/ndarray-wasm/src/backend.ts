@@ -16,9 +16,10 @@ import {
   type UnaryOp,
 } from '@needle/ndarray';
 import { FreeListAllocator } from './allocator';
-import { binaryCode, isTranscendental, reduceCode, unaryCode } from './codes';
+import { binaryCode, reduceCode, unaryCode } from './codes';
 import { compileKernels, instantiateKernels, MAX_PAGES, PAGE_BYTES, type KernelExports } from './module';
-import { threadsSupported, WorkerPool, type Job } from './threads';
+import { costNs, SUM_CHUNK, threadsFor } from './split';
+import { DEFAULT_SPIN_MICROS, threadsSupported, WorkerPool, type Job, type WorkerKernel } from './threads';
 
 export interface WasmBackendOptions {
   /** Name under which the backend reports itself (default 'wasm'). */
@@ -30,6 +31,13 @@ export interface WasmBackendOptions {
    * `backend.threads` reports.
    */
   threads?: number;
+  /**
+   * With `threads > 1`: microseconds an idle thread polls for the next kernel before it sleeps
+   * (default 200). Polling saves a sleep and a wake-up per split kernel; a thread that notices it was
+   * descheduled while polling (a machine busy with other processes) stops polling for a while by
+   * itself, and 0 turns polling off.
+   */
+  spinMicros?: number;
   /** Initial heap size in MiB (default 16); the heap grows on demand. */
   initialMemoryMiB?: number;
   /** Largest heap in MiB (default 4096, the wasm32 limit). Threads reserve this much address space. */
@@ -62,14 +70,6 @@ export interface WasmHeapInfo {
   freeBlocks: number;
 }
 
-// Splitting a kernel across threads costs a wake-up and a wait (tens of microseconds), and the
-// memory-bound kernels share one memory bus: below these sizes one thread finishes first (NOTES.md).
-const MATMUL_SPLIT_FLOPS = 1 << 18;
-const EWISE_SPLIT = 1 << 18;
-const TRANSCENDENTAL_SPLIT = 1 << 15;
-/** pow runs element by element through libm (~30 ns each). */
-const POW_SPLIT = 1 << 13;
-
 /** Most dimensions a strided copy may have after merging contiguous axes. */
 const MAX_DIMS = 64;
 
@@ -88,14 +88,12 @@ export class WasmBackend implements Backend {
   private readonly pool: WorkerPool | undefined;
   private heap: Float32Array;
   private readonly maxBytes: number;
-  /**
-   * Argument area: 16 bytes of broadcast scalar, then i32 dims/strides/index of strided copies,
-   * then one float64 partial sum per thread.
-   */
+  /** 16 bytes: the scalar of a scalar op, four times. */
   private readonly argPtr: number;
-  private readonly partialsPtr: number;
   /** One matmul packing area per thread. */
   private readonly scratch: number[];
+  /** One area per thread for a strided copy's i32 shape, strides and index scratch. */
+  private readonly stridedArgs: number[];
   /** Elementwise programs: the encoded steps and outputs, and one register area per thread. */
   private readonly programPtr: number;
   private readonly programRegs: number[];
@@ -103,6 +101,7 @@ export class WasmBackend implements Backend {
   private readonly layoutPtr: number;
   private live = 0;
   private liveBytes = 0;
+  private splits = 0;
   private destroyed = false;
   private readonly counter;
 
@@ -124,11 +123,12 @@ export class WasmBackend implements Backend {
     this.maxBytes = maxBytes;
     this.heap = new Float32Array(memory.buffer);
     this.allocator = new FreeListAllocator(kernels.heapBase());
-    this.argPtr = this.reserve(16 + 4 * 3 * MAX_DIMS + 8 * this.threads);
-    this.partialsPtr = this.argPtr + 16 + 4 * 3 * MAX_DIMS;
+    this.argPtr = this.reserve(16);
     const scratchBytes = kernels.matmulScratchBytes();
     this.scratch = [];
     for (let t = 0; t < this.threads; t++) this.scratch.push(this.reserve(scratchBytes));
+    this.stridedArgs = [];
+    for (let t = 0; t < this.threads; t++) this.stridedArgs.push(this.reserve(4 * 3 * MAX_DIMS));
     this.programPtr = this.reserve(16 * PROGRAM_LIMITS.steps + 16 * PROGRAM_LIMITS.buffers);
     this.layoutPtr = this.reserve(4 * LAYOUT_AREA_WORDS);
     const block = kernels.PROGRAM_BLOCK.value as number;
@@ -164,7 +164,9 @@ export class WasmBackend implements Backend {
     const module = await compileKernels(threaded);
     const memory = new WebAssembly.Memory({ initial, maximum, shared: threaded });
     const kernels = instantiateKernels(module, memory);
-    const pool = threaded ? await WorkerPool.create(requested - 1, module, memory) : undefined;
+    const spinMicros = options.spinMicros ?? DEFAULT_SPIN_MICROS;
+    if (!(spinMicros >= 0)) throw new Error(`createWasmBackend: spinMicros must be a non-negative number, got ${spinMicros}`);
+    const pool = threaded ? await WorkerPool.create(requested - 1, module, memory, spinMicros) : undefined;
     return new WasmBackend(name, memory, kernels, pool, maximum * PAGE_BYTES, options.readSync !== false);
   }
 
@@ -310,7 +312,9 @@ export class WasmBackend implements Backend {
   fill(out: DeviceBuffer, value: number, size: number): void {
     const o = this.buf('fill', out, 'out');
     this.need('fill', '', o, 'out', size);
-    this.kernels.fill(o.ptr, value, size);
+    const T = this.threadsFor(costNs.fill(size));
+    if (T === 1) this.kernels.fill(o.ptr, value, size);
+    else this.runParts('fill', size, T, 16, (_, start, n) => [o.ptr + 4 * start, value, n]);
   }
 
   compact(a: DeviceBuffer, out: DeviceBuffer, layout: StridedLayout): void {
@@ -388,9 +392,15 @@ export class WasmBackend implements Backend {
     return { shape: outShape, strides: outStrides, offset, total };
   }
 
-  private strided(mode: number, src: number, dst: number, dims: { shape: number[]; strides: number[]; offset: number }, value: number): void {
+  private strided(mode: number, src: number, dst: number, dims: { shape: number[]; strides: number[]; offset: number; total: number }, value: number): void {
     const ndim = dims.shape.length;
-    if (ndim === 1 && dims.strides[0] === 1 && mode !== 2) {
+    const contiguous = ndim === 1 && dims.strides[0] === 1;
+    const T = this.threadsFor(costNs.strided(dims.total, contiguous));
+    if (T > 1) {
+      this.splitStrided(mode, src, dst, dims, value, T);
+      return;
+    }
+    if (contiguous && mode !== 2) {
       // One contiguous run: a typed-array copy needs no wasm call.
       const heap = this.view();
       const n = dims.shape[0];
@@ -398,11 +408,32 @@ export class WasmBackend implements Backend {
       else heap.copyWithin((dst >>> 2) + dims.offset, src >>> 2, (src >>> 2) + n);
       return;
     }
-    const dimsPtr = this.argPtr + 16;
+    const dimsPtr = this.stridedArgs[0];
     const ints = new Int32Array(this.memoryObject.buffer, dimsPtr, 2 * ndim);
     ints.set(dims.shape, 0);
     ints.set(dims.strides, ndim);
     this.kernels.strided(mode, src, dst, dimsPtr, ndim, dims.offset, value, dimsPtr + 8 * ndim);
+  }
+
+  /**
+   * A strided copy split along its outermost axis: each thread walks a slab of the view, whose
+   * compact side is a contiguous range. Copies are exact, so any split gives the same result; a
+   * transposed 2-D view is split on its 16-row tiles so each thread runs whole tiles.
+   */
+  private splitStrided(mode: number, src: number, dst: number, dims: { shape: number[]; strides: number[]; offset: number; total: number }, value: number, T: number): void {
+    const ndim = dims.shape.length;
+    const rows = dims.shape[0];
+    const inner = dims.total / rows;
+    const grain = ndim === 2 && dims.strides[1] !== 1 ? 16 : ndim === 1 ? 16 : 1;
+    this.runParts('strided', rows, Math.min(T, rows), grain, (t, r0, n) => {
+      const area = this.stridedArgs[t];
+      const ints = new Int32Array(this.memoryObject.buffer, area, 2 * ndim);
+      ints.set(dims.shape, 0);
+      ints[0] = n;
+      ints.set(dims.strides, ndim);
+      const packed = 4 * r0 * inner;
+      return [mode, mode === 1 ? src + packed : src, mode === 0 ? dst + packed : dst, area, ndim, dims.offset + r0 * dims.strides[0], value, area + 8 * ndim];
+    });
   }
 
   ewise(op: BinaryOp, a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, size: number): void {
@@ -413,15 +444,10 @@ export class WasmBackend implements Backend {
     this.need('ewise', op, y, 'b', size);
     this.need('ewise', op, o, 'out', size);
     const code = binaryCode(op);
-    const threshold = op === 'pow' ? POW_SPLIT : EWISE_SPLIT;
+    const T = this.threadsFor(costNs.binary(op, size));
     // bMask = all ones: b advances with a.
-    if (!this.pool || size < threshold) {
-      this.kernels.binary(code, x.ptr, y.ptr, -1, o.ptr, size);
-      return;
-    }
-    this.splitElementwise('binary', size, this.threads, (start, n) => [
-      code, x.ptr + 4 * start, y.ptr + 4 * start, -1, o.ptr + 4 * start, n,
-    ]);
+    if (T === 1) this.kernels.binary(code, x.ptr, y.ptr, -1, o.ptr, size);
+    else this.runParts('binary', size, T, 16, (_, start, n) => [code, x.ptr + 4 * start, y.ptr + 4 * start, -1, o.ptr + 4 * start, n]);
   }
 
   scalar(op: BinaryOp, a: DeviceBuffer, scalar: number, out: DeviceBuffer, size: number): void {
@@ -432,15 +458,10 @@ export class WasmBackend implements Backend {
     const s = this.argPtr >>> 2;
     this.view().fill(Math.fround(scalar), s, s + 4);
     const code = binaryCode(op);
-    const threshold = op === 'pow' ? POW_SPLIT : EWISE_SPLIT;
+    const T = this.threadsFor(costNs.binary(op, size));
     // bMask = 15 bytes: every vector load of b reads the four copies of the scalar.
-    if (!this.pool || size < threshold) {
-      this.kernels.binary(code, x.ptr, this.argPtr, 15, o.ptr, size);
-      return;
-    }
-    this.splitElementwise('binary', size, this.threads, (start, n) => [
-      code, x.ptr + 4 * start, this.argPtr, 15, o.ptr + 4 * start, n,
-    ]);
+    if (T === 1) this.kernels.binary(code, x.ptr, this.argPtr, 15, o.ptr, size);
+    else this.runParts('binary', size, T, 16, (_, start, n) => [code, x.ptr + 4 * start, this.argPtr, 15, o.ptr + 4 * start, n]);
   }
 
   unary(op: UnaryOp, a: DeviceBuffer, out: DeviceBuffer, size: number): void {
@@ -449,14 +470,9 @@ export class WasmBackend implements Backend {
     this.need('unary', op, x, 'a', size);
     this.need('unary', op, o, 'out', size);
     const code = unaryCode(op);
-    const threshold = isTranscendental(op) ? TRANSCENDENTAL_SPLIT : EWISE_SPLIT;
-    if (!this.pool || size < threshold) {
-      this.kernels.unary(code, x.ptr, o.ptr, size);
-      return;
-    }
-    this.splitElementwise('unary', size, this.threads, (start, n) => [
-      code, x.ptr + 4 * start, o.ptr + 4 * start, n,
-    ]);
+    const T = this.threadsFor(costNs.unary(op, size));
+    if (T === 1) this.kernels.unary(code, x.ptr, o.ptr, size);
+    else this.runParts('unary', size, T, 16, (_, start, n) => [code, x.ptr + 4 * start, o.ptr + 4 * start, n]);
   }
 
   where(cond: DeviceBuffer, x: DeviceBuffer, y: DeviceBuffer, out: DeviceBuffer, size: number): void {
@@ -468,13 +484,9 @@ export class WasmBackend implements Backend {
     this.need('where', '', p, 'x', size);
     this.need('where', '', q, 'y', size);
     this.need('where', '', o, 'out', size);
-    if (!this.pool || size < EWISE_SPLIT) {
-      this.kernels.where(c.ptr, p.ptr, q.ptr, o.ptr, size);
-      return;
-    }
-    this.splitElementwise('where', size, this.threads, (start, n) => [
-      c.ptr + 4 * start, p.ptr + 4 * start, q.ptr + 4 * start, o.ptr + 4 * start, n,
-    ]);
+    const T = this.threadsFor(costNs.where(size));
+    if (T === 1) this.kernels.where(c.ptr, p.ptr, q.ptr, o.ptr, size);
+    else this.runParts('where', size, T, 16, (_, start, n) => [c.ptr + 4 * start, p.ptr + 4 * start, q.ptr + 4 * start, o.ptr + 4 * start, n]);
   }
 
   /**
@@ -551,30 +563,43 @@ export class WasmBackend implements Backend {
     const layoutArg = strided ? this.layoutPtr : 0;
     if (size === 0) return;
     const args = (t: number, start: number, n: number) => [this.programPtr, steps.length, outsAt, outs.length, this.programRegs[t], start, n, layoutArg];
-    // A program does the work of several kernels per element: split sooner than one kernel.
-    if (!this.pool || size * steps.length < EWISE_SPLIT * 4) {
+    const stridedOperands = records.filter((r) => r !== 0).length + outRecords.filter((r) => r !== 0).length;
+    const T = this.threadsFor(costNs.program(size, steps.length, stridedOperands));
+    if (T === 1) {
       this.kernels.program(...(args(0, 0, size) as [number, number, number, number, number, number, number, number]));
       return;
     }
-    const block = this.kernels.PROGRAM_BLOCK.value as number;
-    const chunk = Math.ceil(size / this.threads / block) * block;
-    const jobs: (Job | undefined)[] = [];
-    for (let t = 0; t < this.threads; t++) {
-      const start = t * chunk;
-      const n = Math.min(chunk, size - start);
-      jobs.push(n > 0 ? { kernel: 'program', args: args(t, start, n) } : undefined);
-    }
-    this.pool.run(jobs, (job) => this.call(job));
+    // Whole blocks per thread: each block then runs exactly as on one thread.
+    this.runParts('program', size, T, this.kernels.PROGRAM_BLOCK.value as number, args);
   }
 
-  /** Run an elementwise kernel in equal 16-element-aligned chunks, one per thread. */
-  private splitElementwise(kernel: 'binary' | 'unary' | 'where', size: number, threads: number, args: (start: number, n: number) => number[]): void {
-    const chunk = Math.ceil(size / threads / 16) * 16;
+  // ---- splitting kernels across threads ----------------------------------------------------------
+
+  /**
+   * Kernel launches since creation that were split between threads (the thresholds are in
+   * NOTES.md); with `threads: 1` always 0.
+   */
+  get splitLaunches(): number {
+    return this.splits;
+  }
+
+  /** Threads to split a kernel over whose one-thread time is estimated at `ns` nanoseconds (split.ts). */
+  private threadsFor(ns: number): number {
+    return this.pool ? threadsFor(this.threads, ns) : 1;
+  }
+
+  /**
+   * Run `kernel` on `parts` threads (the calling thread first): `count` items in ranges aligned to
+   * `grain` items, as equal as the alignment allows; `args(t, start, n)` are thread t's arguments.
+   */
+  private runParts(kernel: WorkerKernel, count: number, parts: number, grain: number, args: (t: number, start: number, n: number) => number[]): void {
+    this.splits++;
+    const per = Math.ceil(count / parts / grain) * grain;
     const jobs: (Job | undefined)[] = [];
-    for (let t = 0; t < threads; t++) {
-      const start = t * chunk;
-      const n = Math.min(chunk, size - start);
-      jobs.push(n > 0 ? { kernel, args: args(start, n) } : undefined);
+    for (let t = 0; t < parts; t++) {
+      const start = t * per;
+      const n = Math.min(per, count - start);
+      jobs.push(n > 0 ? { kernel, args: args(t, start, n) } : undefined);
     }
     this.pool!.run(jobs, (job) => this.call(job));
   }
@@ -620,45 +645,43 @@ export class WasmBackend implements Backend {
     this.need('reduce', op, x, 'a', outSize * reduceSize);
     if (outSize === 0) return;
     const code = reduceCode(op);
-    if (op === 'sum' && this.pool && outSize < this.threads && reduceSize >= EWISE_SPLIT) {
+    if (op === 'sum' && reduceSize > SUM_CHUNK) {
       this.longSums(x, o, outSize, reduceSize);
       return;
     }
-    const threads = this.pool && outSize >= this.threads && outSize * reduceSize >= EWISE_SPLIT ? this.threads : 1;
-    if (threads === 1) {
-      this.kernels.reduce(code, x.ptr, o.ptr, outSize, reduceSize);
-      return;
-    }
-    const rows = Math.ceil(outSize / threads);
-    const jobs: (Job | undefined)[] = [];
-    for (let t = 0; t < threads; t++) {
-      const j0 = t * rows;
-      const n = Math.min(rows, outSize - j0);
-      jobs.push(n > 0 ? { kernel: 'reduce', args: [code, x.ptr + 4 * j0 * reduceSize, o.ptr + 4 * j0, n, reduceSize] } : undefined);
-    }
-    this.pool!.run(jobs, (job) => this.call(job));
+    // Whole rows per thread: every output element is the same sum as on one thread.
+    const T = Math.min(outSize, this.threadsFor(costNs.reduce(op, outSize, reduceSize)));
+    if (T === 1) this.kernels.reduce(code, x.ptr, o.ptr, outSize, reduceSize);
+    else this.runParts('reduce', outSize, T, 1, (_, j0, n) => [code, x.ptr + 4 * j0 * reduceSize, o.ptr + 4 * j0, n, reduceSize]);
   }
 
-  /** Few long rows (a full sum): every thread sums a slice of each row into a float64 partial. */
+  /**
+   * Sums of rows longer than SUM_CHUNK, with any number of threads: the float64 sums of the rows'
+   * SUM_CHUNK-element chunks (the last one shorter) added in order. The result does not depend on
+   * how the chunks are divided between threads, so a full sum can use every thread and still give
+   * the same bits on one.
+   */
   private longSums(x: WasmBuffer, o: WasmBuffer, outSize: number, reduceSize: number): void {
-    const T = this.threads;
-    const chunk = Math.ceil(reduceSize / T / 16) * 16;
-    const partials = new Float64Array(this.memoryObject.buffer, this.partialsPtr, T);
-    const result = new Float32Array(outSize);
-    for (let j = 0; j < outSize; j++) {
-      const row = x.ptr + 4 * j * reduceSize;
-      const jobs: (Job | undefined)[] = [];
-      for (let t = 0; t < T; t++) {
-        const start = Math.min(reduceSize, t * chunk);
-        const n = Math.min(chunk, reduceSize - start);
-        jobs.push({ kernel: 'sumPartial', args: [row + 4 * start, n, this.partialsPtr + 8 * t] });
+    const perRow = Math.ceil(reduceSize / SUM_CHUNK);
+    const units = outSize * perRow;
+    const block = this.allocator.blockSize(8 * units);
+    const ptr = this.allocator.allocate(block);
+    try {
+      this.ensureHeap('reduce', 8 * units);
+      const T = Math.min(units, this.threadsFor(costNs.reduce('sum', outSize, reduceSize)));
+      if (T === 1) this.kernels.sumChunks(x.ptr, reduceSize, SUM_CHUNK, 0, units, ptr);
+      else this.runParts('sumChunks', units, T, 1, (_, u0, count) => [x.ptr, reduceSize, SUM_CHUNK, u0, u0 + count, ptr]);
+      const partials = new Float64Array(this.memoryObject.buffer, ptr, units);
+      const result = new Float32Array(outSize);
+      for (let j = 0; j < outSize; j++) {
+        let sum = 0;
+        for (let c = j * perRow; c < (j + 1) * perRow; c++) sum += partials[c];
+        result[j] = sum;
       }
-      this.pool!.run(jobs, (job) => this.call(job));
-      let s = 0;
-      for (let t = 0; t < T; t++) s += partials[t];
-      result[j] = s;
+      this.view().set(result, o.ptr >>> 2);
+    } finally {
+      this.allocator.release(ptr, block);
     }
-    this.view().set(result, o.ptr >>> 2);
   }
 
   matmul(a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, spec: MatmulSpec): void {
@@ -684,39 +707,28 @@ export class WasmBackend implements Backend {
     const acs = transA ? m : 1;
     const brs = transB ? 1 : n;
     const bcs = transB ? k : 1;
-    const job = (t0: number, t1: number, i0: number, i1: number, j0: number, j1: number, thread: number): Job => ({
-      kernel: 'matmul',
-      args: [A.ptr, B.ptr, C.ptr, m, n, k, ars, acs, brs, bcs, aBatchStride, bBatchStride, t0, t1, i0, i1, j0, j1, this.scratch[thread]],
-    });
-    const T = this.pool && batch * m * n * k >= MATMUL_SPLIT_FLOPS ? this.threads : 1;
-    if (T === 1) {
-      this.kernels.matmul(A.ptr, B.ptr, C.ptr, m, n, k, ars, acs, brs, bcs, aBatchStride, bBatchStride, 0, batch, 0, m, 0, n, this.scratch[0]);
-      return;
-    }
-    const jobs: (Job | undefined)[] = [];
+    const args = [A.ptr, B.ptr, C.ptr, m, n, k, ars, acs, brs, bcs, aBatchStride, bBatchStride];
+    const T = this.threadsFor(costNs.matmul(batch, m, k, n));
+    if (T === 1) this.kernels.matmul(A.ptr, B.ptr, C.ptr, m, n, k, ars, acs, brs, bcs, aBatchStride, bBatchStride, 0, batch, 0, m, 0, n, this.scratch[0]);
+    else this.splitMatmul(args, batch, m, n, T);
+  }
+
+  /**
+   * Split a matmul (`args`: its first twelve kernel arguments) between T threads by batch, else by
+   * columns when n >= m (each thread packs only its slice of B and all of A), else by rows (all of
+   * B and its slice of A): the duplicated packing is the smaller operand's. Slices start on
+   * micro-tile boundaries, so each thread's tiles are the ones a single thread would compute, and
+   * every element is the same sum.
+   */
+  private splitMatmul(args: number[], batch: number, m: number, n: number, T: number): void {
+    const job = (t: number, t0: number, t1: number, i0: number, i1: number, j0: number, j1: number) => [...args, t0, t1, i0, i1, j0, j1, this.scratch[t]];
     if (batch >= T * 2 || (batch >= T && batch % T === 0)) {
-      const per = Math.ceil(batch / T);
-      for (let t = 0; t < T; t++) {
-        const t0 = t * per;
-        jobs.push(t0 < batch ? job(t0, Math.min(batch, t0 + per), 0, m, 0, n, t) : undefined);
-      }
+      this.runParts('matmul', batch, T, 1, (t, t0, count) => job(t, t0, t0 + count, 0, m, 0, n));
     } else if (n >= m) {
-      // Columns: each thread packs only its own slice of B.
-      const nr = this.kernels.NR.value as number;
-      const per = Math.ceil(n / T / nr) * nr;
-      for (let t = 0; t < T; t++) {
-        const j0 = t * per;
-        jobs.push(j0 < n ? job(0, batch, 0, m, j0, Math.min(n, j0 + per), t) : undefined);
-      }
+      this.runParts('matmul', n, T, this.kernels.NR.value as number, (t, j0, count) => job(t, 0, batch, 0, m, j0, j0 + count));
     } else {
-      const mr = this.kernels.MR.value as number;
-      const per = Math.ceil(m / T / mr) * mr;
-      for (let t = 0; t < T; t++) {
-        const i0 = t * per;
-        jobs.push(i0 < m ? job(0, batch, i0, Math.min(m, i0 + per), 0, n, t) : undefined);
-      }
+      this.runParts('matmul', m, T, this.kernels.MR.value as number, (t, i0, count) => job(t, 0, batch, i0, i0 + count, 0, n));
     }
-    this.pool!.run(jobs, (j) => this.call(j));
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------

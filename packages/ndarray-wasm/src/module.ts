@@ -11,7 +11,7 @@ export interface KernelExports {
   unary(op: number, a: number, out: number, n: number): void;
   where(cond: number, x: number, y: number, out: number, n: number): void;
   reduce(op: number, a: number, out: number, outSize: number, reduceSize: number): void;
-  sumPartial(a: number, n: number, out: number): void;
+  sumChunks(a: number, n: number, chunk: number, u0: number, u1: number, out: number): void;
   strided(mode: number, src: number, dst: number, dims: number, ndim: number, offset: number, value: number, idx: number): void;
   matmulScratchBytes(): number;
   PROGRAM_BLOCK: WebAssembly.Global;

@@ -2,14 +2,20 @@
  * A pool of worker threads that run kernels of the same WebAssembly module over one shared memory.
  *
  * Work is handed over through a small SharedArrayBuffer, not postMessage: the backend's kernels are
- * synchronous, so the calling thread publishes one job per worker, bumps a generation counter that
- * the idle workers block on (Atomics.wait), runs its own share, and waits until every worker has
- * acknowledged the generation. Wake-up costs tens of microseconds, so callers only split kernels big
- * enough to pay for it.
+ * synchronous, so the calling thread publishes one job per worker, bumps a generation counter, runs
+ * its own share, and waits until every worker has acknowledged the generation.
+ *
+ * Both sides poll before they sleep. A worker that has just finished a job polls the generation for
+ * `spinMicros` before blocking in Atomics.wait, and the caller polls the acknowledgements as long
+ * before blocking: the kernels of a training step follow each other within tens of microseconds, and
+ * a futex sleep and wake-up on each side of every split kernel (plus, in a virtual machine, waking an
+ * idle virtual CPU) costs more than the smaller kernels' work (NOTES.md, "Threads for every large
+ * kernel"). The poll is bounded so an idle pool, or one on a machine busy with other processes,
+ * gives its core back.
  */
 
 /** Kernels a worker can run, by index in the job slot. */
-export const WORKER_KERNELS = ['matmul', 'binary', 'unary', 'where', 'reduce', 'sumPartial', 'program'] as const;
+export const WORKER_KERNELS = ['matmul', 'binary', 'unary', 'where', 'reduce', 'sumChunks', 'program', 'strided', 'fill'] as const;
 export type WorkerKernel = (typeof WORKER_KERNELS)[number];
 
 export interface Job {
@@ -33,7 +39,11 @@ interface WorkerInit {
   index: number;
   workers: number;
   kernels: readonly string[];
+  spinMicros: number;
 }
+
+/** Default poll time before a worker or the waiting caller sleeps (see the module comment). */
+export const DEFAULT_SPIN_MICROS = 200;
 
 /**
  * The body of every worker, shipped as source text (Function.prototype.toString), so it must not
@@ -53,10 +63,35 @@ function workerMain(nodeWorkerThreads: (() => Promise<typeof import('node:worker
     // Read the generation before announcing readiness: the first job may be published the moment
     // the caller hears 'ready', and a worker that read the counter later would sleep through it.
     let seen = Atomics.load(control, 0);
+    const spinMs = init.spinMicros / 1000;
+    let noSpinUntil = 0;
     reply('ready');
     for (;;) {
-      Atomics.wait(control, 0, seen);
-      seen = Atomics.load(control, 0);
+      // Poll, checking the clock every 64 polls, then sleep until the generation moves. A gap
+      // between two clock checks means this thread was descheduled: the cores are busy, and a
+      // polling thread only delays the ones that have work, so it stops polling for a while.
+      let now = Atomics.load(control, 0);
+      if (now === seen && spinMs > 0 && performance.now() > noSpinUntil) {
+        let last = performance.now();
+        const deadline = last + spinMs;
+        for (let polls = 1; now === seen; polls++) {
+          if ((polls & 63) === 0) {
+            const t = performance.now();
+            if (t - last > 0.05) {
+              noSpinUntil = t + 100;
+              break;
+            }
+            if (t > deadline) break;
+            last = t;
+          }
+          now = Atomics.load(control, 0);
+        }
+      }
+      while (now === seen) {
+        Atomics.wait(control, 0, seen);
+        now = Atomics.load(control, 0);
+      }
+      seen = now;
       if (Atomics.load(control, 1) !== 0) break;
       const kernel = args[base];
       if (kernel >= 0) {
@@ -111,10 +146,14 @@ export class WorkerPool {
   private readonly handles: WorkerHandle[];
   /** Atomics.wait is forbidden on a browser's main thread; there we spin on Atomics.load. */
   private readonly canBlock: boolean;
+  private readonly spinMs: number;
+  /** performance.now() until which this thread does not poll (it was descheduled while polling). */
+  private noSpinUntil = 0;
   private destroyed = false;
 
   private constructor(
     readonly workers: number,
+    spinMicros: number,
     control: SharedArrayBuffer,
     args: SharedArrayBuffer,
     handles: WorkerHandle[],
@@ -122,6 +161,7 @@ export class WorkerPool {
     this.control = new Int32Array(control);
     this.args = new Float64Array(args);
     this.handles = handles;
+    this.spinMs = spinMicros / 1000;
     let canBlock = true;
     try {
       Atomics.wait(this.control, STOP, 1, 0);
@@ -131,8 +171,11 @@ export class WorkerPool {
     this.canBlock = canBlock;
   }
 
-  /** Start `workers` helper threads over `memory` (shared) running `module`. */
-  static async create(workers: number, module: WebAssembly.Module, memory: WebAssembly.Memory): Promise<WorkerPool> {
+  /**
+   * Start `workers` helper threads over `memory` (shared) running `module`; idle threads poll for
+   * `spinMicros` before they sleep.
+   */
+  static async create(workers: number, module: WebAssembly.Module, memory: WebAssembly.Memory, spinMicros = DEFAULT_SPIN_MICROS): Promise<WorkerPool> {
     const control = new SharedArrayBuffer(4 * (2 + 2 * workers));
     const args = new SharedArrayBuffer(8 * SLOTS * workers);
     const isNode = isNodeRuntime();
@@ -153,7 +196,7 @@ export class WorkerPool {
           worker.once('message', () => resolve());
           worker.once('error', reject);
         }));
-        worker.postMessage({ module, memory, control, args, index, workers, kernels: WORKER_KERNELS } satisfies WorkerInit);
+        worker.postMessage({ module, memory, control, args, index, workers, kernels: WORKER_KERNELS, spinMicros } satisfies WorkerInit);
       }
     } else {
       const url = URL.createObjectURL(new Blob([source], { type: 'text/javascript' }));
@@ -165,7 +208,7 @@ export class WorkerPool {
             worker.onmessage = () => resolve();
             worker.onerror = (e) => reject(new Error(`ndarray-wasm: worker ${index} failed to start: ${e.message}`));
           }));
-          worker.postMessage({ module, memory, control, args, index, workers, kernels: WORKER_KERNELS } satisfies WorkerInit);
+          worker.postMessage({ module, memory, control, args, index, workers, kernels: WORKER_KERNELS, spinMicros } satisfies WorkerInit);
         }
         await Promise.all(ready);
       } finally {
@@ -178,7 +221,7 @@ export class WorkerPool {
       for (const h of handles) void h.terminate();
       throw error;
     }
-    return new WorkerPool(workers, control, args, handles);
+    return new WorkerPool(workers, spinMicros, control, args, handles);
   }
 
   /**
@@ -208,14 +251,7 @@ export class WorkerPool {
     } catch (error) {
       localError = error;
     }
-    for (let w = 0; w < this.workers; w++) {
-      const slot = ACK + w;
-      for (;;) {
-        const seen = Atomics.load(control, slot);
-        if (seen === gen) break;
-        if (this.canBlock) Atomics.wait(control, slot, seen);
-      }
-    }
+    this.awaitAcknowledgements(gen);
     if (localError !== undefined) throw localError;
     for (let w = 0; w < this.workers; w++) {
       const flag = ACK + this.workers + w;
@@ -223,6 +259,34 @@ export class WorkerPool {
         Atomics.store(control, flag, 0);
         const job = jobs[w + 1];
         throw new Error(`ndarray-wasm: kernel ${job?.kernel ?? '?'} failed in worker ${w}`);
+      }
+    }
+  }
+
+  /**
+   * Wait until every worker has acknowledged generation `gen`: poll (as the workers do, giving up
+   * when descheduled), then sleep, or on a browser's main thread, where sleeping is not allowed,
+   * keep polling.
+   */
+  private awaitAcknowledgements(gen: number): void {
+    const { control } = this;
+    let spin = this.spinMs > 0 && performance.now() > this.noSpinUntil;
+    let last = performance.now();
+    const deadline = last + this.spinMs;
+    for (let w = 0; w < this.workers; w++) {
+      const slot = ACK + w;
+      for (let polls = 1; ; polls++) {
+        const seen = Atomics.load(control, slot);
+        if (seen === gen) break;
+        if ((polls & 63) !== 0 || !this.canBlock) continue;
+        if (spin) {
+          const t = performance.now();
+          if (t - last > 0.05) this.noSpinUntil = t + 100;
+          if (t - last > 0.05 || t > deadline) spin = false;
+          last = t;
+          if (spin) continue;
+        }
+        Atomics.wait(control, slot, seen);
       }
     }
   }

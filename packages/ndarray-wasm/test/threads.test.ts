@@ -1,0 +1,223 @@
+// Every kernel that is split between threads gives the same bits as on one thread, at sizes just
+// below and just above its split threshold (src/split.ts) and with uneven parts (3 threads).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BINARY_OPS, REDUCE_OPS, UNARY_OPS, NDArray, defineProgram, elementwise, type DeviceBuffer, type MatmulSpec, type StridedLayout } from '@needle/ndarray';
+import { createWasmBackend, type WasmBackend } from '../src';
+import { costNs, SPLIT_NS, SUM_CHUNK } from '../src/split';
+import { cpu, download, expectClose, randomFloats, SPECIAL, upload } from './helpers';
+
+let one: WasmBackend;
+let many: WasmBackend[];
+
+beforeAll(async () => {
+  one = await createWasmBackend({ threads: 1 });
+  many = [await createWasmBackend({ threads: 2 }), await createWasmBackend({ threads: 3, spinMicros: 0 })];
+});
+afterAll(() => [one, ...many].forEach((b) => b.destroy()));
+
+function data(n: number, seed: number): Float32Array {
+  const d = randomFloats(n, seed, -3, 3);
+  for (let i = 0; i < n; i += 97) d[i] = SPECIAL[(i / 97 + seed) % SPECIAL.length];
+  return d;
+}
+
+/** The first element whose bits differ, or -1. */
+function firstDifference(a: Float32Array, b: Float32Array): number {
+  if (a.length !== b.length) return 0;
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return i;
+  return -1;
+}
+
+/**
+ * Run `kernel` on every backend over fresh copies of `inputs` (`outSize` elements of output, filled
+ * with NaN first, or a copy of the last input when `inPlace`) and expect the multi-thread outputs
+ * to equal the one-thread output bit for bit; `split` says whether the kernel must have been split.
+ * Returns the one-thread output.
+ */
+function same(what: string, inputs: Float32Array[], outSize: number, split: boolean, kernel: (b: WasmBackend, ins: DeviceBuffer[], out: DeviceBuffer) => void, inPlace = false): Float32Array {
+  const run = (b: WasmBackend) => {
+    const ins = inputs.map((d) => upload(b, d));
+    const out = inPlace ? ins[ins.length - 1] : b.alloc(outSize);
+    if (!inPlace) b.fill(out, NaN, outSize);
+    const before = b.splitLaunches;
+    kernel(b, ins, out);
+    const result = download(b, out, outSize);
+    const wasSplit = b.splitLaunches > before;
+    ins.forEach((x) => b.free(x));
+    if (!inPlace) b.free(out);
+    return { result, wasSplit };
+  };
+  const reference = run(one);
+  expect(reference.wasSplit).toBe(false);
+  for (const b of many) {
+    const { result, wasSplit } = run(b);
+    expect(wasSplit, `${what} on ${b.threads} threads: split`).toBe(split);
+    expect(firstDifference(result, reference.result), `${what} on ${b.threads} threads: first differing element`).toBe(-1);
+  }
+  return reference.result;
+}
+
+/** The smallest size whose cost reaches the split threshold (cost increasing in size). */
+function threshold(cost: (n: number) => number): number {
+  let lo = 0;
+  let hi = 1;
+  while (cost(hi) < SPLIT_NS) hi *= 2;
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    if (cost(mid) >= SPLIT_NS) hi = mid;
+    else lo = mid;
+  }
+  return hi;
+}
+
+describe('kernels split between threads equal one thread bit for bit', () => {
+  it('ewise and scalar ops, just below and above the threshold, odd sizes', () => {
+    for (const op of BINARY_OPS) {
+      const t = threshold((n) => costNs.binary(op, n));
+      for (const n of [t - 1, t, t + 17]) {
+        same(`ewise ${op} n=${n}`, [data(n, 1), data(n, 2)], n, n >= t, (b, [x, y], o) => b.ewise(op, x, y, o, n));
+        same(`scalar ${op} n=${n}`, [data(n, 3)], n, n >= t, (b, [x], o) => b.scalar(op, x, 1.5, o, n));
+      }
+    }
+  });
+
+  it('unary ops and where', () => {
+    for (const op of UNARY_OPS) {
+      const t = threshold((n) => costNs.unary(op, n));
+      for (const n of [t - 1, t + 3]) same(`unary ${op} n=${n}`, [data(n, 4)], n, n >= t, (b, [x], o) => b.unary(op, x, o, n));
+    }
+    const t = threshold(costNs.where);
+    for (const n of [t - 1, t + 5]) same(`where n=${n}`, [data(n, 5), data(n, 6), data(n, 7)], n, n >= t, (b, [c, x, y], o) => b.where(c, x, y, o, n));
+  });
+
+  it('fill', () => {
+    const t = threshold(costNs.fill);
+    for (const n of [t - 1, t + 9]) {
+      const got = same(`fill n=${n}`, [], n, n >= t, (b, _, o) => b.fill(o, -2.5, n));
+      expect(got.every((v) => v === -2.5)).toBe(true);
+    }
+  });
+
+  // Views of a source of `size` elements: the im2col gather of a 3x3 convolution over a padded
+  // [5, 3, 34, 34] image (an odd outer axis: uneven slabs), a transpose (16-row tiles), a strided
+  // and a contiguous 1-D run, a broadcast and a 4-D permute, each big enough to split; and a small
+  // transpose that is not split.
+  const views: { name: string; size: number; layout: StridedLayout }[] = [
+    { name: 'im2col', size: 5 * 3 * 34 * 34, layout: { shape: [5, 32, 32, 3, 3, 3], strides: [3468, 34, 1, 1156, 34, 1], offset: 0 } },
+    { name: 'transpose', size: 333 * 517, layout: { shape: [517, 333], strides: [1, 517], offset: 0 } },
+    { name: 'strided 1-D', size: 2 * 30_001 + 5, layout: { shape: [30_001], strides: [2], offset: 3 } },
+    { name: 'contiguous slice', size: 200_011, layout: { shape: [200_003], strides: [1], offset: 7 } },
+    { name: 'broadcast rows', size: 50_021, layout: { shape: [3, 50_021], strides: [0, 1], offset: 0 } },
+    { name: 'permute 4-D', size: 7 * 9 * 11 * 13 * 3, layout: { shape: [13, 9, 3, 11, 7], strides: [1, 11 * 13, 7 * 9 * 11 * 13, 13, 9 * 11 * 13], offset: 0 } },
+    { name: 'small transpose', size: 40 * 41, layout: { shape: [41, 40], strides: [1, 41], offset: 0 } },
+  ];
+  const total = (l: StridedLayout) => l.shape.reduce((p, d) => p * d, 1);
+  const splits = (l: StridedLayout) => costNs.strided(total(l), l.shape.length === 1 && l.strides[0] === 1) >= SPLIT_NS;
+
+  it('compact (the im2col gather among them) and its views', () => {
+    for (const { name, size, layout } of views) {
+      const n = total(layout);
+      const got = same(`compact ${name}`, [data(size, 8)], n, splits(layout), (b, [x], o) => b.compact(x, o, layout));
+      // Against the CPU reference too: a split that skipped or repeated a slab would show here.
+      const src = upload(cpu, data(size, 8));
+      const out = cpu.alloc(n);
+      cpu.compact(src, out, layout);
+      expectClose(got, download(cpu, out), 0, 0, `compact ${name} vs cpu`);
+      cpu.free(src);
+      cpu.free(out);
+    }
+  });
+
+  it('ewiseSetitem and scalarSetitem into the same views (broadcasts excluded)', () => {
+    for (const { name, size, layout } of views.filter((v) => !v.layout.strides.includes(0))) {
+      const n = total(layout);
+      same(`ewiseSetitem ${name}`, [data(n, 9), data(size, 10)], size, splits(layout), (b, [x, o]) => b.ewiseSetitem(x, o, layout), true);
+      same(`scalarSetitem ${name}`, [data(size, 11)], size, splits(layout), (b, [o]) => b.scalarSetitem(0.25, o, layout), true);
+    }
+  });
+
+  it('reductions split across output rows, compact and strided', () => {
+    for (const op of REDUCE_OPS) {
+      const rows = threshold((r) => costNs.reduce(op, r, 31));
+      for (const outSize of [rows - 1, rows + 2]) {
+        const n = outSize * 31;
+        same(`reduce ${op} ${outSize}x31`, [data(n, 12)], outSize, outSize >= rows, (b, [x], o) => b.reduce(op, x, o, outSize, 31));
+      }
+      // 2x2 max-pooling windows of a [3, 9, 66, 66] image: outSize 3 * 9 * 33 * 33, odd.
+      const layout: StridedLayout = { shape: [3, 9, 33, 33, 2, 2], strides: [9 * 66 * 66, 66 * 66, 132, 2, 66, 1], offset: 0 };
+      same(`reduce ${op} over pooling windows`, [data(3 * 9 * 66 * 66, 13)], 3 * 9 * 33 * 33, true, (b, [x], o) => b.reduce(op, x, o, 3 * 9 * 33 * 33, 4, layout));
+    }
+  });
+
+  it('long sums: the same chunked float64 sum on any number of threads, close to the float64 reference', () => {
+    for (const [outSize, reduceSize] of [[1, SUM_CHUNK + 1], [1, 5 * SUM_CHUNK - 3], [3, 2 * SUM_CHUNK + 7], [2, SUM_CHUNK]]) {
+      const d = data(outSize * reduceSize, outSize + reduceSize);
+      for (let i = 0; i < d.length; i += 97) if (!Number.isFinite(d[i])) d[i] = 1; // finite sums
+      const splitNeeded = costNs.reduce('sum', outSize, reduceSize) >= SPLIT_NS;
+      const got = same(`sum ${outSize}x${reduceSize}`, [d], outSize, splitNeeded, (b, [x], o) => b.reduce('sum', x, o, outSize, reduceSize));
+      for (let j = 0; j < outSize; j++) {
+        let s = 0;
+        for (let i = 0; i < reduceSize; i++) s += d[j * reduceSize + i];
+        expect(Math.abs(got[j] - s)).toBeLessThanOrEqual(Math.abs(s) * 2 ** -23 + 1e-6);
+      }
+    }
+  });
+
+  it('elementwise programs split on whole blocks, compact and strided', () => {
+    const prog = defineProgram(2, 1, ([x, y], [s]) => [x.exp().mul(s).add(y), y.gt(0).select(x, y.neg())]);
+    const t = threshold((n) => costNs.program(n, prog.steps.length, 0));
+    for (const n of [t - 1, t + 13]) {
+      same(`program n=${n}`, [data(n, 14), data(n, 15)], 2 * n, n >= t, (b, [x, y], o) => {
+        const [p, q] = [NDArray.fromData(download(b, x, n), [n], b), NDArray.fromData(download(b, y, n), [n], b)];
+        const [r0, r1] = elementwise(prog, [p, q], [0.5]);
+        b.write(o, r0.toArraySync());
+        b.write(o, r1.toArraySync(), n);
+        [p, q, r0, r1].forEach((a) => a.dispose());
+      });
+    }
+    // A transposed input and a strided output: 2 strided operands.
+    same('strided program', [data(301 * 457, 16), data(457, 17)], 301 * 457, true, (b, [x, y], o) => {
+      const xt = NDArray.fromData(download(b, x, 301 * 457), [301, 457], b).transpose();
+      const row = NDArray.fromData(download(b, y, 457), [457, 1], b).broadcastTo([457, 301]);
+      const out = NDArray.fromData(new Float32Array(301 * 457), [301, 457], b);
+      elementwise(defineProgram(2, 0, ([p, q]) => p.mul(q).add(p)), [xt, row], [], { out: [out.transpose()] });
+      b.write(o, out.toArraySync());
+      [xt, row, out].forEach((a) => a.dispose());
+    });
+  });
+
+  it('matmul by batch, columns and rows, around the threshold, ragged tiles', () => {
+    const shapes: [number, number, number, number, boolean, boolean][] = [
+      [1, 128, 512, 10, false, false], // the MLP's small products: by rows
+      [1, 512, 128, 10, true, false],
+      [1, 128, 10, 512, false, true], // by columns
+      [1, 27, 3000, 16, true, false], // few rows, long k
+      [1, 131, 67, 93, false, false],
+      [3, 37, 41, 43, false, true], // an odd batch: by rows or columns
+      [6, 20, 30, 40, true, true], // by batch
+    ];
+    for (const [batch, m, k, n, transA, transB] of shapes) {
+      const spec: MatmulSpec = { batch, m, k, n, aBatchStride: m * k, bBatchStride: k * n, transA, transB };
+      same(`matmul ${batch}x${m}x${k}x${n}`, [data(batch * m * k, m), data(batch * k * n, n)], batch * m * n, costNs.matmul(batch, m, k, n) >= SPLIT_NS, (b, [x, y], o) => b.matmul(x, y, o, spec));
+    }
+    // Just below and above the threshold in m.
+    const t = threshold((m) => costNs.matmul(1, m, 64, 48));
+    for (const m of [t - 1, t + 1]) {
+      const spec: MatmulSpec = { batch: 1, m, k: 64, n: 48, aBatchStride: 0, bBatchStride: 0, transA: false, transB: false };
+      same(`matmul ${m}x64x48`, [data(m * 64, 1), data(64 * 48, 2)], m * 48, m >= t, (b, [x, y], o) => b.matmul(x, y, o, spec));
+    }
+  });
+});
+
+describe('thread options', () => {
+  it('rejects a negative spinMicros', async () => {
+    await expect(createWasmBackend({ threads: 2, spinMicros: -1 })).rejects.toThrow('createWasmBackend: spinMicros must be a non-negative number, got -1');
+  });
+
+  it('counts no split launches on one thread', () => {
+    expect(one.splitLaunches).toBe(0);
+    expect(many[0].splitLaunches).toBeGreaterThan(0);
+  });
+});
