@@ -30,6 +30,8 @@ import {
 import { isGradEnabled } from './grad-mode';
 import { apply, windowCount, type WindowAttrs } from './optable';
 import { checkLstmInputs } from './fused-rnn';
+import { LINEAR_ACTIVATIONS, type LinearActivation } from './fused-linear';
+import type { CrossEntropyReduction } from './fused-softmax';
 import { Tensor, constant, type TensorLike } from './tensor';
 
 // ---- helpers --------------------------------------------------------------------------------------
@@ -529,14 +531,20 @@ export function softmax(x: Tensor, axis = -1): Tensor {
 }
 
 /**
- * Per-sample cross-entropy of logits [N, C] against class indices [N] (float32, a Tensor or NDArray):
- * logsumexp(x_n) - x_n[label_n], shape [N]. A label that is not one of 0..C-1 gives NaN (as `gather`
- * does). One fused primitive (./fused-softmax): five launches forward, one backward (softmax -
- * onehot); the values of logsumexp(x, 1) - gather(x, 1, labels) bit for bit where the logits are
- * finite. The labels get no gradient.
+ * Cross-entropy of logits [N, C] against class indices [N] (float32, a Tensor or NDArray):
+ * logsumexp(x_n) - x_n[label_n] per sample, shape [N] with `reduction: 'none'` (the default), or
+ * their mean or sum (a scalar), as torch.nn.functional.cross_entropy. A label that is not one of
+ * 0..C-1 gives NaN (as `gather` does). One fused primitive (./fused-softmax): two launches forward
+ * (the row logsumexps, then the loss from them, reduction included) and one backward
+ * (scale (softmax - onehot)) on a backend with `reduceProgram`. The per-sample values equal
+ * logsumexp(x, 1) - gather(x, 1, labels) bit for bit where the logits are finite; the mean is the
+ * sum of loss / N terms. The labels get no gradient.
  */
-export function crossEntropy(logits: Tensor, labels: Tensor | NDArray): Tensor {
+export function crossEntropy(logits: Tensor, labels: Tensor | NDArray, options: { reduction?: CrossEntropyReduction } = {}): Tensor {
   checkTensor('crossEntropy', logits, 'logits');
+  checkOptions('crossEntropy', options);
+  const reduction = options.reduction ?? 'none';
+  if (!['none', 'mean', 'sum'].includes(reduction)) fail('crossEntropy', `reduction must be 'none', 'mean' or 'sum', got ${describeValue(reduction)}`);
   const y = labels instanceof Tensor ? labels.data : labels;
   if (!(y instanceof NDArray)) fail('crossEntropy', `expected labels as a Tensor or an NDArray, got ${describeValue(labels)}`);
   y.assertLive('crossEntropy');
@@ -544,7 +552,33 @@ export function crossEntropy(logits: Tensor, labels: Tensor | NDArray): Tensor {
   const n = logits.shape[0];
   if (y.ndim !== 1 || y.shape[0] !== n) fail('crossEntropy', `labels of shape ${formatShape(y.shape)} do not match logits ${formatShape(logits.shape)}; expected class indices of shape [${n}]`);
   if (y.backend !== logits.backend) fail('crossEntropy', `labels live on backend '${y.backend.name}' and logits on '${logits.backend.name}'`);
-  return composite(() => getitem(apply('crossEntropy', [logits, constant(y.view(y.shape, y.strides, y.offset))], null), 0));
+  return apply('crossEntropy', [logits, constant(y.view(y.shape, y.strides, y.offset))], { reduction });
+}
+
+/**
+ * act(x W^T + b), torch.nn.functional.linear followed by an activation (tf.fused.matMul's form): x
+ * [..., in], weight [out, in], bias [out] or null, activation 'none' (default), 'relu', 'tanh' or
+ * 'sigmoid'. One primitive (./fused-linear): one launch forward on a backend with `matmulProgram`
+ * (bias and activation run in the matmul's epilogue); backward one program for the activation's
+ * derivative, two matmuls and a reduction. The values of the composition bit for bit.
+ */
+export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null, options: { activation?: LinearActivation } = {}): Tensor {
+  checkTensor('linear', x);
+  checkTensor('linear', weight, 'weight');
+  if (bias !== null) checkTensor('linear', bias, 'bias');
+  checkOptions('linear', options);
+  const activation = options.activation ?? 'none';
+  if (!(LINEAR_ACTIVATIONS as readonly string[]).includes(activation)) fail('linear', `activation must be one of ${LINEAR_ACTIVATIONS.join(', ')}, got ${describeValue(activation)}`);
+  checkSameBackend('linear', bias ? [x, weight, bias] : [x, weight]);
+  if (weight.ndim !== 2) fail('linear', `expected a weight of shape [out, in], got ${formatShape(weight.shape)}`);
+  const [out, inF] = weight.shape;
+  if (x.ndim === 0 || x.shape[x.ndim - 1] !== inF) fail('linear', `input of shape ${formatShape(x.shape)} does not end in the weight's in=${inF} (weight ${formatShape(weight.shape)}); expected [..., ${inF}]`);
+  if (bias && (bias.ndim !== 1 || bias.shape[0] !== out)) fail('linear', `bias of shape ${formatShape(bias.shape)} does not match the weight's out=${out}; expected [${out}]`);
+  const attrs = { activation, hasBias: bias !== null };
+  const inputs = (x2: Tensor) => (bias ? [x2, weight, bias] : [x2, weight]);
+  if (x.ndim === 2) return apply('linear', inputs(x), attrs);
+  // Rows of any leading shape fold into one [rows, in] matmul (a view, no copy, when contiguous).
+  return composite(() => reshape(apply('linear', inputs(reshape(x, [-1, inF])), attrs), [...x.shape.slice(0, -1), out]));
 }
 
 // ---- linear algebra -------------------------------------------------------------------------------

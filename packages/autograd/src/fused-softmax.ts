@@ -6,7 +6,7 @@
  * computed from the output, softmax - onehot and g - softmax sum(g), not by the chain rule through
  * each step).
  */
-import { defineProgram, elementwise, NDArray, tidy, type ProgramValue } from '@needle/ndarray';
+import { defineProgram, elementwise, NDArray, reduceProgram, tidy, type ProgramValue } from '@needle/ndarray';
 import { isGradEnabled } from './grad-mode';
 import { Tensor, constant } from './tensor';
 import * as F from './functions';
@@ -84,64 +84,82 @@ export function softmaxBackward(g: Tensor, out: Tensor, axis: number): Tensor {
 
 // ---- cross-entropy --------------------------------------------------------------------------------
 
-const EXP_SHIFTED_LSE = defineProgram(2, 0, ([x, m]) => x.sub(shift(m, true)).exp());
-/** The true class's logit (x where the class index equals the label, 0 elsewhere) and a match flag. */
-const PICK = defineProgram(3, 0, ([x, label, cls]) => {
-  const hit = cls.eq(label);
-  return [hit.select(x, 0), hit.select(1, 0)];
-});
+/** How cross-entropy's per-sample losses are combined: PyTorch's `reduction`. */
+export type CrossEntropyReduction = 'none' | 'mean' | 'sum';
+
+export interface CrossEntropyAttrs {
+  reduction: CrossEntropyReduction;
+}
+
+const IDENTITY = defineProgram(1, 0, ([x]) => x);
 /**
- * Row 0: the per-sample loss lse - picked (NaN where the label matched no class, as `gather` gives),
- * lse = log(s) + shift; rows 1 and 2: the shift and log(s), kept for the backward (softmax as
- * exp((x - shift) - log s), which keeps the precision x - lse would lose to cancellation). One output
- * over [3, N] selected by the row index, since two outputs of a program may not share a buffer.
+ * One element's share of the loss: lse - x at the label's class, 0 elsewhere, times `scale` (1/N
+ * for the mean). A label that is not an integer in [0, C) puts NaN in its row's column 0, so the
+ * loss is NaN, as `gather` would give. (-1)^label is +-1 exactly for integers and NaN otherwise.
  */
-const LOSS_AND_STATS = defineProgram(5, 0, ([row, m, s, picked, matched]) => {
-  const sh = shift(m, true);
-  const logS = s.log();
-  const loss = logS.add(sh).sub(picked.add(matched.gt(0).select(0, NaN)));
-  return row.eq(0).select(loss, row.eq(1).select(sh, logS));
+const NLL = defineProgram(4, 2, ([x, lse, label, cls], [scale, classes]) => {
+  const integral = cls.mul(0).sub(1).pow(label).abs().eq(1);
+  const valid = label.ge(0).mul(label.lt(classes)).mul(integral);
+  const share = cls.eq(label).select(lse.sub(x), 0);
+  return valid.eq(0).mul(cls.eq(0)).select(NaN, share).mul(scale);
 });
 const ONE_HOT = defineProgram(2, 0, ([label, cls]) => cls.eq(label).select(1, 0));
-/** g (softmax - onehot) = g (exp((x - shift) - log s) - [class == label]) */
-const CE_GRAD = defineProgram(6, 0, ([g, x, sh, logS, label, cls]) => g.mul(x.sub(sh).sub(logS).exp().sub(cls.eq(label).select(1, 0))));
+/** g scale (softmax - onehot) = g scale (exp(x - lse) - [class == label]) */
+const CE_GRAD = defineProgram(5, 1, ([g, x, lse, label, cls], [scale]) => g.mul(scale).mul(x.sub(lse).exp().sub(cls.eq(label).select(1, 0))));
 
 /** The class indices 0..C-1 as a [1, C] row (uploaded, no kernel). */
 function classRow(c: number, like: NDArray): NDArray {
   return NDArray.fromData(Float32Array.from({ length: c }, (_, i) => i), [1, c], like.backend);
 }
 
+/** How many loss values the output holds before the per-row logsumexp the backward reads. */
+function lossCount(n: number, reduction: CrossEntropyReduction): number {
+  return reduction === 'none' ? n : 1;
+}
+
 /**
  * Forward of the cross-entropy primitive: logits [N, C], labels [N] (class indices as float32) ->
- * [3, N], row 0 the per-sample loss logsumexp(x_n) - x_n[label_n], rows 1 and 2 the max shift and
- * log of the shifted sum (a workspace: its gradient is ignored). Values are the composed
- * logsumexp - gather's.
+ * the loss ([N] for 'none', a scalar otherwise) as a view of one buffer that also holds each row's
+ * logsumexp for the backward. Two launches on a backend with `reduceProgram`: the row logsumexps,
+ * then the loss (per row, or summed over the batch) from them.
  */
-export function crossEntropyForward(x: NDArray, labels: NDArray): NDArray {
+export function crossEntropyForward(x: NDArray, labels: NDArray, { reduction }: CrossEntropyAttrs): NDArray {
   const [n, c] = x.shape;
-  return tidy(() => {
-    const m = x.max([1], true);
-    const s = elementwise(EXP_SHIFTED_LSE, [x, m])[0].sum([1], true);
-    const label = labels.reshape([n, 1]);
-    const [hit, matched] = elementwise(PICK, [x, label, classRow(c, x)]);
-    const row = NDArray.fromData(new Float32Array([0, 1, 2]), [3, 1], x.backend);
-    const t = (a: NDArray) => a.reshape([1, n]);
-    return elementwise(LOSS_AND_STATS, [row, t(m), t(s), t(hit.sum([1], true)), t(matched.sum([1], true))])[0];
-  });
+  const count = lossCount(n, reduction);
+  const buf = NDArray.empty([count + n], x.backend);
+  try {
+    return tidy(() => {
+      const lse = reduceProgram('logsumexp', IDENTITY, [x], [], { axis: 1, out: buf.get(`${count}:`) }).reshape([n, 1]);
+      const loss = reduction === 'none' ? buf.get(`0:${n}`) : buf.get(0);
+      const scale = reduction === 'mean' ? 1 / n : 1;
+      reduceProgram('sum', NLL, [x, lse, labels.reshape([n, 1]), classRow(c, x)], [scale, c], { axis: reduction === 'none' ? 1 : undefined, out: loss });
+      // The mean of no samples is NaN (PyTorch's too), not the empty sum's 0.
+      if (n === 0 && reduction === 'mean') loss.set([], NaN);
+      return loss;
+    });
+  } finally {
+    buf.dispose();
+  }
 }
 
-/** Gradient of the per-sample losses with respect to the logits. */
-export function crossEntropyBackward(g: Tensor, x: Tensor, labels: Tensor, out: Tensor): Tensor {
+/** The per-row logsumexp the forward stored behind the loss values, as [N, 1]. */
+function storedLse(out: NDArray, n: number, reduction: CrossEntropyReduction): NDArray {
+  return out.asStrided([n, 1], [1, 1], out.offset + lossCount(n, reduction));
+}
+
+/** Gradient of the loss with respect to the logits. */
+export function crossEntropyBackward(g: Tensor, x: Tensor, labels: Tensor, out: Tensor, { reduction }: CrossEntropyAttrs): Tensor {
   const [n, c] = x.shape;
+  const scale = reduction === 'mean' ? 1 / n : 1;
   if (!isGradEnabled()) {
     return new Tensor(tidy(() => {
-      const col = (a: NDArray) => a.reshape([n, 1]);
-      return elementwise(CE_GRAD, [col(g.data.get(0)), x.data, col(out.data.get(1)), col(out.data.get(2)), col(labels.data), classRow(c, x.data)])[0];
+      const gCol = g.data.reshape(reduction === 'none' ? [n, 1] : [1, 1]);
+      return elementwise(CE_GRAD, [gCol, x.data, storedLse(out.data, n, reduction), labels.data.reshape([n, 1]), classRow(c, x.data)], [scale])[0];
     }));
   }
-  // Differentiable form: g (softmax(x) - onehot), with softmax recomputed from x (not from the
-  // workspace row, whose gradient the primitive drops).
+  // Differentiable form: g scale (softmax(x) - onehot), with softmax recomputed from x (not from
+  // the stored logsumexp, whose gradient the primitive drops).
   const hot = constant(tidy(() => elementwise(ONE_HOT, [labels.data.reshape([n, 1]), classRow(c, x.data)])[0]));
-  return F.mul(F.reshape(F.getitem(g, 0), [n, 1]), F.sub(F.softmax(x, 1), hot));
+  const gCol = reduction === 'none' ? F.reshape(g, [n, 1]) : F.reshape(g, [1, 1]);
+  return F.mul(F.mul(gCol, scale), F.sub(F.softmax(x, 1), hot));
 }
-

@@ -64,6 +64,7 @@ export {
   logSoftmax,
   softmax,
   crossEntropy,
+  linear,
   matmul,
   conv2d,
   maxPool2d,
@@ -78,3 +79,5 @@ export {
   type GeluApproximate,
   type Pool2dOptions,
 } from './functions';
+export { LINEAR_ACTIVATIONS, type LinearActivation } from './fused-linear';
+export type { CrossEntropyReduction } from './fused-softmax';

@@ -26,7 +26,8 @@ import * as F from './functions';
 import { lstmBackwardArrays, lstmBackwardTensors, lstmForward, type LstmAttrs } from './fused-rnn';
 import { maxPoolBackward, maxPoolForward } from './fused-pool';
 import { sigmoidDerivOf, sigmoidOf } from './program-fns';
-import { crossEntropyBackward, crossEntropyForward, logSoftmaxBackward, logSoftmaxForward, softmaxBackward, softmaxForward, type SoftmaxAttrs } from './fused-softmax';
+import { crossEntropyBackward, crossEntropyForward, logSoftmaxBackward, logSoftmaxForward, softmaxBackward, softmaxForward, type CrossEntropyAttrs, type SoftmaxAttrs } from './fused-softmax';
+import { linearBackward, linearForward, type LinearAttrs } from './fused-linear';
 
 /** Sliding-window geometry shared by im2col and col2im (NHWC layout). */
 export interface WindowAttrs {
@@ -75,7 +76,8 @@ export interface OpAttrs {
   lstm: LstmAttrs;
   logSoftmax: SoftmaxAttrs;
   softmax: SoftmaxAttrs;
-  crossEntropy: null;
+  crossEntropy: CrossEntropyAttrs;
+  linear: LinearAttrs;
   maxPool: WindowAttrs;
 }
 
@@ -454,10 +456,11 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
     backward: (g, { out, attrs: { axis } }) => [softmaxBackward(g, out, axis)],
   },
   crossEntropy: {
-    // Inputs [logits [N, C], labels [N]]; the output [3, N] is (per-sample loss, shift, log-sum).
+    // Inputs [logits [N, C], labels [N]]; the output (the loss) is a view of a buffer that also
+    // holds each row's logsumexp for the backward (./fused-softmax).
     saves: [0, 1, 'out'],
-    forward: ([x, labels]) => crossEntropyForward(x, labels),
-    backward: (g, { inputs: [x, labels], out, needsGrad }) => [needsGrad[0] ? crossEntropyBackward(g, x, labels, out) : null, null],
+    forward: ([x, labels], attrs) => crossEntropyForward(x, labels, attrs),
+    backward: (g, { inputs: [x, labels], out, attrs, needsGrad }) => [needsGrad[0] ? crossEntropyBackward(g, x, labels, out, attrs) : null, null],
   },
 
   maxPool: {
@@ -468,6 +471,13 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
   },
 
   // ---- fused layers ---------------------------------------------------------------------------
+  linear: {
+    // Inputs [x [N, in], weight [out, in], bias [out]?] (./fused-linear); the output feeds the
+    // activation's derivative.
+    saves: [0, 1, 'out'],
+    forward: (inputs, attrs) => linearForward(inputs, attrs),
+    backward: (g, { inputs, out, attrs, needsGrad }) => linearBackward(g, inputs, out, attrs, needsGrad),
+  },
   lstm: {
     // Inputs [xp, weightHh, biasHh?, h0?, c0?] (./fused-rnn); xp and weightHh are always there.
     saves: [0, 1, 'out'],

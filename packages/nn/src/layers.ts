@@ -1,5 +1,5 @@
 /** Basic layers: Identity, Linear, Flatten, activations, Softmax, Sequential, Residual, Dropout. */
-import { Tensor, add, dropout, flatten, gelu, logSoftmax, matmul, relu, sigmoid, softmax, tanh, transpose, type GeluApproximate } from '@needle/autograd';
+import { Tensor, add, dropout, flatten, gelu, linear, logSoftmax, relu, sigmoid, softmax, tanh, type GeluApproximate, type LinearActivation } from '@needle/autograd';
 import type { Backend, Generator } from '@needle/ndarray';
 import { checkModuleOptions, checkPositiveInt, checkProbability, fail, fmt } from './errors';
 import * as init from './init';
@@ -52,17 +52,34 @@ export class Linear extends Module {
   }
 
   forward(x: Tensor): Tensor {
+    return this.forwardActivated(x, 'none');
+  }
+
+  /**
+   * act(x W^T + b) as one fused autograd op (`linear`: bias and activation in the matmul's
+   * epilogue). Sequential calls it for a Linear followed by a ReLU, Tanh or Sigmoid; the values
+   * are those of the two layers run one after the other, bit for bit.
+   */
+  forwardActivated(x: Tensor, activation: LinearActivation): Tensor {
     checkInput('Linear', x);
     if (x.ndim === 0 || x.shape[x.ndim - 1] !== this.inFeatures) {
       fail('Linear', `input of shape ${fmt(x.shape)} does not end in inFeatures=${this.inFeatures}; expected [..., ${this.inFeatures}]`);
     }
-    const y = matmul(x, transpose(this.weight));
-    return this.bias ? add(y, this.bias) : y;
+    return linear(x, this.weight, this.bias, { activation });
   }
 
   override extraRepr(): string {
     return `inFeatures=${this.inFeatures}, outFeatures=${this.outFeatures}, bias=${this.bias !== null}`;
   }
+}
+
+/** The activation a Sequential fuses into `layer` (a plain Linear) from the layer after it, if any. */
+function fusedActivation(layer: Module, next: Module | undefined): LinearActivation | undefined {
+  if (layer.constructor !== Linear || next === undefined) return undefined;
+  if (next.constructor === ReLU) return 'relu';
+  if (next.constructor === Tanh) return 'tanh';
+  if (next.constructor === Sigmoid) return 'sigmoid';
+  return undefined;
 }
 
 /** Merge axes startAxis..endAxis (default 1..-1: [N, ...] -> [N, prod(...)], as torch.nn.Flatten). */
@@ -174,13 +191,21 @@ export class Sequential extends Module {
     return this.layers.map((m, i): [string, unknown] => [String(i), m]);
   }
 
+  /**
+   * Each layer in turn. A Linear directly followed by a ReLU, Tanh or Sigmoid (those exact classes,
+   * not subclasses that may override forward) runs as one fused op, the activation in the
+   * matmul's epilogue: the same values and gradients, fewer kernel launches.
+   */
   forward(x: Tensor): Tensor {
     let y = x;
-    this.layers.forEach((layer, i) => {
-      const out = layer.forward(y);
+    for (let i = 0; i < this.layers.length; i++) {
+      const layer = this.layers[i];
+      const activation = fusedActivation(layer, this.layers[i + 1]);
+      const out = activation ? (layer as Linear).forwardActivated(y, activation) : layer.forward(y);
       if (!(out instanceof Tensor)) fail('Sequential', `layer ${i} (${layer.constructor.name}) returned ${typeof out}, expected a Tensor`);
       y = out;
-    });
+      if (activation) i++;
+    }
     return y;
   }
 

@@ -24,10 +24,11 @@ function reduce(op: string, x: Tensor, reduction: Reduction): Tensor {
  * in a Tensor or NDArray, as @needle/data produces them): logsumexp(z_i) - z_i[y_i], averaged over
  * the batch by default.
  *
- * Computed as logsumexp (max-shifted) minus the true class's logit, never from log(softmax), so
- * large logits neither overflow nor lose the loss to rounding; the gradient is softmax - onehot.
- * One fused autograd op (`crossEntropy`): five kernel launches forward, one backward.
- * Labels outside [0, C) cannot be checked without reading back: they select no logit.
+ * Computed as logsumexp (stable) minus the true class's logit, never from log(softmax), so large
+ * logits neither overflow nor lose the loss to rounding; the gradient is softmax - onehot. One fused
+ * autograd op (`crossEntropy`, the reduction included): two kernel launches forward, one backward
+ * on a backend with `reduceProgram`. Labels on the device outside [0, C) cannot be checked without
+ * reading back: they give a NaN loss.
  */
 export class CrossEntropyLoss extends Module {
   readonly reduction: Reduction;
@@ -48,18 +49,18 @@ export class CrossEntropyLoss extends Module {
     // NaN where out of range (see gather).
     const host = isHostIndices(labels) ? uploadIndices(op, 'label', labels, logits.shape[1], logits.backend) : null;
     const y = host ?? (labels instanceof Tensor ? labels.data : labels);
-    let perSample: Tensor;
+    let loss: Tensor;
     const n = logits.shape[0];
     try {
       if (!(y instanceof NDArray)) fail(op, `expected labels as a Tensor, an NDArray or an array of class indices, got ${describeValue(labels)}`);
       if (y.ndim !== 1 || y.shape[0] !== n) {
         fail(op, `labels of shape ${fmt(y.shape)} do not match logits ${fmt(logits.shape)}; expected class indices of shape [${n}]`);
       }
-      perSample = crossEntropy(logits, y);
+      loss = crossEntropy(logits, y, { reduction: this.reduction });
     } finally {
       host?.dispose(); // the op holds its own view of the labels
     }
-    return reduce(op, perSample, this.reduction);
+    return loss;
   }
 
   override extraRepr(): string {

@@ -21,6 +21,10 @@ interface Tensor {
 }
 interface Autograd {
   Tensor: new (data: NDArray, options?: { requiresGrad?: boolean }) => Tensor;
+  /** Builds with the fused ops (linear, and crossEntropy with a reduction) have these. */
+  linear?(x: Tensor, weight: Tensor, bias: Tensor | null, options?: { activation?: 'relu' }): Tensor;
+  crossEntropy?(logits: Tensor, labels: NDArray, options?: { reduction?: 'mean' }): Tensor;
+  transpose?(x: Tensor): Tensor;
   matmul(a: Tensor, b: Tensor): Tensor;
   add(a: Tensor, b: Tensor): Tensor;
   mul(a: Tensor | number, b: Tensor | number): Tensor;
@@ -54,8 +58,29 @@ export function prepareMlpWith(mod: Record<string, unknown>, spec: CaseSpec, inp
   const y = constant(inputs[1], [batch, nClasses]);
   const params = [param(inputs[2], [nIn, nHidden]), param(inputs[3], [nHidden]), param(inputs[4], [nHidden, nClasses]), param(inputs[5], [nClasses])];
   const [w1, b1, w2, b2] = params;
+  const { linear, crossEntropy, transpose } = ag;
+  if (linear && crossEntropy && transpose) {
+    // What a PyTorch user writes (F.linear, F.relu, F.cross_entropy with class indices): the fused
+    // ops. The weights are stored [in, out] for every engine, so W = w^T (a view). The labels are
+    // data, read off the one-hot rows once here, as a data loader would hand them over.
+    const labels = nd.NDArray.fromData(classIndices(inputs[1], nClasses), [batch], backend);
+    return sgdTrainingCase(ctx, params, () => {
+      const h = linear(x, transpose(w1), b1, { activation: 'relu' });
+      return crossEntropy(linear(h, transpose(w2), b2), labels, { reduction: 'mean' });
+    }, [x, y, labels, ...params]);
+  }
+  // Older builds (base:* targets): the composition their own bench ran.
   return sgdTrainingCase(ctx, params, () => {
     const logits = ag.add(ag.matmul(ag.relu(ag.add(ag.matmul(x, w1), b1)), w2), b2);
     return ag.mul(ag.sum(ag.mul(ag.logSoftmax(logits, -1), y)), -1 / batch);
   }, [x, y, ...params]);
+}
+
+/** The class index of each one-hot row. */
+function classIndices(oneHot: Float32Array, classes: number): Float32Array {
+  const rows = oneHot.length / classes;
+  return Float32Array.from({ length: rows }, (_, r) => {
+    const row = oneHot.subarray(r * classes, (r + 1) * classes);
+    return row.indexOf(Math.max(...row));
+  });
 }

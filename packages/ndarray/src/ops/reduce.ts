@@ -1,7 +1,7 @@
 import { PROGRAM_LIMITS, PROGRAM_REDUCE_OPS, type ElementwiseProgram, type ProgramLayouts, type ProgramReduceOp, type ReduceOp } from '../backend';
 import { checkBoolean } from '../check';
 import { fail, formatShape } from '../errors';
-import { broadcastStrides, coalesceLayouts, coalesceView, isCompactOperand, viewOverlapsItself } from '../layouts';
+import { broadcastStrides, coalesceLayouts, coalesceView, isCompactOperand, viewExtent, viewOverlapsItself } from '../layouts';
 import { NDArray, broadcastShapes, sameBackend, shapesEqual, withKernelReady } from '../ndarray';
 import { normalizeAxes, normalizeAxis, shapeSize } from '../shape';
 import { checkProgram, defineProgram, elementwise } from './program';
@@ -93,7 +93,7 @@ export function reduceProgram(op: ProgramReduceOp, program: ElementwiseProgram, 
   if (target) checkReduceOut(name, target, plan.outShape, inputs);
   const native = backend.reduceProgram;
   // The kernel writes a contiguous block; another view of the caller's array gets a copy.
-  const direct = target && target.isContiguous && !inputs.some((a) => a.buffer === target.buffer);
+  const direct = target && target.isContiguous && !inputs.some((a) => mayOverlap(a, target));
   if (!native || new Set(inputs.map((a) => a.buffer)).size > PROGRAM_LIMITS.buffers - 1) {
     return intoTarget(reduceProgramUnfused(op, program, inputs, scalars, { axis: options.axis, keepdims: options.keepdims }), target);
   }
@@ -144,6 +144,14 @@ export function reduceProgram(op: ProgramReduceOp, program: ElementwiseProgram, 
     temps.forEach((t) => t.dispose());
   }
   return intoTarget(out, target);
+}
+
+/** Whether two views could share an element (same buffer and overlapping extents). */
+function mayOverlap(a: NDArray, b: NDArray): boolean {
+  if (a.buffer !== b.buffer) return false;
+  const x = viewExtent(a.shape, a.strides, a.offset);
+  const y = viewExtent(b.shape, b.strides, b.offset);
+  return x !== undefined && y !== undefined && x[0] <= y[1] && y[0] <= x[1];
 }
 
 function checkReduceOut(op: string, out: NDArray, shape: readonly number[], inputs: readonly NDArray[]): void {
