@@ -640,6 +640,11 @@ export interface Conv2dOptions {
   dilation?: Pair;
   /** Split the channels into groups convolved independently (in and out channels divisible by it). */
   groups?: number;
+  /**
+   * Apply an activation to the result (tf.fused.conv2d's option): with groups = 1 it runs, with the
+   * bias, in the im2col matmul's epilogue; the values of the activation applied afterwards.
+   */
+  activation?: LinearActivation;
 }
 
 /**
@@ -660,6 +665,8 @@ export function conv2d(x: Tensor, weight: Tensor, options: Conv2dOptions = {}): 
     fail('conv2d', `input ${formatShape(x.shape)} with ${c} channels and weight ${formatShape(weight.shape)} do not fit groups=${groups} (expected weight [O, ${c / groups}, kh, kw] with O divisible by ${groups})`);
   }
   const bias = options.bias ?? null;
+  const activation = options.activation ?? 'none';
+  if (!(LINEAR_ACTIVATIONS as readonly string[]).includes(activation)) fail('conv2d', `activation must be one of ${LINEAR_ACTIVATIONS.join(', ')}, got ${describeValue(activation)}`);
   if (bias !== null) checkTensor('conv2d', bias, 'bias');
   if (bias && (bias.ndim !== 1 || bias.shape[0] !== o)) fail('conv2d', `bias has shape ${formatShape(bias.shape)}, expected [${o}]`);
   for (const t of bias ? [weight, bias] : [weight]) {
@@ -680,8 +687,11 @@ export function conv2d(x: Tensor, weight: Tensor, options: Conv2dOptions = {}): 
     const rows = n * ho * wo;
     let out: Tensor;
     if (groups === 1) {
-      const wm = reshape(permute(weight, [2, 3, 1, 0]), [kh * kw * c, o]);
-      out = matmul(reshape(cols, [rows, kh * kw * c]), wm);
+      // linear(cols, W) with W [o, kh*kw*c] = weight permuted to NHWC order: the bias add runs in
+      // the matmul's epilogue (one launch on a backend with matmulProgram).
+      const wk = reshape(permute(weight, [0, 2, 3, 1]), [o, kh * kw * c]);
+      const y = linear(reshape(cols, [rows, kh * kw * c]), wk, bias, { activation });
+      return permute(reshape(y, [n, ho, wo, o]), [0, 3, 1, 2]);
     } else {
       const og = o / groups;
       const a = reshape(permute(reshape(cols, [rows, kh * kw, groups, cg]), [2, 0, 1, 3]), [groups, rows, kh * kw * cg]);
@@ -689,8 +699,19 @@ export function conv2d(x: Tensor, weight: Tensor, options: Conv2dOptions = {}): 
       out = reshape(permute(matmul(a, wm), [1, 0, 2]), [rows, o]);
     }
     const y = permute(reshape(out, [n, ho, wo, o]), [0, 3, 1, 2]);
-    return bias ? add(y, reshape(bias, [1, o, 1, 1])) : y;
+    return activate(bias ? add(y, reshape(bias, [1, o, 1, 1])) : y, activation);
   });
+}
+
+/** The activation of `linear`'s options applied as its own op (where no epilogue can take it). */
+function activate(x: Tensor, activation: LinearActivation): Tensor {
+  switch (activation) {
+    case 'none': return x;
+    case 'relu': return relu(x);
+    case 'tanh': return tanh(x);
+    case 'sigmoid': return sigmoid(x);
+    default: return activation satisfies never;
+  }
 }
 
 export interface Pool2dOptions {

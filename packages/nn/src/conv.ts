@@ -1,5 +1,5 @@
 /** Convolution, pooling and embedding layers over @needle/autograd's conv2d, pools and indexSelect. */
-import { Tensor, avgPool2d, conv2d, embedding, maxPool2d } from '@needle/autograd';
+import { Tensor, avgPool2d, conv2d, embedding, maxPool2d, type LinearActivation } from '@needle/autograd';
 import { describeValue, NDArray, type Backend, type Generator } from '@needle/ndarray';
 import { checkModuleOptions, checkPositiveInt, fail, fmt, isHostIndices, uploadIndices, type HostIndices } from './errors';
 import * as init from './init';
@@ -69,12 +69,20 @@ export class Conv2d extends Module {
     this.bias = options.bias ?? true ? init.uniform([outChannels], -bound, bound, opts) : null;
   }
 
+  /** Sequential fuses a following ReLU, Tanh or Sigmoid into this layer (see forwardActivated). */
+  static readonly fusesActivation = true;
+
   forward(x: Tensor): Tensor {
+    return this.forwardActivated(x, 'none');
+  }
+
+  /** act(conv(x) + b) with the bias and activation in the im2col matmul's epilogue (groups = 1). */
+  forwardActivated(x: Tensor, activation: LinearActivation): Tensor {
     if (!(x instanceof Tensor)) fail('Conv2d', `expected a Tensor input, got ${typeof x}`);
     if (x.ndim !== 4 || x.shape[1] !== this.inChannels) {
       fail('Conv2d', `input of shape ${fmt(x.shape)} does not fit inChannels=${this.inChannels}; expected [N, ${this.inChannels}, H, W]`);
     }
-    return conv2d(x, this.weight, { bias: this.bias, stride: this.stride, padding: this.padding, dilation: this.dilation, groups: this.groups });
+    return conv2d(x, this.weight, { bias: this.bias, stride: this.stride, padding: this.padding, dilation: this.dilation, groups: this.groups, activation });
   }
 
   override extraRepr(): string {

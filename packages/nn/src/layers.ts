@@ -60,6 +60,9 @@ export class Linear extends Module {
    * epilogue). Sequential calls it for a Linear followed by a ReLU, Tanh or Sigmoid; the values
    * are those of the two layers run one after the other, bit for bit.
    */
+  /** Sequential fuses a following ReLU, Tanh or Sigmoid into this layer. */
+  static readonly fusesActivation = true;
+
   forwardActivated(x: Tensor, activation: LinearActivation): Tensor {
     checkInput('Linear', x);
     if (x.ndim === 0 || x.shape[x.ndim - 1] !== this.inFeatures) {
@@ -73,9 +76,18 @@ export class Linear extends Module {
   }
 }
 
-/** The activation a Sequential fuses into `layer` (a plain Linear) from the layer after it, if any. */
+/** A layer whose class (not a subclass, which may override forward) runs act(layer(x)) fused. */
+interface ActivationFusing {
+  forwardActivated(x: Tensor, activation: LinearActivation): Tensor;
+}
+
+function fusesActivation(layer: Module): layer is Module & ActivationFusing {
+  return Object.hasOwn(layer.constructor, 'fusesActivation');
+}
+
+/** The activation a Sequential fuses into `layer` (a plain Linear or Conv2d) from the layer after it, if any. */
 function fusedActivation(layer: Module, next: Module | undefined): LinearActivation | undefined {
-  if (layer.constructor !== Linear || next === undefined) return undefined;
+  if (!fusesActivation(layer) || next === undefined) return undefined;
   if (next.constructor === ReLU) return 'relu';
   if (next.constructor === Tanh) return 'tanh';
   if (next.constructor === Sigmoid) return 'sigmoid';
@@ -192,16 +204,16 @@ export class Sequential extends Module {
   }
 
   /**
-   * Each layer in turn. A Linear directly followed by a ReLU, Tanh or Sigmoid (those exact classes,
-   * not subclasses that may override forward) runs as one fused op, the activation in the
-   * matmul's epilogue: the same values and gradients, fewer kernel launches.
+   * Each layer in turn. A Linear or Conv2d directly followed by a ReLU, Tanh or Sigmoid (those
+   * exact classes, not subclasses that may override forward) runs as one fused op, the activation
+   * in the matmul's epilogue: the same values and gradients, fewer kernel launches.
    */
   forward(x: Tensor): Tensor {
     let y = x;
     for (let i = 0; i < this.layers.length; i++) {
       const layer = this.layers[i];
       const activation = fusedActivation(layer, this.layers[i + 1]);
-      const out = activation ? (layer as Linear).forwardActivated(y, activation) : layer.forward(y);
+      const out = activation ? (layer as Module & ActivationFusing).forwardActivated(y, activation) : layer.forward(y);
       if (!(out instanceof Tensor)) fail('Sequential', `layer ${i} (${layer.constructor.name}) returned ${typeof out}, expected a Tensor`);
       y = out;
       if (activation) i++;
