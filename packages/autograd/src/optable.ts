@@ -28,6 +28,7 @@ import { maxPoolBackward, maxPoolForward } from './fused-pool';
 import { sigmoidDerivOf, sigmoidOf } from './program-fns';
 import { crossEntropyBackward, crossEntropyForward, logSoftmaxBackward, logSoftmaxForward, softmaxBackward, softmaxForward, type CrossEntropyAttrs, type SoftmaxAttrs } from './fused-softmax';
 import { linearBackward, linearForward, type LinearAttrs } from './fused-linear';
+import { batchNormBackward, batchNormForward, type BatchNormAttrs } from './fused-norm';
 
 /** Sliding-window geometry shared by im2col and col2im (NHWC layout). */
 export interface WindowAttrs {
@@ -78,6 +79,7 @@ export interface OpAttrs {
   softmax: SoftmaxAttrs;
   crossEntropy: CrossEntropyAttrs;
   linear: LinearAttrs;
+  batchNorm: BatchNormAttrs;
   maxPool: WindowAttrs;
 }
 
@@ -471,6 +473,13 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
   },
 
   // ---- fused layers ---------------------------------------------------------------------------
+  batchNorm: {
+    // Inputs [x, weight?, bias?] (./fused-norm); the output is a view of a buffer that also holds
+    // the batch mean and variance the backward reads.
+    saves: [0, 'out'],
+    forward: (inputs, attrs) => batchNormForward(inputs, attrs),
+    backward: (g, { inputs, out, attrs, needsGrad }) => batchNormBackward(g, inputs, out, attrs, needsGrad),
+  },
   linear: {
     // Inputs [x [N, in], weight [out, in], bias [out]?] (./fused-linear); the output feeds the
     // activation's derivative.

@@ -1,6 +1,6 @@
 /** Normalisation layers: BatchNorm1d/2d (running statistics as buffers) and LayerNorm. */
-import { checkNumber, describeValue, tidy, type Backend } from '@needle/ndarray';
-import { Tensor, add, full, mean, mul, noGrad, pow, reshape, sub, zeros } from '@needle/autograd';
+import { checkNumber, defineProgram, describeValue, elementwise, tidy, type Backend, type NDArray } from '@needle/ndarray';
+import { Tensor, add, batchNorm, batchNormStatistics, full, mean, mul, noGrad, pow, reshape, sub, zeros } from '@needle/autograd';
 import { checkModuleOptions, checkPositiveInt, fail, fmt } from './errors';
 import * as init from './init';
 import { Module, type Parameter } from './module';
@@ -31,6 +31,9 @@ export interface BatchNormOptions {
  * dict). They are updated in place under noGrad from the batch statistics' values, so the update
  * neither enters the graph nor allocates a buffer that outlives the step.
  */
+/** running = (1 - k) running + k batch, for the mean and the unbiased variance at once. */
+const RUNNING_UPDATE = defineProgram(4, 3, ([rm, rv, m, v], [keep, k, unbias]) => [rm.mul(keep).add(m.mul(k)), rv.mul(keep).add(v.mul(unbias).mul(k))]);
+
 abstract class BatchNorm extends Module {
   readonly numFeatures: number;
   readonly eps: number;
@@ -82,41 +85,49 @@ abstract class BatchNorm extends Module {
       if (this.training && count <= 1) {
         fail(name, `expected more than 1 value per channel when training, got input of shape ${fmt(x.shape)}`);
       }
-      const mu = mean(x, axes, true);
-      const centered = sub(x, mu);
-      const variance = mean(mul(centered, centered), axes, true); // biased, as used for normalising
-      y = mul(centered, pow(add(variance, this.eps), -0.5));
-      if (this.training && this.trackRunningStats) this.updateRunningStats(mu, variance, count);
-    } else {
-      const rm = reshape(this.runningMean!, statShape);
-      const rv = reshape(this.runningVar!, statShape);
-      y = mul(sub(x, rm), pow(add(rv, this.eps), -0.5));
+      // One fused op: the batch mean and biased variance, then the normalised, scaled output.
+      const affine = this.weight && this.bias ? [reshape(this.weight, statShape), reshape(this.bias, statShape)] : [null, null];
+      y = batchNorm(x, affine[0], affine[1], { axes, eps: this.eps });
+      if (this.training && this.trackRunningStats) {
+        const { mean: mu, variance } = batchNormStatistics(y);
+        try {
+          this.updateRunningStats(mu, variance, count);
+        } finally {
+          mu.dispose();
+          variance.dispose();
+        }
+      }
+      return y;
     }
+    const rm = reshape(this.runningMean!, statShape);
+    const rv = reshape(this.runningVar!, statShape);
+    y = mul(sub(x, rm), pow(add(rv, this.eps), -0.5));
     if (this.weight && this.bias) y = add(mul(y, reshape(this.weight, statShape)), reshape(this.bias, statShape));
     return y;
   }
 
   /** In-place update from the batch statistics' values: no graph, no buffer left behind. */
-  private updateRunningStats(batchMean: Tensor, batchVar: Tensor, count: number): void {
+  private updateRunningStats(batchMean: NDArray, batchVar: NDArray, count: number): void {
     const rm = this.runningMean!;
     const rv = this.runningVar!;
     const nbt = this.numBatchesTracked!;
     noGrad(() => tidy(() => {
       const c = this.numFeatures;
-      const m = batchMean.data.reshape([c]);
-      const v = batchVar.data.reshape([c]).mul(count / (count - 1)); // unbiased, like PyTorch
+      const m = batchMean.reshape([c]);
+      const unbias = count / (count - 1); // the running variance is unbiased, like PyTorch's
       nbt.assign(nbt.data.add(1));
-      if (this.momentum === null) {
-        // Cumulative average: running += (batch - running) / batches seen (computed on the device,
-        // so no read-back of the counter is needed).
-        const factor = nbt.data.pow(-1);
-        rm.assign(rm.data.add(m.sub(rm.data).mul(factor)));
-        rv.assign(rv.data.add(v.sub(rv.data).mul(factor)));
-      } else {
+      if (this.momentum !== null) {
+        // Both running statistics in one launch, written in place.
         const k = this.momentum;
-        rm.assign(rm.data.mul(1 - k).add(m.mul(k)));
-        rv.assign(rv.data.mul(1 - k).add(v.mul(k)));
+        elementwise(RUNNING_UPDATE, [rm.data, rv.data, m, batchVar.reshape([c])], [1 - k, k, unbias], { out: [rm.data, rv.data], writer: 'assign' });
+        return;
       }
+      // Cumulative average: running += (batch - running) / batches seen (computed on the device,
+      // so no read-back of the counter is needed).
+      const v = batchVar.reshape([c]).mul(unbias);
+      const factor = nbt.data.pow(-1);
+      rm.assign(rm.data.add(m.sub(rm.data).mul(factor)));
+      rv.assign(rv.data.add(v.sub(rv.data).mul(factor)));
     }));
   }
 

@@ -1,0 +1,97 @@
+/**
+ * The fused batch-norm primitive against the composition (mean, centred, biased variance, pow,
+ * scale and shift): values and gradients to float32 rounding, gradcheck, double backward, launch
+ * counts, the batch statistics it returns, errors, no leak.
+ */
+import { describe, expect, it } from 'vitest';
+import { Generator, type Backend } from '@needle/ndarray';
+import * as A from '../src/index';
+import { gradcheck, gradients, randn, type Tensor } from '../src/index';
+import { backend, liveBuffers } from './helpers';
+
+function composed(x: Tensor, w: Tensor | null, b: Tensor | null, axes: number[], eps: number): Tensor {
+  const mu = A.mean(x, axes, true);
+  const centred = A.sub(x, mu);
+  const variance = A.mean(A.mul(centred, centred), axes, true);
+  let y = A.mul(centred, A.pow(A.add(variance, eps), -0.5));
+  if (w) y = A.mul(y, w);
+  if (b) y = A.add(y, b);
+  return y;
+}
+
+async function expectClose(a: Tensor, b: Tensor, tol: number, what: string) {
+  const [x, y] = [await a.toArray(), await b.toArray()];
+  expect(x.length).toBe(y.length);
+  x.forEach((v, i) => expect(Math.abs(v - y[i]), `${what} element ${i}: ${v} vs ${y[i]}`).toBeLessThanOrEqual(tol * Math.max(1, Math.abs(y[i]))));
+}
+
+describe('batchNorm (fused, batch statistics)', () => {
+  for (const [shape, affine] of [[[4, 3, 2, 3], true], [[8, 3], true], [[5, 2, 7], false]] as const) {
+    it(`x ${JSON.stringify(shape)}, affine ${affine}: values, statistics and gradients as the composition, gradcheck, double backward`, async () => {
+      const before = liveBuffers();
+      const g = new Generator(5);
+      const x = randn([...shape], { generator: g, requiresGrad: true });
+      const stat = shape.map((d, i) => (i === 1 ? d : 1));
+      const axes = shape.map((_, i) => i).filter((i) => i !== 1);
+      const lw = affine ? randn(stat, { generator: g, mean: 1.5, requiresGrad: true }) : null;
+      const lb = affine ? randn(stat, { generator: g, requiresGrad: true }) : null;
+      const leaves = [x, ...(lw ? [lw] : []), ...(lb ? [lb] : [])];
+      const output = A.batchNorm(x, lw, lb, { eps: 1e-5 });
+      const { mean, variance } = A.batchNormStatistics(output);
+      const ref = composed(x, lw, lb, axes, 1e-5);
+      await expectClose(output, ref, 2e-5, 'output');
+      const mu = A.mean(x, axes, true);
+      await expectClose(new A.Tensor(mean), mu, 1e-6, 'mean');
+      const weights = randn([...shape], { generator: g });
+      const lf = A.sum(A.mul(output, weights));
+      const lr = A.sum(A.mul(ref, weights));
+      const gf = gradients(lf, leaves);
+      const gr = gradients(lr, leaves);
+      for (let i = 0; i < leaves.length; i++) await expectClose(gf[i]!, gr[i]!, 5e-5, `gradient ${i}`);
+      expect((await gradcheck((...t: Tensor[]) => A.batchNorm(t[0], t[1] ?? null, t[2] ?? null), leaves)).ok).toBe(true);
+      // Double backward: d/dx of sum(dL/dx ^ 2) against the composition's.
+      const f2 = A.sum(A.mul(A.batchNorm(x, lw, lb), weights));
+      const [dx] = gradients(f2, [x], { createGraph: true });
+      const sq = A.sum(A.mul(dx!, dx!));
+      const [ggf] = gradients(sq, [x]);
+      const r2 = A.sum(A.mul(composed(x, lw, lb, axes, 1e-5), weights));
+      const [rdx] = gradients(r2, [x], { createGraph: true });
+      const rsq = A.sum(A.mul(rdx!, rdx!));
+      const [ggr] = gradients(rsq, [x]);
+      await expectClose(ggf!, ggr!, 2e-4, 'second derivative');
+      [output, ref, mu, weights, lf, lr, ...gf, ...gr, f2, dx!, sq, ggf!, r2, rdx!, rsq, ggr!, ...leaves].forEach((t) => t && !t.disposed && t.dispose());
+      mean.dispose();
+      variance.dispose();
+      expect(liveBuffers()).toBe(before);
+    });
+  }
+
+  it('launches: three forward, three backward (with reduceProgram)', () => {
+    const g = new Generator(2);
+    const x = randn([4, 3, 2, 2], { generator: g, requiresGrad: true });
+    const w = randn([1, 3, 1, 1], { generator: g, requiresGrad: true });
+    const b = randn([1, 3, 1, 1], { generator: g, requiresGrad: true });
+    backend.resetStats();
+    const output = A.batchNorm(x, w, b);
+    const f = backend.stats();
+    const { mean, variance } = A.batchNormStatistics(output);
+    if ((backend as Backend).reduceProgram) expect([f.kernels.reduceProgram, f.kernels.elementwise, f.launches]).toEqual([2, 1, 3]);
+    const weights = randn([4, 3, 2, 2], { generator: g });
+    const l = A.sum(A.mul(output, weights));
+    const s0 = backend.stats();
+    const grads = gradients(l, [x, w, b]);
+    const s1 = backend.stats();
+    if ((backend as Backend).reduceProgram) expect(s1.kernels.reduceProgram - s0.kernels.reduceProgram).toBe(2);
+    [x, w, b, output, weights, l, ...grads].forEach((t) => t?.dispose());
+    mean.dispose();
+    variance.dispose();
+  });
+
+  it('errors name the op and the shapes', () => {
+    const x = randn([4, 3, 2]);
+    expect(() => A.batchNorm(x, randn([3]), null)).toThrow(/batchNorm: weight of shape \[3\] does not match the statistics' shape \[1, 3, 1\] of input \[4, 3, 2\]/);
+    expect(() => A.batchNorm(randn([3]), null, null)).toThrow(/batchNorm: expected an input of at least 2 dimensions/);
+    expect(() => A.batchNorm(x, null, null, { eps: -1 })).toThrow(/batchNorm.*eps/);
+    x.dispose();
+  });
+});
