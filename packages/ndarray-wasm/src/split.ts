@@ -4,8 +4,7 @@
  * Splitting costs a hand-over (about a microsecond while the workers poll, ~15 us once they sleep),
  * and the memory-bound kernels share one memory bus, so a kernel is split only when its one-thread
  * time is estimated at SPLIT_NS or more. The per-unit figures are one-thread times measured on the
- * project's 2-core Zen 4 machine (NOTES.md, "Threads for every large kernel"); only their order of
- * magnitude matters.
+ * project's 2-core Zen 4 machine (NOTES.md, section 17); only their order of magnitude matters.
  */
 import type { BinaryOp, ReduceOp, UnaryOp } from '@needle/ndarray';
 import { isTranscendental } from './codes';

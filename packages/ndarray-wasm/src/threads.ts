@@ -26,10 +26,13 @@ export interface Job {
 /** Float64 slots per worker: kernel index + up to 23 arguments. */
 const SLOTS = 24;
 // Int32 control words: generation, stop flag, then one acknowledged generation per worker, then one
-// error flag per worker.
+// error flag per worker, then the poll flag (nonzero: threads may poll before sleeping).
 const GEN = 0;
 const STOP = 1;
 const ACK = 2;
+const pollFlag = (workers: number) => 2 + 2 * workers;
+/** How often the caller re-reads the machine's load to set the poll flag. */
+const LOAD_CHECK_MS = 250;
 
 interface WorkerInit {
   module: WebAssembly.Module;
@@ -60,6 +63,7 @@ function workerMain(nodeWorkerThreads: (() => Promise<typeof import('node:worker
     const base = init.index * 24;
     const ack = 2 + init.index;
     const errorFlag = 2 + init.workers + init.index;
+    const poll = 2 + 2 * init.workers;
     // Read the generation before announcing readiness: the first job may be published the moment
     // the caller hears 'ready', and a worker that read the counter later would sleep through it.
     let seen = Atomics.load(control, 0);
@@ -71,7 +75,7 @@ function workerMain(nodeWorkerThreads: (() => Promise<typeof import('node:worker
       // between two clock checks means this thread was descheduled: the cores are busy, and a
       // polling thread only delays the ones that have work, so it stops polling for a while.
       let now = Atomics.load(control, 0);
-      if (now === seen && spinMs > 0 && performance.now() > noSpinUntil) {
+      if (now === seen && spinMs > 0 && Atomics.load(control, poll) !== 0 && performance.now() > noSpinUntil) {
         let last = performance.now();
         const deadline = last + spinMs;
         for (let polls = 1; now === seen; polls++) {
@@ -149,11 +153,15 @@ export class WorkerPool {
   private readonly spinMs: number;
   /** performance.now() until which this thread does not poll (it was descheduled while polling). */
   private noSpinUntil = 0;
+  /** Whether other processes keep the cores busy (Node: the load average), checked every LOAD_CHECK_MS. */
+  private readonly machineBusy: () => boolean;
+  private nextLoadCheck = 0;
   private destroyed = false;
 
   private constructor(
     readonly workers: number,
     spinMicros: number,
+    machineBusy: () => boolean,
     control: SharedArrayBuffer,
     args: SharedArrayBuffer,
     handles: WorkerHandle[],
@@ -162,6 +170,7 @@ export class WorkerPool {
     this.args = new Float64Array(args);
     this.handles = handles;
     this.spinMs = spinMicros / 1000;
+    this.machineBusy = machineBusy;
     let canBlock = true;
     try {
       Atomics.wait(this.control, STOP, 1, 0);
@@ -173,10 +182,10 @@ export class WorkerPool {
 
   /**
    * Start `workers` helper threads over `memory` (shared) running `module`; idle threads poll for
-   * `spinMicros` before they sleep.
+   * `spinMicros` before they sleep. `machineBusy` replaces the load-average check (tests).
    */
-  static async create(workers: number, module: WebAssembly.Module, memory: WebAssembly.Memory, spinMicros = DEFAULT_SPIN_MICROS): Promise<WorkerPool> {
-    const control = new SharedArrayBuffer(4 * (2 + 2 * workers));
+  static async create(workers: number, module: WebAssembly.Module, memory: WebAssembly.Memory, spinMicros = DEFAULT_SPIN_MICROS, machineBusy?: () => boolean): Promise<WorkerPool> {
+    const control = new SharedArrayBuffer(4 * (pollFlag(workers) + 1));
     const args = new SharedArrayBuffer(8 * SLOTS * workers);
     const isNode = isNodeRuntime();
     // The import is spelled in this string, not in workerMain, where a bundler would rewrite it. A
@@ -184,8 +193,18 @@ export class WorkerPool {
     const source = `(${workerMain.toString()})(${isNode ? "() => import('node:worker_threads')" : 'undefined'});`;
     const handles: WorkerHandle[] = [];
     const ready: Promise<void>[] = [];
+    // Polling threads take cores from whoever else wants them, and a busy machine deschedules them
+    // mid-poll anyway: in Node, poll only while the 1-minute load average leaves room for this
+    // pool's own threads. Browsers tell nothing of the load; there only the descheduling check
+    // (workerMain) holds polling back.
+    let busy = machineBusy ?? (() => false);
     if (isNode) {
-      const specifier = 'node:worker_threads';
+      const [osSpecifier, specifier] = ['node:os', 'node:worker_threads'];
+      if (!machineBusy) {
+        const os = (await import(/* @vite-ignore */ osSpecifier)) as typeof import('node:os');
+        const cores = os.availableParallelism();
+        busy = () => os.loadavg()[0] > cores + 0.5;
+      }
       const { Worker: NodeWorker } = (await import(/* @vite-ignore */ specifier)) as typeof import('node:worker_threads');
       for (let index = 0; index < workers; index++) {
         const worker = new NodeWorker(source, { eval: true });
@@ -221,7 +240,7 @@ export class WorkerPool {
       for (const h of handles) void h.terminate();
       throw error;
     }
-    return new WorkerPool(workers, spinMicros, control, args, handles);
+    return new WorkerPool(workers, spinMicros, busy, control, args, handles);
   }
 
   /**
@@ -243,6 +262,7 @@ export class WorkerPool {
       args[base + 1] = job.args.length;
       for (let i = 0; i < job.args.length; i++) args[base + 2 + i] = job.args[i];
     }
+    if (this.spinMs > 0) this.checkLoad();
     const gen = Atomics.add(control, GEN, 1) + 1;
     Atomics.notify(control, GEN);
     let localError: unknown;
@@ -270,7 +290,7 @@ export class WorkerPool {
    */
   private awaitAcknowledgements(gen: number): void {
     const { control } = this;
-    let spin = this.spinMs > 0 && performance.now() > this.noSpinUntil;
+    let spin = this.spinMs > 0 && Atomics.load(control, pollFlag(this.workers)) !== 0 && performance.now() > this.noSpinUntil;
     let last = performance.now();
     const deadline = last + this.spinMs;
     for (let w = 0; w < this.workers; w++) {
@@ -289,6 +309,14 @@ export class WorkerPool {
         Atomics.wait(control, slot, seen);
       }
     }
+  }
+
+  /** Set the poll flag from the machine's load, at most every LOAD_CHECK_MS. */
+  private checkLoad(): void {
+    const now = performance.now();
+    if (now < this.nextLoadCheck) return;
+    this.nextLoadCheck = now + LOAD_CHECK_MS;
+    Atomics.store(this.control, pollFlag(this.workers), this.machineBusy() ? 0 : 1);
   }
 
   /** Stop and terminate every worker. Idempotent. */

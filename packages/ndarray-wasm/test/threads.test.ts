@@ -3,7 +3,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BINARY_OPS, REDUCE_OPS, UNARY_OPS, NDArray, defineProgram, elementwise, type DeviceBuffer, type MatmulSpec, type StridedLayout } from '@needle/ndarray';
 import { createWasmBackend, type WasmBackend } from '../src';
+import { compileKernels, instantiateKernels } from '../src/module';
 import { costNs, SPLIT_NS, SUM_CHUNK } from '../src/split';
+import { WorkerPool, type Job } from '../src/threads';
 import { cpu, download, expectClose, randomFloats, SPECIAL, upload } from './helpers';
 
 let one: WasmBackend;
@@ -219,5 +221,42 @@ describe('thread options', () => {
   it('counts no split launches on one thread', () => {
     expect(one.splitLaunches).toBe(0);
     expect(many[0].splitLaunches).toBeGreaterThan(0);
+  });
+});
+
+describe('the worker pool hand-over', () => {
+  // Polling is only enabled on a quiet machine; this pool polls regardless, so the polling path is
+  // tested however busy the machine running the tests is.
+  it('runs every job exactly once per launch, polling or asleep, with errors reported', async () => {
+    const module = await compileKernels(true);
+    const memory = new WebAssembly.Memory({ initial: 2, maximum: 4, shared: true });
+    const kernels = instantiateKernels(module, memory);
+    const base = kernels.heapBase();
+    const pool = await WorkerPool.create(2, module, memory, 300, () => false);
+    try {
+      const heap = new Float32Array(memory.buffer);
+      const region = (t: number) => base + 4 * 64 * t;
+      for (let i = 0; i < 400; i++) {
+        // Gaps shorter and longer than the poll time: some launches find the workers polling,
+        // others asleep.
+        const gap = (i % 4) * 150;
+        const t0 = performance.now();
+        while (performance.now() - t0 < gap / 1000) { /* idle */ }
+        const jobs: Job[] = [0, 1, 2].map((t) => ({ kernel: 'fill', args: [region(t), i + t, 64] }));
+        pool.run(jobs, (job) => kernels.fill(job.args[0], job.args[1], job.args[2]));
+        for (const t of [0, 1, 2]) {
+          const at = region(t) >>> 2;
+          expect(heap[at], `launch ${i}, thread ${t}, first`).toBe(i + t);
+          expect(heap[at + 63], `launch ${i}, thread ${t}, last`).toBe(i + t);
+        }
+      }
+      // A job that traps (a write past the end of the memory) fails the launch, naming the worker.
+      expect(() => pool.run([undefined, undefined, { kernel: 'fill', args: [memory.buffer.byteLength - 8, 1, 64] }], () => {})).toThrow('ndarray-wasm: kernel fill failed in worker 1');
+      // ... and the pool keeps working afterwards.
+      pool.run([undefined, { kernel: 'fill', args: [region(1), 5, 64] }], () => {});
+      expect(heap[region(1) >>> 2]).toBe(5);
+    } finally {
+      pool.destroy();
+    }
   });
 });
