@@ -12,11 +12,16 @@ import { Tensor } from './tensor';
 import * as F from './functions';
 
 export interface BatchNormAttrs {
-  /** The axes the statistics reduce over (all but the channel axis). */
+  /** The axes the statistics reduce over (all but the channel axis; the trailing ones for a layer norm). */
   axes: readonly number[];
   eps: number;
   hasWeight: boolean;
   hasBias: boolean;
+  /**
+   * Weight and bias vary along the statistics' axes (a layer norm: one per normalised element) and
+   * are constant along the others; false for a batch norm (one per channel).
+   */
+  perElement: boolean;
 }
 
 const SCALED = defineProgram(1, 1, ([x], [invN]) => x.mul(invN));
@@ -30,6 +35,15 @@ const rstdOf = (v: ProgramValue, eps: ProgramValue): ProgramValue => v.add(eps).
 const NORMALISE = defineProgram(5, 1, ([x, m, v, w, b], [eps]) => x.sub(m).mul(rstdOf(v, eps)).mul(w).add(b));
 /** g xhat */
 const G_XHAT = defineProgram(4, 1, ([g, x, m, v], [eps]) => g.mul(x.sub(m).mul(rstdOf(v, eps))));
+/** g w xhat (a layer norm's second sum) */
+const GW_XHAT = defineProgram(5, 1, ([g, w, x, m, v], [eps]) => g.mul(w).mul(x.sub(m).mul(rstdOf(v, eps))));
+const GW = defineProgram(2, 0, ([g, w]) => g.mul(w));
+/** A layer norm's dx = rstd (g w - sum(g w) / n - xhat sum(g w xhat) / n) */
+const DX_PER_ELEMENT = defineProgram(7, 2, ([g, x, m, v, w, s1, s2], [eps, invN]) => {
+  const rstd = rstdOf(v, eps);
+  const xhat = x.sub(m).mul(rstd);
+  return rstd.mul(g.mul(w).sub(s1.mul(invN)).sub(xhat.mul(s2.mul(invN))));
+});
 /** dx = w rstd (g - sum(g) / n - xhat sum(g xhat) / n) */
 const DX = defineProgram(7, 2, ([g, x, m, v, w, sg, sgx], [eps, invN]) => {
   const rstd = rstdOf(v, eps);
@@ -87,20 +101,35 @@ export function batchNormStats(out: NDArray, axes: readonly number[]): { mean: N
 
 /** Gradients of x, weight and bias (null where not needed). */
 export function batchNormBackward(g: Tensor, inputs: readonly Tensor[], out: Tensor, attrs: BatchNormAttrs, needsGrad: readonly boolean[]): (Tensor | null)[] {
-  const { axes, eps, hasWeight, hasBias } = attrs;
+  const { axes, eps, hasWeight, hasBias, perElement } = attrs;
   const x = inputs[0];
   const w = hasWeight ? inputs[1] : undefined;
   const n = countOf(x.shape, axes);
+  // The weight's and bias's gradients reduce over the axes they are broadcast along.
+  const affineAxes = perElement ? x.shape.map((_, i) => i).filter((i) => !axes.includes(i)) : axes;
   const wrap = (grads: (Tensor | null)[]) => [grads[0], ...(hasWeight ? [grads[1]] : []), ...(hasBias ? [grads[2]] : [])];
+  const wantW = hasWeight && needsGrad[1];
+  const wantB = hasBias && needsGrad[hasWeight ? 2 : 1];
   if (!isGradEnabled()) {
     return wrap(tidy(() => {
       const { mean, variance } = batchNormStats(out.data, axes);
-      const opts = { axis: axes, keepdims: true };
-      const sg = reduceProgram('sum', IDENTITY, [g.data], [], opts);
-      const sgx = reduceProgram('sum', G_XHAT, [g.data, x.data, mean, variance], [eps], opts);
+      const stat = { axis: axes, keepdims: true };
+      const affine = { axis: affineAxes, keepdims: true };
       const wd = w ? w.data : NDArray.fromData(new Float32Array([1]), [], x.backend);
-      const dx = needsGrad[0] ? new Tensor(elementwise(DX, [g.data, x.data, mean, variance, wd, sg, sgx], [eps, 1 / n])[0]) : null;
-      return [dx, hasWeight && needsGrad[1] ? new Tensor(sgx) : null, hasBias && needsGrad[hasWeight ? 2 : 1] ? new Tensor(sg) : null];
+      if (!perElement) {
+        // The weight is constant along the statistics' axes: sum(g w) = w sum(g), so the two sums
+        // the weight and bias need are all dx needs.
+        const sg = reduceProgram('sum', IDENTITY, [g.data], [], stat);
+        const sgx = reduceProgram('sum', G_XHAT, [g.data, x.data, mean, variance], [eps], stat);
+        const dx = needsGrad[0] ? new Tensor(elementwise(DX, [g.data, x.data, mean, variance, wd, sg, sgx], [eps, 1 / n])[0]) : null;
+        return [dx, wantW ? new Tensor(sgx) : null, wantB ? new Tensor(sg) : null];
+      }
+      const s1 = reduceProgram('sum', GW, [g.data, wd], [], stat);
+      const s2 = reduceProgram('sum', GW_XHAT, [g.data, wd, x.data, mean, variance], [eps], stat);
+      const dx = needsGrad[0] ? new Tensor(elementwise(DX_PER_ELEMENT, [g.data, x.data, mean, variance, wd, s1, s2], [eps, 1 / n])[0]) : null;
+      const dw = wantW ? new Tensor(reduceProgram('sum', G_XHAT, [g.data, x.data, mean, variance], [eps], affine)) : null;
+      const db = wantB ? new Tensor(reduceProgram('sum', IDENTITY, [g.data], [], affine)) : null;
+      return [dx, dw, db];
     }));
   }
   // Differentiable form (createGraph): the same formulas in Tensor ops, the statistics recomputed
@@ -109,11 +138,11 @@ export function batchNormBackward(g: Tensor, inputs: readonly Tensor[], out: Ten
   const xc = F.sub(x, mu);
   const rstd = F.pow(F.add(F.mean(F.mul(xc, xc), axes, true), eps), -0.5);
   const xhat = F.mul(xc, rstd);
-  const sg = F.sum(g, axes, true);
-  const sgx = F.sum(F.mul(g, xhat), axes, true);
-  const inner = F.sub(F.sub(g, F.mul(sg, 1 / n)), F.mul(xhat, F.mul(sgx, 1 / n)));
-  const dx = F.mul(w ? F.mul(w, rstd) : rstd, inner);
-  return wrap([needsGrad[0] ? dx : null, sgx, sg]);
+  const gw = w ? F.mul(g, w) : g;
+  const s1 = F.sum(gw, axes, true);
+  const s2 = F.sum(F.mul(gw, xhat), axes, true);
+  const dx = F.mul(rstd, F.sub(F.sub(gw, F.mul(s1, 1 / n)), F.mul(xhat, F.mul(s2, 1 / n))));
+  return wrap([needsGrad[0] ? dx : null, wantW ? F.sum(F.mul(g, xhat), affineAxes, true) : null, wantB ? F.sum(g, affineAxes, true) : null]);
 }
 
 export interface BatchNormOptions {
@@ -144,9 +173,36 @@ export function batchNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null,
   }
   if (countOf(x.shape, axes) < 1) fail('batchNorm', `no values to normalise over axes ${JSON.stringify(axes)} of ${formatShape(x.shape)}`);
   const inputs = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
-  const output = apply('batchNorm', inputs, { axes, eps, hasWeight: weight !== null, hasBias: bias !== null });
+  const output = apply('batchNorm', inputs, { axes, eps, hasWeight: weight !== null, hasBias: bias !== null, perElement: false });
   statisticsAxes.set(output, axes);
   return output;
+}
+
+/**
+ * Layer normalisation over the trailing axes `normalizedShape` (torch.nn.functional.layer_norm):
+ * each sample normalised with its own mean and biased variance, then scaled by `weight` and shifted
+ * by `bias` (each of normalizedShape, or null). One fused primitive (the batch norm's, with
+ * per-element weights): three launches forward and five backward on a backend with `reduceProgram`.
+ */
+export function layerNorm(x: Tensor, normalizedShape: readonly number[], weight: Tensor | null, bias: Tensor | null, options: { eps?: number } = {}): Tensor {
+  if (!(x instanceof Tensor)) fail('layerNorm', `expected a Tensor input, got ${typeof x}`);
+  const k = normalizedShape.length;
+  if (k === 0 || x.ndim < k || normalizedShape.some((d, i) => d !== x.shape[x.ndim - k + i])) {
+    fail('layerNorm', `input of shape ${formatShape(x.shape)} does not end in normalizedShape ${formatShape(normalizedShape)}`);
+  }
+  const eps = checkNumber('layerNorm', 'eps', options.eps ?? 1e-5, { min: 0 });
+  const lead = x.ndim - k;
+  const full = [...Array<number>(lead).fill(1), ...normalizedShape];
+  const affine: Tensor[] = [];
+  for (const [name, t] of [['weight', weight], ['bias', bias]] as const) {
+    if (t === null) continue;
+    if (!(t instanceof Tensor)) fail('layerNorm', `expected the ${name} as a Tensor or null, got ${typeof t}`);
+    if (t.backend !== x.backend) fail('layerNorm', `the input lives on backend '${x.backend.name}' and the ${name} on '${t.backend.name}'`);
+    if (t.ndim !== k || t.shape.some((d, i) => d !== normalizedShape[i])) fail('layerNorm', `${name} of shape ${formatShape(t.shape)} does not match normalizedShape ${formatShape(normalizedShape)}`);
+    affine.push(lead ? F.reshape(t, full) : t);
+  }
+  const axes = normalizedShape.map((_, i) => lead + i);
+  return apply('batchNorm', [x, ...affine], { axes, eps, hasWeight: weight !== null, hasBias: bias !== null, perElement: true });
 }
 
 const statisticsAxes = new WeakMap<Tensor, readonly number[]>();

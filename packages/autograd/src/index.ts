@@ -81,4 +81,4 @@ export {
 } from './functions';
 export { LINEAR_ACTIVATIONS, type LinearActivation } from './fused-linear';
 export type { CrossEntropyReduction } from './fused-softmax';
-export { batchNorm, batchNormStatistics, type BatchNormOptions } from './fused-norm';
+export { batchNorm, batchNormStatistics, layerNorm, type BatchNormOptions } from './fused-norm';

@@ -66,6 +66,39 @@ describe('batchNorm (fused, batch statistics)', () => {
     });
   }
 
+  for (const [shape, norm, affine] of [[[3, 4, 5], [5], true], [[2, 3, 4], [3, 4], true], [[6, 4], [4], false]] as const) {
+    it(`layerNorm over ${JSON.stringify(norm)} of ${JSON.stringify(shape)}, affine ${affine}: values and gradients as the composition, gradcheck, double backward`, async () => {
+      const before = liveBuffers();
+      const g = new Generator(9);
+      const x = randn([...shape], { generator: g, requiresGrad: true });
+      const w = affine ? randn([...norm], { generator: g, mean: 1, requiresGrad: true }) : null;
+      const b = affine ? randn([...norm], { generator: g, requiresGrad: true }) : null;
+      const leaves = [x, ...(w ? [w] : []), ...(b ? [b] : [])];
+      const axes = norm.map((_, i) => shape.length - norm.length + i);
+      const output = A.layerNorm(x, norm, w, b);
+      const ref = composed(x, w, b, axes, 1e-5);
+      await expectClose(output, ref, 2e-5, 'output');
+      const weights = randn([...shape], { generator: g });
+      const lf = A.sum(A.mul(output, weights));
+      const lr = A.sum(A.mul(ref, weights));
+      const gf = gradients(lf, leaves);
+      const gr = gradients(lr, leaves);
+      for (let i = 0; i < leaves.length; i++) await expectClose(gf[i]!, gr[i]!, 5e-5, `gradient ${i}`);
+      expect((await gradcheck((...t: Tensor[]) => A.layerNorm(t[0], norm, t[1] ?? null, t[2] ?? null), leaves)).ok).toBe(true);
+      const f2 = A.sum(A.mul(A.layerNorm(x, norm, w, b), weights));
+      const [dx] = gradients(f2, [x], { createGraph: true });
+      const sq = A.sum(A.mul(dx!, dx!));
+      const [ggf] = gradients(sq, [x]);
+      const r2 = A.sum(A.mul(composed(x, w, b, axes, 1e-5), weights));
+      const [rdx] = gradients(r2, [x], { createGraph: true });
+      const rsq = A.sum(A.mul(rdx!, rdx!));
+      const [ggr] = gradients(rsq, [x]);
+      await expectClose(ggf!, ggr!, 2e-4, 'second derivative');
+      [output, ref, weights, lf, lr, ...gf, ...gr, f2, dx!, sq, ggf!, r2, rdx!, rsq, ggr!, ...leaves].forEach((t) => t && !t.disposed && t.dispose());
+      expect(liveBuffers()).toBe(before);
+    });
+  }
+
   it('launches: three forward, three backward (with reduceProgram)', () => {
     const g = new Generator(2);
     const x = randn([4, 3, 2, 2], { generator: g, requiresGrad: true });
@@ -92,6 +125,10 @@ describe('batchNorm (fused, batch statistics)', () => {
     expect(() => A.batchNorm(x, randn([3]), null)).toThrow(/batchNorm: weight of shape \[3\] does not match the statistics' shape \[1, 3, 1\] of input \[4, 3, 2\]/);
     expect(() => A.batchNorm(randn([3]), null, null)).toThrow(/batchNorm: expected an input of at least 2 dimensions/);
     expect(() => A.batchNorm(x, null, null, { eps: -1 })).toThrow(/batchNorm.*eps/);
+    expect(() => A.layerNorm(x, [3], null, null)).toThrow(/layerNorm: input of shape \[4, 3, 2\] does not end in normalizedShape \[3\]/);
+    const w = randn([3]);
+    expect(() => A.layerNorm(x, [2], w, null)).toThrow(/layerNorm: weight of shape \[3\] does not match normalizedShape \[2\]/);
+    w.dispose();
     x.dispose();
   });
 });

@@ -1,6 +1,6 @@
 /** Normalisation layers: BatchNorm1d/2d (running statistics as buffers) and LayerNorm. */
 import { checkNumber, defineProgram, describeValue, elementwise, tidy, type Backend, type NDArray } from '@needle/ndarray';
-import { Tensor, add, batchNorm, batchNormStatistics, full, mean, mul, noGrad, pow, reshape, sub, zeros } from '@needle/autograd';
+import { Tensor, add, batchNorm, batchNormStatistics, full, layerNorm, mul, noGrad, pow, reshape, sub, zeros } from '@needle/autograd';
 import { checkModuleOptions, checkPositiveInt, fail, fmt } from './errors';
 import * as init from './init';
 import { Module, type Parameter } from './module';
@@ -33,6 +33,8 @@ export interface BatchNormOptions {
  */
 /** running = (1 - k) running + k batch, for the mean and the unbiased variance at once. */
 const RUNNING_UPDATE = defineProgram(4, 3, ([rm, rv, m, v], [keep, k, unbias]) => [rm.mul(keep).add(m.mul(k)), rv.mul(keep).add(v.mul(unbias).mul(k))]);
+
+const INCREMENT = defineProgram(1, 0, ([n]) => n.add(1));
 
 abstract class BatchNorm extends Module {
   readonly numFeatures: number;
@@ -115,7 +117,7 @@ abstract class BatchNorm extends Module {
       const c = this.numFeatures;
       const m = batchMean.reshape([c]);
       const unbias = count / (count - 1); // the running variance is unbiased, like PyTorch's
-      nbt.assign(nbt.data.add(1));
+      elementwise(INCREMENT, [nbt.data], [], { out: [nbt.data], writer: 'assign' }); // in place: one launch
       if (this.momentum !== null) {
         // Both running statistics in one launch, written in place.
         const k = this.momentum;
@@ -160,7 +162,7 @@ export interface LayerNormOptions {
  * Layer normalisation over the trailing axes given by `normalizedShape` (torch.nn.LayerNorm): each
  * sample is normalised with its own mean and biased variance over those axes, then scaled and shifted
  * elementwise. The variance is the mean of squared deviations (two passes), which stays accurate when
- * the mean is large compared with the spread.
+ * the mean is large compared with the spread. Runs as autograd's fused `layerNorm`.
  */
 export class LayerNorm extends Module {
   readonly normalizedShape: readonly number[];
@@ -193,14 +195,8 @@ export class LayerNorm extends Module {
     if (x.ndim < k || tail.some((d, i) => d !== this.normalizedShape[i])) {
       fail(name, `input of shape ${fmt(x.shape)} does not end in normalizedShape ${fmt(this.normalizedShape)}`);
     }
-    const axes = this.normalizedShape.map((_, i) => x.ndim - k + i);
-    const mu = mean(x, axes, true);
-    const centered = sub(x, mu);
-    const variance = mean(mul(centered, centered), axes, true);
-    let y = mul(centered, pow(add(variance, this.eps), -0.5));
-    if (this.weight) y = mul(y, this.weight);
-    if (this.bias) y = add(y, this.bias);
-    return y;
+    // One fused op (autograd's layerNorm): three launches forward on a backend with reduceProgram.
+    return layerNorm(x, this.normalizedShape, this.weight, this.bias, { eps: this.eps });
   }
 
   override extraRepr(): string {
