@@ -18,7 +18,7 @@ import { elementwiseKernel, type ElementwiseInput } from './kernels/elementwise'
 import { f32Bits, grid2d, PARAM_WORDS, type KernelSource } from './kernels/kernel';
 import { coalesce, MAX_DIMS, STRIDED_ROW_WORD, stridedKernel, stridedParams, rowsApplies, rowsKernel, rowsParams, transposeApplies, transposeKernel, transposeParams, type StridedMode } from './kernels/layout';
 import { matmulGrid, matmulKernel, matmulParams, matmulVariant } from './kernels/matmul';
-import { programKernel, programLayoutParams, programStrides, PROGRAM_SCALAR_WORD } from './kernels/program';
+import { programKernel, programLayoutParams, programStrides, programVec4, PROGRAM_SCALAR_WORD } from './kernels/program';
 import { reduceKernel } from './kernels/reduce';
 import { binaryExpr, unaryExpr } from './kernels/wgsl';
 import { BufferPool, sizeClass, type PooledBuffer } from './pool';
@@ -520,12 +520,14 @@ export class WebGPUBackend implements Backend {
     if (new Set(outputBinding).size !== outputBinding.length) fail(op, 'two outputs are the same buffer');
     if (bufs.length > 8) fail(op, `${bufs.length} distinct buffers; a WebGPU kernel binds at most 8`);
     if (size === 0) return;
-    const k = programKernel(program, inputBinding, outputBinding, bufs.length, this.limits.workgroupSize, strides);
+    const vec4 = programVec4(layouts, strides, size, inputs.length, outputs.length);
+    const k = programKernel(program, inputBinding, outputBinding, bufs.length, this.limits.workgroupSize, strides, vec4);
     const params = new Uint32Array(PARAM_WORDS);
-    params[0] = size;
+    const threads = vec4 ? size / 4 : size;
+    params[0] = threads;
     scalars.forEach((s, i) => (params[PROGRAM_SCALAR_WORD + i] = f32Bits(s)));
     if (strides && layouts) programLayoutParams(params, layouts);
-    this.dispatch1d(k, bufs, params, size, 1);
+    this.dispatch1d(k, bufs, params, threads, 1);
   }
 
   // ---- strided --------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-import type { ElementwiseProgram, ProgramLayouts } from '@needle/ndarray';
+import type { ElementwiseProgram, OperandLayout, ProgramLayouts } from '@needle/ndarray';
 import { bindings, f32Bits, PARAM_WORDS, type Access, type KernelSource } from './kernel';
 import { binaryExpr, PRELUDE, unaryExpr } from './wgsl';
 
@@ -31,6 +31,44 @@ export function programStrides(layouts: ProgramLayouts | undefined, inputs: numb
   return { rank: layouts.shape.length, inputs: ins, outputs: outs };
 }
 
+/**
+ * How each operand of a 4-elements-per-invocation program kernel is read: 'c' compact (element i
+ * at i), 'v' strided with last-axis stride 1 (four consecutive elements, one aligned vec4 load),
+ * 'b' strided with last-axis stride 0 (one element broadcast to the four).
+ */
+export type Vec4Mode = 'c' | 'v' | 'b';
+
+export interface ProgramVec4 {
+  readonly inputs: readonly Vec4Mode[];
+  readonly outputs: readonly Vec4Mode[];
+}
+
+/**
+ * Whether a program call can run four elements per invocation, and how each operand is read. On
+ * llvmpipe every storage load or store is a loop over the SIMD lanes, so one vec4 access instead of
+ * four scalar ones is most of an elementwise kernel's cost (NOTES.md). It applies when the four
+ * elements of an invocation share every index digit but the last: size (compact) or the last axis
+ * (strided) a multiple of 4, and each strided operand either contiguous along the last axis with
+ * its offset and other strides multiples of 4 (an aligned vec4) or broadcast along it (stride 0).
+ */
+export function programVec4(layouts: ProgramLayouts | undefined, strides: ProgramStrides | undefined, size: number, inputs: number, outputs: number): ProgramVec4 | undefined {
+  if (size % 4 !== 0) return undefined;
+  if (!strides || !layouts) return { inputs: Array<Vec4Mode>(inputs).fill('c'), outputs: Array<Vec4Mode>(outputs).fill('c') };
+  const r = layouts.shape.length;
+  if (layouts.shape[r - 1] % 4 !== 0) return undefined;
+  const mode = (l: OperandLayout | undefined, output: boolean): Vec4Mode | undefined => {
+    if (!l) return 'c';
+    const last = l.strides[r - 1];
+    if (last === 0 && !output) return 'b';
+    if (last !== 1 || l.offset % 4 !== 0 || l.strides.some((st, d) => d < r - 1 && st % 4 !== 0)) return undefined;
+    return 'v';
+  };
+  const ins = Array.from({ length: inputs }, (_, k) => mode(layouts.inputs[k], false));
+  const outs = Array.from({ length: outputs }, (_, k) => mode(layouts.outputs[k], true));
+  if (ins.includes(undefined) || outs.includes(undefined)) return undefined;
+  return { inputs: ins as Vec4Mode[], outputs: outs as Vec4Mode[] };
+}
+
 /** Write the layout words of `layouts` into a program's uniform block; throws when they do not fit. */
 export function programLayoutParams(params: Uint32Array, layouts: ProgramLayouts): void {
   const w = new Int32Array(params.buffer, params.byteOffset + 4 * PROGRAM_LAYOUT_WORD, LAYOUT_WORDS);
@@ -46,31 +84,35 @@ export function programLayoutParams(params: Uint32Array, layouts: ProgramLayouts
 }
 
 /**
- * One WGSL kernel per elementwise program and binding layout: an invocation per element evaluates
- * every step in registers with the same expressions the unfused kernels use (wgsl.ts), reading all
- * of element i before it writes any output, so an output bound to an input's buffer is an in-place
- * update. `inputBinding[k]`/`outputBinding[k]` name the storage binding (0-based) of each operand;
- * a binding that some output writes is read_write. Scalars travel in the uniform block.
+ * One WGSL kernel per elementwise program and binding layout: an invocation per element (or per
+ * four elements with `vec4`) evaluates every step in registers with the same expressions the
+ * unfused kernels use (wgsl.ts), reading all of its elements before it writes any output, so an
+ * output bound to an input's buffer is an in-place update. `inputBinding[k]`/`outputBinding[k]`
+ * name the storage binding (0-based) of each operand; a binding that some output writes is
+ * read_write. Scalars travel in the uniform block. With `vec4` the steps run once per component
+ * (llvmpipe's SIMD is across invocations, so scalar arithmetic costs the same; the loads are what a
+ * vec4 saves), and `p.n` counts groups of four.
  */
-export function programKernel(program: ElementwiseProgram, inputBinding: readonly number[], outputBinding: readonly number[], bindingCount: number, workgroup: number, strides?: ProgramStrides): KernelSource {
+export function programKernel(program: ElementwiseProgram, inputBinding: readonly number[], outputBinding: readonly number[], bindingCount: number, workgroup: number, strides?: ProgramStrides, vec4?: ProgramVec4): KernelSource {
   const storage: Access[] = Array.from({ length: bindingCount }, (_, b) => (outputBinding.includes(b) ? 'read_write' : 'read'));
   const mask = (flags: readonly boolean[]) => flags.map((f) => (f ? 's' : 'c')).join('');
   const layoutKey = strides ? `:r${strides.rank}:${mask(strides.inputs)}>${mask(strides.outputs)}` : '';
-  const key = `prog:${program.key}:${inputBinding.join(',')}>${outputBinding.join(',')}:${workgroup}${layoutKey}`;
+  const vecKey = vec4 ? `:v4:${vec4.inputs.join('')}>${vec4.outputs.join('')}` : '';
+  const key = `prog:${program.key}:${inputBinding.join(',')}>${outputBinding.join(',')}:${workgroup}${layoutKey}${vecKey}`;
   return {
     key,
     storage,
     code() {
-      const decl = bindings('n: u32, row: u32, zero: u32, pad: u32, s: array<vec4<f32>, 4>, l: array<vec4<i32>, ' + LAYOUT_WORDS / 4 + '>,', storage.map((access, b) => ({ name: `b${b}`, access, type: 'f32' })));
-      const v = (j: number) => `v${j}`;
-      // Strided operands: the multi-index digits of element i once, then one dot product each.
+      const decl = bindings('n: u32, row: u32, zero: u32, pad: u32, s: array<vec4<f32>, 4>, l: array<vec4<i32>, ' + LAYOUT_WORDS / 4 + '>,', storage.map((access, b) => ({ name: `b${b}`, access, type: vec4 ? 'vec4<f32>' : 'f32' })));
+      // Element index of operand positions: strided operands get the multi-index digits of the
+      // (first) element once, then one dot product each.
       const index: string[] = [];
-      const inAt: string[] = inputBinding.map(() => 'i');
-      const outAt: string[] = outputBinding.map(() => 'i');
+      const inAt: string[] = inputBinding.map(() => 'e');
+      const outAt: string[] = outputBinding.map(() => 'e');
       if (strides) {
         const r = strides.rank;
         const word = (w: number) => `p.l[${w >> 2}][${w & 3}]`;
-        index.push('  var rem = i32(i);');
+        index.push('  var rem = i32(e);');
         for (let d = r - 1; d > 0; d--) index.push(`  let d${d} = rem % ${word(d)};`, `  rem = rem / ${word(d)};`);
         index.push('  let d0 = rem;');
         let k = 0;
@@ -83,28 +125,44 @@ export function programKernel(program: ElementwiseProgram, inputBinding: readonl
         strides.inputs.forEach((f, q) => f && (inAt[q] = at(`in${q}`)));
         strides.outputs.forEach((f, q) => f && (outAt[q] = at(`out${q}`)));
       }
-      const body = program.steps.map((s, j) => {
-        switch (s.op) {
-          case 'input': return `  let v${j} = b${inputBinding[s.index]}[${inAt[s.index]}];`;
-          case 'scalar': return `  let v${j} = p.s[${s.index >> 2}].${'xyzw'[s.index & 3]};`;
-          // Bits xor a uniform zero: exact (NaN/Inf/-0 included) and opaque to the compiler, which
-          // would otherwise fold x * 0 to 0 under WGSL's finite-math license, unlike the unfused
-          // kernels, whose operands are runtime values.
-          case 'const': return `  let v${j} = bitcast<f32>(${f32Bits(s.value)}u ^ p.zero);`;
-          case 'binary': return `  let v${j} = ${binaryExpr(s.fn, v(s.a), v(s.b))};`;
-          case 'unary': return `  let v${j} = ${unaryExpr(s.fn).replace(/\bx\b/g, v(s.a))};`;
-          case 'where': return `  let v${j} = select(${v(s.b)}, ${v(s.a)}, ${v(s.cond)} != 0.0 || isnan_(${v(s.cond)}));`;
-          default: return s satisfies never;
-        }
+      const lanes = vec4 ? ['.x', '.y', '.z', '.w'] : [''];
+      const used = new Set(program.steps.flatMap((s) => (s.op === 'input' ? [s.index] : [])));
+      // Every input is read once, before any output is written.
+      const loads = [...used].map((q) => {
+        const b = `b${inputBinding[q]}`;
+        if (!vec4) return `  let x${q} = ${b}[${inAt[q]}];`;
+        if (vec4.inputs[q] === 'b') return `  let x${q} = vec4<f32>(${b}[${inAt[q]} >> 2u][${inAt[q]} & 3u]);`;
+        return `  let x${q} = ${b}[${inAt[q]} >> 2u];`;
       });
-      const stores = program.outputs.map((id, k) => `  b${outputBinding[k]}[${outAt[k]}] = v${id};`);
+      const body = lanes.flatMap((c, lane) => {
+        const v = (j: number) => `v${j}_${lane}`;
+        return program.steps.map((s, j) => {
+          switch (s.op) {
+            case 'input': return `  let ${v(j)} = x${s.index}${c};`;
+            case 'scalar': return `  let ${v(j)} = p.s[${s.index >> 2}].${'xyzw'[s.index & 3]};`;
+            // Bits xor a uniform zero: exact (NaN/Inf/-0 included) and opaque to the compiler, which
+            // would otherwise fold x * 0 to 0 under WGSL's finite-math license, unlike the unfused
+            // kernels, whose operands are runtime values.
+            case 'const': return `  let ${v(j)} = bitcast<f32>(${f32Bits(s.value)}u ^ p.zero);`;
+            case 'binary': return `  let ${v(j)} = ${binaryExpr(s.fn, v(s.a), v(s.b))};`;
+            case 'unary': return `  let ${v(j)} = ${unaryExpr(s.fn).replace(/\bx\b/g, v(s.a))};`;
+            case 'where': return `  let ${v(j)} = select(${v(s.b)}, ${v(s.a)}, ${v(s.cond)} != 0.0 || isnan_(${v(s.cond)}));`;
+            default: return s satisfies never;
+          }
+        });
+      });
+      const stores = program.outputs.map((id, k) => (vec4
+        ? `  b${outputBinding[k]}[${outAt[k]} >> 2u] = vec4<f32>(${lanes.map((_, lane) => `v${id}_${lane}`).join(', ')});`
+        : `  b${outputBinding[k]}[${outAt[k]}] = v${id}_0;`));
       return `${PRELUDE}
 ${decl}
 @compute @workgroup_size(${workgroup})
 fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let i = g.x + g.y * p.row;
   if (i >= p.n) { return; }
+  let e = ${vec4 ? 'i * 4u' : 'i'};
 ${index.join('\n')}
+${loads.join('\n')}
 ${body.join('\n')}
 ${stores.join('\n')}
 }
