@@ -1,14 +1,16 @@
-import { instrumentBackend } from '@needle/ndarray';
+import { instrumentBackend, PROGRAM_REDUCE_OPS } from '@needle/ndarray';
 import type {
   Backend,
   BackendStats,
   BinaryOp,
   DeviceBuffer,
   ElementwiseProgram,
+  MatmulEpilogue,
   MatmulSpec,
   MemoryInfo,
   OperandLayout,
   ProgramLayouts,
+  ProgramReduceOp,
   ReduceOp,
   StridedLayout,
   UnaryOp,
@@ -17,9 +19,9 @@ import { BufferUsage, MapMode, ShaderStage } from './gpu-constants';
 import { elementwiseKernel, type ElementwiseInput } from './kernels/elementwise';
 import { f32Bits, grid2d, PARAM_WORDS, type KernelSource } from './kernels/kernel';
 import { coalesce, MAX_DIMS, STRIDED_ROW_WORD, stridedKernel, stridedParams, rowsApplies, rowsKernel, rowsParams, transposeApplies, transposeKernel, transposeParams, type StridedMode } from './kernels/layout';
-import { matmulGrid, matmulKernel, matmulParams, matmulVariant } from './kernels/matmul';
+import { epilogueModes, MAX_EPILOGUE_INPUTS, matmulGrid, matmulKernel, matmulParams, matmulRowsApplies, matmulRowsGrid, matmulRowsKernel, matmulVariant } from './kernels/matmul';
 import { programKernel, programLayoutParams, programStrides, programVec4, PROGRAM_SCALAR_WORD } from './kernels/program';
-import { reduceKernel } from './kernels/reduce';
+import { reduceKernel, reduceProgramKernel, REDUCE_PROGRAM_LAYOUT_WORDS } from './kernels/reduce';
 import { binaryExpr, unaryExpr } from './kernels/wgsl';
 import { BufferPool, sizeClass, type PooledBuffer } from './pool';
 
@@ -484,8 +486,11 @@ export class WebGPUBackend implements Backend {
     this.pointwise('where', 'where', 'select(y, x, c != 0.0 || isnan_(c))', [['c', cond], ['x', x], ['y', y]], out, size);
   }
 
-  /** Strided elementwise operands (index arithmetic in the kernel, layouts in the uniform block) and reduce inputs. */
-  readonly layouts = { elementwise: true, reduce: true, maxDims: 8 } as const;
+  /**
+   * Strided elementwise operands (index arithmetic in the kernel, layouts in the uniform block),
+   * reduce inputs, and matmul operand offsets (uniform words added to each operand's base).
+   */
+  readonly layouts = { elementwise: true, reduce: true, maxDims: 8, matmulOffsets: true } as const;
 
   /**
    * An elementwise program as one dispatch of a WGSL kernel compiled for it (cached by its key, the
@@ -667,18 +672,58 @@ export class WebGPUBackend implements Backend {
   // ---- matmul ---------------------------------------------------------------------------------
 
   matmul(a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, spec: MatmulSpec): void {
-    this.check('matmul');
+    this.product('matmul', a, b, out, spec);
+  }
+
+  /**
+   * The product with the epilogue program compiled into the matmul kernel (cached by program key,
+   * matmul variant and how each epilogue input is read): the kernel stores its block of C, reads it
+   * back and stores the program's value over it, so the program sees the product rounded to float32.
+   */
+  matmulProgram(a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, spec: MatmulSpec, epilogue: MatmulEpilogue): void {
+    const op = 'matmulProgram';
+    this.check(op);
+    const { program, inputs, scalars } = epilogue;
+    if (program.outputs.length !== 1) fail(op, `the epilogue program must have exactly one output, got ${program.outputs.length}`);
+    if (program.inputs !== inputs.length + 1) fail(op, `the epilogue program takes ${program.inputs} inputs (the product and ${program.inputs - 1} more), got ${inputs.length} epilogue inputs`);
+    if (inputs.length > MAX_EPILOGUE_INPUTS) fail(op, `at most ${MAX_EPILOGUE_INPUTS} epilogue inputs fit one kernel's bindings, got ${inputs.length}`);
+    if (scalars.length > 16) fail(op, `at most 16 scalars fit the uniform block, got ${scalars.length}`);
+    if (scalars.length !== program.scalars) fail(op, `the epilogue program takes ${program.scalars} scalars, got ${scalars.length}`);
+    const { batch, m, n } = spec;
+    const size = batch * m * n;
+    const shape = [batch, m, n];
+    const layouts = inputs.map((buf, k): OperandLayout => {
+      const l = epilogue.layouts[k] ?? { strides: [m * n, n, 1], offset: 0 };
+      if (l.strides.length !== 3) fail(op, `epilogue input ${k}'s layout must have 3 strides (over [batch, m, n]), got [${l.strides.join(', ')}]`);
+      const [lo, hi] = extent(shape, l);
+      this.handle(op, buf, `epilogue input ${k}`);
+      if (size > 0 && (lo < 0 || hi >= buf.size)) fail(op, `epilogue input ${k}'s view (strides [${l.strides.join(', ')}], offset ${l.offset}) reaches elements ${lo}..${hi}, outside a buffer of ${buf.size}`);
+      return l;
+    });
+    const outP = this.handle(op, out, 'out');
+    if (inputs.some((x) => this.handle(op, x) === outP)) fail(op, 'an epilogue input is the out buffer (the contract forbids it: the kernel overwrites out while it reads the inputs)');
+    this.product(op, a, b, out, spec, { program, inputs: inputs.map((x) => (x as WebGPUBuffer).pooled), scalars, layouts });
+  }
+
+  /** matmul and matmulProgram: checks, operand copies where out aliases one, then one dispatch per 65535 batch entries. */
+  private product(op: string, a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, spec: MatmulSpec, epilogue?: { program: ElementwiseProgram; inputs: PooledBuffer[]; scalars: readonly number[]; layouts: OperandLayout[] }): void {
+    this.check(op);
     const { batch, m, k, n, aBatchStride, bBatchStride } = spec;
-    for (const [key, v] of Object.entries({ batch, m, k, n, aBatchStride, bBatchStride })) {
-      if (!Number.isInteger(v) || v < 0) fail('matmul', `spec.${key} must be a non-negative integer, got ${v}`);
+    const aOffset = spec.aOffset ?? 0;
+    const bOffset = spec.bOffset ?? 0;
+    const outOffset = spec.outOffset ?? 0;
+    for (const [key, v] of Object.entries({ batch, m, k, n, aBatchStride, bBatchStride, aOffset, bOffset, outOffset })) {
+      if (!Number.isInteger(v) || v < 0) fail(op, `spec.${key} must be a non-negative integer, got ${v}`);
     }
     const last = Math.max(batch - 1, 0);
-    const ap = this.sized('matmul', a, batch === 0 ? 0 : last * aBatchStride + m * k, 'a');
-    const bp = this.sized('matmul', b, batch === 0 ? 0 : last * bBatchStride + k * n, 'b');
-    const cp = this.sized('matmul', out, batch * m * n, 'out');
-    if (batch === 0 || m === 0 || n === 0) return;
-    if (k === 0) {
-      this.fillKernel(out, 0, batch * m * n);
+    const empty = batch === 0 || m === 0 || n === 0;
+    const ap = this.sized(op, a, empty || k === 0 ? 0 : aOffset + last * aBatchStride + m * k, 'a');
+    const bp = this.sized(op, b, empty || k === 0 ? 0 : bOffset + last * bBatchStride + k * n, 'b');
+    const cp = this.sized(op, out, empty ? 0 : outOffset + batch * m * n, 'out');
+    if (empty) return;
+    if (k === 0 && !epilogue) {
+      if (outOffset === 0) this.fillKernel(out, 0, batch * m * n);
+      else this.strided(op, 'fillView', { shape: [batch * m * n], strides: [1], offset: outOffset }, null, out, 0);
       return;
     }
     const temps: PooledBuffer[] = [];
@@ -691,16 +736,90 @@ export class WebGPUBackend implements Backend {
     };
     const A = unalias(ap, a.size);
     const B = bp === ap ? A : unalias(bp, b.size);
-    const variant = matmulVariant(spec, this.limits.workgroupSize);
-    const kernel = matmulKernel(variant);
-    const [gx, gy] = matmulGrid(spec, variant);
+    let kernel: KernelSource;
+    let gx: number;
+    let gy: number;
+    if (matmulRowsApplies(spec)) {
+      const modes = epilogue ? epilogueModes(epilogue.layouts, false) : undefined;
+      kernel = matmulRowsKernel(spec, epilogue && modes && { program: epilogue.program, modes });
+      [gx, gy] = matmulRowsGrid(spec);
+    } else {
+      const plain = matmulVariant(spec, this.limits.workgroupSize);
+      const variant = epilogue ? { ...plain, epilogue: { program: epilogue.program, modes: epilogueModes(epilogue.layouts, plain.vecC) } } : plain;
+      kernel = matmulKernel(variant);
+      [gx, gy] = matmulGrid(spec, variant);
+    }
     const maxDim = this.limits.maxWorkgroupsPerDimension;
-    if (gx > maxDim || gy > maxDim) fail('matmul', `a ${m}x${n} result needs a ${gx}x${gy} grid; this device allows ${maxDim} per dimension`);
+    if (gx > maxDim || gy > maxDim) fail(op, `a ${m}x${n} result needs a ${gx}x${gy} grid; this device allows ${maxDim} per dimension`);
     for (let base = 0; base < batch; base += maxDim) {
       const z = Math.min(maxDim, batch - base);
-      this.dispatch(kernel, [A, B, cp], matmulParams(spec, base), [gx, gy, z]);
+      this.dispatch(kernel, [A, B, cp, ...(epilogue?.inputs ?? [])], matmulParams(spec, base, epilogue), [gx, gy, z]);
     }
     for (const t of temps) this.pool.release(t);
+  }
+
+  // ---- reduce programs -------------------------------------------------------------------------
+
+  /**
+   * A reduction over a program's values, the program compiled into the reduce kernel's loads (the
+   * values are never stored); logsumexp as two passes (max, then the sum of exp(v - max)). The
+   * same strategies as `reduce`, chosen the same way.
+   */
+  reduceProgram(op: ProgramReduceOp, program: ElementwiseProgram, inputs: readonly DeviceBuffer[], scalars: readonly number[], out: DeviceBuffer, outSize: number, reduceSize: number, layouts?: ProgramLayouts, outOffset = 0): void {
+    const name = `reduceProgram(${op})`;
+    this.check(name);
+    if (!(PROGRAM_REDUCE_OPS as readonly string[]).includes(op)) fail(name, `unknown reduction '${op}'`);
+    for (const [key, v] of Object.entries({ outSize, reduceSize, outOffset })) {
+      if (!Number.isInteger(v) || v < 0) fail(name, `${key} must be a non-negative integer, got ${v}`);
+    }
+    if (program.outputs.length !== 1) fail(name, `the program must have exactly one output, got ${program.outputs.length}`);
+    if (program.inputs !== inputs.length) fail(name, `the program takes ${program.inputs} inputs, got ${inputs.length}`);
+    if (scalars.length > 16) fail(name, `at most 16 scalars fit the uniform block, got ${scalars.length}`);
+    const size = outSize * reduceSize;
+    const strides = programStrides(layouts, inputs.length, 0);
+    if (strides && layouts) {
+      if (layouts.shape.reduce((p, d) => p * d, 1) !== size || strides.rank > this.layouts.maxDims) fail(name, `layouts shape [${layouts.shape.join(', ')}] must have outSize * reduceSize = ${size} elements and at most ${this.layouts.maxDims} axes`);
+      const words = strides.rank + strides.inputs.filter(Boolean).length * (strides.rank + 1);
+      if (words > REDUCE_PROGRAM_LAYOUT_WORDS) fail(name, `${strides.inputs.filter(Boolean).length} strided inputs of rank ${strides.rank} exceed the uniform block`);
+    }
+    const bufs: PooledBuffer[] = [];
+    const binding = (p: PooledBuffer) => {
+      let i = bufs.indexOf(p);
+      if (i < 0) i = bufs.push(p) - 1;
+      return i;
+    };
+    const inputBinding = inputs.map((b, k) => {
+      const l = strides && layouts?.inputs[k];
+      if (!l || !layouts) return binding(this.sized(name, b, size, `input ${k}`));
+      const p = this.handle(name, b, `input ${k}`);
+      const [lo, hi] = extent(layouts.shape, l);
+      if (size > 0 && (lo < 0 || hi >= b.size)) fail(name, `input ${k}'s view (strides [${l.strides.join(', ')}], offset ${l.offset}) reaches elements ${lo}..${hi}, outside a buffer of ${b.size}`);
+      return binding(p);
+    });
+    // out may share a buffer with an input (other elements): it is then bound once, read_write.
+    const outBinding = binding(this.sized(name, out, outOffset + outSize, 'out'));
+    if (bufs.length > 8) fail(name, `${bufs.length} distinct buffers; a WebGPU kernel binds at most 8`);
+    if (outSize === 0) return;
+    if (reduceSize === 0 && op !== 'sum') fail(name, 'cannot reduce blocks of zero elements (no identity)');
+    const params = new Uint32Array(PARAM_WORDS);
+    params[0] = outSize;
+    params[2] = reduceSize;
+    params[3] = outOffset;
+    scalars.forEach((s, i) => (params[PROGRAM_SCALAR_WORD + i] = f32Bits(s)));
+    if (strides && layouts) programLayoutParams(params, layouts);
+    const load = { program, inputBinding, outBinding, bindingCount: bufs.length, strides };
+    const arg = op === 'argmax' || op === 'argmin';
+    const vec4 = reduceSize % 4 === 0 && !arg ? programVec4(layouts, strides, size, inputs.length, 0) : undefined;
+    if (vec4 && (reduceSize <= 256 || outSize >= 16384 || (outSize >= 256 && reduceSize <= 8192))) {
+      this.dispatch1d(reduceProgramKernel(op, 'thread4', 64, { ...load, vec4 }), bufs, params, outSize, 1, 64);
+    } else if (reduceSize <= 64 || outSize >= 16384) {
+      this.dispatch1d(reduceProgramKernel(op, 'thread', this.limits.workgroupSize, load), bufs, params, outSize, 1);
+    } else {
+      const wg = Math.min(reduceSize <= 4096 ? 64 : 256, this.limits.workgroupSize);
+      const [x, y] = grid2d(outSize, this.limits.maxWorkgroupsPerDimension);
+      params[1] = x;
+      this.dispatch(reduceProgramKernel(op, 'group', wg, load), bufs, params, [x, y, 1]);
+    }
   }
 
   // ---- lifecycle ------------------------------------------------------------------------------

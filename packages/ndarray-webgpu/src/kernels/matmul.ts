@@ -1,5 +1,7 @@
-import type { MatmulSpec } from '@needle/ndarray';
-import { bindings, PARAM_WORDS, type KernelSource } from './kernel';
+import type { ElementwiseProgram, MatmulSpec, OperandLayout } from '@needle/ndarray';
+import { bindings, f32Bits, PARAM_WORDS, type Access, type KernelSource } from './kernel';
+import { programSteps } from './program';
+import { PRELUDE } from './wgsl';
 
 /**
  * Matmul layout: a workgroup covers TM rows of C and 4*lanes*CV columns; each invocation computes a
@@ -31,6 +33,30 @@ export interface MatmulVariant {
   cv: number;
   /** Invocations per workgroup. */
   lanes: number;
+  /** An elementwise program applied to the product before it is stored (matmulProgram). */
+  epilogue?: EpilogueVariant;
+}
+
+/**
+ * How an epilogue input is read four columns at a time (vec4 outputs): 'v' one aligned vec4 (column
+ * stride 1), 'b' one element broadcast (column stride 0), 's' four scalar loads; scalar outputs
+ * read every input as 's'.
+ */
+export type EpilogueMode = 'v' | 'b' | 's';
+
+export interface EpilogueVariant {
+  readonly program: ElementwiseProgram;
+  readonly modes: readonly EpilogueMode[];
+}
+
+/** The read mode of each epilogue input (layouts explicit: strides over [batch, m, n] and an offset). */
+export function epilogueModes(layouts: readonly OperandLayout[], vecC: boolean): EpilogueMode[] {
+  return layouts.map((l) => {
+    if (!vecC) return 's';
+    const [s0, s1, s2] = l.strides;
+    if (s2 === 1 && l.offset % 4 === 0 && s0 % 4 === 0 && s1 % 4 === 0) return 'v';
+    return s2 === 0 ? 'b' : 's';
+  });
 }
 
 /** The block shape of a matmul, chosen per problem size (overridable for tuning). */
@@ -62,14 +88,14 @@ export function matmulTile(s: MatmulSpec, maxInvocations: number): MatmulTile {
 }
 
 export function matmulVariant(s: MatmulSpec, maxInvocations: number, tile: MatmulTile = matmulTile(s, maxInvocations)): MatmulVariant {
-  const aAligned = s.aBatchStride % 4 === 0;
-  const bAligned = s.bBatchStride % 4 === 0;
+  const aAligned = s.aBatchStride % 4 === 0 && (s.aOffset ?? 0) % 4 === 0;
+  const bAligned = s.bBatchStride % 4 === 0 && (s.bOffset ?? 0) % 4 === 0;
   return {
     transA: s.transA,
     transB: s.transB,
     vecA: aAligned && (s.transA ? s.m % 4 === 0 : s.k % 4 === 0),
     vecB: bAligned && (s.transB ? s.k % 4 === 0 : s.n % 4 === 0),
-    vecC: s.n % 4 === 0,
+    vecC: s.n % 4 === 0 && (s.outOffset ?? 0) % 4 === 0,
     k4: s.k % 4 === 0,
     ...tile,
   };
@@ -80,7 +106,18 @@ export function matmulGrid(s: MatmulSpec, v: MatmulVariant): [number, number] {
   return [Math.ceil(Math.ceil(s.n / 4) / (v.lanes * v.cv)), Math.ceil(s.m / v.tm)];
 }
 
-export function matmulParams(s: MatmulSpec, batchBase: number): Uint32Array {
+/**
+ * The uniform block every matmul kernel declares: sizes, batch strides, the first batch entry of
+ * this dispatch, operand offsets, then the epilogue's const zero, scalars (word 12) and input
+ * layouts (word 28: offset and the [batch, m, n] strides of each input).
+ */
+const MATMUL_PARAMS = 'm: u32, k: u32, n: u32, abs: u32, bbs: u32, base: u32, aoff: u32, boff: u32, coff: u32, zero: u32, pad0: u32, pad1: u32, s: array<vec4<f32>, 4>, l: array<vec4<i32>, 5>,';
+const EPILOGUE_SCALAR_WORD = 12;
+const EPILOGUE_LAYOUT_WORD = 28;
+/** Most epilogue inputs (a stage binds 8 storage buffers: a, b, out and five). */
+export const MAX_EPILOGUE_INPUTS = 5;
+
+export function matmulParams(s: MatmulSpec, batchBase: number, epilogue?: { scalars: readonly number[]; layouts: readonly OperandLayout[] }): Uint32Array {
   const w = new Uint32Array(PARAM_WORDS);
   w[0] = s.m;
   w[1] = s.k;
@@ -88,20 +125,74 @@ export function matmulParams(s: MatmulSpec, batchBase: number): Uint32Array {
   w[3] = s.aBatchStride;
   w[4] = s.bBatchStride;
   w[5] = batchBase;
+  w[6] = s.aOffset ?? 0;
+  w[7] = s.bOffset ?? 0;
+  w[8] = s.outOffset ?? 0;
+  if (epilogue) {
+    epilogue.scalars.forEach((x, i) => (w[EPILOGUE_SCALAR_WORD + i] = f32Bits(x)));
+    const l = new Int32Array(w.buffer, EPILOGUE_LAYOUT_WORD * 4, 4 * MAX_EPILOGUE_INPUTS);
+    epilogue.layouts.forEach((x, k) => l.set([x.offset, ...x.strides], 4 * k));
+  }
   return w;
+}
+
+/** Storage bindings of a matmul kernel: a, b, c, then the epilogue inputs. */
+function matmulStorage(epilogue: EpilogueVariant | undefined): Access[] {
+  return ['read', 'read', 'read_write', ...(epilogue?.modes ?? []).map((): Access => 'read')];
+}
+
+function matmulDecl(vecA: boolean, vecB: boolean, vecC: boolean, epilogue: EpilogueVariant | undefined): string {
+  return bindings(MATMUL_PARAMS, [
+    { name: 'a', access: 'read', type: vecA ? 'vec4<f32>' : 'f32' },
+    { name: 'b', access: 'read', type: vecB ? 'vec4<f32>' : 'f32' },
+    { name: 'c', access: 'read_write', type: vecC ? 'vec4<f32>' : 'f32' },
+    ...(epilogue?.modes ?? []).map((_, k) => ({ name: `e${k}`, access: 'read' as const, type: 'vec4<f32>' })),
+  ]);
+}
+
+/**
+ * The epilogue as a WGSL function `epi(t, row, col)`: it reads the product the kernel has just
+ * stored at that element of C (four columns with `vecC`), the epilogue inputs through their
+ * layouts, evaluates the program and stores its value over the product. Reading the stored product
+ * back, instead of evaluating the program on the accumulators in registers, keeps one copy of the
+ * program in the shader (not one per accumulator: the 16x8 tile has 128, and compile time grows
+ * with code size), costs one more load per output vec4, and is exactly the contract's "product
+ * rounded to float32 as if stored". Each output element belongs to one invocation, so no barrier.
+ */
+function epilogueFn(e: EpilogueVariant, vecC: boolean): string {
+  const idx = (k: number, col: string) => `u32(p.l[${k}].x + i32(t) * p.l[${k}].y + i32(row) * p.l[${k}].z + i32(${col}) * p.l[${k}].w)`;
+  const ld = (k: number, i: string) => `e${k}[(${i}) >> 2u][(${i}) & 3u]`;
+  const lanes = vecC ? ['.x', '.y', '.z', '.w'] : [''];
+  const loads = e.modes.map((mode, k) => {
+    if (!vecC) return `  let x${k + 1} = ${ld(k, `i${k}`)};`;
+    if (mode === 'v') return `  let x${k + 1} = e${k}[i${k} >> 2u];`;
+    if (mode === 'b') return `  let x${k + 1} = vec4<f32>(${ld(k, `i${k}`)});`;
+    return `  let x${k + 1} = vec4<f32>(${[0, 1, 2, 3].map((j) => ld(k, j ? `u32(i32(i${k}) + ${j} * p.l[${k}].w)` : `i${k}`)).join(', ')});`;
+  });
+  const out = e.program.outputs[0];
+  const body = lanes.flatMap((c, lane) => programSteps(e.program, (j) => `v${j}_${lane}`, (q) => `x${q}${c}`));
+  const result = vecC ? `vec4<f32>(${lanes.map((_, lane) => `v${out}_${lane}`).join(', ')})` : `v${out}_0`;
+  return `fn epi(t: u32, row: u32, col: u32) {
+  let o = p.coff + (t * p.m + row) * p.n + col;
+  let x0 = ${vecC ? 'c[o >> 2u]' : 'c[o]'};
+${e.modes.map((_, k) => `  let i${k} = ${idx(k, 'col')};`).join('\n')}
+${loads.join('\n')}
+${body.join('\n')}
+  ${vecC ? 'c[o >> 2u]' : 'c[o]'} = ${result};
+}`;
+}
+
+function epilogueKey(e: EpilogueVariant | undefined): string {
+  return e ? `:epi:${e.modes.join('')}:${e.program.key}` : '';
 }
 
 export function matmulKernel(v: MatmulVariant): KernelSource {
   const bits = [v.transA, v.transB, v.vecA, v.vecB, v.vecC, v.k4].map((b) => (b ? 1 : 0)).join('');
   return {
-    key: `matmul:${bits}:${v.tm}x${v.cv}x${v.lanes}`,
-    storage: ['read', 'read', 'read_write'],
+    key: `matmul:${bits}:${v.tm}x${v.cv}x${v.lanes}${epilogueKey(v.epilogue)}`,
+    storage: matmulStorage(v.epilogue),
     code() {
-      const decl = bindings('m: u32, k: u32, n: u32, abs: u32, bbs: u32, base: u32,', [
-        { name: 'a', access: 'read', type: v.vecA ? 'vec4<f32>' : 'f32' },
-        { name: 'b', access: 'read', type: v.vecB ? 'vec4<f32>' : 'f32' },
-        { name: 'c', access: 'read_write', type: v.vecC ? 'vec4<f32>' : 'f32' },
-      ]);
+      const decl = matmulDecl(v.vecA, v.vecB, v.vecC, v.epilogue);
       const sa = v.vecA ? 'a[i >> 2u][i & 3u]' : 'a[i]';
       const sb = v.vecB ? 'b[i >> 2u][i & 3u]' : 'b[i]';
       // Flat index of opA(i, q) and opB(q, j) in the stored layouts.
@@ -159,16 +250,27 @@ export function matmulKernel(v: MatmulVariant): KernelSource {
         ...K4.map((j) => `let c${g}_${j} = min(col${g} + ${j}u, p.n - 1u);`),
       ]);
       const ind = (lines: string[], n: number) => lines.map((l) => ' '.repeat(n) + l).join('\n');
-      return `${decl}
+      // The epilogue runs over the invocation's block once all of it is stored.
+      const epi = v.epilogue
+        ? `  for (var r = 0u; r < ${v.tm}u; r++) {
+    let row = row0 + r;
+    if (row < p.m) {
+${ind(G.flatMap((g) => (v.vecC ? [`if (col${g} < p.n) { epi(t, row, col${g}); }`] : K4.map((j) => `if (col${g} + ${j}u < p.n) { epi(t, row, col${g} + ${j}u); }`))), 6)}
+    }
+  }
+`
+        : '';
+      return `${v.epilogue ? `${PRELUDE}\n` : ''}${decl}
+${v.epilogue ? epilogueFn(v.epilogue, v.vecC) : ''}
 fn la(i: u32) -> f32 { return ${sa}; }
 fn lb(i: u32) -> f32 { return ${sb}; }
 @compute @workgroup_size(${v.lanes}, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let row0 = wid.y * ${v.tm}u;
   let t = wid.z + p.base;
-  let ab = t * p.abs;
-  let bb = t * p.bbs;
-  let cb = t * p.m * p.n;
+  let ab = p.aoff + t * p.abs;
+  let bb = p.boff + t * p.bbs;
+  let cb = p.coff + t * p.m * p.n;
 ${ind(R.map((r) => `let r${r} = min(row0 + ${r}u, p.m - 1u);`), 2)}
 ${ind(groups, 2)}
 ${ind(cols, 2)}
@@ -181,7 +283,120 @@ ${v.k4 ? '' : `  for (var q = k4; q < p.k; q++) {
 ${ind(tail, 4)}
   }
 `}  ${store.join('\n  ')}
+${epi}}
+`;
+    },
+  };
 }
+
+/** Rows of C per invocation of the narrow-output kernel, and invocations per workgroup. */
+const ROWS_PER_LANE = 4;
+const ROW_LANES = 8;
+
+/**
+ * Whether the narrow-output kernel applies: at most 16 columns, and the operands readable as
+ * aligned vec4s (A along k, or along rows when transposed; B's four k rows as one contiguous block,
+ * or along k when transposed).
+ */
+export function matmulRowsApplies(s: MatmulSpec): boolean {
+  const aligned = s.aBatchStride % 4 === 0 && s.bBatchStride % 4 === 0 && (s.aOffset ?? 0) % 4 === 0 && (s.bOffset ?? 0) % 4 === 0;
+  if (s.n > 16 || s.m < 8 || !aligned) return false;
+  const vecA = s.transA ? s.m % 4 === 0 : s.k % 4 === 0;
+  const vecB = s.transB ? s.k % 4 === 0 : true;
+  return vecA && vecB;
+}
+
+export function matmulRowsGrid(s: MatmulSpec): [number, number] {
+  return [Math.ceil(s.m / (ROWS_PER_LANE * ROW_LANES)), 1];
+}
+
+/**
+ * Narrow outputs (n <= 16: a classifier's logits, their gradients): lanes over rows instead of
+ * columns. Each invocation owns 4 rows and every column, so its 4 rows of A are its own vec4 loads
+ * and B's values are the same for all lanes: per 4 k steps, 4 + n vec4 loads feed 16n FMAs, where
+ * the column-lane kernel, with n = 10 filling 3 of 8 lanes, needed ~48 loads for fewer useful FMAs.
+ * Without a transposed B, rows q..q+3 of B are 4n contiguous floats, so n aligned vec4 loads hold
+ * them whatever n is (q is a multiple of 4 and the batch stride too); element (kk, j) is component
+ * (kk*n + j) % 4 of vector (kk*n + j) / 4, both fixed in the shader text.
+ */
+export function matmulRowsKernel(s: MatmulSpec, epilogue?: EpilogueVariant): KernelSource {
+  const { n, transA, transB } = s;
+  const k4 = s.k % 4 === 0;
+  const groups = Math.ceil(n / 4);
+  return {
+    key: `matmul-rows:${n}:${transA ? 1 : 0}${transB ? 1 : 0}${k4 ? 1 : 0}${epilogueKey(epilogue)}`,
+    storage: matmulStorage(epilogue),
+    code() {
+      const decl = matmulDecl(true, true, false, epilogue);
+      const R = Array.from({ length: ROWS_PER_LANE }, (_, i) => i);
+      const G = Array.from({ length: groups }, (_, g) => g);
+      const K4 = [0, 1, 2, 3];
+      const comp = ['x', 'y', 'z', 'w'];
+      const lines: string[] = [];
+      if (transA) {
+        // A stored k x m: the lane's 4 rows at k step q + kk are one vec4 (m % 4 == 0).
+        for (const kk of K4) lines.push(`let t${kk} = a[(ab + (q + ${kk}u) * p.m + rg) >> 2u];`);
+        for (const i of R) lines.push(`let a${i} = vec4<f32>(${K4.map((kk) => `t${kk}.${comp[i]}`).join(', ')});`);
+      } else {
+        for (const i of R) lines.push(`let a${i} = a[(ab + r${i} * p.k + q) >> 2u];`);
+      }
+      // bv(kk, j): B's value at k step q + kk, column j, as WGSL text.
+      let bv: (kk: number, j: number) => string;
+      if (transB) {
+        for (let j = 0; j < n; j++) lines.push(`let u${j} = b[(bb + ${j}u * p.k + q) >> 2u];`);
+        bv = (kk, j) => `u${j}.${comp[kk]}`;
+      } else {
+        lines.push('let w0i = (bb + q * p.n) >> 2u;');
+        for (let v = 0; v < n; v++) lines.push(`let w${v} = b[w0i + ${v}u];`);
+        bv = (kk, j) => `w${(kk * n + j) >> 2}.${comp[(kk * n + j) & 3]}`;
+      }
+      for (const g of G) {
+        for (const kk of K4) {
+          lines.push(`let b${g}_${kk} = vec4<f32>(${K4.map((j) => (4 * g + j < n ? bv(kk, 4 * g + j) : '0.0')).join(', ')});`);
+        }
+        for (const i of R) lines.push(`acc${i}_${g} += a${i}.x * b${g}_0 + a${i}.y * b${g}_1 + a${i}.z * b${g}_2 + a${i}.w * b${g}_3;`);
+      }
+      const la = transA ? '(ab + q * p.m + r_)' : '(ab + r_ * p.k + q)';
+      const lb = transB ? '(bb + j_ * p.k + q)' : '(bb + q * p.n + j_)';
+      const tail = [
+        ...R.map((i) => `let at${i} = ld_a(${la.replace('r_', `r${i}`)});`),
+        ...G.map((g) => `let bt${g} = vec4<f32>(${K4.map((j) => (4 * g + j < n ? `ld_b(${lb.replace('j_', `${4 * g + j}u`)})` : '0.0')).join(', ')});`),
+        ...R.flatMap((i) => G.map((g) => `acc${i}_${g} += at${i} * bt${g};`)),
+      ];
+      const store = R.flatMap((i) => G.flatMap((g) => K4.filter((j) => 4 * g + j < n).map((j) =>
+        `if (row0 + ${i}u < p.m) { c[cb + (row0 + ${i}u) * p.n + ${4 * g + j}u] = acc${i}_${g}.${comp[j]}; }`)));
+      const ind = (ls: string[], w: number) => ls.map((l) => ' '.repeat(w) + l).join('\n');
+      const epi = epilogue
+        ? `  for (var i = 0u; i < ${ROWS_PER_LANE}u; i++) {
+    if (row0 + i < p.m) {
+      for (var j = 0u; j < p.n; j++) { epi(t, row0 + i, j); }
+    }
+  }
+`
+        : '';
+      return `${epilogue ? `${PRELUDE}\n` : ''}${decl}
+${epilogue ? epilogueFn(epilogue, false) : ''}
+fn ld_a(i: u32) -> f32 { return a[i >> 2u][i & 3u]; }
+fn ld_b(i: u32) -> f32 { return b[i >> 2u][i & 3u]; }
+@compute @workgroup_size(${ROW_LANES}, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let row0 = (wid.x * ${ROW_LANES}u + lid.x) * ${ROWS_PER_LANE}u;
+  let t = wid.z + p.base;
+  let ab = p.aoff + t * p.abs;
+  let bb = p.boff + t * p.bbs;
+  let cb = p.coff + t * p.m * p.n;
+${ind(R.map((i) => `let r${i} = min(row0 + ${i}u, p.m - 1u);`), 2)}
+${transA ? '  let rg = min(row0, p.m - 4u);' : ''}
+${ind(R.flatMap((i) => G.map((g) => `var acc${i}_${g} = vec4<f32>(0.0);`)), 2)}
+  let k4 = p.k & ~3u;
+  for (var q = 0u; q < k4; q += 4u) {
+${ind(lines, 4)}
+  }
+${k4 ? '' : `  for (var q = k4; q < p.k; q++) {
+${ind(tail, 4)}
+  }
+`}${ind(store, 2)}
+${epi}}
 `;
     },
   };

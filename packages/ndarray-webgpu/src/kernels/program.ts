@@ -84,6 +84,46 @@ export function programLayoutParams(params: Uint32Array, layouts: ProgramLayouts
 }
 
 /**
+ * WGSL `let` lines that compute every step of `program` at one element, the same expressions the
+ * unfused kernels use: value j is named `name(j)`, input q is the WGSL value `input(q)`, scalars
+ * come from `p.s` and consts from their bits xor `p.zero` (so the uniform block of every kernel that
+ * embeds a program has those two fields).
+ */
+export function programSteps(program: ElementwiseProgram, name: (j: number) => string, input: (q: number) => string): string[] {
+  return program.steps.map((s, j) => {
+    switch (s.op) {
+      case 'input': return `  let ${name(j)} = ${input(s.index)};`;
+      case 'scalar': return `  let ${name(j)} = p.s[${s.index >> 2}].${'xyzw'[s.index & 3]};`;
+      // Bits xor a uniform zero: exact (NaN/Inf/-0 included) and opaque to the compiler, which
+      // would otherwise fold x * 0 to 0 under WGSL's finite-math license, unlike the unfused
+      // kernels, whose operands are runtime values.
+      case 'const': return `  let ${name(j)} = bitcast<f32>(${f32Bits(s.value)}u ^ p.zero);`;
+      case 'binary': return `  let ${name(j)} = ${binaryExpr(s.fn, name(s.a), name(s.b))};`;
+      case 'unary': return `  let ${name(j)} = ${unaryExpr(s.fn).replace(/\bx\b/g, name(s.a))};`;
+      case 'where': return `  let ${name(j)} = select(${name(s.b)}, ${name(s.a)}, ${name(s.cond)} != 0.0 || isnan_(${name(s.cond)}));`;
+      default: return s satisfies never;
+    }
+  });
+}
+
+/**
+ * The multi-index digits of element `e` over a strided call's iteration shape (its words at the
+ * start of `p.l`), then `u32` element indices named by `names` for the strided operands in order.
+ */
+export function stridedIndex(rank: number, names: readonly string[], e = 'e'): string[] {
+  const word = (w: number) => `p.l[${w >> 2}][${w & 3}]`;
+  const lines = [`  var rem = i32(${e});`];
+  for (let d = rank - 1; d > 0; d--) lines.push(`  let d${d} = rem % ${word(d)};`, `  rem = rem / ${word(d)};`);
+  lines.push('  let d0 = rem;');
+  names.forEach((name, k) => {
+    const base = rank + k * (rank + 1);
+    const terms = Array.from({ length: rank }, (_, d) => `d${d} * ${word(base + 1 + d)}`);
+    lines.push(`  let ${name} = u32(${word(base)} + ${terms.join(' + ')});`);
+  });
+  return lines;
+}
+
+/**
  * One WGSL kernel per elementwise program and binding layout: an invocation per element (or per
  * four elements with `vec4`) evaluates every step in registers with the same expressions the
  * unfused kernels use (wgsl.ts), reading all of its elements before it writes any output, so an
@@ -110,20 +150,10 @@ export function programKernel(program: ElementwiseProgram, inputBinding: readonl
       const inAt: string[] = inputBinding.map(() => 'e');
       const outAt: string[] = outputBinding.map(() => 'e');
       if (strides) {
-        const r = strides.rank;
-        const word = (w: number) => `p.l[${w >> 2}][${w & 3}]`;
-        index.push('  var rem = i32(e);');
-        for (let d = r - 1; d > 0; d--) index.push(`  let d${d} = rem % ${word(d)};`, `  rem = rem / ${word(d)};`);
-        index.push('  let d0 = rem;');
-        let k = 0;
-        const at = (name: string): string => {
-          const base = r + k++ * (r + 1);
-          const terms = Array.from({ length: r }, (_, d) => `d${d} * ${word(base + 1 + d)}`);
-          index.push(`  let ${name} = u32(${word(base)} + ${terms.join(' + ')});`);
-          return name;
-        };
-        strides.inputs.forEach((f, q) => f && (inAt[q] = at(`in${q}`)));
-        strides.outputs.forEach((f, q) => f && (outAt[q] = at(`out${q}`)));
+        const names: string[] = [];
+        strides.inputs.forEach((f, q) => f && names.push((inAt[q] = `in${q}`)));
+        strides.outputs.forEach((f, q) => f && names.push((outAt[q] = `out${q}`)));
+        index.push(...stridedIndex(strides.rank, names));
       }
       const lanes = vec4 ? ['.x', '.y', '.z', '.w'] : [''];
       const used = new Set(program.steps.flatMap((s) => (s.op === 'input' ? [s.index] : [])));
@@ -134,23 +164,7 @@ export function programKernel(program: ElementwiseProgram, inputBinding: readonl
         if (vec4.inputs[q] === 'b') return `  let x${q} = vec4<f32>(${b}[${inAt[q]} >> 2u][${inAt[q]} & 3u]);`;
         return `  let x${q} = ${b}[${inAt[q]} >> 2u];`;
       });
-      const body = lanes.flatMap((c, lane) => {
-        const v = (j: number) => `v${j}_${lane}`;
-        return program.steps.map((s, j) => {
-          switch (s.op) {
-            case 'input': return `  let ${v(j)} = x${s.index}${c};`;
-            case 'scalar': return `  let ${v(j)} = p.s[${s.index >> 2}].${'xyzw'[s.index & 3]};`;
-            // Bits xor a uniform zero: exact (NaN/Inf/-0 included) and opaque to the compiler, which
-            // would otherwise fold x * 0 to 0 under WGSL's finite-math license, unlike the unfused
-            // kernels, whose operands are runtime values.
-            case 'const': return `  let ${v(j)} = bitcast<f32>(${f32Bits(s.value)}u ^ p.zero);`;
-            case 'binary': return `  let ${v(j)} = ${binaryExpr(s.fn, v(s.a), v(s.b))};`;
-            case 'unary': return `  let ${v(j)} = ${unaryExpr(s.fn).replace(/\bx\b/g, v(s.a))};`;
-            case 'where': return `  let ${v(j)} = select(${v(s.b)}, ${v(s.a)}, ${v(s.cond)} != 0.0 || isnan_(${v(s.cond)}));`;
-            default: return s satisfies never;
-          }
-        });
-      });
+      const body = lanes.flatMap((c, lane) => programSteps(program, (j) => `v${j}_${lane}`, (q) => `x${q}${c}`));
       const stores = program.outputs.map((id, k) => (vec4
         ? `  b${outputBinding[k]}[${outAt[k]} >> 2u] = vec4<f32>(${lanes.map((_, lane) => `v${id}_${lane}`).join(', ')});`
         : `  b${outputBinding[k]}[${outAt[k]}] = v${id}_0;`));

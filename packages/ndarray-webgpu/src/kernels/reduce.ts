@@ -1,5 +1,6 @@
-import type { ReduceOp } from '@needle/ndarray';
-import { bindings, type KernelSource } from './kernel';
+import type { ElementwiseProgram, ProgramReduceOp, ReduceOp } from '@needle/ndarray';
+import { bindings, type Access, type KernelSource } from './kernel';
+import { PROGRAM_LAYOUT_WORD, programSteps, stridedIndex, type ProgramStrides, type ProgramVec4 } from './program';
 import { PRELUDE } from './wgsl';
 
 /**
@@ -124,6 +125,183 @@ fn main(@builtin(workgroup_id) w: vec3<u32>, @builtin(local_invocation_index) l:
   workgroupBarrier();
 ${tree.join('\n')}
   if (l == 0u) { o[j] = ${arg ? 'f32(si[0])' : 'sv[0]'}; }
+}
+`;
+    },
+  };
+}
+
+/** Word of a reduce program's uniform block holding the program consts' zero (after the layouts). */
+export const REDUCE_PROGRAM_ZERO_WORD = 120;
+/** Layout words a reduce program's uniform block holds (words 20..119). */
+export const REDUCE_PROGRAM_LAYOUT_WORDS = REDUCE_PROGRAM_ZERO_WORD - PROGRAM_LAYOUT_WORD;
+
+/** How a reduce program reads the program's values: its binding layout, strides and vec4 modes. */
+export interface ReduceProgramLoad {
+  readonly program: ElementwiseProgram;
+  /** Storage binding (0-based) of each program input; `out` is binding `outBinding`. */
+  readonly inputBinding: readonly number[];
+  readonly outBinding: number;
+  readonly bindingCount: number;
+  readonly strides?: ProgramStrides;
+  /** Set for the 'thread4' strategy: how each input is read four elements at a time. */
+  readonly vec4?: ProgramVec4;
+}
+
+/**
+ * A reduction over an elementwise program's values, which are computed where the plain kernels
+ * load their input (`val(e)`, or `val4(e)` for four elements) and never stored. `logsumexp` makes
+ * two passes over the block, max then the sum of exp(v - max), re-evaluating the program in the
+ * second (loads are cheaper than a scratch buffer's store and load on llvmpipe, and the reference
+ * semantics follow: max_, exp_, log_ are the unfused kernels' functions). Results go to
+ * o[ooff + j]. The same three strategies as `reduceKernel`.
+ */
+export function reduceProgramKernel(op: ProgramReduceOp, strategy: ReduceStrategy, workgroup: number, load: ReduceProgramLoad): KernelSource {
+  const { program, inputBinding, outBinding, bindingCount, strides, vec4 } = load;
+  const storage: Access[] = Array.from({ length: bindingCount }, (_, b) => (b === outBinding ? 'read_write' : 'read'));
+  const mask = (flags: readonly boolean[]) => flags.map((f) => (f ? 's' : 'c')).join('');
+  const layoutKey = strides ? `:r${strides.rank}:${mask(strides.inputs)}` : '';
+  const vecKey = vec4 ? `:v4:${vec4.inputs.join('')}` : '';
+  return {
+    key: `reduceprog:${op}:${strategy}:${workgroup}:${program.key}:${inputBinding.join(',')}>${outBinding}${layoutKey}${vecKey}`,
+    storage,
+    code() {
+      const type = strategy === 'thread4' ? 'vec4<f32>' : 'f32';
+      const decl = bindings(`n: u32, row: u32, r: u32, ooff: u32, s: array<vec4<f32>, 4>, l: array<vec4<i32>, ${REDUCE_PROGRAM_LAYOUT_WORDS / 4}>, zero: u32,`,
+        storage.map((access, b) => ({ name: `b${b}`, access, type: b === outBinding ? 'f32' : type })));
+      const used = [...new Set(program.steps.flatMap((s) => (s.op === 'input' ? [s.index] : [])))];
+      const at: string[] = inputBinding.map(() => 'e');
+      const index: string[] = [];
+      if (strides) {
+        const names: string[] = [];
+        strides.inputs.forEach((f, q) => f && names.push((at[q] = `in${q}`)));
+        index.push(...stridedIndex(strides.rank, names));
+      }
+      const out = program.outputs[0];
+      let valFn: string;
+      if (strategy === 'thread4') {
+        const lanes = ['.x', '.y', '.z', '.w'];
+        const loads = used.map((q) => (vec4!.inputs[q] === 'b'
+          ? `  let x${q} = vec4<f32>(b${inputBinding[q]}[${at[q]} >> 2u][${at[q]} & 3u]);`
+          : `  let x${q} = b${inputBinding[q]}[${at[q]} >> 2u];`));
+        const body = lanes.flatMap((c, lane) => programSteps(program, (j) => `v${j}_${lane}`, (q) => `x${q}${c}`));
+        valFn = `fn val4(e: u32) -> vec4<f32> {
+${index.join('\n')}
+${loads.join('\n')}
+${body.join('\n')}
+  return vec4<f32>(${lanes.map((_, lane) => `v${out}_${lane}`).join(', ')});
+}`;
+      } else {
+        const loads = used.map((q) => `  let x${q} = b${inputBinding[q]}[${at[q]}];`);
+        valFn = `fn val(e: u32) -> f32 {
+${index.join('\n')}
+${loads.join('\n')}
+${programSteps(program, (j) => `v${j}`, (q) => `x${q}`).join('\n')}
+  return v${out};
+}`;
+      }
+      const o = `b${outBinding}`;
+      const lse = op === 'logsumexp';
+      const base: ReduceOp = op === 'logsumexp' ? 'max' : op;
+      const { init, combine } = opCode(base);
+      const arg = isArg(base);
+      const header = `${PRELUDE}
+${decl}
+${combine}
+${valFn}`;
+      const step = (v: string, i: string) => (arg
+        ? `if (better(acc, idx, ${v}, ${i})) { acc = ${v}; idx = ${i}; }`
+        : `acc = comb(acc, ${v});`);
+      // After the max pass of a logsumexp: a non-finite max is the result; else the sum pass.
+      const finite = (m: string) => `!(isnan_(${m}) || isinf_(${m}))`;
+      if (strategy === 'thread4') {
+        if (arg) throw new Error(`reduceProgram: no vec4 strategy for ${op}`);
+        const c = ['x', 'y', 'z', 'w'];
+        return `${header}
+@compute @workgroup_size(${workgroup})
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let j = g.x + g.y * p.row;
+  if (j >= p.n) { return; }
+  let r4 = p.r >> 2u;
+  let base = j * r4;
+  var acc4 = vec4<f32>(${init});
+  for (var t = 0u; t < r4; t++) {
+    let v = val4((base + t) * 4u);
+    acc4 = vec4<f32>(${c.map((x) => `comb(acc4.${x}, v.${x})`).join(', ')});
+  }
+  let m = comb(comb(acc4.x, acc4.y), comb(acc4.z, acc4.w));
+${lse ? `  if (${finite('m')}) {
+    var s4 = vec4<f32>(0.0);
+    for (var t = 0u; t < r4; t++) {
+      let v = val4((base + t) * 4u);
+      s4 = s4 + vec4<f32>(${c.map((x) => `exp_(v.${x} - m)`).join(', ')});
+    }
+    ${o}[p.ooff + j] = m + log_((s4.x + s4.y) + (s4.z + s4.w));
+  } else { ${o}[p.ooff + j] = m; }` : `  ${o}[p.ooff + j] = m;`}
+}
+`;
+      }
+      const result = arg ? 'f32(idx)' : 'acc';
+      const vars = `var acc: f32 = ${init};${arg ? '\n  var idx: u32 = 0xffffffffu;' : ''}`;
+      if (strategy === 'thread') {
+        return `${header}
+@compute @workgroup_size(${workgroup})
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let j = g.x + g.y * p.row;
+  if (j >= p.n) { return; }
+  let base = j * p.r;
+  ${vars}
+  for (var t = 0u; t < p.r; t++) {
+    let v = val(base + t);
+    ${step('v', 't')}
+  }
+${lse ? `  let m = acc;
+  if (${finite('m')}) {
+    var s = 0.0;
+    for (var t = 0u; t < p.r; t++) { s = s + exp_(val(base + t) - m); }
+    ${o}[p.ooff + j] = m + log_(s);
+  } else { ${o}[p.ooff + j] = m; }` : `  ${o}[p.ooff + j] = ${result};`}
+}
+`;
+      }
+      const tree = (combineLine: string) => {
+        const lines: string[] = [];
+        for (let s = workgroup >> 1; s > 0; s >>= 1) lines.push(`  if (l < ${s}u) { ${combineLine.replaceAll('S', `${s}u`)} }\n  workgroupBarrier();`);
+        return lines.join('\n');
+      };
+      const valueTree = tree(arg
+        ? 'if (better(sv[l], si[l], sv[l + S], si[l + S])) { sv[l] = sv[l + S]; si[l] = si[l + S]; }'
+        : 'sv[l] = comb(sv[l], sv[l + S]);');
+      return `${header}
+var<workgroup> sv: array<f32, ${workgroup}>;
+${arg ? `var<workgroup> si: array<u32, ${workgroup}>;` : ''}
+@compute @workgroup_size(${workgroup})
+fn main(@builtin(workgroup_id) w: vec3<u32>, @builtin(local_invocation_index) l: u32) {
+  let j = w.x + w.y * p.row;
+  if (j >= p.n) { return; }
+  let base = j * p.r;
+  ${vars}
+  for (var t = l; t < p.r; t += ${workgroup}u) {
+    let v = val(base + t);
+    ${step('v', 't')}
+  }
+  sv[l] = acc;
+  ${arg ? 'si[l] = idx;' : ''}
+  workgroupBarrier();
+${valueTree}
+${lse ? `  let m = sv[0];
+  // The sum pass runs whatever m is (barriers stay in uniform control flow), shifted by 0 when m
+  // is not finite, and the result is chosen at the end. Every invocation has read m before the
+  // pass overwrites sv.
+  let fin = ${finite('m')};
+  let shift = select(0.0, m, fin);
+  workgroupBarrier();
+  var s = 0.0;
+  for (var t = l; t < p.r; t += ${workgroup}u) { s = s + exp_(val(base + t) - shift); }
+  sv[l] = s;
+  workgroupBarrier();
+${tree('sv[l] = sv[l] + sv[l + S];')}
+  if (l == 0u) { ${o}[p.ooff + j] = select(m, m + log_(sv[0]), fin); }` : `  if (l == 0u) { ${o}[p.ooff + j] = ${arg ? 'f32(si[0])' : 'sv[0]'}; }`}
 }
 `;
     },
