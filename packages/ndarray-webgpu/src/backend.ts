@@ -1,4 +1,4 @@
-import { instrumentBackend, PROGRAM_REDUCE_OPS } from '@needle/ndarray';
+import { defineProgram, instrumentBackend, PROGRAM_REDUCE_OPS } from '@needle/ndarray';
 import type {
   Backend,
   BackendStats,
@@ -78,6 +78,9 @@ function extent(shape: readonly number[], l: OperandLayout): [number, number] {
   });
   return [lo, hi];
 }
+
+/** The identity program: a strided `reduce` is a reduce program over its view. */
+const IDENTITY = defineProgram(1, 0, ([x]) => x);
 
 /** Dispatches recorded before the batch is submitted anyway (bounded by the uniform arena). */
 const MAX_BATCH = 512;
@@ -621,7 +624,17 @@ export class WebGPUBackend implements Backend {
     if (layout) {
       const n = outSize * reduceSize;
       if (layout.shape.reduce((p, d) => p * d, 1) !== n) fail(name, `layout shape [${layout.shape.join(', ')}] must have outSize * reduceSize = ${n} elements`);
-      this.handle(name, a, 'input');
+      const ap = this.handle(name, a, 'input');
+      const c = coalesce(layout);
+      if (ap !== this.handle(name, out, 'out') && c.shape.length <= this.layouts.maxDims) {
+        // One pass: the reduce kernel reads the view through its layout (the identity program's
+        // load), with the strategy, and so the order of the sum, that the compact input would get.
+        const [lo, hi] = extent(c.shape, c);
+        if (n > 0 && (lo < 0 || hi >= a.size)) fail(name, `the view (shape [${layout.shape.join(', ')}], strides [${layout.strides.join(', ')}], offset ${layout.offset}) reaches elements ${lo}..${hi} of a buffer of ${a.size}`);
+        this.reduceProgramKernels(name, op, IDENTITY, [a], [], out, outSize, reduceSize, { shape: c.shape, inputs: [{ strides: c.strides, offset: c.offset }], outputs: [] }, 0);
+        return;
+      }
+      // out shares the view's buffer (its elements may overlap the view's): gather first.
       const scratch = new WebGPUBuffer(n, this.pool.acquire(Math.max(n, 1) * 4));
       try {
         this.strided(name, 'compact', layout, a, scratch);
@@ -766,7 +779,11 @@ export class WebGPUBackend implements Backend {
    * same strategies as `reduce`, chosen the same way.
    */
   reduceProgram(op: ProgramReduceOp, program: ElementwiseProgram, inputs: readonly DeviceBuffer[], scalars: readonly number[], out: DeviceBuffer, outSize: number, reduceSize: number, layouts?: ProgramLayouts, outOffset = 0): void {
-    const name = `reduceProgram(${op})`;
+    this.reduceProgramKernels(`reduceProgram(${op})`, op, program, inputs, scalars, out, outSize, reduceSize, layouts, outOffset);
+  }
+
+  /** reduceProgram's checks and dispatch, shared with the one-pass strided `reduce`. */
+  private reduceProgramKernels(name: string, op: ProgramReduceOp, program: ElementwiseProgram, inputs: readonly DeviceBuffer[], scalars: readonly number[], out: DeviceBuffer, outSize: number, reduceSize: number, layouts: ProgramLayouts | undefined, outOffset: number): void {
     this.check(name);
     if (!(PROGRAM_REDUCE_OPS as readonly string[]).includes(op)) fail(name, `unknown reduction '${op}'`);
     for (const [key, v] of Object.entries({ outSize, reduceSize, outOffset })) {
@@ -808,9 +825,10 @@ export class WebGPUBackend implements Backend {
     scalars.forEach((s, i) => (params[PROGRAM_SCALAR_WORD + i] = f32Bits(s)));
     if (strides && layouts) programLayoutParams(params, layouts);
     const load = { program, inputBinding, outBinding, bindingCount: bufs.length, strides };
+    // The strategy `reduce` would pick for the stored values, so the sum order is the composition's.
     const arg = op === 'argmax' || op === 'argmin';
-    const vec4 = reduceSize % 4 === 0 && !arg ? programVec4(layouts, strides, size, inputs.length, 0) : undefined;
-    if (vec4 && (reduceSize <= 256 || outSize >= 16384 || (outSize >= 256 && reduceSize <= 8192))) {
+    if (reduceSize % 4 === 0 && !arg && (reduceSize <= 256 || outSize >= 16384 || (outSize >= 256 && reduceSize <= 8192))) {
+      const vec4 = programVec4(layouts, strides, size, inputs.length, 0);
       this.dispatch1d(reduceProgramKernel(op, 'thread4', 64, { ...load, vec4 }), bufs, params, outSize, 1, 64);
     } else if (reduceSize <= 64 || outSize >= 16384) {
       this.dispatch1d(reduceProgramKernel(op, 'thread', this.limits.workgroupSize, load), bufs, params, outSize, 1);

@@ -151,3 +151,45 @@ describe.runIf(gpu)('webgpu reduceProgram strategies against the CPU reference',
     expect([...(await run(g))]).toEqual([-Infinity, 5]);
   });
 });
+
+describe.runIf(gpu)('webgpu strided reduce in one pass', () => {
+  const g = gpu!;
+  // [outSize, reduceSize, view over a buffer]: each strategy (four partial sums, one thread, a
+  // workgroup per block), transposed and broadcast views; the order of the sum is the compact
+  // input's, so the result is bit for bit that of compacting first.
+  const views: [number, number, { shape: number[]; strides: number[]; offset: number }][] = [
+    [512, 128, { shape: [512, 128], strides: [1, 512], offset: 0 }],
+    [10, 128, { shape: [10, 128], strides: [1, 10], offset: 0 }],
+    [20, 9, { shape: [20, 9], strides: [1, 20], offset: 3 }],
+    [3, 1000, { shape: [3, 1000], strides: [1, 3], offset: 0 }],
+    [6, 64, { shape: [6, 64], strides: [0, 1], offset: 5 }],
+    [4, 12, { shape: [4, 3, 4], strides: [1, 16, 4], offset: 0 }],
+  ];
+  test.each(views)('%i blocks of %i', async (outSize, reduceSize, layout) => {
+    const x = withSpecials(randomArray(70000, outSize, -3, 3), 2, 0.001).map((v) => Math.round(v * 16) / 16);
+    const a = g.alloc(x.length);
+    g.write(a, x);
+    const n = outSize * reduceSize;
+    for (const op of ['sum', 'max', 'min', 'argmax', 'argmin'] as const) {
+      const want = g.alloc(outSize);
+      const compact = g.alloc(n);
+      g.compact(a, compact, layout);
+      g.reduce(op, compact, want, outSize, reduceSize);
+      const got = g.alloc(outSize);
+      const s0 = g.stats();
+      g.reduce(op, a, got, outSize, reduceSize, layout);
+      expect(g.stats().dispatches - s0.dispatches, `${op}: dispatches`).toBe(1);
+      expect(await g.read(got), op).toEqual(await g.read(want));
+      for (const b of [want, compact, got]) g.free(b);
+    }
+    g.free(a);
+  });
+
+  test('a view of the out buffer itself is gathered first', async () => {
+    const a = g.alloc(16);
+    g.write(a, Float32Array.from({ length: 16 }, (_, i) => i));
+    g.reduce('sum', a, a, 4, 4, { shape: [4, 4], strides: [1, 4], offset: 0 });
+    expect([...(await g.read(a, 4))]).toEqual([24, 28, 32, 36]);
+    g.free(a);
+  });
+});

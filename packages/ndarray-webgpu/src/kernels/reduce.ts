@@ -144,7 +144,7 @@ export interface ReduceProgramLoad {
   readonly outBinding: number;
   readonly bindingCount: number;
   readonly strides?: ProgramStrides;
-  /** Set for the 'thread4' strategy: how each input is read four elements at a time. */
+  /** With the 'thread4' strategy: how each input is read four elements at a time (absent: four scalar loads). */
   readonly vec4?: ProgramVec4;
 }
 
@@ -166,7 +166,10 @@ export function reduceProgramKernel(op: ProgramReduceOp, strategy: ReduceStrateg
     key: `reduceprog:${op}:${strategy}:${workgroup}:${program.key}:${inputBinding.join(',')}>${outBinding}${layoutKey}${vecKey}`,
     storage,
     code() {
-      const type = strategy === 'thread4' ? 'vec4<f32>' : 'f32';
+      // 'thread4' without vec4 modes (a view that is not contiguous along its last axis) keeps the
+      // strategy's order of four partial results, with four scalar loads.
+      const vecLoads = strategy === 'thread4' && vec4 !== undefined;
+      const type = vecLoads ? 'vec4<f32>' : 'f32';
       const decl = bindings(`n: u32, row: u32, r: u32, ooff: u32, s: array<vec4<f32>, 4>, l: array<vec4<i32>, ${REDUCE_PROGRAM_LAYOUT_WORDS / 4}>, zero: u32,`,
         storage.map((access, b) => ({ name: `b${b}`, access, type: b === outBinding ? 'f32' : type })));
       const used = [...new Set(program.steps.flatMap((s) => (s.op === 'input' ? [s.index] : [])))];
@@ -179,7 +182,7 @@ export function reduceProgramKernel(op: ProgramReduceOp, strategy: ReduceStrateg
       }
       const out = program.outputs[0];
       let valFn: string;
-      if (strategy === 'thread4') {
+      if (vecLoads) {
         const lanes = ['.x', '.y', '.z', '.w'];
         const loads = used.map((q) => (vec4!.inputs[q] === 'b'
           ? `  let x${q} = vec4<f32>(b${inputBinding[q]}[${at[q]} >> 2u][${at[q]} & 3u]);`
@@ -198,7 +201,7 @@ ${index.join('\n')}
 ${loads.join('\n')}
 ${programSteps(program, (j) => `v${j}`, (q) => `x${q}`).join('\n')}
   return v${out};
-}`;
+}${strategy === 'thread4' ? '\nfn val4(e: u32) -> vec4<f32> { return vec4<f32>(val(e), val(e + 1u), val(e + 2u), val(e + 3u)); }' : ''}`;
       }
       const o = `b${outBinding}`;
       const lse = op === 'logsumexp';
