@@ -33,9 +33,10 @@ export interface WasmBackendOptions {
   threads?: number;
   /**
    * With `threads > 1`: microseconds an idle thread polls for the next kernel before it sleeps
-   * (default 200). Polling saves a sleep and a wake-up per split kernel; a thread that notices it was
-   * descheduled while polling (a machine busy with other processes) stops polling for a while by
-   * itself, and 0 turns polling off.
+   * (default 1000, most gaps between a training step's split kernels). Polling saves a sleep and a
+   * wake-up per split kernel. Threads poll only while the machine has room for them (in Node, a
+   * load average at most the core count + 0.5; and not for a while after a thread was descheduled
+   * while polling); 0 turns polling off.
    */
   spinMicros?: number;
   /** Initial heap size in MiB (default 16); the heap grows on demand. */

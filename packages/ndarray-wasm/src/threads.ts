@@ -46,7 +46,7 @@ interface WorkerInit {
 }
 
 /** Default poll time before a worker or the waiting caller sleeps (see the module comment). */
-export const DEFAULT_SPIN_MICROS = 200;
+export const DEFAULT_SPIN_MICROS = 1000;
 
 /**
  * The body of every worker, shipped as source text (Function.prototype.toString), so it must not
