@@ -703,8 +703,8 @@ export function conv2d(x: Tensor, weight: Tensor, options: Conv2dOptions = {}): 
   });
 }
 
-/** The activation of `linear`'s options applied as its own op (where no epilogue can take it). */
-function activate(x: Tensor, activation: LinearActivation): Tensor {
+/** One of `linear`'s activations applied as its own op (where no epilogue can take it). */
+export function activate(x: Tensor, activation: LinearActivation): Tensor {
   switch (activation) {
     case 'none': return x;
     case 'relu': return relu(x);

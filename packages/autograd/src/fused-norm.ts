@@ -8,7 +8,7 @@
 import { checkNumber, defineProgram, elementwise, fail, formatShape, normalizeAxes, NDArray, reduceProgram, tidy, type ProgramValue } from '@needle/ndarray';
 import { apply } from './optable';
 import { isGradEnabled } from './grad-mode';
-import { Tensor } from './tensor';
+import { Tensor, constant } from './tensor';
 import * as F from './functions';
 
 export interface BatchNormAttrs {
@@ -22,6 +22,8 @@ export interface BatchNormAttrs {
    * are constant along the others; false for a batch norm (one per channel).
    */
   perElement: boolean;
+  /** A ReLU applied to the output in the same program (a batch norm followed by a ReLU). */
+  relu: boolean;
 }
 
 const SCALED = defineProgram(1, 1, ([x], [invN]) => x.mul(invN));
@@ -33,24 +35,41 @@ const SQUARED_DEVIATION = defineProgram(2, 1, ([x, m], [invN]) => {
 const rstdOf = (v: ProgramValue, eps: ProgramValue): ProgramValue => v.add(eps).pow(-0.5);
 /** (x - m) rstd w + b, with w = 1 and b = 0 where absent (inputs x, m, v, w, b; scalar eps). */
 const NORMALISE = defineProgram(5, 1, ([x, m, v, w, b], [eps]) => x.sub(m).mul(rstdOf(v, eps)).mul(w).add(b));
-/** g xhat */
-const G_XHAT = defineProgram(4, 1, ([g, x, m, v], [eps]) => g.mul(x.sub(m).mul(rstdOf(v, eps))));
-/** g w xhat (a layer norm's second sum) */
-const GW_XHAT = defineProgram(5, 1, ([g, w, x, m, v], [eps]) => g.mul(w).mul(x.sub(m).mul(rstdOf(v, eps))));
-const GW = defineProgram(2, 0, ([g, w]) => g.mul(w));
-/** A layer norm's dx = rstd (g w - sum(g w) / n - xhat sum(g w xhat) / n) */
-const DX_PER_ELEMENT = defineProgram(7, 2, ([g, x, m, v, w, s1, s2], [eps, invN]) => {
-  const rstd = rstdOf(v, eps);
-  const xhat = x.sub(m).mul(rstd);
-  return rstd.mul(g.mul(w).sub(s1.mul(invN)).sub(xhat.mul(s2.mul(invN))));
-});
-/** dx = w rstd (g - sum(g) / n - xhat sum(g xhat) / n) */
-const DX = defineProgram(7, 2, ([g, x, m, v, w, sg, sgx], [eps, invN]) => {
-  const rstd = rstdOf(v, eps);
-  const xhat = x.sub(m).mul(rstd);
-  return w.mul(rstd).mul(g.sub(sg.mul(invN)).sub(xhat.mul(sgx.mul(invN))));
-});
-const IDENTITY = defineProgram(1, 0, ([g]) => g);
+/**
+ * The backward's programs; each takes g first. With a fused ReLU they take the output y last and
+ * use g (y > 0) for g: the ReLU's backward rule (y > 0 exactly where its input is), folded in.
+ */
+function backwardPrograms(relu: boolean) {
+  const extra = relu ? 1 : 0;
+  const masked = (g: ProgramValue, ins: ProgramValue[]) => (relu ? g.mul(ins[ins.length - 1].gt(0)) : g);
+  return {
+    /** g */
+    sumG: defineProgram(1 + extra, 0, (ins) => masked(ins[0], ins)),
+    /** g xhat (inputs g, x, m, v) */
+    gXhat: defineProgram(4 + extra, 1, (ins, [eps]) => masked(ins[0], ins).mul(ins[1].sub(ins[2]).mul(rstdOf(ins[3], eps)))),
+    /** g w (inputs g, w): a layer norm's first sum */
+    gW: defineProgram(2 + extra, 0, (ins) => masked(ins[0], ins).mul(ins[1])),
+    /** g w xhat (inputs g, w, x, m, v): a layer norm's second sum */
+    gwXhat: defineProgram(5 + extra, 1, (ins, [eps]) => masked(ins[0], ins).mul(ins[1]).mul(ins[2].sub(ins[3]).mul(rstdOf(ins[4], eps)))),
+    /** A batch norm's dx = w rstd (g - sum(g) / n - xhat sum(g xhat) / n) (inputs g, x, m, v, w, sg, sgx) */
+    dx: defineProgram(7 + extra, 2, (ins, [eps, invN]) => {
+      const [, x, m, v, w, sg, sgx] = ins;
+      const rstd = rstdOf(v, eps);
+      const xhat = x.sub(m).mul(rstd);
+      return w.mul(rstd).mul(masked(ins[0], ins).sub(sg.mul(invN)).sub(xhat.mul(sgx.mul(invN))));
+    }),
+    /** A layer norm's dx = rstd (g w - sum(g w) / n - xhat sum(g w xhat) / n) (inputs g, x, m, v, w, s1, s2) */
+    dxPerElement: defineProgram(7 + extra, 2, (ins, [eps, invN]) => {
+      const [, x, m, v, w, s1, s2] = ins;
+      const rstd = rstdOf(v, eps);
+      const xhat = x.sub(m).mul(rstd);
+      return rstd.mul(masked(ins[0], ins).mul(w).sub(s1.mul(invN)).sub(xhat.mul(s2.mul(invN))));
+    }),
+  };
+}
+const PLAIN = backwardPrograms(false);
+const WITH_RELU = backwardPrograms(true);
+const NORMALISE_RELU = defineProgram(5, 1, ([x, m, v, w, b], [eps]) => x.sub(m).mul(rstdOf(v, eps)).mul(w).add(b).maximum(0));
 
 /** How many elements each statistic covers. */
 function countOf(shape: readonly number[], axes: readonly number[]): number {
@@ -66,7 +85,7 @@ function statShape(shape: readonly number[], axes: readonly number[]): number[] 
  * output as a view of one buffer [y..., mean..., var...] that also holds the batch statistics (for
  * the backward and the running-statistics update: `batchNormStats`).
  */
-export function batchNormForward(inputs: readonly NDArray[], { axes, eps, hasWeight, hasBias }: BatchNormAttrs): NDArray {
+export function batchNormForward(inputs: readonly NDArray[], { axes, eps, hasWeight, hasBias, relu }: BatchNormAttrs): NDArray {
   const x = inputs[0];
   const w = hasWeight ? inputs[1] : undefined;
   const b = hasBias ? inputs[hasWeight ? 2 : 1] : undefined;
@@ -80,7 +99,7 @@ export function batchNormForward(inputs: readonly NDArray[], { axes, eps, hasWei
       const v = reduceProgram('sum', SQUARED_DEVIATION, [x, m], [invN], { axis: axes, keepdims: true, out: buf.get(`${x.size + c}:`).reshape(stat) });
       const one = (a: NDArray | undefined, value: number) => a ?? NDArray.fromData(new Float32Array([value]), [], x.backend);
       const y = buf.get(`0:${x.size}`).reshape(x.shape);
-      elementwise(NORMALISE, [x, m, v, one(w, 1), one(b, 0)], [eps], { out: [y] });
+      elementwise(relu ? NORMALISE_RELU : NORMALISE, [x, m, v, one(w, 1), one(b, 0)], [eps], { out: [y] });
       return y;
     });
   } finally {
@@ -101,7 +120,7 @@ export function batchNormStats(out: NDArray, axes: readonly number[]): { mean: N
 
 /** Gradients of x, weight and bias (null where not needed). */
 export function batchNormBackward(g: Tensor, inputs: readonly Tensor[], out: Tensor, attrs: BatchNormAttrs, needsGrad: readonly boolean[]): (Tensor | null)[] {
-  const { axes, eps, hasWeight, hasBias, perElement } = attrs;
+  const { axes, eps, hasWeight, hasBias, perElement, relu } = attrs;
   const x = inputs[0];
   const w = hasWeight ? inputs[1] : undefined;
   const n = countOf(x.shape, axes);
@@ -112,23 +131,27 @@ export function batchNormBackward(g: Tensor, inputs: readonly Tensor[], out: Ten
   const wantB = hasBias && needsGrad[hasWeight ? 2 : 1];
   if (!isGradEnabled()) {
     return wrap(tidy(() => {
+      const P = relu ? WITH_RELU : PLAIN;
+      // With a fused ReLU every program also reads the output (for its mask), as its last input.
+      const withY = (arrays: NDArray[]) => (relu ? [...arrays, out.data] : arrays);
       const { mean, variance } = batchNormStats(out.data, axes);
       const stat = { axis: axes, keepdims: true };
       const affine = { axis: affineAxes, keepdims: true };
+      const gd = g.data;
       const wd = w ? w.data : NDArray.fromData(new Float32Array([1]), [], x.backend);
       if (!perElement) {
         // The weight is constant along the statistics' axes: sum(g w) = w sum(g), so the two sums
         // the weight and bias need are all dx needs.
-        const sg = reduceProgram('sum', IDENTITY, [g.data], [], stat);
-        const sgx = reduceProgram('sum', G_XHAT, [g.data, x.data, mean, variance], [eps], stat);
-        const dx = needsGrad[0] ? new Tensor(elementwise(DX, [g.data, x.data, mean, variance, wd, sg, sgx], [eps, 1 / n])[0]) : null;
+        const sg = reduceProgram('sum', P.sumG, withY([gd]), [], stat);
+        const sgx = reduceProgram('sum', P.gXhat, withY([gd, x.data, mean, variance]), [eps], stat);
+        const dx = needsGrad[0] ? new Tensor(elementwise(P.dx, withY([gd, x.data, mean, variance, wd, sg, sgx]), [eps, 1 / n])[0]) : null;
         return [dx, wantW ? new Tensor(sgx) : null, wantB ? new Tensor(sg) : null];
       }
-      const s1 = reduceProgram('sum', GW, [g.data, wd], [], stat);
-      const s2 = reduceProgram('sum', GW_XHAT, [g.data, wd, x.data, mean, variance], [eps], stat);
-      const dx = needsGrad[0] ? new Tensor(elementwise(DX_PER_ELEMENT, [g.data, x.data, mean, variance, wd, s1, s2], [eps, 1 / n])[0]) : null;
-      const dw = wantW ? new Tensor(reduceProgram('sum', G_XHAT, [g.data, x.data, mean, variance], [eps], affine)) : null;
-      const db = wantB ? new Tensor(reduceProgram('sum', IDENTITY, [g.data], [], affine)) : null;
+      const s1 = reduceProgram('sum', P.gW, withY([gd, wd]), [], stat);
+      const s2 = reduceProgram('sum', P.gwXhat, withY([gd, wd, x.data, mean, variance]), [eps], stat);
+      const dx = needsGrad[0] ? new Tensor(elementwise(P.dxPerElement, withY([gd, x.data, mean, variance, wd, s1, s2]), [eps, 1 / n])[0]) : null;
+      const dw = wantW ? new Tensor(reduceProgram('sum', P.gXhat, withY([gd, x.data, mean, variance]), [eps], affine)) : null;
+      const db = wantB ? new Tensor(reduceProgram('sum', P.sumG, withY([gd]), [], affine)) : null;
       return [dx, dw, db];
     }));
   }
@@ -138,11 +161,12 @@ export function batchNormBackward(g: Tensor, inputs: readonly Tensor[], out: Ten
   const xc = F.sub(x, mu);
   const rstd = F.pow(F.add(F.mean(F.mul(xc, xc), axes, true), eps), -0.5);
   const xhat = F.mul(xc, rstd);
-  const gw = w ? F.mul(g, w) : g;
+  const gm = relu ? F.mul(g, constant(out.data.gt(0))) : g;
+  const gw = w ? F.mul(gm, w) : gm;
   const s1 = F.sum(gw, axes, true);
   const s2 = F.sum(F.mul(gw, xhat), axes, true);
   const dx = F.mul(rstd, F.sub(F.sub(gw, F.mul(s1, 1 / n)), F.mul(xhat, F.mul(s2, 1 / n))));
-  return wrap([needsGrad[0] ? dx : null, wantW ? F.sum(F.mul(g, xhat), affineAxes, true) : null, wantB ? F.sum(g, affineAxes, true) : null]);
+  return wrap([needsGrad[0] ? dx : null, wantW ? F.sum(F.mul(gm, xhat), affineAxes, true) : null, wantB ? F.sum(gm, affineAxes, true) : null]);
 }
 
 export interface BatchNormOptions {
@@ -150,6 +174,8 @@ export interface BatchNormOptions {
   axes?: readonly number[];
   /** Added to the variance before the square root (default 1e-5). */
   eps?: number;
+  /** 'relu': a ReLU applied to the result in the same launch (default 'none'). */
+  activation?: 'none' | 'relu';
 }
 
 /**
@@ -164,6 +190,8 @@ export function batchNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null,
   if (x.ndim < 2) fail('batchNorm', `expected an input of at least 2 dimensions [N, C, ...], got ${formatShape(x.shape)}`);
   const axes = normalizeAxes('batchNorm', options.axes ?? x.shape.map((_, i) => i).filter((i) => i !== 1), x.ndim);
   const eps = checkNumber('batchNorm', 'eps', options.eps ?? 1e-5, { min: 0 });
+  const activation = options.activation ?? 'none';
+  if (activation !== 'none' && activation !== 'relu') fail('batchNorm', `activation must be 'none' or 'relu', got ${String(activation)}`);
   const stat = statShape(x.shape, axes);
   for (const [name, t] of [['weight', weight], ['bias', bias]] as const) {
     if (t === null) continue;
@@ -173,7 +201,7 @@ export function batchNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null,
   }
   if (countOf(x.shape, axes) < 1) fail('batchNorm', `no values to normalise over axes ${JSON.stringify(axes)} of ${formatShape(x.shape)}`);
   const inputs = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
-  const output = apply('batchNorm', inputs, { axes, eps, hasWeight: weight !== null, hasBias: bias !== null, perElement: false });
+  const output = apply('batchNorm', inputs, { axes, eps, hasWeight: weight !== null, hasBias: bias !== null, perElement: false, relu: activation === 'relu' });
   statisticsAxes.set(output, axes);
   return output;
 }
@@ -202,7 +230,7 @@ export function layerNorm(x: Tensor, normalizedShape: readonly number[], weight:
     affine.push(lead ? F.reshape(t, full) : t);
   }
   const axes = normalizedShape.map((_, i) => lead + i);
-  return apply('batchNorm', [x, ...affine], { axes, eps, hasWeight: weight !== null, hasBias: bias !== null, perElement: true });
+  return apply('batchNorm', [x, ...affine], { axes, eps, hasWeight: weight !== null, hasBias: bias !== null, perElement: true, relu: false });
 }
 
 const statisticsAxes = new WeakMap<Tensor, readonly number[]>();

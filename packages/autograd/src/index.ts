@@ -65,6 +65,7 @@ export {
   softmax,
   crossEntropy,
   linear,
+  activate,
   matmul,
   conv2d,
   maxPool2d,

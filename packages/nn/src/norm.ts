@@ -1,6 +1,6 @@
 /** Normalisation layers: BatchNorm1d/2d (running statistics as buffers) and LayerNorm. */
 import { checkNumber, defineProgram, describeValue, elementwise, tidy, type Backend, type NDArray } from '@needle/ndarray';
-import { Tensor, add, batchNorm, batchNormStatistics, full, layerNorm, mul, noGrad, pow, reshape, sub, zeros } from '@needle/autograd';
+import { Tensor, activate, add, batchNorm, batchNormStatistics, full, layerNorm, mul, noGrad, pow, reshape, sub, zeros, type LinearActivation } from '@needle/autograd';
 import { checkModuleOptions, checkPositiveInt, fail, fmt } from './errors';
 import * as init from './init';
 import { Module, type Parameter } from './module';
@@ -72,6 +72,15 @@ abstract class BatchNorm extends Module {
   }
 
   forward(x: Tensor): Tensor {
+    return this.forwardActivated(x, 'none');
+  }
+
+  /**
+   * act(batchNorm(x)): in training mode a ReLU runs in the normalising program (and its backward
+   * in the batch norm's); other activations, and eval mode, apply it afterwards. Sequential and
+   * ConvBN call it for a BatchNorm followed by a ReLU.
+   */
+  forwardActivated(x: Tensor, activation: LinearActivation): Tensor {
     const name = this.constructor.name;
     if (!(x instanceof Tensor)) fail(name, `expected a Tensor input, got ${typeof x}`);
     if (!this.ranks.includes(x.ndim) || x.shape[1] !== this.numFeatures) {
@@ -89,7 +98,7 @@ abstract class BatchNorm extends Module {
       }
       // One fused op: the batch mean and biased variance, then the normalised, scaled output.
       const affine = this.weight && this.bias ? [reshape(this.weight, statShape), reshape(this.bias, statShape)] : [null, null];
-      y = batchNorm(x, affine[0], affine[1], { axes, eps: this.eps });
+      y = batchNorm(x, affine[0], affine[1], { axes, eps: this.eps, activation: activation === 'relu' ? 'relu' : 'none' });
       if (this.training && this.trackRunningStats) {
         const { mean: mu, variance } = batchNormStatistics(y);
         try {
@@ -99,13 +108,13 @@ abstract class BatchNorm extends Module {
           variance.dispose();
         }
       }
-      return y;
+      return activation === 'relu' ? y : activate(y, activation);
     }
     const rm = reshape(this.runningMean!, statShape);
     const rv = reshape(this.runningVar!, statShape);
     y = mul(sub(x, rm), pow(add(rv, this.eps), -0.5));
     if (this.weight && this.bias) y = add(mul(y, reshape(this.weight, statShape)), reshape(this.bias, statShape));
-    return y;
+    return activate(y, activation);
   }
 
   /** In-place update from the batch statistics' values: no graph, no buffer left behind. */
@@ -140,11 +149,15 @@ abstract class BatchNorm extends Module {
 
 /** BatchNorm over [N, C] (per feature) or [N, C, L] (per channel, over N and L). */
 export class BatchNorm1d extends BatchNorm {
+  /** Sequential fuses a following ReLU (see forwardActivated). */
+  static readonly fusesActivation = true;
   protected readonly ranks = [2, 3] as const;
 }
 
 /** BatchNorm over [N, C, H, W], per channel over N, H and W. */
 export class BatchNorm2d extends BatchNorm {
+  /** Sequential fuses a following ReLU (see forwardActivated). */
+  static readonly fusesActivation = true;
   protected readonly ranks = [4] as const;
 }
 
