@@ -793,35 +793,51 @@ function packB(b: usize, brs: i32, bcs: i32, p0: i32, kc: i32, j0: i32, nc: i32,
 
 // C tile (rows x cols, row stride ldc bytes) = (accumulate ? C : 0) + Apanel * Bpanel.
 function microKernel(pa: usize, pb: usize, kc: i32, c: usize, ldc: usize, accumulate: bool, rows: i32, cols: i32, tile: usize): void {
-  let c00 = f32x4.splat(0);
-  let c01 = f32x4.splat(0);
-  let c10 = f32x4.splat(0);
-  let c11 = f32x4.splat(0);
-  let c20 = f32x4.splat(0);
-  let c21 = f32x4.splat(0);
-  let c30 = f32x4.splat(0);
-  let c31 = f32x4.splat(0);
-  let c40 = f32x4.splat(0);
-  let c41 = f32x4.splat(0);
+  const zero = f32x4.splat(0);
+  // The first k step runs before the loop (kc >= 1). Besides doing work, it makes V8 compute the
+  // addresses "memory base + 4, + 8, + 12" of the broadcast loads once, outside the loop: without a
+  // use before the loop, TurboFan recomputes each with a lea in every iteration (3 of the loop's
+  // 34 instructions; NOTES.md section 15).
+  let b0 = v128.load(pb);
+  let b1 = v128.load(pb, 16);
+  let a = v128.load32_splat(pa, 0);
+  let c00 = f32x4.add(zero, f32x4.mul(a, b0));
+  let c01 = f32x4.add(zero, f32x4.mul(a, b1));
+  a = v128.load32_splat(pa, 4);
+  let c10 = f32x4.add(zero, f32x4.mul(a, b0));
+  let c11 = f32x4.add(zero, f32x4.mul(a, b1));
+  a = v128.load32_splat(pa, 8);
+  let c20 = f32x4.add(zero, f32x4.mul(a, b0));
+  let c21 = f32x4.add(zero, f32x4.mul(a, b1));
+  a = v128.load32_splat(pa, 12);
+  let c30 = f32x4.add(zero, f32x4.mul(a, b0));
+  let c31 = f32x4.add(zero, f32x4.mul(a, b1));
+  a = v128.load32_splat(pa, 16);
+  let c40 = f32x4.add(zero, f32x4.mul(a, b0));
+  let c41 = f32x4.add(zero, f32x4.mul(a, b1));
   const end = pa + (<usize>(kc * MR) << 2);
+  pa += MR << 2;
+  pb += NR << 2;
+  // One k step per iteration: unrolled, TurboFan schedules all loads of an iteration first and
+  // spills accumulators (sections 3 and 15).
   while (pa < end) {
-    const b0 = v128.load(pb);
-    const b1 = v128.load(pb, 16);
-    const a0 = v128.load32_splat(pa, 0);
-    c00 = f32x4.add(c00, f32x4.mul(a0, b0));
-    c01 = f32x4.add(c01, f32x4.mul(a0, b1));
-    const a1 = v128.load32_splat(pa, 4);
-    c10 = f32x4.add(c10, f32x4.mul(a1, b0));
-    c11 = f32x4.add(c11, f32x4.mul(a1, b1));
-    const a2 = v128.load32_splat(pa, 8);
-    c20 = f32x4.add(c20, f32x4.mul(a2, b0));
-    c21 = f32x4.add(c21, f32x4.mul(a2, b1));
-    const a3 = v128.load32_splat(pa, 12);
-    c30 = f32x4.add(c30, f32x4.mul(a3, b0));
-    c31 = f32x4.add(c31, f32x4.mul(a3, b1));
-    const a4 = v128.load32_splat(pa, 16);
-    c40 = f32x4.add(c40, f32x4.mul(a4, b0));
-    c41 = f32x4.add(c41, f32x4.mul(a4, b1));
+    b0 = v128.load(pb);
+    b1 = v128.load(pb, 16);
+    a = v128.load32_splat(pa, 0);
+    c00 = f32x4.add(c00, f32x4.mul(a, b0));
+    c01 = f32x4.add(c01, f32x4.mul(a, b1));
+    a = v128.load32_splat(pa, 4);
+    c10 = f32x4.add(c10, f32x4.mul(a, b0));
+    c11 = f32x4.add(c11, f32x4.mul(a, b1));
+    a = v128.load32_splat(pa, 8);
+    c20 = f32x4.add(c20, f32x4.mul(a, b0));
+    c21 = f32x4.add(c21, f32x4.mul(a, b1));
+    a = v128.load32_splat(pa, 12);
+    c30 = f32x4.add(c30, f32x4.mul(a, b0));
+    c31 = f32x4.add(c31, f32x4.mul(a, b1));
+    a = v128.load32_splat(pa, 16);
+    c40 = f32x4.add(c40, f32x4.mul(a, b0));
+    c41 = f32x4.add(c41, f32x4.mul(a, b1));
     pa += MR << 2;
     pb += NR << 2;
   }
@@ -875,14 +891,19 @@ function microKernel(pa: usize, pb: usize, kc: i32, c: usize, ldc: usize, accumu
 // The same product for a panel with at most 4 valid columns (the last panel when n % 8 <= 4):
 // one B vector per k step instead of two, half the work of the full kernel on padding.
 function microKernel4(pa: usize, pb: usize, kc: i32, c: usize, ldc: usize, accumulate: bool, rows: i32, cols: i32, tile: usize): void {
-  let c0 = f32x4.splat(0);
-  let c1 = f32x4.splat(0);
-  let c2 = f32x4.splat(0);
-  let c3 = f32x4.splat(0);
-  let c4 = f32x4.splat(0);
+  const zero = f32x4.splat(0);
+  // First k step before the loop, as in microKernel.
+  let b = v128.load(pb);
+  let c0 = f32x4.add(zero, f32x4.mul(v128.load32_splat(pa, 0), b));
+  let c1 = f32x4.add(zero, f32x4.mul(v128.load32_splat(pa, 4), b));
+  let c2 = f32x4.add(zero, f32x4.mul(v128.load32_splat(pa, 8), b));
+  let c3 = f32x4.add(zero, f32x4.mul(v128.load32_splat(pa, 12), b));
+  let c4 = f32x4.add(zero, f32x4.mul(v128.load32_splat(pa, 16), b));
   const end = pa + (<usize>(kc * MR) << 2);
+  pa += MR << 2;
+  pb += NR << 2;
   while (pa < end) {
-    const b = v128.load(pb);
+    b = v128.load(pb);
     c0 = f32x4.add(c0, f32x4.mul(v128.load32_splat(pa, 0), b));
     c1 = f32x4.add(c1, f32x4.mul(v128.load32_splat(pa, 4), b));
     c2 = f32x4.add(c2, f32x4.mul(v128.load32_splat(pa, 8), b));
