@@ -494,8 +494,8 @@ function stridedBlock(scatter: bool, buf: usize, layout: usize, rec: usize, base
     const q = blk + (<usize>k << 2);
     const v = buf + (<usize>pos << 2);
     if (lastStride == 1) {
-      if (scatter) memory.copy(v, q, <usize>run << 2);
-      else memory.copy(q, v, <usize>run << 2);
+      if (scatter) copyFloats(v, q, run);
+      else copyFloats(q, v, run);
     } else if (scatter) {
       for (let j = 0; j < run; j++) store<f32>(v + (<usize>(j * lastStride) << 2), load<f32>(q + (<usize>j << 2)));
     } else {
@@ -613,7 +613,12 @@ function argBlock(p: usize, n: i32, isMax: bool): f32 {
 
 export function reduce(op: i32, a: usize, out: usize, outSize: i32, reduceSize: i32): void {
   const rowBytes = <usize>reduceSize << 2;
-  for (let j = 0; j < outSize; j++) {
+  let j = 0;
+  if (reduceSize == 4 && op >= 1 && op <= 4) {
+    j = outSize & ~3;
+    rowsOf4(op, a, out, j);
+  }
+  for (; j < outSize; j++) {
     const p = a + <usize>j * rowBytes;
     let r: f32;
     switch (op) {
@@ -628,6 +633,57 @@ export function reduce(op: i32, a: usize, out: usize, outSize: i32, reduceSize: 
   }
 }
 
+// max/min/argmax/argmin of rows of 4 (2 x 2 pooling windows), four rows at a time: the 4 x 4 block
+// is transposed so lane i holds row i, then the elements are combined in row order exactly as the
+// sequential loops above do (NaN sticks, ties keep the first), one lane per row. A call per row of 4
+// cost ~60 instructions (NOTES.md section 16).
+function rowsOf4(op: i32, a: usize, out: usize, rows: i32): void {
+  const isMax = op == 1 || op == 3;
+  const isArg = op >= 3;
+  for (let j = 0; j < rows; j += 4) {
+    const p = a + (<usize>j << 4);
+    const v0 = v128.load(p);
+    const v1 = v128.load(p, 16);
+    const v2 = v128.load(p, 32);
+    const v3 = v128.load(p, 48);
+    const t0 = i32x4.shuffle(v0, v1, 0, 4, 1, 5);
+    const t1 = i32x4.shuffle(v2, v3, 0, 4, 1, 5);
+    const t2 = i32x4.shuffle(v0, v1, 2, 6, 3, 7);
+    const t3 = i32x4.shuffle(v2, v3, 2, 6, 3, 7);
+    let m = i64x2.shuffle(t0, t1, 0, 2);
+    const e1 = i64x2.shuffle(t0, t1, 1, 3);
+    const e2 = i64x2.shuffle(t2, t3, 0, 2);
+    const e3 = i64x2.shuffle(t2, t3, 1, 3);
+    let r: v128;
+    if (isArg) {
+      // The first NaN wins (its index is the result), else the first strict improvement.
+      let done = f32x4.ne(m, m);
+      let best = i32x4.splat(0);
+      let nan = f32x4.ne(e1, e1);
+      let take = v128.andnot(v128.or(nan, isMax ? f32x4.gt(e1, m) : f32x4.lt(e1, m)), done);
+      m = v128.bitselect(e1, m, take);
+      best = v128.bitselect(i32x4.splat(1), best, take);
+      done = v128.or(done, nan);
+      nan = f32x4.ne(e2, e2);
+      take = v128.andnot(v128.or(nan, isMax ? f32x4.gt(e2, m) : f32x4.lt(e2, m)), done);
+      m = v128.bitselect(e2, m, take);
+      best = v128.bitselect(i32x4.splat(2), best, take);
+      done = v128.or(done, nan);
+      nan = f32x4.ne(e3, e3);
+      take = v128.andnot(v128.or(nan, isMax ? f32x4.gt(e3, m) : f32x4.lt(e3, m)), done);
+      best = v128.bitselect(i32x4.splat(3), best, take);
+      r = f32x4.convert_i32x4_s(best);
+    } else {
+      // combine(m, v): a NaN m stays, a NaN v is taken, else v if strictly better.
+      m = v128.bitselect(e1, m, v128.and(v128.or(isMax ? f32x4.gt(e1, m) : f32x4.lt(e1, m), f32x4.ne(e1, e1)), f32x4.eq(m, m)));
+      m = v128.bitselect(e2, m, v128.and(v128.or(isMax ? f32x4.gt(e2, m) : f32x4.lt(e2, m), f32x4.ne(e2, e2)), f32x4.eq(m, m)));
+      m = v128.bitselect(e3, m, v128.and(v128.or(isMax ? f32x4.gt(e3, m) : f32x4.lt(e3, m), f32x4.ne(e3, e3)), f32x4.eq(m, m)));
+      r = m;
+    }
+    v128.store(out + (<usize>j << 2), r);
+  }
+}
+
 // ---- strided copies --------------------------------------------------------------------------------
 
 /**
@@ -635,39 +691,49 @@ export function reduce(op: i32, a: usize, out: usize, outSize: i32, reduceSize: 
  * offset in elements) in row-major order. mode 0: gather view -> compact dst; 1: scatter compact src
  * -> view of dst; 2: set every element of the view of dst to `value`.
  * ndim >= 1; the JS side merges contiguous axes first, so the last axis is as long as possible.
+ *
+ * The last two axes are copied as one 2-D block per step of the leading axes' odometer, so views
+ * with short last axes (an im2col window row of 9 floats, a 2 x 2 pooling window, a 16-channel
+ * transpose) pay the odometer once per block rather than once per row (NOTES.md section 16).
  */
 export function strided(mode: i32, src: usize, dst: usize, dims: usize, ndim: i32, offset: i32, value: f32, idx: usize): void {
   const strides = dims + (<usize>ndim << 2);
-  const last = ndim - 1;
-  const lastDim = load<i32>(dims + (<usize>last << 2));
-  const lastStride = load<i32>(strides + (<usize>last << 2));
   let total = 1;
   for (let d = 0; d < ndim; d++) total *= load<i32>(dims + (<usize>d << 2));
   if (total == 0) return;
-  for (let d = 0; d < ndim; d++) store<i32>(idx + (<usize>d << 2), 0);
-  if (ndim == 2 && mode != 2 && lastStride != 1) {
-    tiled2d(mode, src, dst, load<i32>(dims), lastDim, load<i32>(strides), lastStride, offset);
-    return;
+  const last = ndim - 1;
+  const cols = load<i32>(dims + (<usize>last << 2));
+  const cs = load<i32>(strides + (<usize>last << 2));
+  const rows = ndim > 1 ? load<i32>(dims + (<usize>(last - 1) << 2)) : 1;
+  const rs = ndim > 1 ? load<i32>(strides + (<usize>(last - 1) << 2)) : 0;
+  if (mode != 2 && cs != 1 && ndim > 2) {
+    // The axis the view is densest along, if it is not one of the last two: copying it and the
+    // last axis as the 2-D block keeps the reads sequential (2 x 2 pooling windows gathered from
+    // NHWC data: 16 channels with stride 1 sit third from last).
+    let dense = last - 1;
+    for (let d = 0; d < last - 1; d++) {
+      const n = load<i32>(dims + (<usize>d << 2));
+      const st = abs(load<i32>(strides + (<usize>d << 2)));
+      if (n > 1 && st < abs(load<i32>(strides + (<usize>dense << 2)))) dense = d;
+    }
+    if (dense != last - 1 && abs(load<i32>(strides + (<usize>dense << 2))) < abs(cs)) {
+      stridedAcross(mode, src, dst, dims, ndim, offset, idx, dense);
+      return;
+    }
   }
+  const outer = ndim - 2;
+  for (let d = 0; d < outer; d++) store<i32>(idx + (<usize>d << 2), 0);
+  const blockBytes = <usize>(rows * cols) << 2;
+  const blocks = total / (rows * cols);
   let base = offset;
   let compactPos: usize = 0;
-  const rows = total / lastDim;
-  for (let r = 0; r < rows; r++) {
+  for (let b = 0; b < blocks; b++) {
     const view = (mode == 0 ? src : dst) + (<usize>base << 2);
-    if (mode == 2) {
-      if (lastStride == 1) fill(view, value, lastDim);
-      else for (let j = 0; j < lastDim; j++) store<f32>(view + (<usize>(j * lastStride) << 2), value);
-    } else if (lastStride == 1) {
-      if (mode == 0) memory.copy(dst + compactPos, view, <usize>lastDim << 2);
-      else memory.copy(view, src + compactPos, <usize>lastDim << 2);
-    } else if (mode == 0) {
-      for (let j = 0; j < lastDim; j++) store<f32>(dst + compactPos + (<usize>j << 2), load<f32>(view + (<usize>(j * lastStride) << 2)));
-    } else {
-      for (let j = 0; j < lastDim; j++) store<f32>(view + (<usize>(j * lastStride) << 2), load<f32>(src + compactPos + (<usize>j << 2)));
-    }
-    compactPos += <usize>lastDim << 2;
+    if (mode == 2) fill2d(view, rows, cols, rs, cs, value);
+    else copy2d(mode == 1, view, (mode == 0 ? dst : src) + compactPos, rows, cols, rs, cs);
+    compactPos += blockBytes;
     // Odometer step over the leading axes.
-    for (let d = last - 1; d >= 0; d--) {
+    for (let d = outer - 1; d >= 0; d--) {
       const ip = idx + (<usize>d << 2);
       const i = load<i32>(ip) + 1;
       const stride = load<i32>(strides + (<usize>d << 2));
@@ -682,24 +748,112 @@ export function strided(mode: i32, src: usize, dst: usize, dims: usize, ndim: i3
   }
 }
 
+// strided() with the 2-D block over axis `dense` and the last axis: within a block the copy walks
+// `dense` innermost (sequential in the view), and the odometer steps every other axis, advancing
+// the view and the compact position by their own strides.
+function stridedAcross(mode: i32, src: usize, dst: usize, dims: usize, ndim: i32, offset: i32, idx: usize, dense: i32): void {
+  const strides = dims + (<usize>ndim << 2);
+  const last = ndim - 1;
+  const cols = load<i32>(dims + (<usize>last << 2));
+  const cs = load<i32>(strides + (<usize>last << 2));
+  const rows = load<i32>(dims + (<usize>dense << 2));
+  const rs = load<i32>(strides + (<usize>dense << 2));
+  // Compact stride of `dense`: the product of the axes after it.
+  let crs = 1;
+  for (let d = dense + 1; d < ndim; d++) crs *= load<i32>(dims + (<usize>d << 2));
+  let total = 1;
+  for (let d = 0; d < ndim; d++) {
+    total *= load<i32>(dims + (<usize>d << 2));
+    store<i32>(idx + (<usize>d << 2), 0);
+  }
+  const blocks = total / (rows * cols);
+  const viewBase = mode == 0 ? src : dst;
+  const packedBase = mode == 0 ? dst : src;
+  let base = offset;
+  let cpos = 0;
+  for (let b = 0; b < blocks; b++) {
+    const view = viewBase + (<usize>base << 2);
+    const packed = packedBase + (<usize>cpos << 2);
+    for (let j = 0; j < cols; j++) {
+      const v = view + (<usize>(j * cs) << 2);
+      const q = packed + (<usize>j << 2);
+      if (mode == 0) {
+        for (let i = 0; i < rows; i++) store<f32>(q + (<usize>(i * crs) << 2), load<f32>(v + (<usize>(i * rs) << 2)));
+      } else {
+        for (let i = 0; i < rows; i++) store<f32>(v + (<usize>(i * rs) << 2), load<f32>(q + (<usize>(i * crs) << 2)));
+      }
+    }
+    // Odometer over the axes other than `dense` and the last; cstride is the compact stride of d.
+    let cstride = cols;
+    for (let d = last - 1; d >= 0; d--) {
+      const n = load<i32>(dims + (<usize>d << 2));
+      if (d != dense) {
+        const ip = idx + (<usize>d << 2);
+        const i = load<i32>(ip) + 1;
+        const stride = load<i32>(strides + (<usize>d << 2));
+        if (i < n) {
+          store<i32>(ip, i);
+          base += stride;
+          cpos += cstride;
+          break;
+        }
+        store<i32>(ip, 0);
+        base -= stride * (i - 1);
+        cpos -= cstride * (i - 1);
+      }
+      cstride *= n;
+    }
+  }
+}
+
+/** n floats from src to dst (not overlapping): short runs inline, long ones by memory.copy. */
+@inline function copyFloats(dst: usize, src: usize, n: i32): void {
+  // memory.copy is a call out of the wasm code in V8 (tens of ns); below ~64 floats a loop is faster.
+  if (n >= 64) {
+    memory.copy(dst, src, <usize>n << 2);
+    return;
+  }
+  const end = <usize>n << 2;
+  const end4 = <usize>(n & ~3) << 2;
+  for (let o: usize = 0; o < end4; o += 16) v128.store(dst + o, v128.load(src + o));
+  for (let o = end4; o < end; o += 4) store<f32>(dst + o, load<f32>(src + o));
+}
+
+function fill2d(view: usize, rows: i32, cols: i32, rs: i32, cs: i32, value: f32): void {
+  for (let r = 0; r < rows; r++) {
+    const v = view + (<usize>(r * rs) << 2);
+    if (cs == 1) fill(v, value, cols);
+    else for (let j = 0; j < cols; j++) store<f32>(v + (<usize>(j * cs) << 2), value);
+  }
+}
+
 const TILE = 16;
 
-// A 2-D view whose rows are not contiguous (typically a transpose): copy it in 16 x 16 tiles, so the
-// 16 cache lines a tile column touches are reused for 16 rows instead of being fetched once per element.
-function tiled2d(mode: i32, src: usize, dst: usize, rows: i32, cols: i32, rowStride: i32, colStride: i32, offset: i32): void {
-  const view = (mode == 0 ? src : dst) + (<usize>offset << 2);
-  const packed = mode == 0 ? dst : src;
+// A rows x cols block of a view (row stride rs, column stride cs, elements) to or from its compact
+// copy. Rows that are contiguous are copied as runs; otherwise (typically a transpose) in 16 x 16
+// tiles, so the 16 cache lines a tile column touches are reused for 16 rows instead of being
+// fetched once per element.
+function copy2d(scatter: bool, view: usize, packed: usize, rows: i32, cols: i32, rs: i32, cs: i32): void {
+  if (cs == 1) {
+    for (let r = 0; r < rows; r++) {
+      const v = view + (<usize>(r * rs) << 2);
+      const q = packed + (<usize>(r * cols) << 2);
+      if (scatter) copyFloats(v, q, cols);
+      else copyFloats(q, v, cols);
+    }
+    return;
+  }
   for (let r0 = 0; r0 < rows; r0 += TILE) {
     const r1 = min(rows, r0 + TILE);
     for (let c0 = 0; c0 < cols; c0 += TILE) {
       const c1 = min(cols, c0 + TILE);
       for (let r = r0; r < r1; r++) {
-        const v = view + (<usize>(r * rowStride) << 2);
+        const v = view + (<usize>(r * rs) << 2);
         const q = packed + (<usize>(r * cols) << 2);
-        if (mode == 0) {
-          for (let c = c0; c < c1; c++) store<f32>(q + (<usize>c << 2), load<f32>(v + (<usize>(c * colStride) << 2)));
+        if (scatter) {
+          for (let c = c0; c < c1; c++) store<f32>(v + (<usize>(c * cs) << 2), load<f32>(q + (<usize>c << 2)));
         } else {
-          for (let c = c0; c < c1; c++) store<f32>(v + (<usize>(c * colStride) << 2), load<f32>(q + (<usize>c << 2)));
+          for (let c = c0; c < c1; c++) store<f32>(q + (<usize>c << 2), load<f32>(v + (<usize>(c * cs) << 2)));
         }
       }
     }
@@ -744,6 +898,10 @@ function packA(a: usize, ars: i32, acs: i32, i0: i32, mc: i32, p0: i32, kc: i32,
       }
       continue;
     }
+    if (MR == 5 && rows == MR && acs == 1) {
+      packRowsOf5(a + (<usize>((i0 + ir) * ars + p0) << 2), <usize>ars << 2, kc, panel);
+      continue;
+    }
     if (rows < MR) memory.fill(panel, 0, <usize>(MR * kc) << 2);
     for (let r = 0; r < rows; r++) {
       const src = a + (<usize>((i0 + ir + r) * ars + p0 * acs) << 2);
@@ -756,6 +914,41 @@ function packA(a: usize, ars: i32, acs: i32, i0: i32, mc: i32, p0: i32, kc: i32,
         d += MR << 2;
       }
     }
+  }
+}
+
+// Plain row-major A (k contiguous), a full panel of 5 rows `lda` bytes apart: four k steps at a time,
+// one vector load per row, a 4 x 4 transpose of rows 0-3 (unpack shuffles, which V8 emits as single
+// unpcklps/unpckhps/punpck*qdq instructions) and lane stores of row 4; ~1.3 instead of ~6
+// instructions per float, which matters where n is small (the convolutions' n = 16 or 32, where
+// packing A was a third of the matmul; NOTES.md section 16).
+function packRowsOf5(src: usize, lda: usize, kc: i32, d: usize): void {
+  const k4 = kc & ~3;
+  for (let p = 0; p < k4; p += 4) {
+    const s = src + (<usize>p << 2);
+    const v0 = v128.load(s);
+    const v1 = v128.load(s + lda);
+    const v2 = v128.load(s + 2 * lda);
+    const v3 = v128.load(s + 3 * lda);
+    const v4 = v128.load(s + 4 * lda);
+    const t0 = i32x4.shuffle(v0, v1, 0, 4, 1, 5);
+    const t1 = i32x4.shuffle(v2, v3, 0, 4, 1, 5);
+    const t2 = i32x4.shuffle(v0, v1, 2, 6, 3, 7);
+    const t3 = i32x4.shuffle(v2, v3, 2, 6, 3, 7);
+    v128.store(d, i64x2.shuffle(t0, t1, 0, 2));
+    v128.store32_lane(d, v4, 0, 16);
+    v128.store(d, i64x2.shuffle(t0, t1, 1, 3), 20);
+    v128.store32_lane(d, v4, 1, 36);
+    v128.store(d, i64x2.shuffle(t2, t3, 0, 2), 40);
+    v128.store32_lane(d, v4, 2, 56);
+    v128.store(d, i64x2.shuffle(t2, t3, 1, 3), 60);
+    v128.store32_lane(d, v4, 3, 76);
+    d += 80;
+  }
+  for (let p = k4; p < kc; p++) {
+    const s = src + (<usize>p << 2);
+    for (let r = 0; r < 5; r++) store<f32>(d + (<usize>r << 2), load<f32>(s + <usize>r * lda));
+    d += 20;
   }
 }
 

@@ -148,6 +148,28 @@ describe.each([1, 2])('wasm kernels vs cpu, %i thread(s)', (threads) => {
     });
   }
 
+  it('max, min, argmax, argmin of rows of 4 (the four-rows-at-a-time path) match the reference for every row of special values', () => {
+    // All 13^4 rows over SPECIAL (NaN anywhere, +-0 ties in either order, infinities), then 3 more
+    // rows so the last ones run through the per-row loop.
+    const rows = SPECIAL.length ** 4 + 3;
+    const x = new Float32Array(rows * 4);
+    for (let r = 0; r < rows; r++) {
+      for (let e = 0, q = r; e < 4; e++, q = Math.floor(q / SPECIAL.length)) x[r * 4 + e] = SPECIAL[q % SPECIAL.length];
+    }
+    const [ca, co] = [upload(cpu, x), cpu.alloc(rows)];
+    const [wa, wo] = [upload(w, x), w.alloc(rows)];
+    for (const op of ['max', 'min', 'argmax', 'argmin'] as const) {
+      cpu.reduce(op, ca, co, rows, 4);
+      w.reduce(op, wa, wo, rows, 4);
+      const got = download(w, wo);
+      const want = download(cpu, co);
+      // Bit for bit, signed zeros included.
+      const bad = got.findIndex((v, i) => !Object.is(v, want[i]));
+      expect(bad, `reduce ${op}: row ${bad} [${x.subarray(bad * 4, bad * 4 + 4).join(', ')}] gave ${got[bad]}, expected ${want[bad]}`).toBe(-1);
+    }
+    cpu.free(ca); cpu.free(co); w.free(wa); w.free(wo);
+  });
+
   const layouts: [string, number, StridedLayout][] = [
     ['transpose 5x7', 35, { shape: [7, 5], strides: [1, 7], offset: 0 }],
     ['transpose 37x21, several ragged 16x16 tiles', 37 * 21, { shape: [21, 37], strides: [1, 21], offset: 0 }],
@@ -161,6 +183,15 @@ describe.each([1, 2])('wasm kernels vs cpu, %i thread(s)', (threads) => {
     ['scalar view', 5, { shape: [], strides: [], offset: 3 }],
     ['5-d permute', 2 * 3 * 4 * 5 * 3, { shape: [3, 5, 4, 3, 2], strides: [1, 3, 15, 60, 180], offset: 0 }],
     ['empty', 4, { shape: [0, 3], strides: [3, 1], offset: 0 }],
+    // The copy kernel moves the last two axes as one block per step of the leading axes:
+    ['batched transposes (NCHW to NHWC)', 2 * 3 * 20, { shape: [2, 20, 3], strides: [60, 1, 20], offset: 0 }],
+    ['im2col windows: short contiguous runs', 2 * 6 * 6 * 2, { shape: [2, 4, 4, 3, 6], strides: [72, 12, 2, 12, 1], offset: 0 }],
+    ['2 x 2 pooling windows', 2 * 3 * 8 * 8, { shape: [2, 3, 4, 4, 2, 2], strides: [192, 64, 16, 2, 8, 1], offset: 0 }],
+    // ...or, when the view is densest along an earlier axis, that axis and the last one:
+    ['2 x 2 pooling windows of NHWC data (channels innermost in memory)', 2 * 8 * 8 * 3, { shape: [2, 4, 4, 3, 2, 2], strides: [192, 48, 6, 1, 24, 3], offset: 0 }],
+    ['densest axis first, negative strides', 5 * 4 * 3, { shape: [4, 5, 3], strides: [-1, 4, 20], offset: 3 }],
+    ['long contiguous rows under leading axes', 3 * 2 * 150, { shape: [3, 2, 140], strides: [300, 150, 1], offset: 5 }],
+    ['negative strides in both block axes', 7 * 9, { shape: [7, 9], strides: [-9, -1], offset: 62 }],
   ];
   for (const [label, size, layout] of layouts) {
     it(`compact, ewiseSetitem, scalarSetitem: ${label}`, () => {
