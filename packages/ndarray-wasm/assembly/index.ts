@@ -807,7 +807,7 @@ function stridedAcross(mode: i32, src: usize, dst: usize, dims: usize, ndim: i32
 }
 
 /** n floats from src to dst (not overlapping): short runs inline, long ones by memory.copy. */
-@inline function copyFloats(dst: usize, src: usize, n: i32): void {
+function copyFloats(dst: usize, src: usize, n: i32): void {
   // memory.copy is a call out of the wasm code in V8 (tens of ns); below ~64 floats a loop is faster.
   if (n >= 64) {
     memory.copy(dst, src, <usize>n << 2);
