@@ -684,6 +684,45 @@ function rowsOf4(op: i32, a: usize, out: usize, rows: i32): void {
   }
 }
 
+/**
+ * logsumexp of each row of `vals` (outSize rows of reduceSize floats) into out, with `tmp` (room for
+ * one row) holding a row's exp(v - m): exactly the composition the frontend falls back to on this
+ * backend (PROGRAM_REDUCE_OPS): m = the row's `reduce` max; m itself where it is not finite; else
+ * m + log(s), s the row's `reduce` sum of exp(v - m), through the same exp, log and sum code as the
+ * `unary`, `binary` and `reduce` kernels (each lane of expv/logv is independent of the others, so
+ * per-element results do not depend on where an element sits in a vector). Rows longer than the
+ * JavaScript side's limit take the composed path there, where `reduce` may split a sum.
+ */
+export function logsumexpRows(vals: usize, out: usize, outSize: i32, reduceSize: i32, tmp: usize): void {
+  const rowBytes = <usize>reduceSize << 2;
+  const end = <usize>(reduceSize & ~3) << 2;
+  const rest = reduceSize & 3;
+  for (let j = 0; j < outSize; j++) {
+    const p = vals + <usize>j * rowBytes;
+    const m = extremeBlock(p, reduceSize, true);
+    // NaN and the infinities are their own result (m - m is NaN for each, 0 for every finite m).
+    if (m - m != 0) {
+      store<f32>(out + (<usize>j << 2), m);
+      continue;
+    }
+    const mv = f32x4.splat(m);
+    for (let o: usize = 0; o < end; o += 16) v128.store(tmp + o, expv(f32x4.sub(v128.load(p + o), mv)));
+    if (rest > 0) {
+      const q = p + end;
+      let v = v128.load32_zero(q);
+      if (rest > 1) v = v128.load32_lane(q, v, 1, 4);
+      if (rest > 2) v = v128.load32_lane(q, v, 2, 8);
+      const r = expv(f32x4.sub(v, mv));
+      const d = tmp + end;
+      v128.store32_lane(d, r, 0);
+      if (rest > 1) v128.store32_lane(d, r, 1, 4);
+      if (rest > 2) v128.store32_lane(d, r, 2, 8);
+    }
+    const s = <f32>sumBlock(tmp, reduceSize);
+    store<f32>(out + (<usize>j << 2), m + f32x4.extract_lane(logv(f32x4.splat(s)), 0));
+  }
+}
+
 // ---- strided copies --------------------------------------------------------------------------------
 
 /**

@@ -1,5 +1,6 @@
 import {
   PROGRAM_LIMITS,
+  REDUCE_OPS,
   instrumentBackend,
   registerBackend,
   type Backend,
@@ -7,11 +8,13 @@ import {
   type BinaryOp,
   type DeviceBuffer,
   type ElementwiseProgram,
+  type MatmulEpilogue,
   type OperandLayout,
   type ProgramLayouts,
   type MatmulSpec,
   type MemoryInfo,
   type ReduceOp,
+  type ProgramReduceOp,
   type StridedLayout,
   type UnaryOp,
 } from '@needle/ndarray';
@@ -70,6 +73,12 @@ export interface WasmHeapInfo {
   /** Free blocks below the top (fragments waiting for reuse). */
   freeBlocks: number;
 }
+
+/**
+ * Longest row whose logsumexp runs in one kernel pass (logsumexpRows): up to here every row sum is
+ * one pass of the sum kernel, as `reduce` computes it (rows above SUM_CHUNK are summed by chunks).
+ */
+const LOGSUMEXP_ROW = Math.min(4096, SUM_CHUNK);
 
 /** Most dimensions a strided copy may have after merging contiguous axes. */
 const MAX_DIMS = 64;
@@ -235,8 +244,11 @@ export class WasmBackend implements Backend {
     }
   }
 
-  /** Strided elementwise operands (gathered into and scattered from the program's L1 blocks) and reduce inputs. */
-  readonly layouts = { elementwise: true, reduce: true, maxDims: MAX_LAYOUT_DIMS } as const;
+  /**
+   * Strided elementwise operands (gathered into and scattered from the program's L1 blocks), reduce
+   * inputs, and matmul operands at an offset in their buffers (a pointer moved, nothing copied).
+   */
+  readonly layouts = { elementwise: true, reduce: true, maxDims: MAX_LAYOUT_DIMS, matmulOffsets: true } as const;
 
   private need(kernel: string, sub: string, b: WasmBuffer, role: string, size: number): void {
     if (b.size >= size && size >= 0 && Number.isInteger(size)) return;
@@ -686,19 +698,25 @@ export class WasmBackend implements Backend {
   }
 
   matmul(a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, spec: MatmulSpec): void {
-    const A = this.buf('matmul', a, 'a');
-    const B = this.buf('matmul', b, 'b');
-    const C = this.buf('matmul', out, 'out');
+    let A = this.buf('matmul', a, 'a');
+    let B = this.buf('matmul', b, 'b');
+    let C = this.buf('matmul', out, 'out');
     const { batch, m, k, n, aBatchStride, bBatchStride, transA, transB } = spec;
-    if (!isCount(batch) || !isCount(m) || !isCount(k) || !isCount(n) || !isCount(aBatchStride) || !isCount(bBatchStride)) {
-      const bad = Object.entries({ batch, m, k, n, aBatchStride, bBatchStride }).find(([, v]) => !isCount(v))!;
+    const { aOffset = 0, bOffset = 0, outOffset = 0 } = spec;
+    if (![batch, m, k, n, aBatchStride, bBatchStride, aOffset, bOffset, outOffset].every(isCount)) {
+      const bad = Object.entries({ batch, m, k, n, aBatchStride, bBatchStride, aOffset, bOffset, outOffset }).find(([, v]) => !isCount(v))!;
       throw new Error(`${this.name}.matmul: spec.${bad[0]} must be a non-negative integer, got ${bad[1]}`);
     }
-    const need = (stride: number, size: number) => (batch === 0 ? 0 : (batch - 1) * stride + size);
-    if (A.size < need(aBatchStride, m * k)) throw new Error(`${this.name}.matmul: a holds ${A.size} elements, expected at least ${need(aBatchStride, m * k)} for batch ${batch} of ${m}x${k}, batch stride ${aBatchStride}`);
-    if (B.size < need(bBatchStride, k * n)) throw new Error(`${this.name}.matmul: b holds ${B.size} elements, expected at least ${need(bBatchStride, k * n)} for batch ${batch} of ${k}x${n}, batch stride ${bBatchStride}`);
-    if (C.size < batch * m * n) throw new Error(`${this.name}.matmul: out holds ${C.size} elements, expected at least ${batch * m * n}`);
+    const need = (offset: number, stride: number, size: number) => offset + (batch === 0 ? 0 : (batch - 1) * stride + size);
+    const at = (offset: number) => (offset ? ` from offset ${offset}` : '');
+    if (A.size < need(aOffset, aBatchStride, m * k)) throw new Error(`${this.name}.matmul: a holds ${A.size} elements, expected at least ${need(aOffset, aBatchStride, m * k)} for batch ${batch} of ${m}x${k}, batch stride ${aBatchStride}${at(aOffset)}`);
+    if (B.size < need(bOffset, bBatchStride, k * n)) throw new Error(`${this.name}.matmul: b holds ${B.size} elements, expected at least ${need(bOffset, bBatchStride, k * n)} for batch ${batch} of ${k}x${n}, batch stride ${bBatchStride}${at(bOffset)}`);
+    if (C.size < outOffset + batch * m * n) throw new Error(`${this.name}.matmul: out holds ${C.size} elements, expected at least ${outOffset + batch * m * n}${at(outOffset)}`);
     if (batch * m * n === 0) return;
+    // Offsets only move where the operands start: the kernel sees the same compact blocks.
+    A = this.at(A, aOffset);
+    B = this.at(B, bOffset);
+    C = this.at(C, outOffset);
     if (k === 0) {
       this.kernels.fill(C.ptr, 0, batch * m * n);
       return;
@@ -729,6 +747,128 @@ export class WasmBackend implements Backend {
       this.runParts('matmul', n, T, this.kernels.NR.value as number, (t, j0, count) => job(t, 0, batch, 0, m, j0, j0 + count));
     } else {
       this.runParts('matmul', m, T, this.kernels.MR.value as number, (t, i0, count) => job(t, 0, batch, i0, i0 + count, 0, n));
+    }
+  }
+
+  // ---- fused kernels (issue 14) -------------------------------------------------------------------
+
+  /**
+   * The elements of `b` from `offset` on, as a buffer of its own (a moved pointer, not registered
+   * with the allocator): what an operand offset or an output slice is to the kernels.
+   */
+  private at(b: WasmBuffer, offset: number): WasmBuffer {
+    return offset === 0 ? b : new WasmBuffer(this, b.ptr + 4 * offset, b.size - offset, 0);
+  }
+
+  /**
+   * The matmul into `out`, then the epilogue program over it in place (input 0 and the output are
+   * the product), inside this one launch. The two steps are this backend's own `matmul` and
+   * `elementwise` bodies (the prototype's methods: the instance's are wrapped by the launch
+   * counter), so the result is their composition bit for bit, however either splits between threads.
+   */
+  matmulProgram(a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, spec: MatmulSpec, epilogue: MatmulEpilogue): void {
+    const C = this.buf('matmulProgram', out, 'out');
+    const { program, inputs, scalars, layouts } = epilogue;
+    if (program.outputs.length !== 1 || program.inputs !== inputs.length + 1 || layouts.length !== inputs.length) {
+      throw new Error(`${this.name}.matmulProgram: the epilogue program must have one output and ${inputs.length + 1} inputs (the product, then ${inputs.length} with as many layouts); got ${program.outputs.length} outputs, ${program.inputs} inputs, ${layouts.length} layouts`);
+    }
+    WasmBackend.prototype.matmul.call(this, a, b, out, spec);
+    const { batch, m, n } = spec;
+    const size = batch * m * n;
+    if (size === 0) return;
+    const product = this.at(C, spec.outOffset ?? 0);
+    WasmBackend.prototype.elementwise.call(this, program, [product, ...inputs], scalars, [product], size, {
+      shape: [batch, m, n],
+      inputs: [undefined, ...layouts],
+      outputs: [undefined],
+    });
+  }
+
+  /**
+   * The program's values into a scratch block, then the reduction of its rows, in one launch; each
+   * step is this backend's own kernel body, so the result is the composition bit for bit (for
+   * logsumexp, the composition of PROGRAM_REDUCE_OPS's reference, see logsumexp below).
+   */
+  reduceProgram(op: ProgramReduceOp, program: ElementwiseProgram, inputs: readonly DeviceBuffer[], scalars: readonly number[], out: DeviceBuffer, outSize: number, reduceSize: number, layouts?: ProgramLayouts, outOffset = 0): void {
+    const o = this.buf('reduceProgram', out, 'out');
+    if (!isCount(outSize) || !isCount(reduceSize) || !isCount(outOffset)) {
+      throw new Error(`${this.name}.reduceProgram(${op}): outSize, reduceSize and outOffset must be non-negative integers, got ${outSize}, ${reduceSize}, ${outOffset}`);
+    }
+    if (op !== 'logsumexp' && !(REDUCE_OPS as readonly string[]).includes(op)) throw new Error(`${this.name}.reduceProgram: unknown reduction '${String(op)}'`);
+    if (program.outputs.length !== 1) throw new Error(`${this.name}.reduceProgram(${op}): the program must have exactly one output, got ${program.outputs.length}`);
+    this.need('reduceProgram', op, o, 'out', outOffset + outSize);
+    if (outSize === 0) return;
+    const n = outSize * reduceSize;
+    const values = this.scratchBuffer('reduceProgram', n);
+    try {
+      if (n > 0) {
+        WasmBackend.prototype.elementwise.call(this, program, inputs, scalars, [values], n, layouts && { shape: layouts.shape, inputs: layouts.inputs, outputs: [undefined] });
+      }
+      const dst = this.at(o, outOffset);
+      if (op === 'logsumexp') this.logsumexp(values, dst, outSize, reduceSize);
+      else this.reduceCompact(op, values, dst, outSize, reduceSize);
+    } finally {
+      this.allocator.release(values.ptr, values.blockBytes);
+    }
+  }
+
+  /** A block of the heap for one launch's temporary values (release it with allocator.release). */
+  private scratchBuffer(op: string, size: number): WasmBuffer {
+    const block = this.allocator.blockSize(size * 4);
+    const ptr = this.allocator.allocate(block);
+    try {
+      this.ensureHeap(op, size * 4);
+    } catch (error) {
+      this.allocator.release(ptr, block);
+      throw error;
+    }
+    return new WasmBuffer(this, ptr, size, block);
+  }
+
+  /**
+   * logsumexp of each row of `x` into `out`, equal to what the frontend composes on this backend
+   * from `reduce` max, an `elementwise` exp(x - m), `reduce` sum and `elementwise` m + log(s) (m
+   * itself where it is not finite). Rows up to LOGSUMEXP_ROW run in one kernel pass through the
+   * very same exp, log and row-sum code; longer rows go through reduceCompact, whose sums of long
+   * rows may be split between threads differently from a single row pass.
+   */
+  private logsumexp(x: WasmBuffer, out: WasmBuffer, outSize: number, reduceSize: number): void {
+    if (reduceSize <= LOGSUMEXP_ROW) {
+      const row = this.scratchBuffer('reduceProgram', Math.max(reduceSize, 1));
+      try {
+        this.kernels.logsumexpRows(x.ptr, out.ptr, outSize, reduceSize, row.ptr);
+      } finally {
+        this.allocator.release(row.ptr, row.blockBytes);
+      }
+      return;
+    }
+    const stats = this.scratchBuffer('reduceProgram', 2 * outSize);
+    const m = this.at(stats, 0);
+    const s = this.at(stats, outSize);
+    try {
+      this.reduceCompact('max', x, m, outSize, reduceSize);
+      const heap = this.view();
+      const ms = heap.slice(m.ptr >>> 2, (m.ptr >>> 2) + outSize);
+      const scalar = this.argPtr >>> 2;
+      const sub = binaryCode('sub');
+      const exp = unaryCode('exp');
+      for (let j = 0; j < outSize; j++) {
+        // Rows whose max is not finite keep it as their result: their exp values are never used.
+        if (!Number.isFinite(ms[j])) continue;
+        const row = x.ptr + 4 * j * reduceSize;
+        this.view().fill(ms[j], scalar, scalar + 4);
+        this.kernels.binary(sub, row, this.argPtr, 15, row, reduceSize);
+        this.kernels.unary(exp, row, row, reduceSize);
+      }
+      this.reduceCompact('sum', x, s, outSize, reduceSize);
+      this.kernels.unary(unaryCode('log'), s.ptr, s.ptr, outSize);
+      const logs = this.view().subarray(s.ptr >>> 2, (s.ptr >>> 2) + outSize);
+      const result = new Float32Array(outSize);
+      // float64 addition of two float32 values rounds to the float32 sum exactly.
+      for (let j = 0; j < outSize; j++) result[j] = Number.isFinite(ms[j]) ? ms[j] + logs[j] : ms[j];
+      this.view().set(result, out.ptr >>> 2);
+    } finally {
+      this.allocator.release(stats.ptr, stats.blockBytes);
     }
   }
 
