@@ -1009,6 +1009,10 @@ function packB(b: usize, brs: i32, bcs: i32, p0: i32, kc: i32, j0: i32, nc: i32,
       }
       continue;
     }
+    if (NR == 8 && cols == NR && brs == 1) {
+      packColsOf8(b + (<usize>(p0 + (j0 + jr) * bcs) << 2), <usize>bcs << 2, kc, panel);
+      continue;
+    }
     if (cols < NR) memory.fill(panel, 0, <usize>(NR * kc) << 2);
     for (let c = 0; c < cols; c++) {
       let s = b + (<usize>(p0 * brs + (j0 + jr + c) * bcs) << 2);
@@ -1020,6 +1024,38 @@ function packB(b: usize, brs: i32, bcs: i32, p0: i32, kc: i32, j0: i32, nc: i32,
         d += NR << 2;
       }
     }
+  }
+}
+
+// Transposed B (k contiguous: a Linear layer's [out, in] weight), a full panel of 8 columns `ldb`
+// bytes apart: four k steps at a time, one vector load per column and two 4 x 4 transposes, as
+// packRowsOf5 does for A (NOTES.md section 18).
+function packColsOf8(src: usize, ldb: usize, kc: i32, d: usize): void {
+  const k4 = kc & ~3;
+  for (let p = 0; p < k4; p += 4) {
+    const s = src + (<usize>p << 2);
+    for (let half: usize = 0; half < 2; half++) {
+      const q = s + 4 * half * ldb;
+      const v0 = v128.load(q);
+      const v1 = v128.load(q + ldb);
+      const v2 = v128.load(q + 2 * ldb);
+      const v3 = v128.load(q + 3 * ldb);
+      const t0 = i32x4.shuffle(v0, v1, 0, 4, 1, 5);
+      const t1 = i32x4.shuffle(v2, v3, 0, 4, 1, 5);
+      const t2 = i32x4.shuffle(v0, v1, 2, 6, 3, 7);
+      const t3 = i32x4.shuffle(v2, v3, 2, 6, 3, 7);
+      const o = d + (half << 4);
+      v128.store(o, i64x2.shuffle(t0, t1, 0, 2));
+      v128.store(o, i64x2.shuffle(t0, t1, 1, 3), 32);
+      v128.store(o, i64x2.shuffle(t2, t3, 0, 2), 64);
+      v128.store(o, i64x2.shuffle(t2, t3, 1, 3), 96);
+    }
+    d += 128;
+  }
+  for (let p = k4; p < kc; p++) {
+    const s = src + (<usize>p << 2);
+    for (let c = 0; c < 8; c++) store<f32>(d + (<usize>c << 2), load<f32>(s + <usize>c * ldb));
+    d += 32;
   }
 }
 
