@@ -496,6 +496,9 @@ function stridedBlock(scatter: bool, buf: usize, layout: usize, rec: usize, base
     if (lastStride == 1) {
       if (scatter) copyFloats(v, q, run);
       else copyFloats(q, v, run);
+    } else if (lastStride == 0 && !scatter) {
+      // Broadcast along the last axis (a per-row value): one element repeated.
+      fill(q, load<f32>(v), run);
     } else if (scatter) {
       for (let j = 0; j < run; j++) store<f32>(v + (<usize>(j * lastStride) << 2), load<f32>(q + (<usize>j << 2)));
     } else {
@@ -1212,9 +1215,31 @@ function microKernel4(pa: usize, pb: usize, kc: i32, c: usize, ldc: usize, accum
 }
 
 /**
+ * The epilogue program (Backend.matmulProgram) over rows [i0, i0 + rows) x columns [j0, j0 + cols)
+ * of batch t's product, in place: the program reads the product as its input 0 from C and writes
+ * its one output to C. `epi` holds five i32 words, the arguments `program` takes (code, steps,
+ * outputs, output count, layout); `regs` is this thread's register area.
+ */
+function matmulEpilogue(epi: usize, regs: usize, m: i32, n: i32, t: i32, i0: i32, rows: i32, j0: i32, cols: i32): void {
+  const code = <usize>load<i32>(epi);
+  const nsteps = load<i32>(epi, 4);
+  const outs = <usize>load<i32>(epi, 8);
+  const nouts = load<i32>(epi, 12);
+  const layout = <usize>load<i32>(epi, 16);
+  const base = (t * m + i0) * n + j0;
+  if (cols == n) {
+    program(code, nsteps, outs, nouts, regs, base, rows * n, layout);
+    return;
+  }
+  for (let r = 0; r < rows; r++) program(code, nsteps, outs, nouts, regs, base + r * n, cols, layout);
+}
+
+/**
  * out[t] (m x n) = opA(A_t) @ opB(B_t) for batches [t0, t1), restricted to rows [i0, i1) and columns
  * [j0, j1) so threads can split the work. Element (i, p) of opA(A_t) is at a + t*aBatch + i*ars + p*acs
- * (elements), element (p, j) of opB(B_t) at b + t*bBatch + p*brs + j*bcs. k >= 1.
+ * (elements), element (p, j) of opB(B_t) at b + t*bBatch + p*brs + j*bcs. k >= 1. With `epi` != 0
+ * (matmulProgram) each block of rows gets the epilogue program as soon as it is final
+ * (matmulEpilogue); a call without the last two arguments passes 0 for them.
  */
 export function matmul(
   a: usize, b: usize, c: usize,
@@ -1222,7 +1247,7 @@ export function matmul(
   ars: i32, acs: i32, brs: i32, bcs: i32,
   aBatch: i32, bBatch: i32,
   t0: i32, t1: i32, i0: i32, i1: i32, j0: i32, j1: i32,
-  scratch: usize,
+  scratch: usize, regs: usize, epi: usize,
 ): void {
   const pA = scratch;
   const pB = scratch + (<usize>(MC * KC) << 2);
@@ -1257,6 +1282,8 @@ export function matmul(
               else microKernel(pA + (<usize>(ir * kc) << 2), pb, kc, cp, ldc, pc > 0, rows, cols, tile);
             }
           }
+          // After the last k slice these rows of C are final, and still in L1/L2: run the epilogue.
+          if (epi != 0 && pc + kc >= k) matmulEpilogue(epi, regs, m, n, t, ic, mc, jc, nc);
         }
       }
     }

@@ -109,6 +109,8 @@ export class WasmBackend implements Backend {
   private readonly programRegs: number[];
   /** Strided program operands: the iteration shape and one layout record per strided operand. */
   private readonly layoutPtr: number;
+  /** matmulProgram's encoded epilogue: the `program` kernel's arguments, five i32 words. */
+  private readonly epiloguePtr: number;
   private live = 0;
   private liveBytes = 0;
   private splits = 0;
@@ -141,6 +143,7 @@ export class WasmBackend implements Backend {
     for (let t = 0; t < this.threads; t++) this.stridedArgs.push(this.reserve(4 * 3 * MAX_DIMS));
     this.programPtr = this.reserve(16 * PROGRAM_LIMITS.steps + 16 * PROGRAM_LIMITS.buffers);
     this.layoutPtr = this.reserve(4 * LAYOUT_AREA_WORDS);
+    this.epiloguePtr = this.reserve(32);
     const block = kernels.PROGRAM_BLOCK.value as number;
     const regBytes = 4 * PROGRAM_LIMITS.steps + 16 + 4 * block * PROGRAM_LIMITS.steps + 4 * MAX_LAYOUT_DIMS;
     this.programRegs = [];
@@ -503,16 +506,17 @@ export class WasmBackend implements Backend {
   }
 
   /**
-   * An elementwise program in one call of the `program` kernel, which runs every step's own
-   * binary/unary/where kernel over blocks of PROGRAM_BLOCK elements (so results equal the unfused
-   * launches bit for bit) with the blocks in L1 instead of a pass over memory per step.
+   * Write a program's steps, outputs and strided-operand layouts where the `program` kernel reads
+   * them (programPtr, layoutPtr), checking every operand against `size` elements; what the kernel
+   * takes besides: the step and output counts, where the outputs' records start, the layout
+   * argument (0 when nothing is strided), and how many operands are strided.
    */
-  elementwise(program: ElementwiseProgram, inputs: readonly DeviceBuffer[], scalars: readonly number[], outputs: readonly DeviceBuffer[], size: number, layouts?: ProgramLayouts): void {
-    const ins = inputs.map((b, i) => this.buf('elementwise', b, `input ${i}`));
-    const outs = outputs.map((b, k) => this.buf('elementwise', b, `output ${k}`));
+  private encodeProgram(kernel: string, program: ElementwiseProgram, inputs: readonly DeviceBuffer[], scalars: readonly number[], outputs: readonly DeviceBuffer[], size: number, layouts?: ProgramLayouts): { steps: number; outsAt: number; outputs: number; layout: number; stridedOperands: number } {
+    const ins = inputs.map((b, i) => this.buf(kernel, b, `input ${i}`));
+    const outs = outputs.map((b, k) => this.buf(kernel, b, `output ${k}`));
     const { steps } = program;
     if (steps.length > PROGRAM_LIMITS.steps || outs.length > PROGRAM_LIMITS.buffers) {
-      throw new Error(`${this.name}.elementwise: ${steps.length} steps and ${outs.length} outputs exceed the limits (${PROGRAM_LIMITS.steps}, ${PROGRAM_LIMITS.buffers})`);
+      throw new Error(`${this.name}.${kernel}: ${steps.length} steps and ${outs.length} outputs exceed the limits (${PROGRAM_LIMITS.steps}, ${PROGRAM_LIMITS.buffers})`);
     }
     // Strided operands: the iteration shape, then one record [offset, strides...] per operand.
     const layoutWords = new Int32Array(this.memoryObject.buffer, this.layoutPtr, LAYOUT_AREA_WORDS);
@@ -521,7 +525,7 @@ export class WasmBackend implements Backend {
     if (strided) {
       const r = strided.shape.length;
       if (r < 1 || r > this.layouts.maxDims || strided.shape.reduce((p, d) => p * d, 1) !== size) {
-        throw new Error(`${this.name}.elementwise: layouts shape [${strided.shape.join(', ')}] must have ${size} elements and 1 to ${this.layouts.maxDims} axes`);
+        throw new Error(`${this.name}.${kernel}: layouts shape [${strided.shape.join(', ')}] must have ${size} elements and 1 to ${this.layouts.maxDims} axes`);
       }
       layoutWords[0] = r;
       strided.shape.forEach((d, i) => (layoutWords[1 + i] = d));
@@ -529,10 +533,10 @@ export class WasmBackend implements Backend {
     let nextRecord = 1 + MAX_LAYOUT_DIMS;
     const record = (b: WasmBuffer, role: string, l: OperandLayout | undefined): number => {
       if (!l || !strided) {
-        this.need('elementwise', '', b, role, size);
+        this.need(kernel, '', b, role, size);
         return 0;
       }
-      this.inside('elementwise', b, role, strided.shape, l);
+      this.inside(kernel, b, role, strided.shape, l);
       const at = nextRecord;
       layoutWords[at] = l.offset;
       l.strides.forEach((st, i) => (layoutWords[at + 1 + i] = st));
@@ -573,11 +577,25 @@ export class WasmBackend implements Backend {
       words[w + 2] = outRecords[k];
       words[w + 3] = 0;
     });
-    const layoutArg = strided ? this.layoutPtr : 0;
+    return {
+      steps: steps.length,
+      outsAt,
+      outputs: outs.length,
+      layout: strided ? this.layoutPtr : 0,
+      stridedOperands: records.filter((r) => r !== 0).length + outRecords.filter((r) => r !== 0).length,
+    };
+  }
+
+  /**
+   * An elementwise program in one call of the `program` kernel, which runs every step's own
+   * binary/unary/where kernel over blocks of PROGRAM_BLOCK elements (so results equal the unfused
+   * launches bit for bit) with the blocks in L1 instead of a pass over memory per step.
+   */
+  elementwise(program: ElementwiseProgram, inputs: readonly DeviceBuffer[], scalars: readonly number[], outputs: readonly DeviceBuffer[], size: number, layouts?: ProgramLayouts): void {
+    const { steps, outsAt, outputs: nouts, layout, stridedOperands } = this.encodeProgram('elementwise', program, inputs, scalars, outputs, size, layouts);
     if (size === 0) return;
-    const args = (t: number, start: number, n: number) => [this.programPtr, steps.length, outsAt, outs.length, this.programRegs[t], start, n, layoutArg];
-    const stridedOperands = records.filter((r) => r !== 0).length + outRecords.filter((r) => r !== 0).length;
-    const T = this.threadsFor(costNs.program(size, steps.length, stridedOperands));
+    const args = (t: number, start: number, n: number) => [this.programPtr, steps, outsAt, nouts, this.programRegs[t], start, n, layout];
+    const T = this.threadsFor(costNs.program(size, steps, stridedOperands));
     if (T === 1) {
       this.kernels.program(...(args(0, 0, size) as [number, number, number, number, number, number, number, number]));
       return;
@@ -698,20 +716,28 @@ export class WasmBackend implements Backend {
   }
 
   matmul(a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, spec: MatmulSpec): void {
-    let A = this.buf('matmul', a, 'a');
-    let B = this.buf('matmul', b, 'b');
-    let C = this.buf('matmul', out, 'out');
+    this.product('matmul', a, b, out, spec);
+  }
+
+  /**
+   * matmul's body. `epilogue` (matmulProgram) is the address of the encoded epilogue program's
+   * arguments (epiloguePtr), which the kernel runs on each block of rows as soon as it is final.
+   */
+  private product(kernel: 'matmul' | 'matmulProgram', a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, spec: MatmulSpec, epilogue = 0): void {
+    let A = this.buf(kernel, a, 'a');
+    let B = this.buf(kernel, b, 'b');
+    let C = this.buf(kernel, out, 'out');
     const { batch, m, k, n, aBatchStride, bBatchStride, transA, transB } = spec;
     const { aOffset = 0, bOffset = 0, outOffset = 0 } = spec;
     if (![batch, m, k, n, aBatchStride, bBatchStride, aOffset, bOffset, outOffset].every(isCount)) {
       const bad = Object.entries({ batch, m, k, n, aBatchStride, bBatchStride, aOffset, bOffset, outOffset }).find(([, v]) => !isCount(v))!;
-      throw new Error(`${this.name}.matmul: spec.${bad[0]} must be a non-negative integer, got ${bad[1]}`);
+      throw new Error(`${this.name}.${kernel}: spec.${bad[0]} must be a non-negative integer, got ${bad[1]}`);
     }
     const need = (offset: number, stride: number, size: number) => offset + (batch === 0 ? 0 : (batch - 1) * stride + size);
     const at = (offset: number) => (offset ? ` from offset ${offset}` : '');
-    if (A.size < need(aOffset, aBatchStride, m * k)) throw new Error(`${this.name}.matmul: a holds ${A.size} elements, expected at least ${need(aOffset, aBatchStride, m * k)} for batch ${batch} of ${m}x${k}, batch stride ${aBatchStride}${at(aOffset)}`);
-    if (B.size < need(bOffset, bBatchStride, k * n)) throw new Error(`${this.name}.matmul: b holds ${B.size} elements, expected at least ${need(bOffset, bBatchStride, k * n)} for batch ${batch} of ${k}x${n}, batch stride ${bBatchStride}${at(bOffset)}`);
-    if (C.size < outOffset + batch * m * n) throw new Error(`${this.name}.matmul: out holds ${C.size} elements, expected at least ${outOffset + batch * m * n}${at(outOffset)}`);
+    if (A.size < need(aOffset, aBatchStride, m * k)) throw new Error(`${this.name}.${kernel}: a holds ${A.size} elements, expected at least ${need(aOffset, aBatchStride, m * k)} for batch ${batch} of ${m}x${k}, batch stride ${aBatchStride}${at(aOffset)}`);
+    if (B.size < need(bOffset, bBatchStride, k * n)) throw new Error(`${this.name}.${kernel}: b holds ${B.size} elements, expected at least ${need(bOffset, bBatchStride, k * n)} for batch ${batch} of ${k}x${n}, batch stride ${bBatchStride}${at(bOffset)}`);
+    if (C.size < outOffset + batch * m * n) throw new Error(`${this.name}.${kernel}: out holds ${C.size} elements, expected at least ${outOffset + batch * m * n}${at(outOffset)}`);
     if (batch * m * n === 0) return;
     // Offsets only move where the operands start: the kernel sees the same compact blocks.
     A = this.at(A, aOffset);
@@ -719,6 +745,10 @@ export class WasmBackend implements Backend {
     C = this.at(C, outOffset);
     if (k === 0) {
       this.kernels.fill(C.ptr, 0, batch * m * n);
+      if (epilogue) {
+        const w = new Int32Array(this.memoryObject.buffer, epilogue, 5);
+        this.kernels.program(w[0], w[1], w[2], w[3], this.programRegs[0], 0, batch * m * n, w[4]);
+      }
       return;
     }
     // Element strides of opA (m x k) and opB (k x n) as stored.
@@ -728,8 +758,8 @@ export class WasmBackend implements Backend {
     const bcs = transB ? k : 1;
     const args = [A.ptr, B.ptr, C.ptr, m, n, k, ars, acs, brs, bcs, aBatchStride, bBatchStride];
     const T = this.threadsFor(costNs.matmul(batch, m, k, n));
-    if (T === 1) this.kernels.matmul(A.ptr, B.ptr, C.ptr, m, n, k, ars, acs, brs, bcs, aBatchStride, bBatchStride, 0, batch, 0, m, 0, n, this.scratch[0]);
-    else this.splitMatmul(args, batch, m, n, T);
+    if (T === 1) this.kernels.matmul(A.ptr, B.ptr, C.ptr, m, n, k, ars, acs, brs, bcs, aBatchStride, bBatchStride, 0, batch, 0, m, 0, n, this.scratch[0], this.programRegs[0], epilogue);
+    else this.splitMatmul(args, batch, m, n, T, epilogue);
   }
 
   /**
@@ -739,8 +769,8 @@ export class WasmBackend implements Backend {
    * micro-tile boundaries, so each thread's tiles are the ones a single thread would compute, and
    * every element is the same sum.
    */
-  private splitMatmul(args: number[], batch: number, m: number, n: number, T: number): void {
-    const job = (t: number, t0: number, t1: number, i0: number, i1: number, j0: number, j1: number) => [...args, t0, t1, i0, i1, j0, j1, this.scratch[t]];
+  private splitMatmul(args: number[], batch: number, m: number, n: number, T: number, epilogue: number): void {
+    const job = (t: number, t0: number, t1: number, i0: number, i1: number, j0: number, j1: number) => [...args, t0, t1, i0, i1, j0, j1, this.scratch[t], this.programRegs[t], epilogue];
     if (batch >= T * 2 || (batch >= T && batch % T === 0)) {
       this.runParts('matmul', batch, T, 1, (t, t0, count) => job(t, t0, t0 + count, 0, m, 0, n));
     } else if (n >= m) {
@@ -761,10 +791,11 @@ export class WasmBackend implements Backend {
   }
 
   /**
-   * The matmul into `out`, then the epilogue program over it in place (input 0 and the output are
-   * the product), inside this one launch. The two steps are this backend's own `matmul` and
-   * `elementwise` bodies (the prototype's methods: the instance's are wrapped by the launch
-   * counter), so the result is their composition bit for bit, however either splits between threads.
+   * The matmul with the epilogue program run by the matmul kernel itself on each block of rows of
+   * the product as soon as the block is final (after its last k slice, while it is in L1/L2), in
+   * place: the program's input 0 and its output are the product in `out`. The program is this
+   * backend's `program` kernel and the product its `matmul`, so the result is their composition bit
+   * for bit (every element's program result is independent of the block it runs in), on any threads.
    */
   matmulProgram(a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, spec: MatmulSpec, epilogue: MatmulEpilogue): void {
     const C = this.buf('matmulProgram', out, 'out');
@@ -772,16 +803,17 @@ export class WasmBackend implements Backend {
     if (program.outputs.length !== 1 || program.inputs !== inputs.length + 1 || layouts.length !== inputs.length) {
       throw new Error(`${this.name}.matmulProgram: the epilogue program must have one output and ${inputs.length + 1} inputs (the product, then ${inputs.length} with as many layouts); got ${program.outputs.length} outputs, ${program.inputs} inputs, ${layouts.length} layouts`);
     }
-    WasmBackend.prototype.matmul.call(this, a, b, out, spec);
     const { batch, m, n } = spec;
-    const size = batch * m * n;
-    if (size === 0) return;
-    const product = this.at(C, spec.outOffset ?? 0);
-    WasmBackend.prototype.elementwise.call(this, program, [product, ...inputs], scalars, [product], size, {
+    const outOffset = spec.outOffset ?? 0;
+    if (!isCount(outOffset) || outOffset > C.size) throw new Error(`${this.name}.matmulProgram: spec.outOffset ${outOffset} must be an integer in [0, ${C.size}]`);
+    const product = this.at(C, outOffset);
+    const enc = this.encodeProgram('matmulProgram', program, [product, ...inputs], scalars, [product], batch * m * n, {
       shape: [batch, m, n],
       inputs: [undefined, ...layouts],
       outputs: [undefined],
     });
+    new Int32Array(this.memoryObject.buffer, this.epiloguePtr, 5).set([this.programPtr, enc.steps, enc.outsAt, enc.outputs, enc.layout]);
+    this.product('matmulProgram', a, b, out, spec, this.epiloguePtr);
   }
 
   /**

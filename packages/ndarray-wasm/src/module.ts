@@ -23,7 +23,7 @@ export interface KernelExports {
     ars: number, acs: number, brs: number, bcs: number,
     aBatch: number, bBatch: number,
     t0: number, t1: number, i0: number, i1: number, j0: number, j1: number,
-    scratch: number,
+    scratch: number, regs?: number, epilogue?: number,
   ): void;
 }
 

@@ -41,6 +41,11 @@ describe('matmulProgram on wasm equals matmul then elementwise', () => {
     [3, 7, 513, 17, false, true],
     [2, 13, 5, 130, true, true],
     [1, 1, 1, 1, false, false],
+    // Large enough to split on 2 threads: by rows (m > n), by columns (n >= m; epilogue per row of
+    // each thread's columns), by batch.
+    [1, 600, 300, 40, false, false],
+    [1, 40, 200, 700, false, true],
+    [4, 64, 64, 64, false, false],
   ];
   for (const [batch, m, k, n, transA, transB] of shapes) {
     it(`${batch}x${m}x${k}x${n}${transA ? ' transA' : ''}${transB ? ' transB' : ''}, bias + relu and a three-input epilogue, on 1 and 2 threads`, () => {
@@ -73,6 +78,20 @@ describe('matmulProgram on wasm equals matmul then elementwise', () => {
       sameBits(results[1], results[0], '2 threads vs 1');
     });
   }
+
+  it('k = 0: the product is zeros, then the epilogue (called on the backend directly)', () => {
+    for (const be of backends) {
+      const bias = be.alloc(4);
+      be.write(bias, Float32Array.from([-1, 2, -0, 3]));
+      const out = be.alloc(3 * 4);
+      const a = be.alloc(1);
+      be.matmulProgram(a, a, out, { batch: 1, m: 3, k: 0, n: 4, aBatchStride: 0, bBatchStride: 0, transA: false, transB: false }, {
+        program: biasRelu, inputs: [bias], scalars: [], layouts: [{ strides: [0, 0, 1], offset: 0 }],
+      });
+      sameBits(be.readSync!(out), Float32Array.from([0, 2, 0, 3, 0, 2, 0, 3, 0, 2, 0, 3]), `k = 0, ${be.threads} thread(s)`);
+      [bias, out, a].forEach((x) => be.free(x));
+    }
+  });
 
   it('reads operands at offsets and writes into a slice of a bigger array in one launch', () => {
     for (const be of backends) {
