@@ -893,20 +893,23 @@ export function dropout(x: Tensor, p: number, options: { generator?: Generator }
 
 /**
  * A whole LSTM layer over a sequence as one op (what nn.LSTM runs): `xp` [seq, batch, 4 * hidden] is
- * the input projection x W_ih^T + b_ih for every step, `weightHh` [4 * hidden, hidden] and `biasHh`
+ * the input projection x W_ih^T for every step (with its bias added, or the bias passed as
+ * `biasIh` [4 * hidden], which the op adds to each step's row first: the same values, and both
+ * biases' gradients from one reduction), `weightHh` [4 * hidden, hidden] and `biasHh`
  * [4 * hidden] the recurrent weights (PyTorch's gate order i, f, g, o), `h0`/`c0` [batch, hidden]
  * the initial state (null: zeros). Returns the packed [6, seq, batch, hidden]: block 0 holds h_t for
  * every step (the output sequence), block 1 c_t, blocks 2..5 a workspace whose gradient is ignored (read only the
  * first two blocks). Same values as the composed cell; gradients equal to float32 rounding.
  */
-export function lstmSequence(xp: Tensor, weightHh: Tensor, biasHh: Tensor | null, h0: Tensor | null, c0: Tensor | null): Tensor {
+export function lstmSequence(xp: Tensor, weightHh: Tensor, biasHh: Tensor | null, h0: Tensor | null, c0: Tensor | null, biasIh: Tensor | null = null): Tensor {
   checkTensor('lstmSequence', xp, 'input projection');
   checkTensor('lstmSequence', weightHh, 'weightHh');
+  if (biasIh !== null) checkTensor('lstmSequence', biasIh, 'biasIh');
   if (biasHh !== null) checkTensor('lstmSequence', biasHh, 'biasHh');
   if (h0 !== null) checkTensor('lstmSequence', h0, 'h0');
   if (c0 !== null) checkTensor('lstmSequence', c0, 'c0');
-  const present = [xp, weightHh, biasHh, h0, c0].filter((t): t is Tensor => t !== null);
+  const present = [xp, weightHh, biasIh, biasHh, h0, c0].filter((t): t is Tensor => t !== null);
   checkSameBackend('lstmSequence', present);
-  checkLstmInputs('lstmSequence', xp.shape, weightHh.shape, biasHh?.shape ?? null, h0?.shape ?? null, c0?.shape ?? null);
-  return apply('lstm', present, { hasBias: biasHh !== null, hasH0: h0 !== null, hasC0: c0 !== null });
+  checkLstmInputs('lstmSequence', xp.shape, weightHh.shape, biasHh?.shape ?? null, h0?.shape ?? null, c0?.shape ?? null, biasIh?.shape ?? null);
+  return apply('lstm', present, { hasBiasIh: biasIh !== null, hasBias: biasHh !== null, hasH0: h0 !== null, hasC0: c0 !== null });
 }

@@ -3,26 +3,29 @@
  * in NDArray kernels, a handful of launches per time step instead of the ~70 of the composed cell.
  *
  * Packed output `out` [6, T, B, H]: block 0 holds h_t for every step (the layer's output sequence,
- * compact from the buffer's start), block 1 c_t, blocks 2..5 the gate pre-activations (i, f, g, o)
- * the backward reads. One output keeps the engine's one-array-per-node model (and its memory
- * accounting); nn.LSTM hands out views of blocks 0 and 1 only. Blocks 2..5 are a workspace: gradients
- * arriving in them are ignored (like cuDNN's reserve space), which is why they are not exposed.
- * Blocks rather than interleaved columns so that each (block, step) is one contiguous range: a
- * program that reads one and writes another touches disjoint memory, which elementwise() runs in
- * place (overlapping extents would be read from copies).
+ * compact from the buffer's start), block 1 c_t, and blocks 2..5, read as [T, B, 4H], the gate
+ * activations (sigmoid i, sigmoid f, tanh g, sigmoid o) the backward reads, so the backward needs no
+ * transcendental but tanh(c_t). One output keeps the engine's one-array-per-node model (and its
+ * memory accounting); nn.LSTM hands out views of blocks 0 and 1 only. Blocks 2..5 are a workspace:
+ * gradients arriving in them are ignored (like cuDNN's reserve space), which is why they are not
+ * exposed. Every (block, step) is one contiguous range, and step t's activations a compact
+ * [B, 4H] (the shape of a matmul result): a program that reads one and writes another touches
+ * disjoint memory, which elementwise() runs in place (overlapping extents would be read from copies).
  *
  * Forward values equal the composed cell (matmul, add, sigmoid, tanh, mul) bit for bit: the same
  * kernels in the same order. The backward sums in a different order than the composition's
  * autograd graph (one [B, 4H] @ [4H, H] matmul for the recurrent gradient, one matmul over all steps
  * for the weight), so gradients agree with it to float32 rounding, not bit for bit.
  */
-import { defineProgram, elementwise, fail, formatShape, full, NDArray, tidy, type ProgramValue } from '@needle/ndarray';
+import { defineProgram, elementwise, fail, formatShape, full, NDArray, tidy, type ElementwiseProgram, type ProgramValue } from '@needle/ndarray';
 import { Tensor, constant } from './tensor';
 import * as F from './functions';
 // The `sigmoid` primitive's own formulas, so the cell's values equal the composed cell's step by step.
-import { oneMinus, sigmoidDerivOf as sigDeriv, sigmoidOf as sig } from './program-fns';
+import { oneMinus, sigmoidDerivOf as sigDeriv } from './program-fns';
 
 export interface LstmAttrs {
+  /** biasIh is an input (added to xp first, as x W_ih^T + b_ih would have been). */
+  hasBiasIh: boolean;
   hasBias: boolean;
   hasH0: boolean;
   hasC0: boolean;
@@ -31,69 +34,96 @@ export interface LstmAttrs {
 /** Blocks of the packed output. */
 const H_BLOCK = 0;
 const C_BLOCK = 1;
-/** Gate k's pre-activations (0 i, 1 f, 2 g, 3 o). */
-const PRE = (k: number) => 2 + k;
+/** Gate k's columns (0 i, 1 f, 2 g, 3 o) of step t's activations, a compact [B, 4H] from block 2 on. */
+const ACT_START = 2;
 
-
-// Forward: the gate pre-activations (as the composed cell adds them: xp + (h W^T + b)), then the cell.
-const ADD_HB = defineProgram(3, 0, ([x, hp, b]) => x.add(hp.add(b)));
-const ADD2 = defineProgram(2, 0, ([x, y]) => x.add(y));
-const COPY = defineProgram(1, 0, ([x]) => x);
-/** pre-activations i, f, g, o and c_{t-1} -> h_t, c_t */
-const CELL = defineProgram(5, 0, ([i, f, g, o, c]) => {
-  const ig = sig(i).mul(g.tanh());
-  const cn = sig(f).mul(c).add(ig);
-  return [sig(o).mul(cn.tanh()), cn];
-});
-/** Without a previous cell state (a zero one): the forget term is left out, as in the composition. */
-const CELL0 = defineProgram(3, 0, ([i, g, o]) => {
-  const cn = sig(i).mul(g.tanh());
-  return [sig(o).mul(cn.tanh()), cn];
-});
-
-// Backward of step t, given dh_t = gh_t (+ dpre_{t+1} W_hh) and dc_t = gc_t (+ dc_{t+1} f_{t+1}) + ...:
-/** dc from step t+1 carried back through its forget gate, plus the gradient arriving at c_t. */
-const BW_CARRY = defineProgram(3, 0, ([gc, dcNext, pfNext]) => gc.add(dcNext.mul(sig(pfNext))));
-const BW_FORGET = defineProgram(2, 0, ([dc, pf]) => dc.mul(sig(pf)));
-/** dc_t = carried + dh o (1 - tanh^2 c) and the o gate's gradient dh tanh(c) o (1 - o). */
-const BW_OUT = defineProgram(4, 0, ([gh, dcIn, c, po]) => outGrads(gh, dcIn, c, po));
-const BW_OUT_REC = defineProgram(5, 0, ([gh, rec, dcIn, c, po]) => outGrads(gh.add(rec), dcIn, c, po));
-function outGrads(dh: ProgramValue, dcIn: ProgramValue, c: ProgramValue, po: ProgramValue): ProgramValue[] {
-  const o = sig(po);
-  const tc = c.tanh();
-  return [dcIn.add(dh.mul(o).mul(oneMinus(tc.mul(tc)))), dh.mul(tc).mul(o.mul(oneMinus(o)))];
+/** The gate activations: the [T, B, 4H] workspace that fills blocks 2..5 (a view of `out`). */
+function activations(out: NDArray): NDArray {
+  const [, T, B, H] = out.shape;
+  return tidy(() => out.get({ start: ACT_START }).reshape([T, B, 4 * H]));
 }
+function gateOf(act: NDArray, k: number, H: number): NDArray {
+  return act.get({}, { start: k * H, stop: (k + 1) * H });
+}
+
+/**
+ * Step t's gate activations from its pre-activations, the composed cell's sum
+ * (xp + b_ih) + (h W_hh^T + b_hh) (terms absent for a missing bias or a zero state), in one program
+ * over [B, 4H]: `scale` (per column, 0.5 for the sigmoid gates i, f, o and 1 for g) makes
+ * tanh(pre * scale) the sigmoid's tanh(x / 2) or g's tanh(x), so one tanh per element; then the
+ * sigmoid's (u / 2 + 1/2). The same float32 operations as the `sigmoid` and `tanh` primitives.
+ */
+const actPrograms = new Map<string, ElementwiseProgram>();
+function actProgram(bih: boolean, rec: boolean, bhh: boolean): ElementwiseProgram {
+  const key = `${+bih}${+rec}${+bhh}`;
+  let p = actPrograms.get(key);
+  if (!p) {
+    const n = 2 + +bih + +rec + +bhh;
+    p = defineProgram(n, 0, (ins) => {
+      const v = [...ins];
+      const x = v.shift()!;
+      const base = bih ? x.add(v.shift()!) : x;
+      const hp = rec ? v.shift()! : null;
+      const b = bhh ? v.shift()! : null;
+      const r = hp && b ? hp.add(b) : hp ?? b;
+      const pre = r ? base.add(r) : base;
+      const scale = v.shift()!;
+      const u = pre.mul(scale).tanh();
+      return scale.eq(1).select(u, u.mul(0.5).add(0.5));
+    });
+    actPrograms.set(key, p);
+  }
+  return p;
+}
+/** c_t = f c_{t-1} + i g (the composition's order), and from a zero state i g. */
+const CELL_C = defineProgram(4, 0, ([i, f, g, c]) => f.mul(c).add(i.mul(g)));
+const CELL0_C = defineProgram(2, 0, ([i, g]) => i.mul(g));
+/** h_t = o tanh(c_t) */
+const CELL_H = defineProgram(2, 0, ([o, c]) => o.mul(c.tanh()));
+
+// Backward of step t, from the stored activations (no transcendental but tanh(c_t)):
+/**
+ * dh = gh (+ the recurrent gradient from step t+1), dc = gc (+ dc_{t+1} f_{t+1}) + dh o (1 - tanh^2 c),
+ * and the o gate's gradient dh tanh(c) o (1 - o).
+ */
+const BW_OUT_LAST = defineProgram(4, 0, ([gh, gc, c, o]) => outGrads(gh, gc, c, o));
+const BW_OUT = defineProgram(7, 0, ([gh, rec, gc, dcNext, fNext, c, o]) => outGrads(gh.add(rec), gc.add(dcNext.mul(fNext)), c, o));
+function outGrads(dh: ProgramValue, dcIn: ProgramValue, c: ProgramValue, o: ProgramValue): ProgramValue[] {
+  const tc = c.tanh();
+  return [dcIn.add(dh.mul(o).mul(oneMinus(tc.mul(tc)))), dh.mul(tc).mul(sigDeriv(o))];
+}
+const BW_FORGET = defineProgram(2, 0, ([dc, f]) => dc.mul(f));
 /**
  * All four gates' gradients in one output: the program runs over [B, 4, H] (step t's row of dxp),
- * every operand broadcast over the gate axis, and `gate` (0..3 along it) selects which formula an
- * element takes. Each element computes the four and keeps one: 4x the arithmetic of a per-gate
- * program, for one launch that writes dxp in place instead of four (two outputs may not share a
- * buffer).
+ * `gate` (0..3 along the gate axis) selects each element's formula, the shared operands broadcast
+ * over the gate axis. d pre_k = dc * partner_k * act_k' with partner g for i, c_{t-1} for f, i for g,
+ * and act' = a (1 - a) (sigmoid) or 1 - a^2 (g's tanh); the o gate's is dpo. Arithmetic only (the
+ * activations are stored), so computing every candidate per element costs little; one launch
+ * writing dxp in place instead of four (two outputs of one program may not share a buffer).
  */
-const BW_GATES = defineProgram(7, 0, ([gate, dc, dpo, pi, pf, pg, cp]) => gateGrads(gate, dc, dpo, pi, pg, dc.mul(cp).mul(sigDeriv(sig(pf)))));
+const BW_GATES = defineProgram(7, 0, ([gate, act, ai, ag, cp, dc, dpo]) => gateGrads(gate, act, gate.eq(0).select(ag, gate.eq(1).select(cp, ai)), dc, dpo, false));
 /** From a zero cell state (step 0): f multiplied zeros, its gradient is 0. */
-const BW_GATES0 = defineProgram(5, 0, ([gate, dc, dpo, pi, pg]) => gateGrads(gate, dc, dpo, pi, pg, null));
-function gateGrads(gate: ProgramValue, dc: ProgramValue, dpo: ProgramValue, pi: ProgramValue, pg: ProgramValue, dpf: ProgramValue | null): ProgramValue {
-  const i = sig(pi);
-  const g = pg.tanh();
-  const dpi = dc.mul(g).mul(sigDeriv(i));
-  const dpg = dc.mul(i).mul(oneMinus(g.mul(g)));
-  return gate.eq(0).select(dpi, gate.eq(1).select(dpf ?? 0, gate.eq(2).select(dpg, dpo)));
+const BW_GATES0 = defineProgram(6, 0, ([gate, act, ai, ag, dc, dpo]) => gateGrads(gate, act, gate.eq(0).select(ag, ai), dc, dpo, true));
+function gateGrads(gate: ProgramValue, a: ProgramValue, partner: ProgramValue, dc: ProgramValue, dpo: ProgramValue, zeroForget: boolean): ProgramValue {
+  const deriv = gate.eq(2).select(oneMinus(a.mul(a)), sigDeriv(a));
+  const d = dc.mul(partner).mul(deriv);
+  return gate.eq(3).select(dpo, zeroForget ? gate.eq(1).select(0, d) : d);
 }
 
 /** The recorded inputs by name. */
-function unpack<T>(inputs: readonly T[], a: LstmAttrs): { xp: T; whh: T; bhh: T | null; h0: T | null; c0: T | null } {
+function unpack<T>(inputs: readonly T[], a: LstmAttrs): { xp: T; whh: T; bih: T | null; bhh: T | null; h0: T | null; c0: T | null } {
   const rest = inputs.slice(2);
   return {
     xp: inputs[0],
     whh: inputs[1],
+    bih: a.hasBiasIh ? rest.shift()! : null,
     bhh: a.hasBias ? rest.shift()! : null,
     h0: a.hasH0 ? rest.shift()! : null,
     c0: a.hasC0 ? rest.shift()! : null,
   };
 }
 
-export function checkLstmInputs(op: string, xp: readonly number[], whh: readonly number[], bhh: readonly number[] | null, h0: readonly number[] | null, c0: readonly number[] | null): void {
+export function checkLstmInputs(op: string, xp: readonly number[], whh: readonly number[], bhh: readonly number[] | null, h0: readonly number[] | null, c0: readonly number[] | null, bih: readonly number[] | null = null): void {
   if (xp.length !== 3 || xp[2] % 4 !== 0 || xp[0] === 0) {
     fail(op, `input projection of shape ${formatShape(xp)}: expected [seq > 0, batch, 4 * hidden]`);
   }
@@ -108,43 +138,47 @@ export function checkLstmInputs(op: string, xp: readonly number[], whh: readonly
   expect('biasHh', bhh, [g]);
   expect('h0', h0, [b, h]);
   expect('c0', c0, [b, h]);
+  expect('biasIh', bih, [g]);
 }
 
-/** The forward on NDArrays: per step one matmul, an add program, the cell program and a copy of h_t. */
+/** Per column of [B, 4H]: 0.5 for the sigmoid gates' tanh(x / 2), 1 for g's tanh(x) (see actProgram). */
+function gateScale(H: number, backend: NDArray['backend']): NDArray {
+  const s = new Float32Array(4 * H).fill(0.5);
+  s.fill(1, 2 * H, 3 * H);
+  return NDArray.fromData(s, [4 * H], backend);
+}
+
+/**
+ * The forward on NDArrays: per step one matmul (h_{t-1} W_hh^T, h_{t-1} read from block 0) and
+ * three programs: the gate activations into the workspace, c_t into block 1, h_t into block 0.
+ */
 export function lstmForward(inputs: readonly NDArray[], a: LstmAttrs): NDArray {
-  const { xp, whh, bhh, h0, c0 } = unpack(inputs, a);
+  const { xp, whh, bih, bhh, h0, c0 } = unpack(inputs, a);
   const [T, B, G] = xp.shape;
   const H = G / 4;
   const out = NDArray.empty([6, T, B, H], xp.backend);
   try {
     tidy(() => {
-      const wT = whh.transpose();
-      const bias = bhh?.reshape([4, H]);
-      let h: NDArray | null = h0;
+      // W_hh^T compacted once: the per-step product with a compact right operand runs faster than
+      // with a transposed one (wasm, measured in NOTES.md).
+      const wT = whh.transpose().compact();
+      const scale = gateScale(H, xp.backend);
+      const acts = activations(out);
       for (let t = 0; t < T; t++) {
-        const prev = h;
-        h = tidy(() => {
-          // Step t's pre-activations, written straight into blocks 2..5 as [B, 4, H].
-          const pre = out.get({ start: PRE(0) }, t).permute([1, 0, 2]);
-          const xt = xp.get(t).reshape([B, 4, H]);
-          if (h) {
-            const hp = h.matmul(wT).reshape([B, 4, H]);
-            elementwise(bias ? ADD_HB : ADD2, bias ? [xt, hp, bias] : [xt, hp], [], { out: [pre], writer: 'lstm' });
-          } else {
-            elementwise(bias ? ADD2 : COPY, bias ? [xt, bias] : [xt], [], { out: [pre], writer: 'lstm' });
-          }
-          const gate = (k: number) => out.get(PRE(k), t);
+        tidy(() => {
+          const hPrev = t > 0 ? out.get(H_BLOCK, t - 1) : h0;
+          const hp = hPrev ? hPrev.matmul(wT) : null;
+          const act = acts.get(t);
+          const operands = [xp.get(t), bih, hp, bhh, scale].filter((x): x is NDArray => x !== null);
+          elementwise(actProgram(!!bih, !!hp, !!bhh), operands, [], { out: [act], writer: 'lstm' });
+          const gate = (k: number) => gateOf(act, k, H);
           const cPrev = t > 0 ? out.get(C_BLOCK, t - 1) : c0;
-          const cell = cPrev ? elementwise(CELL, [gate(0), gate(1), gate(2), gate(3), cPrev], [], { out: [undefined, out.get(C_BLOCK, t)], writer: 'lstm' })
-            : elementwise(CELL0, [gate(0), gate(2), gate(3)], [], { out: [undefined, out.get(C_BLOCK, t)], writer: 'lstm' });
-          // h_t stays a compact array for the next step's matmul, and is copied into block 0
-          // (two outputs of one program may not share a buffer).
-          out.set([H_BLOCK, t], cell[0]);
-          return cell[0];
+          const c = out.get(C_BLOCK, t);
+          if (cPrev) elementwise(CELL_C, [gate(0), gate(1), gate(2), cPrev], [], { out: [c], writer: 'lstm' });
+          else elementwise(CELL0_C, [gate(0), gate(2)], [], { out: [c], writer: 'lstm' });
+          elementwise(CELL_H, [gate(3), c], [], { out: [out.get(H_BLOCK, t)], writer: 'lstm' });
         });
-        if (prev !== h0) prev?.dispose();
       }
-      if (h !== h0) h?.dispose();
     });
   } catch (e) {
     out.dispose();
@@ -154,7 +188,7 @@ export function lstmForward(inputs: readonly NDArray[], a: LstmAttrs): NDArray {
 }
 
 /**
- * The backward on NDArrays (grad mode off, the usual case): BPTT with three programs and one matmul
+ * The backward on NDArrays (grad mode off, the usual case): BPTT with two programs and one matmul
  * per step, then the recurrent weight's gradient as one matmul over all steps.
  */
 export function lstmBackwardArrays(g: NDArray, inputs: readonly NDArray[], out: NDArray, a: LstmAttrs, needs: readonly boolean[]): (NDArray | null)[] {
@@ -167,6 +201,7 @@ export function lstmBackwardArrays(g: NDArray, inputs: readonly NDArray[], out: 
   let dcNext: NDArray | null = null;
   const results: (NDArray | null)[] = [];
   const gateIndex = NDArray.fromData(new Float32Array([0, 1, 2, 3]), [1, 4, 1], xp.backend);
+  const acts = activations(out);
   try {
     for (let t = T - 1; t >= 0; t--) {
       const wantH = t > 0 || (h0 !== null && !!need.h0);
@@ -174,17 +209,24 @@ export function lstmBackwardArrays(g: NDArray, inputs: readonly NDArray[], out: 
       const rec: NDArray | null = dhRec;
       const next: NDArray | null = dcNext;
       [dhRec, dcNext] = tidy((): [NDArray | null, NDArray | null] => {
-        const at = (array: NDArray, block: number) => array.get(block, t);
-        const dcIn = next ? elementwise(BW_CARRY, [at(g, C_BLOCK), next, out.get(PRE(1), t + 1)])[0] : at(g, C_BLOCK);
-        const [dc, dpo]: NDArray[] = rec ? elementwise(BW_OUT_REC, [at(g, H_BLOCK), rec, dcIn, at(out, C_BLOCK), at(out, PRE(3))])
-          : elementwise(BW_OUT, [at(g, H_BLOCK), dcIn, at(out, C_BLOCK), at(out, PRE(3))]);
+        const act = acts.get(t);
+        const gate = (k: number) => gateOf(act, k, H);
+        const gh = g.get(H_BLOCK, t);
+        const gc = g.get(C_BLOCK, t);
+        const c = out.get(C_BLOCK, t);
+        // rec and next come together: both exist for every step but the last.
+        const [dc, dpo]: NDArray[] = rec && next ? elementwise(BW_OUT, [gh, rec, gc, next, gateOf(acts.get(t + 1), 1, H), c, gate(3)])
+          : elementwise(BW_OUT_LAST, [gh, gc, c, gate(3)]);
         const cp = t > 0 ? out.get(C_BLOCK, t - 1) : c0;
         const row = dxp.get(t).reshape([B, 4, H]);
+        const act3 = act.reshape([B, 4, H]);
         const wide = (x: NDArray) => x.expandDims(1);
+        const ai = act3.get({}, { start: 0, stop: 1 });
+        const ag = act3.get({}, { start: 2, stop: 3 });
         if (cp) {
-          elementwise(BW_GATES, [gateIndex, wide(dc), wide(dpo), wide(at(out, PRE(0))), wide(at(out, PRE(1))), wide(at(out, PRE(2))), wide(cp)], [], { out: [row], writer: 'lstm' });
+          elementwise(BW_GATES, [gateIndex, act3, ai, ag, wide(cp), wide(dc), wide(dpo)], [], { out: [row], writer: 'lstm' });
         } else {
-          elementwise(BW_GATES0, [gateIndex, wide(dc), wide(dpo), wide(at(out, PRE(0))), wide(at(out, PRE(2)))], [], { out: [row], writer: 'lstm' });
+          elementwise(BW_GATES0, [gateIndex, act3, ai, ag, wide(dc), wide(dpo)], [], { out: [row], writer: 'lstm' });
         }
         // dc_t goes on to step t-1, which applies f_t; the recurrent gradient dpre_t W_hh likewise.
         return [wantH ? dxp.get(t).matmul(whh) : null, wantC ? dc : null];
@@ -195,12 +237,16 @@ export function lstmBackwardArrays(g: NDArray, inputs: readonly NDArray[], out: 
     if (dcNext) {
       // What reaches c_0: dc_0 through the forget gate of step 0.
       const dc0 = dcNext;
-      dcNext = tidy(() => elementwise(BW_FORGET, [dc0, out.get(PRE(1), 0)])[0]);
+      dcNext = tidy(() => elementwise(BW_FORGET, [dc0, gateOf(acts.get(0), 1, H)])[0]);
       dc0.dispose();
     }
     results.push(need.xp ? dxp : null);
     results.push(need.whh ? tidy(() => recurrentWeightGrad(dxp, out, h0)) : null);
-    if (a.hasBias) results.push(need.bhh ? dxp.sum([0, 1]) : null);
+    // Both biases receive the sum of dxp over the steps and the batch: one reduction, and a copy
+    // where both are wanted (each gradient is its own array).
+    const db = (a.hasBiasIh && need.bih) || (a.hasBias && need.bhh) ? biasGrad(dxp) : null;
+    if (a.hasBiasIh) results.push(need.bih ? db : null);
+    if (a.hasBias) results.push(need.bhh ? (a.hasBiasIh && need.bih ? tidy(() => elementwise(COPY, [db!])[0]) : db) : null);
     if (a.hasH0) results.push(need.h0 ? dhRec : null);
     if (a.hasC0) results.push(need.c0 ? dcNext : null);
   } catch (e) {
@@ -211,11 +257,23 @@ export function lstmBackwardArrays(g: NDArray, inputs: readonly NDArray[], out: 
     throw e;
   } finally {
     gateIndex.dispose();
+    acts.dispose();
   }
   if (!need.xp) dxp.dispose();
   if (!(a.hasH0 && need.h0)) dhRec?.dispose();
   if (!(a.hasC0 && need.c0)) dcNext?.dispose();
   return results;
+}
+
+const COPY = defineProgram(1, 0, ([x]) => x);
+
+/**
+ * Sum of dxp [T, B, G] over the steps and the batch, as ones [1, T B] @ dxp [T B, G]: a matmul,
+ * which (on wasm) runs several times faster than the reduction over the leading axis.
+ */
+function biasGrad(dxp: NDArray): NDArray {
+  const [T, B, G] = dxp.shape;
+  return tidy(() => NDArray.fromData(new Float32Array(T * B).fill(1), [1, T * B], dxp.backend).matmul(dxp.reshape([T * B, G])).reshape([G]));
 }
 
 /** dW_hh = sum_t dpre_t^T h_{t-1}: one matmul over the steps that had a previous h. */
@@ -243,11 +301,11 @@ function concatenateArrays(parts: NDArray[]): NDArray {
 
 /**
  * The same backward in Tensor ops (used under createGraph): differentiable, so double backward and
- * gradcheck of gradients go through it. The pre-activations are recomputed from the inputs and the
+ * gradcheck of gradients go through it. The gate values are recomputed from the inputs and the
  * h block of `out` rather than read from the workspace blocks, whose gradient the primitive drops.
  */
 export function lstmBackwardTensors(g: Tensor, inputs: readonly Tensor[], out: Tensor, a: LstmAttrs, needs: readonly boolean[]): (Tensor | null)[] {
-  const { xp, whh, bhh, h0, c0 } = unpack(inputs, a);
+  const { xp, whh, bih, bhh, h0, c0 } = unpack(inputs, a);
   const [T, B, G] = xp.shape;
   const H = G / 4;
   const need = unpack(needs, a);
@@ -262,7 +320,7 @@ export function lstmBackwardTensors(g: Tensor, inputs: readonly Tensor[], out: T
     // (Every tensor made here must be consumed: an unread graph intermediate would never be freed.)
     let hp: Tensor | null = hPrev ? F.matmul(hPrev, F.transpose(whh)) : null;
     if (bhh) hp = hp ? F.add(hp, bhh) : bhh;
-    const xt = F.getitem(xp, t);
+    const xt = bih ? F.add(F.getitem(xp, t), bih) : F.getitem(xp, t);
     const pre = hp ? F.add(xt, hp) : xt;
     const gate = (k: number) => F.getitem(pre, {}, cols(k));
     const i = F.sigmoid(gate(0));
@@ -301,6 +359,7 @@ export function lstmBackwardTensors(g: Tensor, inputs: readonly Tensor[], out: T
   } else {
     results.push(null);
   }
+  if (a.hasBiasIh) results.push(need.bih ? F.sum(dxp, [0, 1]) : null);
   if (a.hasBias) results.push(need.bhh ? F.sum(dxp, [0, 1]) : null);
   if (a.hasH0) results.push(need.h0 ? dhRec : null);
   if (a.hasC0) results.push(need.c0 ? dcNext : null);

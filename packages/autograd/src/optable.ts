@@ -488,7 +488,7 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
     backward: (g, { inputs, out, attrs, needsGrad }) => linearBackward(g, inputs, out, attrs, needsGrad),
   },
   lstm: {
-    // Inputs [xp, weightHh, biasHh?, h0?, c0?] (./fused-rnn); xp and weightHh are always there.
+    // Inputs [xp, weightHh, biasIh?, biasHh?, h0?, c0?] (./fused-rnn); xp and weightHh are always there.
     saves: [0, 1, 'out'],
     forward: (inputs, attrs) => lstmForward(inputs, attrs),
     // Grad mode is on during backward only under createGraph: then the Tensor-op form, so the

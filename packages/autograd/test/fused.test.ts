@@ -10,7 +10,8 @@ import { Tensor, gradcheck, gradients, lstmSequence, noGrad, randn } from '../sr
 import { backend, liveBuffers } from './helpers';
 
 /** The composed LSTM layer (what nn.LSTM ran before the fused op): [T, B, 2H] of h_t and c_t. */
-function lstmComposed(xp: Tensor, whh: Tensor, bhh: Tensor | null, h0: Tensor | null, c0: Tensor | null): Tensor {
+function lstmComposed(xw: Tensor, whh: Tensor, bhh: Tensor | null, h0: Tensor | null, c0: Tensor | null, bih: Tensor | null = null): Tensor {
+  const xp = bih ? A.add(xw, bih) : xw;
   const [T, , G] = xp.shape;
   const H = G / 4;
   const gate = (t: Tensor, k: number) => A.getitem(t, '...', { start: k * H, stop: (k + 1) * H });
@@ -32,8 +33,8 @@ function lstmComposed(xp: Tensor, whh: Tensor, bhh: Tensor | null, h0: Tensor | 
 }
 
 /** The h and c blocks of the fused op's packed output, as [T, B, 2H]. */
-function fusedHC(xp: Tensor, whh: Tensor, bhh: Tensor | null, h0: Tensor | null, c0: Tensor | null): Tensor {
-  const packed = lstmSequence(xp, whh, bhh, h0, c0);
+function fusedHC(xp: Tensor, whh: Tensor, bhh: Tensor | null, h0: Tensor | null, c0: Tensor | null, bih: Tensor | null = null): Tensor {
+  const packed = lstmSequence(xp, whh, bhh, h0, c0, bih);
   // [2, T, B, H] -> [T, B, 2H], the layout lstmComposed returns
   return A.reshape(A.permute(A.getitem(packed, { stop: 2 }), [1, 2, 0, 3]), [packed.shape[1], packed.shape[2], 2 * packed.shape[3]]);
 }
@@ -42,16 +43,19 @@ interface Case {
   T: number;
   bias: boolean;
   state: boolean;
+  /** b_ih passed to the op (added to xp inside it) */
+  biasIh?: boolean;
 }
 
 const CASES: Case[] = [
-  { T: 3, bias: true, state: true },
+  { T: 3, bias: true, state: true, biasIh: true },
   { T: 3, bias: true, state: false },
   { T: 2, bias: false, state: true },
+  { T: 2, bias: false, state: false, biasIh: true },
   { T: 1, bias: false, state: false },
 ];
 
-function inputs(c: Case, seed: number): { xp: Tensor; whh: Tensor; bhh: Tensor | null; h0: Tensor | null; c0: Tensor | null; all: Tensor[] } {
+function inputs(c: Case, seed: number): { xp: Tensor; whh: Tensor; bhh: Tensor | null; h0: Tensor | null; c0: Tensor | null; bih: Tensor | null; all: Tensor[] } {
   const g = new Generator(seed);
   const B = 2;
   const H = 3;
@@ -60,24 +64,25 @@ function inputs(c: Case, seed: number): { xp: Tensor; whh: Tensor; bhh: Tensor |
   const bhh = c.bias ? randn([4 * H], { generator: g, requiresGrad: true }) : null;
   const h0 = c.state ? randn([B, H], { generator: g, requiresGrad: true }) : null;
   const c0 = c.state ? randn([B, H], { generator: g, requiresGrad: true }) : null;
-  const all = [xp, whh, bhh, h0, c0].filter((t): t is Tensor => t !== null);
-  return { xp, whh, bhh, h0, c0, all };
+  const bih = c.biasIh ? randn([4 * H], { generator: g, requiresGrad: true }) : null;
+  const all = [xp, whh, bhh, h0, c0, bih].filter((t): t is Tensor => t !== null);
+  return { xp, whh, bhh, h0, c0, bih, all };
 }
 
 function name(c: Case): string {
-  return `T=${c.T}${c.bias ? ', bias' : ''}${c.state ? ', initial state' : ', zero state'}`;
+  return `T=${c.T}${c.bias ? ', bias' : ''}${c.biasIh ? ', biasIh' : ''}${c.state ? ', initial state' : ', zero state'}`;
 }
 
 describe('lstmSequence (fused LSTM layer)', () => {
   for (const c of CASES) {
     it(`${name(c)}: forward bit for bit the composition; gradients of both backwards match it`, async () => {
       const before = liveBuffers();
-      const { xp, whh, bhh, h0, c0, all } = inputs(c, 3 + c.T);
+      const { xp, whh, bhh, h0, c0, bih, all } = inputs(c, 3 + c.T);
       const w = randn([c.T, 2, 6], { generator: new Generator(9) });
       const loss = (hc: Tensor) => A.sum(A.mul(hc, w));
 
-      const ref = lstmComposed(xp, whh, bhh, h0, c0);
-      const fused = fusedHC(xp, whh, bhh, h0, c0);
+      const ref = lstmComposed(xp, whh, bhh, h0, c0, bih);
+      const fused = fusedHC(xp, whh, bhh, h0, c0, bih);
       expect(Array.from(await fused.toArray())).toEqual(Array.from(await ref.toArray()));
 
       // T=1 from a zero state never reads weightHh: the composition has no gradient for it, the fused op zeros.
@@ -85,7 +90,7 @@ describe('lstmSequence (fused LSTM layer)', () => {
       const refGrads = gradients(losses[0], all, { allowUnused: true });
       const fastGrads = gradients(losses[1], all);
       // createGraph: the backward runs in Tensor ops (the path double backward goes through).
-      const again = fusedHC(xp, whh, bhh, h0, c0);
+      const again = fusedHC(xp, whh, bhh, h0, c0, bih);
       losses.push(loss(again));
       const slowGrads = gradients(losses[2], all, { createGraph: true });
       for (let i = 0; i < all.length; i++) {
@@ -105,15 +110,15 @@ describe('lstmSequence (fused LSTM layer)', () => {
 
   it('gradcheck through every input; double backward equals the composition\'s', async () => {
     const before = liveBuffers();
-    const { all } = inputs({ T: 3, bias: true, state: true }, 21);
-    const f = (xp: Tensor, whh: Tensor, b: Tensor, h0: Tensor, c0: Tensor) => fusedHC(xp, whh, b, h0, c0);
+    const { all } = inputs({ T: 3, bias: true, state: true, biasIh: true }, 21);
+    const f = (xp: Tensor, whh: Tensor, b: Tensor, h0: Tensor, c0: Tensor, bih: Tensor) => fusedHC(xp, whh, b, h0, c0, bih);
     expect((await gradcheck(f, all)).ok).toBe(true);
     // Hessian-vector products: d/dinputs of sum_i <dL/dinput_i, v_i>, L = sum(tanh(hc) * w).
     const gen = new Generator(5);
     const w = randn([3, 2, 6], { generator: gen });
     const v = all.map((t) => randn(t.shape, { generator: gen }));
     const hvp = (layer: typeof lstmComposed) => {
-      const hc = layer(all[0], all[1], all[2], all[3], all[4]);
+      const hc = layer(all[0], all[1], all[2], all[3], all[4], all[5]);
       const l = A.sum(A.mul(A.tanh(hc), w));
       const gs = gradients(l, all, { createGraph: true });
       const s = gs.map((g, i) => A.sum(A.mul(g!, v[i]))).reduce((a, b) => A.add(a, b));
@@ -132,29 +137,31 @@ describe('lstmSequence (fused LSTM layer)', () => {
     expect(liveBuffers()).toBe(before);
   });
 
-  it('launches one matmul and two programs per step forward, one matmul and three programs backward (the first step two), and leaves no buffer behind', () => {
+  it('launches one matmul and three programs per step forward, one matmul and two programs backward, and leaves no buffer behind', () => {
     const before = liveBuffers();
     const T = 5;
     const { xp, whh, bhh, h0, c0, all } = inputs({ T, bias: true, state: true }, 4);
+    const bih = randn([bhh!.shape[0]], { generator: new Generator(8), requiresGrad: true });
+    // Where matmul takes no offset operands, h_{t-1} (read from block 0 of the output) is compacted
+    // first, except h_0's row at the buffer's start; likewise dxp_t for the recurrent gradient.
+    const offsets = !!backend.layouts?.matmulOffsets;
+    const none = { fill: 0, compact: 0, ewiseSetitem: 0, scalarSetitem: 0, ewise: 0, scalar: 0, unary: 0, where: 0, reduce: 0, matmul: 0, elementwise: 0 };
+    const counted = (k: Record<string, number>) => Object.fromEntries(Object.keys(none).map((f) => [f, k[f] ?? 0]));
     backend.resetStats();
-    const packed = lstmSequence(xp, whh, bhh, h0, c0);
-    const fwd = backend.stats().kernels;
-    expect(fwd.matmul).toBe(T);
-    expect(fwd.elementwise).toBe(2 * T);
-    const hc = A.getitem(packed, { stop: 2 });
+    const packed = lstmSequence(xp, whh, bhh, h0, c0, bih);
+    // W_hh^T compacted once; per step h_{t-1} W_hh^T, then the activations, c_t and h_t programs
+    expect(counted(backend.stats().kernels)).toEqual({ ...none, matmul: T, elementwise: 3 * T, compact: 1 + (offsets ? 0 : T - 2) });
+    // The gradient arriving at the op (ones in blocks 0 and 1, zeros in the workspace), made before counting.
+    const g = A.tensor(new Float32Array(packed.size).fill(1, 0, (2 * packed.size) / 6), { shape: packed.shape });
     backend.resetStats();
-    const total = A.sum(hc);
-    total.backward();
-    const bwd = backend.stats().kernels;
-    // per step: the recurrent gradient (T, the last one into h0) and dW_hh over all steps
-    expect(bwd.matmul).toBe(T + 1);
-    // BW_CARRY from the second-to-last step on, BW_OUT, BW_GATES; BW_FORGET into c0 (plus, where the
-    // backend takes strided layouts, getitem's backward writing sum's broadcast gradient into its
-    // slice as one copy program instead of compact + ewiseSetitem)
-    expect(bwd.elementwise).toBe(3 * T + (backend.layouts?.elementwise ? 1 : 0));
-    for (const t of all) expect(t.grad, 'every input has a gradient').not.toBeNull();
+    const grads = gradients(packed, [...all, bih], { gradOutput: g });
+    // Per step BW_OUT and BW_GATES and the recurrent gradient (the last one into h0); then dc_0
+    // through f_0 into c0, dW_hh as one matmul over all steps (h0 and the h block concatenated: two
+    // copies), both biases' gradient as one matmul (ones @ dxp) and a copy for the second.
+    expect(counted(backend.stats().kernels)).toEqual({ ...none, matmul: T + 2, elementwise: 2 * T + 2, ewiseSetitem: 2, compact: offsets ? 0 : T - 1 });
+    for (const t of grads) expect(t, 'every input has a gradient').not.toBeNull();
     noGrad(() => lstmSequence(xp, whh, null, null, null).dispose());
-    [...all, hc, total].forEach((t) => t.dispose());
+    [...all, bih, packed, g, ...grads].forEach((t) => t!.dispose());
     expect(liveBuffers()).toBe(before);
   });
 
@@ -163,6 +170,7 @@ describe('lstmSequence (fused LSTM layer)', () => {
     expect(() => lstmSequence(A.reshape(xp, [2, 24]), whh, null, null, null)).toThrow(/lstmSequence: input projection of shape \[2, 24\]: expected \[seq > 0, batch, 4 \* hidden\]/);
     expect(() => lstmSequence(xp, A.transpose(whh), null, null, null)).toThrow(/lstmSequence: weightHh has shape \[3, 12\], expected \[12, 3\]/);
     expect(() => lstmSequence(xp, whh, null, randn([3, 3]), null)).toThrow(/lstmSequence: h0 has shape \[3, 3\], expected \[2, 3\]/);
+    expect(() => lstmSequence(xp, whh, null, null, null, randn([5]))).toThrow(/lstmSequence: biasIh has shape \[5\], expected \[12\]/);
     all.forEach((t) => t.dispose());
   });
 });

@@ -349,18 +349,19 @@ abstract class RecurrentBase extends Module {
     const cs: Tensor[] = [];
     this.allWeights.forEach((w, l) => {
       if (l > 0 && this.training && this.dropout > 0) seqFirst = dropout(seqFirst, this.dropout, { generator: this.generator });
-      const xp = projectInput(seqFirst, w);
       let h = initial(h0, l);
       let c = initial(c0, l);
       if (this.mode === 'lstm') {
         // The whole layer as one fused op (BPTT in a few kernels per step); it packs every h_t
-        // (block 0) and c_t (block 1), and the layer hands out views of them.
-        const packed = lstmSequence(xp, w.weightHh, w.biasHh, h, c);
+        // (block 0) and c_t (block 1), and the layer hands out views of them. It adds b_ih itself
+        // (the same sums, and one reduction for both biases' gradients).
+        const packed = lstmSequence(matmul(seqFirst, transpose(w.weightIh)), w.weightHh, w.biasHh, h, c, w.biasIh);
         hs.push(getitem(packed, 0, seqLen - 1));
         cs.push(getitem(packed, 1, seqLen - 1));
         seqFirst = getitem(packed, 0);
         return;
       }
+      const xp = projectInput(seqFirst, w);
       const outs: Tensor[] = [];
       for (let t = 0; t < seqLen; t++) {
         const next = cellStep(this.mode, this.nonlinearity, getitem(xp, t), h, c, w, this.hiddenSize);
