@@ -28,10 +28,11 @@ import {
   type Slice,
 } from '@needle/ndarray';
 import { isGradEnabled } from './grad-mode';
-import { apply, windowCount, type WindowAttrs } from './optable';
+import { apply, windowCount, type OpAttrs, type WindowAttrs } from './optable';
 import { checkLstmInputs } from './fused-rnn';
 import { LINEAR_ACTIVATIONS, type LinearActivation } from './fused-linear';
 import type { CrossEntropyReduction } from './fused-softmax';
+import { checkRecurrentInputs } from './fused-gru';
 import { Tensor, constant, type TensorLike } from './tensor';
 
 // ---- helpers --------------------------------------------------------------------------------------
@@ -912,4 +913,38 @@ export function lstmSequence(xp: Tensor, weightHh: Tensor, biasHh: Tensor | null
   checkSameBackend('lstmSequence', present);
   checkLstmInputs('lstmSequence', xp.shape, weightHh.shape, biasHh?.shape ?? null, h0?.shape ?? null, c0?.shape ?? null, biasIh?.shape ?? null);
   return apply('lstm', present, { hasBiasIh: biasIh !== null, hasBias: biasHh !== null, hasH0: h0 !== null, hasC0: c0 !== null });
+}
+
+/**
+ * A whole GRU layer over a sequence as one op (what nn.GRU runs): `xw` [seq, batch, 3 * hidden] the
+ * input projection x W_ih^T of every step, `biasIh`/`biasHh` [3 * hidden] (PyTorch's gate order
+ * r, z, n; r scales h W_hn^T + b_hn), `weightHh` [3 * hidden, hidden], `h0` [batch, hidden] (null:
+ * zeros). Returns the packed [5, seq, batch, hidden]: block 0 holds h_t for every step, blocks 1..4 a
+ * workspace whose gradient is ignored (read only block 0). Same values as the composed cell;
+ * gradients equal to float32 rounding.
+ */
+export function gruSequence(xw: Tensor, weightHh: Tensor, biasIh: Tensor | null, biasHh: Tensor | null, h0: Tensor | null): Tensor {
+  return recurrentSequence('gruSequence', 'gru', 3, xw, weightHh, biasIh, biasHh, h0, {});
+}
+
+/**
+ * A whole Elman RNN layer over a sequence as one op (what nn.RNN runs): h_t = act(xw_t + b_ih +
+ * h_{t-1} W_hh^T + b_hh), act tanh or relu; `xw` [seq, batch, hidden]. Returns every h_t,
+ * [seq, batch, hidden]. Same values as the composed cell; gradients equal to float32 rounding.
+ */
+export function rnnSequence(xw: Tensor, weightHh: Tensor, biasIh: Tensor | null, biasHh: Tensor | null, h0: Tensor | null, nonlinearity: 'tanh' | 'relu' = 'tanh'): Tensor {
+  if (nonlinearity !== 'tanh' && nonlinearity !== 'relu') fail('rnnSequence', `nonlinearity must be 'tanh' or 'relu', got ${String(nonlinearity)}`);
+  return recurrentSequence('rnnSequence', 'rnn', 1, xw, weightHh, biasIh, biasHh, h0, { nonlinearity });
+}
+
+function recurrentSequence<K extends 'gru' | 'rnn'>(name: string, op: K, gates: number, xw: Tensor, weightHh: Tensor, biasIh: Tensor | null, biasHh: Tensor | null, h0: Tensor | null, extra: Omit<OpAttrs[K], 'hasBiasIh' | 'hasBias' | 'hasH0'>): Tensor {
+  checkTensor(name, xw, 'input projection');
+  checkTensor(name, weightHh, 'weightHh');
+  if (biasIh !== null) checkTensor(name, biasIh, 'biasIh');
+  if (biasHh !== null) checkTensor(name, biasHh, 'biasHh');
+  if (h0 !== null) checkTensor(name, h0, 'h0');
+  const present = [xw, weightHh, biasIh, biasHh, h0].filter((t): t is Tensor => t !== null);
+  checkSameBackend(name, present);
+  checkRecurrentInputs(name, gates, xw.shape, weightHh.shape, biasIh?.shape ?? null, biasHh?.shape ?? null, h0?.shape ?? null);
+  return apply(op, present, { ...extra, hasBiasIh: biasIh !== null, hasBias: biasHh !== null, hasH0: h0 !== null } as OpAttrs[K]);
 }

@@ -241,12 +241,8 @@ export function lstmBackwardArrays(g: NDArray, inputs: readonly NDArray[], out: 
       dc0.dispose();
     }
     results.push(need.xp ? dxp : null);
-    results.push(need.whh ? tidy(() => recurrentWeightGrad(dxp, out, h0)) : null);
-    // Both biases receive the sum of dxp over the steps and the batch: one reduction, and a copy
-    // where both are wanted (each gradient is its own array).
-    const db = (a.hasBiasIh && need.bih) || (a.hasBias && need.bhh) ? biasGrad(dxp) : null;
-    if (a.hasBiasIh) results.push(need.bih ? db : null);
-    if (a.hasBias) results.push(need.bhh ? (a.hasBiasIh && need.bih ? tidy(() => elementwise(COPY, [db!])[0]) : db) : null);
+    results.push(need.whh ? tidy(() => recurrentWeightGrad(dxp, out.get(H_BLOCK), h0)) : null);
+    results.push(...sharedBiasGrads(dxp, a.hasBiasIh && !!need.bih, a.hasBias && !!need.bhh, a.hasBiasIh, a.hasBias));
     if (a.hasH0) results.push(need.h0 ? dhRec : null);
     if (a.hasC0) results.push(need.c0 ? dcNext : null);
   } catch (e) {
@@ -268,21 +264,36 @@ export function lstmBackwardArrays(g: NDArray, inputs: readonly NDArray[], out: 
 const COPY = defineProgram(1, 0, ([x]) => x);
 
 /**
+ * The gradients of b_ih and b_hh where both receive the same sum (LSTM, plain RNN): one matmul, and
+ * a copy where both are wanted (each gradient is its own array). Entries only for present biases.
+ */
+export function sharedBiasGrads(d: NDArray, wantIh: boolean, wantHh: boolean, hasIh: boolean, hasHh: boolean): (NDArray | null)[] {
+  const db = wantIh || wantHh ? biasGrad(d) : null;
+  const res: (NDArray | null)[] = [];
+  if (hasIh) res.push(wantIh ? db : null);
+  if (hasHh) res.push(wantHh ? (wantIh ? tidy(() => elementwise(COPY, [db!])[0]) : db) : null);
+  return res;
+}
+
+/**
  * Sum of dxp [T, B, G] over the steps and the batch, as ones [1, T B] @ dxp [T B, G]: a matmul,
  * which (on wasm) runs several times faster than the reduction over the leading axis.
  */
-function biasGrad(dxp: NDArray): NDArray {
+export function biasGrad(dxp: NDArray): NDArray {
   const [T, B, G] = dxp.shape;
   return tidy(() => NDArray.fromData(new Float32Array(T * B).fill(1), [1, T * B], dxp.backend).matmul(dxp.reshape([T * B, G])).reshape([G]));
 }
 
-/** dW_hh = sum_t dpre_t^T h_{t-1}: one matmul over the steps that had a previous h. */
-function recurrentWeightGrad(dxp: NDArray, out: NDArray, h0: NDArray | null): NDArray {
+/**
+ * dW_hh = sum_t dpre_t^T h_{t-1} for dpre [T, B, G] (the gradients of the hidden projections) and
+ * the h sequence `hs` [T, B, H]: one matmul over the steps that had a previous h.
+ */
+export function recurrentWeightGrad(dxp: NDArray, hs: NDArray, h0: NDArray | null): NDArray {
   const [T, B, G] = dxp.shape;
-  const H = G / 4;
+  const H = hs.shape[2];
   if (!h0 && T === 1) return full([G, H], 0, { backend: dxp.backend });
   const first = h0 ? 0 : 1;
-  const steps = out.get(H_BLOCK, { stop: T - 1 });
+  const steps = hs.get({ stop: T - 1 });
   const hPrev = h0 ? concatenateArrays([h0.expandDims(0), steps]) : steps;
   const d = dxp.get({ start: first }).reshape([(T - first) * B, G]);
   return d.transpose().matmul(hPrev.reshape([(T - first) * B, H]));

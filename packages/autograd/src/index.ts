@@ -76,6 +76,8 @@ export {
   embedding,
   dropout,
   lstmSequence,
+  gruSequence,
+  rnnSequence,
   type Conv2dOptions,
   type GeluApproximate,
   type Pool2dOptions,

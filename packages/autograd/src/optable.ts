@@ -24,6 +24,7 @@ import { isGradEnabled } from './grad-mode';
 import { Tensor, constant, type GraphNode } from './tensor';
 import * as F from './functions';
 import { lstmBackwardArrays, lstmBackwardTensors, lstmForward, type LstmAttrs } from './fused-rnn';
+import { gruBackwardArrays, gruBackwardTensors, gruForward, rnnBackwardArrays, rnnBackwardTensors, rnnForward, type GruAttrs, type RnnAttrs } from './fused-gru';
 import { maxPoolBackward, maxPoolForward } from './fused-pool';
 import { sigmoidDerivOf, sigmoidOf } from './program-fns';
 import { crossEntropyBackward, crossEntropyForward, logSoftmaxBackward, logSoftmaxForward, softmaxBackward, softmaxForward, type CrossEntropyAttrs, type SoftmaxAttrs } from './fused-softmax';
@@ -75,6 +76,8 @@ export interface OpAttrs {
   im2col: WindowAttrs;
   col2im: WindowAttrs & { inputShape: readonly number[] };
   lstm: LstmAttrs;
+  gru: GruAttrs;
+  rnn: RnnAttrs;
   logSoftmax: SoftmaxAttrs;
   softmax: SoftmaxAttrs;
   crossEntropy: CrossEntropyAttrs;
@@ -497,6 +500,24 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
       if (isGradEnabled()) return lstmBackwardTensors(g, inputs, out, attrs, needsGrad);
       const grads = lstmBackwardArrays(g.data, inputs.map((t) => t.data), out.data, attrs, needsGrad);
       return grads.map((a) => (a ? new Tensor(a) : null));
+    },
+  },
+  gru: {
+    // Inputs [xw, weightHh, biasIh?, biasHh?, h0?] (./fused-gru), backward as for lstm.
+    saves: [0, 1, 'out'],
+    forward: (inputs, attrs) => gruForward(inputs, attrs),
+    backward: (g, { inputs, attrs, out, needsGrad }) => {
+      if (isGradEnabled()) return gruBackwardTensors(g, inputs, out, attrs, needsGrad);
+      return gruBackwardArrays(g.data, inputs.map((t) => t.data), out.data, attrs, needsGrad).map((a) => (a ? new Tensor(a) : null));
+    },
+  },
+  rnn: {
+    // Inputs as for gru; the output is every h_t, [seq, batch, hidden].
+    saves: [0, 1, 'out'],
+    forward: (inputs, attrs) => rnnForward(inputs, attrs),
+    backward: (g, { inputs, attrs, out, needsGrad }) => {
+      if (isGradEnabled()) return rnnBackwardTensors(g, inputs, out, attrs, needsGrad);
+      return rnnBackwardArrays(g.data, inputs.map((t) => t.data), out.data, attrs, needsGrad).map((a) => (a ? new Tensor(a) : null));
     },
   },
 };

@@ -144,7 +144,7 @@ describe('lstmSequence (fused LSTM layer)', () => {
     const bih = randn([bhh!.shape[0]], { generator: new Generator(8), requiresGrad: true });
     // Where matmul takes no offset operands, h_{t-1} (read from block 0 of the output) is compacted
     // first, except h_0's row at the buffer's start; likewise dxp_t for the recurrent gradient.
-    const offsets = !!backend.layouts?.matmulOffsets;
+    const offsets = !!(backend.layouts as { matmulOffsets?: boolean } | undefined)?.matmulOffsets;
     const none = { fill: 0, compact: 0, ewiseSetitem: 0, scalarSetitem: 0, ewise: 0, scalar: 0, unary: 0, where: 0, reduce: 0, matmul: 0, elementwise: 0 };
     const counted = (k: Record<string, number>) => Object.fromEntries(Object.keys(none).map((f) => [f, k[f] ?? 0]));
     backend.resetStats();

@@ -4,12 +4,13 @@
  * torch.nn.* and results compare with it; the parameter names are the camelCase of PyTorch's
  * (`weight_ih_l0` -> `weightIhL0`, `bias_hh` -> `biasHh`).
  *
- * The cells and RNN/GRU are composed from autograd ops (matmul, add, mul, sigmoid, tanh, split,
- * getitem, stack), so gradients flow back through time (BPTT) with no recurrent kernel in any
- * backend. LSTM runs each layer as autograd's fused `lstmSequence` op (same forward values, BPTT on
- * arrays in a few kernel launches per step, still differentiable twice).
+ * The cells are composed from autograd ops (matmul, add, mul, sigmoid, tanh, split, getitem), so
+ * gradients flow back through time (BPTT) with no recurrent kernel in any backend. RNN, LSTM and GRU
+ * run each layer as one of autograd's fused ops `rnnSequence`, `lstmSequence`, `gruSequence` (the
+ * composed cell's forward values, BPTT on arrays in a few kernel launches per step, still
+ * differentiable twice).
  */
-import { Tensor, add, dropout, expandDims, getitem, lstmSequence, matmul, mul, relu, sigmoid, split, squeeze, stack, sub, tanh, transpose } from '@needle/autograd';
+import { Tensor, add, dropout, expandDims, getitem, gruSequence, lstmSequence, matmul, mul, relu, rnnSequence, sigmoid, split, squeeze, stack, sub, tanh, transpose } from '@needle/autograd';
 import type { Backend, Generator } from '@needle/ndarray';
 import { checkModuleOptions, checkPositiveInt, checkProbability, fail, fmt, sameShape } from './errors';
 import * as init from './init';
@@ -53,7 +54,7 @@ function makeWeights(mode: Mode, inputSize: number, hiddenSize: number, bias: bo
   };
 }
 
-/** x W_ih^T + b_ih for x [..., inputSize]: the input's share of every gate, for all time steps at once. */
+/** x W_ih^T + b_ih for x [..., inputSize]: the input's share of every gate (a cell's one step). */
 function projectInput(x: Tensor, w: RecurrentWeights): Tensor {
   const y = matmul(x, transpose(w.weightIh));
   return w.biasIh ? add(y, w.biasIh) : y;
@@ -349,29 +350,25 @@ abstract class RecurrentBase extends Module {
     const cs: Tensor[] = [];
     this.allWeights.forEach((w, l) => {
       if (l > 0 && this.training && this.dropout > 0) seqFirst = dropout(seqFirst, this.dropout, { generator: this.generator });
-      let h = initial(h0, l);
-      let c = initial(c0, l);
+      const h = initial(h0, l);
+      // Each layer is one fused autograd op (BPTT in a few kernels per step) on the input projection
+      // x W_ih^T of all steps; the op adds b_ih itself (the same sums, and the bias gradients from
+      // one matmul). The results pack every h_t (and the LSTM's c_t); the layer hands out views.
+      const xw = matmul(seqFirst, transpose(w.weightIh));
       if (this.mode === 'lstm') {
-        // The whole layer as one fused op (BPTT in a few kernels per step); it packs every h_t
-        // (block 0) and c_t (block 1), and the layer hands out views of them. It adds b_ih itself
-        // (the same sums, and one reduction for both biases' gradients).
-        const packed = lstmSequence(matmul(seqFirst, transpose(w.weightIh)), w.weightHh, w.biasHh, h, c, w.biasIh);
+        const packed = lstmSequence(xw, w.weightHh, w.biasHh, h, initial(c0, l), w.biasIh);
         hs.push(getitem(packed, 0, seqLen - 1));
         cs.push(getitem(packed, 1, seqLen - 1));
         seqFirst = getitem(packed, 0);
-        return;
+      } else if (this.mode === 'gru') {
+        const packed = gruSequence(xw, w.weightHh, w.biasIh, w.biasHh, h);
+        hs.push(getitem(packed, 0, seqLen - 1));
+        seqFirst = getitem(packed, 0);
+      } else {
+        const out = rnnSequence(xw, w.weightHh, w.biasIh, w.biasHh, h, this.nonlinearity);
+        hs.push(getitem(out, seqLen - 1));
+        seqFirst = out;
       }
-      const xp = projectInput(seqFirst, w);
-      const outs: Tensor[] = [];
-      for (let t = 0; t < seqLen; t++) {
-        const next = cellStep(this.mode, this.nonlinearity, getitem(xp, t), h, c, w, this.hiddenSize);
-        h = next.h;
-        c = next.c;
-        outs.push(h);
-      }
-      hs.push(h!);
-      if (c) cs.push(c);
-      seqFirst = stack(outs, 0);
     });
     let output = seqFirst;
     let hN = stack(hs, 0);
