@@ -22,7 +22,7 @@ import { defineProgram, elementwise, fail, formatShape, full, NDArray, tidy, typ
 import { Tensor, constant } from './tensor';
 import * as F from './functions';
 import { oneMinus, sigmoidDerivOf as sigDeriv, sigmoidOf as sig } from './program-fns';
-import { biasGrad, recurrentWeightGrad, sharedBiasGrads } from './fused-rnn';
+import { biasGrad, gateIndexArray, recurrentWeightGrad, sharedBiasGrads } from './fused-rnn';
 
 export interface GruAttrs {
   hasBiasIh: boolean;
@@ -203,7 +203,7 @@ export function gruBackwardArrays(g: NDArray, inputs: readonly NDArray[], out: N
   let dhRec: NDArray | null = null;
   let carry: NDArray | null = null;
   const results: (NDArray | null)[] = [];
-  const gateIndex = NDArray.fromData(new Float32Array([0, 1, 2]), [1, 3, 1], xw.backend);
+  const gateIndex = gateIndexArray(3, H, xw.backend);
   const ws = gruWorkspace(out);
   try {
     for (let t = T - 1; t >= 0; t--) {

@@ -200,7 +200,7 @@ export function lstmBackwardArrays(g: NDArray, inputs: readonly NDArray[], out: 
   let dhRec: NDArray | null = null;
   let dcNext: NDArray | null = null;
   const results: (NDArray | null)[] = [];
-  const gateIndex = NDArray.fromData(new Float32Array([0, 1, 2, 3]), [1, 4, 1], xp.backend);
+  const gateIndex = gateIndexArray(4, H, xp.backend);
   const acts = activations(out);
   try {
     for (let t = T - 1; t >= 0; t--) {
@@ -262,6 +262,17 @@ export function lstmBackwardArrays(g: NDArray, inputs: readonly NDArray[], out: 
 }
 
 const COPY = defineProgram(1, 0, ([x]) => x);
+
+/**
+ * [1, gates, H] holding k in row k: the gate axis index of a program over [B, gates, H]. A full row
+ * per gate, not a [1, gates, 1] broadcast, so kernels read it in contiguous runs (wasm reads an
+ * operand broadcast along the last axis one element at a time).
+ */
+export function gateIndexArray(gates: number, H: number, backend: NDArray['backend']): NDArray {
+  const v = new Float32Array(gates * H);
+  for (let k = 0; k < gates; k++) v.fill(k, k * H, (k + 1) * H);
+  return NDArray.fromData(v, [1, gates, H], backend);
+}
 
 /**
  * The gradients of b_ih and b_hh where both receive the same sum (LSTM, plain RNN): one matmul, and
