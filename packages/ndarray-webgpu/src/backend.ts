@@ -828,7 +828,9 @@ export class WebGPUBackend implements Backend {
     // The strategy `reduce` would pick for the stored values, so the sum order is the composition's.
     const arg = op === 'argmax' || op === 'argmin';
     if (reduceSize % 4 === 0 && !arg && (reduceSize <= 256 || outSize >= 16384 || (outSize >= 256 && reduceSize <= 8192))) {
-      const vec4 = programVec4(layouts, strides, size, inputs.length, 0);
+      // Inputs that are not vec4 views ('s') take the kernel's four-scalar-load form for all inputs.
+      const v4 = programVec4(layouts, strides, size, inputs.length, 0);
+      const vec4 = v4 && !v4.inputs.includes('s') ? v4 : undefined;
       this.dispatch1d(reduceProgramKernel(op, 'thread4', 64, { ...load, vec4 }), bufs, params, outSize, 1, 64);
     } else if (reduceSize <= 64 || outSize >= 16384) {
       this.dispatch1d(reduceProgramKernel(op, 'thread', this.limits.workgroupSize, load), bufs, params, outSize, 1);

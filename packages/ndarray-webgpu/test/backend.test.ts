@@ -80,23 +80,29 @@ describe.runIf(gpu)('WebGPU backend behaviour', () => {
     g.free(a);
   });
 
-  test('strided elementwise programs: one pipeline for every layout of a rank, layouts as data', async () => {
+  test('strided elementwise programs: one pipeline for every layout of a rank and access kind, layouts as data', async () => {
     const p = defineProgram(2, 1, ([x, y], [s]) => x.mul(s).add(y));
     const base = array(Array.from({ length: 48 }, (_, i) => i), { backend: g }).reshape([6, 8]);
     const run = (x: NDArray, y: NDArray) => elementwise(p, [x, y], [2])[0];
-    // Warm up the rank-2 kernel with both inputs strided.
+    // Warm up the rank-2 kernel with both inputs strided, four elements per invocation (a last axis
+    // of 4): x by four scalar loads (stride 2), y by one vec4 (contiguous, aligned).
     const first = run(base.get('0:3', '0:8:2'), base.get('3:6', '0:4'));
     expect(await first.toNested()).toEqual([[24, 29, 34, 39], [48, 53, 58, 63], [72, 77, 82, 87]]);
-    const s0 = g.stats();
-    // Other strides and offsets of the same rank: the same pipeline, different uniform words.
-    const views = [[base.get('1:6:2', '7:0:-2'), base.get('0:3', '4:8')], [base.get('3:', '1:5').transpose().get(':3'), base.get(':3', '0:3')]] as const;
+    let s0 = g.stats();
+    // Other strides and offsets read the same ways: the same pipeline, different uniform words.
+    const views = [[base.get('1:6:2', '7:0:-2'), base.get('0:3', '4:8')], [base.get('3:', '1:5').transpose().get(':3'), base.get(':3', '0:3')], [base.get('0:3', '1:4'), base.get('2:5', '0:6:2')]] as const;
     const a = run(...views[0]);
-    const b = run(...views[1]);
     expect(g.stats().pipelines).toBe(s0.pipelines);
     // x = 8r + c of the base; the expected values follow from the views' index arithmetic.
     expect(await a.toNested()).toEqual([0, 1, 2].map((i) => [0, 1, 2, 3].map((j) => 2 * (8 * (1 + 2 * i) + 7 - 2 * j) + 8 * i + 4 + j)));
+    // A last axis of 3: one element per invocation, one more pipeline for every such layout.
+    const b = run(...views[1]);
+    s0 = g.stats();
+    const c = run(...views[2]);
+    expect(g.stats().pipelines).toBe(s0.pipelines);
     expect(await b.toNested()).toEqual([0, 1, 2].map((i) => [0, 1, 2].map((j) => 2 * (8 * (3 + j) + 1 + i) + 8 * i + j)));
-    [base, first, a, b, ...views.flat()].forEach((t) => t.dispose());
+    expect(await c.toNested()).toEqual([0, 1, 2].map((i) => [0, 1, 2].map((j) => 24 * i + 4 * j + 18)));
+    [base, first, a, b, c, ...views.flat()].forEach((t) => t.dispose());
   });
 
   test('launches beyond 65535 workgroups fold into a 2-D grid', async () => {

@@ -39,11 +39,13 @@ describe('which program calls run four elements per invocation', () => {
     expect(vec4(lay([{ strides: [8, 1], offset: 8 }, { strides: [0, 1], offset: 0 }, { strides: [1, 0], offset: 5 }]))).toEqual({ inputs: ['v', 'v', 'b'], outputs: ['c'] });
     expect(vec4(lay([undefined, undefined, undefined], [{ strides: [16, 1], offset: 4 }]))).toEqual({ inputs: ['c', 'c', 'c'], outputs: ['v'] });
   });
-  test('not when a vec4 would straddle rows or be unaligned', () => {
+  test('four scalar accesses when a view is unaligned or not contiguous along the last axis', () => {
+    expect(vec4(lay([{ strides: [8, 1], offset: 2 }, undefined, undefined]))?.inputs).toEqual(['s', 'c', 'c']);
+    expect(vec4(lay([{ strides: [10, 1], offset: 0 }, undefined, undefined]))?.inputs).toEqual(['s', 'c', 'c']);
+    expect(vec4(lay([{ strides: [1, 3], offset: 0 }, undefined, undefined], [{ strides: [1, 3], offset: 0 }]))).toEqual({ inputs: ['s', 'c', 'c'], outputs: ['s'] });
+  });
+  test('not when the four elements would straddle rows', () => {
     expect(vec4({ shape: [4, 6], inputs: [{ strides: [6, 1], offset: 0 }, undefined, undefined], outputs: [undefined] })).toBeUndefined();
-    expect(vec4(lay([{ strides: [8, 1], offset: 2 }, undefined, undefined]))).toBeUndefined();
-    expect(vec4(lay([{ strides: [10, 1], offset: 0 }, undefined, undefined]))).toBeUndefined();
-    expect(vec4(lay([{ strides: [1, 3], offset: 0 }, undefined, undefined]))).toBeUndefined();
   });
 });
 
@@ -74,5 +76,18 @@ describe.runIf(gpu)('four-element program kernels equal the CPU reference', () =
     // Elements the output view does not cover keep the fill value.
     expect(actual[0]).toBe(-7);
     expect(actual[12]).toBe(-7);
+  });
+
+  test('transposed and unaligned views (four scalar accesses) beside compact operands', async () => {
+    const layouts: ProgramLayouts = {
+      shape: [4, 8],
+      inputs: [{ strides: [1, 4], offset: 0 }, undefined, { strides: [9, 1], offset: 3 }],
+      outputs: [{ strides: [1, 5], offset: 2 }],
+    };
+    const inputs = [data(32, 13), data(32, 15), data(40, 17)];
+    const [expected] = await run(cpu, inputs, [44], 32, layouts);
+    const [actual] = await run(g, inputs, [44], 32, layouts);
+    expectClose(actual, expected, 2e-6, 0, 'transposed');
+    expect(actual[0]).toBe(-7);
   });
 });

@@ -74,9 +74,9 @@ export function matmulTile(s: MatmulSpec, maxInvocations: number): MatmulTile {
   // save). Measured on 128x784x512: 16x1 7, 16x4 13, 16x8 16 GFLOP per CPU-second; 32x8 reached 20
   // but took 8 s to compile (16x8: 2 s), so 16x8 is the largest tile. Narrow outputs take fewer groups
   // so no lanes idle, and tiles shrink until the grid has a few workgroups for the threads.
-  let cv = s.n >= 256 ? 8 : s.n >= 128 ? 4 : s.n >= 64 ? 2 : 1;
+  let cv = s.n >= 256 ? wideGroups(s.n, tm) : s.n >= 128 ? 4 : s.n >= 64 ? 2 : 1;
   const groups = (c: number) => Math.ceil(s.n / (32 * c)) * Math.ceil(s.m / tm);
-  while (cv > 1 && groups(cv) < 4) cv /= 2;
+  while (cv > 1 && groups(cv) < 4) cv = cv > 4 ? 4 : cv / 2;
   if (cv > 1) return { tm, cv, lanes: Math.min(8, maxInvocations) };
   // Narrow outputs (e.g. the 10 logits of a classifier): most lanes of a batch would idle, so give
   // each workgroup more rows instead (128x512x10: 16 rows x 8 lanes 1.8, 32 x 4 2.3 GFLOP/cpu-s).
@@ -85,6 +85,27 @@ export function matmulTile(s: MatmulSpec, maxInvocations: number): MatmulTile {
   let lanes = 8;
   while (lanes < lanesNeeded && lanes < 64) lanes *= 2;
   return { tm, cv, lanes: Math.min(lanes, maxInvocations) };
+}
+
+/**
+ * Column groups per invocation for wide outputs (n >= 256): 5 to 8, whichever the cost model says
+ * is cheapest once the last, partly empty, column block is counted (its idle lanes run the whole
+ * loop). Per 4 k steps of one 8-lane batch: (tm + 4cv) vec4 loads at ~80 cycles and 16 tm cv
+ * FMAs at ~1 (spilled accumulators); n = 512 keeps 8 (two full blocks), n = 784 takes 5 (five
+ * blocks of 160 columns instead of four of 256, the last with 16).
+ */
+function wideGroups(n: number, tm: number): number {
+  const vec4s = Math.ceil(n / 4);
+  let best = 8;
+  let bestCost = Infinity;
+  for (const cv of [8, 7, 6, 5]) {
+    const cost = Math.ceil(vec4s / (8 * cv)) * (80 * (tm + 4 * cv) + 16 * tm * cv);
+    if (cost < bestCost) {
+      best = cv;
+      bestCost = cost;
+    }
+  }
+  return best;
 }
 
 export function matmulVariant(s: MatmulSpec, maxInvocations: number, tile: MatmulTile = matmulTile(s, maxInvocations)): MatmulVariant {

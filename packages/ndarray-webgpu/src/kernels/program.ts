@@ -34,9 +34,10 @@ export function programStrides(layouts: ProgramLayouts | undefined, inputs: numb
 /**
  * How each operand of a 4-elements-per-invocation program kernel is read: 'c' compact (element i
  * at i), 'v' strided with last-axis stride 1 (four consecutive elements, one aligned vec4 load),
- * 'b' strided with last-axis stride 0 (one element broadcast to the four).
+ * 'b' strided with last-axis stride 0 (one element broadcast to the four), 's' any other stride
+ * (four scalar loads or stores, e.g. a transposed operand: the index arithmetic is still shared).
  */
-export type Vec4Mode = 'c' | 'v' | 'b';
+export type Vec4Mode = 'c' | 'v' | 'b' | 's';
 
 export interface ProgramVec4 {
   readonly inputs: readonly Vec4Mode[];
@@ -46,27 +47,28 @@ export interface ProgramVec4 {
 /**
  * Whether a program call can run four elements per invocation, and how each operand is read. On
  * llvmpipe every storage load or store is a loop over the SIMD lanes, so one vec4 access instead of
- * four scalar ones is most of an elementwise kernel's cost (NOTES.md). It applies when the four
- * elements of an invocation share every index digit but the last: size (compact) or the last axis
- * (strided) a multiple of 4, and each strided operand either contiguous along the last axis with
- * its offset and other strides multiples of 4 (an aligned vec4) or broadcast along it (stride 0).
+ * four scalar ones is most of an elementwise kernel's cost (NOTES.md); an operand that cannot be
+ * read as vec4 still shares the invocation's index arithmetic (integer division, scalarised on
+ * llvmpipe). It applies when the four elements of an invocation share every index digit but the
+ * last: the size (compact) or the last axis (strided) a multiple of 4 and, for the bindings typed
+ * vec4, each strided operand's offset a multiple of 4 wherever its view is read as a vec4.
  */
 export function programVec4(layouts: ProgramLayouts | undefined, strides: ProgramStrides | undefined, size: number, inputs: number, outputs: number): ProgramVec4 | undefined {
   if (size % 4 !== 0) return undefined;
   if (!strides || !layouts) return { inputs: Array<Vec4Mode>(inputs).fill('c'), outputs: Array<Vec4Mode>(outputs).fill('c') };
   const r = layouts.shape.length;
   if (layouts.shape[r - 1] % 4 !== 0) return undefined;
-  const mode = (l: OperandLayout | undefined, output: boolean): Vec4Mode | undefined => {
+  const mode = (l: OperandLayout | undefined, output: boolean): Vec4Mode => {
     if (!l) return 'c';
     const last = l.strides[r - 1];
     if (last === 0 && !output) return 'b';
-    if (last !== 1 || l.offset % 4 !== 0 || l.strides.some((st, d) => d < r - 1 && st % 4 !== 0)) return undefined;
-    return 'v';
+    if (last === 1 && l.offset % 4 === 0 && l.strides.every((st, d) => d === r - 1 || st % 4 === 0)) return 'v';
+    return 's';
   };
-  const ins = Array.from({ length: inputs }, (_, k) => mode(layouts.inputs[k], false));
-  const outs = Array.from({ length: outputs }, (_, k) => mode(layouts.outputs[k], true));
-  if (ins.includes(undefined) || outs.includes(undefined)) return undefined;
-  return { inputs: ins as Vec4Mode[], outputs: outs as Vec4Mode[] };
+  return {
+    inputs: Array.from({ length: inputs }, (_, k) => mode(layouts.inputs[k], false)),
+    outputs: Array.from({ length: outputs }, (_, k) => mode(layouts.outputs[k], true)),
+  };
 }
 
 /** Write the layout words of `layouts` into a program's uniform block; throws when they do not fit. */
@@ -123,6 +125,25 @@ export function stridedIndex(rank: number, names: readonly string[], e = 'e'): s
   return lines;
 }
 
+/** Element `i` of a vec4-typed binding, as a scalar. */
+function scalarAt(binding: string, i: string): string {
+  return `${binding}[(${i}) >> 2u][(${i}) & 3u]`;
+}
+
+/** The element `j` steps along the last axis from element index `at` (`stride` a WGSL i32). */
+function lastStep(at: string, stride: string, j: number): string {
+  return j === 0 ? at : `u32(i32(${at}) + ${j} * ${stride})`;
+}
+
+/** The uniform word (WGSL text) of a strided operand's last-axis stride (layout words as programLayoutParams writes them). */
+function strideWord(strides: ProgramStrides, output: boolean, index: number): string {
+  const r = strides.rank;
+  const flags = [...strides.inputs, ...strides.outputs];
+  const position = flags.slice(0, (output ? strides.inputs.length : 0) + index).filter(Boolean).length;
+  const w = r + position * (r + 1) + r;
+  return `p.l[${w >> 2}][${w & 3}]`;
+}
+
 /**
  * One WGSL kernel per elementwise program and binding layout: an invocation per element (or per
  * four elements with `vec4`) evaluates every step in registers with the same expressions the
@@ -161,13 +182,18 @@ export function programKernel(program: ElementwiseProgram, inputBinding: readonl
       const loads = [...used].map((q) => {
         const b = `b${inputBinding[q]}`;
         if (!vec4) return `  let x${q} = ${b}[${inAt[q]}];`;
-        if (vec4.inputs[q] === 'b') return `  let x${q} = vec4<f32>(${b}[${inAt[q]} >> 2u][${inAt[q]} & 3u]);`;
+        const mode = vec4.inputs[q];
+        if (mode === 'b') return `  let x${q} = vec4<f32>(${scalarAt(b, inAt[q])});`;
+        if (mode === 's') return `  let x${q} = vec4<f32>(${[0, 1, 2, 3].map((j) => scalarAt(b, lastStep(inAt[q], strideWord(strides!, false, q), j))).join(', ')});`;
         return `  let x${q} = ${b}[${inAt[q]} >> 2u];`;
       });
       const body = lanes.flatMap((c, lane) => programSteps(program, (j) => `v${j}_${lane}`, (q) => `x${q}${c}`));
-      const stores = program.outputs.map((id, k) => (vec4
-        ? `  b${outputBinding[k]}[${outAt[k]} >> 2u] = vec4<f32>(${lanes.map((_, lane) => `v${id}_${lane}`).join(', ')});`
-        : `  b${outputBinding[k]}[${outAt[k]}] = v${id}_0;`));
+      const stores = program.outputs.flatMap((id, k) => {
+        const b = `b${outputBinding[k]}`;
+        if (!vec4) return [`  ${b}[${outAt[k]}] = v${id}_0;`];
+        if (vec4.outputs[k] === 's') return [0, 1, 2, 3].map((j) => `  ${scalarAt(b, lastStep(outAt[k], strideWord(strides!, true, k), j))} = v${id}_${j};`);
+        return [`  ${b}[${outAt[k]} >> 2u] = vec4<f32>(${lanes.map((_, lane) => `v${id}_${lane}`).join(', ')});`];
+      });
       return `${PRELUDE}
 ${decl}
 @compute @workgroup_size(${workgroup})
