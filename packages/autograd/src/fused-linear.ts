@@ -68,6 +68,15 @@ function activationGrad(g: Tensor, out: Tensor, activation: LinearActivation): T
 export function linearBackward(g: Tensor, inputs: readonly Tensor[], out: Tensor, attrs: LinearAttrs, needsGrad: readonly boolean[]): (Tensor | null)[] {
   const [x, w] = inputs;
   const dz = activationGrad(g, out, attrs.activation);
-  const grads = [needsGrad[0] ? F.matmul(dz, w) : null, needsGrad[1] ? F.matmul(F.transpose(dz), x) : null];
+  // dW as the product whose result is compact in the weight's own storage: dZ^T X for a weight
+  // stored [out, in]; for W = w^T (a transposed view of an [in, out] leaf) (X^T dZ)^T, so the leaf's
+  // gradient, and the optimizer's update of it, are compact rather than transposed.
+  const weightGrad = (): Tensor => {
+    const wT = w.data.transpose();
+    const transposedLeaf = !w.data.isContiguous && wT.isContiguous;
+    wT.dispose();
+    return transposedLeaf ? F.transpose(F.matmul(F.transpose(x), dz)) : F.matmul(F.transpose(dz), x);
+  };
+  const grads = [needsGrad[0] ? F.matmul(dz, w) : null, needsGrad[1] ? weightGrad() : null];
   return attrs.hasBias ? [...grads, needsGrad[2] ? F.sum(dz, 0) : null] : grads;
 }
