@@ -25,6 +25,35 @@ async function expectClose(a: Tensor, b: Tensor, tol: number, what: string) {
   x.forEach((v, i) => expect(Math.abs(v - y[i]), `${what} element ${i}: ${v} vs ${y[i]}`).toBeLessThanOrEqual(tol * Math.max(1, Math.abs(y[i]))));
 }
 
+/**
+ * The fused op `fused` against the composition `ref` over the same leaves: values, first
+ * derivatives, gradcheck, and d/dx of sum(dL/dx ^ 2) (double backward); frees what it made.
+ */
+async function expectLikeComposition(fused: (...t: Tensor[]) => Tensor, ref: (...t: Tensor[]) => Tensor, leaves: Tensor[], g: Generator) {
+  const x = leaves[0];
+  const out = fused(...leaves);
+  const want = ref(...leaves);
+  await expectClose(out, want, 2e-5, 'output');
+  const weights = randn([...x.shape], { generator: g });
+  const lf = A.sum(A.mul(out, weights));
+  const lr = A.sum(A.mul(want, weights));
+  const gf = gradients(lf, leaves);
+  const gr = gradients(lr, leaves);
+  for (let i = 0; i < leaves.length; i++) await expectClose(gf[i]!, gr[i]!, 5e-5, `gradient ${i}`);
+  expect((await gradcheck(fused, leaves)).ok).toBe(true);
+  const secondDerivative = (f: (...t: Tensor[]) => Tensor) => {
+    const l = A.sum(A.mul(f(...leaves), weights));
+    const [dx] = gradients(l, [x], { createGraph: true });
+    const sq = A.sum(A.mul(dx!, dx!));
+    const [ddx] = gradients(sq, [x]);
+    [l, dx!, sq].forEach((t) => t.dispose());
+    return ddx!;
+  };
+  const [ggf, ggr] = [secondDerivative(fused), secondDerivative(ref)];
+  await expectClose(ggf, ggr, 2e-4, 'second derivative');
+  [out, want, weights, lf, lr, ...gf, ...gr, ggf, ggr].forEach((t) => t && !t.disposed && t.dispose());
+}
+
 describe('batchNorm (fused, batch statistics)', () => {
   for (const [shape, affine, relu] of [[[4, 3, 2, 3], true, false], [[8, 3], true, false], [[5, 2, 7], false, false], [[4, 3, 2, 3], true, true], [[6, 2], false, true]] as const) {
     it(`x ${JSON.stringify(shape)}, affine ${affine}, relu ${relu}: values, statistics and gradients as the composition, gradcheck, double backward`, async () => {
@@ -41,28 +70,10 @@ describe('batchNorm (fused, batch statistics)', () => {
       const activation = relu ? 'relu' : 'none';
       const output = A.batchNorm(x, lw, lb, { eps: 1e-5, activation });
       const { mean, variance } = A.batchNormStatistics(output);
-      const ref = composed(x, lw, lb, axes, 1e-5, relu);
-      await expectClose(output, ref, 2e-5, 'output');
       const mu = A.mean(x, axes, true);
       await expectClose(new A.Tensor(mean), mu, 1e-6, 'mean');
-      const weights = randn([...shape], { generator: g });
-      const lf = A.sum(A.mul(output, weights));
-      const lr = A.sum(A.mul(ref, weights));
-      const gf = gradients(lf, leaves);
-      const gr = gradients(lr, leaves);
-      for (let i = 0; i < leaves.length; i++) await expectClose(gf[i]!, gr[i]!, 5e-5, `gradient ${i}`);
-      expect((await gradcheck((...t: Tensor[]) => A.batchNorm(t[0], t[1] ?? null, t[2] ?? null, { activation }), leaves)).ok).toBe(true);
-      // Double backward: d/dx of sum(dL/dx ^ 2) against the composition's.
-      const f2 = A.sum(A.mul(A.batchNorm(x, lw, lb, { activation }), weights));
-      const [dx] = gradients(f2, [x], { createGraph: true });
-      const sq = A.sum(A.mul(dx!, dx!));
-      const [ggf] = gradients(sq, [x]);
-      const r2 = A.sum(A.mul(composed(x, lw, lb, axes, 1e-5, relu), weights));
-      const [rdx] = gradients(r2, [x], { createGraph: true });
-      const rsq = A.sum(A.mul(rdx!, rdx!));
-      const [ggr] = gradients(rsq, [x]);
-      await expectClose(ggf!, ggr!, 2e-4, 'second derivative');
-      [output, ref, mu, weights, lf, lr, ...gf, ...gr, f2, dx!, sq, ggf!, r2, rdx!, rsq, ggr!, ...leaves].forEach((t) => t && !t.disposed && t.dispose());
+      await expectLikeComposition((...t) => A.batchNorm(t[0], t[1] ?? null, t[2] ?? null, { activation }), (...t) => composed(t[0], t[1] ?? null, t[2] ?? null, axes, 1e-5, relu), leaves, g);
+      [output, mu, ...leaves].forEach((t) => !t.disposed && t.dispose());
       mean.dispose();
       variance.dispose();
       expect(liveBuffers()).toBe(before);
@@ -78,26 +89,8 @@ describe('batchNorm (fused, batch statistics)', () => {
       const b = affine ? randn([...norm], { generator: g, requiresGrad: true }) : null;
       const leaves = [x, ...(w ? [w] : []), ...(b ? [b] : [])];
       const axes = norm.map((_, i) => shape.length - norm.length + i);
-      const output = A.layerNorm(x, norm, w, b);
-      const ref = composed(x, w, b, axes, 1e-5);
-      await expectClose(output, ref, 2e-5, 'output');
-      const weights = randn([...shape], { generator: g });
-      const lf = A.sum(A.mul(output, weights));
-      const lr = A.sum(A.mul(ref, weights));
-      const gf = gradients(lf, leaves);
-      const gr = gradients(lr, leaves);
-      for (let i = 0; i < leaves.length; i++) await expectClose(gf[i]!, gr[i]!, 5e-5, `gradient ${i}`);
-      expect((await gradcheck((...t: Tensor[]) => A.layerNorm(t[0], norm, t[1] ?? null, t[2] ?? null), leaves)).ok).toBe(true);
-      const f2 = A.sum(A.mul(A.layerNorm(x, norm, w, b), weights));
-      const [dx] = gradients(f2, [x], { createGraph: true });
-      const sq = A.sum(A.mul(dx!, dx!));
-      const [ggf] = gradients(sq, [x]);
-      const r2 = A.sum(A.mul(composed(x, w, b, axes, 1e-5), weights));
-      const [rdx] = gradients(r2, [x], { createGraph: true });
-      const rsq = A.sum(A.mul(rdx!, rdx!));
-      const [ggr] = gradients(rsq, [x]);
-      await expectClose(ggf!, ggr!, 2e-4, 'second derivative');
-      [output, ref, weights, lf, lr, ...gf, ...gr, f2, dx!, sq, ggf!, r2, rdx!, rsq, ggr!, ...leaves].forEach((t) => t && !t.disposed && t.dispose());
+      await expectLikeComposition((...t) => A.layerNorm(t[0], norm, t[1] ?? null, t[2] ?? null), (...t) => composed(t[0], t[1] ?? null, t[2] ?? null, axes, 1e-5), leaves, g);
+      leaves.forEach((t) => t.dispose());
       expect(liveBuffers()).toBe(before);
     });
   }
