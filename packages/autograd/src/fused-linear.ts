@@ -7,7 +7,7 @@
  */
 import { defineProgram, elementwise, type ElementwiseProgram, type MatmulOptions, type NDArray, type ProgramValue } from '@needle/ndarray';
 import { isGradEnabled } from './grad-mode';
-import { sigmoidDerivOf, sigmoidOf } from './program-fns';
+import { RELU_GRAD, SIGMOID_GRAD, TANH_GRAD, sigmoidOf } from './program-fns';
 import { Tensor, constant } from './tensor';
 import * as F from './functions';
 
@@ -31,12 +31,8 @@ const ACTIVATE: Record<LinearActivation, (z: ProgramValue) => ProgramValue> = {
 const WITH_BIAS = Object.fromEntries(LINEAR_ACTIVATIONS.map((a) => [a, defineProgram(2, 0, ([y, b]) => ACTIVATE[a](y.add(b)))])) as Record<LinearActivation, ElementwiseProgram>;
 const NO_BIAS = Object.fromEntries(LINEAR_ACTIVATIONS.map((a) => [a, defineProgram(1, 0, ([y]) => ACTIVATE[a](y))])) as Record<LinearActivation, ElementwiseProgram>;
 
-/** The activation's derivative from its output y, times g (the composed ops' backward rules, fused). */
-const GRAD: Record<Exclude<LinearActivation, 'none'>, ElementwiseProgram> = {
-  relu: defineProgram(2, 0, ([g, y]) => g.mul(y.gt(0))),
-  tanh: defineProgram(2, 0, ([g, y]) => g.mul(y.mul(y).neg().add(1))),
-  sigmoid: defineProgram(2, 0, ([g, y]) => g.mul(sigmoidDerivOf(y))),
-};
+/** The activation's derivative from its output y, times g: the elementwise primitives' own rules. */
+const GRAD: Record<Exclude<LinearActivation, 'none'>, ElementwiseProgram> = { relu: RELU_GRAD, tanh: TANH_GRAD, sigmoid: SIGMOID_GRAD };
 
 /** Forward on arrays: x [N, in], w [out, in], b [out] or absent. */
 export function linearForward(inputs: readonly NDArray[], { activation, hasBias }: LinearAttrs): NDArray {

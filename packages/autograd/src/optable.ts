@@ -26,7 +26,7 @@ import * as F from './functions';
 import { lstmBackwardArrays, lstmBackwardTensors, lstmForward, type LstmAttrs } from './fused-rnn';
 import { gruBackwardArrays, gruBackwardTensors, gruForward, rnnBackwardArrays, rnnBackwardTensors, rnnForward, type GruAttrs, type RnnAttrs } from './fused-gru';
 import { maxPoolBackward, maxPoolForward } from './fused-pool';
-import { sigmoidDerivOf, sigmoidOf } from './program-fns';
+import { RELU_GRAD, SIGMOID_GRAD, TANH_GRAD, sigmoidOf } from './program-fns';
 import { crossEntropyBackward, crossEntropyForward, logSoftmaxBackward, logSoftmaxForward, softmaxBackward, softmaxForward, type CrossEntropyAttrs, type SoftmaxAttrs } from './fused-softmax';
 import { linearBackward, linearForward, type LinearAttrs } from './fused-linear';
 import { batchNormBackward, batchNormForward, type BatchNormAttrs } from './fused-norm';
@@ -134,10 +134,7 @@ function rule(program: ElementwiseProgram, arrays: readonly NDArray[], different
   return new Tensor(elementwise(program, arrays)[0]);
 }
 
-const RELU_GRAD = defineProgram(2, 0, ([g, a]) => g.mul(a.gt(0)));
 const ABS_GRAD = defineProgram(2, 0, ([g, a]) => g.mul(a.sign()));
-const TANH_GRAD = defineProgram(2, 0, ([g, y]) => g.mul(y.mul(y).neg().add(1)));
-const SIGMOID_GRAD = defineProgram(2, 0, ([g, s]) => g.mul(sigmoidDerivOf(s)));
 const SQRT_GRAD = defineProgram(2, 0, ([g, y]) => g.mul(0.5).div(y));
 const DIV_GRAD_B = defineProgram(3, 0, ([g, y, b]) => g.mul(y).div(b).neg());
 

@@ -108,7 +108,9 @@ function runProduct(a: NDArray, b: NDArray, target: NDArray, plan: ProductPlan, 
   const backend = target.backend;
   const { batch, m, k, n, offsets } = plan;
   if (k === 0) {
-    backend.fill(target.buffer, 0, target.size);
+    // fill starts at element 0; a caller's out slice at an offset is set through its view.
+    if (target.offset === 0) backend.fill(target.buffer, 0, target.size);
+    else backend.scalarSetitem(0, target.buffer, target.layout);
     if (epi) applyEpilogueAfter(target, plan.resultShape, epi);
     return;
   }

@@ -1147,6 +1147,11 @@ export function runBackendConformance(
         a.matmul(b, { out: t.transpose(), epilogue: { program: biasRelu, inputs: [bias] } });
         const [withBias] = elementwise(biasRelu, [expected, bias]);
         await expectSame(t.transpose(), withBias, 'out transposed view with an epilogue');
+        // k = 0 into a slice at an offset: that slice becomes 0, the rest of the buffer stays.
+        const held = ones([3, 2, 5], opts());
+        zeros([2, 0], opts()).matmul(zeros([0, 5], opts()), { out: held.get(1) });
+        await expectNested(held.get(1), [[0, 0, 0, 0, 0], [0, 0, 0, 0, 0]]);
+        await expectNested(held.get(2), [[1, 1, 1, 1, 1], [1, 1, 1, 1, 1]]);
         // An out that is also an operand is computed into a temporary first.
         const sq = arr([4, 4]);
         const sqExpected = sq.matmul(sq);
