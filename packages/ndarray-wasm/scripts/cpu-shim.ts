@@ -2,14 +2,23 @@
 // package's tests create with createCpuBackend() is a WASM backend instead, so the autograd, nn and
 // optim suites run unchanged on this package. Backends are created up front (creation is async,
 // createCpuBackend is not) and handed out one per distinct name/readSync pair.
+// NEEDLE_WASM_THREADS sets their thread count; NEEDLE_WASM_SIMD=relaxed|baseline forces a build of
+// the kernels (default: the backend's 'auto'). Node 20 validates the relaxed build only with V8's
+// --experimental-wasm-relaxed-simd, which NODE_OPTIONS does not accept, so the shim sets it here,
+// before any module is compiled.
+import { setFlagsFromString } from 'node:v8';
 import { registerBackend, type Backend } from '@needle/ndarray';
 import { createWasmBackend } from '../src';
 
 const threads = Number(process.env.NEEDLE_WASM_THREADS ?? 1);
+const simdEnv = process.env.NEEDLE_WASM_SIMD ?? 'auto';
+if (simdEnv !== 'auto' && simdEnv !== 'relaxed' && simdEnv !== 'baseline') throw new Error(`cpu-shim: NEEDLE_WASM_SIMD must be auto, relaxed or baseline, got ${simdEnv}`);
+const simd = simdEnv;
+if (simd === 'relaxed') setFlagsFromString('--experimental-wasm-relaxed-simd');
 const POOL = 4;
 const spare = {
-  sync: await Promise.all(Array.from({ length: POOL }, () => createWasmBackend({ threads }))),
-  async: await Promise.all(Array.from({ length: POOL }, () => createWasmBackend({ threads, readSync: false }))),
+  sync: await Promise.all(Array.from({ length: POOL }, () => createWasmBackend({ threads, simd }))),
+  async: await Promise.all(Array.from({ length: POOL }, () => createWasmBackend({ threads, simd, readSync: false }))),
 };
 const given = new Map<string, Backend>();
 

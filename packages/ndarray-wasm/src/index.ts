@@ -1,2 +1,3 @@
 export { WasmBackend, createWasmBackend, registerWasmBackend, type WasmBackendOptions, type WasmHeapInfo } from './backend';
 export { threadsSupported } from './threads';
+export { relaxedSimdSupported, type SimdVariant } from './module';

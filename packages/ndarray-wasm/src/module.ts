@@ -1,4 +1,4 @@
-import { KERNELS_WASM_BASE64 } from './kernels.generated';
+import { KERNELS_RELAXED_WASM_BASE64, KERNELS_WASM_BASE64 } from './kernels.generated';
 
 /** The exports of assembly/index.ts, as JavaScript sees them. */
 export interface KernelExports {
@@ -31,15 +31,34 @@ export const PAGE_BYTES = 65536;
 /** wasm32 addresses 4 GiB at most. */
 export const MAX_PAGES = 65536;
 
-let plainBytes: Uint8Array | undefined;
+/**
+ * The two builds of the kernels: `baseline` needs WebAssembly SIMD128; `relaxed` also uses relaxed
+ * SIMD (f32x4.relaxed_madd, a fused multiply-add on x86 with FMA3 and on ARM64) in the matmul
+ * micro-kernels, ~15% faster there (NOTES.md section 19), and may round those products differently.
+ */
+export type SimdVariant = 'baseline' | 'relaxed';
 
-function kernelBytes(): Uint8Array {
-  if (!plainBytes) {
-    const text = atob(KERNELS_WASM_BASE64);
-    plainBytes = new Uint8Array(text.length);
-    for (let i = 0; i < text.length; i++) plainBytes[i] = text.charCodeAt(i);
+const decoded = new Map<SimdVariant, Uint8Array>();
+
+/** The binary of one build (decoded once per process). */
+export function kernelBytes(variant: SimdVariant): Uint8Array {
+  let bytes = decoded.get(variant);
+  if (!bytes) {
+    const text = atob(variant === 'relaxed' ? KERNELS_RELAXED_WASM_BASE64 : KERNELS_WASM_BASE64);
+    bytes = new Uint8Array(text.length);
+    for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+    decoded.set(variant, bytes);
   }
-  return plainBytes;
+  return bytes;
+}
+
+/**
+ * Whether this engine accepts the relaxed-SIMD build (Chrome >= 114, Node >= 22; Node 20 only with
+ * V8's `--experimental-wasm-relaxed-simd`). Asked at each call (validating ~22 KB is cheap), so
+ * a flag set at run time (v8.setFlagsFromString) is seen.
+ */
+export function relaxedSimdSupported(): boolean {
+  return WebAssembly.validate(kernelBytes('relaxed') as Uint8Array<ArrayBuffer>);
 }
 
 function readLeb(bytes: Uint8Array, pos: number): [value: number, next: number] {
@@ -87,18 +106,20 @@ export function sharedVariant(bytes: Uint8Array): Uint8Array {
   throw new Error('ndarray-wasm: the kernels module imports no memory');
 }
 
-const compiled = new Map<boolean, Promise<WebAssembly.Module>>();
+const compiled = new Map<string, Promise<WebAssembly.Module>>();
 
-/** Compile the kernels module once per process (plain or shared-memory variant). */
-export function compileKernels(shared: boolean): Promise<WebAssembly.Module> {
-  let module = compiled.get(shared);
+/** Compile one build of the kernels once per process (plain or shared-memory variant). */
+export function compileKernels(shared: boolean, variant: SimdVariant = 'baseline'): Promise<WebAssembly.Module> {
+  const key = `${variant}${shared ? '-shared' : ''}`;
+  let module = compiled.get(key);
   if (!module) {
-    const bytes = shared ? sharedVariant(kernelBytes()) : kernelBytes();
+    const bytes = shared ? sharedVariant(kernelBytes(variant)) : kernelBytes(variant);
+    const needs = `WebAssembly SIMD${variant === 'relaxed' ? ' and relaxed SIMD' : ''}${shared ? ' and shared memory' : ''}`;
     module = WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>).catch((error: Error) => {
-      compiled.delete(shared);
-      throw new Error(`createWasmBackend: this engine cannot compile the kernels (they need WebAssembly SIMD${shared ? ' and shared memory' : ''}): ${error.message}`, { cause: error });
+      compiled.delete(key);
+      throw new Error(`createWasmBackend: this engine cannot compile the kernels (they need ${needs}): ${error.message}`, { cause: error });
     });
-    compiled.set(shared, module);
+    compiled.set(key, module);
   }
   return module;
 }
