@@ -7,7 +7,10 @@
  *   `tidy(fn)` for synchronous code, `scope()` ... `s.end(keep)` across `await`.
  * - A FinalizationRegistry releases the reference of an array that was garbage collected without
  *   being disposed. It is a safety net for forgotten arrays, not the plan: GC timing is arbitrary
- *   and GPU/WASM memory pressure is invisible to it.
+ *   and GPU/WASM memory pressure is invisible to it. An array is registered only once no scope
+ *   holds it (created outside every scope, or surviving the last one): a scope's set keeps its
+ *   arrays reachable, so the net could never fire for them, and registering (then unregistering)
+ *   every intermediate of a training step costs about a microsecond each.
  */
 import type { Backend, DeviceBuffer } from './backend';
 import { fail } from './errors';
@@ -72,6 +75,22 @@ const safetyNet = (globalThis as { process?: { env?: Record<string, string | und
 
 export function registerFinalizer(owner: object, storage: Storage): void {
   if (safetyNet) finalizer.register(owner, storage, owner);
+}
+
+/**
+ * Implemented by arrays: put the array under the safety net (idempotent). Scopes call it on an
+ * array they stop holding without disposing it, when no other scope takes it over.
+ */
+export const ARM_FINALIZER: unique symbol = Symbol.for('needle.armFinalizer');
+
+interface Finalizable {
+  [ARM_FINALIZER](): void;
+}
+
+/** `a` left the last scope alive: the safety net takes over (arrays only; wrappers own no buffer). */
+function leftScopes(a: Disposable): void {
+  const f = (a as Partial<Finalizable>)[ARM_FINALIZER];
+  if (f !== undefined) f.call(a);
 }
 
 export function unregisterFinalizer(owner: object): void {
@@ -141,7 +160,9 @@ export class Scope {
    * that declare dependencies (a tensor's graph) keep those created in this scope too.
    */
   keep<T>(value: T): T {
-    for (const a of this.survivors(value)) this.tracked.delete(a);
+    for (const a of this.survivors(value)) {
+      if (this.tracked.delete(a)) leftScopes(a);
+    }
     return value;
   }
 
@@ -171,7 +192,7 @@ export class Scope {
     for (let j = items.length - 1; j >= 0; j--) {
       const a = items[j];
       if (kept.has(a)) {
-        enclosing(i, backendOf(a))?.tracked.add(a);
+        moveOut(i, a);
       } else if (!a.disposed) {
         a.dispose();
       }
@@ -219,9 +240,22 @@ function enclosing(below: number, backend: unknown): Scope | undefined {
   return undefined;
 }
 
-/** Called by every array (and wrapper) on creation: it joins the innermost scope for its backend. */
-export function track(a: Disposable): void {
-  enclosing(stack.length, backendOf(a))?.tracked.add(a);
+/** A surviving `a` leaves the scope at stack position `at` for the next enclosing one, if any. */
+function moveOut(at: number, a: Disposable): void {
+  const s = enclosing(at, backendOf(a));
+  if (s) s.tracked.add(a);
+  else leftScopes(a);
+}
+
+/**
+ * Called by every array (and wrapper) on creation: it joins the innermost scope for its backend.
+ * Returns whether a scope took it (false: no scope holds it, the safety net's case).
+ */
+export function track(a: Disposable): boolean {
+  const s = enclosing(stack.length, backendOf(a));
+  if (!s) return false;
+  s.tracked.add(a);
+  return true;
 }
 
 /**
@@ -282,7 +316,7 @@ export function disposeOnError<T>(fn: () => T): T {
   const [s, result] = runInNewScope(fn);
   const i = stack.lastIndexOf(s);
   if (i >= 0) stack.splice(i, 1);
-  for (const a of s.tracked) enclosing(i, backendOf(a))?.tracked.add(a);
+  for (const a of s.tracked) moveOut(i, a);
   s.tracked.clear();
   return result;
 }

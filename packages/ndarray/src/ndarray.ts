@@ -1,7 +1,7 @@
 import { canReadSync, type Backend, type BinaryOp, type DeviceBuffer, type StridedLayout, type UnaryOp } from './backend';
 import { checkInteger, describeValue } from './check';
 import { fail, formatShape, NeedleError } from './errors';
-import { registerFinalizer, Storage, track, unregisterFinalizer, untrack } from './memory';
+import { ARM_FINALIZER, registerFinalizer, Storage, track, unregisterFinalizer, untrack } from './memory';
 import { resolveBackend } from './registry';
 import {
   broadcastShapes,
@@ -38,6 +38,8 @@ export class NDArray {
   readonly backend: Backend;
   private readonly storage: Storage;
   private _disposed = false;
+  /** Whether the GC safety net watches this array (only once no scope holds it, see memory.ts). */
+  private finalizerArmed = false;
 
   /**
    * Low level: wrap a storage. Takes over one reference to `storage` (callers retain first when
@@ -49,8 +51,14 @@ export class NDArray {
     this.shape = Object.freeze([...shape]);
     this.strides = Object.freeze([...strides]);
     this.offset = offset;
-    registerFinalizer(this, storage);
-    track(this);
+    if (!track(this)) this[ARM_FINALIZER]();
+  }
+
+  /** Put this array under the GC safety net (once; see memory.ts). */
+  [ARM_FINALIZER](): void {
+    if (this.finalizerArmed || this._disposed) return;
+    this.finalizerArmed = true;
+    registerFinalizer(this, this.storage);
   }
 
   /**
@@ -144,7 +152,7 @@ export class NDArray {
   dispose(): void {
     if (this._disposed) fail('dispose', `array of shape ${formatShape(this.shape)} was already disposed`);
     this._disposed = true;
-    unregisterFinalizer(this);
+    if (this.finalizerArmed) unregisterFinalizer(this);
     untrack(this);
     this.storage.release();
   }
