@@ -4,7 +4,7 @@
  * operand, and decides which views may be read or written directly and which need a copy first.
  */
 import type { OperandLayout, StridedLayout } from './backend';
-import { compactStrides } from './shape';
+import { isCompactLayout } from './shape';
 
 /** Strides of `shape`-shaped view of an array of `own` shape and strides, broadcast NumPy-style. */
 export function broadcastStrides(ownShape: readonly number[], ownStrides: readonly number[], shape: readonly number[]): number[] {
@@ -32,6 +32,8 @@ export function viewExtent(shape: readonly number[], strides: readonly number[],
  * every view that slicing, transposes and flips make; anything else is enumerated.
  */
 export function viewOverlapsItself(shape: readonly number[], strides: readonly number[]): boolean {
+  // Compact views (the common case, e.g. every kernel output) answer without allocating.
+  if (isCompactLayout(shape, strides)) return false;
   const axes = shape.map((d, i) => ({ d, s: Math.abs(strides[i]) })).filter((a) => a.d > 1);
   if (axes.some((a) => a.s === 0)) return true;
   axes.sort((x, y) => x.s - y.s);
@@ -90,9 +92,7 @@ export function coalesceLayouts(shape: readonly number[], operands: readonly Ope
 
 /** Whether `layout` over `shape` is the compact order from element 0 (what no layout means). */
 export function isCompactOperand(shape: readonly number[], layout: OperandLayout): boolean {
-  if (layout.offset !== 0) return false;
-  const c = compactStrides(shape);
-  return shape.every((d, i) => d === 1 || layout.strides[i] === c[i]);
+  return layout.offset === 0 && isCompactLayout(shape, layout.strides);
 }
 
 /** Whether two operands over one iteration shape address the same element at every index. */

@@ -10,6 +10,7 @@ import {
   applyBinary,
   applyUnary,
   type BinaryOp,
+  type DeviceBuffer,
   type ElementwiseProgram,
   type OperandLayout,
   type ProgramLayouts,
@@ -296,7 +297,14 @@ export function elementwiseUnfused(program: ElementwiseProgram, inputs: readonly
 }
 
 function distinctBuffers(inputs: readonly NDArray[], outs: readonly (NDArray | undefined)[]): number {
-  return new Set([...inputs, ...outs].filter((a): a is NDArray => a !== undefined).map((a) => a.buffer)).size;
+  // A handful of operands: a linear scan allocates less than a Set (this runs on every launch).
+  const seen: DeviceBuffer[] = [];
+  for (const a of [...inputs, ...outs]) {
+    if (a === undefined) continue;
+    const b = a.buffer;
+    if (!seen.includes(b)) seen.push(b);
+  }
+  return seen.length;
 }
 
 function broadcastCompact(a: NDArray, shape: number[]): NDArray {
