@@ -25,6 +25,9 @@ const USAGE = `usage: pnpm bench [case filters...] [--backend cpu,wasm,webgpu] [
                      scripts/prepare-openblas.sh); the notes say which BLAS torch loaded
   --large            add the 2048 matmul
   --threads N        threads for backends that take a count (torch; needle-wasm) (default 1)
+  --relaxed-simd     give every Node worker V8's --experimental-wasm-relaxed-simd (on by default
+                     in Node >= 22 and Chrome >= 114; Node 20 needs the flag): needle:wasm then
+                     runs its relaxed-SIMD (FMA) kernels, and so does any other engine that uses it
   --rounds N         alternating rounds (default 5)
   --samples N        most samples per target per round (default 3)
   --sample-ms MS     aim of one sample (default 50); --warmup-ms MS (default 300); --round-ms MS (default 300)
@@ -46,6 +49,7 @@ export function parse(argv: string[]) {
       'torch-blas': { type: 'string' },
       large: { type: 'boolean', default: false },
       threads: { type: 'string', default: '1' },
+      'relaxed-simd': { type: 'boolean', default: false },
       rounds: { type: 'string' },
       samples: { type: 'string' },
       'sample-ms': { type: 'string' },
@@ -104,6 +108,7 @@ export function parse(argv: string[]) {
     threads: int(values.threads, 1, 'threads'),
     baseline,
     torchBlas,
+    relaxedSimd: values['relaxed-simd'],
     rounds: int(values.rounds, quick ? 3 : 5, 'rounds'),
     samplesPerRound: int(values.samples, quick ? 1 : 3, 'samples'),
     sampleMs: int(values['sample-ms'], quick ? 30 : 50, 'sample-ms'),
@@ -115,13 +120,17 @@ export function parse(argv: string[]) {
   };
 }
 
-function openChannel(target: Target, inProcess: boolean, threads: number, torchBlas: string | undefined): Channel {
+/** The V8 flag that turns on WebAssembly relaxed SIMD in Node 20 (shipped by default from V8 11.4). */
+export const RELAXED_SIMD_FLAG = '--experimental-wasm-relaxed-simd';
+
+function openChannel(target: Target, inProcess: boolean, threads: number, torchBlas: string | undefined, relaxedSimd: boolean): Channel {
   if (parseTarget(target).framework === 'torch') {
     const probe = torchAvailable();
     if (!probe.ok) throw new Error(probe.reason);
     return new PythonChannel(undefined, { threads: threadsOf(target, threads), libraryPath: torchBlas });
   }
-  return inProcess ? new InProcessChannel() : new ForkChannel();
+  if (inProcess) return new InProcessChannel();
+  return new ForkChannel(undefined, relaxedSimd ? { execArgv: [...process.execArgv, RELAXED_SIMD_FLAG] } : {});
 }
 
 async function main(): Promise<void> {
@@ -141,9 +150,14 @@ async function main(): Promise<void> {
     return;
   }
   console.error(`needle bench: ${args.cases.length} case(s) x ${args.targets.length} target(s)`);
+  if (args.relaxedSimd && args.inProcess) {
+    // In one process the flag must be set before any wasm module is compiled, i.e. now.
+    (await import('node:v8')).setFlagsFromString(RELAXED_SIMD_FLAG);
+  }
   const result = await runHarness({
     ...args,
-    open: (t) => openChannel(t, args.inProcess, args.threads, args.torchBlas),
+    nodeFlags: args.relaxedSimd ? [RELAXED_SIMD_FLAG] : [],
+    open: (t) => openChannel(t, args.inProcess, args.threads, args.torchBlas, args.relaxedSimd),
     log: (l) => console.error(`  ${l}`),
   });
   console.log(args.markdown ? formatMarkdown(result) : formatTable(result));

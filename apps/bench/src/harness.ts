@@ -31,6 +31,8 @@ export interface HarnessOptions {
   warmupMs: number;
   /** Budget of one round per target; slow targets take fewer samples. */
   roundMs: number;
+  /** V8 flags `open` gives the Node workers, recorded with the machine facts. */
+  nodeFlags?: string[];
   log?: (line: string) => void;
 }
 
@@ -83,6 +85,7 @@ export interface BenchResult {
 export async function runHarness(options: HarnessOptions): Promise<BenchResult> {
   const log = options.log ?? (() => {});
   const machine = machineFacts();
+  if (options.nodeFlags?.length) machine.nodeFlags = [...options.nodeFlags];
   const date = new Date().toISOString();
   const channels = new Map<Target, Channel>();
   const targets: TargetStatus[] = [];

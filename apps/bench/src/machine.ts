@@ -6,6 +6,8 @@ export interface MachineFacts {
   memoryGiB: number;
   node: string;
   platform: string;
+  /** V8 flags the bench gave every Node worker (e.g. relaxed SIMD on Node 20); none by default. */
+  nodeFlags?: string[];
   /** 1-minute load average when the run started and ended: above ~0.5 the machine was busy. */
   loadStart: number;
   loadEnd?: number;

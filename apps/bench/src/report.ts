@@ -68,7 +68,7 @@ export function formatMarkdown(result: BenchResult): string {
 function notes(result: BenchResult): string[] {
   const m = result.machine;
   const out = [
-    `machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.platform}, node ${m.node}; load average ${m.loadStart.toFixed(2)} at start, ${m.loadEnd?.toFixed(2) ?? '?'} at end`,
+    `machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.platform}, node ${m.node}${m.nodeFlags?.length ? ` (workers: ${m.nodeFlags.join(' ')})` : ''}; load average ${m.loadStart.toFixed(2)} at start, ${m.loadEnd?.toFixed(2) ?? '?'} at end`,
     `settings: ${result.settings.rounds} alternating rounds, up to ${result.settings.samplesPerRound} samples/round of ~${result.settings.sampleMs} ms, ${result.settings.warmupMs} ms warm-up; threads requested ${result.settings.threads}`,
   ];
   for (const t of result.targets) {

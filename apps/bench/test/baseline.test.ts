@@ -38,6 +38,8 @@ describe('targets', () => {
     expect(() => parse(['mlp', '--baseline', os.tmpdir()])).toThrow(/not a needle checkout/);
     expect(() => parse(['mlp', '--torch-blas', ''])).toThrow(/no libblas.so.3/);
     expect(() => parse(['mlp', '--torch-blas', os.tmpdir()])).toThrow(/no libblas.so.3/);
+    expect(parse(['mlp']).relaxedSimd).toBe(false);
+    expect(parse(['mlp', '--relaxed-simd']).relaxedSimd).toBe(true);
   });
 });
 

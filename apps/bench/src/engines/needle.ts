@@ -172,5 +172,7 @@ function commitOf(root: string): string {
 }
 
 function describe(backend: Backend): string {
-  return `backend '${backend.name}'`;
+  // The wasm backend says which build of its kernels runs (relaxed SIMD or the baseline).
+  const simd = (backend as unknown as { simd?: unknown }).simd;
+  return `backend '${backend.name}'${typeof simd === 'string' ? `, ${simd} SIMD kernels` : ''}`;
 }
