@@ -109,7 +109,9 @@ const CE_GRAD = defineProgram(5, 1, ([g, x, lse, label, cls], [scale]) => g.mul(
 
 /** The class indices 0..C-1 as a [1, C] row (uploaded, no kernel). */
 function classRow(c: number, like: NDArray): NDArray {
-  return NDArray.fromData(Float32Array.from({ length: c }, (_, i) => i), [1, c], like.backend);
+  const row = new Float32Array(c);
+  for (let i = 0; i < c; i++) row[i] = i;
+  return NDArray.fromData(row, [1, c], like.backend);
 }
 
 /** How many loss values the output holds before the per-row logsumexp the backward reads. */

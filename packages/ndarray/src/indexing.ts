@@ -28,6 +28,7 @@ export interface ParsedView {
 
 /** Apply an index list to a strided layout, producing the layout of the selected view. */
 export function parseIndex(op: string, shape: Shape, strides: readonly number[], offset: number, index: readonly Index[]): ParsedView {
+  if (index.length <= shape.length && index.every(Number.isInteger)) return integerIndex(op, shape, strides, offset, index as readonly number[]);
   index.forEach((e) => checkIndexEntry(op, e, shape));
   const entries = index.map((e) => (typeof e === 'string' && e.trim() !== '...' ? parseSliceString(op, e) : e));
   const ellipses = entries.filter((e) => typeof e === 'string').length;
@@ -72,6 +73,23 @@ export function parseIndex(op: string, shape: Shape, strides: readonly number[],
     axis++;
   }
   return { shape: outShape, strides: outStrides, offset: off };
+}
+
+/**
+ * Leading integer entries only (`x.get(t)`, `x.get(i, j)`: what loops over time steps or rows do on
+ * every iteration): the same view and errors as the general path, without its intermediate lists.
+ */
+function integerIndex(op: string, shape: Shape, strides: readonly number[], offset: number, index: readonly number[]): ParsedView {
+  let off = offset;
+  for (let axis = 0; axis < index.length; axis++) {
+    const e = index[axis];
+    const n = shape[axis];
+    if (e < -n || e >= n) {
+      fail(op, `index ${e} is out of bounds for axis ${axis} with size ${n} (array of shape ${formatShape(shape)})`);
+    }
+    off += (e < 0 ? e + n : e) * strides[axis];
+  }
+  return { shape: shape.slice(index.length), strides: strides.slice(index.length), offset: off };
 }
 
 const SLICE_KEYS = new Set(['start', 'stop', 'step']);

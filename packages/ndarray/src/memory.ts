@@ -202,6 +202,7 @@ export class Scope {
 
   /** Everything in `value`, plus the dependencies this scope tracks; tells the tracked ones they survive. */
   private survivors(value: unknown): Set<Disposable> {
+    if (value === null || typeof value !== 'object') return new Set();
     const named = new Set(collect(value));
     if (named.size === 0) return named;
     const kept = new Set(named);
@@ -346,21 +347,26 @@ function isDisposable(v: unknown): v is Disposable {
   return typeof v === 'object' && v !== null && 'dispose' in v && 'disposed' in v;
 }
 
-/** Every disposable found in a value: itself, owners' arrays, and inside arrays, Maps and plain objects. */
-export function* collect(value: unknown, seen = new Set<unknown>()): Generator<Disposable> {
-  if (value === null || typeof value !== 'object' || seen.has(value)) return;
+/**
+ * Every disposable found in a value: itself, owners' arrays, and inside arrays, Maps and plain
+ * objects, in that order. Pushes into `found` (an array, not a generator: this runs at the end of
+ * every scope, and nested generators allocate an object per level).
+ */
+export function collect(value: unknown, found: Disposable[] = [], seen = new Set<unknown>()): Disposable[] {
+  if (value === null || typeof value !== 'object' || seen.has(value)) return found;
   seen.add(value);
-  if (isDisposable(value)) yield value;
+  if (isDisposable(value)) found.push(value);
   if (isOwner(value)) {
-    for (const a of value[OWNED_ARRAYS]()) yield* collect(a, seen);
-    return;
+    for (const a of value[OWNED_ARRAYS]()) collect(a, found, seen);
+    return found;
   }
-  if (isDisposable(value)) return;
+  if (isDisposable(value)) return found;
   if (Array.isArray(value)) {
-    for (const v of value) yield* collect(v, seen);
+    for (const v of value) collect(v, found, seen);
   } else if (value instanceof Map) {
-    for (const v of value.values()) yield* collect(v, seen);
+    for (const v of value.values()) collect(v, found, seen);
   } else if (Object.getPrototypeOf(value) === Object.prototype) {
-    for (const v of Object.values(value)) yield* collect(v, seen);
+    for (const v of Object.values(value)) collect(v, found, seen);
   }
+  return found;
 }
