@@ -1300,3 +1300,67 @@ export function matmul(
     }
   }
 }
+
+// ---- exports for compiled elementwise programs (src/jit) --------------------------------------------
+//
+// Programs compiled to their own small modules at run time (src/jit/compile.ts) import these, so
+// they run the very same exp/log/tanh/pow and strided gathers as the `program` kernel above (and
+// give the same bits). Wasm-to-wasm calls through imports may pass v128; JavaScript cannot call the
+// v128 ones.
+
+export function jitExp(x: v128): v128 {
+  return expv(x);
+}
+
+export function jitLog(x: v128): v128 {
+  return logv(x);
+}
+
+export function jitTanh(x: v128): v128 {
+  return tanhv(x);
+}
+
+export function jitPow(x: f32, y: f32): f32 {
+  return powScalar(x, y);
+}
+
+/** stridedBlock for a compiled program: gather (scatter = 0) or scatter (1) one block. */
+export function jitStrided(scatter: i32, buf: usize, layout: usize, rec: usize, base: i32, m: i32, blk: usize, idx: usize): void {
+  stridedBlock(scatter != 0, buf, layout, rec, base, m, blk, idx);
+}
+
+/**
+ * Rows [row0, row0 + count) of a strided operand (layout record `rec` over the iteration shape at
+ * `layout`; a row is a run along the last axis): each row's first element offset, stored as i32s
+ * at `out`. `idx` is scratch for ndim i32s. Compiled programs then read rows whose last stride is 1
+ * with vector loads, with no gather into a block.
+ */
+export function jitRows(layout: usize, rec: usize, row0: i32, count: i32, out: usize, idx: usize): void {
+  const ndim = load<i32>(layout);
+  const shape = layout + 4;
+  const strides = rec + 4;
+  let pos = load<i32>(rec);
+  let rem = row0;
+  for (let d = ndim - 2; d >= 0; d--) {
+    const len = load<i32>(shape + (<usize>d << 2));
+    const i = rem % len;
+    rem = rem / len;
+    store<i32>(idx + (<usize>d << 2), i);
+    pos += i * load<i32>(strides + (<usize>d << 2));
+  }
+  for (let r = 0; r < count; r++) {
+    store<i32>(out + (<usize>r << 2), pos);
+    for (let d = ndim - 2; d >= 0; d--) {
+      const ip = idx + (<usize>d << 2);
+      const stride = load<i32>(strides + (<usize>d << 2));
+      const next = load<i32>(ip) + 1;
+      if (next < load<i32>(shape + (<usize>d << 2))) {
+        store<i32>(ip, next);
+        pos += stride;
+        break;
+      }
+      store<i32>(ip, 0);
+      pos -= stride * (next - 1);
+    }
+  }
+}

@@ -23,6 +23,7 @@ import { binaryCode, reduceCode, unaryCode } from './codes';
 import { compileKernels, instantiateKernels, MAX_PAGES, PAGE_BYTES, relaxedSimdSupported, type KernelExports, type SimdVariant } from './module';
 import { costNs, SUM_CHUNK, threadsFor } from './split';
 import { DEFAULT_SPIN_MICROS, threadsSupported, WorkerPool, type Job, type WorkerKernel } from './threads';
+import { CompiledPrograms } from './jit/programs';
 
 export interface WasmBackendOptions {
   /** Name under which the backend reports itself (default 'wasm'). */
@@ -59,6 +60,19 @@ export interface WasmBackendOptions {
    * asynchronously, e.g. to run a test suite that must never need a synchronous read.
    */
   readSync?: boolean;
+  /**
+   * Run elementwise programs as WebAssembly code compiled for each program at run time (default
+   * true; the environment variable NEEDLE_WASM_COMPILE_PROGRAMS=0 turns it off where the option is
+   * not given). Off, programs run on the block interpreter (the `program` kernel); the results are
+   * the same bits either way.
+   */
+  compilePrograms?: boolean;
+}
+
+/** NEEDLE_WASM_COMPILE_PROGRAMS=0 (where there is a process environment) turns compiled programs off. */
+function compileProgramsByDefault(): boolean {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  return env?.NEEDLE_WASM_COMPILE_PROGRAMS !== '0';
 }
 
 /** A buffer is a block of the WebAssembly heap: a byte address and a size in elements. */
@@ -126,6 +140,9 @@ export class WasmBackend implements Backend {
   private splits = 0;
   private destroyed = false;
   private readonly counter;
+  /** Elementwise programs compiled to their own code (src/jit); undefined when turned off. */
+  private programs: CompiledPrograms | undefined;
+  private compiledLaunches = 0;
 
   /** Use createWasmBackend(): construction needs compiled modules and started workers. */
   private constructor(
@@ -201,7 +218,9 @@ export class WasmBackend implements Backend {
     const spinMicros = options.spinMicros ?? DEFAULT_SPIN_MICROS;
     if (!(spinMicros >= 0)) throw new Error(`createWasmBackend: spinMicros must be a non-negative number, got ${spinMicros}`);
     const pool = threaded ? await WorkerPool.create(requested - 1, module, memory, spinMicros) : undefined;
-    return new WasmBackend(name, memory, kernels, pool, maximum * PAGE_BYTES, options.readSync !== false, simd);
+    const backend = new WasmBackend(name, memory, kernels, pool, maximum * PAGE_BYTES, options.readSync !== false, simd);
+    if (options.compilePrograms ?? compileProgramsByDefault()) backend.programs = new CompiledPrograms(memory, kernels, threaded);
+    return backend;
   }
 
   // ---- buffers ---------------------------------------------------------------------------------
@@ -615,6 +634,14 @@ export class WasmBackend implements Backend {
   elementwise(program: ElementwiseProgram, inputs: readonly DeviceBuffer[], scalars: readonly number[], outputs: readonly DeviceBuffer[], size: number, layouts?: ProgramLayouts): void {
     const { steps, outsAt, outputs: nouts, layout, stridedOperands } = this.encodeProgram('elementwise', program, inputs, scalars, outputs, size, layouts);
     if (size === 0) return;
+    // A compiled program runs on the calling thread (workers run the interpreter only, and the
+    // compiled code on one thread beats it on two: NOTES.md, "Compiled elementwise programs").
+    const compiled = this.programs?.get(program, inputs.length, nouts, layouts, this.programPtr, outsAt, this.programRegs[0], layout);
+    if (compiled) {
+      this.compiledLaunches++;
+      compiled(this.programPtr, outsAt, this.programRegs[0], 0, size, layout);
+      return;
+    }
     const args = (t: number, start: number, n: number) => [this.programPtr, steps, outsAt, nouts, this.programRegs[t], start, n, layout];
     const T = this.threadsFor(costNs.program(size, steps, stridedOperands));
     if (T === 1) {
@@ -633,6 +660,11 @@ export class WasmBackend implements Backend {
    */
   get splitLaunches(): number {
     return this.splits;
+  }
+
+  /** `elementwise` launches that ran compiled code (src/jit) rather than the `program` kernel. */
+  get compiledProgramLaunches(): number {
+    return this.compiledLaunches;
   }
 
   /** Threads to split a kernel over whose one-thread time is estimated at `ns` nanoseconds (split.ts). */

@@ -12,8 +12,10 @@ let one: WasmBackend;
 let many: WasmBackend[];
 
 beforeAll(async () => {
-  one = await createWasmBackend({ threads: 1 });
-  many = [await createWasmBackend({ threads: 2 }), await createWasmBackend({ threads: 3, spinMicros: 0 })];
+  // The block interpreter for elementwise programs: compiled programs run on the calling thread only
+  // (test/compiled-programs.test.ts compares the two).
+  one = await createWasmBackend({ threads: 1, compilePrograms: false });
+  many = [await createWasmBackend({ threads: 2, compilePrograms: false }), await createWasmBackend({ threads: 3, spinMicros: 0, compilePrograms: false })];
 });
 afterAll(() => [one, ...many].forEach((b) => b.destroy()));
 

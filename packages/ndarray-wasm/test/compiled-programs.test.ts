@@ -1,0 +1,230 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NDArray, defineProgram, elementwise, elementwiseUnfused, type ElementwiseProgram, type ProgramValue } from '@needle/ndarray';
+import { createWasmBackend, programCompileStats, type WasmBackend } from '../src';
+import { cpu, randomFloats, SPECIAL } from './helpers';
+
+// Compiled elementwise programs (src/jit) against the block interpreter (the `program` kernel, with
+// compilePrograms off) bit for bit, raw bits including NaN payloads, and against the unfused
+// composition on this backend and on the CPU backend: random programs over every op, constants,
+// scalars, `where`, several outputs, in-place outputs, sizes with tails of 1-3 elements and more
+// than one 256-element block, and strided, broadcast and scalar operands and strided outputs.
+
+const BINARY = ['add', 'sub', 'mul', 'div', 'pow', 'maximum', 'minimum', 'eq', 'ne', 'ge', 'gt', 'le', 'lt'] as const;
+const UNARY = ['neg', 'log', 'exp', 'tanh', 'sqrt', 'abs', 'sign'] as const;
+const CONSTANTS = [0, -0, 1, 2, 0.5, -1.5, 3, Infinity, NaN];
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(s ^ (s >>> 15), s | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface Case {
+  program: ElementwiseProgram;
+  /** Whether the program uses exp, log or tanh (the CPU backend's libm differs in the last bits). */
+  transcendental: boolean;
+  /**
+   * Whether exp/log/tanh/pow applies to a value of scalars and constants only: the composition
+   * computes those on the host (Math.exp, ...), the kernels with their own f32x4 code. Also
+   * maximum/minimum of a scalar value and an array: the composition's scalar kernel takes the
+   * array first, which turns the tie rule (-0 vs 0) around.
+   */
+  hostFolded: boolean;
+  rows: number;
+  cols: number;
+  /**
+   * Per input: 0 compact, 1 a row broadcast [cols], 2 a column broadcast [rows, 1], 3 a scalar [1],
+   * 4 transposed, 5 every other column of a wider array, 6 columns 1..cols of a wider array.
+   */
+  layouts: number[];
+  scalars: number[];
+  /** Per output: 0 a new array, 1 in place into input 0 (compact), 2 a transposed view, 3 columns 0..cols of a wider array. */
+  outs: number[];
+}
+
+function randomCase(seed: number): Case {
+  const r = rng(seed);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)];
+  const nIn = 1 + Math.floor(r() * 5);
+  const nSc = Math.floor(r() * 3);
+  let transcendental = false;
+  let hostFolded = false;
+  const program = defineProgram(nIn, nSc, (ins, scs) => {
+    const vals: ProgramValue[] = [...ins, ...scs];
+    // Values made of scalars and constants only.
+    const uniform = new Set<ProgramValue | number>(scs);
+    const isUniform = (v: ProgramValue | number) => typeof v === 'number' || uniform.has(v);
+    const operand = (): ProgramValue | number => (r() < 0.2 ? pick(CONSTANTS) : pick(vals));
+    const steps = 2 + Math.floor(r() * 14);
+    for (let i = 0; i < steps; i++) {
+      const x = r() < 0.6 ? vals[vals.length - 1 - Math.floor(r() * Math.min(3, vals.length))] : pick(vals);
+      const k = r();
+      let v: ProgramValue;
+      if (k < 0.55) {
+        const fn = pick(BINARY);
+        const y = fn === 'pow' && r() < 0.5 ? 2 : operand();
+        v = x[fn](y);
+        if (isUniform(x) && isUniform(y)) {
+          uniform.add(v);
+          if (fn === 'pow') hostFolded = true;
+        }
+        if ((fn === 'maximum' || fn === 'minimum') && isUniform(x) && !isUniform(y)) hostFolded = true;
+      } else if (k < 0.85) {
+        const fn = pick(UNARY);
+        v = x[fn]();
+        if (fn === 'exp' || fn === 'log' || fn === 'tanh') {
+          transcendental = true;
+          if (isUniform(x)) hostFolded = true;
+        }
+        if (isUniform(x)) uniform.add(v);
+      } else {
+        const a = operand();
+        const b = operand();
+        v = x.select(a, b);
+        if (isUniform(x) && isUniform(a) && isUniform(b)) uniform.add(v);
+      }
+      vals.push(v);
+    }
+    const nOut = 1 + Math.floor(r() * 3);
+    const outs: (ProgramValue | number)[] = [vals[vals.length - 1]];
+    for (let k = 1; k < nOut; k++) outs.push(r() < 0.1 ? pick(CONSTANTS) : pick(vals));
+    return outs as ProgramValue[];
+  });
+  // Sizes: tails of 0-3 elements, one or several blocks.
+  // Rows of a multiple of 4 elements let strided rows be read with vector loads.
+  const cols = r() < 0.4 ? 4 * (1 + Math.floor(r() * 4)) : 1 + Math.floor(r() * 9);
+  const rows = 1 + Math.floor(r() * (r() < 0.3 ? 120 : 12));
+  const layouts = Array.from({ length: nIn }, () => (r() < 0.4 ? 0 : Math.floor(r() * 7)));
+  // Input 0 has the full shape (compact, transposed or sliced), so the result is [rows, cols].
+  if (layouts[0] >= 1 && layouts[0] <= 3) layouts[0] = 0;
+  const scalars = Array.from({ length: nSc }, () => (r() < 0.2 ? pick(SPECIAL) : r() * 4 - 2));
+  const outs = program.outputs.map((_, k) => {
+    const o = Math.floor(r() * 4);
+    return o === 1 && (k !== 0 || layouts[0] !== 0) ? 0 : o;
+  });
+  return { program, transcendental, hostFolded, rows, cols, layouts, scalars, outs };
+}
+
+/** Random data with special values mixed in. */
+function data(n: number, seed: number): Float32Array {
+  const d = randomFloats(n, seed, -3, 3);
+  for (let i = seed % 5; i < n; i += 5) d[i] = SPECIAL[(i + seed) % SPECIAL.length];
+  return d;
+}
+
+/** Run a case on one backend: the outputs' values (their arrays disposed). */
+function run(c: Case, be: WasmBackend | typeof cpu, seed: number, unfused = false): Float32Array[] {
+  const { rows: R, cols: C } = c;
+  const owned: NDArray[] = [];
+  const own = (a: NDArray) => (owned.push(a), a);
+  try {
+    const inputs = c.layouts.map((l, i) => {
+      const s = seed + 17 * i;
+      switch (l) {
+        case 1: return own(NDArray.fromData(data(C, s), [C], be));
+        case 2: return own(NDArray.fromData(data(R, s), [R, 1], be));
+        case 3: return own(NDArray.fromData(data(1, s), [1], be));
+        case 4: return own(own(NDArray.fromData(data(R * C, s), [C, R], be)).transpose());
+        case 5: return own(own(NDArray.fromData(data(2 * R * C, s), [R, 2 * C], be)).get({}, { step: 2 }));
+        case 6: return own(own(NDArray.fromData(data(R * (C + 3), s), [R, C + 3], be)).get({}, { start: 1, stop: C + 1 }));
+        default: return own(NDArray.fromData(data(R * C, s), [R, C], be));
+      }
+    });
+    if (unfused) return elementwiseUnfused(c.program, inputs, c.scalars).map((a) => own(a).toArraySync() as Float32Array);
+    const out = c.outs.map((o) => {
+      if (o === 1) return inputs[0];
+      if (o === 2) return own(own(NDArray.fromData(new Float32Array(R * C).fill(7), [C, R], be)).transpose());
+      if (o === 3) return own(own(NDArray.fromData(new Float32Array(R * (C + 4)).fill(7), [R, C + 4], be)).get({}, { stop: C }));
+      return undefined;
+    });
+    const results = elementwise(c.program, inputs, c.scalars, { out });
+    results.forEach((a, k) => c.outs[k] === 0 && own(a));
+    return results.map((a) => a.toArraySync() as Float32Array);
+  } finally {
+    owned.forEach((a) => a.disposed || a.dispose());
+  }
+}
+
+function bits(a: Float32Array): Uint32Array {
+  return new Uint32Array(a.buffer, a.byteOffset, a.length);
+}
+
+function expectSameBits(got: Float32Array, want: Float32Array, what: string, nanPayloads: boolean): void {
+  expect(got.length, `${what}: length`).toBe(want.length);
+  const g = bits(got);
+  const w = bits(want);
+  const i = g.findIndex((x, k) => x !== w[k] && (nanPayloads || !(Number.isNaN(got[k]) && Number.isNaN(want[k]))));
+  expect(i, `${what}: element ${i} is ${got[i]} (0x${g[i]?.toString(16)}), expected ${want[i]} (0x${w[i]?.toString(16)})`).toBe(-1);
+}
+
+let compiled: WasmBackend;
+let interpreted: WasmBackend;
+/** Two threads: a shared memory, which the compiled modules import as shared. */
+let threaded: WasmBackend;
+beforeAll(async () => {
+  compiled = await createWasmBackend({ compilePrograms: true });
+  interpreted = await createWasmBackend({ compilePrograms: false });
+  threaded = await createWasmBackend({ compilePrograms: true, threads: 2 });
+});
+afterAll(() => {
+  compiled.destroy();
+  interpreted.destroy();
+  threaded.destroy();
+});
+
+describe('compiled elementwise programs', () => {
+  it('equal the interpreter bit for bit, and the composition, on 300 random programs', () => {
+    const before = programCompileStats();
+    const launches = compiled.compiledProgramLaunches;
+    const fused = compiled.stats().kernels.elementwise;
+    for (let seed = 1; seed <= 300; seed++) {
+      const c = randomCase(seed);
+      const what = `seed ${seed}: ${c.program.key} over [${c.rows}, ${c.cols}], layouts ${c.layouts}, outs ${c.outs}`;
+      const got = run(c, compiled, seed);
+      const want = run(c, interpreted, seed);
+      got.forEach((g, k) => expectSameBits(g, want[k], `${what}, output ${k} vs the interpreter`, true));
+      if (c.hostFolded) continue;
+      const composed = run(c, compiled, seed, true);
+      got.forEach((g, k) => expectSameBits(g, composed[k], `${what}, output ${k} vs the composition`, false));
+      if (!c.transcendental) {
+        const reference = run(c, cpu, seed);
+        got.forEach((g, k) => expectSameBits(g, reference[k], `${what}, output ${k} vs the CPU backend`, false));
+      }
+    }
+    const after = programCompileStats();
+    expect(after.refused).toBe(before.refused);
+    // Every operand kind was compiled.
+    for (const k of ['c', 'r', 'z', 'b', 's'] as const) expect(after.kinds[k], `modules with '${k}' operands`).toBeGreaterThan(before.kinds[k] + 10);
+    expect(after.modules).toBeGreaterThan(before.modules + 200);
+    // Every launch of the compiled backend's fused path ran compiled code.
+    expect(compiled.compiledProgramLaunches - launches).toBe(compiled.stats().kernels.elementwise - fused);
+    expect(compiled.compiledProgramLaunches - launches).toBeGreaterThanOrEqual(300);
+    expect(interpreted.compiledProgramLaunches).toBe(0);
+    expect(compiled.memory()).toEqual({ buffers: 0, bytes: 0 });
+  });
+
+  it('run on a threaded backend (shared memory), on the calling thread', () => {
+    const launches = threaded.compiledProgramLaunches;
+    for (let seed = 1001; seed <= 1040; seed++) {
+      const c = randomCase(seed);
+      const got = run(c, threaded, seed);
+      const want = run(c, interpreted, seed);
+      got.forEach((g, k) => expectSameBits(g, want[k], `seed ${seed}: ${c.program.key}, output ${k}`, true));
+    }
+    expect(threaded.compiledProgramLaunches - launches).toBeGreaterThanOrEqual(40);
+    expect(threaded.splitLaunches).toBe(0);
+    expect(threaded.memory()).toEqual({ buffers: 0, bytes: 0 });
+  });
+
+  it('compile in a few milliseconds each', () => {
+    // ~0.5 ms for a 55-step program on an idle core (NOTES.md section 20); loose for a busy machine.
+    const s = programCompileStats();
+    expect(s.modules).toBeGreaterThan(0);
+    expect(s.ms / s.modules).toBeLessThan(10);
+    expect(s.warmMs / s.modules).toBeLessThan(10);
+  });
+});
