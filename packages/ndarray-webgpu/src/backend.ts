@@ -15,11 +15,11 @@ import type {
   StridedLayout,
   UnaryOp,
 } from '@needle/ndarray';
-import { BufferUsage, MapMode, ShaderStage } from './gpu-constants';
+import { BufferUsage, MapMode, ShaderStage, TextureUsage } from './gpu-constants';
 import { elementwiseKernel, type ElementwiseInput } from './kernels/elementwise';
-import { f32Bits, grid2d, PARAM_WORDS, type KernelSource } from './kernels/kernel';
+import { f32Bits, grid2d, PARAM_WORDS, TEXEL_ROW, type KernelSource } from './kernels/kernel';
 import { coalesce, MAX_DIMS, STRIDED_ROW_WORD, stridedKernel, stridedParams, rowsApplies, rowsKernel, rowsParams, transposeApplies, transposeKernel, transposeParams, type StridedMode } from './kernels/layout';
-import { epilogueModes, MAX_EPILOGUE_INPUTS, matmulGrid, matmulKernel, matmulParams, matmulRowsApplies, matmulRowsGrid, matmulRowsKernel, matmulVariant } from './kernels/matmul';
+import { epilogueModes, MAX_EPILOGUE_INPUTS, matmulGrid, matmulKernel, matmulParams, matmulRowsApplies, matmulRowsGrid, matmulRowsKernel, matmulTextureRows, matmulVariant } from './kernels/matmul';
 import { programKernel, programLayoutParams, programStrides, programVec4, PROGRAM_SCALAR_WORD } from './kernels/program';
 import { reduceKernel, reduceProgramKernel, REDUCE_PROGRAM_LAYOUT_WORDS } from './kernels/reduce';
 import { binaryExpr, unaryExpr } from './kernels/wgsl';
@@ -82,6 +82,43 @@ function extent(shape: readonly number[], l: OperandLayout): [number, number] {
 /** The identity program: a strided `reduce` is a reduce program over its view. */
 const IDENTITY = defineProgram(1, 0, ([x]) => x);
 
+/**
+ * A texture mirror of a buffer's first floats (TEXEL_ROW vec4 texels a row), bound in place of the
+ * buffer by the matmul kernels that read their operands with textureLoad.
+ */
+interface TextureMirror {
+  readonly id: number;
+  readonly texture: GPUTexture;
+  readonly view: GPUTextureView;
+}
+
+/** What a dispatch binds after the parameter block: buffers, or texture mirrors of buffers. */
+type Binding = PooledBuffer | TextureMirror;
+
+function isMirror(b: Binding): b is TextureMirror {
+  return 'view' in b;
+}
+
+/** Heights of texture mirror kept (two textures each, the A and B of a matmul) before the least recently used goes. */
+const MIRROR_HEIGHTS = 8;
+
+/**
+ * When the matmul reads A and B through texture mirrors: at least `minMacs` multiply-adds, and at
+ * least `minReuse` per float copied (the copy into the mirror must pay for itself).
+ */
+export interface MatmulTexturePolicy {
+  minMacs: number;
+  minReuse: number;
+}
+
+/**
+ * On Mesa's llvmpipe a storage-buffer load is a loop over the SIMD lanes, while a texel fetch is a
+ * gather: the 16x8 matmul kernel with both operands read through textures takes ~30% less CPU time
+ * on 128x784x512 and 784x128x512 transA, the copies into the textures included (NOTES.md, session
+ * 4). Hardware GPUs are not measured, so they keep storage loads.
+ */
+const LLVMPIPE_TEXTURES: MatmulTexturePolicy = { minMacs: 2 ** 22, minReuse: 32 };
+
 /** Dispatches recorded before the batch is submitted anyway (bounded by the uniform arena). */
 const MAX_BATCH = 512;
 
@@ -105,6 +142,14 @@ export class WebGPUBackend implements Backend {
   private readonly bindGroups = new Map<string, GPUBindGroup>();
   private readonly bindGroupsOf = new Map<number, string[]>();
   private readonly staging = new Map<number, GPUBuffer[]>();
+  /** Texture mirrors by height in rows, in least-recently-used order (Map order). */
+  private readonly mirrors = new Map<number, TextureMirror[]>();
+  private nextMirrorId = 1;
+  /**
+   * @internal Tuning and tests: when matmuls read their operands through texture mirrors (null:
+   * never). Set for Mesa's llvmpipe, where it measured faster; null elsewhere.
+   */
+  matmulTextures: MatmulTexturePolicy | null;
 
   private readonly uniform: GPUBuffer;
   private readonly slotBytes: number;
@@ -150,6 +195,8 @@ export class WebGPUBackend implements Backend {
     if (typeof device.addEventListener === 'function') device.addEventListener('uncapturederror', onError);
     else device.onuncapturederror = onError;
     this.counter = instrumentBackend(this);
+    const info = (device as { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+    this.matmulTextures = /llvmpipe/i.test(`${info?.device ?? ''} ${info?.description ?? ''}`) ? { ...LLVMPIPE_TEXTURES } : null;
   }
 
   // ---- errors ---------------------------------------------------------------------------------
@@ -268,11 +315,9 @@ export class WebGPUBackend implements Backend {
       l = this.device.createBindGroupLayout({
         entries: [
           { binding: 0, visibility: ShaderStage.COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true, minBindingSize: PARAM_BYTES } },
-          ...k.storage.map((a, i): GPUBindGroupLayoutEntry => ({
-            binding: i + 1,
-            visibility: ShaderStage.COMPUTE,
-            buffer: { type: a === 'read' ? 'read-only-storage' : 'storage' },
-          })),
+          ...k.storage.map((a, i): GPUBindGroupLayoutEntry => (a === 'texture'
+            ? { binding: i + 1, visibility: ShaderStage.COMPUTE, texture: { sampleType: 'unfilterable-float' } }
+            : { binding: i + 1, visibility: ShaderStage.COMPUTE, buffer: { type: a === 'read' ? 'read-only-storage' : 'storage' } })),
         ],
       });
       this.groupLayouts.set(sig, l);
@@ -280,9 +325,9 @@ export class WebGPUBackend implements Backend {
     return l;
   }
 
-  private bindGroup(k: KernelSource, buffers: readonly PooledBuffer[]): GPUBindGroup {
+  private bindGroup(k: KernelSource, buffers: readonly Binding[]): GPUBindGroup {
     const sig = k.storage.join(',');
-    const key = `${sig}|${buffers.map((b) => b.id).join(',')}`;
+    const key = `${sig}|${buffers.map((b) => (isMirror(b) ? `t${b.id}` : b.id)).join(',')}`;
     let g = this.bindGroups.get(key);
     if (!g) {
       if (this.bindGroups.size > 8192) {
@@ -293,11 +338,13 @@ export class WebGPUBackend implements Backend {
         layout: this.layout(k),
         entries: [
           { binding: 0, resource: { buffer: this.uniform, offset: 0, size: PARAM_BYTES } },
-          ...buffers.map((b, i): GPUBindGroupEntry => ({ binding: i + 1, resource: { buffer: b.gpu } })),
+          ...buffers.map((b, i): GPUBindGroupEntry => ({ binding: i + 1, resource: isMirror(b) ? b.view : { buffer: b.gpu } })),
         ],
       });
       this.bindGroups.set(key, g);
+      // Mirrors are only destroyed with the backend (or all their groups with the cache, see mirror()).
       for (const b of buffers) {
+        if (isMirror(b)) continue;
         let keys = this.bindGroupsOf.get(b.id);
         if (!keys) this.bindGroupsOf.set(b.id, (keys = []));
         keys.push(key);
@@ -307,7 +354,7 @@ export class WebGPUBackend implements Backend {
   }
 
   /** Record one dispatch into the open batch. */
-  private dispatch(k: KernelSource, buffers: readonly PooledBuffer[], params: Uint32Array, groups: readonly [number, number, number]): void {
+  private dispatch(k: KernelSource, buffers: readonly Binding[], params: Uint32Array, groups: readonly [number, number, number]): void {
     if (this.slots === MAX_BATCH) void this.flush();
     const pass = this.computePass();
     const pipeline = this.pipeline(k);
@@ -317,7 +364,47 @@ export class WebGPUBackend implements Backend {
     pass.setBindGroup(0, this.bindGroup(k, buffers), [slot * this.slotBytes]);
     pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
     this.counters.dispatches++;
-    for (const b of buffers) this.referenced.add(b);
+    for (const b of buffers) if (!isMirror(b)) this.referenced.add(b);
+  }
+
+  /**
+   * Texture mirror number `slot` of the height that holds `elements` floats, with the first
+   * `elements` floats of `src` copied in (recorded in the open batch: commands run in order, so one
+   * mirror serves every matmul of a batch). Whole rows in one copy (1024 bytes a row), the rest of
+   * the last row in a second.
+   */
+  private mirror(src: PooledBuffer, elements: number, slot: number): TextureMirror {
+    const rows = matmulTextureRows(elements);
+    let list = this.mirrors.get(rows);
+    if (list) {
+      this.mirrors.delete(rows);
+    } else {
+      list = [];
+      if (this.mirrors.size >= MIRROR_HEIGHTS) {
+        // The least recently used height goes; the open batch may still read it.
+        const [oldest, old] = this.mirrors.entries().next().value as [number, TextureMirror[]];
+        this.mirrors.delete(oldest);
+        void this.flush();
+        for (const t of old) t.texture.destroy();
+        this.bindGroups.clear();
+        this.bindGroupsOf.clear();
+      }
+    }
+    this.mirrors.set(rows, list);
+    while (list.length <= slot) {
+      const texture = this.device.createTexture({ size: [TEXEL_ROW, rows, 1], format: 'rgba32float', usage: TextureUsage.TEXTURE_BINDING | TextureUsage.COPY_DST });
+      list.push({ id: this.nextMirrorId++, texture, view: texture.createView() });
+    }
+    const m = list[slot];
+    const texels = Math.ceil(elements / 4);
+    const full = Math.floor(texels / TEXEL_ROW);
+    const rest = texels - full * TEXEL_ROW;
+    const enc = this.copyEncoder();
+    const rowBytes = TEXEL_ROW * 16;
+    if (full > 0) enc.copyBufferToTexture({ buffer: src.gpu, bytesPerRow: rowBytes, rowsPerImage: full }, { texture: m.texture }, [TEXEL_ROW, full, 1]);
+    if (rest > 0) enc.copyBufferToTexture({ buffer: src.gpu, offset: full * rowBytes, bytesPerRow: rowBytes }, { texture: m.texture, origin: [0, full, 0] }, [rest, 1, 1]);
+    this.referenced.add(src);
+    return m;
   }
 
   /** A 1-D launch of `threads` invocations; `rowWord` receives the invocations per grid row. */
@@ -752,21 +839,36 @@ export class WebGPUBackend implements Backend {
     let kernel: KernelSource;
     let gx: number;
     let gy: number;
+    let operands: [Binding, Binding] = [A, B];
+    let mirrored: [number, number] | undefined;
     if (matmulRowsApplies(spec)) {
       const modes = epilogue ? epilogueModes(epilogue.layouts, false) : undefined;
       kernel = matmulRowsKernel(spec, epilogue && modes && { program: epilogue.program, modes });
       [gx, gy] = matmulRowsGrid(spec);
     } else {
-      const plain = matmulVariant(spec, this.limits.workgroupSize);
+      // The floats of A and B the product reads (from the buffers' starts: kernel indices are absolute).
+      const aElems = aOffset + last * aBatchStride + m * k;
+      const bElems = bOffset + last * bBatchStride + k * n;
+      const macs = batch * m * n * k;
+      const tp = this.matmulTextures;
+      const maxRows = this.device.limits.maxTextureDimension2D;
+      const textures = tp !== null && macs >= tp.minMacs && macs >= tp.minReuse * (aElems + bElems)
+        && matmulTextureRows(aElems) <= maxRows && matmulTextureRows(bElems) <= maxRows;
+      const plain = matmulVariant(spec, this.limits.workgroupSize, undefined, textures);
       const variant = epilogue ? { ...plain, epilogue: { program: epilogue.program, modes: epilogueModes(epilogue.layouts, plain.vecC) } } : plain;
       kernel = matmulKernel(variant);
       [gx, gy] = matmulGrid(spec, variant);
+      if (variant.tex) mirrored = [aElems, bElems];
     }
     const maxDim = this.limits.maxWorkgroupsPerDimension;
     if (gx > maxDim || gy > maxDim) fail(op, `a ${m}x${n} result needs a ${gx}x${gy} grid; this device allows ${maxDim} per dimension`);
+    if (mirrored) {
+      const ta = this.mirror(A, mirrored[0], 0);
+      operands = [ta, B === A ? ta : this.mirror(B, mirrored[1], 1)];
+    }
     for (let base = 0; base < batch; base += maxDim) {
       const z = Math.min(maxDim, batch - base);
-      this.dispatch(kernel, [A, B, cp, ...(epilogue?.inputs ?? [])], matmulParams(spec, base, epilogue), [gx, gy, z]);
+      this.dispatch(kernel, [...operands, cp, ...(epilogue?.inputs ?? [])], matmulParams(spec, base, epilogue), [gx, gy, z]);
     }
     for (const t of temps) this.pool.release(t);
   }
@@ -863,6 +965,8 @@ export class WebGPUBackend implements Backend {
     for (const list of this.staging.values()) for (const b of list) b.destroy();
     this.staging.clear();
     this.uniform.destroy();
+    for (const list of this.mirrors.values()) for (const t of list) t.texture.destroy();
+    this.mirrors.clear();
     this.bindGroups.clear();
     if (this.ownsDevice) this.device.destroy();
   }

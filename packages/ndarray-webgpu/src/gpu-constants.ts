@@ -10,6 +10,8 @@ export const BufferUsage = {
   STORAGE: 0x0080,
 } as const;
 
+export const TextureUsage = { COPY_DST: 0x02, TEXTURE_BINDING: 0x04 } as const;
+
 export const MapMode = { READ: 0x0001 } as const;
 
 export const ShaderStage = { COMPUTE: 0x4 } as const;

@@ -1,5 +1,15 @@
-/** How a kernel binds one storage buffer. */
-export type Access = 'read' | 'read_write';
+/**
+ * How a kernel binds one resource: a storage buffer read or written, or a texture mirror of a
+ * buffer read with textureLoad (see TEXEL_ROW).
+ */
+export type Access = 'read' | 'read_write' | 'texture';
+
+/**
+ * vec4 texels per row of a texture mirror: a buffer's floats copied in order into an rgba32float
+ * texture 64 texels wide (1024 bytes a row, the multiple of 256 a buffer-to-texture copy needs),
+ * so flat vec4 index i is texel (i & 63, i >> 6).
+ */
+export const TEXEL_ROW = 64;
 
 /**
  * A compute program: WGSL text plus its binding signature. Binding 0 is always the uniform
@@ -19,11 +29,12 @@ export interface KernelSource {
  */
 export const PARAM_WORDS = 128;
 
-/** The uniform and storage declarations shared by every kernel. */
+/** The uniform and storage declarations shared by every kernel (a texture's `type` is ignored). */
 export function bindings(params: string, storage: readonly { name: string; access: Access; type: string }[]): string {
   const lines = [`struct Params { ${params} }`, '@group(0) @binding(0) var<uniform> p: Params;'];
   storage.forEach((s, i) => {
-    lines.push(`@group(0) @binding(${i + 1}) var<storage, ${s.access}> ${s.name}: array<${s.type}>;`);
+    if (s.access === 'texture') lines.push(`@group(0) @binding(${i + 1}) var ${s.name}: texture_2d<f32>;`);
+    else lines.push(`@group(0) @binding(${i + 1}) var<storage, ${s.access}> ${s.name}: array<${s.type}>;`);
   });
   return lines.join('\n');
 }

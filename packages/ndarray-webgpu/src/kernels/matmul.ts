@@ -1,5 +1,5 @@
 import type { ElementwiseProgram, MatmulSpec, OperandLayout } from '@needle/ndarray';
-import { bindings, f32Bits, PARAM_WORDS, type Access, type KernelSource } from './kernel';
+import { bindings, f32Bits, PARAM_WORDS, TEXEL_ROW, type Access, type KernelSource } from './kernel';
 import { programSteps } from './program';
 import { PRELUDE } from './wgsl';
 
@@ -27,6 +27,11 @@ export interface MatmulVariant {
   vecC: boolean;
   /** k % 4 == 0: no remainder loop (which would double the code, and so the compile time). */
   k4: boolean;
+  /**
+   * A and B read from texture mirrors of their buffers (textureLoad, TEXEL_ROW texels a row)
+   * instead of storage loads; needs vecA and vecB. See matmulTextureRows.
+   */
+  tex: boolean;
   /** Rows per workgroup (a multiple of 4). */
   tm: number;
   /** Column groups (vec4) per invocation. */
@@ -108,18 +113,31 @@ function wideGroups(n: number, tm: number): number {
   return best;
 }
 
-export function matmulVariant(s: MatmulSpec, maxInvocations: number, tile: MatmulTile = matmulTile(s, maxInvocations)): MatmulVariant {
+/** `textures`: read A and B through texture mirrors where both are vec4-readable (the caller copies them). */
+export function matmulVariant(s: MatmulSpec, maxInvocations: number, tile: MatmulTile = matmulTile(s, maxInvocations), textures = false): MatmulVariant {
   const aAligned = s.aBatchStride % 4 === 0 && (s.aOffset ?? 0) % 4 === 0;
   const bAligned = s.bBatchStride % 4 === 0 && (s.bOffset ?? 0) % 4 === 0;
+  const vecA = aAligned && (s.transA ? s.m % 4 === 0 : s.k % 4 === 0);
+  const vecB = bAligned && (s.transB ? s.k % 4 === 0 : s.n % 4 === 0);
   return {
     transA: s.transA,
     transB: s.transB,
-    vecA: aAligned && (s.transA ? s.m % 4 === 0 : s.k % 4 === 0),
-    vecB: bAligned && (s.transB ? s.k % 4 === 0 : s.n % 4 === 0),
+    vecA,
+    vecB,
     vecC: s.n % 4 === 0 && (s.outOffset ?? 0) % 4 === 0,
     k4: s.k % 4 === 0,
+    tex: textures && vecA && vecB,
     ...tile,
   };
+}
+
+/**
+ * Rows of the texture mirror holding the first `elements` floats of a buffer (whole vec4s: the
+ * vec4-readable operands the texture path takes have offsets, batch strides and sizes that are
+ * multiples of 4).
+ */
+export function matmulTextureRows(elements: number): number {
+  return Math.max(1, Math.ceil(elements / (4 * TEXEL_ROW)));
 }
 
 /** Workgroup grid of a matmul (z: batch entries per dispatch are added by the caller). */
@@ -157,15 +175,17 @@ export function matmulParams(s: MatmulSpec, batchBase: number, epilogue?: { scal
   return w;
 }
 
-/** Storage bindings of a matmul kernel: a, b, c, then the epilogue inputs. */
-function matmulStorage(epilogue: EpilogueVariant | undefined): Access[] {
-  return ['read', 'read', 'read_write', ...(epilogue?.modes ?? []).map((): Access => 'read')];
+/** Bindings of a matmul kernel: a, b (buffers, or their texture mirrors), c, then the epilogue inputs. */
+function matmulStorage(epilogue: EpilogueVariant | undefined, tex = false): Access[] {
+  const ab: Access = tex ? 'texture' : 'read';
+  return [ab, ab, 'read_write', ...(epilogue?.modes ?? []).map((): Access => 'read')];
 }
 
-function matmulDecl(vecA: boolean, vecB: boolean, vecC: boolean, epilogue: EpilogueVariant | undefined): string {
+function matmulDecl(vecA: boolean, vecB: boolean, vecC: boolean, epilogue: EpilogueVariant | undefined, tex = false): string {
+  const ab: Access = tex ? 'texture' : 'read';
   return bindings(MATMUL_PARAMS, [
-    { name: 'a', access: 'read', type: vecA ? 'vec4<f32>' : 'f32' },
-    { name: 'b', access: 'read', type: vecB ? 'vec4<f32>' : 'f32' },
+    { name: 'a', access: ab, type: vecA ? 'vec4<f32>' : 'f32' },
+    { name: 'b', access: ab, type: vecB ? 'vec4<f32>' : 'f32' },
     { name: 'c', access: 'read_write', type: vecC ? 'vec4<f32>' : 'f32' },
     ...(epilogue?.modes ?? []).map((_, k) => ({ name: `e${k}`, access: 'read' as const, type: 'vec4<f32>' })),
   ]);
@@ -208,14 +228,17 @@ function epilogueKey(e: EpilogueVariant | undefined): string {
 }
 
 export function matmulKernel(v: MatmulVariant): KernelSource {
-  const bits = [v.transA, v.transB, v.vecA, v.vecB, v.vecC, v.k4].map((b) => (b ? 1 : 0)).join('');
+  const bits = [v.transA, v.transB, v.vecA, v.vecB, v.vecC, v.k4, v.tex].map((b) => (b ? 1 : 0)).join('');
   return {
     key: `matmul:${bits}:${v.tm}x${v.cv}x${v.lanes}${epilogueKey(v.epilogue)}`,
-    storage: matmulStorage(v.epilogue),
+    storage: matmulStorage(v.epilogue, v.tex),
     code() {
-      const decl = matmulDecl(v.vecA, v.vecB, v.vecC, v.epilogue);
-      const sa = v.vecA ? 'a[i >> 2u][i & 3u]' : 'a[i]';
-      const sb = v.vecB ? 'b[i >> 2u][i & 3u]' : 'b[i]';
+      const decl = matmulDecl(v.vecA, v.vecB, v.vecC, v.epilogue, v.tex);
+      // vec4 number `i` of A or B: a storage load, or the texel of the mirror that holds it.
+      const a4 = (i: string) => (v.tex ? `ta(${i})` : `a[${i}]`);
+      const b4 = (i: string) => (v.tex ? `tb(${i})` : `b[${i}]`);
+      const sa = v.vecA ? `${a4('i >> 2u')}[i & 3u]` : 'a[i]';
+      const sb = v.vecB ? `${b4('i >> 2u')}[i & 3u]` : 'b[i]';
       // Flat index of opA(i, q) and opB(q, j) in the stored layouts.
       const aIdx = (i: string, q: string) => (v.transA ? `ab + (${q}) * p.m + ${i}` : `ab + ${i} * p.k + ${q}`);
       const bIdx = (q: string, j: string) => (v.transB ? `bb + ${j} * p.k + ${q}` : `bb + (${q}) * p.n + ${j}`);
@@ -226,12 +249,12 @@ export function matmulKernel(v: MatmulVariant): KernelSource {
 
       const loadA: string[] = [];
       if (v.vecA && !v.transA) {
-        for (const r of R) loadA.push(`let a${r} = a[(${aIdx(`r${r}`, 'q')}) >> 2u];`);
+        for (const r of R) loadA.push(`let a${r} = ${a4(`(${aIdx(`r${r}`, 'q')}) >> 2u`)};`);
       } else if (v.vecA && v.transA) {
         // Rows in groups of four: vec4 along the stored rows of A^T, the group start clamped so the
         // load stays in range (rows past m are never stored).
         for (let g = 0; g < v.tm / 4; g++) {
-          for (const kk of K4) loadA.push(`let t${g}_${kk} = a[(${aIdx(`rg${g}`, `q + ${kk}u`)}) >> 2u];`);
+          for (const kk of K4) loadA.push(`let t${g}_${kk} = ${a4(`(${aIdx(`rg${g}`, `q + ${kk}u`)}) >> 2u`)};`);
           for (let r = 0; r < 4; r++) loadA.push(`let a${g * 4 + r} = vec4<f32>(${K4.map((kk) => `t${g}_${kk}.${comp[r]}`).join(', ')});`);
         }
       } else {
@@ -241,9 +264,9 @@ export function matmulKernel(v: MatmulVariant): KernelSource {
       const loadB: string[][] = G.map(() => []);
       for (const g of G) {
         if (v.vecB && !v.transB) {
-          for (const kk of K4) loadB[g].push(`let b${g}_${kk} = b[(${bIdx(`q + ${kk}u`, `v${g}`)}) >> 2u];`);
+          for (const kk of K4) loadB[g].push(`let b${g}_${kk} = ${b4(`(${bIdx(`q + ${kk}u`, `v${g}`)}) >> 2u`)};`);
         } else if (v.vecB && v.transB) {
-          for (const j of K4) loadB[g].push(`let u${g}_${j} = b[(${bIdx('q', `c${g}_${j}`)}) >> 2u];`);
+          for (const j of K4) loadB[g].push(`let u${g}_${j} = ${b4(`(${bIdx('q', `c${g}_${j}`)}) >> 2u`)};`);
           for (const kk of K4) loadB[g].push(`let b${g}_${kk} = vec4<f32>(${K4.map((j) => `u${g}_${j}.${comp[kk]}`).join(', ')});`);
         } else {
           for (const kk of K4) loadB[g].push(`let b${g}_${kk} = vec4<f32>(${K4.map((j) => `lb(${bIdx(`q + ${kk}u`, `c${g}_${j}`)})`).join(', ')});`);
@@ -281,8 +304,12 @@ ${ind(G.flatMap((g) => (v.vecC ? [`if (col${g} < p.n) { epi(t, row, col${g}); }`
   }
 `
         : '';
+      const texFns = v.tex
+        ? ['a', 'b'].map((x) => `fn t${x}(i: u32) -> vec4<f32> { return textureLoad(${x}, vec2<u32>(i & ${TEXEL_ROW - 1}u, i >> ${Math.log2(TEXEL_ROW)}u), 0); }`).join('\n')
+        : '';
       return `${v.epilogue ? `${PRELUDE}\n` : ''}${decl}
 ${v.epilogue ? epilogueFn(v.epilogue, v.vecC) : ''}
+${texFns}
 fn la(i: u32) -> f32 { return ${sa}; }
 fn lb(i: u32) -> f32 { return ${sb}; }
 @compute @workgroup_size(${v.lanes}, 1, 1)

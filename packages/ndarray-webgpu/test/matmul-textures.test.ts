@@ -1,0 +1,128 @@
+import { defineProgram, type Backend, type DeviceBuffer, type MatmulSpec } from '@needle/ndarray';
+import { CpuBackend } from '@needle/ndarray-cpu';
+import { afterAll, describe, expect, test } from 'vitest';
+import { testBackend } from './gpu';
+import { expectClose, randomArray } from './helpers';
+
+// The matmul kernel reading A and B through texture mirrors of their buffers (taken on llvmpipe by
+// large products only): forced on small shapes here, so the shaders stay small and fast to compile.
+// It runs the same arithmetic in the same order as the storage-load kernel, so the two must agree
+// bit for bit, and both with the CPU reference.
+const gpu = await testBackend();
+const cpu = new CpuBackend();
+const relu = defineProgram(2, 0, ([y, b]) => y.add(b).maximum(0));
+
+const spec = (m: number, k: number, n: number, o: Partial<MatmulSpec> = {}): MatmulSpec => ({ batch: 1, m, k, n, aBatchStride: 0, bBatchStride: 0, transA: false, transB: false, ...o });
+
+describe.runIf(gpu)('webgpu matmul through texture mirrors', () => {
+  const g = gpu!;
+  const policy = g.matmulTextures;
+  afterAll(() => {
+    g.matmulTextures = policy;
+  });
+
+  test('the policy is on for llvmpipe and off elsewhere', () => {
+    const info = g.device.adapterInfo;
+    expect(policy !== null).toBe(/llvmpipe/i.test(`${info?.device ?? ''} ${info?.description ?? ''}`));
+  });
+
+  const cases: { name: string; s: MatmulSpec; same?: boolean }[] = [
+    { name: 'plain, mirrors with a partial last row', s: spec(20, 36, 40) },
+    { name: 'transposed A, k % 4 != 0 (the remainder loop reads texels too)', s: spec(24, 7, 36, { transA: true }) },
+    { name: 'transposed B', s: spec(12, 16, 44, { transB: true }) },
+    { name: 'both transposed, batched with strides', s: spec(16, 12, 24, { batch: 3, transA: true, transB: true, aBatchStride: 200, bBatchStride: 300 }) },
+    { name: 'offsets (A and B slices of bigger buffers, out at an offset)', s: spec(9, 8, 20, { aOffset: 4, bOffset: 260, outOffset: 12 }) },
+    { name: 'A and B the same buffer (one mirror)', s: spec(20, 16, 20, { transB: true }), same: true },
+  ];
+
+  test.each(cases)('$name', async ({ s, same }) => {
+    const aSize = (s.aOffset ?? 0) + (s.batch - 1) * s.aBatchStride + s.m * s.k;
+    const bSize = (s.bOffset ?? 0) + (s.batch - 1) * s.bBatchStride + s.k * s.n;
+    const outSize = (s.outOffset ?? 0) + s.batch * s.m * s.n;
+    const a = randomArray(aSize, 11 + aSize, -2, 2);
+    const b = same ? a : randomArray(bSize, 12 + bSize, -2, 2);
+    const bias = randomArray(s.n, 13, -1, 1);
+    const run = async (be: Backend, fused: boolean): Promise<{ out: Float32Array; copies: number }> => {
+      const bufs = [a, ...(same ? [] : [b]), bias].map((d) => {
+        const x = be.alloc(d.length);
+        be.write(x, d);
+        return x;
+      });
+      const [ab, bb] = same ? [bufs[0], bufs[0]] : bufs;
+      const eb = bufs[bufs.length - 1];
+      const out = be.alloc(outSize);
+      be.fill(out, -7, outSize);
+      const before = be === g ? g.stats().copies : 0;
+      if (fused) be.matmulProgram!(ab, bb, out, s, { program: relu, inputs: [eb], scalars: [], layouts: [{ strides: [0, 0, 1], offset: 0 }] });
+      else be.matmul(ab, bb, out, s);
+      const copies = be === g ? g.stats().copies - before : 0;
+      const r = await be.read(out);
+      for (const x of [...bufs, out] as DeviceBuffer[]) be.free(x);
+      return { out: r, copies };
+    };
+    for (const fused of [false, true]) {
+      g.matmulTextures = { minMacs: 0, minReuse: 0 };
+      const tex = await run(g, fused);
+      g.matmulTextures = null;
+      const storage = await run(g, fused);
+      const want = (await run(cpu, fused)).out;
+      // One copy into each mirror (a single one when A and B are the same buffer); none without.
+      expect(tex.copies, 'copies into texture mirrors').toBe(same ? 1 : 2);
+      expect(storage.copies, 'copies without mirrors').toBe(0);
+      expect(Array.from(tex.out), 'texture path equals the storage path bit for bit').toEqual(Array.from(storage.out));
+      expectClose(tex.out, want, 2e-5, 2e-5, fused ? 'matmulProgram' : 'matmul');
+    }
+  });
+
+  test('a mirror is refilled by later matmuls of the same batch', async () => {
+    g.matmulTextures = { minMacs: 0, minReuse: 0 };
+    // 20 x 20: 100 texels, two mirror rows; the three products share the two mirrors of that height.
+    const s = spec(20, 20, 20);
+    const x = g.alloc(400);
+    const y = g.alloc(400);
+    const z = g.alloc(400);
+    g.write(x, randomArray(400, 21, -1, 1));
+    g.write(y, randomArray(400, 22, -1, 1));
+    // z = x @ y, then y = z @ x, then z = y @ y: each copy into a mirror is ordered after the
+    // dispatch that read the mirror's previous contents.
+    g.matmul(x, y, z, s);
+    g.matmul(z, x, y, s);
+    g.matmul(y, y, z, s);
+    const got = await g.read(z);
+    const ref = async (): Promise<Float32Array> => {
+      const [cx, cy, cz] = [cpu.alloc(400), cpu.alloc(400), cpu.alloc(400)];
+      cpu.write(cx, randomArray(400, 21, -1, 1));
+      cpu.write(cy, randomArray(400, 22, -1, 1));
+      cpu.matmul(cx, cy, cz, s);
+      cpu.matmul(cz, cx, cy, s);
+      cpu.matmul(cy, cy, cz, s);
+      const r = await cpu.read(cz);
+      for (const b of [cx, cy, cz]) cpu.free(b);
+      return r;
+    };
+    expectClose(got, await ref(), 1e-4, 1e-4, 'chained matmuls');
+    for (const b of [x, y, z]) g.free(b);
+  });
+
+  test('more mirror heights than the cache keeps: the oldest go, results stay right', async () => {
+    // k = 64i: mirrors of 5i rows for A (20 x k) and B (k x 20), twenty heights for a cache of eight.
+    const results: Float32Array[][] = [];
+    for (const p of [{ minMacs: 0, minReuse: 0 }, null]) {
+      g.matmulTextures = p;
+      const outs: Float32Array[] = [];
+      for (let i = 1; i <= 10; i++) {
+        const s = spec(20, 64 * i, 20);
+        const a = g.alloc(20 * s.k);
+        const b = g.alloc(20 * s.k);
+        const c = g.alloc(400);
+        g.write(a, randomArray(20 * s.k, 30 + i, -1, 1));
+        g.write(b, randomArray(20 * s.k, 50 + i, -1, 1));
+        g.matmul(a, b, c, s);
+        outs.push(await g.read(c));
+        for (const x of [a, b, c]) g.free(x);
+      }
+      results.push(outs);
+    }
+    results[0].forEach((r, i) => expect(Array.from(r), `k = ${64 * (i + 1)}`).toEqual(Array.from(results[1][i])));
+  });
+});
