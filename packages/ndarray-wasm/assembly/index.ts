@@ -1308,26 +1308,12 @@ export function matmul(
 // give the same bits). Wasm-to-wasm calls through imports may pass v128; JavaScript cannot call the
 // v128 ones.
 
-export function jitExp(x: v128): v128 {
-  return expv(x);
-}
+// The functions themselves, not wrappers: V8 optimizes a function without loops only after many
+// calls in proportion to its size, and a small wrapper stays unoptimized (NOTES.md section 20).
+export { expv as jitExp, logv as jitLog, tanhv as jitTanh };
 
-export function jitLog(x: v128): v128 {
-  return logv(x);
-}
-
-export function jitTanh(x: v128): v128 {
-  return tanhv(x);
-}
-
-export function jitPow(x: f32, y: f32): f32 {
-  return powScalar(x, y);
-}
-
-/** stridedBlock for a compiled program: gather (scatter = 0) or scatter (1) one block. */
-export function jitStrided(scatter: i32, buf: usize, layout: usize, rec: usize, base: i32, m: i32, blk: usize, idx: usize): void {
-  stridedBlock(scatter != 0, buf, layout, rec, base, m, blk, idx);
-}
+// jitStrided(scatter, buf, layout, rec, base, m, blk, idx): stridedBlock (scatter as 0 or 1).
+export { powScalar as jitPow, stridedBlock as jitStrided };
 
 /**
  * Rows [row0, row0 + count) of a strided operand (layout record `rec` over the iteration shape at

@@ -23,7 +23,7 @@ import { binaryCode, reduceCode, unaryCode } from './codes';
 import { compileKernels, instantiateKernels, MAX_PAGES, PAGE_BYTES, relaxedSimdSupported, type KernelExports, type SimdVariant } from './module';
 import { costNs, SUM_CHUNK, threadsFor } from './split';
 import { DEFAULT_SPIN_MICROS, threadsSupported, WorkerPool, type Job, type WorkerKernel } from './threads';
-import { CompiledPrograms } from './jit/programs';
+import { CompiledPrograms, type CompiledEntry } from './jit/programs';
 
 export interface WasmBackendOptions {
   /** Name under which the backend reports itself (default 'wasm'). */
@@ -219,7 +219,10 @@ export class WasmBackend implements Backend {
     if (!(spinMicros >= 0)) throw new Error(`createWasmBackend: spinMicros must be a non-negative number, got ${spinMicros}`);
     const pool = threaded ? await WorkerPool.create(requested - 1, module, memory, spinMicros) : undefined;
     const backend = new WasmBackend(name, memory, kernels, pool, maximum * PAGE_BYTES, options.readSync !== false, simd);
-    if (options.compilePrograms ?? compileProgramsByDefault()) backend.programs = new CompiledPrograms(memory, kernels, threaded);
+    if (options.compilePrograms ?? compileProgramsByDefault()) {
+      backend.programs = new CompiledPrograms(memory, kernels, threaded);
+      backend.programs.warmKernels(memory, backend.programRegs[0]);
+    }
     return backend;
   }
 
@@ -627,19 +630,20 @@ export class WasmBackend implements Backend {
   }
 
   /**
-   * An elementwise program in one call of the `program` kernel, which runs every step's own
-   * binary/unary/where kernel over blocks of PROGRAM_BLOCK elements (so results equal the unfused
-   * launches bit for bit) with the blocks in L1 instead of a pass over memory per step.
+   * An elementwise program in one launch: its compiled code (src/jit, unless compilePrograms is
+   * off), else the `program` kernel, which runs every step's own binary/unary/where kernel over
+   * blocks of PROGRAM_BLOCK elements with the blocks in L1 instead of a pass over memory per step.
+   * Both give the unfused launches' results bit for bit.
    */
   elementwise(program: ElementwiseProgram, inputs: readonly DeviceBuffer[], scalars: readonly number[], outputs: readonly DeviceBuffer[], size: number, layouts?: ProgramLayouts): void {
     const { steps, outsAt, outputs: nouts, layout, stridedOperands } = this.encodeProgram('elementwise', program, inputs, scalars, outputs, size, layouts);
     if (size === 0) return;
-    // A compiled program runs on the calling thread (workers run the interpreter only, and the
-    // compiled code on one thread beats it on two: NOTES.md, "Compiled elementwise programs").
     const compiled = this.programs?.get(program, inputs.length, nouts, layouts, this.programPtr, outsAt, this.programRegs[0], layout);
     if (compiled) {
       this.compiledLaunches++;
-      compiled(this.programPtr, outsAt, this.programRegs[0], 0, size, layout);
+      const T = this.threadsFor(size * compiled.nsPerElement);
+      if (T === 1) compiled.run(this.programPtr, outsAt, this.programRegs[0], 0, size, layout);
+      else this.runCompiledParts(compiled, size, T, outsAt, layout, layouts?.shape);
       return;
     }
     const args = (t: number, start: number, n: number) => [this.programPtr, steps, outsAt, nouts, this.programRegs[t], start, n, layout];
@@ -650,6 +654,36 @@ export class WasmBackend implements Backend {
     }
     // Whole blocks per thread: each block then runs exactly as on one thread.
     this.runParts('program', size, T, this.kernels.PROGRAM_BLOCK.value as number, args);
+  }
+
+  /**
+   * A compiled program split between threads: whole rows (row mode) or 256-element blocks per
+   * thread, each element computed as on one thread. Workers that lack the module get its bytes
+   * through a temporary heap block with their first job.
+   */
+  private runCompiledParts(c: CompiledEntry, size: number, T: number, outsAt: number, layout: number, shape: readonly number[] | undefined): void {
+    this.splits++;
+    const grain = c.rows && shape ? shape[shape.length - 1] : (this.kernels.PROGRAM_BLOCK.value as number);
+    const per = Math.ceil(size / T / grain) * grain;
+    const ship = c.workers.size < T - 1;
+    const block = ship ? this.allocator.blockSize(c.bytes.length) : 0;
+    const ptr = ship ? this.allocator.allocate(block) : 0;
+    try {
+      if (ship) {
+        this.ensureHeap('elementwise', c.bytes.length);
+        new Uint8Array(this.memoryObject.buffer, ptr, c.bytes.length).set(c.bytes);
+      }
+      const jobs: (Job | undefined)[] = [];
+      for (let t = 0; t < T; t++) {
+        const start = t * per;
+        const n = Math.min(per, size - start);
+        jobs.push(n > 0 ? { kernel: 'jit', args: [c.id, ptr, ship ? c.bytes.length : 0, c.warmIterations, this.programPtr, outsAt, this.programRegs[t], start, n, layout] } : undefined);
+      }
+      this.pool!.run(jobs, (job) => c.run(job.args[4], job.args[5], job.args[6], job.args[7], job.args[8], job.args[9]));
+      if (ship) jobs.forEach((job, t) => t > 0 && job && c.workers.add(t));
+    } finally {
+      if (ship) this.allocator.release(ptr, block);
+    }
   }
 
   // ---- splitting kernels across threads ----------------------------------------------------------

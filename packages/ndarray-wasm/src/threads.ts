@@ -14,8 +14,10 @@
  * gives its core back.
  */
 
+import { JIT_IMPORTS } from './jit/compile';
+
 /** Kernels a worker can run, by index in the job slot. */
-export const WORKER_KERNELS = ['matmul', 'binary', 'unary', 'where', 'reduce', 'sumChunks', 'program', 'strided', 'fill'] as const;
+export const WORKER_KERNELS = ['matmul', 'binary', 'unary', 'where', 'reduce', 'sumChunks', 'program', 'strided', 'fill', 'jit'] as const;
 export type WorkerKernel = (typeof WORKER_KERNELS)[number];
 
 export interface Job {
@@ -43,6 +45,8 @@ interface WorkerInit {
   workers: number;
   kernels: readonly string[];
   spinMicros: number;
+  /** Compiled programs' imports: import name -> kernels export (src/jit/compile.ts, JIT_IMPORTS). */
+  jitImports: Record<string, string>;
 }
 
 /** Default poll time before a worker or the waiting caller sleeps (see the module comment). */
@@ -56,7 +60,24 @@ function workerMain(nodeWorkerThreads: (() => Promise<typeof import('node:worker
   const start = (init: WorkerInit, reply: (message: string) => void): void => {
     const instance = new WebAssembly.Instance(init.module, { env: { memory: init.memory } });
     const exports = instance.exports as Record<string, (...args: number[]) => void>;
-    const kernels = init.kernels.map((name) => exports[name]);
+    // 'jit': a compiled elementwise program (src/jit), by its module number; the first job of a
+    // module brings its bytes (a block of the shared heap), compiled and instantiated here once
+    // and warmed up for V8's optimizing tier as on the calling thread.
+    const jitImports: Record<string, unknown> = {};
+    for (const [name, exported] of Object.entries(init.jitImports)) jitImports[name] = exports[exported];
+    const compiled = new Map<number, (...args: number[]) => void>();
+    const jit = (id: number, ptr: number, len: number, warm: number, ...args: number[]): void => {
+      let run = compiled.get(id);
+      if (!run) {
+        const bytes = new Uint8Array(init.memory.buffer, ptr, len).slice();
+        const module = new WebAssembly.Module(bytes);
+        run = new WebAssembly.Instance(module, { env: { memory: init.memory }, k: jitImports as WebAssembly.ModuleImports }).exports.run as (...a: number[]) => void;
+        run(args[0], args[1], args[2], 0, -warm, args[5]);
+        compiled.set(id, run);
+      }
+      run(...args);
+    };
+    const kernels = init.kernels.map((name) => (name === 'jit' ? jit : exports[name]));
     const control = new Int32Array(init.control);
     const args = new Float64Array(init.args);
     // Literals, as this function cannot see the module's constants: 24 = SLOTS, 2 = ACK.
@@ -185,6 +206,7 @@ export class WorkerPool {
    * `spinMicros` before they sleep. `machineBusy` replaces the load-average check (tests).
    */
   static async create(workers: number, module: WebAssembly.Module, memory: WebAssembly.Memory, spinMicros = DEFAULT_SPIN_MICROS, machineBusy?: () => boolean): Promise<WorkerPool> {
+    const jitImports: Record<string, string> = { ...JIT_IMPORTS };
     const control = new SharedArrayBuffer(4 * (pollFlag(workers) + 1));
     const args = new SharedArrayBuffer(8 * SLOTS * workers);
     const isNode = isNodeRuntime();
@@ -215,7 +237,7 @@ export class WorkerPool {
           worker.once('message', () => resolve());
           worker.once('error', reject);
         }));
-        worker.postMessage({ module, memory, control, args, index, workers, kernels: WORKER_KERNELS, spinMicros } satisfies WorkerInit);
+        worker.postMessage({ module, memory, control, args, index, workers, kernels: WORKER_KERNELS, spinMicros, jitImports } satisfies WorkerInit);
       }
     } else {
       const url = URL.createObjectURL(new Blob([source], { type: 'text/javascript' }));
@@ -227,7 +249,7 @@ export class WorkerPool {
             worker.onmessage = () => resolve();
             worker.onerror = (e) => reject(new Error(`ndarray-wasm: worker ${index} failed to start: ${e.message}`));
           }));
-          worker.postMessage({ module, memory, control, args, index, workers, kernels: WORKER_KERNELS, spinMicros } satisfies WorkerInit);
+          worker.postMessage({ module, memory, control, args, index, workers, kernels: WORKER_KERNELS, spinMicros, jitImports } satisfies WorkerInit);
         }
         await Promise.all(ready);
       } finally {

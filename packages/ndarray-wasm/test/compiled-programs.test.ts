@@ -207,7 +207,7 @@ describe('compiled elementwise programs', () => {
     expect(compiled.memory()).toEqual({ buffers: 0, bytes: 0 });
   });
 
-  it('run on a threaded backend (shared memory), on the calling thread', () => {
+  it('run on a threaded backend (shared memory)', () => {
     const launches = threaded.compiledProgramLaunches;
     for (let seed = 1001; seed <= 1040; seed++) {
       const c = randomCase(seed);
@@ -216,8 +216,42 @@ describe('compiled elementwise programs', () => {
       got.forEach((g, k) => expectSameBits(g, want[k], `seed ${seed}: ${c.program.key}, output ${k}`, true));
     }
     expect(threaded.compiledProgramLaunches - launches).toBeGreaterThanOrEqual(40);
-    expect(threaded.splitLaunches).toBe(0);
     expect(threaded.memory()).toEqual({ buffers: 0, bytes: 0 });
+  });
+
+  it('split between threads above the threshold, bit for bit the interpreter (row, block and flat modes)', async () => {
+    const three = await createWasmBackend({ threads: 3, spinMicros: 0 });
+    try {
+      const act = defineProgram(3, 1, ([x, b, c], [s]) => {
+        const u = x.add(b).mul(s).tanh();
+        return [c.eq(1).select(u, u.mul(0.5).add(0.5)), x.mul(b).maximum(c)];
+      });
+      // Each case's arrays, the views it passes last (the arrays are disposed after the run).
+      const cases: [string, (be: WasmBackend, own: (a: NDArray) => NDArray) => NDArray[]][] = [
+        // Rows of 64 with a row broadcast and a slice: row mode, split on whole rows.
+        ['rows', (be, own) => [own(NDArray.fromData(data(300 * 64, 1), [300, 64], be)), own(NDArray.fromData(data(64, 2), [64], be)), own(own(NDArray.fromData(data(300 * 80, 3), [300, 80], be)).get({}, { stop: 64 }))]],
+        // A transposed input: gathered blocks.
+        ['blocks', (be, own) => [own(own(NDArray.fromData(data(301 * 157, 4), [157, 301], be)).transpose()), own(NDArray.fromData(data(157, 5), [157], be)), own(NDArray.fromData(data(301 * 157, 6), [301, 157], be))]],
+        // Compact, 3 elements past a multiple of 4.
+        ['flat', (be, own) => [7, 8, 9].map((seed) => own(NDArray.fromData(data(40003, seed), [40003], be)))],
+      ];
+      for (const [what, make] of cases) {
+        const results = [interpreted, threaded, three].map((be) => {
+          const splits = be.splitLaunches;
+          const owned: NDArray[] = [];
+          const ins = make(be, (a) => (owned.push(a), a));
+          const outs = elementwise(act, ins, [0.75]);
+          const values = outs.map((o) => o.toArraySync() as Float32Array);
+          [...owned, ...outs].forEach((a) => a.dispose());
+          return { values, split: be.splitLaunches > splits };
+        });
+        expect(results.map((r) => r.split), `${what}: split on 1, 2, 3 threads`).toEqual([false, true, true]);
+        for (const r of results.slice(1)) r.values.forEach((v, k) => expectSameBits(v, results[0].values[k], `${what}, output ${k}`, true));
+      }
+      expect(three.memory()).toEqual({ buffers: 0, bytes: 0 });
+    } finally {
+      three.destroy();
+    }
   });
 
   it('compile in a few milliseconds each', () => {

@@ -12,8 +12,8 @@ let one: WasmBackend;
 let many: WasmBackend[];
 
 beforeAll(async () => {
-  // The block interpreter for elementwise programs: compiled programs run on the calling thread only
-  // (test/compiled-programs.test.ts compares the two).
+  // The block interpreter for elementwise programs (test/compiled-programs.test.ts splits compiled
+  // ones and compares the two).
   one = await createWasmBackend({ threads: 1, compilePrograms: false });
   many = [await createWasmBackend({ threads: 2, compilePrograms: false }), await createWasmBackend({ threads: 3, spinMicros: 0, compilePrograms: false })];
 });

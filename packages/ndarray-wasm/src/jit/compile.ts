@@ -348,6 +348,12 @@ export function programModuleBytes(program: ElementwiseProgram, inputs: readonly
   c.op(OP.end);
 
   const v128Count = next - 6 - i32Count;
+  // V8's budget is 1.8 M bytes (--wasm-tiering-budget); a little more to be sure.
+  return { bytes: moduleBytes(c, i32Count, v128Count, shared), warmIterations: Math.ceil(2.5e6 / deadBytes) };
+}
+
+/** A module importing the memory and the kernels' jit* functions, exporting `run` with body `c`. */
+function moduleBytes(c: Code, i32Count: number, v128Count: number, shared: boolean): Uint8Array {
   const fn = new Bytes().u32(2).u32(i32Count).byte(I32).u32(v128Count).byte(V128).append(c);
   const m = new Bytes().byte(0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00);
   const section = (id: number, content: Bytes) => m.byte(id).u32(content.length).append(content);
@@ -372,8 +378,45 @@ export function programModuleBytes(program: ElementwiseProgram, inputs: readonly
   section(3, new Bytes().u32(1).u32(0));
   section(7, new Bytes().u32(1).name('run').byte(0x00).u32(FN_RUN));
   section(10, new Bytes().u32(1).u32(fn.length).append(fn));
-  // V8's budget is 1.8 M bytes (--wasm-tiering-budget); a little more to be sure.
-  return { bytes: m.bytes().slice(), warmIterations: Math.ceil(2.5e6 / deadBytes) };
+  return m.bytes().slice();
+}
+
+/** Where `warmerModuleBytes`'s function expects its scratch (bytes from `regs`; WARMER_BYTES in all). */
+export const WARMER = { layout: 0, rec: 64, src: 1024, blk: 4096, idx: 8192, rows: 12288 } as const;
+export const WARMER_BYTES = 13312;
+
+/**
+ * A module whose `run(_, _, regs, _, n, _)` calls each of the kernels' jit* functions n times
+ * (exp, log, tanh, pow on constants; a 16 x 16 transposed gather and its rows, on scratch at `regs`
+ * that the caller lays out as WARMER says), so V8 optimizes them before compiled programs rely on
+ * them: they are called only from compiled code, whose warm-up does not reach into them.
+ */
+export function warmerModuleBytes(shared: boolean): Uint8Array {
+  const c = new Code();
+  const V = 6 + 1;
+  const at = (off: number) => c.get(P_REGS).i32(off).op(OP.i32Add);
+  c.op(0x43).f32(0.5).simd(SIMD.f32x4Splat).set(V);
+  c.op(OP.loop).byte(0x40);
+  c.get(V).op(OP.call).u32(FN_EXP).op(OP.call).u32(FN_LOG).op(OP.call).u32(FN_TANH).set(V);
+  c.op(0x43).f32(1.5).op(0x43).f32(2).op(OP.call).u32(FN_POW).op(OP.drop);
+  c.i32(0);
+  at(WARMER.src);
+  at(WARMER.layout);
+  at(WARMER.rec);
+  c.i32(0).i32(256);
+  at(WARMER.blk);
+  at(WARMER.idx).op(OP.call).u32(FN_STRIDED);
+  at(WARMER.layout);
+  at(WARMER.rec);
+  c.i32(0).i32(16);
+  at(WARMER.rows);
+  at(WARMER.idx).op(OP.call).u32(FN_ROWS);
+  c.get(P_N).i32(1).op(OP.i32Sub).set(P_N);
+  c.get(P_N).i32(0).op(OP.i32GtS).op(OP.brIf).u32(0);
+  c.op(OP.end);
+  // Keep the vector live so the calls are not dead code.
+  at(WARMER.blk).get(V).simdMem(SIMD.store, 4, 0).op(OP.end);
+  return moduleBytes(c, 1, 1, shared);
 }
 
 /** Pushes `fn(a, b)` as the `binary` kernel computes it. */

@@ -3,10 +3,27 @@
  * kinds and memory kind), instantiated once per backend over its memory and kernels.
  */
 import type { ElementwiseProgram, OperandLayout, ProgramLayouts } from '@needle/ndarray';
-import { JIT_IMPORTS, programModuleBytes, type OperandKind } from './compile';
+import { NS_PER } from '../split';
+import { JIT_IMPORTS, programModuleBytes, WARMER, WARMER_BYTES, warmerModuleBytes, type OperandKind } from './compile';
 
 /** The compiled function: the `program` kernel's arguments less the step and output counts. */
 export type CompiledProgram = (code: number, outs: number, regs: number, start: number, n: number, layout: number) => void;
+
+/** A compiled program instantiated for one backend, with what splitting it between threads needs. */
+export interface CompiledEntry {
+  run: CompiledProgram;
+  /** The module's number in this process (workers keep their instances by it). */
+  id: number;
+  /** The module's bytes (a worker compiles its own instance from them) and its warm-up count. */
+  bytes: Uint8Array;
+  warmIterations: number;
+  /** Row mode: a thread's range must start at a row (else any multiple of 4 elements will do). */
+  rows: boolean;
+  /** Estimated one-thread nanoseconds per element (split.ts's units). */
+  nsPerElement: number;
+  /** Workers (1, 2, ...) that have compiled it. */
+  readonly workers: Set<number>;
+}
 
 /** Compile-time figures of this process's compiled programs (tests and benchmarks). */
 export interface ProgramCompileStats {
@@ -26,9 +43,22 @@ export interface ProgramCompileStats {
   kinds: Record<OperandKind, number>;
 }
 
+/** The warm-up module, by whether it imports a shared memory. */
+const warmers = new Map<boolean, WebAssembly.Module>();
+/** Calls of each jit* function that get V8 to optimize it (checked with %IsTurboFanFunction). */
+const WARM_CALLS = 3000;
+
 const stats: ProgramCompileStats = { modules: 0, bytes: 0, ms: 0, maxMs: 0, warmMs: 0, refused: 0, kinds: { c: 0, r: 0, z: 0, b: 0, s: 0 } };
 /** null: the engine refused to compile it (e.g. a browser's main-thread limit): use the interpreter. */
-const modules = new Map<string, { module: WebAssembly.Module; warmIterations: number } | null>();
+const modules = new Map<string, CompiledModule | null>();
+
+interface CompiledModule {
+  module: WebAssembly.Module;
+  id: number;
+  bytes: Uint8Array;
+  warmIterations: number;
+  nsPerElement: number;
+}
 
 export function programCompileStats(): ProgramCompileStats {
   return { ...stats, kinds: { ...stats.kinds } };
@@ -64,7 +94,7 @@ function operandKinds(inputCount: number, outputCount: number, layouts: ProgramL
 
 export class CompiledPrograms {
   /** By program, then by operand kinds. */
-  private readonly instances = new WeakMap<ElementwiseProgram, Map<string, CompiledProgram | null>>();
+  private readonly instances = new WeakMap<ElementwiseProgram, Map<string, CompiledEntry | null>>();
   private readonly imports: WebAssembly.Imports;
 
   constructor(
@@ -82,11 +112,33 @@ export class CompiledPrograms {
   }
 
   /**
+   * Get V8 to optimize the kernels' jit* functions now (~1 ms): only compiled programs call them,
+   * and until optimized they run several times slower (NOTES.md section 20). `regs` is
+   * WARMER_BYTES of scratch.
+   */
+  warmKernels(memory: WebAssembly.Memory, regs: number): void {
+    const t0 = performance.now();
+    const words = new Int32Array(memory.buffer, regs, WARMER_BYTES / 4);
+    words.fill(0);
+    // A 16 x 16 transposed view: [ndim, shape...] and [offset, strides...].
+    words.set([2, 16, 16], WARMER.layout / 4);
+    words.set([0, 1, 16], WARMER.rec / 4);
+    let warmer = warmers.get(this.shared);
+    if (!warmer) {
+      warmer = new WebAssembly.Module(warmerModuleBytes(this.shared) as Uint8Array<ArrayBuffer>);
+      warmers.set(this.shared, warmer);
+    }
+    const run = new WebAssembly.Instance(warmer, this.imports).exports.run as CompiledProgram;
+    run(0, 0, regs, 0, WARM_CALLS, 0);
+    stats.warmMs += performance.now() - t0;
+  }
+
+  /**
    * The compiled form of `program` for these operand layouts, or null where it has none. The code
    * runs whole rows from `start` (0 on the calling thread). `code`, `outs`, `regs` and `layout` are
    * this launch's arguments (the encoded program), which a new function's warm-up call reads.
    */
-  get(program: ElementwiseProgram, inputCount: number, outputCount: number, layouts: ProgramLayouts | undefined, code: number, outs: number, regs: number, layout: number): CompiledProgram | null {
+  get(program: ElementwiseProgram, inputCount: number, outputCount: number, layouts: ProgramLayouts | undefined, code: number, outs: number, regs: number, layout: number): CompiledEntry | null {
     const strided = layouts && (layouts.inputs.some((l) => l !== undefined) || layouts.outputs.some((l) => l !== undefined)) ? layouts : undefined;
     const kinds = operandKinds(inputCount, outputCount, strided);
     let forProgram = this.instances.get(program);
@@ -94,29 +146,48 @@ export class CompiledPrograms {
       forProgram = new Map();
       this.instances.set(program, forProgram);
     }
-    let run = forProgram.get(kinds);
-    if (run === undefined) {
+    let entry = forProgram.get(kinds);
+    if (entry === undefined) {
       const ins = [...kinds.slice(0, inputCount)] as OperandKind[];
       const outKinds = [...kinds.slice(inputCount)] as OperandKind[];
       const compiled = compiledModule(program, ins, outKinds, this.shared, `${kinds}|${program.key}`);
-      const t0 = performance.now();
-      run = compiled ? (new WebAssembly.Instance(compiled.module, this.imports).exports.run as CompiledProgram) : null;
-      run?.(code, outs, regs, 0, -compiled!.warmIterations, layout);
-      stats.warmMs += performance.now() - t0;
-      forProgram.set(kinds, run);
+      entry = null;
+      if (compiled) {
+        const t0 = performance.now();
+        const run = new WebAssembly.Instance(compiled.module, this.imports).exports.run as CompiledProgram;
+        run(code, outs, regs, 0, -compiled.warmIterations, layout);
+        stats.warmMs += performance.now() - t0;
+        const { id, bytes, warmIterations, nsPerElement } = compiled;
+        entry = { run, id, bytes, warmIterations, nsPerElement, rows: /[rz]/.test(kinds), workers: new Set() };
+      }
+      forProgram.set(kinds, entry);
     }
-    return run;
+    return entry;
   }
 }
 
-function compiledModule(program: ElementwiseProgram, ins: OperandKind[], outs: OperandKind[], shared: boolean, key: string): { module: WebAssembly.Module; warmIterations: number } | null {
+/**
+ * One-thread nanoseconds per element: a load or store per compact or row operand, the calls, the
+ * gathers and scatters; the arithmetic between them is nearly free.
+ */
+function costPerElement(program: ElementwiseProgram, ins: readonly OperandKind[], outs: readonly OperandKind[]): number {
+  let ns = 0;
+  for (const k of [...ins, ...outs]) ns += k === 's' ? NS_PER.strided : k === 'b' ? 0 : NS_PER.ewise;
+  for (const s of program.steps) {
+    if (s.op === 'unary' && (s.fn === 'exp' || s.fn === 'log' || s.fn === 'tanh')) ns += NS_PER.transcendental;
+    else if (s.op === 'binary' && s.fn === 'pow') ns += NS_PER.pow;
+  }
+  return ns;
+}
+
+function compiledModule(program: ElementwiseProgram, ins: OperandKind[], outs: OperandKind[], shared: boolean, key: string): CompiledModule | null {
   const full = `${shared ? 's' : 'u'}|${key}`;
   let module = modules.get(full);
   if (module !== undefined) return module;
   const t0 = performance.now();
   const { bytes, warmIterations } = programModuleBytes(program, ins, outs, shared);
   try {
-    module = { module: new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>), warmIterations };
+    module = { module: new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>), id: modules.size, bytes, warmIterations, nsPerElement: costPerElement(program, ins, outs) };
   } catch {
     // Browsers refuse synchronous compiles above a few KiB on the main thread; the interpreter
     // gives the same results.
