@@ -17,9 +17,9 @@ import type {
 } from '@needle/ndarray';
 import { BufferUsage, MapMode, ShaderStage, TextureUsage } from './gpu-constants';
 import { elementwiseKernel, type ElementwiseInput } from './kernels/elementwise';
-import { f32Bits, grid2d, PARAM_WORDS, TEXEL_ROW, type KernelSource } from './kernels/kernel';
+import { f32Bits, grid2d, mirrorShape, PARAM_WORDS, type KernelSource, type MirrorShape } from './kernels/kernel';
 import { coalesce, MAX_DIMS, STRIDED_ROW_WORD, stridedKernel, stridedParams, rowsApplies, rowsKernel, rowsParams, transposeApplies, transposeKernel, transposeParams, type StridedMode } from './kernels/layout';
-import { epilogueModes, MAX_EPILOGUE_INPUTS, matmulGrid, matmulKernel, matmulParams, matmulRowsApplies, matmulRowsGrid, matmulRowsKernel, matmulTextureRows, matmulVariant } from './kernels/matmul';
+import { epilogueModes, MAX_EPILOGUE_INPUTS, matmulGrid, matmulKernel, matmulParams, matmulRowsApplies, matmulRowsGrid, matmulRowsKernel, matmulVariant } from './kernels/matmul';
 import { programKernel, programLayoutParams, programStrides, programVec4, PROGRAM_SCALAR_WORD } from './kernels/program';
 import { reduceKernel, reduceProgramKernel, REDUCE_PROGRAM_LAYOUT_WORDS } from './kernels/reduce';
 import { binaryExpr, unaryExpr } from './kernels/wgsl';
@@ -83,13 +83,15 @@ function extent(shape: readonly number[], l: OperandLayout): [number, number] {
 const IDENTITY = defineProgram(1, 0, ([x]) => x);
 
 /**
- * A texture mirror of a buffer's first floats (TEXEL_ROW vec4 texels a row), bound in place of the
- * buffer by the matmul kernels that read their operands with textureLoad.
+ * A texture mirror of a buffer's first floats (see mirrorShape), bound in place of the buffer by
+ * the matmul kernels that read their operands with textureLoad.
  */
 interface TextureMirror {
   readonly id: number;
   readonly texture: GPUTexture;
   readonly view: GPUTextureView;
+  /** log2 of the texels per row. */
+  readonly shift: number;
 }
 
 /** What a dispatch binds after the parameter block: buffers, or texture mirrors of buffers. */
@@ -99,8 +101,8 @@ function isMirror(b: Binding): b is TextureMirror {
   return 'view' in b;
 }
 
-/** Heights of texture mirror kept (two textures each, the A and B of a matmul) before the least recently used goes. */
-const MIRROR_HEIGHTS = 8;
+/** Texture mirror shapes kept (two textures each, the A and B of a matmul) before the least recently used goes. */
+const MIRROR_SHAPES = 8;
 
 /**
  * When the matmul reads A and B through texture mirrors: at least `minMacs` multiply-adds, and at
@@ -109,6 +111,8 @@ const MIRROR_HEIGHTS = 8;
 export interface MatmulTexturePolicy {
   minMacs: number;
   minReuse: number;
+  /** Tests: fewer mirror rows than the device allows, so small operands take wider rows. */
+  maxRows?: number;
 }
 
 /**
@@ -142,8 +146,8 @@ export class WebGPUBackend implements Backend {
   private readonly bindGroups = new Map<string, GPUBindGroup>();
   private readonly bindGroupsOf = new Map<number, string[]>();
   private readonly staging = new Map<number, GPUBuffer[]>();
-  /** Texture mirrors by height in rows, in least-recently-used order (Map order). */
-  private readonly mirrors = new Map<number, TextureMirror[]>();
+  /** Texture mirrors by shape (`width x rows`), in least-recently-used order (Map order). */
+  private readonly mirrors = new Map<string, TextureMirror[]>();
   private nextMirrorId = 1;
   /**
    * @internal Tuning and tests: when matmuls read their operands through texture mirrors (null:
@@ -368,21 +372,21 @@ export class WebGPUBackend implements Backend {
   }
 
   /**
-   * Texture mirror number `slot` of the height that holds `elements` floats, with the first
-   * `elements` floats of `src` copied in (recorded in the open batch: commands run in order, so one
-   * mirror serves every matmul of a batch). Whole rows in one copy (1024 bytes a row), the rest of
-   * the last row in a second.
+   * Texture mirror number `slot` of `shape` (mirrorShape), with the first `elements` floats of
+   * `src` copied in (recorded in the open batch: commands run in order, so one mirror serves every
+   * matmul of a batch). Whole rows in one copy, the rest of the last row in a second.
    */
-  private mirror(src: PooledBuffer, elements: number, slot: number): TextureMirror {
-    const rows = matmulTextureRows(elements);
-    let list = this.mirrors.get(rows);
+  private mirror(src: PooledBuffer, elements: number, shape: MirrorShape, slot: number): TextureMirror {
+    const { width, shift, rows } = shape;
+    const key = `${width}x${rows}`;
+    let list = this.mirrors.get(key);
     if (list) {
-      this.mirrors.delete(rows);
+      this.mirrors.delete(key);
     } else {
       list = [];
-      if (this.mirrors.size >= MIRROR_HEIGHTS) {
-        // The least recently used height goes; the open batch may still read it.
-        const [oldest, old] = this.mirrors.entries().next().value as [number, TextureMirror[]];
+      if (this.mirrors.size >= MIRROR_SHAPES) {
+        // The least recently used shape goes; the open batch may still read it.
+        const [oldest, old] = this.mirrors.entries().next().value as [string, TextureMirror[]];
         this.mirrors.delete(oldest);
         void this.flush();
         for (const t of old) t.texture.destroy();
@@ -390,18 +394,18 @@ export class WebGPUBackend implements Backend {
         this.bindGroupsOf.clear();
       }
     }
-    this.mirrors.set(rows, list);
+    this.mirrors.set(key, list);
     while (list.length <= slot) {
-      const texture = this.device.createTexture({ size: [TEXEL_ROW, rows, 1], format: 'rgba32float', usage: TextureUsage.TEXTURE_BINDING | TextureUsage.COPY_DST });
-      list.push({ id: this.nextMirrorId++, texture, view: texture.createView() });
+      const texture = this.device.createTexture({ size: [width, rows, 1], format: 'rgba32float', usage: TextureUsage.TEXTURE_BINDING | TextureUsage.COPY_DST });
+      list.push({ id: this.nextMirrorId++, texture, view: texture.createView(), shift });
     }
     const m = list[slot];
     const texels = Math.ceil(elements / 4);
-    const full = Math.floor(texels / TEXEL_ROW);
-    const rest = texels - full * TEXEL_ROW;
+    const full = Math.floor(texels / width);
+    const rest = texels - full * width;
     const enc = this.copyEncoder();
-    const rowBytes = TEXEL_ROW * 16;
-    if (full > 0) enc.copyBufferToTexture({ buffer: src.gpu, bytesPerRow: rowBytes, rowsPerImage: full }, { texture: m.texture }, [TEXEL_ROW, full, 1]);
+    const rowBytes = width * 16;
+    if (full > 0) enc.copyBufferToTexture({ buffer: src.gpu, bytesPerRow: rowBytes, rowsPerImage: full }, { texture: m.texture }, [width, full, 1]);
     if (rest > 0) enc.copyBufferToTexture({ buffer: src.gpu, offset: full * rowBytes, bytesPerRow: rowBytes }, { texture: m.texture, origin: [0, full, 0] }, [rest, 1, 1]);
     this.referenced.add(src);
     return m;
@@ -446,8 +450,22 @@ export class WebGPUBackend implements Backend {
       fail('write', `cannot write ${data.length} elements at offset ${offset} into a buffer of ${buf.size}`);
     }
     if (data.length === 0) return;
-    // queue.writeBuffer runs before the open batch; flush first if that batch touches this buffer.
-    if (this.referenced.has(p)) void this.flush();
+    // queue.writeBuffer runs before the open batch. Into a buffer that batch uses, the data goes
+    // through a staging buffer copied in the batch's order instead, so the batch is not cut in two
+    // (a submit costs ~0.2 ms of Dawn calls; crossEntropy uploads a class row every step); if the
+    // pool hands out a staging buffer the batch uses too, the batch is submitted first after all.
+    if (this.referenced.has(p)) {
+      const t = this.pool.acquire(data.length * 4);
+      if (!this.referenced.has(t)) {
+        this.device.queue.writeBuffer(t.gpu, 0, data);
+        this.copyEncoder().copyBufferToBuffer(t.gpu, 0, p.gpu, offset * 4, data.length * 4);
+        this.referenced.add(t);
+        this.pool.release(t);
+        return;
+      }
+      this.pool.release(t);
+      void this.flush();
+    }
     this.device.queue.writeBuffer(p.gpu, offset * 4, data);
   }
 
@@ -840,35 +858,41 @@ export class WebGPUBackend implements Backend {
     let gx: number;
     let gy: number;
     let operands: [Binding, Binding] = [A, B];
-    let mirrored: [number, number] | undefined;
+    let mirrors: { a: [number, MirrorShape]; b: [number, MirrorShape] } | undefined;
+    let shifts: [number, number] | undefined;
     if (matmulRowsApplies(spec)) {
       const modes = epilogue ? epilogueModes(epilogue.layouts, false) : undefined;
       kernel = matmulRowsKernel(spec, epilogue && modes && { program: epilogue.program, modes });
       [gx, gy] = matmulRowsGrid(spec);
     } else {
-      // The floats of A and B the product reads (from the buffers' starts: kernel indices are absolute).
-      const aElems = aOffset + last * aBatchStride + m * k;
-      const bElems = bOffset + last * bBatchStride + k * n;
+      // The floats of A and B the product reads (from the buffers' starts: kernel indices are
+      // absolute); one buffer for both is mirrored once, as far as either reaches.
+      let aElems = aOffset + last * aBatchStride + m * k;
+      let bElems = bOffset + last * bBatchStride + k * n;
+      if (A === B) aElems = bElems = Math.max(aElems, bElems);
       const macs = batch * m * n * k;
       const tp = this.matmulTextures;
-      const maxRows = this.device.limits.maxTextureDimension2D;
-      const textures = tp !== null && macs >= tp.minMacs && macs >= tp.minReuse * (aElems + bElems)
-        && matmulTextureRows(aElems) <= maxRows && matmulTextureRows(bElems) <= maxRows;
-      const plain = matmulVariant(spec, this.limits.workgroupSize, undefined, textures);
+      const maxRows = Math.min(tp?.maxRows ?? Infinity, this.device.limits.maxTextureDimension2D);
+      const wanted = tp !== null && macs >= tp.minMacs && macs >= tp.minReuse * (aElems + bElems);
+      const aShape = wanted ? mirrorShape(aElems, maxRows) : null;
+      const bShape = wanted ? mirrorShape(bElems, maxRows) : null;
+      const plain = matmulVariant(spec, this.limits.workgroupSize, undefined, aShape !== null && bShape !== null);
       const variant = epilogue ? { ...plain, epilogue: { program: epilogue.program, modes: epilogueModes(epilogue.layouts, plain.vecC) } } : plain;
       kernel = matmulKernel(variant);
       [gx, gy] = matmulGrid(spec, variant);
-      if (variant.tex) mirrored = [aElems, bElems];
+      if (variant.tex && aShape && bShape) mirrors = { a: [aElems, aShape], b: [bElems, bShape] };
     }
     const maxDim = this.limits.maxWorkgroupsPerDimension;
     if (gx > maxDim || gy > maxDim) fail(op, `a ${m}x${n} result needs a ${gx}x${gy} grid; this device allows ${maxDim} per dimension`);
-    if (mirrored) {
-      const ta = this.mirror(A, mirrored[0], 0);
-      operands = [ta, B === A ? ta : this.mirror(B, mirrored[1], 1)];
+    if (mirrors) {
+      const ta = this.mirror(A, ...mirrors.a, 0);
+      const tb = B === A ? ta : this.mirror(B, ...mirrors.b, 1);
+      operands = [ta, tb];
+      shifts = [ta.shift, tb.shift];
     }
     for (let base = 0; base < batch; base += maxDim) {
       const z = Math.min(maxDim, batch - base);
-      this.dispatch(kernel, [...operands, cp, ...(epilogue?.inputs ?? [])], matmulParams(spec, base, epilogue), [gx, gy, z]);
+      this.dispatch(kernel, [...operands, cp, ...(epilogue?.inputs ?? [])], matmulParams(spec, base, epilogue, shifts), [gx, gy, z]);
     }
     for (const t of temps) this.pool.release(t);
   }

@@ -39,8 +39,11 @@ describe.runIf(gpu)('WebGPU backend behaviour', () => {
     const o2 = g.alloc(5);
     g.write(a, Float32Array.from([1, 2, 3, 4, 5]));
     g.scalar('add', a, 1, o1, 5);
+    const submits = g.stats().submits;
+    // Into a buffer the open batch reads: staged and copied in order, without submitting the batch.
     g.write(a, Float32Array.from([10, 20, 30, 40, 50]), 0);
     g.write(a, Float32Array.from([7]), 4);
+    expect(g.stats().submits, 'no submit for a write into a buffer of the open batch').toBe(submits);
     g.ewise('add', a, o1, o2, 5);
     expect([...(await g.read(o2))]).toEqual([12, 23, 34, 45, 13]);
     expect([...(await g.read(o2, 2))]).toEqual([12, 23]);

@@ -33,13 +33,14 @@ describe.runIf(gpu)('webgpu matmul through texture mirrors', () => {
     { name: 'both transposed, batched with strides', s: spec(16, 12, 24, { batch: 3, transA: true, transB: true, aBatchStride: 200, bBatchStride: 300 }) },
     { name: 'offsets (A and B slices of bigger buffers, out at an offset)', s: spec(9, 8, 20, { aOffset: 4, bOffset: 260, outOffset: 12 }) },
     { name: 'A and B the same buffer (one mirror)', s: spec(20, 16, 20, { transB: true }), same: true },
+    { name: 'A and B the same buffer, B past the end of A (the mirror reaches both)', s: spec(8, 12, 20, { bOffset: 400 }), same: true },
   ];
 
   test.each(cases)('$name', async ({ s, same }) => {
     const aSize = (s.aOffset ?? 0) + (s.batch - 1) * s.aBatchStride + s.m * s.k;
     const bSize = (s.bOffset ?? 0) + (s.batch - 1) * s.bBatchStride + s.k * s.n;
     const outSize = (s.outOffset ?? 0) + s.batch * s.m * s.n;
-    const a = randomArray(aSize, 11 + aSize, -2, 2);
+    const a = randomArray(same ? Math.max(aSize, bSize) : aSize, 11 + aSize, -2, 2);
     const b = same ? a : randomArray(bSize, 12 + bSize, -2, 2);
     const bias = randomArray(s.n, 13, -1, 1);
     const run = async (be: Backend, fused: boolean): Promise<{ out: Float32Array; copies: number }> => {
@@ -124,5 +125,31 @@ describe.runIf(gpu)('webgpu matmul through texture mirrors', () => {
       results.push(outs);
     }
     results[0].forEach((r, i) => expect(Array.from(r), `k = ${64 * (i + 1)}`).toEqual(Array.from(results[1][i])));
+  });
+
+  test('operands past the texture height take wider mirror rows, or storage loads when even those are too short', async () => {
+    // 128x784 @ 784x64 with at most 256 mirror rows: A (25088 texels) takes 128-texel rows, B
+    // (12544) 64-texel rows; with at most 64 rows (and so at most 64-texel rows) A fits no mirror.
+    const s = spec(128, 784, 64);
+    const a = randomArray(128 * 784, 61, -1, 1);
+    const b = randomArray(784 * 64, 62, -1, 1);
+    const run = async (p: typeof policy): Promise<{ out: Float32Array; copies: number }> => {
+      g.matmulTextures = p;
+      const [ab, bb, out] = [g.alloc(a.length), g.alloc(b.length), g.alloc(128 * 64)];
+      g.write(ab, a);
+      g.write(bb, b);
+      const before = g.stats().copies;
+      g.matmul(ab, bb, out, s);
+      const copies = g.stats().copies - before;
+      const r = await g.read(out);
+      for (const x of [ab, bb, out]) g.free(x);
+      return { out: r, copies };
+    };
+    const wide = await run({ minMacs: 0, minReuse: 0, maxRows: 256 });
+    const tooShort = await run({ minMacs: 0, minReuse: 0, maxRows: 64 });
+    const storage = await run(null);
+    expect([wide.copies, tooShort.copies, storage.copies], 'copies into mirrors').toEqual([2, 0, 0]);
+    expect(Array.from(wide.out), 'wide mirrors equal the storage path bit for bit').toEqual(Array.from(storage.out));
+    expect(Array.from(tooShort.out)).toEqual(Array.from(storage.out));
   });
 });

@@ -1,15 +1,31 @@
 /**
  * How a kernel binds one resource: a storage buffer read or written, or a texture mirror of a
- * buffer read with textureLoad (see TEXEL_ROW).
+ * buffer read with textureLoad (see mirrorShape).
  */
 export type Access = 'read' | 'read_write' | 'texture';
 
+/** Fewest vec4 texels per row of a texture mirror (1024 bytes: a buffer-to-texture copy needs a multiple of 256). */
+export const MIN_TEXEL_ROW = 64;
+
 /**
- * vec4 texels per row of a texture mirror: a buffer's floats copied in order into an rgba32float
- * texture 64 texels wide (1024 bytes a row, the multiple of 256 a buffer-to-texture copy needs),
- * so flat vec4 index i is texel (i & 63, i >> 6).
+ * The texture holding a buffer's first `elements` floats in order, as rgba32float texels: `width`
+ * (a power of two, 2^shift, at least MIN_TEXEL_ROW) texels a row and `rows` rows, so flat vec4
+ * index i is texel (i & (width - 1), i >> shift). The width doubles until the rows fit
+ * `maxRows` (the device's 2-D texture limit); null when even a row of `maxRows` texels is too short.
  */
-export const TEXEL_ROW = 64;
+export interface MirrorShape {
+  readonly width: number;
+  readonly shift: number;
+  readonly rows: number;
+}
+
+export function mirrorShape(elements: number, maxRows: number): MirrorShape | null {
+  const texels = Math.max(1, Math.ceil(elements / 4));
+  let width = MIN_TEXEL_ROW;
+  while (Math.ceil(texels / width) > maxRows && width < maxRows) width *= 2;
+  const rows = Math.ceil(texels / width);
+  return rows > maxRows || width > maxRows ? null : { width, shift: Math.log2(width), rows };
+}
 
 /**
  * A compute program: WGSL text plus its binding signature. Binding 0 is always the uniform

@@ -1,5 +1,5 @@
 import type { ElementwiseProgram, MatmulSpec, OperandLayout } from '@needle/ndarray';
-import { bindings, f32Bits, PARAM_WORDS, TEXEL_ROW, type Access, type KernelSource } from './kernel';
+import { bindings, f32Bits, PARAM_WORDS, type Access, type KernelSource } from './kernel';
 import { programSteps } from './program';
 import { PRELUDE } from './wgsl';
 
@@ -28,8 +28,8 @@ export interface MatmulVariant {
   /** k % 4 == 0: no remainder loop (which would double the code, and so the compile time). */
   k4: boolean;
   /**
-   * A and B read from texture mirrors of their buffers (textureLoad, TEXEL_ROW texels a row)
-   * instead of storage loads; needs vecA and vecB. See matmulTextureRows.
+   * A and B read from texture mirrors of their buffers (textureLoad; see mirrorShape: the row
+   * widths' log2 travel as uniforms) instead of storage loads; needs vecA and vecB.
    */
   tex: boolean;
   /** Rows per workgroup (a multiple of 4). */
@@ -131,14 +131,6 @@ export function matmulVariant(s: MatmulSpec, maxInvocations: number, tile: Matmu
   };
 }
 
-/**
- * Rows of the texture mirror holding the first `elements` floats of a buffer (whole vec4s: the
- * vec4-readable operands the texture path takes have offsets, batch strides and sizes that are
- * multiples of 4).
- */
-export function matmulTextureRows(elements: number): number {
-  return Math.max(1, Math.ceil(elements / (4 * TEXEL_ROW)));
-}
 
 /** Workgroup grid of a matmul (z: batch entries per dispatch are added by the caller). */
 export function matmulGrid(s: MatmulSpec, v: MatmulVariant): [number, number] {
@@ -147,16 +139,19 @@ export function matmulGrid(s: MatmulSpec, v: MatmulVariant): [number, number] {
 
 /**
  * The uniform block every matmul kernel declares: sizes, batch strides, the first batch entry of
- * this dispatch, operand offsets, then the epilogue's const zero, scalars (word 12) and input
+ * this dispatch, operand offsets, the epilogue's const zero, the log2 of the texel row widths of
+ * A's and B's texture mirrors (words 10 and 11), then the epilogue's scalars (word 12) and input
  * layouts (word 28: offset and the [batch, m, n] strides of each input).
  */
-const MATMUL_PARAMS = 'm: u32, k: u32, n: u32, abs: u32, bbs: u32, base: u32, aoff: u32, boff: u32, coff: u32, zero: u32, pad0: u32, pad1: u32, s: array<vec4<f32>, 4>, l: array<vec4<i32>, 5>,';
+const MATMUL_PARAMS = 'm: u32, k: u32, n: u32, abs: u32, bbs: u32, base: u32, aoff: u32, boff: u32, coff: u32, zero: u32, tas: u32, tbs: u32, s: array<vec4<f32>, 4>, l: array<vec4<i32>, 5>,';
+const MIRROR_SHIFT_WORD = 10;
 const EPILOGUE_SCALAR_WORD = 12;
 const EPILOGUE_LAYOUT_WORD = 28;
 /** Most epilogue inputs (a stage binds 8 storage buffers: a, b, out and five). */
 export const MAX_EPILOGUE_INPUTS = 5;
 
-export function matmulParams(s: MatmulSpec, batchBase: number, epilogue?: { scalars: readonly number[]; layouts: readonly OperandLayout[] }): Uint32Array {
+/** `mirrorShifts`: log2 of the texel row widths of A's and B's texture mirrors (texture kernels). */
+export function matmulParams(s: MatmulSpec, batchBase: number, epilogue?: { scalars: readonly number[]; layouts: readonly OperandLayout[] }, mirrorShifts?: readonly [number, number]): Uint32Array {
   const w = new Uint32Array(PARAM_WORDS);
   w[0] = s.m;
   w[1] = s.k;
@@ -167,6 +162,7 @@ export function matmulParams(s: MatmulSpec, batchBase: number, epilogue?: { scal
   w[6] = s.aOffset ?? 0;
   w[7] = s.bOffset ?? 0;
   w[8] = s.outOffset ?? 0;
+  if (mirrorShifts) [w[MIRROR_SHIFT_WORD], w[MIRROR_SHIFT_WORD + 1]] = mirrorShifts;
   if (epilogue) {
     epilogue.scalars.forEach((x, i) => (w[EPILOGUE_SCALAR_WORD + i] = f32Bits(x)));
     const l = new Int32Array(w.buffer, EPILOGUE_LAYOUT_WORD * 4, 4 * MAX_EPILOGUE_INPUTS);
@@ -305,7 +301,7 @@ ${ind(G.flatMap((g) => (v.vecC ? [`if (col${g} < p.n) { epi(t, row, col${g}); }`
 `
         : '';
       const texFns = v.tex
-        ? ['a', 'b'].map((x) => `fn t${x}(i: u32) -> vec4<f32> { return textureLoad(${x}, vec2<u32>(i & ${TEXEL_ROW - 1}u, i >> ${Math.log2(TEXEL_ROW)}u), 0); }`).join('\n')
+        ? ['a', 'b'].map((x) => `fn t${x}(i: u32) -> vec4<f32> { return textureLoad(${x}, vec2<u32>(i & ((1u << p.t${x}s) - 1u), i >> p.t${x}s), 0); }`).join('\n')
         : '';
       return `${v.epilogue ? `${PRELUDE}\n` : ''}${decl}
 ${v.epilogue ? epilogueFn(v.epilogue, v.vecC) : ''}
