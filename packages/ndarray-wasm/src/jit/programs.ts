@@ -93,8 +93,12 @@ function operandKinds(inputCount: number, outputCount: number, layouts: ProgramL
 }
 
 export class CompiledPrograms {
-  /** By program, then by operand kinds. */
-  private readonly instances = new WeakMap<ElementwiseProgram, Map<string, CompiledEntry | null>>();
+  /**
+   * By program, then by operand kinds: the instance, null (no compiled form), or 'seen' after the
+   * first launch. A program is compiled at its second launch: one defined anew for every call (or
+   * with per-call constants) is never compiled at all, instead of once per call.
+   */
+  private readonly instances = new WeakMap<ElementwiseProgram, Map<string, CompiledEntry | null | 'seen'>>();
   private readonly imports: WebAssembly.Imports;
 
   constructor(
@@ -148,6 +152,10 @@ export class CompiledPrograms {
     }
     let entry = forProgram.get(kinds);
     if (entry === undefined) {
+      forProgram.set(kinds, 'seen');
+      return null;
+    }
+    if (entry === 'seen') {
       const ins = [...kinds.slice(0, inputCount)] as OperandKind[];
       const outKinds = [...kinds.slice(inputCount)] as OperandKind[];
       const compiled = compiledModule(program, ins, outKinds, this.shared, `${kinds}|${program.key}`);
