@@ -62,6 +62,7 @@ const KF = memory.data<f32>([
   2.0 / 15.0, 2.0 / 15.0, 2.0 / 15.0, 2.0 / 15.0,
   1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0,
   -1.0, -1.0, -1.0, -1.0,
+  -0.5, -0.5, -0.5, -0.5,
 ], 16);
 const F_EXP_MIN = 0;
 const F_EXP_MAX = 16;
@@ -97,6 +98,7 @@ const F_T7 = 480;
 const F_T5 = 496;
 const F_T3 = 512;
 const F_MINUS_ONE = 528;
+const F_MINUS_HALF = 544;
 const KI = memory.data<i32>([
   0x4b400000, 0x4b400000, 0x4b400000, 0x4b400000,
   127, 127, 127, 127,
@@ -119,10 +121,42 @@ const I_SIGN = 96;
 
 // JS semantics of Math.pow, which the reference backend uses: musl's pow returns 1 for pow(1, NaN)
 // and pow(+-1, +-Infinity), JavaScript returns NaN.
+// The exponents 2 and +-0.5 take the shortcuts of powHalf (and x * x) here too, so an element's
+// result does not depend on whether it falls in a vector or in a scalar tail.
 function powScalar(x: f32, y: f32): f32 {
   if (y != y) return NaN;
+  if (y == 2) return x * x;
+  if (y == 0.5 || y == -0.5) {
+    if (x == -Infinity) return y > 0 ? Infinity : 0;
+    const r = Math.sqrt(<f64>x + 0.0);
+    return <f32>(y > 0 ? r : 1.0 / r);
+  }
   if (Math.abs(x) == 1.0 && Math.abs(y) == Infinity) return NaN;
   return <f32>Math.pow(<f64>x, <f64>y);
+}
+
+/**
+ * Math.pow(x, -0.5) (`reciprocal`) or Math.pow(x, 0.5) of four floats, rounded to float32: in
+ * float64, 1 / sqrt(x) and sqrt(x) are within an ulp of the exact values (correctly rounded sqrt and
+ * division), as libm's pow is, so after rounding to float32 they agree with it except where the
+ * exact value lies within about 2^-29 relative of a float32 rounding boundary. Math.pow's special
+ * values: x + 0 turns -0 into +0 (pow(-0, +-0.5) is +Infinity / +0, not sqrt's -0), and -Infinity
+ * gives +0 / +Infinity (sqrt's NaN); negative x gives NaN like pow.
+ */
+function powHalf(x: v128, reciprocal: bool): v128 {
+  const zero = f64x2.splat(0);
+  const lo = f64x2.add(f64x2.promote_low_f32x4(x), zero);
+  const hi = f64x2.add(f64x2.promote_low_f32x4(v128.shuffle<f32>(x, x, 2, 3, 0, 1)), zero);
+  let rlo = f64x2.sqrt(lo);
+  let rhi = f64x2.sqrt(hi);
+  if (reciprocal) {
+    const one = f64x2.splat(1);
+    rlo = f64x2.div(one, rlo);
+    rhi = f64x2.div(one, rhi);
+  }
+  const r = v128.shuffle<f32>(f32x4.demote_f64x2_zero(rlo), f32x4.demote_f64x2_zero(rhi), 0, 1, 4, 5);
+  const atMinusInf = f32x4.eq(x, v128.load(KF, F_NEG_INF));
+  return v128.bitselect(reciprocal ? f32x4.splat(0) : v128.load(KF, F_INF), r, atMinusInf);
 }
 
 function binaryScalar(op: i32, x: f32, y: f32): f32 {
@@ -197,18 +231,30 @@ export function binary(op: i32, a: usize, b: usize, bMask: usize, out: usize, n:
     case 12:
       for (let o: usize = 0; o < end; o += 16) v128.store(out + o, v128.and(f32x4.lt(v128.load(a + o), v128.load(b + (o & bMask))), one));
       break;
-    case 4:
-      if (bMask == 15 && load<f32>(b) == 2.0) {
-        // x ** 2, the common square: x * x equals the reference's Math.pow(x, 2) rounded to float32
-        // (the float64 square of a float32 is exact).
-        for (let o: usize = 0; o < end; o += 16) {
-          const x = v128.load(a + o);
+    case 4: {
+      // Vectors whose four exponents are all 2, 0.5 or -0.5 (squares, square roots and the
+      // reciprocal square roots of batch and layer norms: a program's constant exponent is a block
+      // of copies) take exact shortcuts; any other vector goes through libm lane by lane (~30 ns an
+      // element, NOTES.md section 22).
+      const two = v128.load(KF, F_TWO);
+      const half = v128.load(KF, F_HALF);
+      const minusHalf = v128.load(KF, F_MINUS_HALF);
+      for (let o: usize = 0; o < end; o += 16) {
+        const x = v128.load(a + o);
+        const y = v128.load(b + (o & bMask));
+        if (i32x4.all_true(f32x4.eq(y, two))) {
+          // x * x equals Math.pow(x, 2) rounded to float32 (the float64 square of a float32 is exact).
           v128.store(out + o, f32x4.mul(x, x));
+        } else if (i32x4.all_true(f32x4.eq(y, minusHalf))) {
+          v128.store(out + o, powHalf(x, true));
+        } else if (i32x4.all_true(f32x4.eq(y, half))) {
+          v128.store(out + o, powHalf(x, false));
+        } else {
+          for (let j: usize = 0; j < 16; j += 4) store<f32>(out + o + j, powScalar(load<f32>(a + o + j), load<f32>(b + ((o + j) & bMask))));
         }
-        break;
       }
-      for (let o: usize = 0; o < end; o += 4) store<f32>(out + o, powScalar(load<f32>(a + o), load<f32>(b + (o & bMask))));
       break;
+    }
     default:
       for (let o: usize = 0; o < end; o += 4) {
         store<f32>(out + o, binaryScalar(op, load<f32>(a + o), load<f32>(b + (o & bMask))));

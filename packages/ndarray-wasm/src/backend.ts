@@ -21,7 +21,7 @@ import {
 import { FreeListAllocator } from './allocator';
 import { binaryCode, reduceCode, unaryCode } from './codes';
 import { compileKernels, instantiateKernels, MAX_PAGES, PAGE_BYTES, relaxedSimdSupported, type KernelExports, type SimdVariant } from './module';
-import { costNs, SUM_CHUNK, threadsFor } from './split';
+import { costNs, matmulPlan, SUM_CHUNK, threadsFor, type MatmulSplit } from './split';
 import { DEFAULT_SPIN_MICROS, threadsSupported, WorkerPool, type Job, type WorkerKernel } from './threads';
 import { CompiledPrograms, type CompiledEntry } from './jit/programs';
 
@@ -679,7 +679,8 @@ export class WasmBackend implements Backend {
         const n = Math.min(per, size - start);
         jobs.push(n > 0 ? { kernel: 'jit', args: [c.id, ptr, ship ? c.bytes.length : 0, c.warmIterations, this.programPtr, outsAt, this.programRegs[t], start, n, layout] } : undefined);
       }
-      this.pool!.run(jobs, (job) => c.run(job.args[4], job.args[5], job.args[6], job.args[7], job.args[8], job.args[9]));
+      // Pinned: which worker has compiled which module is known only by the part it was given.
+      this.pool!.run(jobs, (job) => c.run(job.args[4], job.args[5], job.args[6], job.args[7], job.args[8], job.args[9]), true);
       if (ship) jobs.forEach((job, t) => t > 0 && job && c.workers.add(t));
     } finally {
       if (ship) this.allocator.release(ptr, block);
@@ -844,23 +845,22 @@ export class WasmBackend implements Backend {
     const brs = transB ? 1 : n;
     const bcs = transB ? k : 1;
     const args = [A.ptr, B.ptr, C.ptr, m, n, k, ars, acs, brs, bcs, aBatchStride, bBatchStride];
-    const T = this.threadsFor(costNs.matmul(batch, m, k, n));
-    if (T === 1) this.kernels.matmul(A.ptr, B.ptr, C.ptr, m, n, k, ars, acs, brs, bcs, aBatchStride, bBatchStride, 0, batch, 0, m, 0, n, this.scratch[0], this.programRegs[0], epilogue);
-    else this.splitMatmul(args, batch, m, n, T, epilogue);
+    const plan = this.pool ? matmulPlan(this.threads, batch, m, k, n) : undefined;
+    if (!plan || plan.threads === 1) this.kernels.matmul(A.ptr, B.ptr, C.ptr, m, n, k, ars, acs, brs, bcs, aBatchStride, bBatchStride, 0, batch, 0, m, 0, n, this.scratch[0], this.programRegs[0], epilogue);
+    else this.splitMatmul(args, batch, m, n, plan.threads, plan.by, epilogue);
   }
 
   /**
-   * Split a matmul (`args`: its first twelve kernel arguments) between T threads by batch, else by
-   * columns when n >= m (each thread packs only its slice of B and all of A), else by rows (all of
-   * B and its slice of A): the duplicated packing is the smaller operand's. Slices start on
-   * micro-tile boundaries, so each thread's tiles are the ones a single thread would compute, and
-   * every element is the same sum.
+   * Split a matmul (`args`: its first twelve kernel arguments) between T threads as `by` says
+   * (split.ts matmulPlan): by batch, by columns (each part packs its slice of B and all of A) or by
+   * rows (all of B and its slice of A). Slices start on micro-tile boundaries, so each part's tiles
+   * are the ones a single thread would compute, and every element is the same sum.
    */
-  private splitMatmul(args: number[], batch: number, m: number, n: number, T: number, epilogue: number): void {
+  private splitMatmul(args: number[], batch: number, m: number, n: number, T: number, by: MatmulSplit, epilogue: number): void {
     const job = (t: number, t0: number, t1: number, i0: number, i1: number, j0: number, j1: number) => [...args, t0, t1, i0, i1, j0, j1, this.scratch[t], this.programRegs[t], epilogue];
-    if (batch >= T * 2 || (batch >= T && batch % T === 0)) {
+    if (by === 'batch') {
       this.runParts('matmul', batch, T, 1, (t, t0, count) => job(t, t0, t0 + count, 0, m, 0, n));
-    } else if (n >= m) {
+    } else if (by === 'columns') {
       this.runParts('matmul', n, T, this.kernels.NR.value as number, (t, j0, count) => job(t, 0, batch, 0, m, j0, j0 + count));
     } else {
       this.runParts('matmul', m, T, this.kernels.MR.value as number, (t, i0, count) => job(t, 0, batch, i0, i0 + count, 0, n));

@@ -1,15 +1,29 @@
 /**
  * When the WASM backend splits a kernel between threads: estimates of each kernel's one-thread time.
  *
- * Splitting costs a hand-over (about a microsecond while the workers poll, ~15 us once they sleep),
- * and the memory-bound kernels share one memory bus, so a kernel is split only when its one-thread
- * time is estimated at SPLIT_NS or more. The per-unit figures are one-thread times measured on the
- * project's 2-core Zen 4 machine (NOTES.md, section 17); only their order of magnitude matters.
+ * Splitting costs a hand-over (HANDOVER_NS), and the memory-bound kernels share one memory bus, so
+ * a kernel is split only when its one-thread time is estimated at SPLIT_NS or more: on two threads
+ * that saves at least SPLIT_NS / 2 - HANDOVER_NS = MIN_SAVED_NS. Matmul parts repeat the packing of one
+ * operand, which matmulPlan counts. The per-unit figures are one-thread times measured on the
+ * project's 2-core Zen 4 machine (NOTES.md, sections 17 and 20); only their order of magnitude matters.
  */
 import type { BinaryOp, ReduceOp, UnaryOp } from '@needle/ndarray';
 import { isTranscendental } from './codes';
 
-export const SPLIT_NS = 20_000;
+/**
+ * What a split launch costs beyond its parts, with the workers polling: publishing, the claims, the
+ * caller's wait for the last part, and the second core fetching operands the first one just wrote
+ * (a sleeping worker costs more, but then the caller takes its part back: src/threads.ts). On a
+ * quiet machine (NOTES.md section 17's profile) even the MLP's 80 us products, 20-40 us of work per
+ * thread when split, came out slower on two threads.
+ */
+export const HANDOVER_NS = 20_000;
+
+/** The least a split must save (estimated) to be worth the risk of a late worker. */
+export const MIN_SAVED_NS = 10_000;
+
+/** Kernels estimated at less than this on one thread run on the calling thread alone. */
+export const SPLIT_NS = 60_000;
 
 /** Sums of rows longer than this are float64 sums of chunks this long, added in order. */
 export const SUM_CHUNK = 1 << 16;
@@ -46,10 +60,43 @@ export const costNs = {
   program: (size: number, steps: number, stridedOperands: number) => size * (steps * NS_PER.ewise + stridedOperands * NS_PER.strided),
   reduce: (op: ReduceOp, outSize: number, reduceSize: number) =>
     outSize * reduceSize * (op === 'argmax' || op === 'argmin' ? 4 * NS_PER.reduce : NS_PER.reduce) + outSize * NS_PER.reduceRow,
-  matmul: (batch: number, m: number, k: number, n: number) => batch * (m * n * k * NS_PER.madd + (m * k + k * n) * NS_PER.pack),
+  /** One thread: both operands packed once, the multiply-adds of whole micro-tiles. */
+  matmul: (batch: number, m: number, k: number, n: number) => batch * matmulPartNs(m, k, n),
 };
+
+/** The micro-tile of the matmul kernel (assembly MR x NR; a test checks they agree). */
+export const MATMUL_TILE = { MR: 5, NR: 8 } as const;
+const { MR, NR } = MATMUL_TILE;
+const roundUp = (x: number, q: number) => Math.ceil(x / q) * q;
+
+/** One batch element's `rows` x `cols` block of a matmul with depth k: its packing and multiply-adds. */
+function matmulPartNs(rows: number, k: number, cols: number): number {
+  return (rows * k + k * cols) * NS_PER.pack + roundUp(rows, MR) * roundUp(cols, NR) * k * NS_PER.madd;
+}
 
 /** Threads (of `threads`) to run a kernel estimated at `ns` one-thread nanoseconds on. */
 export function threadsFor(threads: number, ns: number): number {
   return ns >= SPLIT_NS ? threads : 1;
+}
+
+export type MatmulSplit = 'batch' | 'columns' | 'rows';
+
+/**
+ * How to run a matmul on `threads` threads: by batch, else by columns (each part packs all of opA
+ * and its columns of opB) or by rows (all of opB and its rows of opA), whichever part costs less,
+ * counting the packing each part repeats and the work on padded micro-tiles; and only when the
+ * split saves at least MIN_SAVED_NS over one thread after the hand-over. The MLP's 10-wide
+ * products (~80 us on one thread, computed on 16 or 12 columns) do not: they stay on one thread
+ * (NOTES.md section 21).
+ */
+export function matmulPlan(threads: number, batch: number, m: number, k: number, n: number): { threads: number; by: MatmulSplit } {
+  const one = costNs.matmul(batch, m, k, n);
+  const single = { threads: 1, by: 'rows' as MatmulSplit };
+  if (threads < 2 || one < SPLIT_NS) return single;
+  const options: { by: MatmulSplit; ns: number }[] = [];
+  if (batch >= threads * 2 || (batch >= threads && batch % threads === 0)) options.push({ by: 'batch', ns: Math.ceil(batch / threads) * matmulPartNs(m, k, n) });
+  options.push({ by: 'columns', ns: batch * matmulPartNs(m, k, Math.min(n, roundUp(Math.ceil(n / threads), NR))) });
+  options.push({ by: 'rows', ns: batch * matmulPartNs(Math.min(m, roundUp(Math.ceil(m / threads), MR)), k, n) });
+  const best = options.reduce((a, b) => (b.ns < a.ns ? b : a));
+  return one - (best.ns + HANDOVER_NS) >= MIN_SAVED_NS ? { threads, by: best.by } : single;
 }

@@ -2,8 +2,13 @@
  * A pool of worker threads that run kernels of the same WebAssembly module over one shared memory.
  *
  * Work is handed over through a small SharedArrayBuffer, not postMessage: the backend's kernels are
- * synchronous, so the calling thread publishes one job per worker, bumps a generation counter, runs
- * its own share, and waits until every worker has acknowledged the generation.
+ * synchronous, so the calling thread publishes the parts of a kernel (one per thread), bumps a
+ * generation counter and runs parts itself. Every part is claimed before it runs (a compare-and-swap
+ * on its claim word), by whichever thread gets there first: the caller takes its own part, then any
+ * part no worker has claimed yet, so a worker that is late (asleep, or waiting for a core) costs at
+ * most the caller doing that part itself, never the wait for the worker (NOTES.md section 21). The
+ * caller then waits until every part a worker claimed is done. A part is the same work whoever runs
+ * it, so results do not depend on which thread ran what.
  *
  * Both sides poll before they sleep. A worker that has just finished a job polls the generation for
  * `spinMicros` before blocking in Atomics.wait, and the caller polls the acknowledgements as long
@@ -25,14 +30,21 @@ export interface Job {
   args: number[];
 }
 
-/** Float64 slots per worker: kernel index + up to 23 arguments. */
+/** Float64 slots per part: kernel index, argument count, up to 22 arguments. */
 const SLOTS = 24;
-// Int32 control words: generation, stop flag, then one acknowledged generation per worker, then one
-// error flag per worker, then the poll flag (nonzero: threads may poll before sleeping).
+// Int32 control words: generation, stop flag, the poll flag (nonzero: threads may poll before
+// sleeping), the current generation's part count, its pinned flag (nonzero: each part runs on its
+// own thread), then three words per part: its claim word (2g while open in generation g, 2g + 1
+// once claimed), the generation it was last done in, and an error flag. workerMain spells these
+// offsets as literals.
 const GEN = 0;
 const STOP = 1;
-const ACK = 2;
-const pollFlag = (workers: number) => 2 + 2 * workers;
+const POLL = 2;
+const PARTS = 3;
+const PINNED = 4;
+const CLAIM = (part: number) => 5 + 3 * part;
+const DONE = (part: number) => 6 + 3 * part;
+const FAILED = (part: number) => 7 + 3 * part;
 /** How often the caller re-reads the machine's load to set the poll flag. */
 const LOAD_CHECK_MS = 250;
 
@@ -80,11 +92,10 @@ function workerMain(nodeWorkerThreads: (() => Promise<typeof import('node:worker
     const kernels = init.kernels.map((name) => (name === 'jit' ? jit : exports[name]));
     const control = new Int32Array(init.control);
     const args = new Float64Array(init.args);
-    // Literals, as this function cannot see the module's constants: 24 = SLOTS, 2 = ACK.
-    const base = init.index * 24;
-    const ack = 2 + init.index;
-    const errorFlag = 2 + init.workers + init.index;
-    const poll = 2 + 2 * init.workers;
+    // Literals, as this function cannot see the module's constants: 24 = SLOTS, 2 = POLL,
+    // 3 = PARTS, 4 = PINNED, 5 + 3p / 6 + 3p / 7 + 3p = CLAIM / DONE / FAILED of part p.
+    const poll = 2;
+    const home = init.index + 1;
     // Read the generation before announcing readiness: the first job may be published the moment
     // the caller hears 'ready', and a worker that read the counter later would sleep through it.
     let seen = Atomics.load(control, 0);
@@ -118,19 +129,28 @@ function workerMain(nodeWorkerThreads: (() => Promise<typeof import('node:worker
       }
       seen = now;
       if (Atomics.load(control, 1) !== 0) break;
-      const kernel = args[base];
-      if (kernel >= 0) {
+      // This thread's own part first, then any other still open; a claim only succeeds for a part
+      // opened in the generation this thread saw, so a late thread never runs newer parts' stale
+      // copies (or a newer generation's parts under an old one).
+      const open = (seen << 1) | 0;
+      const parts = Atomics.load(control, 3);
+      // (Read after the generation: if it is a newer generation's, every part of ours is claimed.)
+      const tries = Atomics.load(control, 4) !== 0 ? 1 : parts;
+      for (let j = 0; j < tries; j++) {
+        const part = (home + j) % parts;
+        if (Atomics.compareExchange(control, 5 + 3 * part, open, open | 1) !== open) continue;
+        const base = part * 24;
         try {
           const count = args[base + 1];
           const list: number[] = [];
           for (let i = 0; i < count; i++) list.push(args[base + 2 + i]);
-          kernels[kernel](...list);
+          kernels[args[base]](...list);
         } catch {
-          Atomics.store(control, errorFlag, 1);
+          Atomics.store(control, 7 + 3 * part, 1);
         }
+        Atomics.store(control, 6 + 3 * part, seen);
+        Atomics.notify(control, 6 + 3 * part);
       }
-      Atomics.store(control, ack, seen);
-      Atomics.notify(control, ack);
     }
   };
   if (nodeWorkerThreads) {
@@ -178,6 +198,8 @@ export class WorkerPool {
   private readonly machineBusy: () => boolean;
   private nextLoadCheck = 0;
   private destroyed = false;
+  /** Parts the caller ran that were meant for a worker (it had not claimed them yet). */
+  private taken = 0;
 
   private constructor(
     readonly workers: number,
@@ -207,8 +229,8 @@ export class WorkerPool {
    */
   static async create(workers: number, module: WebAssembly.Module, memory: WebAssembly.Memory, spinMicros = DEFAULT_SPIN_MICROS, machineBusy?: () => boolean): Promise<WorkerPool> {
     const jitImports: Record<string, string> = { ...JIT_IMPORTS };
-    const control = new SharedArrayBuffer(4 * (pollFlag(workers) + 1));
-    const args = new SharedArrayBuffer(8 * SLOTS * workers);
+    const control = new SharedArrayBuffer(4 * CLAIM(workers + 1));
+    const args = new SharedArrayBuffer(8 * SLOTS * (workers + 1));
     const isNode = isNodeRuntime();
     // The import is spelled in this string, not in workerMain, where a bundler would rewrite it. A
     // dynamic import works whether Node evaluates the worker as CommonJS or (--input-type=module) ESM.
@@ -266,57 +288,85 @@ export class WorkerPool {
   }
 
   /**
-   * Run jobs[0] on the calling thread via `runLocal` and jobs[1..] on workers (missing entries idle),
-   * returning once all are done.
+   * Run the jobs (at most one per thread; missing entries are skipped) and return once all are
+   * done: the calling thread runs jobs[0] through `runLocal`, worker w is meant for jobs[w + 1], and
+   * the caller also runs every job no worker has claimed by the time it gets to it, unless
+   * `pinned` (jobs that only their own thread can run: a compiled program a worker receives with
+   * its job, src/jit).
    */
-  run(jobs: (Job | undefined)[], runLocal: (job: Job) => void): void {
+  run(jobs: (Job | undefined)[], runLocal: (job: Job) => void, pinned = false): void {
     if (this.destroyed) throw new Error('ndarray-wasm: the worker pool was destroyed');
+    if (jobs.length > this.workers + 1) throw new Error(`ndarray-wasm: ${jobs.length} jobs for ${this.workers + 1} threads`);
     const { control, args } = this;
-    for (let w = 0; w < this.workers; w++) {
-      const job = jobs[w + 1];
-      const base = w * SLOTS;
-      if (!job) {
-        args[base] = -1;
-        continue;
-      }
+    const parts = jobs.length;
+    for (let p = 0; p < parts; p++) {
+      const job = jobs[p];
+      const base = p * SLOTS;
+      if (!job) continue;
       if (job.args.length > SLOTS - 2) throw new Error(`ndarray-wasm: job ${job.kernel} has too many arguments`);
       args[base] = WORKER_KERNELS.indexOf(job.kernel);
       args[base + 1] = job.args.length;
       for (let i = 0; i < job.args.length; i++) args[base + 2 + i] = job.args[i];
     }
     if (this.spinMs > 0) this.checkLoad();
-    const gen = Atomics.add(control, GEN, 1) + 1;
+    // Every part of the previous generation was claimed and is done, so no thread reads these
+    // words' old values for anything.
+    const gen = (Atomics.load(control, GEN) + 1) | 0;
+    const open = (gen << 1) | 0;
+    for (let p = 0; p < parts; p++) {
+      if (jobs[p]) {
+        Atomics.store(control, CLAIM(p), open);
+      } else {
+        Atomics.store(control, CLAIM(p), open | 1);
+        Atomics.store(control, DONE(p), gen);
+      }
+    }
+    Atomics.store(control, PARTS, parts);
+    Atomics.store(control, PINNED, pinned ? 1 : 0);
+    Atomics.store(control, GEN, gen);
     Atomics.notify(control, GEN);
     let localError: unknown;
-    try {
-      if (jobs[0]) runLocal(jobs[0]);
-    } catch (error) {
-      localError = error;
+    let localPart = -1;
+    for (let p = 0; p < (pinned ? 1 : parts); p++) {
+      if (Atomics.compareExchange(control, CLAIM(p), open, open | 1) !== open) continue;
+      if (p > 0) this.taken++;
+      if (localError === undefined) {
+        try {
+          runLocal(jobs[p]!);
+        } catch (error) {
+          localError = error;
+          localPart = p;
+        }
+      }
+      Atomics.store(control, DONE(p), gen);
     }
-    this.awaitAcknowledgements(gen);
-    if (localError !== undefined) throw localError;
-    for (let w = 0; w < this.workers; w++) {
-      const flag = ACK + this.workers + w;
-      if (Atomics.load(control, flag) !== 0) {
-        Atomics.store(control, flag, 0);
-        const job = jobs[w + 1];
-        throw new Error(`ndarray-wasm: kernel ${job?.kernel ?? '?'} failed in worker ${w}`);
+    this.awaitParts(gen, parts);
+    if (localError !== undefined) throw new Error(`ndarray-wasm: kernel ${jobs[localPart]?.kernel ?? '?'} failed in part ${localPart}: ${(localError as Error).message}`, { cause: localError });
+    for (let p = 0; p < parts; p++) {
+      if (Atomics.load(control, FAILED(p)) !== 0) {
+        Atomics.store(control, FAILED(p), 0);
+        throw new Error(`ndarray-wasm: kernel ${jobs[p]?.kernel ?? '?'} failed in part ${p}`);
       }
     }
   }
 
+  /** Parts meant for a worker that the calling thread ran itself, since creation (diagnostics). */
+  get partsTakenBack(): number {
+    return this.taken;
+  }
+
   /**
-   * Wait until every worker has acknowledged generation `gen`: poll (as the workers do, giving up
-   * when descheduled), then sleep, or on a browser's main thread, where sleeping is not allowed,
-   * keep polling.
+   * Wait until every part of generation `gen` is done: poll (as the workers do, giving up when
+   * descheduled), then sleep, or on a browser's main thread, where sleeping is not allowed, keep
+   * polling.
    */
-  private awaitAcknowledgements(gen: number): void {
+  private awaitParts(gen: number, parts: number): void {
     const { control } = this;
-    let spin = this.spinMs > 0 && Atomics.load(control, pollFlag(this.workers)) !== 0 && performance.now() > this.noSpinUntil;
+    let spin = this.spinMs > 0 && Atomics.load(control, POLL) !== 0 && performance.now() > this.noSpinUntil;
     let last = performance.now();
     const deadline = last + this.spinMs;
-    for (let w = 0; w < this.workers; w++) {
-      const slot = ACK + w;
+    for (let p = 0; p < parts; p++) {
+      const slot = DONE(p);
       for (let polls = 1; ; polls++) {
         const seen = Atomics.load(control, slot);
         if (seen === gen) break;
@@ -338,7 +388,7 @@ export class WorkerPool {
     const now = performance.now();
     if (now < this.nextLoadCheck) return;
     this.nextLoadCheck = now + LOAD_CHECK_MS;
-    Atomics.store(this.control, pollFlag(this.workers), this.machineBusy() ? 0 : 1);
+    Atomics.store(this.control, POLL, this.machineBusy() ? 0 : 1);
   }
 
   /** Stop and terminate every worker. Idempotent. */

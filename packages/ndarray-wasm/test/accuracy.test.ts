@@ -70,3 +70,72 @@ describe('transcendental accuracy against float64 Math', () => {
     w.free(o);
   });
 });
+
+// pow with the exponents 2, 0.5 and -0.5 (squares, square roots and batch/layer norms' reciprocal
+// square roots) skips libm: x * x, and sqrt or 1 / sqrt in float64 (NOTES.md section 22).
+describe('pow shortcuts for the exponents 2, 0.5 and -0.5', () => {
+  let w: WasmBackend;
+  beforeAll(async () => {
+    w = await createWasmBackend();
+  });
+  afterAll(() => w.destroy());
+
+  const specials = [NaN, Infinity, -Infinity, 0, -0, 1, -1, -2, 4, 1e-45, 1e-38, 3e38, 0.25];
+  // Log-uniform over the float32 magnitudes, specials at both ends (vector and scalar-tail lanes).
+  const x = Float32Array.from([...specials, ...randomFloats(100_003, 8, -149, 127).map((v) => 2 ** v), ...specials]);
+
+  /** pow through the backend, with y given per element (a block, as programs pass constants) or as one scalar. */
+  function pow(data: Float32Array, y: number, perElement: boolean): Float32Array {
+    const a = upload(w, data);
+    const o = w.alloc(data.length);
+    if (perElement) {
+      const b = upload(w, new Float32Array(data.length).fill(y));
+      w.ewise('pow', a, b, o, data.length);
+      w.free(b);
+    } else {
+      w.scalar('pow', a, y, o, data.length);
+    }
+    const r = download(w, o);
+    w.free(a);
+    w.free(o);
+    return r;
+  }
+
+  for (const y of [2, 0.5, -0.5]) {
+    it(`x ** ${y}: Math.pow's special values, within half an ulp of the exact value, the same in every lane`, () => {
+      for (const perElement of [true, false]) {
+        const got = pow(x, y, perElement);
+        for (let i = 0; i < specials.length; i++) {
+          const want = Math.fround(Math.pow(Math.fround(specials[i]), y));
+          expect(Object.is(got[i], want), `${specials[i]} ** ${y} = ${got[i]}, Math.pow ${want}`).toBe(true);
+        }
+        let worst = 0;
+        for (let i = 0; i < x.length; i++) {
+          if (!Number.isFinite(x[i]) || x[i] === 0) continue; // the special values, checked above
+          // The exact value, in float64: x * x is exact, and sqrt is correctly rounded (so within
+          // 2^-53 relative); its reciprocal adds one more rounding.
+          const exact = y === 2 ? x[i] * x[i] : y === 0.5 ? Math.sqrt(x[i]) : 1 / Math.sqrt(x[i]);
+          // Overflow to Infinity and NaN (negative x) must match exactly.
+          if (!Number.isFinite(Math.fround(exact))) expect(got[i], `${x[i]} ** ${y}`).toBe(Math.fround(exact));
+          else worst = Math.max(worst, ulps(got[i], exact));
+        }
+        expect(worst).toBeLessThanOrEqual(0.5 + 1e-6);
+        // Against the reference backend's Math.pow rounded to float32 (libm's pow is not correctly
+        // rounded either): the same float32 but where the exact value is within ~2^-29 of a
+        // rounding boundary, and then one ulp apart.
+        let differ = 0;
+        for (let i = 0; i < x.length; i++) {
+          const ref = Math.fround(Math.pow(x[i], y));
+          if (Object.is(got[i], ref)) continue;
+          differ++;
+          expect(ulps(got[i], ref), `${x[i]} ** ${y} = ${got[i]}, Math.pow ${ref}`).toBeLessThanOrEqual(1);
+        }
+        if (process.env.SHOW_ULPS) console.log(`pow ${y}: ${differ} of ${x.length} differ from Math.pow`);
+        expect(differ).toBeLessThanOrEqual(3);
+        // Shifted by one element, every value moves between vector and scalar-tail lanes.
+        const shifted = pow(x.subarray(1), y, perElement);
+        expect(shifted.every((v, i) => Object.is(v, got[i + 1]))).toBe(true);
+      }
+    });
+  }
+});

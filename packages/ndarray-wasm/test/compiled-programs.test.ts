@@ -242,11 +242,12 @@ describe('compiled elementwise programs', () => {
       // Each case's arrays, the views it passes last (the arrays are disposed after the run).
       const cases: [string, (be: WasmBackend, own: (a: NDArray) => NDArray) => NDArray[]][] = [
         // Rows of 64 with a row broadcast and a slice: row mode, split on whole rows.
-        ['rows', (be, own) => [own(NDArray.fromData(data(300 * 64, 1), [300, 64], be)), own(NDArray.fromData(data(64, 2), [64], be)), own(own(NDArray.fromData(data(300 * 80, 3), [300, 80], be)).get({}, { stop: 64 }))]],
+        // (Sizes above split.ts's SPLIT_NS at the program's estimated cost per element.)
+        ['rows', (be, own) => [own(NDArray.fromData(data(900 * 64, 1), [900, 64], be)), own(NDArray.fromData(data(64, 2), [64], be)), own(own(NDArray.fromData(data(900 * 80, 3), [900, 80], be)).get({}, { stop: 64 }))]],
         // A transposed input: gathered blocks.
-        ['blocks', (be, own) => [own(own(NDArray.fromData(data(301 * 157, 4), [157, 301], be)).transpose()), own(NDArray.fromData(data(157, 5), [157], be)), own(NDArray.fromData(data(301 * 157, 6), [301, 157], be))]],
+        ['blocks', (be, own) => [own(own(NDArray.fromData(data(301 * 457, 4), [457, 301], be)).transpose()), own(NDArray.fromData(data(457, 5), [457], be)), own(NDArray.fromData(data(301 * 457, 6), [301, 457], be))]],
         // Compact, 3 elements past a multiple of 4.
-        ['flat', (be, own) => [7, 8, 9].map((seed) => own(NDArray.fromData(data(40003, seed), [40003], be)))],
+        ['flat', (be, own) => [7, 8, 9].map((seed) => own(NDArray.fromData(data(120003, seed), [120003], be)))],
       ];
       for (const [what, make] of cases) {
         const results = [interpreted, threaded, three].map((be) => {

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BINARY_OPS, REDUCE_OPS, UNARY_OPS, NDArray, defineProgram, elementwise, type MatmulSpec, type StridedLayout } from '@needle/ndarray';
 import { createWasmBackend, type WasmBackend } from '../src';
+import { matmulPlan } from '../src/split';
 import { cpu, download, expectClose, randomFloats, SPECIAL, upload } from './helpers';
 
 // Sizes straddle the 4-lane vectors, the 16-element thread chunks and the thread split threshold.
@@ -234,10 +235,10 @@ describe.each([1, 2])('wasm kernels vs cpu, %i thread(s)', (threads) => {
     [2, 200, 64, 3, 1, 1, false, false], // tall and thin: split by rows
     [1, 1, 500, 1000, 1, 1, false, false], // vector-matrix
     [1, 12, 300, 12, 1, 1, false, false], // 4-column last panel, accumulated over two k blocks
-    // Large enough (>= 2^18 multiply-adds) to be split between threads:
-    [6, 40, 50, 60, 1, 1, true, false], // by batch
-    [3, 40, 64, 70, 1, 0, false, true], // by columns, across an odd batch with a shared B
-    [2, 150, 60, 20, 0, 1, false, false], // by rows, shared A
+    // Large enough to be split between threads (src/split.ts matmulPlan):
+    [6, 40, 200, 60, 1, 1, true, false], // by batch
+    [3, 40, 256, 140, 1, 0, false, true], // by columns, across an odd batch with a shared B
+    [2, 600, 100, 20, 0, 1, false, false], // by rows, shared A
   ];
   for (const [batch, m, k, n, sa, sb, transA, transB] of specs) {
     it(`matmul batch=${batch} ${m}x${k}x${n} transA=${transA} transB=${transB} strides ${sa},${sb}`, () => {
@@ -250,7 +251,9 @@ describe.each([1, 2])('wasm kernels vs cpu, %i thread(s)', (threads) => {
       const g = [upload(w, A), upload(w, B), w.alloc(batch * m * n)];
       w.fill(g[2], NaN, batch * m * n); // every element must be overwritten, not accumulated
       cpu.matmul(c[0], c[1], c[2], spec);
+      const before = w.splitLaunches;
       w.matmul(g[0], g[1], g[2], spec);
+      expect(w.splitLaunches - before).toBe(matmulPlan(threads, batch, m, k, n).threads > 1 ? 1 : 0);
       expectClose(download(w, g[2]), download(cpu, c[2]), 1e-5, 1e-5 * Math.sqrt(k) * 4, 'matmul');
       c.forEach((b) => cpu.free(b));
       g.forEach((b) => w.free(b));

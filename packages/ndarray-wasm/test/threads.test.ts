@@ -3,8 +3,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BINARY_OPS, REDUCE_OPS, UNARY_OPS, NDArray, defineProgram, elementwise, type DeviceBuffer, type MatmulSpec, type StridedLayout } from '@needle/ndarray';
 import { createWasmBackend, type WasmBackend } from '../src';
+import { binaryCode } from '../src/codes';
 import { compileKernels, instantiateKernels } from '../src/module';
-import { costNs, SPLIT_NS, SUM_CHUNK } from '../src/split';
+import { costNs, MATMUL_TILE, matmulPlan, SPLIT_NS, SUM_CHUNK } from '../src/split';
 import { WorkerPool, type Job } from '../src/threads';
 import { cpu, download, expectClose, randomFloats, SPECIAL, upload } from './helpers';
 
@@ -40,7 +41,7 @@ function firstDifference(a: Float32Array, b: Float32Array): number {
  * to equal the one-thread output bit for bit; `split` says whether the kernel must have been split.
  * Returns the one-thread output.
  */
-function same(what: string, inputs: Float32Array[], outSize: number, split: boolean, kernel: (b: WasmBackend, ins: DeviceBuffer[], out: DeviceBuffer) => void, inPlace = false): Float32Array {
+function same(what: string, inputs: Float32Array[], outSize: number, split: boolean | ((threads: number) => boolean), kernel: (b: WasmBackend, ins: DeviceBuffer[], out: DeviceBuffer) => void, inPlace = false): Float32Array {
   const run = (b: WasmBackend) => {
     const ins = inputs.map((d) => upload(b, d));
     const out = inPlace ? ins[ins.length - 1] : b.alloc(outSize);
@@ -57,7 +58,7 @@ function same(what: string, inputs: Float32Array[], outSize: number, split: bool
   expect(reference.wasSplit).toBe(false);
   for (const b of many) {
     const { result, wasSplit } = run(b);
-    expect(wasSplit, `${what} on ${b.threads} threads: split`).toBe(split);
+    expect(wasSplit, `${what} on ${b.threads} threads: split`).toBe(typeof split === 'boolean' ? split : split(b.threads));
     expect(firstDifference(result, reference.result), `${what} on ${b.threads} threads: first differing element`).toBe(-1);
   }
   return reference.result;
@@ -200,17 +201,22 @@ describe('kernels split between threads equal one thread bit for bit', () => {
       [1, 27, 3000, 16, true, false], // few rows, long k
       [1, 131, 67, 93, false, false],
       [3, 37, 41, 43, false, true], // an odd batch: by rows or columns
-      [6, 20, 30, 40, true, true], // by batch
+      [6, 20, 30, 40, true, true],
+      [4, 60, 100, 80, true, true], // by batch
+      [1, 40, 300, 400, false, false], // by columns
+      [1, 300, 200, 90, true, false], // by rows
+      [3, 100, 90, 120, false, true], // an odd batch, by rows
     ];
     for (const [batch, m, k, n, transA, transB] of shapes) {
       const spec: MatmulSpec = { batch, m, k, n, aBatchStride: m * k, bBatchStride: k * n, transA, transB };
-      same(`matmul ${batch}x${m}x${k}x${n}`, [data(batch * m * k, m), data(batch * k * n, n)], batch * m * n, costNs.matmul(batch, m, k, n) >= SPLIT_NS, (b, [x, y], o) => b.matmul(x, y, o, spec));
+      same(`matmul ${batch}x${m}x${k}x${n}`, [data(batch * m * k, m), data(batch * k * n, n)], batch * m * n, (T) => matmulPlan(T, batch, m, k, n).threads > 1, (b, [x, y], o) => b.matmul(x, y, o, spec));
     }
-    // Just below and above the threshold in m.
-    const t = threshold((m) => costNs.matmul(1, m, 64, 48));
+    // Just below and above the smallest m split on two threads.
+    let t = 1;
+    while (matmulPlan(2, 1, t, 64, 48).threads === 1) t++;
     for (const m of [t - 1, t + 1]) {
       const spec: MatmulSpec = { batch: 1, m, k: 64, n: 48, aBatchStride: 0, bBatchStride: 0, transA: false, transB: false };
-      same(`matmul ${m}x64x48`, [data(m * 64, 1), data(64 * 48, 2)], m * 48, m >= t, (b, [x, y], o) => b.matmul(x, y, o, spec));
+      same(`matmul ${m}x64x48`, [data(m * 64, 1), data(64 * 48, 2)], m * 48, (T) => matmulPlan(T, 1, m, 64, 48).threads > 1, (b, [x, y], o) => b.matmul(x, y, o, spec));
     }
   });
 });
@@ -226,6 +232,24 @@ describe('thread options', () => {
   });
 });
 
+describe('the matmul split plan', () => {
+  it('keeps the narrow products of the MLP on one thread, splits its large ones and the convolutions', async () => {
+    // The 10-wide products repeat the packing of their large operand in every part and save less
+    // than the hand-over is worth (NOTES.md section 21).
+    for (const [m, k, n] of [[128, 512, 10], [512, 128, 10], [128, 10, 512]]) expect(matmulPlan(2, 1, m, k, n).threads, `${m}x${k}x${n}`).toBe(1);
+    expect(matmulPlan(2, 1, 128, 784, 512)).toEqual({ threads: 2, by: 'columns' });
+    expect(matmulPlan(2, 1, 784, 128, 512)).toEqual({ threads: 2, by: 'rows' });
+    expect(matmulPlan(2, 1, 8192, 144, 32)).toEqual({ threads: 2, by: 'rows' });
+    expect(matmulPlan(2, 4, 60, 100, 80)).toEqual({ threads: 2, by: 'batch' });
+    expect(matmulPlan(2, 1, 40, 300, 400)).toEqual({ threads: 2, by: 'columns' });
+    expect(matmulPlan(2, 3, 100, 90, 120)).toEqual({ threads: 2, by: 'rows' });
+    expect(matmulPlan(1, 1, 1024, 1024, 1024).threads).toBe(1);
+    // The plan's tile is the kernel's.
+    const kernels = instantiateKernels(await compileKernels(false), new WebAssembly.Memory({ initial: 1, maximum: 4 }));
+    expect([kernels.MR.value, kernels.NR.value]).toEqual([MATMUL_TILE.MR, MATMUL_TILE.NR]);
+  });
+});
+
 describe('the worker pool hand-over', () => {
   // Polling is only enabled on a quiet machine; this pool polls regardless, so the polling path is
   // tested however busy the machine running the tests is.
@@ -238,6 +262,13 @@ describe('the worker pool hand-over', () => {
     try {
       const heap = new Float32Array(memory.buffer);
       const region = (t: number) => base + 4 * 64 * t;
+      // Counters incremented in place by every launch (out = out + 1): a part run twice, or
+      // skipped, shows in the count.
+      const counter = (t: number) => base + 4 * 64 * (3 + t);
+      const ones = base + 4 * 64 * 6;
+      heap.fill(1, ones >>> 2, (ones >>> 2) + 4);
+      for (const t of [0, 1, 2]) heap.fill(0, counter(t) >>> 2, (counter(t) >>> 2) + 64);
+      const run = (job: Job) => (job.kernel === 'fill' ? kernels.fill(job.args[0], job.args[1], job.args[2]) : kernels.binary(job.args[0], job.args[1], job.args[2], job.args[3], job.args[4], job.args[5]));
       for (let i = 0; i < 400; i++) {
         // Gaps shorter and longer than the poll time: some launches find the workers polling,
         // others asleep.
@@ -245,18 +276,35 @@ describe('the worker pool hand-over', () => {
         const t0 = performance.now();
         while (performance.now() - t0 < gap / 1000) { /* idle */ }
         const jobs: Job[] = [0, 1, 2].map((t) => ({ kernel: 'fill', args: [region(t), i + t, 64] }));
-        pool.run(jobs, (job) => kernels.fill(job.args[0], job.args[1], job.args[2]));
+        pool.run(jobs, run);
         for (const t of [0, 1, 2]) {
           const at = region(t) >>> 2;
           expect(heap[at], `launch ${i}, thread ${t}, first`).toBe(i + t);
           expect(heap[at + 63], `launch ${i}, thread ${t}, last`).toBe(i + t);
         }
+        pool.run([0, 1, 2].map((t) => ({ kernel: 'binary', args: [binaryCode('add'), counter(t), ones, 15, counter(t), 64] })), run);
       }
-      // A job that traps (a write past the end of the memory) fails the launch, naming the worker.
-      expect(() => pool.run([undefined, undefined, { kernel: 'fill', args: [memory.buffer.byteLength - 8, 1, 64] }], () => {})).toThrow('ndarray-wasm: kernel fill failed in worker 1');
+      // Pinned launches (a compiled program that only its own worker has): the caller runs only
+      // its own part, however late the workers are.
+      let local = 0;
+      for (let i = 0; i < 50; i++) {
+        pool.run([0, 1, 2].map((t) => ({ kernel: 'binary', args: [binaryCode('add'), counter(t), ones, 15, counter(t), 64] })), (job) => (local++, run(job)), true);
+      }
+      expect(local).toBe(50);
+      for (const t of [0, 1, 2]) {
+        const c = heap.subarray(counter(t) >>> 2, (counter(t) >>> 2) + 64);
+        expect([c[0], c[63]], `part ${t}: runs`).toEqual([450, 450]);
+      }
+      // A job that traps (a write past the end of the memory) fails the launch, naming the part,
+      // whichever thread ran it (a worker, or the caller taking back a part no worker had claimed).
+      const fill = (job: Job) => kernels.fill(job.args[0], job.args[1], job.args[2]);
+      for (let i = 0; i < 20; i++) {
+        expect(() => pool.run([undefined, undefined, { kernel: 'fill', args: [memory.buffer.byteLength - 8, 1, 64] }], fill)).toThrow('ndarray-wasm: kernel fill failed in part 2');
+      }
       // ... and the pool keeps working afterwards.
-      pool.run([undefined, { kernel: 'fill', args: [region(1), 5, 64] }], () => {});
+      pool.run([undefined, { kernel: 'fill', args: [region(1), 5, 64] }], fill);
       expect(heap[region(1) >>> 2]).toBe(5);
+      expect(() => pool.run([undefined, undefined, undefined, undefined], fill)).toThrow('ndarray-wasm: 4 jobs for 3 threads');
     } finally {
       pool.destroy();
     }

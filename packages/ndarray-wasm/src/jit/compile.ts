@@ -437,8 +437,8 @@ function binaryOp(c: Code, fn: string, a: number, b: number, one: number): void 
     case 'le': cmp(SIMD.le); return;
     case 'lt': cmp(SIMD.lt); return;
     case 'pow':
-      // The interpreter's pow is the kernels' scalar powScalar for every element (its x * x fast
-      // path is only for the unfused scalar op), so lane by lane through the same function.
+      // The interpreter's pow gives every element the kernels' scalar powScalar result (its vector
+      // shortcuts for the exponents 2 and +-0.5 compute the same), so lane by lane through it.
       c.get(a);
       for (let lane = 0; lane < 4; lane++) {
         c.get(a).simd(SIMD.extract).byte(lane).get(b).simd(SIMD.extract).byte(lane).op(OP.call).u32(FN_POW);
