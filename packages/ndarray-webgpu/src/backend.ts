@@ -92,6 +92,7 @@ interface TextureMirror {
   readonly view: GPUTextureView;
   /** log2 of the texels per row. */
   readonly shift: number;
+  readonly bytes: number;
 }
 
 /** What a dispatch binds after the parameter block: buffers, or texture mirrors of buffers. */
@@ -101,8 +102,12 @@ function isMirror(b: Binding): b is TextureMirror {
   return 'view' in b;
 }
 
-/** Texture mirror shapes kept (two textures each, the A and B of a matmul) before the least recently used goes. */
+/**
+ * Texture mirror shapes kept (up to two textures each, A's and B's of a matmul), and their bytes,
+ * before the least recently used go.
+ */
 const MIRROR_SHAPES = 8;
+const MIRROR_BYTES = 64 * 2 ** 20;
 
 /**
  * When the matmul reads A and B through texture mirrors: at least `minMacs` multiply-adds, and at
@@ -113,6 +118,8 @@ export interface MatmulTexturePolicy {
   minReuse: number;
   /** Tests: fewer mirror rows than the device allows, so small operands take wider rows. */
   maxRows?: number;
+  /** Bytes of mirrors kept (default 64 MiB); the least recently used shapes go first. */
+  mirrorBytes?: number;
 }
 
 /**
@@ -147,7 +154,8 @@ export class WebGPUBackend implements Backend {
   private readonly bindGroupsOf = new Map<number, string[]>();
   private readonly staging = new Map<number, GPUBuffer[]>();
   /** Texture mirrors by shape (`width x rows`), in least-recently-used order (Map order). */
-  private readonly mirrors = new Map<string, TextureMirror[]>();
+  private readonly mirrors = new Map<string, (TextureMirror | undefined)[]>();
+  private mirrorBytes = 0;
   private nextMirrorId = 1;
   /**
    * @internal Tuning and tests: when matmuls read their operands through texture mirrors (null:
@@ -376,30 +384,41 @@ export class WebGPUBackend implements Backend {
    * `src` copied in (recorded in the open batch: commands run in order, so one mirror serves every
    * matmul of a batch). Whole rows in one copy, the rest of the last row in a second.
    */
-  private mirror(src: PooledBuffer, elements: number, shape: MirrorShape, slot: number): TextureMirror {
+  private mirror(src: PooledBuffer, elements: number, shape: MirrorShape, slot: number, keep?: TextureMirror): TextureMirror {
     const { width, shift, rows } = shape;
     const key = `${width}x${rows}`;
-    let list = this.mirrors.get(key);
-    if (list) {
-      this.mirrors.delete(key);
-    } else {
-      list = [];
-      if (this.mirrors.size >= MIRROR_SHAPES) {
-        // The least recently used shape goes; the open batch may still read it.
-        const [oldest, old] = this.mirrors.entries().next().value as [string, TextureMirror[]];
-        this.mirrors.delete(oldest);
-        void this.flush();
-        for (const t of old) t.texture.destroy();
+    const list = this.mirrors.get(key) ?? [];
+    // Re-inserted last: the Map's order is least recently used first.
+    this.mirrors.delete(key);
+    this.mirrors.set(key, list);
+    let m = list[slot];
+    if (!m) {
+      const bytes = width * rows * 16;
+      const cap = this.matmulTextures?.mirrorBytes ?? MIRROR_BYTES;
+      // Room for it: the least recently used shapes go, never this one nor `keep` (the other
+      // operand of the same product); the open batch may still read them, so it is submitted first.
+      const shapes = () => [...this.mirrors.keys()].filter((k) => k !== key && !(keep && this.mirrors.get(k)!.includes(keep)));
+      let victims = shapes();
+      let evicted = false;
+      while (victims.length > 0 && (this.mirrors.size > MIRROR_SHAPES || this.mirrorBytes + bytes > cap)) {
+        if (!evicted) void this.flush();
+        evicted = true;
+        for (const t of this.mirrors.get(victims[0])!) {
+          if (!t) continue;
+          t.texture.destroy();
+          this.mirrorBytes -= t.bytes;
+        }
+        this.mirrors.delete(victims[0]);
+        victims = shapes();
+      }
+      if (evicted) {
         this.bindGroups.clear();
         this.bindGroupsOf.clear();
       }
-    }
-    this.mirrors.set(key, list);
-    while (list.length <= slot) {
       const texture = this.device.createTexture({ size: [width, rows, 1], format: 'rgba32float', usage: TextureUsage.TEXTURE_BINDING | TextureUsage.COPY_DST });
-      list.push({ id: this.nextMirrorId++, texture, view: texture.createView(), shift });
+      m = list[slot] = { id: this.nextMirrorId++, texture, view: texture.createView(), shift, bytes };
+      this.mirrorBytes += bytes;
     }
-    const m = list[slot];
     const texels = Math.ceil(elements / 4);
     const full = Math.floor(texels / width);
     const rest = texels - full * width;
@@ -886,7 +905,7 @@ export class WebGPUBackend implements Backend {
     if (gx > maxDim || gy > maxDim) fail(op, `a ${m}x${n} result needs a ${gx}x${gy} grid; this device allows ${maxDim} per dimension`);
     if (mirrors) {
       const ta = this.mirror(A, ...mirrors.a, 0);
-      const tb = B === A ? ta : this.mirror(B, ...mirrors.b, 1);
+      const tb = B === A ? ta : this.mirror(B, ...mirrors.b, 1, ta);
       operands = [ta, tb];
       shifts = [ta.shift, tb.shift];
     }
@@ -989,7 +1008,7 @@ export class WebGPUBackend implements Backend {
     for (const list of this.staging.values()) for (const b of list) b.destroy();
     this.staging.clear();
     this.uniform.destroy();
-    for (const list of this.mirrors.values()) for (const t of list) t.texture.destroy();
+    for (const list of this.mirrors.values()) for (const t of list) t?.texture.destroy();
     this.mirrors.clear();
     this.bindGroups.clear();
     if (this.ownsDevice) this.device.destroy();

@@ -152,4 +152,27 @@ describe.runIf(gpu)('webgpu matmul through texture mirrors', () => {
     expect(Array.from(wide.out), 'wide mirrors equal the storage path bit for bit').toEqual(Array.from(storage.out));
     expect(Array.from(tooShort.out)).toEqual(Array.from(storage.out));
   });
+
+  test('a byte cap below one mirror: every new mirror evicts the others but never the product\'s other operand', async () => {
+    const results: Float32Array[][] = [];
+    for (const p of [{ minMacs: 0, minReuse: 0, mirrorBytes: 1 }, null]) {
+      g.matmulTextures = p;
+      const outs: Float32Array[] = [];
+      const bufs: DeviceBuffer[] = [];
+      // Products of three shapes recorded in one batch, then read: later mirrors evict earlier ones.
+      for (const [i, k] of [[0, 32], [1, 96], [2, 32], [3, 160]]) {
+        const a = g.alloc(20 * k);
+        const b = g.alloc(k * 24);
+        const c = g.alloc(20 * 24);
+        g.write(a, randomArray(20 * k, 70 + i, -1, 1));
+        g.write(b, randomArray(k * 24, 80 + i, -1, 1));
+        g.matmul(a, b, c, spec(20, k, 24));
+        bufs.push(a, b, c);
+      }
+      for (let i = 2; i < bufs.length; i += 3) outs.push(await g.read(bufs[i]));
+      for (const x of bufs) g.free(x);
+      results.push(outs);
+    }
+    results[0].forEach((r, i) => expect(Array.from(r), `product ${i}`).toEqual(Array.from(results[1][i])));
+  });
 });
