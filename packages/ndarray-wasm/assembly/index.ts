@@ -335,6 +335,16 @@ function logv(x: v128): v128 {
 // 1 - 2 / (e^{2|x|} + 1), where the subtraction loses at most ~1 bit.
 function tanhv(x: v128): v128 {
   const ax = f32x4.abs(x);
+  const small = tanhSeries(x);
+  const e = expv(f32x4.add(ax, ax));
+  const large = f32x4.sub(v128.load(KF, F_ONE), f32x4.div(v128.load(KF, F_TWO), f32x4.add(e, v128.load(KF, F_ONE))));
+  const magnitude = f32x4.abs(v128.bitselect(small, large, f32x4.lt(ax, v128.load(KF, F_HALF))));
+  // Copying x's sign bit also keeps tanh(-0) = -0, which the series' arithmetic would turn into +0.
+  return v128.or(magnitude, v128.and(x, v128.load(KI, I_SIGN)));
+}
+
+/** tanhv's series for |x| < 0.5. */
+function tanhSeries(x: v128): v128 {
   const x2 = f32x4.mul(x, x);
   let p = v128.load(KF, F_T17);
   p = f32x4.sub(f32x4.mul(p, x2), v128.load(KF, F_T15));
@@ -344,12 +354,7 @@ function tanhv(x: v128): v128 {
   p = f32x4.sub(f32x4.mul(p, x2), v128.load(KF, F_T7));
   p = f32x4.add(f32x4.mul(p, x2), v128.load(KF, F_T5));
   p = f32x4.sub(f32x4.mul(p, x2), v128.load(KF, F_T3));
-  const small = f32x4.add(x, f32x4.mul(f32x4.mul(x, x2), p));
-  const e = expv(f32x4.add(ax, ax));
-  const large = f32x4.sub(v128.load(KF, F_ONE), f32x4.div(v128.load(KF, F_TWO), f32x4.add(e, v128.load(KF, F_ONE))));
-  const magnitude = f32x4.abs(v128.bitselect(small, large, f32x4.lt(ax, v128.load(KF, F_HALF))));
-  // Copying x's sign bit also keeps tanh(-0) = -0, which the series' arithmetic would turn into +0.
-  return v128.or(magnitude, v128.and(x, v128.load(KI, I_SIGN)));
+  return f32x4.add(x, f32x4.mul(f32x4.mul(x, x2), p));
 }
 
 // ---- elementwise unary -----------------------------------------------------------------------------
@@ -1356,7 +1361,17 @@ export function matmul(
 
 // The functions themselves, not wrappers: V8 optimizes a function without loops only after many
 // calls in proportion to its size, and a small wrapper stays unoptimized (NOTES.md section 20).
-export { expv as jitExp, logv as jitLog, tanhv as jitTanh };
+export { expv as jitExp, logv as jitLog, tanhBranchy as jitTanh };
+
+/**
+ * tanhv, bit for bit, for compiled programs: where all four lanes are below 0.5 in magnitude (the
+ * common case for the activations of a recurrent cell) tanhv's select takes the series in every
+ * lane, so only the series is computed, not the exp and division; otherwise tanhv itself.
+ */
+function tanhBranchy(x: v128): v128 {
+  if (!i32x4.all_true(f32x4.lt(f32x4.abs(x), v128.load(KF, F_HALF)))) return tanhv(x);
+  return v128.or(f32x4.abs(tanhSeries(x)), v128.and(x, v128.load(KI, I_SIGN)));
+}
 
 // jitStrided(scatter, buf, layout, rec, base, m, blk, idx): stridedBlock (scatter as 0 or 1).
 export { powScalar as jitPow, stridedBlock as jitStrided };

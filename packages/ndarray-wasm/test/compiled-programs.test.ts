@@ -208,6 +208,24 @@ describe('compiled elementwise programs', () => {
     expect(compiled.memory()).toEqual({ buffers: 0, bytes: 0 });
   });
 
+  it('tanh of vectors whose lanes are all below 0.5 (its series only) as the interpreter', () => {
+    // Small values, a few of each sign near 0.5, signed zeros, subnormals and specials mixed in
+    // (vectors of small lanes only, and mixed vectors), and a tail.
+    const n = 4099;
+    const x = randomFloats(n, 11, -0.55, 0.55);
+    [0.5, -0.5, 0.49999997, -0.49999997, 0, -0, 1e-40, -1e-40, NaN, Infinity].forEach((v, i) => (x[37 * i + 5] = v));
+    const p = defineProgram(1, 0, ([v]) => v.tanh());
+    const results = [interpreted, compiled].map((be) => {
+      const a = NDArray.fromData(x, [n], be);
+      elementwise(p, [a])[0].dispose();
+      const [t] = elementwise(p, [a]);
+      const v = t.toArraySync() as Float32Array;
+      [a, t].forEach((u) => u.dispose());
+      return v;
+    });
+    expectSameBits(results[1], results[0], 'tanh', true);
+  });
+
   it('compile a program at its second launch, never one defined anew for each call', () => {
     const x = NDArray.fromData(data(1000, 3), [1000], compiled);
     const before = compiled.compiledProgramLaunches;
