@@ -11,7 +11,7 @@ import * as ndarray from '@needle/ndarray';
 import { createCpuBackend } from '@needle/ndarray-cpu';
 import { describe, expect, it } from 'vitest';
 import { makeInputs, mlpCase, resnet9Case } from '../src/cases';
-import { parse } from '../src/cli';
+import { parse, RELAXED_SIMD_FLAG } from '../src/cli';
 import { ForkChannel, PythonChannel, torchAvailable } from '../src/channels';
 import { prepareNeedleMlp } from '../src/engines/needle-mlp';
 import { prepareNeedleResnet9 } from '../src/engines/needle-models';
@@ -41,6 +41,24 @@ describe('targets', () => {
     expect(parse(['mlp']).relaxedSimd).toBe(false);
     expect(parse(['mlp', '--relaxed-simd']).relaxedSimd).toBe(true);
   });
+});
+
+describe('--relaxed-simd', () => {
+  it("gives the worker V8's relaxed-SIMD flag, and needle:wasm then runs its relaxed build", async () => {
+    const details = async (execArgv: string[]) => {
+      const result = await runHarness({
+        cases: [mlpCase(4, 12, 8, 3)],
+        targets: ['needle:wasm'],
+        // The built worker, without vitest's Node flags (see below).
+        open: () => new ForkChannel(path.join(repoRoot, 'apps', 'bench', 'dist', 'worker.js'), { execArgv }),
+        threads: 1, rounds: 1, samplesPerRound: 1, sampleMs: 0, warmupMs: 0, roundMs: 0,
+      });
+      expect(result.cases[0].entries[0].status).toBe('ok');
+      return result.targets[0].info!.details;
+    };
+    expect(await details([RELAXED_SIMD_FLAG])).toContain('relaxed SIMD kernels');
+    expect(await details([])).toContain('baseline SIMD kernels');
+  }, 60_000);
 });
 
 describe('base:* targets', () => {
