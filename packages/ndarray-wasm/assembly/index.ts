@@ -1375,6 +1375,8 @@ function tanhBranchy(x: v128): v128 {
 
 // jitStrided(scatter, buf, layout, rec, base, m, blk, idx): stridedBlock (scatter as 0 or 1).
 export { powScalar as jitPow, stridedBlock as jitStrided };
+// jitPowHalf(x, reciprocal): powHalf, Math.pow(x, -0.5) (reciprocal = 1) or Math.pow(x, 0.5).
+export { powHalf as jitPowHalf };
 
 /**
  * Rows [row0, row0 + count) of a strided operand (layout record `rec` over the iteration shape at

@@ -226,6 +226,22 @@ describe('compiled elementwise programs', () => {
     expectSameBits(results[1], results[0], 'tanh', true);
   });
 
+  it('x ** 2, x ** 0.5 and x ** -0.5 (constant exponents, vector shortcuts) as the interpreter', () => {
+    const n = 1027;
+    const x = randomFloats(n, 12, -3, 1e6);
+    [0, -0, -1, 1e-40, -1e-40, NaN, Infinity, -Infinity, 1, 4].forEach((v, i) => (x[29 * i + 3] = v));
+    const p = defineProgram(1, 1, ([v], [s]) => [v.pow(2), v.pow(0.5), v.pow(-0.5), v.pow(s)]);
+    const results = [interpreted, compiled].map((be) => {
+      const a = NDArray.fromData(x, [n], be);
+      elementwise(p, [a], [-0.5]).forEach((o) => o.dispose());
+      const outs = elementwise(p, [a], [-0.5]);
+      const v = outs.map((o) => o.toArraySync() as Float32Array);
+      [a, ...outs].forEach((u) => u.dispose());
+      return v;
+    });
+    results[1].forEach((v, k) => expectSameBits(v, results[0][k], `pow output ${k}`, true));
+  });
+
   it('compile a program at its second launch, never one defined anew for each call', () => {
     const x = NDArray.fromData(data(1000, 3), [1000], compiled);
     const before = compiled.compiledProgramLaunches;

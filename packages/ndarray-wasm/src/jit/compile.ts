@@ -44,9 +44,10 @@ const FN_TANH = 2;
 const FN_POW = 3;
 const FN_STRIDED = 4;
 const FN_ROWS = 5;
-const FN_RUN = 6;
+const FN_POW_HALF = 6;
+const FN_RUN = 7;
 /** The kernels' exports the compiled modules import, by import name. */
-export const JIT_IMPORTS = { exp: 'jitExp', log: 'jitLog', tanh: 'jitTanh', pow: 'jitPow', strided: 'jitStrided', rows: 'jitRows' } as const;
+export const JIT_IMPORTS = { exp: 'jitExp', log: 'jitLog', tanh: 'jitTanh', pow: 'jitPow', strided: 'jitStrided', rows: 'jitRows', powHalf: 'jitPowHalf' } as const;
 /** Rows whose starts one jitRows call computes (a table of this many i32s per operand). */
 const ROW_CHUNK = 256;
 
@@ -82,6 +83,11 @@ export function programModuleBytes(program: ElementwiseProgram, inputs: readonly
   const rowOuts = outputs.flatMap((k, i) => (k === 'r' ? [i] : []));
   const rowed = rowIns.length + rowOuts.length > 0;
   if (blocked && rowed) throw new Error('ndarray-wasm: a compiled program has either gathered or row operands');
+  /** The value of step j where it is a constant (the exponent of x ** 2, x ** -0.5, ...). */
+  const constant = (j: number): number | undefined => {
+    const s = steps[j];
+    return s.op === 'const' ? s.value : undefined;
+  };
   const splatted = (s: (typeof steps)[number]) => s.op === 'scalar' || s.op === 'const' || (s.op === 'input' && (inputs[s.index] === 'b' || inputs[s.index] === 'z'));
 
   // Locals: i32 scratch, one i32 address per step and output, then one v128 per step and 3 constants.
@@ -210,7 +216,7 @@ export function programModuleBytes(program: ElementwiseProgram, inputs: readonly
       case 'const':
         break;
       case 'binary':
-        binaryOp(c, s.fn, val[s.a], val[s.b], V_ONE);
+        binaryOp(c, s.fn, val[s.a], val[s.b], V_ONE, constant(s.b));
         c.set(val[j]);
         break;
       case 'unary':
@@ -357,19 +363,21 @@ function moduleBytes(c: Code, i32Count: number, v128Count: number, shared: boole
   const fn = new Bytes().u32(2).u32(i32Count).byte(I32).u32(v128Count).byte(V128).append(c);
   const m = new Bytes().byte(0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00);
   const section = (id: number, content: Bytes) => m.byte(id).u32(content.length).append(content);
-  // Types: 0 run, 1 v128 -> v128, 2 (f32, f32) -> f32, 3 the strided gather.
-  section(1, new Bytes().u32(4)
+  // Types: 0 run, 1 v128 -> v128, 2 (f32, f32) -> f32, 3 the strided gather, 4 (v128, i32) -> v128.
+  section(1, new Bytes().u32(5)
     .byte(0x60).u32(6).byte(I32, I32, I32, I32, I32, I32).u32(0)
     .byte(0x60).u32(1).byte(V128).u32(1).byte(V128)
     .byte(0x60).u32(2).byte(F32, F32).u32(1).byte(F32)
-    .byte(0x60).u32(8).byte(I32, I32, I32, I32, I32, I32, I32, I32).u32(0));
-  const imports = new Bytes().u32(7);
+    .byte(0x60).u32(8).byte(I32, I32, I32, I32, I32, I32, I32, I32).u32(0)
+    .byte(0x60).u32(2).byte(V128, I32).u32(1).byte(V128));
+  const imports = new Bytes().u32(8);
   imports.name('k').name('exp').byte(0x00).u32(1);
   imports.name('k').name('log').byte(0x00).u32(1);
   imports.name('k').name('tanh').byte(0x00).u32(1);
   imports.name('k').name('pow').byte(0x00).u32(2);
   imports.name('k').name('strided').byte(0x00).u32(3);
   imports.name('k').name('rows').byte(0x00).u32(0);
+  imports.name('k').name('powHalf').byte(0x00).u32(4);
   // A shared memory can only be imported as shared (with a maximum: the wasm32 limit).
   imports.name('env').name('memory').byte(0x02);
   if (shared) imports.byte(0x03).u32(0).u32(65536);
@@ -397,7 +405,7 @@ export function warmerModuleBytes(shared: boolean): Uint8Array {
   const at = (off: number) => c.get(P_REGS).i32(off).op(OP.i32Add);
   c.op(0x43).f32(0.5).simd(SIMD.f32x4Splat).set(V);
   c.op(OP.loop).byte(0x40);
-  c.get(V).op(OP.call).u32(FN_EXP).op(OP.call).u32(FN_LOG).op(OP.call).u32(FN_TANH).set(V);
+  c.get(V).op(OP.call).u32(FN_EXP).op(OP.call).u32(FN_LOG).op(OP.call).u32(FN_TANH).i32(1).op(OP.call).u32(FN_POW_HALF).set(V);
   c.op(0x43).f32(1.5).op(0x43).f32(2).op(OP.call).u32(FN_POW).op(OP.drop);
   c.i32(0);
   at(WARMER.src);
@@ -420,7 +428,7 @@ export function warmerModuleBytes(shared: boolean): Uint8Array {
 }
 
 /** Pushes `fn(a, b)` as the `binary` kernel computes it. */
-function binaryOp(c: Code, fn: string, a: number, b: number, one: number): void {
+function binaryOp(c: Code, fn: string, a: number, b: number, one: number, bConstant: number | undefined): void {
   const cmp = (op: number) => c.get(a).get(b).simd(op).get(one).simd(SIMD.and);
   switch (fn) {
     case 'add': c.get(a).get(b).simd(SIMD.add); return;
@@ -437,8 +445,17 @@ function binaryOp(c: Code, fn: string, a: number, b: number, one: number): void 
     case 'le': cmp(SIMD.le); return;
     case 'lt': cmp(SIMD.lt); return;
     case 'pow':
-      // The interpreter's pow gives every element the kernels' scalar powScalar result (its vector
-      // shortcuts for the exponents 2 and +-0.5 compute the same), so lane by lane through it.
+      // The interpreter's pow gives every element the kernels' scalar powScalar result, and its
+      // vector shortcuts for the exponents 2 and +-0.5 compute the same: with such a constant
+      // exponent, those shortcuts (x * x, the kernels' powHalf); otherwise lane by lane.
+      if (bConstant === 2) {
+        c.get(a).get(a).simd(SIMD.mul);
+        return;
+      }
+      if (bConstant === 0.5 || bConstant === -0.5) {
+        c.get(a).i32(bConstant < 0 ? 1 : 0).op(OP.call).u32(FN_POW_HALF);
+        return;
+      }
       c.get(a);
       for (let lane = 0; lane < 4; lane++) {
         c.get(a).simd(SIMD.extract).byte(lane).get(b).simd(SIMD.extract).byte(lane).op(OP.call).u32(FN_POW);
