@@ -63,10 +63,11 @@ export interface WasmBackendOptions {
   /**
    * Run elementwise programs as WebAssembly code compiled for each program at run time (default
    * true; the environment variable NEEDLE_WASM_COMPILE_PROGRAMS=0 turns it off where the option is
-   * not given). Off, programs run on the block interpreter (the `program` kernel); the results are
-   * the same bits either way.
+   * not given). A program is compiled at its second launch; 'eager' compiles it at its first (one
+   * defined anew for every call then costs a compile per call). Off, programs run on the block
+   * interpreter (the `program` kernel); the results are the same bits either way.
    */
-  compilePrograms?: boolean;
+  compilePrograms?: boolean | 'eager';
 }
 
 /** NEEDLE_WASM_COMPILE_PROGRAMS=0 (where there is a process environment) turns compiled programs off. */
@@ -219,8 +220,12 @@ export class WasmBackend implements Backend {
     if (!(spinMicros >= 0)) throw new Error(`createWasmBackend: spinMicros must be a non-negative number, got ${spinMicros}`);
     const pool = threaded ? await WorkerPool.create(requested - 1, module, memory, spinMicros) : undefined;
     const backend = new WasmBackend(name, memory, kernels, pool, maximum * PAGE_BYTES, options.readSync !== false, simd);
-    if (options.compilePrograms ?? compileProgramsByDefault()) {
-      backend.programs = new CompiledPrograms(memory, kernels, threaded);
+    const compile = options.compilePrograms ?? compileProgramsByDefault();
+    if (compile !== true && compile !== false && compile !== 'eager') {
+      throw new Error(`createWasmBackend: compilePrograms must be true, false or 'eager', got ${String(compile)}`);
+    }
+    if (compile) {
+      backend.programs = new CompiledPrograms(memory, kernels, threaded, compile === 'eager');
       backend.programs.warmKernels(memory, backend.programRegs[0]);
     }
     return backend;

@@ -253,6 +253,19 @@ describe('compiled elementwise programs', () => {
     x.dispose();
   });
 
+  it("compile at the first launch with compilePrograms: 'eager', and reject other values", async () => {
+    const eager = await createWasmBackend({ compilePrograms: 'eager' });
+    try {
+      const x = NDArray.fromData(data(1000, 4), [1000], eager);
+      elementwise(defineProgram(1, 0, ([v]) => v.mul(4.5)), [x])[0].dispose();
+      expect(eager.compiledProgramLaunches).toBe(1);
+      x.dispose();
+    } finally {
+      eager.destroy();
+    }
+    await expect(createWasmBackend({ compilePrograms: 'yes' as never })).rejects.toThrow("createWasmBackend: compilePrograms must be true, false or 'eager', got yes");
+  });
+
   it('run on a threaded backend (shared memory)', () => {
     const launches = threaded.compiledProgramLaunches;
     for (let seed = 1001; seed <= 1040; seed++) {

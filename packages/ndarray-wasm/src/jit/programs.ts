@@ -105,6 +105,8 @@ export class CompiledPrograms {
     memory: WebAssembly.Memory,
     kernels: object,
     private readonly shared: boolean,
+    /** Compile at a program's first launch, not its second. */
+    private readonly eager = false,
   ) {
     const k = kernels as Record<string, unknown>;
     const fns: Record<string, unknown> = {};
@@ -151,11 +153,11 @@ export class CompiledPrograms {
       this.instances.set(program, forProgram);
     }
     let entry = forProgram.get(kinds);
-    if (entry === undefined) {
+    if (entry === undefined && !this.eager) {
       forProgram.set(kinds, 'seen');
       return null;
     }
-    if (entry === 'seen') {
+    if (entry === undefined || entry === 'seen') {
       const ins = [...kinds.slice(0, inputCount)] as OperandKind[];
       const outKinds = [...kinds.slice(inputCount)] as OperandKind[];
       const compiled = compiledModule(program, ins, outKinds, this.shared, `${kinds}|${program.key}`);
