@@ -28,7 +28,11 @@ function oneStep(key: string, inputs: number, scalars: number, body: (ins: Progr
   return p;
 }
 
-/** Ops whose operands may swap, so `scalar op array` becomes `array op scalar`. */
+/**
+ * Ops whose operands may swap, so `scalar op array` becomes `array op scalar`. maximum and minimum
+ * keep their first operand on ties, which only differs from the swapped form for signed zeros
+ * (maximum(-0, +0) is -0): a zero scalar on the left is not swapped (see `binary`).
+ */
 const SWAPPED: Partial<Record<BinaryOp, BinaryOp>> = {
   add: 'add', mul: 'mul', maximum: 'maximum', minimum: 'minimum',
   eq: 'eq', ne: 'ne', ge: 'le', gt: 'lt', le: 'ge', lt: 'gt',
@@ -43,7 +47,8 @@ export function binary(op: BinaryOp, a: ArrayLike, b: ArrayLike): NDArray {
   if (typeof b === 'number') return scalarOp(op, a as NDArray, b);
   if (typeof a === 'number') {
     const swapped = SWAPPED[op];
-    if (swapped) return scalarOp(swapped, b, a);
+    const signedZeroTie = a === 0 && (op === 'maximum' || op === 'minimum');
+    if (swapped && !signedZeroTie) return scalarOp(swapped, b, a);
     b.assertLive(op);
     if (stridedPrograms(b.backend)) {
       return elementwise(oneStep(`s${op}x`, 1, 1, ([x], [s]) => s[op](x)), [b], [a])[0];

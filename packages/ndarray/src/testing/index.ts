@@ -14,7 +14,7 @@ import { NDArray } from '../ndarray';
 import { array, arange, eye, full, ones, rand, randn, zeros } from '../creation';
 import { concatenate, stack, split, unstack } from '../ops/join';
 import { where } from '../ops/elementwise';
-import { div, ge, lt, pow, sub } from '../functions';
+import { div, ge, lt, maximum, minimum, pow, sub } from '../functions';
 import { scope, tidy, type Scope } from '../memory';
 import { Generator } from '../random';
 import { shapeSize } from '../shape';
@@ -968,6 +968,15 @@ export function runBackendConformance(
         const cond = array([1, 0, 1, 0], opts());
         await expectClose(where(cond, array([1, 2, 3, 4], opts()), -Infinity), [1, -Infinity, 3, -Infinity]);
         await expectClose(cond.reshape([4, 1]).where(array([[1, 2]], opts()), Infinity), [1, 2, Infinity, Infinity, 1, 2, Infinity, Infinity]);
+      });
+
+      it('maximum and minimum keep their first operand on ties, also with a scalar first (signed zeros)', async () => {
+        const z = array([0, -0, 1], opts());
+        const bits = async (a: NDArray) => [...(await a.toArray())].map((v) => (Object.is(v, -0) ? '-0' : String(v)));
+        expect(await bits(maximum(-0, z))).toEqual(['-0', '-0', '1']);
+        expect(await bits(minimum(0, z))).toEqual(['0', '0', '0']);
+        expect(await bits(z.maximum(-0))).toEqual(['0', '-0', '1']);
+        expect(await bits(z.neg().minimum(0))).toEqual(['-0', '0', '-1']);
       });
 
       it('NaN propagates through maximum and minimum', async () => {
