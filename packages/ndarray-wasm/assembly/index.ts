@@ -526,15 +526,7 @@ function stridedBlock(scatter: bool, buf: usize, layout: usize, rec: usize, base
   const ndim = load<i32>(layout);
   const shape = layout + 4;
   const strides = rec + 4;
-  let pos = load<i32>(rec);
-  let rem = base;
-  for (let d = ndim - 1; d >= 0; d--) {
-    const len = load<i32>(shape + (<usize>d << 2));
-    const i = rem % len;
-    rem = rem / len;
-    store<i32>(idx + (<usize>d << 2), i);
-    pos += i * load<i32>(strides + (<usize>d << 2));
-  }
+  let pos = odometerStart(shape, strides, load<i32>(rec), base, ndim - 1, idx);
   const last = ndim - 1;
   const lastLen = load<i32>(shape + (<usize>last << 2));
   const lastStride = load<i32>(strides + (<usize>last << 2));
@@ -560,19 +552,40 @@ function stridedBlock(scatter: bool, buf: usize, layout: usize, rec: usize, base
     // The row ended: back to its start, then one step along the leading axes.
     pos -= i * lastStride;
     i = 0;
-    for (let d = last - 1; d >= 0; d--) {
-      const ip = idx + (<usize>d << 2);
-      const stride = load<i32>(strides + (<usize>d << 2));
-      const next = load<i32>(ip) + 1;
-      if (next < load<i32>(shape + (<usize>d << 2))) {
-        store<i32>(ip, next);
-        pos += stride;
-        break;
-      }
-      store<i32>(ip, 0);
-      pos -= stride * (next - 1);
-    }
+    pos = odometerStep(shape, strides, last - 1, idx, pos);
   }
+}
+
+/**
+ * The element offset of flat index `flat` over axes 0..top of an iteration shape (`shape`, and an
+ * operand's `strides`, starting from offset `pos`); each axis's index is stored at `idx`.
+ */
+@inline function odometerStart(shape: usize, strides: usize, pos: i32, flat: i32, top: i32, idx: usize): i32 {
+  let rem = flat;
+  for (let d = top; d >= 0; d--) {
+    const len = load<i32>(shape + (<usize>d << 2));
+    const i = rem % len;
+    rem = rem / len;
+    store<i32>(idx + (<usize>d << 2), i);
+    pos += i * load<i32>(strides + (<usize>d << 2));
+  }
+  return pos;
+}
+
+/** One step of the indices at `idx` along axes 0..top (axis `top` fastest): the new offset. */
+@inline function odometerStep(shape: usize, strides: usize, top: i32, idx: usize, pos: i32): i32 {
+  for (let d = top; d >= 0; d--) {
+    const ip = idx + (<usize>d << 2);
+    const stride = load<i32>(strides + (<usize>d << 2));
+    const next = load<i32>(ip) + 1;
+    if (next < load<i32>(shape + (<usize>d << 2))) {
+      store<i32>(ip, next);
+      return pos + stride;
+    }
+    store<i32>(ip, 0);
+    pos -= stride * (next - 1);
+  }
+  return pos;
 }
 
 // ---- reductions ------------------------------------------------------------------------------------
@@ -1388,28 +1401,9 @@ export function jitRows(layout: usize, rec: usize, row0: i32, count: i32, out: u
   const ndim = load<i32>(layout);
   const shape = layout + 4;
   const strides = rec + 4;
-  let pos = load<i32>(rec);
-  let rem = row0;
-  for (let d = ndim - 2; d >= 0; d--) {
-    const len = load<i32>(shape + (<usize>d << 2));
-    const i = rem % len;
-    rem = rem / len;
-    store<i32>(idx + (<usize>d << 2), i);
-    pos += i * load<i32>(strides + (<usize>d << 2));
-  }
+  let pos = odometerStart(shape, strides, load<i32>(rec), row0, ndim - 2, idx);
   for (let r = 0; r < count; r++) {
     store<i32>(out + (<usize>r << 2), pos);
-    for (let d = ndim - 2; d >= 0; d--) {
-      const ip = idx + (<usize>d << 2);
-      const stride = load<i32>(strides + (<usize>d << 2));
-      const next = load<i32>(ip) + 1;
-      if (next < load<i32>(shape + (<usize>d << 2))) {
-        store<i32>(ip, next);
-        pos += stride;
-        break;
-      }
-      store<i32>(ip, 0);
-      pos -= stride * (next - 1);
-    }
+    pos = odometerStep(shape, strides, ndim - 2, idx, pos);
   }
 }
