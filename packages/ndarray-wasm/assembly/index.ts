@@ -560,7 +560,7 @@ function stridedBlock(scatter: bool, buf: usize, layout: usize, rec: usize, base
  * The element offset of flat index `flat` over axes 0..top of an iteration shape (`shape`, and an
  * operand's `strides`, starting from offset `pos`); each axis's index is stored at `idx`.
  */
-@inline function odometerStart(shape: usize, strides: usize, pos: i32, flat: i32, top: i32, idx: usize): i32 {
+function odometerStart(shape: usize, strides: usize, pos: i32, flat: i32, top: i32, idx: usize): i32 {
   let rem = flat;
   for (let d = top; d >= 0; d--) {
     const len = load<i32>(shape + (<usize>d << 2));
@@ -573,7 +573,7 @@ function stridedBlock(scatter: bool, buf: usize, layout: usize, rec: usize, base
 }
 
 /** One step of the indices at `idx` along axes 0..top (axis `top` fastest): the new offset. */
-@inline function odometerStep(shape: usize, strides: usize, top: i32, idx: usize, pos: i32): i32 {
+function odometerStep(shape: usize, strides: usize, top: i32, idx: usize, pos: i32): i32 {
   for (let d = top; d >= 0; d--) {
     const ip = idx + (<usize>d << 2);
     const stride = load<i32>(strides + (<usize>d << 2));
