@@ -3,7 +3,7 @@ import { fail, formatShape } from '../errors';
 import { broadcastStrides, viewOverlapsItself } from '../layouts';
 import { NDArray, broadcastShapes, sameBackend, shapesEqual } from '../ndarray';
 import { shapeSize } from '../shape';
-import { checkProgram, elementwise } from './program';
+import { checkProgram, elementwise, foldUniformSteps } from './program';
 
 /** How one operand reaches the kernel (always a fresh view or copy the caller disposes). */
 interface Operand {
@@ -130,10 +130,11 @@ function runProduct(a: NDArray, b: NDArray, target: NDArray, plan: ProductPlan, 
     }
     const fused = epi && backend.matmulProgram ? epilogueLayouts(epi, plan, temps) : undefined;
     if (fused) {
+      const [program, scalars] = foldUniformSteps(epi!.program, epi!.scalars ?? []);
       backend.matmulProgram!(A.array.buffer, B.array.buffer, target.buffer, spec, {
-        program: epi!.program,
+        program,
         inputs: fused.arrays.map((x) => x.buffer),
-        scalars: epi!.scalars ?? [],
+        scalars,
         layouts: fused.layouts,
       });
       return;

@@ -134,6 +134,75 @@ function makeProgram(inputs: number, scalars: number, steps: readonly ProgramSte
   return { inputs, scalars, steps, outputs, key };
 }
 
+/**
+ * How a program reaches a backend's fused kernel when some of its steps depend on scalars and
+ * constants only: those steps are computed on the host, as the composition computes them (Math's
+ * exp, log, tanh, pow, rounded to float32 after every step), and become scalars of a rewritten
+ * program; a backend's own exp or pow of a uniform value would differ from the composition in the
+ * last bits. The rewritten program is made once per program (backends that compile programs see one
+ * object); only the folded values are per call.
+ */
+interface FoldPlan {
+  program: ElementwiseProgram;
+  /** Whether each step's value is uniform (scalars and constants only). */
+  uniform: boolean[];
+  /** The folded steps, in the order of the scalars they became. */
+  folded: number[];
+}
+
+const foldPlans = new WeakMap<ElementwiseProgram, FoldPlan | null>();
+
+function planFold(p: ElementwiseProgram): FoldPlan | null {
+  const uniform = p.steps.map(() => false);
+  const folded: number[] = [];
+  p.steps.forEach((s, j) => {
+    switch (s.op) {
+      case 'input': break;
+      case 'scalar': case 'const': uniform[j] = true; break;
+      case 'binary': uniform[j] = uniform[s.a] && uniform[s.b]; break;
+      case 'unary': uniform[j] = uniform[s.a]; break;
+      case 'where': uniform[j] = uniform[s.cond] && uniform[s.a] && uniform[s.b]; break;
+      default: s satisfies never;
+    }
+    if (uniform[j] && s.op !== 'scalar' && s.op !== 'const') folded.push(j);
+  });
+  // Past the scalar limit the program stays as it is (its uniform steps then run on the backend).
+  if (folded.length === 0 || p.scalars + folded.length > PROGRAM_LIMITS.scalars) return null;
+  const steps = p.steps.map((s, j): ProgramStep => {
+    const k = folded.indexOf(j);
+    return k < 0 ? s : { op: 'scalar', index: p.scalars + k };
+  });
+  return { program: makeProgram(p.inputs, p.scalars + folded.length, steps, p.outputs), uniform, folded };
+}
+
+/**
+ * The program and scalars a backend's fused kernel gets for `program` with `scalars`: itself when
+ * no step is uniform, else the rewritten program and the host-computed values appended to the
+ * scalars (see FoldPlan). Shared by `elementwise`, matmul epilogues and `reduceProgram`.
+ */
+export function foldUniformSteps(program: ElementwiseProgram, scalars: readonly number[]): [ElementwiseProgram, readonly number[]] {
+  let plan = foldPlans.get(program);
+  if (plan === undefined) {
+    plan = planFold(program);
+    foldPlans.set(program, plan);
+  }
+  if (plan === null) return [program, scalars];
+  const { uniform } = plan;
+  const value: number[] = [];
+  program.steps.forEach((s, j) => {
+    if (!uniform[j]) return;
+    switch (s.op) {
+      case 'scalar': value[j] = Math.fround(scalars[s.index]); break;
+      case 'const': value[j] = Math.fround(s.value); break;
+      case 'binary': value[j] = Math.fround(applyBinary(s.fn, value[s.a], value[s.b])); break;
+      case 'unary': value[j] = Math.fround(applyUnary(s.fn, value[s.a])); break;
+      case 'where': value[j] = value[s.cond] !== 0 ? value[s.a] : value[s.b]; break;
+      default: break;
+    }
+  });
+  return [plan.program, [...scalars, ...plan.folded.map((j) => value[j])]];
+}
+
 const checked = new WeakSet<ElementwiseProgram>();
 
 /** Throw a clear error unless `p` is a well-formed program within PROGRAM_LIMITS. */
@@ -254,8 +323,9 @@ export function elementwise(program: ElementwiseProgram, inputs: readonly NDArra
     for (const o of outs) o?.noteWrite(options.writer ?? op);
     const inBufs = ready.map((a) => a.buffer);
     const outBufs = targets.map((r) => r.buffer);
-    if (layouts) fused.call(backend, program, inBufs, scalars, outBufs, size, layouts);
-    else fused.call(backend, program, inBufs, scalars, outBufs, size);
+    const [run, runScalars] = foldUniformSteps(program, scalars);
+    if (layouts) fused.call(backend, run, inBufs, runScalars, outBufs, size, layouts);
+    else fused.call(backend, run, inBufs, runScalars, outBufs, size);
     targets.forEach((t, k) => t !== results[k] && backend.ewiseSetitem(t.buffer, results[k].buffer, results[k].layout));
   } catch (e) {
     results.forEach((r, k) => r !== outs[k] && !r.disposed && r.dispose());

@@ -4,7 +4,7 @@ import { fail, formatShape } from '../errors';
 import { broadcastStrides, coalesceLayouts, coalesceView, isCompactOperand, viewExtent, viewOverlapsItself } from '../layouts';
 import { NDArray, broadcastShapes, sameBackend, shapesEqual, withKernelReady } from '../ndarray';
 import { normalizeAxes, normalizeAxis, shapeSize } from '../shape';
-import { checkProgram, defineProgram, elementwise } from './program';
+import { checkProgram, defineProgram, elementwise, foldUniformSteps } from './program';
 
 /**
  * Reduce over `axis` (one, several, or all when undefined). The reduced axes are permuted to the
@@ -134,9 +134,10 @@ export function reduceProgram(op: ProgramReduceOp, program: ElementwiseProgram, 
       }
     }
     const bufs = ready.map((a) => a.buffer);
-    if (out.offset !== 0) native.call(backend, op, program, bufs, scalars, out.buffer, plan.outSize, plan.reduceSize, layouts, out.offset);
-    else if (layouts) native.call(backend, op, program, bufs, scalars, out.buffer, plan.outSize, plan.reduceSize, layouts);
-    else native.call(backend, op, program, bufs, scalars, out.buffer, plan.outSize, plan.reduceSize);
+    const [run, runScalars] = foldUniformSteps(program, scalars);
+    if (out.offset !== 0) native.call(backend, op, run, bufs, runScalars, out.buffer, plan.outSize, plan.reduceSize, layouts, out.offset);
+    else if (layouts) native.call(backend, op, run, bufs, runScalars, out.buffer, plan.outSize, plan.reduceSize, layouts);
+    else native.call(backend, op, run, bufs, runScalars, out.buffer, plan.outSize, plan.reduceSize);
   } catch (e) {
     if (out !== target) out.dispose();
     throw e;

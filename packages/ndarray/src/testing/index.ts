@@ -255,6 +255,12 @@ export function runBackendConformance(
           c.select(x.mul(s), 2),
           x.eq(y).add(x.ne(y)).add(x.le(s)).sub(x.lt(y)).add(x.ge(y)),
         ]),
+        // Steps of scalars and constants only: the composition computes them on the host (Math),
+        // so the fused path must get them as values, not run the backend's own exp/log/pow.
+        'uniform steps (scalars and constants only)': defineProgram(1, 2, ([x], [s, t]) => {
+          const u = s.exp().mul(t.abs().log().tanh()).add(s.pow(t));
+          return [x.mul(u), x.add(s.gt(0).select(s.sqrt(), 3)), u.sub(x.mul(0))];
+        }),
         'scalar on the left, constant outputs': defineProgram(1, 1, ([x], [s]) => {
           const one = x.mul(0).add(1); // 1, NaN where x is NaN or Inf
           return [one.sub(x).div(s), one.mul(s), x];
