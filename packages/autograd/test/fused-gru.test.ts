@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { Generator } from '@needle/ndarray';
 import * as A from '../src/index';
 import { Tensor, gradcheck, gradients, gruSequence, noGrad, randn, rnnSequence } from '../src/index';
-import { backend, liveBuffers } from './helpers';
+import { backend, expectSameHvp, liveBuffers } from './helpers';
 
 type Kind = 'gru' | 'rnn-tanh' | 'rnn-relu';
 
@@ -127,26 +127,8 @@ describe('gruSequence and rnnSequence (fused layers)', () => {
       const { all } = inputs({ kind, T: 3, bias: true, biasIh: true, state: true }, 21);
       const f = (xw: Tensor, whh: Tensor, bih: Tensor, bhh: Tensor, h0: Tensor) => fused(kind, xw, whh, bih, bhh, h0);
       expect((await gradcheck(f, all)).ok).toBe(true);
-      const gen = new Generator(5);
-      const w = randn([3, B, H], { generator: gen });
-      const v = all.map((t) => randn(t.shape, { generator: gen }));
-      const hvp = (layer: typeof composed) => {
-        const h = layer(kind, all[0], all[1], all[2], all[3], all[4]);
-        const l = A.sum(A.mul(A.tanh(h), w));
-        const gs = gradients(l, all, { createGraph: true });
-        const s = gs.map((g, i) => A.sum(A.mul(g!, v[i]))).reduce((a, b) => A.add(a, b));
-        const out = gradients(s, all);
-        [h, l, s, ...gs].forEach((t) => t!.dispose());
-        return out;
-      };
-      const ref = hvp(composed);
-      const got = hvp(fused);
-      for (let i = 0; i < all.length; i++) {
-        const r = await ref[i]!.toArray();
-        const g = await got[i]!.toArray();
-        r.forEach((x, j) => expect(Math.abs(g[j] - x), `input ${i} element ${j}: ${g[j]} vs composed ${x}`).toBeLessThanOrEqual(1e-4 * Math.max(1, Math.abs(x))));
-      }
-      [...all, ...v, ...ref, ...got, w].forEach((t) => t!.dispose());
+      await expectSameHvp((...xs) => composed(kind, xs[0], xs[1], xs[2], xs[3], xs[4]), (...xs) => fused(kind, xs[0], xs[1], xs[2], xs[3], xs[4]), all, [3, B, H]);
+      all.forEach((t) => t.dispose());
       expect(liveBuffers()).toBe(before);
     });
   }

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { Generator, type Backend } from '@needle/ndarray';
 import * as A from '../src/index';
 import { Tensor, gradcheck, gradients, lstmSequence, noGrad, randn } from '../src/index';
-import { backend, liveBuffers } from './helpers';
+import { backend, expectSameHvp, liveBuffers } from './helpers';
 
 /** The composed LSTM layer (what nn.LSTM ran before the fused op): [T, B, 2H] of h_t and c_t. */
 function lstmComposed(xw: Tensor, whh: Tensor, bhh: Tensor | null, h0: Tensor | null, c0: Tensor | null, bih: Tensor | null = null): Tensor {
@@ -114,26 +114,8 @@ describe('lstmSequence (fused LSTM layer)', () => {
     const f = (xp: Tensor, whh: Tensor, b: Tensor, h0: Tensor, c0: Tensor, bih: Tensor) => fusedHC(xp, whh, b, h0, c0, bih);
     expect((await gradcheck(f, all)).ok).toBe(true);
     // Hessian-vector products: d/dinputs of sum_i <dL/dinput_i, v_i>, L = sum(tanh(hc) * w).
-    const gen = new Generator(5);
-    const w = randn([3, 2, 6], { generator: gen });
-    const v = all.map((t) => randn(t.shape, { generator: gen }));
-    const hvp = (layer: typeof lstmComposed) => {
-      const hc = layer(all[0], all[1], all[2], all[3], all[4], all[5]);
-      const l = A.sum(A.mul(A.tanh(hc), w));
-      const gs = gradients(l, all, { createGraph: true });
-      const s = gs.map((g, i) => A.sum(A.mul(g!, v[i]))).reduce((a, b) => A.add(a, b));
-      const out = gradients(s, all);
-      [hc, l, s, ...gs].forEach((t) => t!.dispose());
-      return out;
-    };
-    const ref = hvp(lstmComposed);
-    const got = hvp(fusedHC);
-    for (let i = 0; i < all.length; i++) {
-      const r = await ref[i]!.toArray();
-      const g = await got[i]!.toArray();
-      r.forEach((x, j) => expect(Math.abs(g[j] - x), `input ${i} element ${j}: ${g[j]} vs composed ${x}`).toBeLessThanOrEqual(1e-4 * Math.max(1, Math.abs(x))));
-    }
-    [...all, ...v, ...ref, ...got, w].forEach((t) => t!.dispose());
+    await expectSameHvp((...xs) => lstmComposed(xs[0], xs[1], xs[2], xs[3], xs[4], xs[5]), (...xs) => fusedHC(xs[0], xs[1], xs[2], xs[3], xs[4], xs[5]), all, [3, 2, 6]);
+    all.forEach((t) => t.dispose());
     expect(liveBuffers()).toBe(before);
   });
 

@@ -46,42 +46,79 @@ export function reduceKernel(op: ReduceOp, strategy: ReduceStrategy, workgroup: 
     key: `reduce:${op}:${strategy}:${workgroup}`,
     storage: ['read', 'read_write'],
     code() {
-      const { init, combine } = opCode(op);
-      const arg = isArg(op);
       const decl = bindings('n: u32, row: u32, r: u32,', [
         { name: 'a', access: 'read', type: strategy === 'thread4' ? 'vec4<f32>' : 'f32' },
         { name: 'o', access: 'read_write', type: 'f32' },
       ]);
-      const step = (v: string, i: string) => (arg
-        ? `if (better(acc, idx, ${v}, ${i})) { acc = ${v}; idx = ${i}; }`
-        : `acc = comb(acc, ${v});`);
-      const result = arg ? 'f32(idx)' : 'acc';
-      const vars = `var acc: f32 = ${init};${arg ? '\n  var idx: u32 = 0xffffffffu;' : ''}`;
-      if (strategy === 'thread4') {
-        if (arg) throw new Error(`reduce: no vec4 strategy for ${op}`);
-        const c = ['x', 'y', 'z', 'w'];
-        return `${PRELUDE}
+      return reduceShader(op, strategy, workgroup, decl, {
+        load: (e) => `a[${e}]`,
+        load4: (i) => `a[${i}]`,
+        store: (v) => `o[j] = ${v};`,
+      });
+    },
+  };
+}
+
+/** How a reduce shader reads its block's values and stores a block's result (WGSL expressions). */
+interface ReduceIo {
+  /** The value at element index `e`. */
+  load(e: string): string;
+  /** Four values, at vec4 index `i` (elements 4i .. 4i + 3). */
+  load4(i: string): string;
+  /** The statement storing `v` as block j's result. */
+  store(v: string): string;
+}
+
+/**
+ * The shader of a reduction in one of the three strategies, over values read through `io`, after
+ * `decl` (bindings and any value functions). `logsumexp` makes two passes over the block, max then
+ * the sum of exp(v - max). The plain reduce and the reduce program share it, so the two reduce a
+ * block in the same order.
+ */
+function reduceShader(op: ProgramReduceOp, strategy: ReduceStrategy, workgroup: number, decl: string, io: ReduceIo): string {
+  const lse = op === 'logsumexp';
+  const base: ReduceOp = op === 'logsumexp' ? 'max' : op;
+  const { init, combine } = opCode(base);
+  const arg = isArg(base);
+  const header = `${PRELUDE}
 ${decl}
-${combine}
+${combine}`;
+  const step = (v: string, i: string) => (arg
+    ? `if (better(acc, idx, ${v}, ${i})) { acc = ${v}; idx = ${i}; }`
+    : `acc = comb(acc, ${v});`);
+  // After the max pass of a logsumexp: a non-finite max is the result; else the sum pass.
+  const finite = (m: string) => `!(isnan_(${m}) || isinf_(${m}))`;
+  if (strategy === 'thread4') {
+    if (arg) throw new Error(`reduce: no vec4 strategy for ${op}`);
+    const c = ['x', 'y', 'z', 'w'];
+    return `${header}
 @compute @workgroup_size(${workgroup})
 fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let j = g.x + g.y * p.row;
   if (j >= p.n) { return; }
   let r4 = p.r >> 2u;
   let base = j * r4;
-  var acc = vec4<f32>(${init});
+  var acc4 = vec4<f32>(${init});
   for (var t = 0u; t < r4; t++) {
-    let v = a[base + t];
-    acc = vec4<f32>(${c.map((x) => `comb(acc.${x}, v.${x})`).join(', ')});
+    let v = ${io.load4('base + t')};
+    acc4 = vec4<f32>(${c.map((x) => `comb(acc4.${x}, v.${x})`).join(', ')});
   }
-  o[j] = comb(comb(acc.x, acc.y), comb(acc.z, acc.w));
+  let m = comb(comb(acc4.x, acc4.y), comb(acc4.z, acc4.w));
+${lse ? `  if (${finite('m')}) {
+    var s4 = vec4<f32>(0.0);
+    for (var t = 0u; t < r4; t++) {
+      let v = ${io.load4('base + t')};
+      s4 = s4 + vec4<f32>(${c.map((x) => `exp_(v.${x} - m)`).join(', ')});
+    }
+    ${io.store('m + log_((s4.x + s4.y) + (s4.z + s4.w))')}
+  } else { ${io.store('m')} }` : `  ${io.store('m')}`}
 }
 `;
-      }
-      if (strategy === 'thread') {
-        return `${PRELUDE}
-${decl}
-${combine}
+  }
+  const result = arg ? 'f32(idx)' : 'acc';
+  const vars = `var acc: f32 = ${init};${arg ? '\n  var idx: u32 = 0xffffffffu;' : ''}`;
+  if (strategy === 'thread') {
+    return `${header}
 @compute @workgroup_size(${workgroup})
 fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let j = g.x + g.y * p.row;
@@ -89,25 +126,27 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let base = j * p.r;
   ${vars}
   for (var t = 0u; t < p.r; t++) {
-    let v = a[base + t];
+    let v = ${io.load('base + t')};
     ${step('v', 't')}
   }
-  o[j] = ${result};
+${lse ? `  let m = acc;
+  if (${finite('m')}) {
+    var s = 0.0;
+    for (var t = 0u; t < p.r; t++) { s = s + exp_(${io.load('base + t')} - m); }
+    ${io.store('m + log_(s)')}
+  } else { ${io.store('m')} }` : `  ${io.store(result)}`}
 }
 `;
-      }
-      const tree: string[] = [];
-      for (let s = workgroup >> 1; s > 0; s >>= 1) {
-        tree.push(`  if (l < ${s}u) {
-    ${arg
-      ? `if (better(sv[l], si[l], sv[l + ${s}u], si[l + ${s}u])) { sv[l] = sv[l + ${s}u]; si[l] = si[l + ${s}u]; }`
-      : `sv[l] = comb(sv[l], sv[l + ${s}u]);`}
   }
-  workgroupBarrier();`);
-      }
-      return `${PRELUDE}
-${decl}
-${combine}
+  const tree = (combineLine: string) => {
+    const lines: string[] = [];
+    for (let s = workgroup >> 1; s > 0; s >>= 1) lines.push(`  if (l < ${s}u) { ${combineLine.replaceAll('S', `${s}u`)} }\n  workgroupBarrier();`);
+    return lines.join('\n');
+  };
+  const valueTree = tree(arg
+    ? 'if (better(sv[l], si[l], sv[l + S], si[l + S])) { sv[l] = sv[l + S]; si[l] = si[l + S]; }'
+    : 'sv[l] = comb(sv[l], sv[l + S]);');
+  return `${header}
 var<workgroup> sv: array<f32, ${workgroup}>;
 ${arg ? `var<workgroup> si: array<u32, ${workgroup}>;` : ''}
 @compute @workgroup_size(${workgroup})
@@ -117,18 +156,28 @@ fn main(@builtin(workgroup_id) w: vec3<u32>, @builtin(local_invocation_index) l:
   let base = j * p.r;
   ${vars}
   for (var t = l; t < p.r; t += ${workgroup}u) {
-    let v = a[base + t];
+    let v = ${io.load('base + t')};
     ${step('v', 't')}
   }
   sv[l] = acc;
   ${arg ? 'si[l] = idx;' : ''}
   workgroupBarrier();
-${tree.join('\n')}
-  if (l == 0u) { o[j] = ${arg ? 'f32(si[0])' : 'sv[0]'}; }
+${valueTree}
+${lse ? `  let m = sv[0];
+  // The sum pass runs whatever m is (barriers stay in uniform control flow), shifted by 0 when m
+  // is not finite, and the result is chosen at the end. Every invocation has read m before the
+  // pass overwrites sv.
+  let fin = ${finite('m')};
+  let shift = select(0.0, m, fin);
+  workgroupBarrier();
+  var s = 0.0;
+  for (var t = l; t < p.r; t += ${workgroup}u) { s = s + exp_(${io.load('base + t')} - shift); }
+  sv[l] = s;
+  workgroupBarrier();
+${tree('sv[l] = sv[l] + sv[l + S];')}
+  if (l == 0u) { ${io.store('select(m, m + log_(sv[0]), fin)')} }` : `  if (l == 0u) { ${io.store(arg ? 'f32(si[0])' : 'sv[0]')} }`}
 }
 `;
-    },
-  };
 }
 
 /** Word of a reduce program's uniform block holding the program consts' zero (after the layouts). */
@@ -204,109 +253,11 @@ ${programSteps(program, (j) => `v${j}`, (q) => `x${q}`).join('\n')}
 }${strategy === 'thread4' ? '\nfn val4(e: u32) -> vec4<f32> { return vec4<f32>(val(e), val(e + 1u), val(e + 2u), val(e + 3u)); }' : ''}`;
       }
       const o = `b${outBinding}`;
-      const lse = op === 'logsumexp';
-      const base: ReduceOp = op === 'logsumexp' ? 'max' : op;
-      const { init, combine } = opCode(base);
-      const arg = isArg(base);
-      const header = `${PRELUDE}
-${decl}
-${combine}
-${valFn}`;
-      const step = (v: string, i: string) => (arg
-        ? `if (better(acc, idx, ${v}, ${i})) { acc = ${v}; idx = ${i}; }`
-        : `acc = comb(acc, ${v});`);
-      // After the max pass of a logsumexp: a non-finite max is the result; else the sum pass.
-      const finite = (m: string) => `!(isnan_(${m}) || isinf_(${m}))`;
-      if (strategy === 'thread4') {
-        if (arg) throw new Error(`reduceProgram: no vec4 strategy for ${op}`);
-        const c = ['x', 'y', 'z', 'w'];
-        return `${header}
-@compute @workgroup_size(${workgroup})
-fn main(@builtin(global_invocation_id) g: vec3<u32>) {
-  let j = g.x + g.y * p.row;
-  if (j >= p.n) { return; }
-  let r4 = p.r >> 2u;
-  let base = j * r4;
-  var acc4 = vec4<f32>(${init});
-  for (var t = 0u; t < r4; t++) {
-    let v = val4((base + t) * 4u);
-    acc4 = vec4<f32>(${c.map((x) => `comb(acc4.${x}, v.${x})`).join(', ')});
-  }
-  let m = comb(comb(acc4.x, acc4.y), comb(acc4.z, acc4.w));
-${lse ? `  if (${finite('m')}) {
-    var s4 = vec4<f32>(0.0);
-    for (var t = 0u; t < r4; t++) {
-      let v = val4((base + t) * 4u);
-      s4 = s4 + vec4<f32>(${c.map((x) => `exp_(v.${x} - m)`).join(', ')});
-    }
-    ${o}[p.ooff + j] = m + log_((s4.x + s4.y) + (s4.z + s4.w));
-  } else { ${o}[p.ooff + j] = m; }` : `  ${o}[p.ooff + j] = m;`}
-}
-`;
-      }
-      const result = arg ? 'f32(idx)' : 'acc';
-      const vars = `var acc: f32 = ${init};${arg ? '\n  var idx: u32 = 0xffffffffu;' : ''}`;
-      if (strategy === 'thread') {
-        return `${header}
-@compute @workgroup_size(${workgroup})
-fn main(@builtin(global_invocation_id) g: vec3<u32>) {
-  let j = g.x + g.y * p.row;
-  if (j >= p.n) { return; }
-  let base = j * p.r;
-  ${vars}
-  for (var t = 0u; t < p.r; t++) {
-    let v = val(base + t);
-    ${step('v', 't')}
-  }
-${lse ? `  let m = acc;
-  if (${finite('m')}) {
-    var s = 0.0;
-    for (var t = 0u; t < p.r; t++) { s = s + exp_(val(base + t) - m); }
-    ${o}[p.ooff + j] = m + log_(s);
-  } else { ${o}[p.ooff + j] = m; }` : `  ${o}[p.ooff + j] = ${result};`}
-}
-`;
-      }
-      const tree = (combineLine: string) => {
-        const lines: string[] = [];
-        for (let s = workgroup >> 1; s > 0; s >>= 1) lines.push(`  if (l < ${s}u) { ${combineLine.replaceAll('S', `${s}u`)} }\n  workgroupBarrier();`);
-        return lines.join('\n');
-      };
-      const valueTree = tree(arg
-        ? 'if (better(sv[l], si[l], sv[l + S], si[l + S])) { sv[l] = sv[l + S]; si[l] = si[l + S]; }'
-        : 'sv[l] = comb(sv[l], sv[l + S]);');
-      return `${header}
-var<workgroup> sv: array<f32, ${workgroup}>;
-${arg ? `var<workgroup> si: array<u32, ${workgroup}>;` : ''}
-@compute @workgroup_size(${workgroup})
-fn main(@builtin(workgroup_id) w: vec3<u32>, @builtin(local_invocation_index) l: u32) {
-  let j = w.x + w.y * p.row;
-  if (j >= p.n) { return; }
-  let base = j * p.r;
-  ${vars}
-  for (var t = l; t < p.r; t += ${workgroup}u) {
-    let v = val(base + t);
-    ${step('v', 't')}
-  }
-  sv[l] = acc;
-  ${arg ? 'si[l] = idx;' : ''}
-  workgroupBarrier();
-${valueTree}
-${lse ? `  let m = sv[0];
-  // The sum pass runs whatever m is (barriers stay in uniform control flow), shifted by 0 when m
-  // is not finite, and the result is chosen at the end. Every invocation has read m before the
-  // pass overwrites sv.
-  let fin = ${finite('m')};
-  let shift = select(0.0, m, fin);
-  workgroupBarrier();
-  var s = 0.0;
-  for (var t = l; t < p.r; t += ${workgroup}u) { s = s + exp_(val(base + t) - shift); }
-  sv[l] = s;
-  workgroupBarrier();
-${tree('sv[l] = sv[l] + sv[l + S];')}
-  if (l == 0u) { ${o}[p.ooff + j] = select(m, m + log_(sv[0]), fin); }` : `  if (l == 0u) { ${o}[p.ooff + j] = ${arg ? 'f32(si[0])' : 'sv[0]'}; }`}
-}
-`;
+      return reduceShader(op, strategy, workgroup, `${decl}\n${valFn}`, {
+        load: (e) => `val(${e})`,
+        load4: (i) => `val4((${i}) * 4u)`,
+        store: (v) => `${o}[p.ooff + j] = ${v};`,
+      });
     },
   };
 }
