@@ -131,7 +131,15 @@ function powScalar(x: f32, y: f32): f32 {
     const r = Math.sqrt(<f64>x + 0.0);
     return <f32>(y > 0 ? r : 1.0 / r);
   }
-  if (Math.abs(x) == 1.0 && Math.abs(y) == Infinity) return NaN;
+  if (Math.abs(x) == 1.0) {
+    // Exact without libm (~30 ns a call): crossEntropy checks that labels are integers by
+    // computing (-1) ** label over its [batch, classes] grid (NOTES.md section 23).
+    if (Mathf.abs(y) == Infinity) return NaN;
+    if (x > 0) return 1;
+    if (y != Mathf.floor(y)) return NaN;
+    // Every float32 of magnitude 2^24 or more is an even integer.
+    return Mathf.abs(y) >= 16777216 || Mathf.floor(y * 0.5) == y * 0.5 ? 1 : -1;
+  }
   return <f32>Math.pow(<f64>x, <f64>y);
 }
 
@@ -619,6 +627,99 @@ export function sumChunks(a: usize, n: i32, chunk: i32, u0: i32, u1: i32, out: u
     const row = u / perRow;
     const start = (u - row * perRow) * chunk;
     store<f64>(out + (<usize>u << 3), sumBlock(a + ((<usize>row * <usize>n + <usize>start) << 2), min(chunk, n - start)));
+  }
+}
+
+/**
+ * Column sums: out[c] = the sum of a[r * rowStride + c] over rows r in [0, rows), for columns
+ * [c0, c1), each the very float64 sum sumBlock computes over that column gathered into a row (four
+ * partial sums by r % 4, combined as (p0 + p2) + (p1 + p3), then the rows past the last multiple of
+ * 4 in order), so the result is the gather-then-row-sum's bit for bit, on any split of the columns.
+ * A reduction over a leading axis (a linear layer's bias gradient, batch-norm statistics) reads
+ * the rows as they lie instead of gathering the transposed view with a 2 KiB stride (NOTES.md
+ * section 23). The partial sums live at `partials` (32 bytes per column, zeroed here); each group
+ * of 8 rows (4 at the end) is added to them along the rows, four columns (8 f64x2 partials) at a
+ * time, so the rows stream through the cache in order. (Walking down the columns instead, 4 wide,
+ * ran at half this speed: rows 2 KiB apart fall into two L1 sets, so every load missed.)
+ */
+export function sumColumns(a: usize, rowStride: i32, rows: i32, c0: i32, c1: i32, partials: usize, out: usize): void {
+  const stride = <usize>rowStride << 2;
+  const r4 = rows & ~3;
+  const c4 = c0 + ((c1 - c0) & ~3);
+  memory.fill(partials + (<usize>c0 << 5), 0, <usize>(c1 - c0) << 5);
+  for (let r = 0; r < r4; ) {
+    const group = r + 8 <= r4 ? 8 : 4;
+    const row = a + <usize>r * stride;
+    for (let c = c0; c < c4; c += 4) {
+      const q = partials + (<usize>c << 5);
+      const p = row + (<usize>c << 2);
+      let a0l = v128.load(q, 0);
+      let a0h = v128.load(q, 16);
+      let a1l = v128.load(q, 32);
+      let a1h = v128.load(q, 48);
+      let a2l = v128.load(q, 64);
+      let a2h = v128.load(q, 80);
+      let a3l = v128.load(q, 96);
+      let a3h = v128.load(q, 112);
+      for (let g = 0; g < group; g += 4) {
+        const pg = p + <usize>g * stride;
+        let v = v128.load(pg);
+        a0l = f64x2.add(a0l, f64x2.promote_low_f32x4(v));
+        a0h = f64x2.add(a0h, f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 0, 1)));
+        v = v128.load(pg + stride);
+        a1l = f64x2.add(a1l, f64x2.promote_low_f32x4(v));
+        a1h = f64x2.add(a1h, f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 0, 1)));
+        v = v128.load(pg + 2 * stride);
+        a2l = f64x2.add(a2l, f64x2.promote_low_f32x4(v));
+        a2h = f64x2.add(a2h, f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 0, 1)));
+        v = v128.load(pg + 3 * stride);
+        a3l = f64x2.add(a3l, f64x2.promote_low_f32x4(v));
+        a3h = f64x2.add(a3h, f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 0, 1)));
+      }
+      v128.store(q, a0l, 0);
+      v128.store(q, a0h, 16);
+      v128.store(q, a1l, 32);
+      v128.store(q, a1h, 48);
+      v128.store(q, a2l, 64);
+      v128.store(q, a2h, 80);
+      v128.store(q, a3l, 96);
+      v128.store(q, a3h, 112);
+    }
+    // The last columns (fewer than 4), one at a time: partial r % 4 at q + 8 * (r % 4).
+    for (let c = c4; c < c1; c++) {
+      const q = partials + (<usize>c << 5);
+      const p = row + (<usize>c << 2);
+      for (let g = 0; g < group; g++) {
+        const at = q + (<usize>(g & 3) << 3);
+        store<f64>(at, load<f64>(at) + <f64>load<f32>(p + <usize>g * stride));
+      }
+    }
+    r += group;
+  }
+  const tail = a + <usize>r4 * stride;
+  for (let c = c0; c < c4; c += 4) {
+    const q = partials + (<usize>c << 5);
+    // Lanes: columns c, c + 1 (l) and c + 2, c + 3 (h); partials 0..3 at 0, 32, 64, 96.
+    let sl = f64x2.add(f64x2.add(v128.load(q, 0), v128.load(q, 64)), f64x2.add(v128.load(q, 32), v128.load(q, 96)));
+    let sh = f64x2.add(f64x2.add(v128.load(q, 16), v128.load(q, 80)), f64x2.add(v128.load(q, 48), v128.load(q, 112)));
+    let p = tail + (<usize>c << 2);
+    for (let r = r4; r < rows; r++) {
+      const v = v128.load(p);
+      sl = f64x2.add(sl, f64x2.promote_low_f32x4(v));
+      sh = f64x2.add(sh, f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 0, 1)));
+      p += stride;
+    }
+    v128.store(out + (<usize>c << 2), v128.shuffle<f32>(f32x4.demote_f64x2_zero(sl), f32x4.demote_f64x2_zero(sh), 0, 1, 4, 5));
+  }
+  for (let c = c4; c < c1; c++) {
+    const q = partials + (<usize>c << 5);
+    let s = (load<f64>(q, 0) + load<f64>(q, 16)) + (load<f64>(q, 8) + load<f64>(q, 24));
+    let p = tail + (<usize>c << 2);
+    for (let r = r4; r < rows; r++) {
+      s += <f64>load<f32>(p);
+      p += stride;
+    }
+    store<f32>(out + (<usize>c << 2), <f32>s);
   }
 }
 

@@ -751,6 +751,10 @@ export class WasmBackend implements Backend {
       this.reduceCompact(op, src, out, outSize, reduceSize);
       return;
     }
+    if (op === 'sum' && dims.shape.length === 2 && dims.strides[0] === 1 && dims.strides[1] > 0 && dims.shape[0] === outSize && reduceSize <= SUM_CHUNK) {
+      this.sumColumns(src, this.buf('reduce', out, 'out'), dims.offset, dims.strides[1], outSize, reduceSize);
+      return;
+    }
     const block = this.allocator.blockSize(n * 4);
     const ptr = this.allocator.allocate(block);
     try {
@@ -759,6 +763,25 @@ export class WasmBackend implements Backend {
       this.reduceCompact(op, new WasmBuffer(this, ptr, n, block), out, outSize, reduceSize);
     } finally {
       this.allocator.release(ptr, block);
+    }
+  }
+
+  /**
+   * Sums over a leading axis (the view is `rows` rows `rowStride` apart, each holding the `cols`
+   * outputs' elements side by side from `offset`): the kernel sums columns of the rows in place,
+   * each exactly the float64 sum the gather and row sum would give (assembly sumColumns), without
+   * the gather. Threads take whole 16-column slices (one cache line of each row).
+   */
+  private sumColumns(src: WasmBuffer, o: WasmBuffer, offset: number, rowStride: number, cols: number, rows: number): void {
+    this.need('reduce', 'sum', o, 'out', cols);
+    const partials = this.scratchBuffer('reduce', 8 * cols);
+    try {
+      const a = src.ptr + 4 * offset;
+      const T = Math.min(Math.ceil(cols / 16), this.threadsFor(costNs.reduce('sum', cols, rows)));
+      if (T <= 1) this.kernels.sumColumns(a, rowStride, rows, 0, cols, partials.ptr, o.ptr);
+      else this.runParts('sumColumns', cols, T, 16, (_, c0, count) => [a, rowStride, rows, c0, c0 + count, partials.ptr, o.ptr]);
+    } finally {
+      this.allocator.release(partials.ptr, partials.blockBytes);
     }
   }
 

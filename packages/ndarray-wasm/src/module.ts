@@ -12,6 +12,7 @@ export interface KernelExports {
   where(cond: number, x: number, y: number, out: number, n: number): void;
   reduce(op: number, a: number, out: number, outSize: number, reduceSize: number): void;
   sumChunks(a: number, n: number, chunk: number, u0: number, u1: number, out: number): void;
+  sumColumns(a: number, rowStride: number, rows: number, c0: number, c1: number, partials: number, out: number): void;
   logsumexpRows(vals: number, out: number, outSize: number, reduceSize: number, tmp: number): void;
   strided(mode: number, src: number, dst: number, dims: number, ndim: number, offset: number, value: number, idx: number): void;
   matmulScratchBytes(): number;

@@ -139,3 +139,31 @@ describe('pow shortcuts for the exponents 2, 0.5 and -0.5', () => {
     });
   }
 });
+
+// pow with a base of 1 or -1 skips libm (crossEntropy's label check computes (-1) ** label over
+// its whole [batch, classes] grid): Math.pow's results exactly, in vector lanes and scalar tails.
+describe('pow with a base of 1 or -1', () => {
+  let w: WasmBackend;
+  beforeAll(async () => {
+    w = await createWasmBackend();
+  });
+  afterAll(() => w.destroy());
+
+  it("equals Math.pow for integral, fractional, huge and special exponents", () => {
+    const ys = [0, -0, 1, -1, 2, 3, -3, 4, 7, 0.5, -0.5, 1.5, 2.25, -7.75, 1e-7, 8388607, 8388608, 8388609, 16777215, 16777216, 16777218, 3e38, -3e38, 1e-45, Infinity, -Infinity, NaN];
+    for (const base of [1, -1]) {
+      // Every exponent at each lane position and in the scalar tail.
+      const y = Float32Array.from([...ys, ...ys.slice(1), ...ys.slice(2), ...ys.slice(3)]);
+      const a = upload(w, new Float32Array(y.length).fill(base));
+      const b = upload(w, y);
+      const o = w.alloc(y.length);
+      w.ewise('pow', a, b, o, y.length);
+      const got = download(w, o);
+      for (let i = 0; i < y.length; i++) {
+        const want = Math.fround(Math.pow(base, y[i]));
+        expect(Object.is(got[i], want), `${base} ** ${y[i]} = ${got[i]}, Math.pow ${want}`).toBe(true);
+      }
+      [a, b, o].forEach((x) => w.free(x));
+    }
+  });
+});
