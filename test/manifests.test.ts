@@ -1,4 +1,8 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 /**
@@ -79,5 +83,43 @@ describe('templates/backend', () => {
     expect(template.peerDependencies).toEqual({ '@needle/ndarray': `^${version}` });
     expect(template.devDependencies?.['@needle/ndarray']).toBe(`^${version}`);
     expect(template.dependencies).toBeUndefined();
+  });
+});
+
+describe('scripts/sync-template.mjs (run by `pnpm version-packages` after `changeset version`)', () => {
+  const script = fileURLToPath(new URL('scripts/sync-template.mjs', root));
+  /** A scratch root with the template's manifest and an @needle/ndarray at `version`. */
+  const scratch = (version: string, template = readFileSync(new URL('templates/backend/package.json', root), 'utf8')) => {
+    const dir = mkdtempSync(join(tmpdir(), 'needle-sync-template-'));
+    mkdirSync(join(dir, 'packages', 'ndarray'), { recursive: true });
+    mkdirSync(join(dir, 'templates', 'backend'), { recursive: true });
+    writeFileSync(join(dir, 'packages', 'ndarray', 'package.json'), JSON.stringify({ name: '@needle/ndarray', version }));
+    writeFileSync(join(dir, 'templates', 'backend', 'package.json'), template);
+    return dir;
+  };
+  const run = (dir: string) => execFileSync(process.execPath, [script, dir], { encoding: 'utf8', stdio: 'pipe' });
+
+  it('points both @needle/ndarray ranges at a bumped version and leaves the rest of the manifest alone', () => {
+    const dir = scratch('0.3.1');
+    try {
+      const before = JSON.parse(readFileSync(join(dir, 'templates', 'backend', 'package.json'), 'utf8')) as Manifest;
+      expect(run(dir)).toMatch(/\^0\.3\.1 \(updated\)/);
+      const after = JSON.parse(readFileSync(join(dir, 'templates', 'backend', 'package.json'), 'utf8')) as Manifest;
+      expect(after.peerDependencies).toEqual({ '@needle/ndarray': '^0.3.1' });
+      expect(after.devDependencies).toEqual({ ...before.devDependencies, '@needle/ndarray': '^0.3.1' });
+      expect({ ...after, peerDependencies: undefined, devDependencies: undefined }).toEqual({ ...before, peerDependencies: undefined, devDependencies: undefined });
+      expect(run(dir)).toMatch(/\(already\)/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a template without the @needle/ndarray peer dependency, naming what it expected', () => {
+    const dir = scratch('0.3.1', JSON.stringify({ name: 'my-backend', devDependencies: { '@needle/ndarray': '^0.0.0' } }));
+    try {
+      expect(() => run(dir)).toThrow(/sync-template: .*no peerDependencies\["@needle\/ndarray"\]; expected one to point at \^0\.3\.1/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
