@@ -367,6 +367,48 @@ describe('maxPool2d (fused, with an argmax record)', () => {
     });
   });
 
+  it('windows that tile the input: the array backward is one program (and a fill only for rows or columns past the last window)', async () => {
+    const before = liveBuffers();
+    for (const [shape, attrs, launches] of [
+      [[2, 4, 6, 3], { kh: 2, kw: 2, sh: 2, sw: 2, dh: 1, dw: 1 }, { elementwise: 1 }],
+      [[2, 5, 7, 3], { kh: 2, kw: 3, sh: 2, sw: 3, dh: 1, dw: 1 }, { fill: 1, elementwise: 1 }],
+    ] as const) {
+      const xh = randn([...shape], { generator: new Generator(36) });
+      const out = noGrad(() => new Tensor(A.OPS.maxPool.forward([xh.data], attrs)));
+      const g = randn(out.shape, { generator: new Generator(37) });
+      backend.resetStats();
+      const [dx] = noGrad(() => A.OPS.maxPool.backward(g, { inputs: [xh], attrs, out, needsGrad: [true] }));
+      const launched = Object.fromEntries(Object.entries(backend.stats().kernels).filter(([, v]) => v > 0));
+      expect(launched).toEqual(launches);
+      // Against the per-window-position rule (the one overlapping windows take), computed here in
+      // plain JS: g where the element is its window's first maximum, 0 elsewhere and past the last window.
+      const [n, h, w, c] = shape;
+      const xs = await xh.toArray();
+      const gs = await g.toArray();
+      const ho = Math.floor(h / attrs.kh);
+      const wo = Math.floor(w / attrs.kw);
+      const want = new Float32Array(n * h * w * c);
+      for (let b = 0; b < n; b++) for (let i = 0; i < ho; i++) for (let j = 0; j < wo; j++) for (let ch = 0; ch < c; ch++) {
+        let best = -1;
+        for (let p = 0; p < attrs.kh; p++) for (let q = 0; q < attrs.kw; q++) {
+          const at = ((b * h + i * attrs.kh + p) * w + j * attrs.kw + q) * c + ch;
+          if (best < 0 || xs[at] > xs[best]) best = at;
+        }
+        want[best] = gs[((b * ho + i) * wo + j) * c + ch];
+      }
+      expect(Array.from(await dx!.toArray())).toEqual(Array.from(want));
+      [xh, out, g, dx!].forEach((t) => t.dispose());
+    }
+    // A gradient of -0 arrives as +0, as the zero-filled += of the other rule (and PyTorch) gives.
+    const x = A.tensor([[[[1, 4], [2, 3]]]], { requiresGrad: true });
+    const y = A.maxPool2d(x, 2);
+    const l = A.sum(A.mul(y, -0));
+    l.backward();
+    expect(Array.from(await x.grad!.toArray()).map((v) => Object.is(v, 0))).toEqual([true, true, true, true]);
+    [x, y, l].forEach((t) => t.dispose());
+    expect(liveBuffers()).toBe(before);
+  });
+
   it('a tie sends the gradient to the first maximum of the window, as PyTorch does', async () => {
     const x = A.tensor([[[[1, 1], [1, 1]]]], { requiresGrad: true });
     const y = A.maxPool2d(x, 2);
