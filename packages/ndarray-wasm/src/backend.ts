@@ -272,6 +272,9 @@ export class WasmBackend implements Backend {
 
   private buf(op: string, buf: DeviceBuffer, role = 'buffer'): WasmBuffer {
     if (this.destroyed) throw new Error(`${this.name}.${op}: the backend was destroyed`);
+    // Every kernel and buffer call checks its buffers here: the one place that tells polling
+    // workers the caller is still at work (threads.ts, touch).
+    this.pool?.touch();
     if (!(buf instanceof WasmBuffer) || buf.owner !== this) {
       throw new Error(`${this.name}.${op}: ${role} belongs to another backend`);
     }
@@ -663,33 +666,26 @@ export class WasmBackend implements Backend {
 
   /**
    * A compiled program split between threads: whole rows (row mode) or 256-element blocks per
-   * thread, each element computed as on one thread. Workers that lack the module get its bytes
-   * through a temporary heap block with their first job.
+   * part, each element computed as on one thread. Parts are claimed like any kernel's, so the
+   * caller takes back what a late worker has not started; a worker that lacks the module compiles
+   * it from the copy of its bytes this backend keeps in the heap (a few KiB per program, for the
+   * backend's lifetime).
    */
   private runCompiledParts(c: CompiledEntry, size: number, T: number, outsAt: number, layout: number, shape: readonly number[] | undefined): void {
     this.splits++;
     const grain = c.rows && shape ? shape[shape.length - 1] : (this.kernels.PROGRAM_BLOCK.value as number);
     const per = Math.ceil(size / T / grain) * grain;
-    const ship = c.workers.size < T - 1;
-    const block = ship ? this.allocator.blockSize(c.bytes.length) : 0;
-    const ptr = ship ? this.allocator.allocate(block) : 0;
-    try {
-      if (ship) {
-        this.ensureHeap('elementwise', c.bytes.length);
-        new Uint8Array(this.memoryObject.buffer, ptr, c.bytes.length).set(c.bytes);
-      }
-      const jobs: (Job | undefined)[] = [];
-      for (let t = 0; t < T; t++) {
-        const start = t * per;
-        const n = Math.min(per, size - start);
-        jobs.push(n > 0 ? { kernel: 'jit', args: [c.id, ptr, ship ? c.bytes.length : 0, c.warmIterations, this.programPtr, outsAt, this.programRegs[t], start, n, layout] } : undefined);
-      }
-      // Pinned: which worker has compiled which module is known only by the part it was given.
-      this.pool!.run(jobs, (job) => c.run(job.args[4], job.args[5], job.args[6], job.args[7], job.args[8], job.args[9]), true);
-      if (ship) jobs.forEach((job, t) => t > 0 && job && c.workers.add(t));
-    } finally {
-      if (ship) this.allocator.release(ptr, block);
+    if (c.bytesAt === 0) {
+      c.bytesAt = this.reserve(c.bytes.length);
+      new Uint8Array(this.memoryObject.buffer, c.bytesAt, c.bytes.length).set(c.bytes);
     }
+    const jobs: (Job | undefined)[] = [];
+    for (let t = 0; t < T; t++) {
+      const start = t * per;
+      const n = Math.min(per, size - start);
+      jobs.push(n > 0 ? { kernel: 'jit', args: [c.id, c.bytesAt, c.bytes.length, c.warmIterations, this.programPtr, outsAt, this.programRegs[t], start, n, layout] } : undefined);
+    }
+    this.pool!.run(jobs, (job) => c.run(job.args[4], job.args[5], job.args[6], job.args[7], job.args[8], job.args[9]));
   }
 
   // ---- splitting kernels across threads ----------------------------------------------------------

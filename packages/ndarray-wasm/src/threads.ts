@@ -33,18 +33,18 @@ export interface Job {
 /** Float64 slots per part: kernel index, argument count, up to 22 arguments. */
 const SLOTS = 24;
 // Int32 control words: generation, stop flag, the poll flag (nonzero: threads may poll before
-// sleeping), the current generation's part count, its pinned flag (nonzero: each part runs on its
-// own thread), then three words per part: its claim word (2g while open in generation g, 2g + 1
-// once claimed), the generation it was last done in, and an error flag. workerMain spells these
-// offsets as literals.
+// sleeping), the current generation's part count, then three words per part: its claim word (2g
+// while open in generation g, 2g + 1 once claimed), the generation it was last done in, and an
+// error flag. workerMain spells these offsets as literals. The caller's activity counter (touch)
+// has a buffer of its own: it is written often, and on the control words' cache line every write
+// would take the line from the polling workers.
 const GEN = 0;
 const STOP = 1;
 const POLL = 2;
 const PARTS = 3;
-const PINNED = 4;
-const CLAIM = (part: number) => 5 + 3 * part;
-const DONE = (part: number) => 6 + 3 * part;
-const FAILED = (part: number) => 7 + 3 * part;
+const CLAIM = (part: number) => 4 + 3 * part;
+const DONE = (part: number) => 5 + 3 * part;
+const FAILED = (part: number) => 6 + 3 * part;
 /** How often the caller re-reads the machine's load to set the poll flag. */
 const LOAD_CHECK_MS = 250;
 
@@ -52,6 +52,8 @@ interface WorkerInit {
   module: WebAssembly.Module;
   memory: WebAssembly.Memory;
   control: SharedArrayBuffer;
+  /** The caller's activity counter (WorkerPool.touch): Int32 word 16 of 48, a cache line of its own. */
+  activity: SharedArrayBuffer;
   args: SharedArrayBuffer;
   index: number;
   workers: number;
@@ -72,9 +74,10 @@ function workerMain(nodeWorkerThreads: (() => Promise<typeof import('node:worker
   const start = (init: WorkerInit, reply: (message: string) => void): void => {
     const instance = new WebAssembly.Instance(init.module, { env: { memory: init.memory } });
     const exports = instance.exports as Record<string, (...args: number[]) => void>;
-    // 'jit': a compiled elementwise program (src/jit), by its module number; the first job of a
-    // module brings its bytes (a block of the shared heap), compiled and instantiated here once
-    // and warmed up for V8's optimizing tier as on the calling thread.
+    // 'jit': a compiled elementwise program (src/jit), by its module number. The job names where
+    // the module's bytes lie in the shared heap (the backend keeps them there), so whichever thread
+    // claims a part can run it: a worker that lacks the module compiles and instantiates it then,
+    // once, and warms it up for V8's optimizing tier as the calling thread did.
     const jitImports: Record<string, unknown> = {};
     for (const [name, exported] of Object.entries(init.jitImports)) jitImports[name] = exports[exported];
     const compiled = new Map<number, (...args: number[]) => void>();
@@ -93,8 +96,9 @@ function workerMain(nodeWorkerThreads: (() => Promise<typeof import('node:worker
     const control = new Int32Array(init.control);
     const args = new Float64Array(init.args);
     // Literals, as this function cannot see the module's constants: 24 = SLOTS, 2 = POLL,
-    // 3 = PARTS, 4 = PINNED, 5 + 3p / 6 + 3p / 7 + 3p = CLAIM / DONE / FAILED of part p.
+    // 3 = PARTS, 4 + 3p / 5 + 3p / 6 + 3p = CLAIM / DONE / FAILED of part p.
     const poll = 2;
+    const activity = new Int32Array(init.activity);
     const home = init.index + 1;
     // Read the generation before announcing readiness: the first job may be published the moment
     // the caller hears 'ready', and a worker that read the counter later would sleep through it.
@@ -103,13 +107,17 @@ function workerMain(nodeWorkerThreads: (() => Promise<typeof import('node:worker
     let noSpinUntil = 0;
     reply('ready');
     for (;;) {
-      // Poll, checking the clock every 64 polls, then sleep until the generation moves. A gap
-      // between two clock checks means this thread was descheduled: the cores are busy, and a
+      // Poll, checking the clock every 64 polls, then sleep until the generation moves. The poll
+      // lasts spinMs past the last sign of the caller using the backend (its activity counter,
+      // read when the deadline passes), so through a training step, with its small unsplit kernels
+      // and JavaScript between the split ones, a worker stays awake for the next split kernel. A
+      // gap between two clock checks means this thread was descheduled: the cores are busy, and a
       // polling thread only delays the ones that have work, so it stops polling for a while.
       let now = Atomics.load(control, 0);
       if (now === seen && spinMs > 0 && Atomics.load(control, poll) !== 0 && performance.now() > noSpinUntil) {
         let last = performance.now();
-        const deadline = last + spinMs;
+        let deadline = last + spinMs;
+        let seenActivity = Atomics.load(activity, 16);
         for (let polls = 1; now === seen; polls++) {
           if ((polls & 63) === 0) {
             const t = performance.now();
@@ -117,7 +125,12 @@ function workerMain(nodeWorkerThreads: (() => Promise<typeof import('node:worker
               noSpinUntil = t + 100;
               break;
             }
-            if (t > deadline) break;
+            if (t > deadline) {
+              const a = Atomics.load(activity, 16);
+              if (a === seenActivity || Atomics.load(control, poll) === 0) break;
+              seenActivity = a;
+              deadline = t + spinMs;
+            }
             last = t;
           }
           now = Atomics.load(control, 0);
@@ -135,10 +148,9 @@ function workerMain(nodeWorkerThreads: (() => Promise<typeof import('node:worker
       const open = (seen << 1) | 0;
       const parts = Atomics.load(control, 3);
       // (Read after the generation: if it is a newer generation's, every part of ours is claimed.)
-      const tries = Atomics.load(control, 4) !== 0 ? 1 : parts;
-      for (let j = 0; j < tries; j++) {
+      for (let j = 0; j < parts; j++) {
         const part = (home + j) % parts;
-        if (Atomics.compareExchange(control, 5 + 3 * part, open, open | 1) !== open) continue;
+        if (Atomics.compareExchange(control, 4 + 3 * part, open, open | 1) !== open) continue;
         const base = part * 24;
         try {
           const count = args[base + 1];
@@ -146,10 +158,10 @@ function workerMain(nodeWorkerThreads: (() => Promise<typeof import('node:worker
           for (let i = 0; i < count; i++) list.push(args[base + 2 + i]);
           kernels[args[base]](...list);
         } catch {
-          Atomics.store(control, 7 + 3 * part, 1);
+          Atomics.store(control, 6 + 3 * part, 1);
         }
-        Atomics.store(control, 6 + 3 * part, seen);
-        Atomics.notify(control, 6 + 3 * part);
+        Atomics.store(control, 5 + 3 * part, seen);
+        Atomics.notify(control, 5 + 3 * part);
       }
     }
   };
@@ -200,16 +212,20 @@ export class WorkerPool {
   private destroyed = false;
   /** Parts the caller ran that were meant for a worker (it had not claimed them yet). */
   private taken = 0;
+  /** The caller's activity counter (touch), read by polling workers. */
+  private readonly activity: Int32Array;
 
   private constructor(
     readonly workers: number,
     spinMicros: number,
     machineBusy: () => boolean,
     control: SharedArrayBuffer,
+    activity: SharedArrayBuffer,
     args: SharedArrayBuffer,
     handles: WorkerHandle[],
   ) {
     this.control = new Int32Array(control);
+    this.activity = new Int32Array(activity);
     this.args = new Float64Array(args);
     this.handles = handles;
     this.spinMs = spinMicros / 1000;
@@ -230,6 +246,7 @@ export class WorkerPool {
   static async create(workers: number, module: WebAssembly.Module, memory: WebAssembly.Memory, spinMicros = DEFAULT_SPIN_MICROS, machineBusy?: () => boolean): Promise<WorkerPool> {
     const jitImports: Record<string, string> = { ...JIT_IMPORTS };
     const control = new SharedArrayBuffer(4 * CLAIM(workers + 1));
+    const activity = new SharedArrayBuffer(4 * 48);
     const args = new SharedArrayBuffer(8 * SLOTS * (workers + 1));
     const isNode = isNodeRuntime();
     // The import is spelled in this string, not in workerMain, where a bundler would rewrite it. A
@@ -259,7 +276,7 @@ export class WorkerPool {
           worker.once('message', () => resolve());
           worker.once('error', reject);
         }));
-        worker.postMessage({ module, memory, control, args, index, workers, kernels: WORKER_KERNELS, spinMicros, jitImports } satisfies WorkerInit);
+        worker.postMessage({ module, memory, control, activity, args, index, workers, kernels: WORKER_KERNELS, spinMicros, jitImports } satisfies WorkerInit);
       }
     } else {
       const url = URL.createObjectURL(new Blob([source], { type: 'text/javascript' }));
@@ -271,7 +288,7 @@ export class WorkerPool {
             worker.onmessage = () => resolve();
             worker.onerror = (e) => reject(new Error(`ndarray-wasm: worker ${index} failed to start: ${e.message}`));
           }));
-          worker.postMessage({ module, memory, control, args, index, workers, kernels: WORKER_KERNELS, spinMicros, jitImports } satisfies WorkerInit);
+          worker.postMessage({ module, memory, control, activity, args, index, workers, kernels: WORKER_KERNELS, spinMicros, jitImports } satisfies WorkerInit);
         }
         await Promise.all(ready);
       } finally {
@@ -284,17 +301,15 @@ export class WorkerPool {
       for (const h of handles) void h.terminate();
       throw error;
     }
-    return new WorkerPool(workers, spinMicros, busy, control, args, handles);
+    return new WorkerPool(workers, spinMicros, busy, control, activity, args, handles);
   }
 
   /**
    * Run the jobs (at most one per thread; missing entries are skipped) and return once all are
    * done: the calling thread runs jobs[0] through `runLocal`, worker w is meant for jobs[w + 1], and
-   * the caller also runs every job no worker has claimed by the time it gets to it, unless
-   * `pinned` (jobs that only their own thread can run: a compiled program a worker receives with
-   * its job, src/jit).
+   * the caller also runs every job no worker has claimed by the time it gets to it.
    */
-  run(jobs: (Job | undefined)[], runLocal: (job: Job) => void, pinned = false): void {
+  run(jobs: (Job | undefined)[], runLocal: (job: Job) => void): void {
     if (this.destroyed) throw new Error('ndarray-wasm: the worker pool was destroyed');
     if (jobs.length > this.workers + 1) throw new Error(`ndarray-wasm: ${jobs.length} jobs for ${this.workers + 1} threads`);
     const { control, args } = this;
@@ -322,12 +337,11 @@ export class WorkerPool {
       }
     }
     Atomics.store(control, PARTS, parts);
-    Atomics.store(control, PINNED, pinned ? 1 : 0);
     Atomics.store(control, GEN, gen);
     Atomics.notify(control, GEN);
     let localError: unknown;
     let localPart = -1;
-    for (let p = 0; p < (pinned ? 1 : parts); p++) {
+    for (let p = 0; p < parts; p++) {
       if (Atomics.compareExchange(control, CLAIM(p), open, open | 1) !== open) continue;
       if (p > 0) this.taken++;
       if (localError === undefined) {
@@ -348,6 +362,15 @@ export class WorkerPool {
         throw new Error(`ndarray-wasm: kernel ${jobs[p]?.kernel ?? '?'} failed in part ${p}`);
       }
     }
+  }
+
+  /**
+   * Note that the calling thread is using the backend (every kernel and buffer call does): a
+   * polling worker keeps polling while this moves, so a split kernel finds it awake. A plain store,
+   * a few nanoseconds; the workers read it only when their poll would otherwise end.
+   */
+  touch(): void {
+    this.activity[16]++;
   }
 
   /** Parts meant for a worker that the calling thread ran itself, since creation (diagnostics). */

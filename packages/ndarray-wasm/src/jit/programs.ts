@@ -21,8 +21,11 @@ export interface CompiledEntry {
   rows: boolean;
   /** Estimated one-thread nanoseconds per element (split.ts's units). */
   nsPerElement: number;
-  /** Workers (1, 2, ...) that have compiled it. */
-  readonly workers: Set<number>;
+  /**
+   * Where the backend keeps a copy of `bytes` in its heap for the workers (0 until the first split
+   * launch): any thread that claims a part compiles the module from there if it lacks it.
+   */
+  bytesAt: number;
 }
 
 /** Compile-time figures of this process's compiled programs (tests and benchmarks). */
@@ -168,7 +171,7 @@ export class CompiledPrograms {
         run(code, outs, regs, 0, -compiled.warmIterations, layout);
         stats.warmMs += performance.now() - t0;
         const { id, bytes, warmIterations, nsPerElement } = compiled;
-        entry = { run, id, bytes, warmIterations, nsPerElement, rows: /[rz]/.test(kinds), workers: new Set() };
+        entry = { run, id, bytes, warmIterations, nsPerElement, rows: /[rz]/.test(kinds), bytesAt: 0 };
       }
       forProgram.set(kinds, entry);
     }
