@@ -15,7 +15,7 @@
  *
  * Forward values equal the composed cell of nn (matmul, add, sigmoid, tanh, mul, sub) bit for bit:
  * the same float32 operations in the same order. The backward sums in another order (one matmul per
- * step for the recurrent gradient, one over all steps for W_hh, ones @ d for the biases), so
+ * step for the recurrent gradient, one over all steps for W_hh, one sum over the steps and batch for the biases), so
  * gradients agree with the composition to float32 rounding.
  */
 import { defineProgram, elementwise, fail, formatShape, full, NDArray, tidy, type ElementwiseProgram, type ProgramValue } from '@needle/ndarray';
