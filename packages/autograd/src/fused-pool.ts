@@ -1,8 +1,10 @@
 /**
  * Max pooling with an argmax record, as one primitive over NHWC input (maxPool2d pads and permutes
- * around it). Forward: the windows gathered once, a max and an argmax reduction, one program packing
- * both into the output [2, N, Ho, Wo, C] (row 0 the pooled values, row 1 the window position of the
- * first maximum, a workspace whose gradient is ignored). Backward on arrays: where the windows tile
+ * around it). The output [2, N, Ho, Wo, C] holds in row 0 the pooled values, in row 1 the window
+ * position of the first maximum (a workspace whose gradient is ignored). Forward, for windows of up
+ * to MAX_PROGRAM_WINDOW positions (2x2, 2x3, ...): one program over the output reading each window
+ * position through its own strided view of the input; larger windows: the windows gathered once, a
+ * max and an argmax reduction, one program packing both. Backward on arrays: where the windows tile
  * the input (stride = kernel size, no dilation: every pooling layer of the usual ConvNets), one
  * program writing each input element's gradient (g where its position was the window's argmax,
  * else 0) through a view [N, Ho, kh, Wo, kw, C] of the input gradient; otherwise one program per
@@ -14,7 +16,7 @@
  * (the composition this replaces split them evenly, as torch.amax does). Without ties the values
  * and gradients are the composition's bit for bit.
  */
-import { defineProgram, elementwise, full, NDArray, tidy } from '@needle/ndarray';
+import { defineProgram, elementwise, full, NDArray, tidy, type ElementwiseProgram, type ProgramValue } from '@needle/ndarray';
 import { Tensor, constant } from './tensor';
 import * as F from './functions';
 import { windowCount, type WindowAttrs } from './optable';
@@ -41,13 +43,49 @@ function geometry(shape: readonly number[], a: WindowAttrs) {
   return { n, h, w, c, ho: windowCount(h, a.kh, a.sh, a.dh), wo: windowCount(w, a.kw, a.sw, a.dw) };
 }
 
+/** Windows of at most this many positions are pooled by one program (its steps grow ~8 a position). */
+const MAX_PROGRAM_WINDOW = 7;
+/**
+ * Over [2, N, Ho, Wo, C] from the row index and the window's values v_0..v_{K-1} (each broadcast over
+ * the row axis): row 0 the max, row 1 its position. It walks the window as the max and argmax
+ * reductions do: a later value replaces the best only when greater, or when it is NaN and the best
+ * is not, so ties (and -0 against +0) keep the first, and a NaN is the result from where it occurs.
+ */
+const windowPrograms = new Map<number, ElementwiseProgram>();
+function windowProgram(K: number): ElementwiseProgram {
+  let p = windowPrograms.get(K);
+  if (!p) {
+    p = defineProgram(1 + K, 0, ([row, ...v]) => {
+      let best = v[0];
+      let at: ProgramValue | number = 0;
+      for (let k = 1; k < K; k++) {
+        const take = best.ne(best).select(0, v[k].ne(v[k]).select(1, v[k].gt(best)));
+        best = take.select(v[k], best);
+        at = take.select(k, at);
+      }
+      return row.eq(0).select(best, at);
+    });
+    windowPrograms.set(K, p);
+  }
+  return p;
+}
+
 export function maxPoolForward(x: NDArray, a: WindowAttrs): NDArray {
   const { n, h, w, c, ho, wo } = geometry(x.shape, a);
   return tidy(() => {
     const base = x.compact();
+    const row = NDArray.fromData(new Float32Array([0, 1]), [2, 1, 1, 1, 1], x.backend);
+    if (a.kh * a.kw <= MAX_PROGRAM_WINDOW) {
+      const views: NDArray[] = [];
+      for (let i = 0; i < a.kh; i++) {
+        for (let j = 0; j < a.kw; j++) {
+          views.push(base.asStrided([1, n, ho, wo, c], [0, h * w * c, a.sh * w * c, a.sw * c, 1], (i * a.dh * w + j * a.dw) * c));
+        }
+      }
+      return elementwise(windowProgram(views.length), [row, ...views])[0];
+    }
     const windows = base.asStrided([n, ho, wo, c, a.kh, a.kw], [h * w * c, a.sh * w * c, a.sw * c, 1, a.dh * w * c, a.dw * c], 0);
     const cols = windows.compact().reshape([n, ho, wo, c, a.kh * a.kw]);
-    const row = NDArray.fromData(new Float32Array([0, 1]), [2, 1, 1, 1, 1], x.backend);
     return elementwise(PACK, [row, cols.max(-1), cols.argmax(-1)])[0];
   });
 }

@@ -409,6 +409,52 @@ describe('maxPool2d (fused, with an argmax record)', () => {
     expect(liveBuffers()).toBe(before);
   });
 
+  it('forward: values and first-maximum positions with ties, -0 against +0, -Infinity and NaN, on both paths (one program up to 7 positions, reductions beyond)', async () => {
+    const before = liveBuffers();
+    const special = [NaN, -0, 0, -Infinity, Infinity, 1, 1, -2];
+    for (const [attrs, launches] of [
+      [{ kh: 2, kw: 2, sh: 2, sw: 2, dh: 1, dw: 1 }, { elementwise: 1 }],
+      [{ kh: 2, kw: 3, sh: 1, sw: 2, dh: 1, dw: 1 }, { elementwise: 1 }],
+      [{ kh: 2, kw: 2, sh: 1, sw: 1, dh: 2, dw: 1 }, { elementwise: 1 }],
+      [{ kh: 3, kw: 3, sh: 2, sw: 2, dh: 1, dw: 1 }, { compact: 1, reduce: 2, elementwise: 1 }],
+    ] as const) {
+      const [n, h, w, c] = [2, 7, 8, 3];
+      // Mostly a few repeated values (ties), with the special values sprinkled in.
+      const data = Float32Array.from({ length: n * h * w * c }, (_, i) => (i % 11 === 0 ? special[(i / 11) % special.length] : ((i * 7) % 5) - 2));
+      const xh = A.tensor(data, { shape: [n, h, w, c] });
+      backend.resetStats();
+      const out = noGrad(() => A.OPS.maxPool.forward([xh.data], attrs));
+      const launched = Object.fromEntries(Object.entries(backend.stats().kernels).filter(([, v]) => v > 0));
+      expect(launched).toEqual(launches);
+      // The max and argmax reductions' rules, in plain JS: walk the window row-major, a later value
+      // wins only when greater, or when it is NaN and the best so far is not.
+      const ho = Math.floor((h - attrs.dh * (attrs.kh - 1) - 1) / attrs.sh) + 1;
+      const wo = Math.floor((w - attrs.dw * (attrs.kw - 1) - 1) / attrs.sw) + 1;
+      const vals: number[] = [];
+      const at: number[] = [];
+      for (let b = 0; b < n; b++) for (let i = 0; i < ho; i++) for (let j = 0; j < wo; j++) for (let ch = 0; ch < c; ch++) {
+        let best = NaN;
+        let k = -1;
+        for (let p = 0; p < attrs.kh; p++) for (let q = 0; q < attrs.kw; q++) {
+          const v = data[((b * h + i * attrs.sh + p * attrs.dh) * w + j * attrs.sw + q * attrs.dw) * c + ch];
+          const pos = p * attrs.kw + q;
+          if (k < 0 || (!Number.isNaN(best) && (v > best || Number.isNaN(v)))) {
+            best = v;
+            k = pos;
+          }
+        }
+        vals.push(best);
+        at.push(k);
+      }
+      const got = Array.from(await out.toArray());
+      expect(out.shape).toEqual([2, n, ho, wo, c]);
+      expect(got.slice(0, vals.length).map((v) => Object.is(v, -0) ? '-0' : v)).toEqual(vals.map((v) => Object.is(v, -0) ? '-0' : v));
+      expect(got.slice(vals.length)).toEqual(at);
+      [xh, out].forEach((t) => t.dispose());
+    }
+    expect(liveBuffers()).toBe(before);
+  });
+
   it('a tie sends the gradient to the first maximum of the window, as PyTorch does', async () => {
     const x = A.tensor([[[[1, 1], [1, 1]]]], { requiresGrad: true });
     const y = A.maxPool2d(x, 2);
