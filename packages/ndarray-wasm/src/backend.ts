@@ -21,7 +21,7 @@ import {
 import { FreeListAllocator } from './allocator';
 import { binaryCode, reduceCode, unaryCode } from './codes';
 import { compileKernels, instantiateKernels, MAX_PAGES, PAGE_BYTES, relaxedSimdSupported, type KernelExports, type SimdVariant } from './module';
-import { costNs, matmulPlan, SUM_CHUNK, threadsFor, type MatmulSplit } from './split';
+import { costNs, matmulPlan, NS_PER, SUM_CHUNK, threadsFor, type MatmulSplit } from './split';
 import { DEFAULT_SPIN_MICROS, threadsSupported, WorkerPool, type Job, type WorkerKernel } from './threads';
 import { CompiledPrograms, type CompiledEntry } from './jit/programs';
 
@@ -463,7 +463,7 @@ export class WasmBackend implements Backend {
   private strided(mode: number, src: number, dst: number, dims: { shape: number[]; strides: number[]; offset: number; total: number }, value: number): void {
     const ndim = dims.shape.length;
     const contiguous = ndim === 1 && dims.strides[0] === 1;
-    const T = this.threadsFor(costNs.strided(dims.total, contiguous));
+    const T = this.threadsFor(costNs.strided(dims.total, dims.strides[ndim - 1] === 1 ? dims.shape[ndim - 1] : 1));
     if (T > 1) {
       this.splitStrided(mode, src, dst, dims, value, T);
       return;
@@ -650,7 +650,8 @@ export class WasmBackend implements Backend {
     const compiled = this.programs?.get(program, inputs.length, nouts, layouts, this.programPtr, outsAt, this.programRegs[0], layout);
     if (compiled) {
       this.compiledLaunches++;
-      const T = this.threadsFor(size * compiled.nsPerElement);
+      const rows = compiled.rows && layouts ? size / layouts.shape[layouts.shape.length - 1] : 0;
+      const T = this.threadsFor(size * compiled.nsPerElement + rows * compiled.rowOperands * NS_PER.row);
       if (T === 1) compiled.run(this.programPtr, outsAt, this.programRegs[0], 0, size, layout);
       else this.runCompiledParts(compiled, size, T, outsAt, layout, layouts?.shape);
       return;

@@ -40,9 +40,17 @@ export const NS_PER = {
   transcendental: 1.8,
   /** pow runs element by element through libm. */
   pow: 30,
-  /** An element gathered or scattered through a strided view. */
+  /** An element gathered or scattered through a strided view, one element per run. */
   strided: 1,
-  /** An element of a sum/max/min; arg reductions cost about four times as much. */
+  /**
+   * Each row a compiled program reads or writes in place (a row operand: its start, and a fresh
+   * cache line where rows are short: col2im's adds over rows of 16, 2 ns an element; NOTES.md 25).
+   */
+  row: 4,
+  /**
+   * An element of a sum/max/min; arg reductions cost about four times as much, except over rows
+   * of 4 (pooling windows: four rows at a time, arg ops as cheap, no per-row cost; NOTES.md 25).
+   */
   reduce: 0.25,
   /** Each output element of a reduction (the per-row overhead of short rows). */
   reduceRow: 5,
@@ -54,12 +62,18 @@ export const costNs = {
   unary: (op: UnaryOp, size: number) => size * (isTranscendental(op) ? NS_PER.transcendental : NS_PER.ewise),
   where: (size: number) => size * NS_PER.ewise,
   fill: (size: number) => size * NS_PER.ewise,
-  /** A copy of `total` elements through a view, `contiguous` when it is one run. */
-  strided: (total: number, contiguous: boolean) => total * (contiguous ? NS_PER.ewise : NS_PER.strided),
+  /**
+   * A copy of `total` elements through a view whose innermost contiguous runs are `run` elements
+   * long (`total` when it is one run): a gather costs about NS_PER.strided per run (1 ns an element
+   * for transposes, 0.5 for im2col's runs of 3, 0.12 for runs of 16, measured: NOTES.md 25).
+   */
+  strided: (total: number, run: number) => total * (NS_PER.ewise + (run >= total ? 0 : (NS_PER.strided - NS_PER.ewise) / run)),
   /** Every step is a pass of one kernel over the element, every strided operand a gather or scatter. */
   program: (size: number, steps: number, stridedOperands: number) => size * (steps * NS_PER.ewise + stridedOperands * NS_PER.strided),
   reduce: (op: ReduceOp, outSize: number, reduceSize: number) =>
-    outSize * reduceSize * (op === 'argmax' || op === 'argmin' ? 4 * NS_PER.reduce : NS_PER.reduce) + outSize * NS_PER.reduceRow,
+    reduceSize === 4 && op !== 'sum'
+      ? outSize * 4 * NS_PER.reduce
+      : outSize * reduceSize * (op === 'argmax' || op === 'argmin' ? 4 * NS_PER.reduce : NS_PER.reduce) + outSize * NS_PER.reduceRow,
   /** One thread: both operands packed once, the multiply-adds of whole micro-tiles. */
   matmul: (batch: number, m: number, k: number, n: number) => batch * matmulPartNs(m, k, n),
 };

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NDArray, defineProgram, elementwise, elementwiseUnfused, type ElementwiseProgram, type ProgramValue } from '@needle/ndarray';
 import { createWasmBackend, programCompileStats, type WasmBackend } from '../src';
+import { NS_PER, SPLIT_NS } from '../src/split';
 import { cpu, randomFloats, SPECIAL } from './helpers';
 
 // Compiled elementwise programs (src/jit) against the block interpreter (the `program` kernel, with
@@ -322,6 +323,28 @@ describe('compiled elementwise programs', () => {
     } finally {
       three.destroy();
     }
+  });
+
+  it('split a program over short rows read in place for the rows (col2im\'s adds), bit for bit', () => {
+    // Per element alone (a load or store per operand) the estimate is below the split threshold;
+    // each row read in place adds NS_PER.row (NOTES.md 25), which takes it above.
+    const [rows, cols] = [8192, 16];
+    expect(rows * cols * 3 * NS_PER.ewise).toBeLessThan(SPLIT_NS);
+    const add = defineProgram(2, 0, ([x, y]) => [x.add(y)]);
+    const results = [interpreted, threaded].map((be) => {
+      const a = NDArray.fromData(data(rows * 144, 11), [rows, 144], be);
+      const b = NDArray.fromData(data(rows * 32, 12), [rows, 32], be);
+      const [x, y] = [a.get({}, { start: 16, stop: 32 }), b.get({}, { stop: 16 })];
+      elementwise(add, [x, y], []).forEach((o) => o.dispose());
+      const splits = be.splitLaunches;
+      const [out] = elementwise(add, [x, y], []);
+      const values = out.toArraySync() as Float32Array;
+      [a, b, x, y, out].forEach((t) => t.dispose());
+      return { values, split: be.splitLaunches > splits };
+    });
+    expect(results.map((r) => r.split)).toEqual([false, true]);
+    expectSameBits(results[1].values, results[0].values, 'short rows', true);
+    expect(threaded.memory()).toEqual({ buffers: 0, bytes: 0 });
   });
 
   it('compile in a few milliseconds each', () => {

@@ -19,6 +19,8 @@ export interface CompiledEntry {
   warmIterations: number;
   /** Row mode: a thread's range must start at a row (else any multiple of 4 elements will do). */
   rows: boolean;
+  /** Operands read or written row by row in place (row mode; each row costs NS_PER.row). */
+  rowOperands: number;
   /** Estimated one-thread nanoseconds per element (split.ts's units). */
   nsPerElement: number;
   /**
@@ -171,7 +173,7 @@ export class CompiledPrograms {
         run(code, outs, regs, 0, -compiled.warmIterations, layout);
         stats.warmMs += performance.now() - t0;
         const { id, bytes, warmIterations, nsPerElement } = compiled;
-        entry = { run, id, bytes, warmIterations, nsPerElement, rows: /[rz]/.test(kinds), bytesAt: 0 };
+        entry = { run, id, bytes, warmIterations, nsPerElement, rows: /[rz]/.test(kinds), rowOperands: kinds.replace(/[^rz]/g, '').length, bytesAt: 0 };
       }
       forProgram.set(kinds, entry);
     }
@@ -188,7 +190,12 @@ function costPerElement(program: ElementwiseProgram, ins: readonly OperandKind[]
   for (const k of [...ins, ...outs]) ns += k === 's' ? NS_PER.strided : k === 'b' ? 0 : NS_PER.ewise;
   for (const s of program.steps) {
     if (s.op === 'unary' && (s.fn === 'exp' || s.fn === 'log' || s.fn === 'tanh')) ns += NS_PER.transcendental;
-    else if (s.op === 'binary' && s.fn === 'pow') ns += NS_PER.pow;
+    else if (s.op === 'binary' && s.fn === 'pow') {
+      // A constant exponent of 2 or +-0.5 compiles to x * x or a square root (batch norm's
+      // (var + eps) ** -0.5), not libm's pow lane by lane.
+      const e = program.steps[s.b];
+      ns += e.op === 'const' && (e.value === 2 || e.value === 0.5 || e.value === -0.5) ? NS_PER.transcendental / 4 : NS_PER.pow;
+    }
   }
   return ns;
 }
