@@ -742,7 +742,7 @@ function pool2d(op: 'maxPool2d' | 'avgPool2d', x: Tensor, kernelSize: Pair, opti
     if (ph > 0 || pw > 0) xh = pad(xh, [[0, 0], [ph, ph], [pw, pw], [0, 0]], op === 'maxPool2d' ? -Infinity : 0);
     const window = { kh, kw, sh, sw, dh, dw };
     // Max pooling is one fused primitive with an argmax record (./fused-pool); row 0 its values.
-    const pooled = op === 'maxPool2d' ? getitem(apply('maxPool', [xh], window), 0) : mean(im2col(xh, window), [3, 4]);
+    const pooled = op === 'maxPool2d' ? apply('maxPool', [xh], window) : mean(im2col(xh, window), [3, 4]);
     return permute(pooled, [0, 3, 1, 2]);
   });
 }

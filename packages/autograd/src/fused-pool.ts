@@ -1,7 +1,9 @@
 /**
  * Max pooling with an argmax record, as one primitive over NHWC input (maxPool2d pads and permutes
- * around it). The output [2, N, Ho, Wo, C] holds in row 0 the pooled values, in row 1 the window
- * position of the first maximum (a workspace whose gradient is ignored). Forward, for windows of up
+ * around it). The output is the pooled values [N, Ho, Wo, C], a view of a buffer [2, N, Ho, Wo, C]
+ * whose second row holds the window position of each first maximum for the backward (as batch
+ * norm keeps its statistics behind its output): the gradient arriving is the pooled values' own, so
+ * no zero-filled [2, ...] gradient is assembled for a row nobody reads. Forward, for windows of up
  * to MAX_PROGRAM_WINDOW positions (2x2, 2x3, ...): one program over the output reading each window
  * position through its own strided view of the input; larger windows: the windows gathered once, a
  * max and an argmax reduction, one program packing both. Backward on arrays: where the windows tile
@@ -36,6 +38,11 @@ const ROUTE_TILED = defineProgram(3, 0, ([g, k, position]) => k.eq(position).sel
 /** Window positions 0..kh*kw-1 as [1, 1, kh, 1, kw, 1]: row-major over (kh, kw), as the argmax counts. */
 function positions(kh: number, kw: number, backend: NDArray['backend']): NDArray {
   return NDArray.fromData(Float32Array.from({ length: kh * kw }, (_, p) => p), [1, 1, kh, 1, kw, 1], backend);
+}
+
+/** The argmax positions stored behind the pooled values `out` (the second row of its buffer). */
+function argmaxRow(out: NDArray): NDArray {
+  return out.asStrided(out.shape, out.strides, out.offset + out.size);
 }
 
 function geometry(shape: readonly number[], a: WindowAttrs) {
@@ -82,11 +89,11 @@ export function maxPoolForward(x: NDArray, a: WindowAttrs): NDArray {
           views.push(base.asStrided([1, n, ho, wo, c], [0, h * w * c, a.sh * w * c, a.sw * c, 1], (i * a.dh * w + j * a.dw) * c));
         }
       }
-      return elementwise(windowProgram(views.length), [row, ...views])[0];
+      return elementwise(windowProgram(views.length), [row, ...views])[0].get(0);
     }
     const windows = base.asStrided([n, ho, wo, c, a.kh, a.kw], [h * w * c, a.sh * w * c, a.sw * c, 1, a.dh * w * c, a.dw * c], 0);
     const cols = windows.compact().reshape([n, ho, wo, c, a.kh * a.kw]);
-    return elementwise(PACK, [row, cols.max(-1), cols.argmax(-1)])[0];
+    return elementwise(PACK, [row, cols.max(-1), cols.argmax(-1)])[0].get(0);
   });
 }
 
@@ -102,7 +109,7 @@ export function maxPoolBackward(g: Tensor, x: Tensor, out: Tensor, a: WindowAttr
         tidy(() => {
           const view = dx.asStrided([n, ho, a.kh, wo, a.kw, c], [h * w * c, a.kh * w * c, w * c, a.kw * c, c, 1], 0);
           const perWindow = (t: NDArray) => t.reshape([n, ho, 1, wo, 1, c]);
-          elementwise(ROUTE_TILED, [perWindow(g.data.get(0)), perWindow(out.data.get(1)), positions(a.kh, a.kw, x.backend)], [], { out: [view], writer: 'maxPool2d' });
+          elementwise(ROUTE_TILED, [perWindow(g.data), perWindow(argmaxRow(out.data)), positions(a.kh, a.kw, x.backend)], [], { out: [view], writer: 'maxPool2d' });
         });
       } catch (e) {
         dx.dispose();
@@ -112,8 +119,8 @@ export function maxPoolBackward(g: Tensor, x: Tensor, out: Tensor, a: WindowAttr
     }
     const dx = full([n, h, w, c], 0, { backend: x.backend });
     tidy(() => {
-      const g0 = g.data.get(0);
-      const k = out.data.get(1);
+      const g0 = g.data;
+      const k = argmaxRow(out.data);
       for (let i = 0; i < a.kh; i++) {
         for (let j = 0; j < a.kw; j++) {
           const region = dx.asStrided([n, ho, wo, c], [h * w * c, a.sh * w * c, a.sw * c, 1], (i * a.dh * w + j * a.dw) * c);
@@ -124,9 +131,9 @@ export function maxPoolBackward(g: Tensor, x: Tensor, out: Tensor, a: WindowAttr
     return new Tensor(dx);
   }
   const hot = tidy(() => {
-    const k = out.data.get(1).reshape([n, ho, wo, 1, 1, c]);
+    const k = argmaxRow(out.data).reshape([n, ho, wo, 1, 1, c]);
     return elementwise(HOT, [k, positions(a.kh, a.kw, x.backend).reshape([1, 1, 1, a.kh, a.kw, 1])])[0];
   });
-  const cols = F.mul(F.broadcastTo(F.reshape(F.getitem(g, 0), [n, ho, wo, 1, 1, c]), hot.shape), constant(hot));
+  const cols = F.mul(F.broadcastTo(F.reshape(g, [n, ho, wo, 1, 1, c]), hot.shape), constant(hot));
   return F.col2im(cols, a, x.shape);
 }

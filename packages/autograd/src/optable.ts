@@ -114,6 +114,8 @@ export interface OpDef<K extends OpName> {
 
 /** (tanh(x / 2) + 1) / 2 as one elementwise program: bounded everywhere, unlike 1 / (1 + exp(-x)). */
 const SIGMOID = defineProgram(1, 0, ([x]) => sigmoidOf(x));
+/** region + piece, written back into the region (col2im). */
+const ADD_INTO = defineProgram(2, 0, ([region, piece]) => region.add(piece));
 
 /** Dispose NDArray temporaries once `fn` has produced its result. */
 function using<T>(temps: NDArray[], fn: () => T): T {
@@ -428,18 +430,22 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
   },
   col2im: {
     saves: [],
-    // The adjoint of im2col: windows overlap, so each kernel position adds into its strided region.
+    // The adjoint of im2col: windows overlap, so each kernel position adds into its strided region,
+    // in place (one launch per position; the region is read and written through the same view).
     forward: ([cols], { kh, kw, sh, sw, dh, dw, inputShape }) => {
       const [, ho, wo] = cols.shape;
       const out = full(inputShape, 0, { backend: cols.backend });
-      for (let i = 0; i < kh; i++) {
-        for (let j = 0; j < kw; j++) {
-          const index: Index[] = [{}, windowSlice(i * dh, ho, sh), windowSlice(j * dw, wo, sw), {}];
-          const region = out.get(...index);
-          const piece = cols.get({}, {}, {}, i, j, {});
-          const total = using([region, piece], () => region.add(piece));
-          using([total], () => out.set(index, total));
+      try {
+        for (let i = 0; i < kh; i++) {
+          for (let j = 0; j < kw; j++) {
+            const region = out.get({}, windowSlice(i * dh, ho, sh), windowSlice(j * dw, wo, sw), {});
+            const piece = cols.get({}, {}, {}, i, j, {});
+            using([region, piece], () => elementwise(ADD_INTO, [region, piece], [], { out: [region], writer: 'col2im' }));
+          }
         }
+      } catch (e) {
+        out.dispose();
+        throw e;
       }
       return out;
     },
@@ -466,7 +472,8 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
   },
 
   maxPool: {
-    // NHWC input -> [2, N, Ho, Wo, C]: the pooled values and the argmax window positions (./fused-pool).
+    // NHWC input -> the pooled values [N, Ho, Wo, C], a view of a buffer that also holds the argmax
+    // window positions the backward reads (./fused-pool).
     saves: ['out'],
     forward: ([x], attrs) => maxPoolForward(x, attrs),
     backward: (g, { inputs: [x], out, attrs }) => [maxPoolBackward(g, x, out, attrs)],

@@ -446,11 +446,13 @@ describe('maxPool2d (fused, with an argmax record)', () => {
         vals.push(best);
         at.push(k);
       }
-      const got = Array.from(await out.toArray());
-      expect(out.shape).toEqual([2, n, ho, wo, c]);
-      expect(got.slice(0, vals.length).map((v) => Object.is(v, -0) ? '-0' : v)).toEqual(vals.map((v) => Object.is(v, -0) ? '-0' : v));
-      expect(got.slice(vals.length)).toEqual(at);
-      [xh, out].forEach((t) => t.dispose());
+      // The pooled values, and behind them in the same buffer the positions the backward reads.
+      expect(out.shape).toEqual([n, ho, wo, c]);
+      const positions = out.asStrided(out.shape, out.strides, out.offset + out.size);
+      const signed = (v: number) => (Object.is(v, -0) ? '-0' : v);
+      expect(Array.from(await out.toArray()).map(signed)).toEqual(vals.map(signed));
+      expect(Array.from(await positions.toArray())).toEqual(at);
+      [xh, out, positions].forEach((t) => t.dispose());
     }
     expect(liveBuffers()).toBe(before);
   });
