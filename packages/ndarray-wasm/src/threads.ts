@@ -104,18 +104,24 @@ function workerMain(nodeWorkerThreads: (() => Promise<typeof import('node:worker
     // the caller hears 'ready', and a worker that read the counter later would sleep through it.
     let seen = Atomics.load(control, 0);
     const spinMs = init.spinMicros / 1000;
+    // 20 ms at the default poll: a training step of the bench's models launches split kernels
+    // every few milliseconds.
+    const awakeMs = 20 * spinMs;
     let noSpinUntil = 0;
     reply('ready');
     for (;;) {
       // Poll, checking the clock every 64 polls, then sleep until the generation moves. The poll
       // lasts spinMs past the last sign of the caller using the backend (its activity counter,
       // read when the deadline passes), so through a training step, with its small unsplit kernels
-      // and JavaScript between the split ones, a worker stays awake for the next split kernel. A
-      // gap between two clock checks means this thread was descheduled: the cores are busy, and a
-      // polling thread only delays the ones that have work, so it stops polling for a while.
+      // and JavaScript between the split ones, a worker stays awake for the next split kernel; but
+      // not longer than awakeMs after its last job, so a caller that keeps launching only small
+      // kernels does not keep a core busy for nothing. A gap between two clock checks means this
+      // thread was descheduled: the cores are busy, and a polling thread only delays the ones that
+      // have work, so it stops polling for a while.
       let now = Atomics.load(control, 0);
       if (now === seen && spinMs > 0 && Atomics.load(control, poll) !== 0 && performance.now() > noSpinUntil) {
         let last = performance.now();
+        const giveUp = last + awakeMs;
         let deadline = last + spinMs;
         let seenActivity = Atomics.load(activity, 16);
         for (let polls = 1; now === seen; polls++) {
@@ -127,7 +133,7 @@ function workerMain(nodeWorkerThreads: (() => Promise<typeof import('node:worker
             }
             if (t > deadline) {
               const a = Atomics.load(activity, 16);
-              if (a === seenActivity || Atomics.load(control, poll) === 0) break;
+              if (a === seenActivity || t > giveUp || Atomics.load(control, poll) === 0) break;
               seenActivity = a;
               deadline = t + spinMs;
             }
