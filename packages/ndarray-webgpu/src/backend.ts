@@ -19,9 +19,9 @@ import { BufferUsage, MapMode, ShaderStage, TextureUsage } from './gpu-constants
 import { elementwiseKernel, type ElementwiseInput } from './kernels/elementwise';
 import { f32Bits, grid2d, mirrorShape, PARAM_WORDS, type KernelSource, type MirrorShape } from './kernels/kernel';
 import { coalesce, MAX_DIMS, STRIDED_ROW_WORD, stridedKernel, stridedParams, rowsApplies, rowsKernel, rowsParams, transposeApplies, transposeKernel, transposeParams, type StridedMode } from './kernels/layout';
-import { epilogueModes, MAX_EPILOGUE_INPUTS, matmulGrid, matmulKernel, matmulParams, matmulRowsApplies, matmulRowsGrid, matmulRowsKernel, matmulVariant } from './kernels/matmul';
+import { epilogueModes, MAX_EPILOGUE_INPUTS, matmulGrid, matmulKernel, matmulParams, matmulRowsApplies, matmulRowsGrid, matmulRowsKernel, matmulVariant, type MatmulTile } from './kernels/matmul';
 import { programKernel, programLayoutParams, programStrides, programVec4, PROGRAM_SCALAR_WORD } from './kernels/program';
-import { reduceKernel, reduceProgramKernel, REDUCE_PROGRAM_LAYOUT_WORDS } from './kernels/reduce';
+import { reduceColumnsApplies, reduceColumnsKernel, reduceKernel, reduceProgramKernel, reduceStrategy4, REDUCE_PROGRAM_LAYOUT_WORDS } from './kernels/reduce';
 import { binaryExpr, unaryExpr } from './kernels/wgsl';
 import { BufferPool, sizeClass, type PooledBuffer } from './pool';
 
@@ -162,6 +162,8 @@ export class WebGPUBackend implements Backend {
    * never). Set for Mesa's llvmpipe, where it measured faster; null elsewhere.
    */
   matmulTextures: MatmulTexturePolicy | null;
+  /** @internal Tuning: the tile of a column-lane matmul (undefined: the default). */
+  tileOverride: ((spec: MatmulSpec, textures: boolean) => MatmulTile | undefined) | null = null;
 
   private readonly uniform: GPUBuffer;
   private readonly slotBytes: number;
@@ -755,6 +757,14 @@ export class WebGPUBackend implements Backend {
         // load), with the strategy, and so the order of the sum, that the compact input would get.
         const [lo, hi] = extent(c.shape, c);
         if (n > 0 && (lo < 0 || hi >= a.size)) fail(name, `the view (shape [${layout.shape.join(', ')}], strides [${layout.strides.join(', ')}], offset ${layout.offset}) reaches elements ${lo}..${hi} of a buffer of ${a.size}`);
+        if (n > 0 && reduceColumnsApplies(op, c, outSize, reduceSize)) {
+          // Down the columns of a row-major matrix (a bias gradient over the batch): vec4 rows.
+          const op_ = this.sized(name, out, outSize, 'out');
+          const params = new Uint32Array(PARAM_WORDS);
+          params.set([outSize / 4, 0, reduceSize, c.offset / 4, c.strides[1] / 4]);
+          this.dispatch1d(reduceColumnsKernel(op as 'sum' | 'max' | 'min', 64), [ap, op_], params, outSize / 4, 1, 64);
+          return;
+        }
         this.reduceProgramKernels(name, op, IDENTITY, [a], [], out, outSize, reduceSize, { shape: c.shape, inputs: [{ strides: c.strides, offset: c.offset }], outputs: [] }, 0);
         return;
       }
@@ -790,7 +800,7 @@ export class WebGPUBackend implements Backend {
     // invocation per block then pays off for longer blocks too, as long as there are enough blocks
     // for several workgroups (llvmpipe: 512 blocks of 128, 'group' 1.1 CPU ms -> see NOTES.md).
     const vec4 = reduceSize % 4 === 0 && op !== 'argmax' && op !== 'argmin';
-    if (vec4 && (reduceSize <= 256 || outSize >= 16384 || (outSize >= 256 && reduceSize <= 8192))) {
+    if (vec4 && reduceStrategy4(outSize, reduceSize)) {
       this.dispatch1d(reduceKernel(op, 'thread4', 64), [ap, op_], params, outSize, 1, 64);
     } else if (reduceSize <= 64 || outSize >= 16384) {
       this.dispatch1d(reduceKernel(op, 'thread', this.limits.workgroupSize), [ap, op_], params, outSize, 1);
@@ -895,7 +905,8 @@ export class WebGPUBackend implements Backend {
       const wanted = tp !== null && macs >= tp.minMacs && macs >= tp.minReuse * (aElems + bElems);
       const aShape = wanted ? mirrorShape(aElems, maxRows) : null;
       const bShape = wanted ? mirrorShape(bElems, maxRows) : null;
-      const plain = matmulVariant(spec, this.limits.workgroupSize, undefined, aShape !== null && bShape !== null);
+      const tex = aShape !== null && bShape !== null;
+      const plain = matmulVariant(spec, this.limits.workgroupSize, this.tileOverride?.(spec, tex), tex);
       const variant = epilogue ? { ...plain, epilogue: { program: epilogue.program, modes: epilogueModes(epilogue.layouts, plain.vecC) } } : plain;
       kernel = matmulKernel(variant);
       [gx, gy] = matmulGrid(spec, variant);
@@ -972,7 +983,7 @@ export class WebGPUBackend implements Backend {
     const load = { program, inputBinding, outBinding, bindingCount: bufs.length, strides };
     // The strategy `reduce` would pick for the stored values, so the sum order is the composition's.
     const arg = op === 'argmax' || op === 'argmin';
-    if (reduceSize % 4 === 0 && !arg && (reduceSize <= 256 || outSize >= 16384 || (outSize >= 256 && reduceSize <= 8192))) {
+    if (reduceSize % 4 === 0 && !arg && reduceStrategy4(outSize, reduceSize)) {
       // Inputs that are not vec4 views ('s') take the kernel's four-scalar-load form for all inputs.
       const v4 = programVec4(layouts, strides, size, inputs.length, 0);
       const vec4 = v4 && !v4.inputs.includes('s') ? v4 : undefined;

@@ -164,6 +164,10 @@ describe.runIf(gpu)('webgpu strided reduce in one pass', () => {
     [3, 1000, { shape: [3, 1000], strides: [1, 3], offset: 0 }],
     [6, 64, { shape: [6, 64], strides: [0, 1], offset: 5 }],
     [4, 12, { shape: [4, 3, 4], strides: [1, 16, 4], offset: 0 }],
+    // Down the columns of a row-major matrix ('cols4': vec4 rows of four columns): a column slice
+    // at an offset, and a 3-D view that coalesces to [16, 20] with strides [1, 16].
+    [8, 16, { shape: [8, 16], strides: [1, 24], offset: 4 }],
+    [16, 20, { shape: [16, 4, 5], strides: [1, 80, 16], offset: 8 }],
   ];
   test.each(views)('%i blocks of %i', async (outSize, reduceSize, layout) => {
     const x = withSpecials(randomArray(70000, outSize, -3, 3), 2, 0.001).map((v) => Math.round(v * 16) / 16);
@@ -185,6 +189,30 @@ describe.runIf(gpu)('webgpu strided reduce in one pass', () => {
     g.free(a);
   });
 
+  test('column sums of unrounded values equal compact + reduce bit for bit (the same order)', async () => {
+    const pipelines = (g as unknown as { pipelines: Map<string, unknown> }).pipelines;
+    for (const [rows, cols, offset] of [[128, 512, 0], [36, 20, 8], [256, 8, 4]]) {
+      const x = randomArray(offset + rows * cols, rows + cols, -3, 3);
+      const a = g.alloc(x.length);
+      g.write(a, x);
+      const layout = { shape: [cols, rows], strides: [1, cols], offset };
+      for (const op of ['sum', 'max', 'min'] as const) {
+        const want = g.alloc(cols);
+        const compact = g.alloc(rows * cols);
+        g.compact(a, compact, layout);
+        g.reduce(op, compact, want, cols, rows);
+        const got = g.alloc(cols);
+        g.reduce(op, a, got, cols, rows, layout);
+        const [w, r] = [await g.read(want), await g.read(got)];
+        expect(Array.from(r), `${op} ${rows}x${cols}`).toEqual(Array.from(w));
+        if (op === 'sum') expectClose(r, columnSums(x, rows, cols, offset), 1e-5, 1e-4, `column sums ${rows}x${cols}`);
+        for (const b of [want, compact, got]) g.free(b);
+      }
+      g.free(a);
+      expect([...pipelines.keys()], 'the column kernel ran').toContain('reduce:sum:cols4:64');
+    }
+  });
+
   test('a view of the out buffer itself is gathered first', async () => {
     const a = g.alloc(16);
     g.write(a, Float32Array.from({ length: 16 }, (_, i) => i));
@@ -193,3 +221,14 @@ describe.runIf(gpu)('webgpu strided reduce in one pass', () => {
     g.free(a);
   });
 });
+
+/** Float64 sums of the columns of a rows x cols row-major matrix starting at `offset`. */
+function columnSums(x: Float32Array, rows: number, cols: number, offset: number): Float32Array {
+  const out = new Float32Array(cols);
+  for (let c = 0; c < cols; c++) {
+    let s = 0;
+    for (let r = 0; r < rows; r++) s += x[offset + r * cols + c];
+    out[c] = s;
+  }
+  return out;
+}
