@@ -19,7 +19,7 @@ import { BufferUsage, MapMode, ShaderStage, TextureUsage } from './gpu-constants
 import { elementwiseKernel, type ElementwiseInput } from './kernels/elementwise';
 import { f32Bits, grid2d, mirrorShape, PARAM_WORDS, type KernelSource, type MirrorShape } from './kernels/kernel';
 import { coalesce, MAX_DIMS, STRIDED_ROW_WORD, stridedKernel, stridedParams, rowsApplies, rowsKernel, rowsParams, transposeApplies, transposeKernel, transposeParams, type StridedMode } from './kernels/layout';
-import { epilogueModes, MAX_EPILOGUE_INPUTS, matmulGrid, matmulKernel, matmulParams, matmulRowsApplies, matmulRowsGrid, matmulRowsKernel, matmulVariant, type MatmulTile } from './kernels/matmul';
+import { epilogueModes, MAX_EPILOGUE_INPUTS, matmulGrid, matmulKernel, matmulParams, matmulRowsApplies, matmulRowsGrid, matmulRowsKernel, matmulSmallKApplies, matmulSmallKGrid, matmulSmallKKernel, matmulVariant, type MatmulTile } from './kernels/matmul';
 import { programKernel, programLayoutParams, programStrides, programVec4, PROGRAM_SCALAR_WORD } from './kernels/program';
 import { reduceColumnsApplies, reduceColumnsKernel, reduceKernel, reduceProgramKernel, reduceStrategy4, REDUCE_PROGRAM_LAYOUT_WORDS } from './kernels/reduce';
 import { binaryExpr, unaryExpr } from './kernels/wgsl';
@@ -893,6 +893,10 @@ export class WebGPUBackend implements Backend {
       const modes = epilogue ? epilogueModes(epilogue.layouts, false) : undefined;
       kernel = matmulRowsKernel(spec, epilogue && modes && { program: epilogue.program, modes });
       [gx, gy] = matmulRowsGrid(spec);
+    } else if (matmulSmallKApplies(spec)) {
+      const modes = epilogue ? epilogueModes(epilogue.layouts, true) : undefined;
+      kernel = matmulSmallKKernel(spec, epilogue && modes && { program: epilogue.program, modes });
+      [gx, gy] = matmulSmallKGrid(spec);
     } else {
       // The floats of A and B the product reads (from the buffers' starts: kernel indices are
       // absolute); one buffer for both is mirrored once, as far as either reaches.

@@ -445,3 +445,137 @@ ${epi}}
     },
   };
 }
+
+/** Largest k the small-k kernel unrolls (its code grows with k). */
+export const SMALL_K_MAX = 16;
+
+/**
+ * Rows of A per aligned vec4 block of the small-k kernel (not transposed): g rows hold g*k floats,
+ * a whole number of vec4s: 1 when k % 4 == 0, 2 when k is even, else 4.
+ */
+function smallKRowGroup(k: number): number {
+  return k % 4 === 0 ? 1 : k % 2 === 0 ? 2 : 4;
+}
+
+/**
+ * Whether the small-k kernel applies: 1 <= k <= SMALL_K_MAX with k % 4 != 0 (the column-lane
+ * kernel needs k % 4 == 0 for vec4 loads and otherwise loads every value of A and B alone), at
+ * least 32 columns (narrower outputs take the rows kernel), n % 4 == 0 (vec4 columns of B and C),
+ * vec4-aligned offsets and batch strides, and m % 4 == 0 with a transposed A, else m a multiple of
+ * A's row group (so the clamped last group stays aligned).
+ */
+export function matmulSmallKApplies(s: MatmulSpec): boolean {
+  if (s.k < 1 || s.k > SMALL_K_MAX || s.k % 4 === 0 || s.n < 32 || s.n % 4 !== 0) return false;
+  const aligned = [s.aBatchStride, s.bBatchStride, s.aOffset ?? 0, s.bOffset ?? 0, s.outOffset ?? 0].every((x) => x % 4 === 0);
+  const g = s.transA ? 4 : smallKRowGroup(s.k);
+  return aligned && s.m >= g && s.m % g === 0;
+}
+
+/** Rows and vec4 column groups per invocation of the small-k kernel (8 lanes a workgroup). */
+export function smallKTile(s: MatmulSpec): { tm: number; cv: number } {
+  const tm = Math.min(16, 4 * Math.ceil(s.m / 4));
+  let cv = s.n >= 256 ? 4 : s.n >= 64 ? 2 : 1;
+  while (cv > 1 && Math.ceil(s.n / (32 * cv)) * Math.ceil(s.m / tm) < 4) cv /= 2;
+  return { tm, cv };
+}
+
+export function matmulSmallKGrid(s: MatmulSpec): [number, number] {
+  const { tm, cv } = smallKTile(s);
+  return [Math.ceil(s.n / (32 * cv)), Math.ceil(s.m / tm)];
+}
+
+/**
+ * Products with a short inner dimension that is not a multiple of 4 (layer 2's input gradient of
+ * a 10-class classifier, 128x10x512 with B transposed; a 3x3 single-channel convolution's k = 9):
+ * k is unrolled in the shader, so every operand is read as aligned vec4 blocks whatever k is.
+ * Each invocation owns TM rows x CV vec4 column groups (8 lanes over neighbouring groups, as in
+ * the column-lane kernel). A's TM rows are TM*k contiguous floats (groups of g rows, see
+ * smallKRowGroup), or with A transposed k vec4s of four rows; B's four columns of a group are k
+ * vec4s along the rows of B, or with B transposed 4k contiguous floats. Per invocation that is
+ * TM*k/4 + CV*k vec4 loads, where the column-lane kernel with scalar loads needs 4*(TM + 4*CV) per
+ * four k steps. Each output sums its k products in order.
+ */
+export function matmulSmallKKernel(s: MatmulSpec, epilogue?: EpilogueVariant): KernelSource {
+  const { k, transA, transB } = s;
+  const { tm, cv } = smallKTile(s);
+  const lanes = 8;
+  return {
+    key: `matmul-smallk:${k}:${transA ? 1 : 0}${transB ? 1 : 0}:${tm}x${cv}${epilogueKey(epilogue)}`,
+    storage: matmulStorage(epilogue),
+    code() {
+      const decl = matmulDecl(true, true, true, epilogue);
+      const R = Array.from({ length: tm }, (_, i) => i);
+      const G = Array.from({ length: cv }, (_, i) => i);
+      const Q = Array.from({ length: k }, (_, q) => q);
+      const comp = ['x', 'y', 'z', 'w'];
+      const lines: string[] = [];
+      // av(r, q): A's value at row row0 + r, k step q, as WGSL text.
+      let av: (r: number, q: number) => string;
+      if (transA) {
+        // A stored k x m: four rows at step q are one vec4; the group start clamped (m % 4 == 0).
+        for (let i = 0; i < tm / 4; i++) {
+          lines.push(`let rg${i} = min(row0 + ${4 * i}u, p.m - 4u);`);
+          for (const q of Q) lines.push(`let y${i}_${q} = a[(ab + ${q}u * p.m + rg${i}) >> 2u];`);
+        }
+        av = (r, q) => `y${r >> 2}_${q}.${comp[r & 3]}`;
+      } else {
+        // g rows of A are g*k contiguous floats from a vec4 boundary; the last group clamped.
+        const g = smallKRowGroup(k);
+        const per = (g * k) / 4;
+        for (let i = 0; i < tm / g; i++) {
+          lines.push(`let x${i}b = (ab + min(row0 + ${g * i}u, p.m - ${g}u) * ${k}u) >> 2u;`);
+          for (let v = 0; v < per; v++) lines.push(`let x${i}_${v} = a[x${i}b + ${v}u];`);
+        }
+        av = (r, q) => {
+          const f = (r % g) * k + q;
+          return `x${Math.floor(r / g)}_${f >> 2}.${comp[f & 3]}`;
+        };
+      }
+      const acc: string[] = [];
+      for (const g of G) {
+        lines.push(`let col${g} = (wid.x * ${lanes * cv}u + ${g * lanes}u + lid.x) * 4u;`, `let cs${g} = min(col${g}, p.n - 4u);`);
+        // bv(q): the group's four columns at step q, as a vec4 expression.
+        let bv: (q: number) => string;
+        if (transB) {
+          // B stored n x k: the four columns are 4k contiguous floats from cs * k (a multiple of 4).
+          lines.push(`let w${g}b = (bb + cs${g} * ${k}u) >> 2u;`);
+          for (const v of Q) lines.push(`let w${g}_${v} = b[w${g}b + ${v}u];`);
+          const el = (j: number, q: number) => `w${g}_${(j * k + q) >> 2}.${comp[(j * k + q) & 3]}`;
+          bv = (q) => `vec4<f32>(${[0, 1, 2, 3].map((j) => el(j, q)).join(', ')})`;
+        } else {
+          for (const q of Q) lines.push(`let w${g}_${q} = b[(bb + ${q}u * p.n + cs${g}) >> 2u];`);
+          bv = (q) => `w${g}_${q}`;
+        }
+        for (const q of Q) if (transB) lines.push(`let bq${g}_${q} = ${bv(q)};`);
+        const b = (q: number) => (transB ? `bq${g}_${q}` : bv(q));
+        for (const r of R) {
+          lines.push(`let acc${r}_${g} = ${Q.map((q) => `${av(r, q)} * ${b(q)}`).join(' + ')};`);
+          acc.push(`if (row0 + ${r}u < p.m && col${g} < p.n) { c[(cb + (row0 + ${r}u) * p.n + col${g}) >> 2u] = acc${r}_${g}; }`);
+        }
+      }
+      const ind = (ls: string[], w: number) => ls.map((l) => ' '.repeat(w) + l).join('\n');
+      const epi = epilogue
+        ? `  for (var r = 0u; r < ${tm}u; r++) {
+    let row = row0 + r;
+    if (row < p.m) {
+${ind(G.map((g) => `if (col${g} < p.n) { epi(t, row, col${g}); }`), 6)}
+    }
+  }
+`
+        : '';
+      return `${epilogue ? `${PRELUDE}\n` : ''}${decl}
+${epilogue ? epilogueFn(epilogue, true) : ''}
+@compute @workgroup_size(${lanes}, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let row0 = wid.y * ${tm}u;
+  let t = wid.z + p.base;
+  let ab = p.aoff + t * p.abs;
+  let bb = p.boff + t * p.bbs;
+  let cb = p.coff + t * p.m * p.n;
+${ind(lines, 2)}
+${ind(acc, 2)}
+${epi}}
+`;
+    },
+  };
+}
