@@ -183,10 +183,11 @@ describe.runIf(await testBackend())('webgpu kernels vs the CPU reference', () =>
   });
 
   const mm: [string, MatmulSpec][] = [];
-  // [128, 20, 10] and [35, 12, 16] take the narrow-output tile (32 rows, 4 lanes); the last five the
+  // [128, 20, 10], [35, 12, 16] and [136, 12, 6] take the narrow-output kernel (8 rows a lane from m = 128,
+  // with a partial last workgroup at 136, else 4); the last five the
   // wider tiles (2, 4 and 8 vec4 column groups per invocation), with partial row and column blocks,
   // n % 4 != 0, and k % 4 != 0 tails.
-  for (const [m, k, n] of [[1, 1, 1], [3, 5, 7], [4, 8, 12], [17, 33, 9], [64, 64, 64], [33, 4, 65], [128, 20, 10], [35, 12, 16],
+  for (const [m, k, n] of [[1, 1, 1], [3, 5, 7], [4, 8, 12], [17, 33, 9], [64, 64, 64], [33, 4, 65], [128, 20, 10], [35, 12, 16], [136, 12, 6],
     [33, 37, 70], [20, 16, 130], [40, 12, 300], [17, 9, 256], [4, 8, 256]]) {
     for (const transA of [false, true]) {
       for (const transB of [false, true]) {

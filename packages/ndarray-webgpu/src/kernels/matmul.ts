@@ -333,9 +333,16 @@ ${epi}}
   };
 }
 
-/** Rows of C per invocation of the narrow-output kernel, and invocations per workgroup. */
-const ROWS_PER_LANE = 4;
+/** Invocations per workgroup of the narrow-output kernel. */
 const ROW_LANES = 8;
+
+/**
+ * Rows of C per invocation of the narrow-output kernel: 8 once there are rows for two workgroups
+ * of them (per 4 k steps 8 + n loads for 8 rows instead of 4 + n for 4), else 4.
+ */
+export function matmulRowsPerLane(s: MatmulSpec): number {
+  return s.m >= 16 * ROW_LANES ? 8 : 4;
+}
 
 /**
  * Whether the narrow-output kernel applies: at most 16 columns, and the operands readable as
@@ -351,7 +358,7 @@ export function matmulRowsApplies(s: MatmulSpec): boolean {
 }
 
 export function matmulRowsGrid(s: MatmulSpec): [number, number] {
-  return [Math.ceil(s.m / (ROWS_PER_LANE * ROW_LANES)), 1];
+  return [Math.ceil(s.m / (matmulRowsPerLane(s) * ROW_LANES)), 1];
 }
 
 /**
@@ -367,20 +374,21 @@ export function matmulRowsKernel(s: MatmulSpec, epilogue?: EpilogueVariant): Ker
   const { n, transA, transB } = s;
   const k4 = s.k % 4 === 0;
   const groups = Math.ceil(n / 4);
+  const rows = matmulRowsPerLane(s);
   return {
-    key: `matmul-rows:${n}:${transA ? 1 : 0}${transB ? 1 : 0}${k4 ? 1 : 0}${epilogueKey(epilogue)}`,
+    key: `matmul-rows:${n}:${rows === 4 ? '' : `r${rows}:`}${transA ? 1 : 0}${transB ? 1 : 0}${k4 ? 1 : 0}${epilogueKey(epilogue)}`,
     storage: matmulStorage(epilogue),
     code() {
       const decl = matmulDecl(true, true, false, epilogue);
-      const R = Array.from({ length: ROWS_PER_LANE }, (_, i) => i);
+      const R = Array.from({ length: rows }, (_, i) => i);
       const G = Array.from({ length: groups }, (_, g) => g);
       const K4 = [0, 1, 2, 3];
       const comp = ['x', 'y', 'z', 'w'];
       const lines: string[] = [];
       if (transA) {
-        // A stored k x m: the lane's 4 rows at k step q + kk are one vec4 (m % 4 == 0).
-        for (const kk of K4) lines.push(`let t${kk} = a[(ab + (q + ${kk}u) * p.m + rg) >> 2u];`);
-        for (const i of R) lines.push(`let a${i} = vec4<f32>(${K4.map((kk) => `t${kk}.${comp[i]}`).join(', ')});`);
+        // A stored k x m: four of the lane's rows at k step q + kk are one vec4 (m % 4 == 0).
+        for (let h = 0; h < rows / 4; h++) for (const kk of K4) lines.push(`let t${h}_${kk} = a[(ab + (q + ${kk}u) * p.m + rg${h}) >> 2u];`);
+        for (const i of R) lines.push(`let a${i} = vec4<f32>(${K4.map((kk) => `t${i >> 2}_${kk}.${comp[i & 3]}`).join(', ')});`);
       } else {
         for (const i of R) lines.push(`let a${i} = a[(ab + r${i} * p.k + q) >> 2u];`);
       }
@@ -411,7 +419,7 @@ export function matmulRowsKernel(s: MatmulSpec, epilogue?: EpilogueVariant): Ker
         `if (row0 + ${i}u < p.m) { c[cb + (row0 + ${i}u) * p.n + ${4 * g + j}u] = acc${i}_${g}.${comp[j]}; }`)));
       const ind = (ls: string[], w: number) => ls.map((l) => ' '.repeat(w) + l).join('\n');
       const epi = epilogue
-        ? `  for (var i = 0u; i < ${ROWS_PER_LANE}u; i++) {
+        ? `  for (var i = 0u; i < ${rows}u; i++) {
     if (row0 + i < p.m) {
       for (var j = 0u; j < p.n; j++) { epi(t, row0 + i, j); }
     }
@@ -424,13 +432,13 @@ fn ld_a(i: u32) -> f32 { return a[i >> 2u][i & 3u]; }
 fn ld_b(i: u32) -> f32 { return b[i >> 2u][i & 3u]; }
 @compute @workgroup_size(${ROW_LANES}, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let row0 = (wid.x * ${ROW_LANES}u + lid.x) * ${ROWS_PER_LANE}u;
+  let row0 = (wid.x * ${ROW_LANES}u + lid.x) * ${rows}u;
   let t = wid.z + p.base;
   let ab = p.aoff + t * p.abs;
   let bb = p.boff + t * p.bbs;
   let cb = p.coff + t * p.m * p.n;
 ${ind(R.map((i) => `let r${i} = min(row0 + ${i}u, p.m - 1u);`), 2)}
-${transA ? '  let rg = min(row0, p.m - 4u);' : ''}
+${transA ? Array.from({ length: rows / 4 }, (_, h) => `  let rg${h} = min(row0 + ${4 * h}u, p.m - 4u);`).join('\n') : ''}
 ${ind(R.flatMap((i) => G.map((g) => `var acc${i}_${g} = vec4<f32>(0.0);`)), 2)}
   let k4 = p.k & ~3u;
   for (var q = 0u; q < k4; q += 4u) {
