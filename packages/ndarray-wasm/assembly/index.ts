@@ -1088,23 +1088,33 @@ export function matmulScratchBytes(): i32 {
 
 // Pack rows [i0, i0+mc) x depth [p0, p0+kc) of opA into MR-high panels, zero-padded past m.
 function packA(a: usize, ars: i32, acs: i32, i0: i32, mc: i32, p0: i32, kc: i32, dst: usize): void {
-  for (let ir = 0; ir < mc; ir += MR) {
+  let first = 0;
+  if (MR == 5 && ars == 1 && mc >= MR) {
+    // Transposed A: each k step's values of all the full panels lie side by side, so walk the
+    // source along its rows (one vector and one scalar copy per panel and k step) rather than down
+    // each panel's column: with a power-of-two row stride (A 2 KiB apart in the MLP's 512x128x10
+    // product) a column walk maps every k step to the same few L1 sets and misses on each load.
+    const full = mc / MR;
+    const step = <usize>acs << 2;
+    const panelBytes = <usize>(MR * kc) << 2;
+    let s = a + (<usize>(i0 + p0 * acs) << 2);
+    let d = dst;
+    for (let p = 0; p < kc; p++) {
+      let q = d;
+      for (let ir = 0; ir < full; ir++) {
+        const o = <usize>(ir * MR) << 2;
+        v128.store(q, v128.load(s + o));
+        store<f32>(q, load<f32>(s + o, 16), 16);
+        q += panelBytes;
+      }
+      s += step;
+      d += MR << 2;
+    }
+    first = full * MR;
+  }
+  for (let ir = first; ir < mc; ir += MR) {
     const rows = min(MR, mc - ir);
     const panel = dst + (<usize>(ir * kc) << 2);
-    if (MR == 5 && rows == MR && ars == 1) {
-      // Transposed A: the panel's MR values of one k step are adjacent in memory, so each step is
-      // one vector and one scalar copy (written for MR = 5) instead of MR strided scalar loads.
-      let s = a + (<usize>(i0 + ir + p0 * acs) << 2);
-      const step = <usize>acs << 2;
-      let d = panel;
-      for (let p = 0; p < kc; p++) {
-        v128.store(d, v128.load(s));
-        store<f32>(d, load<f32>(s, 16), 16);
-        s += step;
-        d += MR << 2;
-      }
-      continue;
-    }
     if (MR == 5 && rows == MR && acs == 1) {
       packRowsOf5(a + (<usize>((i0 + ir) * ars + p0) << 2), <usize>ars << 2, kc, panel);
       continue;

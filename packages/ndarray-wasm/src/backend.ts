@@ -104,6 +104,12 @@ export interface WasmHeapInfo {
  */
 const LOGSUMEXP_ROW = Math.min(4096, SUM_CHUNK);
 
+/**
+ * Largest product (elements) whose matmulProgram epilogue runs as compiled code after the matmul
+ * rather than inside it (512 KiB: the product is still in the 1 MiB L2 of the machine measured).
+ */
+const EPILOGUE_AFTER_ELEMENTS = 1 << 17;
+
 /** Most dimensions a strided copy may have after merging contiguous axes. */
 const MAX_DIMS = 64;
 
@@ -920,13 +926,30 @@ export class WasmBackend implements Backend {
     const outOffset = spec.outOffset ?? 0;
     if (!isCount(outOffset) || outOffset > C.size) throw new Error(`${this.name}.matmulProgram: spec.outOffset ${outOffset} must be an integer in [0, ${C.size}]`);
     const product = this.at(C, outOffset);
-    const enc = this.encodeProgram('matmulProgram', program, [product, ...inputs], scalars, [product], batch * m * n, {
-      shape: [batch, m, n],
-      inputs: [undefined, ...layouts],
-      outputs: [undefined],
-    });
+    const epilogueLayouts: ProgramLayouts = { shape: [batch, m, n], inputs: [undefined, ...layouts], outputs: [undefined] };
+    const enc = this.encodeProgram('matmulProgram', program, [product, ...inputs], scalars, [product], batch * m * n, epilogueLayouts);
+    const after = this.epilogueAfter(program, inputs.length + 1, epilogueLayouts, enc.outsAt, enc.layout, spec);
+    if (after) {
+      this.product('matmulProgram', a, b, out, spec);
+      if (batch * m * n > 0) after.run(this.programPtr, enc.outsAt, this.programRegs[0], 0, batch * m * n, enc.layout);
+      return;
+    }
     new Int32Array(this.memoryObject.buffer, this.epiloguePtr, 5).set([this.programPtr, enc.steps, enc.outsAt, enc.outputs, enc.layout]);
     this.product('matmulProgram', a, b, out, spec, this.epiloguePtr);
+  }
+
+  /**
+   * matmulProgram's epilogue as its compiled code (src/jit), run over the whole product after a
+   * one-thread matmul whose product stays in L2 (EPILOGUE_AFTER_ELEMENTS): a pass of compiled code
+   * over it costs less than the block interpreter on each block of rows inside the kernel (NOTES.md
+   * section 25). Undefined otherwise, and at a program's first launch (src/jit compiles at the
+   * second): then the kernel runs the interpreter. The bits are the same either way.
+   */
+  private epilogueAfter(program: ElementwiseProgram, inputCount: number, layouts: ProgramLayouts, outsAt: number, layout: number, spec: MatmulSpec): CompiledEntry | undefined {
+    const { batch, m, k, n } = spec;
+    if (!this.programs || batch * m * n > EPILOGUE_AFTER_ELEMENTS) return undefined;
+    if (this.pool && matmulPlan(this.threads, batch, m, k, n).threads > 1) return undefined;
+    return this.programs.get(program, inputCount, 1, layouts, this.programPtr, outsAt, this.programRegs[0], layout) ?? undefined;
   }
 
   /**

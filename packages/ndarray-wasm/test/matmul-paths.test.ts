@@ -1,0 +1,103 @@
+// One-thread matmul paths of NOTES.md sections 25-26, against exact models: a transposed A packed
+// along its rows (every full 5-row panel of a row block at once), and matmulProgram's epilogue run
+// as compiled code after the product (on one thread, products up to 2^17 elements), which must
+// equal the matmul followed by the same program, bit for bit, on 1 and 2 threads.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defineProgram, type MatmulSpec } from '@needle/ndarray';
+import { createWasmBackend, type WasmBackend } from '../src';
+import { download, randomFloats, upload } from './helpers';
+
+let backends: WasmBackend[];
+
+beforeAll(async () => {
+  backends = [await createWasmBackend({ threads: 1, simd: 'baseline' }), await createWasmBackend({ threads: 2, simd: 'baseline' })];
+});
+afterAll(() => backends.forEach((b) => b.destroy()));
+
+/** The first element whose bits differ (any NaN matching any NaN: WebAssembly leaves a NaN's sign and payload open), or -1. */
+function firstDifference(a: Float32Array, b: Float32Array): number {
+  if (a.length !== b.length) return 0;
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i] && !(Number.isNaN(a[i]) && Number.isNaN(b[i]))) return i;
+  return -1;
+}
+
+/**
+ * opA(A) @ B for A stored [k, m] (transA) from `aOffset`, in the baseline kernel's order: per
+ * depth block (k in equal blocks of at most 256) a float32 chain s = s + a*b from 0, each product
+ * and sum rounded, the blocks' sums added in order.
+ */
+function modelTransA(A: Float32Array, aOffset: number, B: Float32Array, m: number, k: number, n: number): Float32Array {
+  const f = Math.fround;
+  const kb = Math.ceil(k / 256);
+  const kc = Math.ceil(k / kb);
+  const C = new Float32Array(m * n);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let c = 0;
+      for (let p0 = 0; p0 < k; p0 += kc) {
+        let s = 0;
+        for (let p = p0; p < Math.min(k, p0 + kc); p++) s = f(s + f(A[aOffset + p * m + i] * B[p * n + j]));
+        c = p0 === 0 ? s : f(c + s);
+      }
+      C[i * n + j] = c;
+    }
+  }
+  return C;
+}
+
+describe('matmul with a transposed A, packed along its rows', () => {
+  // m around the 5-row panels and the 120-row blocks (a last panel of 1-4 rows takes the column
+  // walk), k around the depth blocks, n narrow and wide; an operand offset.
+  const shapes: [m: number, k: number, n: number, aOffset: number][] = [
+    [4, 9, 10, 0], [5, 1, 3, 0], [6, 33, 10, 3], [9, 128, 10, 0], [10, 7, 17, 1], [121, 300, 10, 0], [124, 257, 9, 5], [512, 128, 10, 0], [37, 513, 12, 2],
+  ];
+  for (const [m, k, n, aOffset] of shapes) {
+    it(`${m}x${k}x${n}, A from offset ${aOffset}: the exact model's bits on 1 and 2 threads`, () => {
+      const A = randomFloats(aOffset + k * m, m * 3 + k);
+      const B = randomFloats(k * n, n + 5 * k);
+      const want = modelTransA(A, aOffset, B, m, k, n);
+      const spec: MatmulSpec = { batch: 1, m, k, n, aBatchStride: 0, bBatchStride: 0, transA: true, transB: false, aOffset };
+      for (const b of backends) {
+        const [a, bb, c] = [upload(b, A), upload(b, B), b.alloc(m * n)];
+        b.fill(c, NaN, m * n);
+        b.matmul(a, bb, c, spec);
+        expect(firstDifference(download(b, c), want), `${b.threads} thread(s): first differing element`).toBe(-1);
+        [a, bb, c].forEach((x) => b.free(x));
+      }
+    });
+  }
+});
+
+describe('matmulProgram epilogue as compiled code after the product', () => {
+  // Products just below and above 2^17 elements (above: the epilogue stays in the kernel), a narrow
+  // one with a gathered bias (n = 10: no whole-vector rows), a batch of two.
+  const shapes: [batch: number, m: number, k: number, n: number][] = [[1, 256, 37, 512], [1, 257, 37, 512], [1, 128, 64, 10], [2, 33, 20, 24]];
+  for (const [batch, m, k, n] of shapes) {
+    it(`${batch}x${m}x${k}x${n}: the matmul and then the program, bit for bit, at every launch, on 1 and 2 threads`, () => {
+      const A = randomFloats(batch * m * k, m + k);
+      const B = randomFloats(k * n, n + k);
+      const bias = randomFloats(n, n, -1, 1);
+      const spec: MatmulSpec = { batch, m, k, n, aBatchStride: m * k, bBatchStride: 0, transA: false, transB: false };
+      const size = batch * m * n;
+      for (const b of backends) {
+        // A program new to this backend: its first launch runs the interpreter inside the kernel,
+        // the next ones compiled code (where the product is small enough and on one thread).
+        const biasRelu = defineProgram(2, 1, ([y, bias], [s]) => y.add(bias).mul(s).maximum(0));
+        const [a, bb, bi, c, ref] = [upload(b, A), upload(b, B), upload(b, bias), b.alloc(size), b.alloc(size)];
+        const got: Float32Array[] = [];
+        for (let launch = 0; launch < 3; launch++) {
+          b.fill(c, NaN, size);
+          b.matmulProgram(a, bb, c, spec, { program: biasRelu, inputs: [bi], scalars: [0.75], layouts: [{ strides: [0, 0, 1], offset: 0 }] });
+          got.push(download(b, c));
+        }
+        b.matmul(a, bb, ref, spec);
+        b.elementwise(biasRelu, [ref, bi], [0.75], [ref], size, { shape: [batch, m, n], inputs: [undefined, { strides: [0, 0, 1], offset: 0 }], outputs: [undefined] });
+        const want = download(b, ref);
+        got.forEach((r, launch) => expect(firstDifference(r, want), `${b.threads} thread(s), launch ${launch}: first differing element`).toBe(-1));
+        [a, bb, bi, c, ref].forEach((x) => b.free(x));
+      }
+    });
+  }
+});
