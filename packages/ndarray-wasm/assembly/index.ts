@@ -1435,10 +1435,34 @@ export function matmul(
   t0: i32, t1: i32, i0: i32, i1: i32, j0: i32, j1: i32,
   scratch: usize, regs: usize, epi: usize,
 ): void {
+  // A product 5, 9, 10, 14 or 15 columns wide (a classifier's 10 classes) and at least 32 rows tall
+  // runs as its transpose C^T = opB^T opA^T: its columns fill 5-row panels (no or one row of
+  // padding) where 8-column panels compute 8 + 4 or 16, the last through the slower 5x4 kernel
+  // (NOTES.md section 27). Every element is the same chain of the same products, so the same bits.
+  if (n < 2 * NR && n % NR != 0 && (n % MR == 0 || n % MR == MR - 1) && m >= 4 * NR) {
+    product(b, a, c, n, m, k, bcs, brs, acs, ars, bBatch, aBatch, t0, t1, j0, j1, i0, i1, scratch, regs, epi, true);
+  } else {
+    product(a, b, c, m, n, k, ars, acs, brs, bcs, aBatch, bBatch, t0, t1, i0, i1, j0, j1, scratch, regs, epi, false);
+  }
+}
+
+/**
+ * matmul's loops, for C (`transC` false) or for C^T (true: the operands given as opB^T and opA^T,
+ * m and n swapped; tile element (r, s) goes to C[s][r], written by storeTransposed).
+ */
+function product(
+  a: usize, b: usize, c: usize,
+  m: i32, n: i32, k: i32,
+  ars: i32, acs: i32, brs: i32, bcs: i32,
+  aBatch: i32, bBatch: i32,
+  t0: i32, t1: i32, i0: i32, i1: i32, j0: i32, j1: i32,
+  scratch: usize, regs: usize, epi: usize, transC: bool,
+): void {
   const pA = scratch;
   const pB = scratch + (<usize>(MC * KC) << 2);
   const tile = pB + (<usize>(KC * NC) << 2);
-  const ldc = <usize>n << 2;
+  // C's row stride: n, or for C^T the original n, which is m here.
+  const ldc = <usize>(transC ? m : n) << 2;
   // Equal blocks rather than full blocks plus a sliver: k = 784 runs as 4 x 196, not 3 x 256 + 16,
   // which would pay a whole pass over C (and a pack) for 16 steps of work.
   const kb = (k + KC - 1) / KC;
@@ -1462,16 +1486,86 @@ export function matmul(
             const pb = pB + (<usize>(jr * kc) << 2);
             for (let ir = 0; ir < mc; ir += MR) {
               const rows = min(MR, mc - ir);
-              const cp = ct + <usize>(ic + ir) * ldc + (<usize>(jc + jr) << 2);
+              const pa = pA + (<usize>(ir * kc) << 2);
               // (microKernel4 is written for MR = 5.)
-              if (MR == 5 && cols <= 4) microKernel4(pA + (<usize>(ir * kc) << 2), pb, kc, cp, ldc, pc > 0, rows, cols, tile);
-              else microKernel(pA + (<usize>(ir * kc) << 2), pb, kc, cp, ldc, pc > 0, rows, cols, tile);
+              if (transC) {
+                // The tile into `tile` (no rows to copy), then transposed into C.
+                if (MR == 5 && cols <= 4) microKernel4(pa, pb, kc, 0, 0, false, 0, 0, tile);
+                else microKernel(pa, pb, kc, 0, 0, false, 0, 0, tile);
+                storeTransposed(tile, ct + <usize>(jc + jr) * ldc + (<usize>(ic + ir) << 2), ldc, pc > 0, rows, cols);
+                continue;
+              }
+              const cp = ct + <usize>(ic + ir) * ldc + (<usize>(jc + jr) << 2);
+              if (MR == 5 && cols <= 4) microKernel4(pa, pb, kc, cp, ldc, pc > 0, rows, cols, tile);
+              else microKernel(pa, pb, kc, cp, ldc, pc > 0, rows, cols, tile);
             }
           }
-          // After the last k slice these rows of C are final, and still in L1/L2: run the epilogue.
-          if (epi != 0 && pc + kc >= k) matmulEpilogue(epi, regs, m, n, t, ic, mc, jc, nc);
+          // After the last k slice these rows of C are final, and still in L1/L2: run the epilogue
+          // (for C^T: C's rows [jc, jc + nc), columns [ic, ic + mc)).
+          if (epi != 0 && pc + kc >= k) {
+            if (transC) matmulEpilogue(epi, regs, n, m, t, jc, nc, ic, mc);
+            else matmulEpilogue(epi, regs, m, n, t, ic, mc, jc, nc);
+          }
         }
       }
+    }
+  }
+}
+
+/**
+ * C^T's tile (rows x cols of the MR x NR `tile`, row stride NR) into C at `cp`: tile element (r, s)
+ * to cp + s * ldc + 4r, added to what is there when `accumulate` (tile + C, the order microKernel
+ * adds in). A full tile as two 4 x 4 transposes of rows 0-3 plus lane stores of row 4.
+ */
+function storeTransposed(tile: usize, cp: usize, ldc: usize, accumulate: bool, rows: i32, cols: i32): void {
+  if (MR == 5 && NR == 8 && rows == MR && cols == NR) {
+    for (let half: usize = 0; half < 2; half++) {
+      const q = tile + (half << 4);
+      const v0 = v128.load(q);
+      const v1 = v128.load(q, 32);
+      const v2 = v128.load(q, 64);
+      const v3 = v128.load(q, 96);
+      const v4 = v128.load(q, 128);
+      const u0 = i32x4.shuffle(v0, v1, 0, 4, 1, 5);
+      const u1 = i32x4.shuffle(v2, v3, 0, 4, 1, 5);
+      const u2 = i32x4.shuffle(v0, v1, 2, 6, 3, 7);
+      const u3 = i32x4.shuffle(v2, v3, 2, 6, 3, 7);
+      let w0 = i64x2.shuffle(u0, u1, 0, 2);
+      let w1 = i64x2.shuffle(u0, u1, 1, 3);
+      let w2 = i64x2.shuffle(u2, u3, 0, 2);
+      let w3 = i64x2.shuffle(u2, u3, 1, 3);
+      const d = cp + 4 * half * ldc;
+      let e0 = f32x4.extract_lane(v4, 0);
+      let e1 = f32x4.extract_lane(v4, 1);
+      let e2 = f32x4.extract_lane(v4, 2);
+      let e3 = f32x4.extract_lane(v4, 3);
+      if (accumulate) {
+        w0 = f32x4.add(w0, v128.load(d));
+        w1 = f32x4.add(w1, v128.load(d + ldc));
+        w2 = f32x4.add(w2, v128.load(d + 2 * ldc));
+        w3 = f32x4.add(w3, v128.load(d + 3 * ldc));
+        e0 += load<f32>(d, 16);
+        e1 += load<f32>(d + ldc, 16);
+        e2 += load<f32>(d + 2 * ldc, 16);
+        e3 += load<f32>(d + 3 * ldc, 16);
+      }
+      v128.store(d, w0);
+      v128.store(d + ldc, w1);
+      v128.store(d + 2 * ldc, w2);
+      v128.store(d + 3 * ldc, w3);
+      store<f32>(d, e0, 16);
+      store<f32>(d + ldc, e1, 16);
+      store<f32>(d + 2 * ldc, e2, 16);
+      store<f32>(d + 3 * ldc, e3, 16);
+    }
+    return;
+  }
+  for (let s = 0; s < cols; s++) {
+    const crow = cp + <usize>s * ldc;
+    for (let r = 0; r < rows; r++) {
+      const o = <usize>r << 2;
+      const v = load<f32>(tile + (<usize>(r * NR + s) << 2));
+      store<f32>(crow + o, accumulate ? v + load<f32>(crow + o) : v);
     }
   }
 }

@@ -1,7 +1,8 @@
-// One-thread matmul paths of NOTES.md sections 25-26, against exact models: a transposed A packed
-// along its rows (every full 5-row panel of a row block at once), and matmulProgram's epilogue run
-// as compiled code after the product (on one thread, products up to 2^17 elements), which must
-// equal the matmul followed by the same program, bit for bit, on 1 and 2 threads.
+// One-thread matmul paths of NOTES.md sections 25-27, against exact models: a transposed A packed
+// along its rows (every full 5-row panel of a row block at once), narrow products computed as their
+// transpose, and matmulProgram's epilogue run as compiled code after the product (on one thread,
+// products up to 2^17 elements), which must equal the matmul followed by the same program, bit for
+// bit, on 1 and 2 threads.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineProgram, type MatmulSpec } from '@needle/ndarray';
 import { createWasmBackend, type WasmBackend } from '../src';
@@ -24,27 +25,48 @@ function firstDifference(a: Float32Array, b: Float32Array): number {
 }
 
 /**
- * opA(A) @ B for A stored [k, m] (transA) from `aOffset`, in the baseline kernel's order: per
- * depth block (k in equal blocks of at most 256) a float32 chain s = s + a*b from 0, each product
- * and sum rounded, the blocks' sums added in order.
+ * opA(A) @ opB(B) (A from `aOffset`; A stored [k, m] when transA, B stored [n, k] when transB) for
+ * each batch (A and B `aBatch`, `bBatch` apart), in the baseline kernel's order: per depth block (k
+ * in equal blocks of at most 256) a float32 chain s = s + a*b from 0, each product and sum rounded,
+ * the blocks' sums added in order.
  */
-function modelTransA(A: Float32Array, aOffset: number, B: Float32Array, m: number, k: number, n: number): Float32Array {
+function model(A: Float32Array, B: Float32Array, spec: MatmulSpec): Float32Array {
+  const { batch, m, k, n, transA, transB, aBatchStride, bBatchStride, aOffset = 0 } = spec;
   const f = Math.fround;
   const kb = Math.ceil(k / 256);
   const kc = Math.ceil(k / kb);
-  const C = new Float32Array(m * n);
-  for (let i = 0; i < m; i++) {
-    for (let j = 0; j < n; j++) {
-      let c = 0;
-      for (let p0 = 0; p0 < k; p0 += kc) {
-        let s = 0;
-        for (let p = p0; p < Math.min(k, p0 + kc); p++) s = f(s + f(A[aOffset + p * m + i] * B[p * n + j]));
-        c = p0 === 0 ? s : f(c + s);
+  const C = new Float32Array(batch * m * n);
+  for (let t = 0; t < batch; t++) {
+    const a = (i: number, p: number) => A[aOffset + t * aBatchStride + (transA ? p * m + i : i * k + p)];
+    const b = (p: number, j: number) => B[t * bBatchStride + (transB ? j * k + p : p * n + j)];
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        let c = 0;
+        for (let p0 = 0; p0 < k; p0 += kc) {
+          let s = 0;
+          for (let p = p0; p < Math.min(k, p0 + kc); p++) s = f(s + f(a(i, p) * b(p, j)));
+          c = p0 === 0 ? s : f(c + s);
+        }
+        C[(t * m + i) * n + j] = c;
       }
-      C[i * n + j] = c;
     }
   }
   return C;
+}
+
+/** The product on every backend (operands as `spec` lays them out) against the model. */
+function expectModel(spec: MatmulSpec, seed: number): void {
+  const { batch, m, k, n, aBatchStride, bBatchStride, aOffset = 0 } = spec;
+  const A = randomFloats(aOffset + (batch - 1) * aBatchStride + m * k, seed);
+  const B = randomFloats((batch - 1) * bBatchStride + k * n, seed + 1);
+  const want = model(A, B, spec);
+  for (const b of backends) {
+    const [a, bb, c] = [upload(b, A), upload(b, B), b.alloc(batch * m * n)];
+    b.fill(c, NaN, batch * m * n);
+    b.matmul(a, bb, c, spec);
+    expect(firstDifference(download(b, c), want), `${b.threads} thread(s): first differing element`).toBe(-1);
+    [a, bb, c].forEach((x) => b.free(x));
+  }
 }
 
 describe('matmul with a transposed A, packed along its rows', () => {
@@ -55,25 +77,33 @@ describe('matmul with a transposed A, packed along its rows', () => {
   ];
   for (const [m, k, n, aOffset] of shapes) {
     it(`${m}x${k}x${n}, A from offset ${aOffset}: the exact model's bits on 1 and 2 threads`, () => {
-      const A = randomFloats(aOffset + k * m, m * 3 + k);
-      const B = randomFloats(k * n, n + 5 * k);
-      const want = modelTransA(A, aOffset, B, m, k, n);
-      const spec: MatmulSpec = { batch: 1, m, k, n, aBatchStride: 0, bBatchStride: 0, transA: true, transB: false, aOffset };
-      for (const b of backends) {
-        const [a, bb, c] = [upload(b, A), upload(b, B), b.alloc(m * n)];
-        b.fill(c, NaN, m * n);
-        b.matmul(a, bb, c, spec);
-        expect(firstDifference(download(b, c), want), `${b.threads} thread(s): first differing element`).toBe(-1);
-        [a, bb, c].forEach((x) => b.free(x));
-      }
+      expectModel({ batch: 1, m, k, n, aBatchStride: 0, bBatchStride: 0, transA: true, transB: false, aOffset }, m * 3 + k);
+    });
+  }
+});
+
+describe('narrow products (5, 9, 10, 14 or 15 columns) computed as their transpose', () => {
+  // Widths around the 5-row panels, heights around the 8-column panels and the 32-row threshold,
+  // every transposition, two depth blocks, a batch with a shared B, an offset, and one large
+  // enough to be split between two threads.
+  const specs: [batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean, aOffset: number][] = [
+    [1, 31, 20, 10, false, false, 0], [1, 32, 20, 10, false, false, 0], [1, 128, 512, 10, false, false, 0], [1, 512, 128, 10, true, false, 0],
+    [1, 40, 33, 5, false, true, 3], [1, 67, 300, 9, true, true, 0], [1, 45, 17, 14, false, false, 1], [1, 100, 9, 15, true, false, 0],
+    [1, 36, 50, 4, false, false, 0], [1, 36, 50, 16, false, false, 0], [1, 36, 50, 11, false, false, 0], [3, 50, 40, 10, false, true, 0],
+    [1, 4000, 64, 10, false, false, 0],
+  ];
+  for (const [batch, m, k, n, transA, transB, aOffset] of specs) {
+    it(`${batch}x${m}x${k}x${n} transA=${transA} transB=${transB}: the exact model's bits on 1 and 2 threads`, () => {
+      expectModel({ batch, m, k, n, aBatchStride: m * k, bBatchStride: batch === 3 ? 0 : k * n, transA, transB, aOffset }, m + k + n);
     });
   }
 });
 
 describe('matmulProgram epilogue as compiled code after the product', () => {
   // Products just below and above 2^17 elements (above: the epilogue stays in the kernel), a narrow
-  // one with a gathered bias (n = 10: no whole-vector rows), a batch of two.
-  const shapes: [batch: number, m: number, k: number, n: number][] = [[1, 256, 37, 512], [1, 257, 37, 512], [1, 128, 64, 10], [2, 33, 20, 24]];
+  // one with a gathered bias (n = 10: no whole-vector rows; computed as its transpose), a batch of
+  // two, and a narrow one split between two threads (the epilogue then in the transposed kernel).
+  const shapes: [batch: number, m: number, k: number, n: number][] = [[1, 256, 37, 512], [1, 257, 37, 512], [1, 128, 64, 10], [2, 33, 20, 24], [1, 4000, 64, 10]];
   for (const [batch, m, k, n] of shapes) {
     it(`${batch}x${m}x${k}x${n}: the matmul and then the program, bit for bit, at every launch, on 1 and 2 threads`, () => {
       const A = randomFloats(batch * m * k, m + k);
