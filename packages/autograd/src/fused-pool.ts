@@ -100,34 +100,32 @@ export function maxPoolForward(x: NDArray, a: WindowAttrs): NDArray {
 export function maxPoolBackward(g: Tensor, x: Tensor, out: Tensor, a: WindowAttrs): Tensor {
   const { n, h, w, c, ho, wo } = geometry(x.shape, a);
   if (!isGradEnabled()) {
-    if (a.sh === a.kh && a.sw === a.kw && a.dh === 1 && a.dw === 1) {
-      // Windows tile the input: each element belongs to at most one window. Rows and columns
-      // past the last window (floor division) get 0 from the fill; every other element is written.
-      const tiled = h === ho * a.kh && w === wo * a.kw;
-      const dx = tiled ? NDArray.empty([n, h, w, c], x.backend) : full([n, h, w, c], 0, { backend: x.backend });
-      try {
-        tidy(() => {
+    // Windows that tile the input (each element in at most one window) write every element they
+    // cover; the fill is needed only for rows and columns past the last window, or where windows
+    // overlap or leave gaps and each position adds into the zeros.
+    const tiles = a.sh === a.kh && a.sw === a.kw && a.dh === 1 && a.dw === 1;
+    const covered = tiles && h === ho * a.kh && w === wo * a.kw;
+    const dx = covered ? NDArray.empty([n, h, w, c], x.backend) : full([n, h, w, c], 0, { backend: x.backend });
+    try {
+      tidy(() => {
+        const k = argmaxRow(out.data);
+        if (tiles) {
           const view = dx.asStrided([n, ho, a.kh, wo, a.kw, c], [h * w * c, a.kh * w * c, w * c, a.kw * c, c, 1], 0);
           const perWindow = (t: NDArray) => t.reshape([n, ho, 1, wo, 1, c]);
-          elementwise(ROUTE_TILED, [perWindow(g.data), perWindow(argmaxRow(out.data)), positions(a.kh, a.kw, x.backend)], [], { out: [view], writer: 'maxPool2d' });
-        });
-      } catch (e) {
-        dx.dispose();
-        throw e;
-      }
-      return new Tensor(dx);
-    }
-    const dx = full([n, h, w, c], 0, { backend: x.backend });
-    tidy(() => {
-      const g0 = g.data;
-      const k = argmaxRow(out.data);
-      for (let i = 0; i < a.kh; i++) {
-        for (let j = 0; j < a.kw; j++) {
-          const region = dx.asStrided([n, ho, wo, c], [h * w * c, a.sh * w * c, a.sw * c, 1], (i * a.dh * w + j * a.dw) * c);
-          elementwise(ROUTE, [region, g0, k], [i * a.kw + j], { out: [region], writer: 'maxPool2d' });
+          elementwise(ROUTE_TILED, [perWindow(g.data), perWindow(k), positions(a.kh, a.kw, x.backend)], [], { out: [view], writer: 'maxPool2d' });
+          return;
         }
-      }
-    });
+        for (let i = 0; i < a.kh; i++) {
+          for (let j = 0; j < a.kw; j++) {
+            const region = dx.asStrided([n, ho, wo, c], [h * w * c, a.sh * w * c, a.sw * c, 1], (i * a.dh * w + j * a.dw) * c);
+            elementwise(ROUTE, [region, g.data, k], [i * a.kw + j], { out: [region], writer: 'maxPool2d' });
+          }
+        }
+      });
+    } catch (e) {
+      dx.dispose();
+      throw e;
+    }
     return new Tensor(dx);
   }
   const hot = tidy(() => {

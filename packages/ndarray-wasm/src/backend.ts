@@ -39,9 +39,9 @@ export interface WasmBackendOptions {
    * With `threads > 1`: microseconds an idle worker polls for the next kernel after the calling
    * thread last used the backend (any kernel or buffer call), before it sleeps (default 1000): so
    * the workers stay awake through a training step (but at most 20 times this after the last split
-   * kernel). Polling saves a sleep and a wake-up per split kernel. Threads poll only while the machine has room for them (in Node, a
-   * load average at most the core count + 0.5; and not for a while after a thread was descheduled
-   * while polling); 0 turns polling off.
+   * kernel). Polling saves a sleep and a wake-up per split kernel. Threads poll only while the
+   * machine has room for them (in Node, a load average at most the core count + 0.5; and not for a
+   * while after a thread was descheduled while polling); 0 turns polling off.
    */
   spinMicros?: number;
   /**
