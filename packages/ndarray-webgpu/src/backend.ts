@@ -120,15 +120,31 @@ export interface MatmulTexturePolicy {
   maxRows?: number;
   /** Bytes of mirrors kept (default 64 MiB); the least recently used shapes go first. */
   mirrorBytes?: number;
+  /**
+   * Bind the mirrors as read-only storage textures instead of sampled ones (only where the device
+   * allows it: see WebGPUBackend.storageMirrors).
+   */
+  storage?: boolean;
 }
 
 /**
  * On Mesa's llvmpipe a storage-buffer load is a loop over the SIMD lanes, while a texel fetch is a
  * gather: the 16x8 matmul kernel with both operands read through textures takes ~30% less CPU time
  * on 128x784x512 and 784x128x512 transA, the copies into the textures included (NOTES.md, session
- * 4). Hardware GPUs are not measured, so they keep storage loads.
+ * 4); read as storage textures, ~20% less again (session 6). Hardware GPUs are not measured, so
+ * they keep storage loads.
  */
 const LLVMPIPE_TEXTURES: MatmulTexturePolicy = { minMacs: 2 ** 22, minReuse: 32 };
+
+/**
+ * Whether texture mirrors can be read as read-only rgba32float storage textures: the WGSL language
+ * feature, and two storage textures per stage (compatibility-mode devices may allow none). The
+ * feature list lives on the GPU object, so without one (a device passed in alone) the answer is no.
+ */
+function storageMirrorsSupported(device: GPUDevice, gpu: GPU | undefined): boolean {
+  const wgsl = (gpu as { wgslLanguageFeatures?: ReadonlySet<string> } | undefined)?.wgslLanguageFeatures;
+  return (wgsl?.has('readonly_and_readwrite_storage_textures') ?? false) && device.limits.maxStorageTexturesPerShaderStage >= 2;
+}
 
 /** Dispatches recorded before the batch is submitted anyway (bounded by the uniform arena). */
 const MAX_BATCH = 512;
@@ -162,6 +178,8 @@ export class WebGPUBackend implements Backend {
    * never). Set for Mesa's llvmpipe, where it measured faster; null elsewhere.
    */
   matmulTextures: MatmulTexturePolicy | null;
+  /** Whether texture mirrors can be bound as read-only storage textures (they are then created for both kinds). */
+  private readonly storageMirrors: boolean;
   /** @internal Tuning: the tile of a column-lane matmul (undefined: the default). */
   tileOverride: ((spec: MatmulSpec, textures: boolean) => MatmulTile | undefined) | null = null;
 
@@ -210,7 +228,8 @@ export class WebGPUBackend implements Backend {
     else device.onuncapturederror = onError;
     this.counter = instrumentBackend(this);
     const info = (device as { adapterInfo?: GPUAdapterInfo }).adapterInfo;
-    this.matmulTextures = /llvmpipe/i.test(`${info?.device ?? ''} ${info?.description ?? ''}`) ? { ...LLVMPIPE_TEXTURES } : null;
+    this.storageMirrors = storageMirrorsSupported(device, this.gpu);
+    this.matmulTextures = /llvmpipe/i.test(`${info?.device ?? ''} ${info?.description ?? ''}`) ? { ...LLVMPIPE_TEXTURES, storage: this.storageMirrors } : null;
   }
 
   // ---- errors ---------------------------------------------------------------------------------
@@ -331,7 +350,9 @@ export class WebGPUBackend implements Backend {
           { binding: 0, visibility: ShaderStage.COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true, minBindingSize: PARAM_BYTES } },
           ...k.storage.map((a, i): GPUBindGroupLayoutEntry => (a === 'texture'
             ? { binding: i + 1, visibility: ShaderStage.COMPUTE, texture: { sampleType: 'unfilterable-float' } }
-            : { binding: i + 1, visibility: ShaderStage.COMPUTE, buffer: { type: a === 'read' ? 'read-only-storage' : 'storage' } })),
+            : a === 'storage-texture'
+              ? { binding: i + 1, visibility: ShaderStage.COMPUTE, storageTexture: { access: 'read-only', format: 'rgba32float' } }
+              : { binding: i + 1, visibility: ShaderStage.COMPUTE, buffer: { type: a === 'read' ? 'read-only-storage' : 'storage' } })),
         ],
       });
       this.groupLayouts.set(sig, l);
@@ -417,7 +438,8 @@ export class WebGPUBackend implements Backend {
         this.bindGroups.clear();
         this.bindGroupsOf.clear();
       }
-      const texture = this.device.createTexture({ size: [width, rows, 1], format: 'rgba32float', usage: TextureUsage.TEXTURE_BINDING | TextureUsage.COPY_DST });
+      const usage = TextureUsage.TEXTURE_BINDING | TextureUsage.COPY_DST | (this.storageMirrors ? TextureUsage.STORAGE_BINDING : 0);
+      const texture = this.device.createTexture({ size: [width, rows, 1], format: 'rgba32float', usage });
       m = list[slot] = { id: this.nextMirrorId++, texture, view: texture.createView(), shift, bytes };
       this.mirrorBytes += bytes;
     }
@@ -909,8 +931,8 @@ export class WebGPUBackend implements Backend {
       const wanted = tp !== null && macs >= tp.minMacs && macs >= tp.minReuse * (aElems + bElems);
       const aShape = wanted ? mirrorShape(aElems, maxRows) : null;
       const bShape = wanted ? mirrorShape(bElems, maxRows) : null;
-      const tex = aShape !== null && bShape !== null;
-      const plain = matmulVariant(spec, this.limits.workgroupSize, this.tileOverride?.(spec, tex), tex);
+      const tex = aShape !== null && bShape !== null ? (tp?.storage && this.storageMirrors ? 'storage' : 'sampled') : false;
+      const plain = matmulVariant(spec, this.limits.workgroupSize, this.tileOverride?.(spec, tex !== false), tex);
       const variant = epilogue ? { ...plain, epilogue: { program: epilogue.program, modes: epilogueModes(epilogue.layouts, plain.vecC) } } : plain;
       kernel = matmulKernel(variant);
       [gx, gy] = matmulGrid(spec, variant);

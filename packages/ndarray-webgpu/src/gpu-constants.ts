@@ -10,7 +10,7 @@ export const BufferUsage = {
   STORAGE: 0x0080,
 } as const;
 
-export const TextureUsage = { COPY_DST: 0x02, TEXTURE_BINDING: 0x04 } as const;
+export const TextureUsage = { COPY_DST: 0x02, TEXTURE_BINDING: 0x04, STORAGE_BINDING: 0x08 } as const;
 
 export const MapMode = { READ: 0x0001 } as const;
 

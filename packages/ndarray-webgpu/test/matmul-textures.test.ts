@@ -7,7 +7,8 @@ import { expectClose, randomArray } from './helpers';
 // The matmul kernel reading A and B through texture mirrors of their buffers (taken on llvmpipe by
 // large products only): forced on small shapes here, so the shaders stay small and fast to compile.
 // It runs the same arithmetic in the same order as the storage-load kernel, so the two must agree
-// bit for bit, and both with the CPU reference.
+// bit for bit, and both with the CPU reference; so must both ways of binding the mirrors (sampled
+// textures, read-only storage textures where the device allows them).
 const gpu = await testBackend();
 const cpu = new CpuBackend();
 const relu = defineProgram(2, 0, ([y, b]) => y.add(b).maximum(0));
@@ -24,6 +25,15 @@ describe.runIf(gpu)('webgpu matmul through texture mirrors', () => {
   test('the policy is on for llvmpipe and off elsewhere', () => {
     const info = g.device.adapterInfo;
     expect(policy !== null).toBe(/llvmpipe/i.test(`${info?.device ?? ''} ${info?.description ?? ''}`));
+  });
+
+  // The mirror kinds this device can bind (llvmpipe: both; its policy takes storage textures).
+  const kinds = policy?.storage ? [false, true] : [false];
+  /** Mirrors forced on for every product, bound as storage textures where the device allows it. */
+  const forced = { minMacs: 0, minReuse: 0, storage: policy?.storage ?? false };
+
+  test.runIf(policy !== null)('llvmpipe reads the mirrors as storage textures', () => {
+    expect(policy!.storage).toBe(true);
   });
 
   const cases: { name: string; s: MatmulSpec; same?: boolean }[] = [
@@ -62,21 +72,23 @@ describe.runIf(gpu)('webgpu matmul through texture mirrors', () => {
       return { out: r, copies };
     };
     for (const fused of [false, true]) {
-      g.matmulTextures = { minMacs: 0, minReuse: 0 };
-      const tex = await run(g, fused);
       g.matmulTextures = null;
       const storage = await run(g, fused);
       const want = (await run(cpu, fused)).out;
-      // One copy into each mirror (a single one when A and B are the same buffer); none without.
-      expect(tex.copies, 'copies into texture mirrors').toBe(same ? 1 : 2);
       expect(storage.copies, 'copies without mirrors').toBe(0);
-      expect(Array.from(tex.out), 'texture path equals the storage path bit for bit').toEqual(Array.from(storage.out));
-      expectClose(tex.out, want, 2e-5, 2e-5, fused ? 'matmulProgram' : 'matmul');
+      for (const kind of kinds) {
+        g.matmulTextures = { minMacs: 0, minReuse: 0, storage: kind };
+        const tex = await run(g, fused);
+        // One copy into each mirror (a single one when A and B are the same buffer); none without.
+        expect(tex.copies, 'copies into texture mirrors').toBe(same ? 1 : 2);
+        expect(Array.from(tex.out), `mirrors (storage textures: ${kind}) equal the storage-buffer path bit for bit`).toEqual(Array.from(storage.out));
+        expectClose(tex.out, want, 2e-5, 2e-5, fused ? 'matmulProgram' : 'matmul');
+      }
     }
   });
 
   test('a mirror is refilled by later matmuls of the same batch', async () => {
-    g.matmulTextures = { minMacs: 0, minReuse: 0 };
+    g.matmulTextures = forced;
     // 20 x 20: 100 texels, two mirror rows; the three products share the two mirrors of that height.
     const s = spec(20, 20, 20);
     const x = g.alloc(400);
@@ -108,7 +120,7 @@ describe.runIf(gpu)('webgpu matmul through texture mirrors', () => {
   test('more mirror heights than the cache keeps: the oldest go, results stay right', async () => {
     // k = 64i: mirrors of 5i rows for A (20 x k) and B (k x 20), twenty heights for a cache of eight.
     const results: Float32Array[][] = [];
-    for (const p of [{ minMacs: 0, minReuse: 0 }, null]) {
+    for (const p of [forced, null]) {
       g.matmulTextures = p;
       const outs: Float32Array[] = [];
       for (let i = 1; i <= 10; i++) {
@@ -145,8 +157,8 @@ describe.runIf(gpu)('webgpu matmul through texture mirrors', () => {
       for (const x of [ab, bb, out]) g.free(x);
       return { out: r, copies };
     };
-    const wide = await run({ minMacs: 0, minReuse: 0, maxRows: 256 });
-    const tooShort = await run({ minMacs: 0, minReuse: 0, maxRows: 64 });
+    const wide = await run({ ...forced, maxRows: 256 });
+    const tooShort = await run({ ...forced, maxRows: 64 });
     const storage = await run(null);
     expect([wide.copies, tooShort.copies, storage.copies], 'copies into mirrors').toEqual([2, 0, 0]);
     expect(Array.from(wide.out), 'wide mirrors equal the storage path bit for bit').toEqual(Array.from(storage.out));
@@ -155,7 +167,7 @@ describe.runIf(gpu)('webgpu matmul through texture mirrors', () => {
 
   test('a byte cap below one mirror: every new mirror evicts the others but never the product\'s other operand', async () => {
     const results: Float32Array[][] = [];
-    for (const p of [{ minMacs: 0, minReuse: 0, mirrorBytes: 1 }, null]) {
+    for (const p of [{ ...forced, mirrorBytes: 1 }, null]) {
       g.matmulTextures = p;
       const outs: Float32Array[] = [];
       const bufs: DeviceBuffer[] = [];

@@ -1,8 +1,9 @@
 /**
  * How a kernel binds one resource: a storage buffer read or written, or a texture mirror of a
- * buffer read with textureLoad (see mirrorShape).
+ * buffer read with textureLoad (see mirrorShape), as a sampled texture ('texture') or a read-only
+ * rgba32float storage texture ('storage-texture').
  */
-export type Access = 'read' | 'read_write' | 'texture';
+export type Access = 'read' | 'read_write' | 'texture' | 'storage-texture';
 
 /** Fewest vec4 texels per row of a texture mirror (1024 bytes: a buffer-to-texture copy needs a multiple of 256). */
 export const MIN_TEXEL_ROW = 64;
@@ -50,6 +51,7 @@ export function bindings(params: string, storage: readonly { name: string; acces
   const lines = [`struct Params { ${params} }`, '@group(0) @binding(0) var<uniform> p: Params;'];
   storage.forEach((s, i) => {
     if (s.access === 'texture') lines.push(`@group(0) @binding(${i + 1}) var ${s.name}: texture_2d<f32>;`);
+    else if (s.access === 'storage-texture') lines.push(`@group(0) @binding(${i + 1}) var ${s.name}: texture_storage_2d<rgba32float, read>;`);
     else lines.push(`@group(0) @binding(${i + 1}) var<storage, ${s.access}> ${s.name}: array<${s.type}>;`);
   });
   return lines.join('\n');

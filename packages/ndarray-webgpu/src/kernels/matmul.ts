@@ -29,9 +29,10 @@ export interface MatmulVariant {
   k4: boolean;
   /**
    * A and B read from texture mirrors of their buffers (textureLoad; see mirrorShape: the row
-   * widths' log2 travel as uniforms) instead of storage loads; needs vecA and vecB.
+   * widths' log2 travel as uniforms) instead of storage loads, bound as sampled textures or as
+   * read-only storage textures (MirrorKind); false: storage loads. Needs vecA and vecB.
    */
-  tex: boolean;
+  tex: MirrorKind | false;
   /** Rows per workgroup (a multiple of 4). */
   tm: number;
   /** Column groups (vec4) per invocation. */
@@ -41,6 +42,15 @@ export interface MatmulVariant {
   /** An elementwise program applied to the product before it is stored (matmulProgram). */
   epilogue?: EpilogueVariant;
 }
+
+/**
+ * How a matmul kernel binds the texture mirrors of A and B: 'sampled' (texture_2d, textureLoad
+ * with a mip level) or 'storage' (texture_storage_2d<rgba32float, read>). The arithmetic and its
+ * order are the same, so both give the storage-load kernel's results bit for bit. On llvmpipe a
+ * storage-texture fetch measured ~2.3x cheaper than a sampled one (NOTES.md, session 6): it skips
+ * the sampler path's per-lane mip-level handling.
+ */
+export type MirrorKind = 'sampled' | 'storage';
 
 /**
  * How an epilogue input is read four columns at a time (vec4 outputs): 'v' one aligned vec4 (column
@@ -114,7 +124,7 @@ function wideGroups(n: number, tm: number): number {
 }
 
 /** `textures`: read A and B through texture mirrors where both are vec4-readable (the caller copies them). */
-export function matmulVariant(s: MatmulSpec, maxInvocations: number, tile: MatmulTile = matmulTile(s, maxInvocations), textures = false): MatmulVariant {
+export function matmulVariant(s: MatmulSpec, maxInvocations: number, tile: MatmulTile = matmulTile(s, maxInvocations), textures: MirrorKind | false = false): MatmulVariant {
   const aAligned = s.aBatchStride % 4 === 0 && (s.aOffset ?? 0) % 4 === 0;
   const bAligned = s.bBatchStride % 4 === 0 && (s.bOffset ?? 0) % 4 === 0;
   const vecA = aAligned && (s.transA ? s.m % 4 === 0 : s.k % 4 === 0);
@@ -126,7 +136,7 @@ export function matmulVariant(s: MatmulSpec, maxInvocations: number, tile: Matmu
     vecB,
     vecC: s.n % 4 === 0 && (s.outOffset ?? 0) % 4 === 0,
     k4: s.k % 4 === 0,
-    tex: textures && vecA && vecB,
+    tex: vecA && vecB ? textures : false,
     ...tile,
   };
 }
@@ -172,13 +182,17 @@ export function matmulParams(s: MatmulSpec, batchBase: number, epilogue?: { scal
 }
 
 /** Bindings of a matmul kernel: a, b (buffers, or their texture mirrors), c, then the epilogue inputs. */
-function matmulStorage(epilogue: EpilogueVariant | undefined, tex = false): Access[] {
-  const ab: Access = tex ? 'texture' : 'read';
+function mirrorAccess(tex: MirrorKind | false): Access {
+  return tex === 'storage' ? 'storage-texture' : tex === 'sampled' ? 'texture' : 'read';
+}
+
+function matmulStorage(epilogue: EpilogueVariant | undefined, tex: MirrorKind | false = false): Access[] {
+  const ab = mirrorAccess(tex);
   return [ab, ab, 'read_write', ...(epilogue?.modes ?? []).map((): Access => 'read')];
 }
 
-function matmulDecl(vecA: boolean, vecB: boolean, vecC: boolean, epilogue: EpilogueVariant | undefined, tex = false): string {
-  const ab: Access = tex ? 'texture' : 'read';
+function matmulDecl(vecA: boolean, vecB: boolean, vecC: boolean, epilogue: EpilogueVariant | undefined, tex: MirrorKind | false = false): string {
+  const ab = mirrorAccess(tex);
   return bindings(MATMUL_PARAMS, [
     { name: 'a', access: ab, type: vecA ? 'vec4<f32>' : 'f32' },
     { name: 'b', access: ab, type: vecB ? 'vec4<f32>' : 'f32' },
@@ -224,7 +238,7 @@ function epilogueKey(e: EpilogueVariant | undefined): string {
 }
 
 export function matmulKernel(v: MatmulVariant): KernelSource {
-  const bits = [v.transA, v.transB, v.vecA, v.vecB, v.vecC, v.k4, v.tex].map((b) => (b ? 1 : 0)).join('');
+  const bits = [v.transA, v.transB, v.vecA, v.vecB, v.vecC, v.k4].map((b) => (b ? 1 : 0)).join('') + (v.tex === 'storage' ? 2 : v.tex ? 1 : 0);
   return {
     key: `matmul:${bits}:${v.tm}x${v.cv}x${v.lanes}${epilogueKey(v.epilogue)}`,
     storage: matmulStorage(v.epilogue, v.tex),
@@ -301,7 +315,7 @@ ${ind(G.flatMap((g) => (v.vecC ? [`if (col${g} < p.n) { epi(t, row, col${g}); }`
 `
         : '';
       const texFns = v.tex
-        ? ['a', 'b'].map((x) => `fn t${x}(i: u32) -> vec4<f32> { return textureLoad(${x}, vec2<u32>(i & ((1u << p.t${x}s) - 1u), i >> p.t${x}s), 0); }`).join('\n')
+        ? ['a', 'b'].map((x) => `fn t${x}(i: u32) -> vec4<f32> { return textureLoad(${x}, vec2<u32>(i & ((1u << p.t${x}s) - 1u), i >> p.t${x}s)${v.tex === 'sampled' ? ', 0' : ''}); }`).join('\n')
         : '';
       return `${v.epilogue ? `${PRELUDE}\n` : ''}${decl}
 ${v.epilogue ? epilogueFn(v.epilogue, v.vecC) : ''}
