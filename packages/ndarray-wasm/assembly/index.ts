@@ -1439,11 +1439,24 @@ export function matmul(
   // runs as its transpose C^T = opB^T opA^T: its columns fill 5-row panels (no or one row of
   // padding) where 8-column panels compute 8 + 4 or 16, the last through the slower 5x4 kernel
   // (NOTES.md section 27). Every element is the same chain of the same products, so the same bits.
-  if (n < 2 * NR && n % NR != 0 && (n % MR == 0 || n % MR == MR - 1) && m >= 4 * NR) {
+  // So does any product at least one depth block deep whose transpose costs 5% less in micro-tiles
+  // (a convolution's weight gradient, 16 x 27 or 32 x 144 over a long depth; NOTES.md section 40):
+  // there the transposed tiles' stores are a small part of each tile's work.
+  const narrow = n < 2 * NR && n % NR != 0 && (n % MR == 0 || n % MR == MR - 1) && m >= 4 * NR;
+  if (narrow || (k >= KC && 20 * tileCost(n, m) < 19 * tileCost(m, n))) {
     product(b, a, c, n, m, k, bcs, brs, acs, ars, bBatch, aBatch, t0, t1, j0, j1, i0, i1, scratch, regs, epi, true);
   } else {
     product(a, b, c, m, n, k, ars, acs, brs, bcs, aBatch, bBatch, t0, t1, i0, i1, j0, j1, scratch, regs, epi, false);
   }
+}
+
+/**
+ * The micro-kernels' cycles per depth step over an m x n product, as measured (NOTES.md sections 15
+ * and 27): ~6 for a 5x8 tile, ~4 for a 5x4 one (a last panel of at most 4 columns), padding included.
+ */
+function tileCost(m: i32, n: i32): i32 {
+  const rest = n % NR;
+  return ((m + MR - 1) / MR) * ((n / NR) * 6 + (rest == 0 ? 0 : rest <= 4 ? 4 : 6));
 }
 
 /**

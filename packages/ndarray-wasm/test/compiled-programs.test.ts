@@ -219,6 +219,34 @@ describe('compiled elementwise programs', () => {
     results[1].forEach((v, k) => expectSameBits(v, results[0][k], `pow output ${k}`, true));
   });
 
+  it("where() over comparisons (their lane masks, NOTES.md section 41) as the interpreter", () => {
+    // Max pooling's chain of running maxima and their index (NaN first, ties keep the earlier),
+    // comparisons used only as conditions, as a condition and a value, as a condition and an output,
+    // and conditions that are where() results; NaNs, signed zeros and a tail mixed in.
+    const n = 1031;
+    const xs = [0, 1, 2].map((s) => randomFloats(n, 21 + s, -2, 2));
+    xs.forEach((x, s) => [NaN, 0, -0, Infinity, -Infinity, 1, 1].forEach((v, i) => (x[53 * i + 7 * s + 2] = v)));
+    xs[1][300] = xs[0][300];
+    const p = defineProgram(3, 1, ([a, b, c], [k]) => {
+      const bBetter = b.ne(b).select(1, b.gt(a)).select(1, 0);
+      const m1 = a.ne(a).select(0, bBetter).select(b, a);
+      const i1 = a.ne(a).select(0, bBetter);
+      const cBetter = c.ge(m1);
+      const m2 = m1.ne(m1).select(0, c.ne(c).select(1, cBetter)).select(c, m1);
+      const i2 = cBetter.select(2, i1);
+      return [m2, i2.add(cBetter), c.lt(k).select(m2, i2), a.eq(k)];
+    });
+    const results = [interpreted, compiled].map((be) => {
+      const arrays = xs.map((x) => NDArray.fromData(x, [n], be));
+      elementwise(p, arrays, [0.25]).forEach((o) => o.dispose());
+      const outs = elementwise(p, arrays, [0.25]);
+      const v = outs.map((o) => o.toArraySync() as Float32Array);
+      [...arrays, ...outs].forEach((u) => u.dispose());
+      return v;
+    });
+    results[1].forEach((v, k) => expectSameBits(v, results[0][k], `where over comparisons, output ${k}`, true));
+  });
+
   it('compile a program at its second launch, never one defined anew for each call', () => {
     const x = NDArray.fromData(data(1000, 3), [1000], compiled);
     const before = compiled.compiledProgramLaunches;

@@ -99,11 +99,27 @@ describe('narrow products (5, 9, 10, 14 or 15 columns) computed as their transpo
   }
 });
 
+describe('products whose transpose computes fewer padded micro-tiles, computed as their transpose', () => {
+  // At least one depth block deep (k >= 256): convolution weight gradients (16 x 27 and 32 x 144,
+  // transposed A), rows and columns around the panels, several depth blocks, a batch with a shared
+  // B, an offset, and one large enough to be split between two threads.
+  const specs: [batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean, aOffset: number][] = [
+    [1, 16, 300, 27, true, false, 0], [1, 32, 600, 144, true, false, 0], [1, 16, 256, 27, false, false, 2], [1, 11, 513, 24, false, true, 0],
+    [1, 6, 1000, 40, true, true, 1], [2, 16, 300, 27, true, false, 0], [1, 32, 3000, 144, true, false, 0],
+  ];
+  for (const [batch, m, k, n, transA, transB, aOffset] of specs) {
+    it(`${batch}x${m}x${k}x${n} transA=${transA} transB=${transB}: the exact model's bits on 1 and 2 threads`, () => {
+      expectModel({ batch, m, k, n, aBatchStride: m * k, bBatchStride: batch === 2 ? 0 : k * n, transA, transB, aOffset }, m + k + n);
+    });
+  }
+});
+
 describe('matmulProgram epilogue as compiled code after the product', () => {
   // Products just below and above 2^17 elements (above: the epilogue stays in the kernel), a narrow
   // one with a gathered bias (n = 10: no whole-vector rows; computed as its transpose), a batch of
-  // two, and a narrow one split between two threads (the epilogue then in the transposed kernel).
-  const shapes: [batch: number, m: number, k: number, n: number][] = [[1, 256, 37, 512], [1, 257, 37, 512], [1, 128, 64, 10], [2, 33, 20, 24], [1, 4000, 64, 10]];
+  // two, a narrow one split between two threads (the epilogue then in the transposed kernel), and
+  // two deep ones computed as their transpose (section 40), the larger split.
+  const shapes: [batch: number, m: number, k: number, n: number][] = [[1, 256, 37, 512], [1, 257, 37, 512], [1, 128, 64, 10], [2, 33, 20, 24], [1, 4000, 64, 10], [1, 16, 300, 27], [1, 32, 3000, 144]];
   for (const [batch, m, k, n] of shapes) {
     it(`${batch}x${m}x${k}x${n}: the matmul and then the program, bit for bit, at every launch, on 1 and 2 threads`, () => {
       const A = randomFloats(batch * m * k, m + k);

@@ -76,6 +76,23 @@ export function programModuleBytes(program: ElementwiseProgram, inputs: readonly
     else if (s.op === 'unary') live[s.a] = true;
     else if (s.op === 'where') { live[s.cond] = true; live[s.a] = true; live[s.b] = true; }
   }
+  // A comparison's value is its lane mask ANDed with 1.0, and where() selects by `cond != 0`: where a
+  // comparison is a where's condition, the where selects by the mask itself (the same lanes), and a
+  // comparison used only as conditions never computes its value (NOTES.md section 41).
+  const isComparison = (j: number) => {
+    const s = steps[j];
+    return s.op === 'binary' && COMPARISONS.has(s.fn);
+  };
+  const asCondition = new Array<boolean>(steps.length).fill(false);
+  const asValue = new Array<boolean>(steps.length).fill(false);
+  for (const o of program.outputs) asValue[o] = true;
+  steps.forEach((s, j) => {
+    if (!live[j]) return;
+    if (s.op === 'binary') { asValue[s.a] = true; asValue[s.b] = true; }
+    else if (s.op === 'unary') asValue[s.a] = true;
+    else if (s.op === 'where') { asCondition[s.cond] = true; asValue[s.a] = true; asValue[s.b] = true; }
+  });
+  const masked = steps.map((_, j) => live[j] && asCondition[j] && isComparison(j));
   const stridedIns = steps.flatMap((s, j) => (s.op === 'input' && live[j] && inputs[s.index] === 's' ? [j] : []));
   const stridedOuts = outputs.flatMap((k, i) => (k === 's' ? [i] : []));
   const blocked = stridedIns.length + stridedOuts.length > 0;
@@ -122,6 +139,8 @@ export function programModuleBytes(program: ElementwiseProgram, inputs: readonly
   for (let u = 1; u < UNROLL; u++) {
     vals.push(steps.map((s, j) => (splatted(s) ? val[j] : next++)));
   }
+  // The lane masks of comparisons that are where() conditions, per unrolled vector (-1: none).
+  const masks: number[][] = vals.map(() => steps.map((_, j) => (masked[j] ? next++ : -1)));
   const V_ZERO = next++;
   const V_ONE = next++;
   const V_MINUS_ONE = next++;
@@ -188,7 +207,7 @@ export function programModuleBytes(program: ElementwiseProgram, inputs: readonly
   const body = (tail: boolean, count: number) => {
     steps.forEach((s, j) => {
       if (!live[j]) return;
-      for (let u = 0; u < count; u++) step(s, j, vals[u], tail, 16 * u);
+      for (let u = 0; u < count; u++) step(s, j, vals[u], masks[u], tail, 16 * u);
     });
     // Every value of these vectors exists before the first store, so an output that is also an
     // input's buffer (read in place at the same element) is read first.
@@ -197,7 +216,7 @@ export function programModuleBytes(program: ElementwiseProgram, inputs: readonly
       for (let u = 0; u < count; u++) store(o, k, vals[u], tail, compact, 16 * u);
     });
   };
-  const step = (s: (typeof steps)[number], j: number, val: number[], tail: boolean, at: number) => {
+  const step = (s: (typeof steps)[number], j: number, val: number[], mask: number[], tail: boolean, at: number) => {
     switch (s.op) {
       case 'input':
         if (inputs[s.index] === 'b' || inputs[s.index] === 'z') break;
@@ -216,6 +235,11 @@ export function programModuleBytes(program: ElementwiseProgram, inputs: readonly
       case 'const':
         break;
       case 'binary':
+        if (masked[j]) {
+          c.get(val[s.a]).get(val[s.b]).simd(COMPARISONS.get(s.fn)!).set(mask[j]);
+          if (asValue[j]) c.get(mask[j]).get(V_ONE).simd(SIMD.and).set(val[j]);
+          break;
+        }
         binaryOp(c, s.fn, val[s.a], val[s.b], V_ONE, constant(s.b));
         c.set(val[j]);
         break;
@@ -224,7 +248,12 @@ export function programModuleBytes(program: ElementwiseProgram, inputs: readonly
         c.set(val[j]);
         break;
       case 'where':
-        // where(): bitselect(x, y, cond != 0); a NaN condition selects x.
+        // where(): bitselect(x, y, cond != 0); a NaN condition selects x. A comparison's mask is
+        // already that test (its value, mask & 1.0, is nonzero exactly in the mask's lanes).
+        if (masked[s.cond]) {
+          c.get(val[s.a]).get(val[s.b]).get(mask[s.cond]).simd(SIMD.bitselect).set(val[j]);
+          break;
+        }
         c.get(val[s.a]).get(val[s.b]).get(val[s.cond]).get(V_ZERO).simd(SIMD.ne).simd(SIMD.bitselect).set(val[j]);
         break;
       default:
@@ -426,6 +455,9 @@ export function warmerModuleBytes(shared: boolean): Uint8Array {
   at(WARMER.blk).get(V).simdMem(SIMD.store, 4, 0).op(OP.end);
   return moduleBytes(c, 1, 1, shared);
 }
+
+/** The comparisons' f32x4 instructions: each gives a lane mask, which the `binary` kernel ANDs with 1.0. */
+const COMPARISONS = new Map<string, number>([['eq', SIMD.eq], ['ne', SIMD.ne], ['ge', SIMD.ge], ['gt', SIMD.gt], ['le', SIMD.le], ['lt', SIMD.lt]]);
 
 /** Pushes `fn(a, b)` as the `binary` kernel computes it. */
 function binaryOp(c: Code, fn: string, a: number, b: number, one: number, bConstant: number | undefined): void {
