@@ -839,32 +839,39 @@ export function gather(x: Tensor, axis: number, index: Tensor | NDArray): Tensor
 }
 
 /**
- * Select entries of `x` along `axis` by integer indices of any shape: the result has shape
- * x.shape[:axis] + indices.shape + x.shape[axis+1:]. An embedding lookup is indexSelect(weight, 0, ids).
- * A one-hot matmul, so the gradient accumulates repeated indices. An out-of-range (or
- * non-integer) index gives a row of NaN, never another row's data.
+ * Select entries of `x` along `axis` by integer indices of any shape (torch.index_select, with
+ * indices of any rank): the result has shape x.shape[:axis] + indices.shape + x.shape[axis+1:].
+ * An embedding lookup is indexSelect(weight, 0, ids). One row-gather kernel (the backend's
+ * gatherRows, or a one-hot matmul where it has none); the gradient adds each selected slice back
+ * at its index, so repeated indices accumulate. An invalid index (not an integer in
+ * [0, x.shape[axis])) gives a slice of NaN, never another slice's data, and no gradient.
  */
 export function indexSelect(x: Tensor, axis: number, indices: Tensor | NDArray): Tensor {
   checkTensor('indexSelect', x);
   const idx = indexData('indexSelect', indices, x);
+  if (x.ndim === 0) fail('indexSelect', 'cannot index a 0-d tensor along an axis (expected at least one dimension)');
   const ax = normalizeAxis('indexSelect', axis, x.ndim);
-  const n = x.shape[ax];
-  const before = x.shape.slice(0, ax);
-  const after = x.shape.slice(ax + 1);
-  return composite(() => {
-    const flatIdx = idx.reshape([-1]);
-    const hotArray = oneHotArray(flatIdx, n); // [K, n]
-    flatIdx.dispose();
-    const missing = constant(missingAsNaN(hotArray)); // [K, 1]
-    const front = [ax, ...x.shape.map((_, i) => i).filter((i) => i !== ax)];
-    const rest = reshape(permute(x, front), [n, -1]); // [n, before*after]
-    const picked = reshape(add(matmul(constant(hotArray), rest), missing), [...idx.shape, ...before, ...after]);
-    const k = idx.ndim;
-    const b = before.length;
-    // [...idx, ...before, ...after] -> [...before, ...idx, ...after]
-    const order = [...Array.from({ length: b }, (_, i) => k + i), ...Array.from({ length: k }, (_, i) => i), ...after.map((_, i) => k + b + i)];
-    return permute(picked, order);
-  });
+  return apply('indexSelect', [x, constant(idx.view(idx.shape, idx.strides, idx.offset))], { axis: ax, missing: NaN });
+}
+
+/**
+ * torch.index_add (out of place): x with the slices of `source` added at `indices` along `axis`;
+ * source has shape x.shape[:axis] + indices.shape + x.shape[axis+1:]. Repeated indices accumulate in
+ * their order; a slice whose index is invalid adds nothing. Differentiable in x and source.
+ */
+export function indexAdd(x: Tensor, axis: number, indices: Tensor | NDArray, source: Tensor): Tensor {
+  checkTensor('indexAdd', x);
+  checkTensor('indexAdd', source, 'source');
+  const idx = indexData('indexAdd', indices, x);
+  if (source.backend !== x.backend) fail('indexAdd', `source lives on backend '${source.backend.name}' and x on '${x.backend.name}'`);
+  if (x.ndim === 0) fail('indexAdd', 'cannot index a 0-d tensor along an axis (expected at least one dimension)');
+  const ax = normalizeAxis('indexAdd', axis, x.ndim);
+  const expected = [...x.shape.slice(0, ax), ...idx.shape, ...x.shape.slice(ax + 1)];
+  if (source.shape.length !== expected.length || source.shape.some((d, i) => d !== expected[i])) {
+    fail('indexAdd', `source has shape ${formatShape(source.shape)}, expected ${formatShape(expected)} (x ${formatShape(x.shape)} with axis ${ax} replaced by the indices' shape ${formatShape(idx.shape)})`);
+  }
+  const scattered = apply('indexScatter', [source, constant(idx.view(idx.shape, idx.strides, idx.offset))], { axis: ax, shape: x.shape });
+  return add(x, scattered);
 }
 
 /** Embedding lookup: weight [V, D], ids [...] -> [..., D]. */

@@ -73,6 +73,7 @@ export {
   oneHot,
   gather,
   indexSelect,
+  indexAdd,
   embedding,
   dropout,
   lstmSequence,

@@ -9,6 +9,8 @@
 import {
   concatenate,
   defineProgram,
+  indexAddInto,
+  indexSelect as ndIndexSelect,
   type ElementwiseProgram,
   elementwise,
   fail,
@@ -84,6 +86,8 @@ export interface OpAttrs {
   linear: LinearAttrs;
   batchNorm: BatchNormAttrs;
   maxPool: WindowAttrs;
+  indexSelect: { axis: number; missing: number };
+  indexScatter: { axis: number; shape: readonly number[] };
 }
 
 export type OpName = keyof OpAttrs;
@@ -477,6 +481,29 @@ export const OPS: { [K in OpName]: OpDef<K> } = {
     saves: ['out'],
     forward: ([x], attrs) => maxPoolForward(x, attrs),
     backward: (g, { inputs: [x], out, attrs }) => [maxPoolBackward(g, x, out, attrs)],
+  },
+
+  // Row lookups and their adjoint, each the other's gradient (both linear in their first input, so
+  // every order of derivative is exact). The indices (input 1) are data, never differentiated.
+  indexSelect: {
+    saves: [1],
+    forward: ([x, idx], { axis, missing }) => ndIndexSelect(x, axis, idx, { missing }),
+    backward: (g, { inputs: [x, idx], attrs, needsGrad }) => [needsGrad[0] ? apply('indexScatter', [g, idx], { axis: attrs.axis, shape: x.shape }) : null, null],
+  },
+  indexScatter: {
+    // zeros(shape) with the source's slices added at the indices (invalid ones add nothing).
+    saves: [1],
+    forward: ([src, idx], { axis, shape }) => {
+      const out = full(shape, 0, { backend: src.backend });
+      try {
+        return indexAddInto(out, axis, idx, src);
+      } catch (e) {
+        out.dispose();
+        throw e;
+      }
+    },
+    // An invalid index added nothing, so its slice's gradient is 0, not the forward lookup's NaN.
+    backward: (g, { inputs: [, idx], attrs, needsGrad }) => [needsGrad[0] ? apply('indexSelect', [g, idx], { axis: attrs.axis, missing: 0 }) : null, null],
   },
 
   // ---- fused layers ---------------------------------------------------------------------------

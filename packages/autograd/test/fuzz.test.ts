@@ -77,6 +77,7 @@ function cases(): FuzzCase[] {
     { name: 'gather', slots: [lone(), value(1, AXIS), { valid: () => A.tensor([[0], [2]]), invalid: ['string', 'null', 'undefined', 'object', 'function', 'disposed', 'foreign', 'mismatched'], shape: [2, 1] }], call: (x: T, ax: number, i: T) => A.gather(x, ax, i) },
     { name: 'indexSelect', slots: [lone(), value(0, AXIS), indices([1, 0])], call: (x: T, ax: number, i: T) => A.indexSelect(x, ax, i) },
     { name: 'embedding', slots: [lone([4, 3]), indices([1, 3])], call: (w: T, i: T) => A.embedding(w, i) },
+    { name: 'indexAdd', slots: [lone([3, 2]), value(0, AXIS), indices([2, 0, 2]), tns([3, 2], INVALID.array)], call: (x: T, ax: number, i: T, s: T) => A.indexAdd(x, ax, i, s) },
     { name: 'dropout', slots: [lone(), value(0.5, [...INVALID.finite, 'negative', 'huge'])], call: (x: T, p: number) => A.dropout(x, p) },
     { name: 'Tensor.backward', slots: [value(undefined, ['string', 'numericString', 'null', 'boolean', 'object', 'function', 'emptyArray', 'symbol', 'disposed', 'foreign', 'mismatched']), value({}, INVALID.options)], call: (g: T, o: A.BackwardOptions) => graph((y) => y.backward(g, o)) },
     { name: 'Tensor.backward(createGraph)', slots: [value(false, INVALID.flag)], call: (f: boolean) => graph((y) => y.backward(undefined, { createGraph: f })) },

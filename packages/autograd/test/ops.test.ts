@@ -289,4 +289,26 @@ describe('integer indexing', () => {
     await check((x) => A.gather(x, 0, tensor([[1, 0]])), [leaf([3, 2], 91)]);
     await check((x) => A.indexSelect(x, 1, tensor([[3, 0], [1, 1]])), [leaf([2, 4, 2], 92)]);
   });
+
+  it('indexAdd values and gradients; double backward through a lookup and its gradient', async () => {
+    const x = tensor([[1, 2], [3, 4], [5, 6]]);
+    // Repeated indices accumulate; index 9 is out of range and adds nothing.
+    await expectValues(A.indexAdd(x, 0, tensor([2, 0, 2, 9]), tensor([[1, 1], [10, 10], [100, 100], [7, 7]])), [[11, 12], [3, 4], [106, 107]]);
+    await check((a, s) => A.indexAdd(a, 1, tensor([1, 1, 0]), s), [leaf([2, 3], 93), leaf([2, 3], 94)]);
+    // The lookup's gradient is itself a differentiable op (indexSelect <-> indexScatter): for
+    // l = sum(tanh(select(a)) * w), dl/da[r] = sum over i with idx_i = r of w_i (1 - t_r^2), and
+    // d/da sum(dl/da * v) [r] = sum of w_i (-2 t_r (1 - t_r^2)) v_r, t = tanh(a).
+    const av = [[0.5, -1], [0.2, 0.3], [1, -0.5]];
+    const a = tensor(av, { requiresGrad: true });
+    const ids = [2, 0, 2];
+    const wv = [[1, -2], [0.5, 3], [-1, 1]];
+    const vv = [[1, 2], [3, 4], [5, 6]];
+    const [g] = A.gradients(A.sum(A.mul(A.tanh(A.indexSelect(a, 0, tensor(ids))), tensor(wv))), [a], { createGraph: true });
+    const [gg] = A.gradients(A.sum(A.mul(g!, tensor(vv))), [a]);
+    const sumW = (r: number, j: number) => ids.reduce((p, id, i) => p + (id === r ? wv[i][j] : 0), 0);
+    const t = av.map((row) => row.map(Math.tanh));
+    await expectValues(g!, t.map((row, r) => row.map((tv, j) => sumW(r, j) * (1 - tv * tv))), 1e-6);
+    await expectValues(gg!, t.map((row, r) => row.map((tv, j) => sumW(r, j) * -2 * tv * (1 - tv * tv) * vv[r][j])), 1e-6);
+    expect(() => A.indexAdd(x, 0, tensor([0]), tensor([[1, 2, 3]]))).toThrow(/indexAdd: source has shape \[1, 3\], expected \[1, 2\]/);
+  });
 });

@@ -1,5 +1,6 @@
 import {
   applyBinary,
+  isRowIndex,
   applyUnary,
   instrumentBackend,
   registerBackend,
@@ -265,6 +266,30 @@ export class CpuBackend implements Backend {
     for (let j = 0; j < outSize; j++) {
       const base = j * reduceSize;
       o[j] = reduceBlock(op, x, base, reduceSize);
+    }
+  }
+
+  gatherRows(a: DeviceBuffer, indices: DeviceBuffer, out: DeviceBuffer, rows: number, rowSize: number, count: number, missing: number): void {
+    const x = this.data(a);
+    const idx = this.data(indices);
+    const o = this.data(out);
+    for (let i = 0; i < count; i++) {
+      const r = idx[i];
+      if (isRowIndex(r, rows)) o.set(x.subarray(r * rowSize, (r + 1) * rowSize), i * rowSize);
+      else o.fill(missing, i * rowSize, (i + 1) * rowSize);
+    }
+  }
+
+  scatterAddRows(a: DeviceBuffer, indices: DeviceBuffer, out: DeviceBuffer, rows: number, rowSize: number, count: number): void {
+    const x = this.data(a);
+    const idx = this.data(indices);
+    const o = this.data(out);
+    for (let i = 0; i < count; i++) {
+      const r = idx[i];
+      if (!isRowIndex(r, rows)) continue;
+      const src = i * rowSize;
+      const dst = r * rowSize;
+      for (let j = 0; j < rowSize; j++) o[dst + j] += x[src + j];
     }
   }
 

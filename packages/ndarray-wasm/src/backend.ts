@@ -20,6 +20,7 @@ import {
 } from '@needle/ndarray';
 import { FreeListAllocator } from './allocator';
 import { binaryCode, reduceCode, unaryCode } from './codes';
+import { gatherRowsOnHeap, scatterAddRowsOnHeap } from './rows';
 import { compileKernels, instantiateKernels, MAX_PAGES, PAGE_BYTES, relaxedSimdSupported, type KernelExports, type SimdVariant } from './module';
 import { costNs, matmulPlan, NS_PER, SUM_CHUNK, threadsFor, type MatmulSplit } from './split';
 import { DEFAULT_SPIN_MICROS, threadsSupported, WorkerPool, type Job, type WorkerKernel } from './threads';
@@ -414,6 +415,26 @@ export class WasmBackend implements Backend {
     const dims = this.simplify('scalarSetitem', layout, dst.size);
     if (!dims) return;
     this.strided(2, 0, dst.ptr, dims, value);
+  }
+
+  gatherRows(a: DeviceBuffer, indices: DeviceBuffer, out: DeviceBuffer, rows: number, rowSize: number, count: number, missing: number): void {
+    const src = this.buf('gatherRows', a, 'a');
+    const idx = this.buf('gatherRows', indices, 'indices');
+    const dst = this.buf('gatherRows', out, 'out');
+    this.need('gatherRows', '', src, 'a', rows * rowSize);
+    this.need('gatherRows', '', idx, 'indices', count);
+    this.need('gatherRows', '', dst, 'out', count * rowSize);
+    gatherRowsOnHeap(this.view(), src.ptr >> 2, idx.ptr >> 2, dst.ptr >> 2, rows, rowSize, count, missing);
+  }
+
+  scatterAddRows(a: DeviceBuffer, indices: DeviceBuffer, out: DeviceBuffer, rows: number, rowSize: number, count: number): void {
+    const src = this.buf('scatterAddRows', a, 'a');
+    const idx = this.buf('scatterAddRows', indices, 'indices');
+    const dst = this.buf('scatterAddRows', out, 'out');
+    this.need('scatterAddRows', '', src, 'a', count * rowSize);
+    this.need('scatterAddRows', '', idx, 'indices', count);
+    this.need('scatterAddRows', '', dst, 'out', rows * rowSize);
+    scatterAddRowsOnHeap(this.view(), src.ptr >> 2, idx.ptr >> 2, dst.ptr >> 2, rows, rowSize, count);
   }
 
   /**

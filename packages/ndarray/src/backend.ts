@@ -198,7 +198,7 @@ export interface MemoryInfo {
  */
 export const KERNEL_FAMILIES = [
   'fill', 'compact', 'ewiseSetitem', 'scalarSetitem', 'ewise', 'scalar', 'unary', 'where', 'reduce', 'matmul',
-  'elementwise', 'matmulProgram', 'reduceProgram',
+  'elementwise', 'matmulProgram', 'reduceProgram', 'gatherRows', 'scatterAddRows',
 ] as const;
 export type KernelFamily = (typeof KERNEL_FAMILIES)[number];
 
@@ -297,6 +297,21 @@ export interface Backend {
    */
   reduceProgram?(op: ProgramReduceOp, program: ElementwiseProgram, inputs: readonly DeviceBuffer[], scalars: readonly number[], out: DeviceBuffer, outSize: number, reduceSize: number, layouts?: ProgramLayouts, outOffset?: number): void;
   /**
+   * Rows picked by index (an embedding lookup, `indexSelect`): for i < count, row i of `out`
+   * (compact [count, rowSize]) is row `indices[i]` of `a` (compact [rows, rowSize]) where that index
+   * is an integer in [0, rows) (indices are float32 values); any other index (out of range,
+   * fractional, NaN) fills row i with `missing`. `out` aliases neither input.
+   */
+  gatherRows?(a: DeviceBuffer, indices: DeviceBuffer, out: DeviceBuffer, rows: number, rowSize: number, count: number, missing: number): void;
+  /**
+   * The adjoint of gatherRows (`indexAddInto`, an embedding's gradient): for i = 0, 1, ...,
+   * count - 1 in that order, row i of `a` (compact [count, rowSize]) is added into row `indices[i]`
+   * of `out` (compact [rows, rowSize]) where that index is valid as in gatherRows; rows with an
+   * invalid index are skipped. Each element of `out` receives its additions in ascending i, so the
+   * result is the same bits on every backend. `out` aliases neither input.
+   */
+  scatterAddRows?(a: DeviceBuffer, indices: DeviceBuffer, out: DeviceBuffer, rows: number, rowSize: number, count: number): void;
+  /**
    * Which kernels take strided layouts (absent: none, and the frontend compacts every strided
    * operand first, as the contract's compact-input rule says).
    */
@@ -335,6 +350,11 @@ export function applyBinary(op: BinaryOp, x: number, y: number): number {
 }
 
 /** The reference semantics of every unary op. */
+/** Whether a float32 index value selects a row of gatherRows / scatterAddRows: an integer in [0, rows). */
+export function isRowIndex(value: number, rows: number): boolean {
+  return Number.isInteger(value) && value >= 0 && value < rows;
+}
+
 export function applyUnary(op: UnaryOp, x: number): number {
   switch (op) {
     case 'neg': return -x;

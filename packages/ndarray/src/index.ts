@@ -8,6 +8,7 @@ export {
   applyBinary,
   applyUnary,
   canReadSync,
+  isRowIndex,
   type Backend,
   type BackendStats,
   type BinaryOp,
@@ -50,6 +51,7 @@ export { add, sub, mul, div, pow, maximum, minimum, eq, ne, ge, gt, le, lt, wher
 export { concatenate, stack, split, splitSizes, unstack, pad, checkPadWidth, dilate, undilate } from './ops/join';
 export { matmulBatchShape, type MatmulOptions, type MatmulEpilogueOptions } from './ops/matmul';
 export { reduceProgram, reduceProgramUnfused, logsumexp, type ReduceProgramOptions } from './ops/reduce';
+export { indexSelect, indexAddInto, gatherRowsUnfused, type IndexSelectOptions } from './ops/rows';
 export { checkBoolean, checkDType, checkInteger, checkNumber, checkOptions, describeValue, type NumberRule } from './check';
 export {
   registerBackend,

@@ -9,6 +9,7 @@ import { NDArray } from '../ndarray';
 import { arange, array, eye, full, fullLike, ones, rand, randn, zeros } from '../creation';
 import { add, div, matmul, maximum, minimum, pow, sub, where } from '../functions';
 import { concatenate, dilate, pad, split, stack, undilate, unstack } from '../ops/join';
+import { indexAddInto, indexSelect } from '../ops/rows';
 import { BINARY_OPS, UNARY_OPS } from '../backend';
 import {
   INVALID,
@@ -28,6 +29,9 @@ const lone = (shape: readonly number[] = [2, 3]): FuzzSlot => ({ valid: (c) => c
 const receiver = (shape: readonly number[] = [2, 3]): FuzzSlot => ({ valid: (c) => c.make(shape), invalid: INVALID.receiver, shape });
 const value = (v: unknown, invalid: readonly BadKind[]): FuzzSlot => ({ valid: () => v, invalid });
 const fixed = (v: unknown): FuzzSlot => ({ valid: () => v, invalid: [] });
+const fixedArray = (shape: readonly number[]): FuzzSlot => ({ valid: (c) => c.make(shape), invalid: [], shape });
+/** An array argument whose shape is free (a foreign backend is still invalid). */
+const anyShape = (shape: readonly number[]): FuzzSlot => ({ valid: (c) => c.make(shape), invalid: INVALID.array.filter((k) => k !== 'mismatched'), shape });
 
 /** A number operand: anything else (NaN and infinities are valid numbers here). */
 const OPERAND: readonly BadKind[] = [...INVALID.array, 'bigint'];
@@ -98,6 +102,10 @@ export function ndarrayFuzzCases(b: Backend): FuzzCase[] {
     { name: 'matmul(batch)', slots: [{ valid: (c) => c.make([2, 2, 3]), invalid: [] }, { valid: (c) => c.make([2, 3, 4]), invalid: [...INVALID.array, 'rank3'], shape: [3, 2, 3, 4] }], call: (a: Arr, b: Arr) => matmul(a, b) },
     { name: 'NDArray.where', slots: [receiver(), { valid: () => 1, invalid: OPERAND }, { valid: (c) => c.make([2, 3]), invalid: OPERAND }], call: (c: Arr, x: number, y: number) => c.where(x, y) },
     { name: 'where', slots: [lone(), fixed(1), fixed(0)], call: (c: Arr, x: number, y: number) => where(c, x, y) },
+    // Arrays and indices of any shape are valid (and any index values: an invalid one selects NaN).
+    { name: 'indexSelect', slots: [anyShape([3, 2]), value(0, AXIS), anyShape([4]), value(undefined, OPTIONS)], call: (x: Arr, ax: number, i: Arr, o: object) => indexSelect(x, ax, i, o) },
+    { name: 'indexSelect(missing)', slots: [fixedArray([3, 2]), fixedArray([4]), value(NaN, INVALID.notNumber)], call: (x: Arr, i: Arr, m: number) => indexSelect(x, 0, i, { missing: m }) },
+    { name: 'indexAddInto', slots: [arr([3, 2]), value(0, AXIS), anyShape([4]), { valid: (c) => c.make([4, 2]), invalid: INVALID.array, shape: [4, 2] }], call: (t: Arr, ax: number, i: Arr, src: Arr) => indexAddInto(t, ax, i, src) },
     { name: 'NDArray.compact', slots: [receiver()], call: (a: Arr) => a.compact() },
     { name: 'NDArray.clone', slots: [receiver()], call: (a: Arr) => a.clone() },
     { name: 'NDArray.toArray', slots: [receiver()], call: (a: Arr) => a.toArray() },

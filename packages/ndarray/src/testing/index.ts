@@ -21,6 +21,7 @@ import { shapeSize } from '../shape';
 import { statsDiff } from '../stats';
 import { defineProgram, elementwise, elementwiseUnfused } from '../ops/program';
 import { reduceProgram, reduceProgramUnfused } from '../ops/reduce';
+import { gatherRowsUnfused, indexAddInto, indexSelect } from '../ops/rows';
 import {
   at,
   f32,
@@ -1242,6 +1243,117 @@ export function runBackendConformance(
         expect(Number.isNaN(rows[4])).toBe(true);
         await expectClose(zeros([2, 4], opts()).logsumexp(), [Math.log(8)], transTol, 'logsumexp of zeros');
         expect(x.logsumexp(0, true).shape).toEqual([1, 3]);
+      });
+    });
+
+    describe('row lookups (indexSelect, indexAddInto)', () => {
+      // Host model of both kernels: an index selects a row when it is an integer in [0, n).
+      const valid = (v: number, n: number) => Number.isInteger(v) && v >= 0 && v < n;
+      const hostSelect = (x: Float32Array, n: number, R: number, idx: readonly number[], missing: number) => {
+        const out = new Float32Array(idx.length * R);
+        idx.forEach((v, i) => {
+          for (let j = 0; j < R; j++) out[i * R + j] = valid(v, n) ? x[v * R + j] : missing;
+        });
+        return out;
+      };
+      const hostScatter = (t: Float32Array, R: number, n: number, idx: readonly number[], src: Float32Array) => {
+        const out = Float32Array.from(t);
+        idx.forEach((v, i) => {
+          if (!valid(v, n)) return;
+          for (let j = 0; j < R; j++) out[v * R + j] = Math.fround(out[v * R + j] + src[i * R + j]);
+        });
+        return out;
+      };
+      const BAD = [7, -1, 1.5, NaN, Infinity];
+
+      it('indexSelect: fixed rows, invalid indices give the missing value, one gatherRows launch', async () => {
+        const x = array([[1, 2, 3], [4, 5, 6], [7, 8, 9], [10, 11, 12]], opts());
+        const ids = array([2, 0, 2, 7, -1, 1.5, 3], opts());
+        const before = backend.stats();
+        const got = indexSelect(x, 0, ids);
+        const d = statsDiff(backend.stats(), before);
+        expect(got.shape).toEqual([7, 3]);
+        const nan = [NaN, NaN, NaN];
+        expect(await got.toNested()).toEqual([[7, 8, 9], [1, 2, 3], [7, 8, 9], nan, nan, nan, [10, 11, 12]]);
+        if (backend.gatherRows) expect([d.launches, d.kernels.gatherRows], 'launches, gatherRows').toEqual([1, 1]);
+        await expectNested(indexSelect(x, 0, array([9, 1], opts()), { missing: 0 }), [[0, 0, 0], [4, 5, 6]]);
+        await expectNested(indexSelect(x, 1, array([[2], [0]], opts())), [[[3], [1]], [[6], [4]], [[9], [7]], [[12], [10]]]);
+        await expectNested(indexSelect(x, -2, array(1, opts())), [4, 5, 6]);
+        await expectNested(indexSelect(x, 0, zeros([0], opts())), []);
+      });
+
+      it('indexSelect over every axis of strided views equals the host gather and the one-hot composition', async () => {
+        const base = fromData(randomData(g, 2 * 5 * 6, 0.5, 2), [2, 5, 6]);
+        const views = [base, base.transpose(0, 2), base.get(':', '1:5', '::-2'), base.reshape([10, 6]).transpose()];
+        for (const [vi, v] of views.entries()) {
+          const host = await v.toArray(); // compact host copy, row-major over v's shape
+          for (let ax = 0; ax < v.ndim; ax++) {
+            const n = v.shape[ax];
+            const idx = [n - 1, 0, BAD[vi % BAD.length], 1 % n, n - 1];
+            const got = indexSelect(v, ax, array(idx, opts()));
+            // Host: move axis ax first in the compact copy, gather, move it back.
+            const moved = NDArray.fromData(host, v.shape, backend).permute([ax, ...v.shape.map((_, i) => i).filter((i) => i !== ax)]).compact();
+            const R = moved.size / n;
+            const rows = hostSelect(await moved.toArray(), n, R, idx, NaN);
+            const before = v.shape.slice(0, ax);
+            const after = v.shape.slice(ax + 1);
+            let want = NDArray.fromData(rows, [idx.length, ...before, ...after], backend);
+            if (before.length) want = want.permute([...before.map((_, i) => 1 + i), 0, ...after.map((_, i) => 1 + before.length + i)]);
+            expect(got.shape, `view ${vi} axis ${ax}: shape`).toEqual(want.shape);
+            await expectClose(got, await want.toArray(), { rtol: 0, atol: 0 }, `view ${vi} axis ${ax}`);
+            const flat = array(idx, opts());
+            const rowsNd = moved.reshape([n, -1]);
+            await expectClose(gatherRowsUnfused(rowsNd, flat, NaN), rows, { rtol: 0, atol: 0 }, `view ${vi} axis ${ax}: the one-hot composition`);
+          }
+        }
+      });
+
+      it('indexAddInto: repeated indices accumulate in order, invalid ones add nothing, into views, one version bump', async () => {
+        const t = fromData(Float32Array.from({ length: 12 }, (_, i) => i), [4, 3]);
+        const ids = [1, 3, 1, ...BAD, 0];
+        const src = fromData(randomData(g, ids.length * 3, -2, 2), [ids.length, 3]);
+        const want = hostScatter(await t.toArray(), 3, 4, ids, await src.toArray());
+        const v0 = t.version;
+        const before = backend.stats();
+        expect(indexAddInto(t, 0, array(ids, opts()), src)).toBe(t);
+        const d = statsDiff(backend.stats(), before);
+        expect(t.version, 'version bumped once').toBe(v0 + 1);
+        await expectClose(t, want, { rtol: 0, atol: 0 }, 'axis 0');
+        if (backend.scatterAddRows) expect([d.launches, d.kernels.scatterAddRows], 'launches, scatterAddRows').toEqual([1, 1]);
+        // Along axis 1 of a transposed view: the write goes through the view into the base buffer.
+        const b2 = fromData(randomData(g, 15, -1, 1), [5, 3]);
+        const hostB = await b2.toArray();
+        const view = b2.transpose(); // [3, 5], axis 1 indexes b2's rows
+        const idx2 = [4, 4, 0, 2.5];
+        const s2 = fromData(randomData(g, 3 * 4, -1, 1), [3, 4]);
+        // view[:, idx2[j]] += s2[:, j]  is  b2[idx2[j], :] += s2[:, j]
+        const s2T = await s2.transpose().compact().toArray();
+        const want2 = hostScatter(hostB, 3, 5, idx2, s2T);
+        const v1 = b2.version;
+        indexAddInto(view, 1, array(idx2, opts()), s2);
+        expect(b2.version, 'version bumped once through a view').toBe(v1 + 1);
+        await expectClose(b2, want2, { rtol: 0, atol: 0 }, 'axis 1 of a transposed view');
+        // A source that lives in the target's buffer is read before anything is written.
+        const self = fromData(Float32Array.from([1, 2, 3, 4]), [4]);
+        indexAddInto(self.get('0:2'), 0, array([1, 1], opts()), self.get('2:4'));
+        await expectNested(self, [1, 9, 3, 4]);
+        // The gradient of indexSelect: zeros plus the rows, in the same bits as the host sum.
+        const gsrc = fromData(randomData(g, 6 * 5, -3, 3), [6, 5]);
+        const gids = [2, 2, 2, 0, 5, 2];
+        const acc = zeros([6, 5], opts());
+        indexAddInto(acc, 0, array(gids, opts()), gsrc);
+        await expectClose(acc, hostScatter(new Float32Array(30), 5, 6, gids, await gsrc.toArray()), { rtol: 0, atol: 0 }, 'into zeros');
+      });
+
+      it('lookup errors name the op, the shapes and what was expected', () => {
+        const x = zeros([4, 3], opts());
+        const ids = array([0, 1], opts());
+        expect(() => indexSelect(x, 2, ids)).toThrow(/indexSelect: axis 2 is out of range for an array of 2 dimensions/);
+        expect(() => indexSelect(zeros([], opts()), 0, ids)).toThrow(/indexSelect: cannot index a 0-d array/);
+        expect(() => indexSelect(x, 0, [0, 1] as never)).toThrow(/indexSelect: expected an NDArray operand/);
+        expect(() => indexSelect(x, 0, ids, { missing: '0' as never })).toThrow(/indexSelect: missing must be a number/);
+        expect(() => indexAddInto(x, 0, ids, zeros([3, 3], opts()))).toThrow(/indexAddInto: source has shape \[3, 3\], expected \[2, 3\] \(target \[4, 3\] with axis 0 replaced by the indices' shape \[2\]\)/);
+        expect(() => indexAddInto(x, 1, ids, zeros([4, 3], opts()))).toThrow(/indexAddInto: source has shape \[4, 3\], expected \[4, 2\]/);
       });
     });
 
