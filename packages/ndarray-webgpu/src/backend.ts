@@ -20,6 +20,7 @@ import { elementwiseKernel, type ElementwiseInput } from './kernels/elementwise'
 import { f32Bits, grid2d, mirrorShape, PARAM_WORDS, type KernelSource, type MirrorShape } from './kernels/kernel';
 import { coalesce, MAX_DIMS, STRIDED_ROW_WORD, stridedKernel, stridedParams, rowsApplies, rowsKernel, rowsParams, transposeApplies, transposeKernel, transposeParams, type StridedMode } from './kernels/layout';
 import { epilogueModes, MAX_EPILOGUE_INPUTS, matmulGrid, matmulKernel, matmulParams, matmulRowsApplies, matmulRowsGrid, matmulRowsKernel, matmulSmallKApplies, matmulSmallKGrid, matmulSmallKKernel, matmulVariant, type MatmulTile } from './kernels/matmul';
+import { gatherRowsKernel, LOOKUP_WORDS, scatterAddRowsKernel } from './kernels/lookup';
 import { programKernel, programLayoutParams, programStrides, programVec4, PROGRAM_SCALAR_WORD } from './kernels/program';
 import { reduceColumnsApplies, reduceColumnsKernel, reduceKernel, reduceProgramKernel, reduceStrategy4, REDUCE_PROGRAM_LAYOUT_WORDS } from './kernels/reduce';
 import { binaryExpr, unaryExpr } from './kernels/wgsl';
@@ -635,6 +636,32 @@ export class WebGPUBackend implements Backend {
   where(cond: DeviceBuffer, x: DeviceBuffer, y: DeviceBuffer, out: DeviceBuffer, size: number): void {
     // NaN in cond counts as true, as on the CPU (NaN != 0).
     this.pointwise('where', 'where', 'select(y, x, c != 0.0 || isnan_(c))', [['c', cond], ['x', x], ['y', y]], out, size);
+  }
+
+  gatherRows(a: DeviceBuffer, indices: DeviceBuffer, out: DeviceBuffer, rows: number, rowSize: number, count: number, missing: number): void {
+    this.lookup('gatherRows', gatherRowsKernel, a, indices, out, [rows * rowSize, count, count * rowSize], rows, rowSize, count, missing);
+  }
+
+  scatterAddRows(a: DeviceBuffer, indices: DeviceBuffer, out: DeviceBuffer, rows: number, rowSize: number, count: number): void {
+    this.lookup('scatterAddRows', scatterAddRowsKernel, a, indices, out, [count * rowSize, count, rows * rowSize], rows, rowSize, count, 0);
+  }
+
+  /** Both lookups: check sizes (`need`: a, indices, out), one dispatch over the output (gather) or its columns (scatter). */
+  private lookup(op: string, kernel: (workgroup: number) => KernelSource, a: DeviceBuffer, indices: DeviceBuffer, out: DeviceBuffer, need: readonly number[], rows: number, rowSize: number, count: number, missing: number): void {
+    this.check(op);
+    for (const [name, v] of [['rows', rows], ['rowSize', rowSize], ['count', count]] as const) {
+      if (!Number.isInteger(v) || v < 0) fail(op, `${name} must be a non-negative integer, got ${v}`);
+    }
+    const bufs = [this.sized(op, a, need[0], 'a'), this.sized(op, indices, need[1], 'indices'), this.sized(op, out, need[2], 'out')];
+    const threads = op === 'gatherRows' ? count * rowSize : rowSize;
+    if (threads === 0 || count === 0) return;
+    const params = new Uint32Array(PARAM_WORDS);
+    params[0] = threads;
+    params[LOOKUP_WORDS.rows] = rows;
+    params[LOOKUP_WORDS.rowSize] = rowSize;
+    params[LOOKUP_WORDS.count] = count;
+    params[LOOKUP_WORDS.missing] = f32Bits(missing);
+    this.dispatch1d(kernel(this.limits.workgroupSize), bufs, params, threads, 1);
   }
 
   /**
