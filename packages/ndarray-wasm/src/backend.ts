@@ -111,6 +111,15 @@ const LOGSUMEXP_ROW = Math.min(4096, SUM_CHUNK);
  */
 const EPILOGUE_AFTER_ELEMENTS = 1 << 17;
 
+/**
+ * A larger one-thread product is computed in blocks of rows of about this many elements (at least
+ * the kernel's 120-row block), each followed by the compiled epilogue over it while it is in L2
+ * (NOTES.md section 43); every block packs all of opB again, a few percent of a 120-row block's work.
+ */
+const EPILOGUE_BLOCK_ELEMENTS = 1 << 15;
+/** The matmul kernel's row block (assembly MC): row blocks of the product start on its multiples. */
+const MATMUL_ROW_BLOCK = 120;
+
 /** Most dimensions a strided copy may have after merging contiguous axes. */
 const MAX_DIMS = 64;
 
@@ -863,8 +872,10 @@ export class WasmBackend implements Backend {
   /**
    * matmul's body. `epilogue` (matmulProgram) is the address of the encoded epilogue program's
    * arguments (epiloguePtr), which the kernel runs on each block of rows as soon as it is final.
+   * With `afterRows` (one thread only) the product is computed in blocks of rows, each followed by
+   * afterRows(first element, element count) over it.
    */
-  private product(kernel: 'matmul' | 'matmulProgram', a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, spec: MatmulSpec, epilogue = 0): void {
+  private product(kernel: 'matmul' | 'matmulProgram', a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, spec: MatmulSpec, epilogue = 0, afterRows?: (start: number, count: number) => void): void {
     let A = this.buf(kernel, a, 'a');
     let B = this.buf(kernel, b, 'b');
     let C = this.buf(kernel, out, 'out');
@@ -886,6 +897,7 @@ export class WasmBackend implements Backend {
     C = this.at(C, outOffset);
     if (k === 0) {
       this.kernels.fill(C.ptr, 0, batch * m * n);
+      afterRows?.(0, batch * m * n);
       if (epilogue) {
         const w = new Int32Array(this.memoryObject.buffer, epilogue, 5);
         this.kernels.program(w[0], w[1], w[2], w[3], this.programRegs[0], 0, batch * m * n, w[4]);
@@ -899,7 +911,16 @@ export class WasmBackend implements Backend {
     const bcs = transB ? k : 1;
     const args = [A.ptr, B.ptr, C.ptr, m, n, k, ars, acs, brs, bcs, aBatchStride, bBatchStride];
     const plan = this.pool ? matmulPlan(this.threads, batch, m, k, n) : undefined;
-    if (!plan || plan.threads === 1) this.kernels.matmul(A.ptr, B.ptr, C.ptr, m, n, k, ars, acs, brs, bcs, aBatchStride, bBatchStride, 0, batch, 0, m, 0, n, this.scratch[0], this.programRegs[0], epilogue);
+    if (afterRows) {
+      const rows = Math.max(1, Math.floor(EPILOGUE_BLOCK_ELEMENTS / n / MATMUL_ROW_BLOCK)) * MATMUL_ROW_BLOCK;
+      for (let t = 0; t < batch; t++) {
+        for (let i0 = 0; i0 < m; i0 += rows) {
+          const i1 = Math.min(m, i0 + rows);
+          this.kernels.matmul(A.ptr, B.ptr, C.ptr, m, n, k, ars, acs, brs, bcs, aBatchStride, bBatchStride, t, t + 1, i0, i1, 0, n, this.scratch[0], this.programRegs[0], 0);
+          afterRows((t * m + i0) * n, (i1 - i0) * n);
+        }
+      }
+    } else if (!plan || plan.threads === 1) this.kernels.matmul(A.ptr, B.ptr, C.ptr, m, n, k, ars, acs, brs, bcs, aBatchStride, bBatchStride, 0, batch, 0, m, 0, n, this.scratch[0], this.programRegs[0], epilogue);
     else this.splitMatmul(args, batch, m, n, plan.threads, plan.by, epilogue);
   }
 
@@ -951,8 +972,13 @@ export class WasmBackend implements Backend {
     const enc = this.encodeProgram('matmulProgram', program, [product, ...inputs], scalars, [product], batch * m * n, epilogueLayouts);
     const after = this.epilogueAfter(program, inputs.length + 1, epilogueLayouts, enc.outsAt, enc.layout, spec);
     if (after) {
-      this.product('matmulProgram', a, b, out, spec);
-      if (batch * m * n > 0) after.run(this.programPtr, enc.outsAt, this.programRegs[0], 0, batch * m * n, enc.layout);
+      const epilogueOver = (start: number, count: number) => after.run(this.programPtr, enc.outsAt, this.programRegs[0], start, count, enc.layout);
+      if (batch * m * n <= EPILOGUE_AFTER_ELEMENTS) {
+        this.product('matmulProgram', a, b, out, spec);
+        if (batch * m * n > 0) epilogueOver(0, batch * m * n);
+      } else {
+        this.product('matmulProgram', a, b, out, spec, 0, epilogueOver);
+      }
       return;
     }
     new Int32Array(this.memoryObject.buffer, this.epiloguePtr, 5).set([this.programPtr, enc.steps, enc.outsAt, enc.outputs, enc.layout]);
@@ -961,14 +987,15 @@ export class WasmBackend implements Backend {
 
   /**
    * matmulProgram's epilogue as its compiled code (src/jit), run over the whole product after a
-   * one-thread matmul whose product stays in L2 (EPILOGUE_AFTER_ELEMENTS): a pass of compiled code
-   * over it costs less than the block interpreter on each block of rows inside the kernel (NOTES.md
-   * section 25). Undefined otherwise, and at a program's first launch (src/jit compiles at the
+   * one-thread matmul whose product stays in L2 (EPILOGUE_AFTER_ELEMENTS), or after each block of
+   * rows of a larger one (EPILOGUE_BLOCK_ELEMENTS): a pass of compiled code over it costs less than
+   * the block interpreter on each block of rows inside the kernel (NOTES.md sections 25 and 43).
+   * Undefined for a split product, and at a program's first launch (src/jit compiles at the
    * second): then the kernel runs the interpreter. The bits are the same either way.
    */
   private epilogueAfter(program: ElementwiseProgram, inputCount: number, layouts: ProgramLayouts, outsAt: number, layout: number, spec: MatmulSpec): CompiledEntry | undefined {
     const { batch, m, k, n } = spec;
-    if (!this.programs || batch * m * n > EPILOGUE_AFTER_ELEMENTS) return undefined;
+    if (!this.programs) return undefined;
     if (this.pool && matmulPlan(this.threads, batch, m, k, n).threads > 1) return undefined;
     return this.programs.get(program, inputCount, 1, layouts, this.programPtr, outsAt, this.programRegs[0], layout) ?? undefined;
   }

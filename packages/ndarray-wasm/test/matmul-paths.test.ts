@@ -115,11 +115,16 @@ describe('products whose transpose computes fewer padded micro-tiles, computed a
 });
 
 describe('matmulProgram epilogue as compiled code after the product', () => {
-  // Products just below and above 2^17 elements (above: the epilogue stays in the kernel), a narrow
-  // one with a gathered bias (n = 10: no whole-vector rows; computed as its transpose), a batch of
-  // two, a narrow one split between two threads (the epilogue then in the transposed kernel), and
-  // two deep ones computed as their transpose (section 40), the larger split.
-  const shapes: [batch: number, m: number, k: number, n: number][] = [[1, 256, 37, 512], [1, 257, 37, 512], [1, 128, 64, 10], [2, 33, 20, 24], [1, 4000, 64, 10], [1, 16, 300, 27], [1, 32, 3000, 144]];
+  // Products just below and above 2^17 elements (above: on one thread in blocks of rows, each
+  // followed by the compiled epilogue, section 43; on two, split, the epilogue in the kernel), a
+  // narrow one with a gathered bias (n = 10: no whole-vector rows; computed as its transpose), a
+  // batch of two, a narrow one split between two threads (the epilogue then in the transposed
+  // kernel), two deep ones computed as their transpose (section 40), the larger split, and larger
+  // ones in blocks of rows: a convolution's 16 columns, a batch of two, a narrow one.
+  const shapes: [batch: number, m: number, k: number, n: number][] = [
+    [1, 256, 37, 512], [1, 257, 37, 512], [1, 128, 64, 10], [2, 33, 20, 24], [1, 4000, 64, 10], [1, 16, 300, 27], [1, 32, 3000, 144],
+    [1, 9000, 27, 16], [2, 300, 20, 250], [1, 14000, 20, 10],
+  ];
   for (const [batch, m, k, n] of shapes) {
     it(`${batch}x${m}x${k}x${n}: the matmul and then the program, bit for bit, at every launch, on 1 and 2 threads`, () => {
       const A = randomFloats(batch * m * k, m + k);
