@@ -1610,18 +1610,19 @@ export { powScalar as jitPow, stridedBlock as jitStrided };
 export { powHalf as jitPowHalf };
 
 /**
- * Rows [row0, row0 + count) of a strided operand (layout record `rec` over the iteration shape at
- * `layout`; a row is a run along the last axis): each row's first element offset, stored as i32s
- * at `out`. `idx` is scratch for ndim i32s. Compiled programs then read rows whose last stride is 1
- * with vector loads, with no gather into a block.
+ * Planes [plane0, plane0 + count) of a strided operand (layout record `rec` over the iteration shape
+ * at `layout`; a plane is a run of rows along the second-to-last axis, a row a run along the last):
+ * each plane's first element offset, stored as i32s at `out`. `idx` is scratch for ndim i32s.
+ * Compiled programs then read rows whose last stride is 1 with vector loads, moving from row to row
+ * by the operand's second-to-last stride, with no gather into a block (NOTES.md section 44).
  */
-export function jitRows(layout: usize, rec: usize, row0: i32, count: i32, out: usize, idx: usize): void {
+export function jitPlanes(layout: usize, rec: usize, plane0: i32, count: i32, out: usize, idx: usize): void {
   const ndim = load<i32>(layout);
   const shape = layout + 4;
   const strides = rec + 4;
-  let pos = odometerStart(shape, strides, load<i32>(rec), row0, ndim - 2, idx);
+  let pos = odometerStart(shape, strides, load<i32>(rec), plane0, ndim - 3, idx);
   for (let r = 0; r < count; r++) {
     store<i32>(out + (<usize>r << 2), pos);
-    pos = odometerStep(shape, strides, ndim - 2, idx, pos);
+    pos = odometerStep(shape, strides, ndim - 3, idx, pos);
   }
 }

@@ -351,6 +351,36 @@ describe('compiled elementwise programs', () => {
     expect(threaded.memory()).toEqual({ buffers: 0, bytes: 0 });
   });
 
+  it('rows of 4-D views in planes (NOTES.md section 44): in place, broadcast per row, split mid-plane, bit for bit', () => {
+    // x: the interior of a padded NHWC image (rows of 16 channels, 33 rows to a plane), y: channels
+    // 16..32 of a wider one, z: one value per row; one output in place into x (a row output), one
+    // new. 9 * 37 * 31 rows: two threads split them in the middle of a plane.
+    const [B, H, W, C] = [9, 37, 31, 16];
+    const p = defineProgram(3, 1, ([x, y, z], [s]) => [x.add(y.mul(z)), y.sub(x).mul(s)]);
+    const results = [interpreted, compiled, threaded].map((be) => {
+      const padded = NDArray.fromData(data(B * (H + 2) * (W + 2) * C, 31), [B, H + 2, W + 2, C], be);
+      const wide = NDArray.fromData(data(B * H * W * 3 * C, 32), [B, H, W, 3 * C], be);
+      const perRow = NDArray.fromData(data(B * H * W, 33), [B, H, W, 1], be);
+      const x = padded.get({}, { start: 1, stop: H + 1 }, { start: 1, stop: W + 1 });
+      const y = wide.get({}, {}, {}, { start: C, stop: 2 * C });
+      const z = perRow.broadcastTo([B, H, W, C]);
+      const runs = [0, 1].map(() => {
+        const before = be.splitLaunches;
+        const copy = NDArray.fromData(padded.toArraySync() as Float32Array, padded.shape, be);
+        const view = copy.get({}, { start: 1, stop: H + 1 }, { start: 1, stop: W + 1 });
+        const [, second] = elementwise(p, [view, y, z], [0.75], { out: [view] });
+        const out = [copy.toArraySync() as Float32Array, second.toArraySync() as Float32Array];
+        [copy, view, second].forEach((t) => t.dispose());
+        return { out, split: be.splitLaunches > before };
+      });
+      [padded, wide, perRow, x, y, z].forEach((t) => t.dispose());
+      expect(be.memory()).toEqual({ buffers: 0, bytes: 0 });
+      return runs[1];
+    });
+    expect(results.map((r) => r.split)).toEqual([false, false, true]);
+    for (const r of results.slice(1)) r.out.forEach((v, k) => expectSameBits(v, results[0].out[k], `output ${k}`, true));
+  });
+
   it('compile in a few milliseconds each', () => {
     // ~0.5 ms for a 55-step program on an idle core (NOTES.md section 20); loose for a busy machine.
     const s = programCompileStats();

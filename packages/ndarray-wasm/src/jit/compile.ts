@@ -23,10 +23,10 @@ import { Bytes, Code, F32, I32, OP, SIMD, V128 } from './wasm';
 /**
  * How the compiled code reaches an operand: 'c' compact (a vector load or store at the element's
  * address); 'r' strided with last-axis stride 1 (vector loads or stores along each row, the rows'
- * starts from the kernels' jitRows); 'z' an input with last-axis stride 0 (one value per row,
- * splatted); 'b' an input broadcast to every element (all strides 0: splatted once per call); 's'
- * any other strided operand (gathered into or scattered from a 256-element block by the kernels'
- * stridedBlock, as the interpreter does). A program has either 's' operands or 'r'/'z' ones, never
+ * starts from the kernels' jitPlanes and the operand's second-to-last stride); 'z' an input with
+ * last-axis stride 0 (one value per row, splatted); 'b' an input broadcast to every element (all
+ * strides 0: splatted once per call); 's' any other strided operand (gathered into or scattered
+ * from a 256-element block by the kernels' stridedBlock, as the interpreter does). A program has either 's' operands or 'r'/'z' ones, never
  * both; 'r'/'z' need a last axis that is a multiple of 4 long and `start` at a row's start.
  */
 export type OperandKind = 'c' | 's' | 'b' | 'r' | 'z';
@@ -43,12 +43,12 @@ const FN_LOG = 1;
 const FN_TANH = 2;
 const FN_POW = 3;
 const FN_STRIDED = 4;
-const FN_ROWS = 5;
+const FN_PLANES = 5;
 const FN_POW_HALF = 6;
 const FN_RUN = 7;
 /** The kernels' exports the compiled modules import, by import name. */
-export const JIT_IMPORTS = { exp: 'jitExp', log: 'jitLog', tanh: 'jitTanh', pow: 'jitPow', strided: 'jitStrided', rows: 'jitRows', powHalf: 'jitPowHalf' } as const;
-/** Rows whose starts one jitRows call computes (a table of this many i32s per operand). */
+export const JIT_IMPORTS = { exp: 'jitExp', log: 'jitLog', tanh: 'jitTanh', pow: 'jitPow', strided: 'jitStrided', planes: 'jitPlanes', powHalf: 'jitPowHalf' } as const;
+/** Planes (runs of the second-to-last axis) whose starts one jitPlanes call computes (this many i32s per operand). */
 const ROW_CHUNK = 256;
 
 // Parameters of the compiled function (the `program` kernel's, less the step and output counts).
@@ -118,20 +118,25 @@ export function programModuleBytes(program: ElementwiseProgram, inputs: readonly
   const L_REST = next++; // n % 4 of the last block
   const L_BLOCKS = next++;
   const L_IDX = next++;
-  const L_ROW = next++; // row mode: first row of the current chunk of rows
+  const L_ROW = next++; // row mode: first plane of the current chunk of planes
   const L_ROWEND = next++;
   const L_ROWBYTES = next++;
-  const L_CNT = next++; // rows in the current chunk
-  const L_R = next++; // row within the chunk
+  const L_CNT = next++; // planes in the current chunk
+  const L_R = next++; // plane within the chunk
+  const L_ROWS2 = next++; // row mode: rows in a plane (the second-to-last axis), at least 1
+  const L_J = next++; // row within the current plane
+  const L_JEND = next++;
   const stepAddr = steps.map(() => next++);
   const outAddr = program.outputs.map(() => next++);
-  // Row operands: the buffer, the layout record and the table of row starts.
+  // Row operands: the buffer, the layout record, the table of plane starts, the second-to-last stride.
   const stepBuf = steps.map(() => next++);
   const stepRec = steps.map(() => next++);
   const stepRows = steps.map(() => next++);
+  const stepStride2 = steps.map(() => next++);
   const outBuf = program.outputs.map(() => next++);
   const outRec = program.outputs.map(() => next++);
   const outRows = program.outputs.map(() => next++);
+  const outStride2 = program.outputs.map(() => next++);
   const i32Count = next - 6;
   const val = steps.map(() => next++);
   // The unrolled loop's further vectors get locals of their own, but share splats.
@@ -321,38 +326,70 @@ export function programModuleBytes(program: ElementwiseProgram, inputs: readonly
   c.op(OP.end);
   c.op(OP.return);
   c.op(OP.end);
-  /** local = buf + 4 * rows[r] (the current row's start in a row operand). */
-  const rowStart = (buf: number, rows: number) => c.get(buf).get(rows).get(L_R).i32(2).op(OP.i32Shl).op(OP.i32Add).mem(OP.i32Load, 2, 0).i32(2).op(OP.i32Shl).op(OP.i32Add);
+  /** local = buf + 4 * (planes[p] + j * stride2) (the current row's start in a row operand). */
+  const rowStart = (buf: number, planes: number, stride2: number) =>
+    c.get(buf).get(planes).get(L_R).i32(2).op(OP.i32Shl).op(OP.i32Add).mem(OP.i32Load, 2, 0).i32(2).op(OP.i32Shl).op(OP.i32Add).get(L_J).get(stride2).op(OP.i32Mul).op(OP.i32Add);
 
   if (rowed) {
-    // Rows of the last axis (L elements, L % 4 == 0), in chunks of ROW_CHUNK rows whose starts
-    // jitRows computes for every row operand; compact operands continue from row to row.
+    // Rows of the last axis (L elements, L % 4 == 0) in planes, the runs of the second-to-last axis
+    // (R2 rows), whose starts jitPlanes computes for every row operand in chunks of ROW_CHUNK
+    // planes; within a plane each row operand moves by its stride along that axis, and compact
+    // operands continue from row to row (NOTES.md section 44).
     c.get(P_LAYOUT).get(P_LAYOUT).mem(OP.i32Load, 2, 0).i32(2).op(OP.i32Shl).op(OP.i32Add).mem(OP.i32Load, 2, 0).set(L_M);
     c.get(L_M).i32(2).op(OP.i32Shl).set(L_ROWBYTES);
+    // R2 = shape[ndim - 2] where ndim >= 2, else 1; each row operand's stride along that axis.
+    c.i32(1).set(L_ROWS2);
+    for (const j of rowIns) c.i32(0).set(stepStride2[j]);
+    for (const k of rowOuts) c.i32(0).set(outStride2[k]);
+    c.get(P_LAYOUT).mem(OP.i32Load, 2, 0).i32(2).op(OP.i32GeS).op(OP.if).byte(0x40);
+    // layout + 4 * ndim is shape[ndim - 1]; shape[ndim - 2] is 4 bytes before it.
+    c.get(P_LAYOUT).get(P_LAYOUT).mem(OP.i32Load, 2, 0).i32(2).op(OP.i32Shl).op(OP.i32Add).i32(4).op(OP.i32Sub).mem(OP.i32Load, 2, 0).set(L_ROWS2);
+    // rec + 4 * ndim is the last axis's stride (rec: [offset, strides...]); the one before, in bytes.
+    const stride2 = (rec: number, local: number) =>
+      c.get(rec).get(P_LAYOUT).mem(OP.i32Load, 2, 0).i32(2).op(OP.i32Shl).op(OP.i32Add).i32(4).op(OP.i32Sub).mem(OP.i32Load, 2, 0).i32(2).op(OP.i32Shl).set(local);
+    for (const j of rowIns) stride2(stepRec[j], stepStride2[j]);
+    for (const k of rowOuts) stride2(outRec[k], outStride2[k]);
+    c.op(OP.end);
+    // ROW: the first row; ROWEND: past the last; ROW / R2 the first plane (kept in L_ROW from here
+    // on, as planes), ROW % R2 the row within it.
     c.get(P_START).get(L_M).op(OP.i32DivU).set(L_ROW);
     c.get(P_START).get(P_N).op(OP.i32Add).get(L_M).op(OP.i32DivU).set(L_ROWEND);
+    c.get(L_ROW).get(L_ROWS2).op(OP.i32RemU).set(L_J);
+    c.get(L_ROW).get(L_ROWS2).op(OP.i32DivU).set(L_ROW);
     c.get(P_START).i32(2).op(OP.i32Shl).set(L_E);
     c.op(OP.block).byte(0x40).op(OP.loop).byte(0x40);
-    c.get(L_ROW).get(L_ROWEND).op(OP.i32GeU).op(OP.brIf).u32(1);
-    c.i32(ROW_CHUNK).get(L_ROWEND).get(L_ROW).op(OP.i32Sub).get(L_ROWEND).get(L_ROW).op(OP.i32Sub).i32(ROW_CHUNK).op(OP.i32GtU).op(OP.select).set(L_CNT);
-    const rowsCall = (rec: number, table: number) => c.get(P_LAYOUT).get(rec).get(L_ROW).get(L_CNT).get(table).get(L_IDX).op(OP.call).u32(FN_ROWS);
-    for (const j of rowIns) rowsCall(stepRec[j], stepRows[j]);
-    for (const k of rowOuts) rowsCall(outRec[k], outRows[k]);
+    // while plane * R2 + j < rowEnd
+    c.get(L_ROW).get(L_ROWS2).op(OP.i32Mul).get(L_J).op(OP.i32Add).get(L_ROWEND).op(OP.i32GeU).op(OP.brIf).u32(1);
+    // planes left: ceil((rowEnd - plane * R2) / R2), at most ROW_CHUNK
+    c.get(L_ROWEND).get(L_ROW).get(L_ROWS2).op(OP.i32Mul).op(OP.i32Sub).get(L_ROWS2).op(OP.i32Add).i32(1).op(OP.i32Sub).get(L_ROWS2).op(OP.i32DivU).set(L_CNT);
+    c.i32(ROW_CHUNK).get(L_CNT).get(L_CNT).i32(ROW_CHUNK).op(OP.i32GtU).op(OP.select).set(L_CNT);
+    const planesCall = (rec: number, table: number) => c.get(P_LAYOUT).get(rec).get(L_ROW).get(L_CNT).get(table).get(L_IDX).op(OP.call).u32(FN_PLANES);
+    for (const j of rowIns) planesCall(stepRec[j], stepRows[j]);
+    for (const k of rowOuts) planesCall(outRec[k], outRows[k]);
     c.i32(0).set(L_R);
     c.op(OP.block).byte(0x40).op(OP.loop).byte(0x40);
     c.get(L_R).get(L_CNT).op(OP.i32GeU).op(OP.brIf).u32(1);
+    for (const j of rowIns) rowStart(stepBuf[j], stepRows[j], stepStride2[j]).set(stepAddr[j]);
+    for (const k of rowOuts) rowStart(outBuf[k], outRows[k], outStride2[k]).set(outAddr[k]);
+    // jEnd = min(R2, rowEnd - (plane + p) * R2)
+    c.get(L_ROWEND).get(L_ROW).get(L_R).op(OP.i32Add).get(L_ROWS2).op(OP.i32Mul).op(OP.i32Sub).set(L_JEND);
+    c.get(L_ROWS2).get(L_JEND).get(L_JEND).get(L_ROWS2).op(OP.i32GtU).op(OP.select).set(L_JEND);
+    c.op(OP.block).byte(0x40).op(OP.loop).byte(0x40);
+    c.get(L_J).get(L_JEND).op(OP.i32GeU).op(OP.brIf).u32(1);
     for (const j of rowIns) {
-      rowStart(stepBuf[j], stepRows[j]);
-      if (inputs[(steps[j] as { index: number }).index] === 'r') c.set(stepAddr[j]);
-      else c.mem(OP.f32Load, 2, 0).simd(SIMD.f32x4Splat).set(val[j]);
+      if (inputs[(steps[j] as { index: number }).index] === 'z') c.get(stepAddr[j]).mem(OP.f32Load, 2, 0).simd(SIMD.f32x4Splat).set(val[j]);
     }
-    for (const k of rowOuts) rowStart(outBuf[k], outRows[k]).set(outAddr[k]);
     c.i32(0).set(L_B);
     c.get(L_E).get(L_ROWBYTES).op(OP.i32Add).set(L_VEND);
     vectors(null);
+    for (const j of rowIns) c.get(stepAddr[j]).get(stepStride2[j]).op(OP.i32Add).set(stepAddr[j]);
+    for (const k of rowOuts) c.get(outAddr[k]).get(outStride2[k]).op(OP.i32Add).set(outAddr[k]);
+    c.get(L_J).i32(1).op(OP.i32Add).set(L_J);
+    c.op(OP.br).u32(0).op(OP.end).op(OP.end);
+    c.i32(0).set(L_J);
     c.get(L_R).i32(1).op(OP.i32Add).set(L_R);
     c.op(OP.br).u32(0).op(OP.end).op(OP.end);
-    c.get(L_ROW).i32(ROW_CHUNK).op(OP.i32Add).set(L_ROW);
+    c.get(L_ROW).get(L_CNT).op(OP.i32Add).set(L_ROW);
     c.op(OP.br).u32(0).op(OP.end).op(OP.end);
   } else if (!blocked) {
     c.get(P_START).i32(2).op(OP.i32Shl).set(L_E);
@@ -405,7 +442,7 @@ function moduleBytes(c: Code, i32Count: number, v128Count: number, shared: boole
   imports.name('k').name('tanh').byte(0x00).u32(1);
   imports.name('k').name('pow').byte(0x00).u32(2);
   imports.name('k').name('strided').byte(0x00).u32(3);
-  imports.name('k').name('rows').byte(0x00).u32(0);
+  imports.name('k').name('planes').byte(0x00).u32(0);
   imports.name('k').name('powHalf').byte(0x00).u32(4);
   // A shared memory can only be imported as shared (with a maximum: the wasm32 limit).
   imports.name('env').name('memory').byte(0x02);
@@ -424,7 +461,7 @@ export const WARMER_BYTES = 13312;
 
 /**
  * A module whose `run(_, _, regs, _, n, _)` calls each of the kernels' jit* functions n times
- * (exp, log, tanh, pow on constants; a 16 x 16 transposed gather and its rows, on scratch at `regs`
+ * (exp, log, tanh, pow on constants; a 16 x 16 transposed gather and its planes, on scratch at `regs`
  * that the caller lays out as WARMER says), so V8 optimizes them before compiled programs rely on
  * them: they are called only from compiled code, whose warm-up does not reach into them.
  */
@@ -447,7 +484,7 @@ export function warmerModuleBytes(shared: boolean): Uint8Array {
   at(WARMER.rec);
   c.i32(0).i32(16);
   at(WARMER.rows);
-  at(WARMER.idx).op(OP.call).u32(FN_ROWS);
+  at(WARMER.idx).op(OP.call).u32(FN_PLANES);
   c.get(P_N).i32(1).op(OP.i32Sub).set(P_N);
   c.get(P_N).i32(0).op(OP.i32GtS).op(OP.brIf).u32(0);
   c.op(OP.end);
