@@ -3,7 +3,6 @@
  * or a composition of them, with no gradient code of its own.
  */
 import {
-  arange as ndArange,
   broadcastShapes,
   checkBoolean,
   checkInteger,
@@ -13,7 +12,10 @@ import {
   describeValue,
   fail,
   formatShape,
+  flatIndicesAlong,
+  oneHot as ndOneHot,
   full as ndFull,
+  MAX_FLAT_GATHER,
   NDArray,
   normalizeAxes,
   normalizeAxis,
@@ -771,53 +773,20 @@ function indexData(op: string, index: Tensor | NDArray, x?: Tensor): NDArray {
 }
 
 /**
- * 0 where a one-hot row selected a class and NaN where it selected none (an index out of range, not
- * an integer, or NaN): added to a lookup's result, so a bad index shows as NaN rather than as a
- * plausible 0. Indices live on the device and are not read back to check them. `hot` is [..., n].
- */
-function missingAsNaN(hot: NDArray): NDArray {
-  const hits = hot.sum(-1, true);
-  try {
-    return hits.where(0, NaN);
-  } finally {
-    hits.dispose();
-  }
-}
-
-/** [..., n] one-hot rows (1 where index == class) as a new NDArray; out-of-range indices give all zeros. */
-function oneHotArray(idx: NDArray, n: number): NDArray {
-  const classes = ndArange(n, undefined, 1, { backend: idx.backend });
-  const col = idx.reshape([...idx.shape, 1]);
-  try {
-    return col.eq(classes);
-  } finally {
-    col.dispose();
-    classes.dispose();
-  }
-}
-
-/**
  * One-hot encoding: indices [...] (integer values stored as float32) -> [..., numClasses]. A leaf you
  * own. Indices outside [0, numClasses) give a row of zeros (they cannot be checked without reading).
  */
 export function oneHot(indices: Tensor | NDArray, numClasses: number): Tensor {
   checkInteger('oneHot', 'numClasses', numClasses, 1);
-  return new Tensor(oneHotArray(indexData('oneHot', indices), numClasses));
-}
-
-/** Move axis `from` to the end (a permutation and its inverse). */
-function toEndAxes(ndim: number, from: number): { axes: number[]; inverse: number[] } {
-  const axes = [...Array.from({ length: ndim }, (_, i) => i).filter((i) => i !== from), from];
-  const inverse = new Array<number>(ndim);
-  axes.forEach((a, i) => (inverse[a] = i));
-  return { axes, inverse };
+  return new Tensor(ndOneHot(indexData('oneHot', indices), numClasses));
 }
 
 /**
  * torch.gather: out[..., i, ...] = x[..., index[..., i, ...], ...] along `axis`; index has x's rank
- * and x's sizes on every other axis. Built from primitives (a one-hot mask from eq against arange,
- * multiplied in and summed), so the backward is the scatter-add with no dedicated kernel.
- * An out-of-range (or non-integer) index gives NaN, never another element's value.
+ * and x's sizes on every other axis. A row lookup of x seen as [size, 1] at the flat positions
+ * the index addresses (`flatIndicesAlong`), so the backward is one scatter-add. An out-of-range (or
+ * non-integer) index gives NaN, never another element's value. x may have up to 2^24 elements
+ * (float32 positions are exact integers up to there).
  */
 export function gather(x: Tensor, axis: number, index: Tensor | NDArray): Tensor {
   checkTensor('gather', x);
@@ -826,16 +795,9 @@ export function gather(x: Tensor, axis: number, index: Tensor | NDArray): Tensor
   if (idx.ndim !== x.ndim || idx.shape.some((d, i) => i !== ax && d !== x.shape[i])) {
     fail('gather', `index of shape ${formatShape(idx.shape)} must have the rank of x ${formatShape(x.shape)} and its sizes outside axis ${ax}`);
   }
-  const { axes, inverse } = toEndAxes(x.ndim, ax);
-  return composite(() => {
-    const xm = expandDims(permute(x, axes), -2); // [..., 1, n]
-    const im = idx.permute(axes);
-    const hot = oneHotArray(im, x.shape[ax]); // [..., m, n]
-    im.dispose();
-    const missing = constant(missingAsNaN(hot)); // [..., m, 1]
-    const picked = add(sum(mul(xm, constant(hot)), -1, true), missing);
-    return permute(squeeze(picked, -1), inverse);
-  });
+  if (x.size > MAX_FLAT_GATHER) fail('gather', `x has ${x.size} elements; gather addresses them by float32 flat positions, exact up to ${MAX_FLAT_GATHER} (index a slice at a time)`);
+  const flat = flatIndicesAlong(x.shape, ax, idx);
+  return composite(() => reshape(apply('indexSelect', [reshape(x, [-1, 1]), constant(flat)], { axis: 0, missing: NaN }), idx.shape));
 }
 
 /**

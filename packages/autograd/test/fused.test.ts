@@ -239,6 +239,44 @@ describe('softmax, logSoftmax, crossEntropy (fused)', () => {
     expect(liveBuffers()).toBe(before);
   });
 
+  it('crossEntropy over 200 classes (labelled logits picked by a row lookup): logsumexp - gather, NaN for bad labels, every reduction, gradients', async () => {
+    const before = liveBuffers();
+    const [n, c] = [6, 200];
+    const x = randn([n, c], { generator: new Generator(11), requiresGrad: true });
+    const labels = A.tensor([199, 0, 57, 57, 3, 128]);
+    const column = labels.data.reshape([n, 1]);
+    const ref = A.reshape(A.sub(A.logsumexp(x, 1, true), A.gather(x, 1, column)), [n]);
+    column.dispose();
+    backend.resetStats();
+    const ce = A.crossEntropy(x, labels);
+    const fwd = backend.stats();
+    // The row logsumexps, the labels' positions, the lookup, the losses.
+    if ((backend as Backend).reduceProgram && (backend as Backend).gatherRows) expect([fwd.kernels.reduceProgram, fwd.kernels.gatherRows, fwd.launches]).toEqual([2, 1, 4]);
+    const want = await ref.toArray();
+    expect(Array.from(await ce.toArray())).toEqual(Array.from(want));
+    const total = want.reduce((a, b) => a + b, 0);
+    for (const [reduction, expected] of [['sum', total], ['mean', total / n]] as const) {
+      const l = A.crossEntropy(x, labels, { reduction });
+      expect(Math.abs((await l.item()) - expected), reduction).toBeLessThanOrEqual(2e-6 * Math.abs(expected));
+      const [g] = gradients(l, [x]);
+      const column2 = labels.data.reshape([n, 1]);
+      const r = A.sub(A.logsumexp(x, 1, true), A.gather(x, 1, column2));
+      column2.dispose();
+      const reduced = reduction === 'mean' ? A.mean(r) : A.sum(r);
+      const [gr] = gradients(reduced, [x]);
+      const rv = await gr!.toArray();
+      (await g!.toArray()).forEach((v, j) => expect(Math.abs(v - rv[j]), `${reduction} element ${j}`).toBeLessThanOrEqual(4e-6 * Math.max(1, Math.abs(rv[j]))));
+      [l, g!, r, reduced, gr!].forEach((t) => t.dispose());
+    }
+    const odd = A.tensor([0, 200, -1, 1.5, NaN, 7]);
+    const bad = A.crossEntropy(x, odd.data);
+    expect(Array.from(await bad.toArray()).map(Number.isNaN)).toEqual([false, true, true, true, true, false]);
+    const badMean = A.crossEntropy(x, odd.data, { reduction: 'mean' });
+    expect(Number.isNaN(await badMean.item())).toBe(true);
+    [x, labels, ref, ce, odd, bad, badMean].forEach((t) => t.dispose());
+    expect(liveBuffers()).toBe(before);
+  });
+
   it("crossEntropy with reduction 'mean' and 'sum': the per-sample losses' mean and sum, two launches forward and one backward, gradcheck and double backward", async () => {
     const before = liveBuffers();
     const x = randn([5, 4], { generator: new Generator(7), requiresGrad: true });

@@ -309,6 +309,8 @@ describe('integer indexing', () => {
     const t = av.map((row) => row.map(Math.tanh));
     await expectValues(g!, t.map((row, r) => row.map((tv, j) => sumW(r, j) * (1 - tv * tv))), 1e-6);
     await expectValues(gg!, t.map((row, r) => row.map((tv, j) => sumW(r, j) * -2 * tv * (1 - tv * tv) * vv[r][j])), 1e-6);
+    // gather addresses x by float32 flat positions: past 2^24 elements (a broadcast view here, no memory) it refuses.
+    expect(() => A.gather(A.broadcastTo(tensor([[1]]), [4097, 4097]), 1, A.zeros([4097, 1]))).toThrow(/gather: x has 16785409 elements; gather addresses them by float32 flat positions, exact up to 16777216/);
     expect(() => A.indexAdd(x, 0, tensor([0]), tensor([[1, 2, 3]]))).toThrow(/indexAdd: source has shape \[1, 3\], expected \[1, 2\]/);
   });
 });

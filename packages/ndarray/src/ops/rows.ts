@@ -17,7 +17,9 @@ import { checkNumber, checkOptions, describeValue } from '../check';
 import { arange } from '../creation';
 import { fail, formatShape } from '../errors';
 import { NDArray, sameBackend, shapesEqual } from '../ndarray';
-import { normalizeAxis, shapeSize } from '../shape';
+import { compactStrides, normalizeAxis, shapeSize } from '../shape';
+import type { ElementwiseProgram } from '../backend';
+import { defineProgram, elementwise } from './program';
 
 export interface IndexSelectOptions {
   /** The value of a selected row whose index is invalid (default NaN). */
@@ -72,10 +74,15 @@ function rowsOf(x: NDArray, g: RowGeometry): NDArray {
   }
 }
 
-/** [K, n] one-hot rows of the indices (all zeros for an invalid one). */
-function oneHotRows(flat: NDArray, n: number): NDArray {
-  const classes = arange(n, undefined, 1, { backend: flat.backend });
-  const col = flat.reshape([-1, 1]);
+/**
+ * One-hot encoding: indices [...] (float32 integer values) -> [..., n] with 1 where index == class;
+ * an index that is not an integer in [0, n) gives a row of zeros (indices are not read back).
+ */
+export function oneHot(indices: NDArray, n: number): NDArray {
+  sameBackend('oneHot', indices);
+  checkNumber('oneHot', 'n', n, { integer: true, min: 1 });
+  const classes = arange(n, undefined, 1, { backend: indices.backend });
+  const col = indices.reshape([...indices.shape, 1]);
   try {
     return col.eq(classes);
   } finally {
@@ -184,9 +191,96 @@ export function indexAddInto(target: NDArray, axis: number, indices: NDArray, so
   }
 }
 
+/** Flat positions are float32 values: exact integers up to 2^24. */
+export const MAX_FLAT_GATHER = 2 ** 24;
+
+// Built on first use: this module and program.ts import each other through ndarray.ts.
+let flatProgram: ElementwiseProgram | undefined;
+/** base + i * stride where i is an integer in [0, n), else -1 ((-1)^i is +-1 exactly for integers). */
+function flatPositions(): ElementwiseProgram {
+  flatProgram ??= defineProgram(2, 2, ([i, base], [n, stride]) => {
+    const integral = i.mul(0).sub(1).pow(i).abs().eq(1);
+    return i.ge(0).mul(i.lt(n)).mul(integral).select(base.add(i.mul(stride)), -1);
+  });
+  return flatProgram;
+}
+
+/**
+ * The row-major positions, in an array of `shape`, that torch.gather's `index` addresses along
+ * `axis`: for each element of index (which has shape's rank and its sizes outside `axis`), its own
+ * multi-index with the axis coordinate replaced by the index value; -1 where that value is not an
+ * integer in [0, shape[axis]). A new [index.size] array, for gatherRows over the array seen as
+ * [size, 1] (so gather's forward is a row lookup and its backward a scatter-add). Needs
+ * shapeSize(shape) <= MAX_FLAT_GATHER.
+ */
+export function flatIndicesAlong(shape: readonly number[], axis: number, index: NDArray): NDArray {
+  const op = 'gather';
+  sameBackend(op, index);
+  const g = geometry(op, shape, axis);
+  if (index.ndim !== shape.length || index.shape.some((d, i) => i !== g.axis && d !== shape[i])) {
+    fail(op, `index of shape ${formatShape(index.shape)} must have the rank of x ${formatShape(shape)} and its sizes outside axis ${g.axis}`);
+  }
+  if (shapeSize(shape) > MAX_FLAT_GATHER) fail(op, `x has ${shapeSize(shape)} elements; flat positions are float32, exact up to ${MAX_FLAT_GATHER}`);
+  const strides = compactStrides(shape);
+  // Each index element's position with its axis coordinate at 0, walked in row-major order.
+  const base = new Float32Array(index.size);
+  const at = new Array<number>(index.ndim).fill(0);
+  let pos = 0;
+  for (let p = 0; p < base.length; p++) {
+    base[p] = pos;
+    for (let d = index.ndim - 1; d >= 0; d--) {
+      if (d === g.axis) {
+        if (++at[d] < index.shape[d]) break;
+        at[d] = 0;
+        continue;
+      }
+      pos += strides[d];
+      if (++at[d] < index.shape[d]) break;
+      pos -= strides[d] * at[d];
+      at[d] = 0;
+    }
+  }
+  const baseArray = NDArray.fromData(base, index.shape, index.backend, op);
+  try {
+    const [flat] = elementwise(flatPositions(), [index, baseArray], [shape[g.axis], strides[g.axis]]);
+    try {
+      return flat.reshape([-1]);
+    } finally {
+      flat.dispose();
+    }
+  } finally {
+    baseArray.dispose();
+  }
+}
+
+/**
+ * torch.gather: out[..., i, ...] = x[..., index[..., i, ...], ...] along `axis`, where index has
+ * x's rank and x's sizes on every other axis (the result has index's shape). An invalid index (not
+ * an integer in [0, x.shape[axis])) gives `missing` (default NaN). One program for the positions,
+ * one gatherRows launch.
+ */
+export function gather(x: NDArray, axis: number, index: NDArray, options?: IndexSelectOptions): NDArray {
+  const op = 'gather';
+  sameBackend(op, x, index);
+  const opts = checkOptions(op, options);
+  const flat = flatIndicesAlong(x.shape, axis, index);
+  const column = x.reshape([-1, 1]);
+  try {
+    const picked = indexSelect(column, 0, flat, opts);
+    try {
+      return picked.reshape(index.shape);
+    } finally {
+      picked.dispose();
+    }
+  } finally {
+    column.dispose();
+    flat.dispose();
+  }
+}
+
 /** gatherRows as a one-hot matmul (exported for the conformance kit): [K, R] from rows [n, R]. */
 export function gatherRowsUnfused(rows: NDArray, flat: NDArray, missing: number): NDArray {
-  const hot = oneHotRows(flat, rows.shape[0]);
+  const hot = oneHot(flat, rows.shape[0]);
   try {
     const product = hot.matmul(rows);
     const hits = hot.sum(-1, true);
@@ -203,7 +297,7 @@ export function gatherRowsUnfused(rows: NDArray, flat: NDArray, missing: number)
 
 /** rows + (one-hot of the indices)^T @ src: scatterAddRows' sum as a new array [n, R]. */
 function scatterAddRowsUnfused(rows: NDArray, flat: NDArray, src: NDArray): NDArray {
-  const hot = oneHotRows(flat, rows.shape[0]);
+  const hot = oneHot(flat, rows.shape[0]);
   const hotT = hot.transpose();
   try {
     const added = hotT.matmul(src);

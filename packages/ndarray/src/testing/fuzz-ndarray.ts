@@ -9,7 +9,7 @@ import { NDArray } from '../ndarray';
 import { arange, array, eye, full, fullLike, ones, rand, randn, zeros } from '../creation';
 import { add, div, matmul, maximum, minimum, pow, sub, where } from '../functions';
 import { concatenate, dilate, pad, split, stack, undilate, unstack } from '../ops/join';
-import { indexAddInto, indexSelect } from '../ops/rows';
+import { gather, indexAddInto, indexSelect, oneHot } from '../ops/rows';
 import { BINARY_OPS, UNARY_OPS } from '../backend';
 import {
   INVALID,
@@ -105,6 +105,8 @@ export function ndarrayFuzzCases(b: Backend): FuzzCase[] {
     // Arrays and indices of any shape are valid (and any index values: an invalid one selects NaN).
     { name: 'indexSelect', slots: [anyShape([3, 2]), value(0, AXIS), anyShape([4]), value(undefined, OPTIONS)], call: (x: Arr, ax: number, i: Arr, o: object) => indexSelect(x, ax, i, o) },
     { name: 'indexSelect(missing)', slots: [fixedArray([3, 2]), fixedArray([4]), value(NaN, INVALID.notNumber)], call: (x: Arr, i: Arr, m: number) => indexSelect(x, 0, i, { missing: m }) },
+    { name: 'gather', slots: [arr([2, 3]), value(1, AXIS), { valid: (c) => c.make([2, 2]), invalid: [...INVALID.array, 'rank3'], shape: [2, 2] }], call: (x: Arr, ax: number, i: Arr) => gather(x, ax, i) },
+    { name: 'oneHot', slots: [lone([3]), value(4, [...INVALID.notNumber, 'NaN', 'fraction', 'negative'])], call: (i: Arr, n: number) => oneHot(i, n) },
     { name: 'indexAddInto', slots: [arr([3, 2]), value(0, AXIS), anyShape([4]), { valid: (c) => c.make([4, 2]), invalid: INVALID.array, shape: [4, 2] }], call: (t: Arr, ax: number, i: Arr, src: Arr) => indexAddInto(t, ax, i, src) },
     { name: 'NDArray.compact', slots: [receiver()], call: (a: Arr) => a.compact() },
     { name: 'NDArray.clone', slots: [receiver()], call: (a: Arr) => a.clone() },

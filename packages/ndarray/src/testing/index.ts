@@ -21,7 +21,7 @@ import { shapeSize } from '../shape';
 import { statsDiff } from '../stats';
 import { defineProgram, elementwise, elementwiseUnfused } from '../ops/program';
 import { reduceProgram, reduceProgramUnfused } from '../ops/reduce';
-import { gatherRowsUnfused, indexAddInto, indexSelect } from '../ops/rows';
+import { flatIndicesAlong, gather, gatherRowsUnfused, indexAddInto, indexSelect, oneHot } from '../ops/rows';
 import {
   at,
   f32,
@@ -1343,6 +1343,33 @@ export function runBackendConformance(
         const acc = zeros([6, 5], opts());
         indexAddInto(acc, 0, array(gids, opts()), gsrc);
         await expectClose(acc, hostScatter(new Float32Array(30), 5, 6, gids, await gsrc.toArray()), { rtol: 0, atol: 0 }, 'into zeros');
+      });
+
+      it('gather (torch.gather) through flat positions, and oneHot', async () => {
+        const x = array([[1, 2, 3], [4, 5, 6]], opts());
+        await expectNested(gather(x, 1, array([[2, 0], [1, 1]], opts())), [[3, 1], [5, 5]]);
+        await expectNested(gather(x, 0, array([[1, 0, 1]], opts())), [[4, 2, 6]]);
+        await expectNested(gather(x, 1, array([[3], [0.5]], opts())), [[NaN], [NaN]]);
+        await expectNested(gather(x, -1, array([[-1], [2]], opts()), { missing: 0 }), [[0], [6]]);
+        // [2, 3, 4] along axis 1 with index [2, 2, 4]: position = i0 * 12 + index * 4 + i2.
+        const idxData = [2, 0, 1, 9, 1, 1, 0, 2, 0, 2, 2, 1, 0, 0, 1, 1];
+        const idx = fromData(Float32Array.from(idxData), [2, 2, 4]);
+        const want = idxData.map((v, p) => {
+          const i0 = Math.floor(p / 8);
+          const i2 = p % 4;
+          return v >= 0 && v < 3 ? i0 * 12 + v * 4 + i2 : -1;
+        });
+        await expectNested(flatIndicesAlong([2, 3, 4], 1, idx), want);
+        // On a transposed view: the positions address the view's own row-major order.
+        const base = fromData(randomData(g, 12, -1, 1), [4, 3]);
+        const view = base.transpose(); // [3, 4]
+        const hostView = await view.toArray();
+        const vIdx = [[3, 0], [2, 2], [0, 1]]; // [3, 2] along axis 1
+        const got = await gather(view, 1, array(vIdx, opts())).toArray();
+        expect(Array.from(got)).toEqual(vIdx.flatMap((r, i) => r.map((c) => hostView[i * 4 + c])));
+        await expectNested(oneHot(array([2, 0, 5, 1.5], opts()), 3), [[0, 0, 1], [1, 0, 0], [0, 0, 0], [0, 0, 0]]);
+        expect(() => gather(x, 1, array([1, 2], opts()))).toThrow(/gather: index of shape \[2\] must have the rank of x \[2, 3\] and its sizes outside axis 1/);
+        expect(() => oneHot(array([1], opts()), 0)).toThrow(/oneHot: n must be/);
       });
 
       it('lookup errors name the op, the shapes and what was expected', () => {
