@@ -555,7 +555,8 @@ export function crossEntropy(logits: Tensor, labels: Tensor | NDArray, options: 
   const n = logits.shape[0];
   if (y.ndim !== 1 || y.shape[0] !== n) fail('crossEntropy', `labels of shape ${formatShape(y.shape)} do not match logits ${formatShape(logits.shape)}; expected class indices of shape [${n}]`);
   if (y.backend !== logits.backend) fail('crossEntropy', `labels live on backend '${y.backend.name}' and logits on '${logits.backend.name}'`);
-  return apply('crossEntropy', [logits, constant(y.view(y.shape, y.strides, y.offset))], { reduction });
+  // In a composite, so that under noGrad the labels' view is released with the call (with grad, by backward).
+  return composite(() => apply('crossEntropy', [logits, constant(y.view(y.shape, y.strides, y.offset))], { reduction }));
 }
 
 /**
@@ -796,8 +797,7 @@ export function gather(x: Tensor, axis: number, index: Tensor | NDArray): Tensor
     fail('gather', `index of shape ${formatShape(idx.shape)} must have the rank of x ${formatShape(x.shape)} and its sizes outside axis ${ax}`);
   }
   if (x.size > MAX_FLAT_GATHER) fail('gather', `x has ${x.size} elements; gather addresses them by float32 flat positions, exact up to ${MAX_FLAT_GATHER} (index a slice at a time)`);
-  const flat = flatIndicesAlong(x.shape, ax, idx);
-  return composite(() => reshape(apply('indexSelect', [reshape(x, [-1, 1]), constant(flat)], { axis: 0, missing: NaN }), idx.shape));
+  return composite(() => reshape(apply('indexSelect', [reshape(x, [-1, 1]), constant(flatIndicesAlong(x.shape, ax, idx))], { axis: 0, missing: NaN }), idx.shape));
 }
 
 /**
@@ -813,7 +813,8 @@ export function indexSelect(x: Tensor, axis: number, indices: Tensor | NDArray):
   const idx = indexData('indexSelect', indices, x);
   if (x.ndim === 0) fail('indexSelect', 'cannot index a 0-d tensor along an axis (expected at least one dimension)');
   const ax = normalizeAxis('indexSelect', axis, x.ndim);
-  return apply('indexSelect', [x, constant(idx.view(idx.shape, idx.strides, idx.offset))], { axis: ax, missing: NaN });
+  // In a composite, so that under noGrad the indices' view is released with the call (with grad, by backward).
+  return composite(() => apply('indexSelect', [x, constant(idx.view(idx.shape, idx.strides, idx.offset))], { axis: ax, missing: NaN }));
 }
 
 /**
@@ -832,8 +833,7 @@ export function indexAdd(x: Tensor, axis: number, indices: Tensor | NDArray, sou
   if (source.shape.length !== expected.length || source.shape.some((d, i) => d !== expected[i])) {
     fail('indexAdd', `source has shape ${formatShape(source.shape)}, expected ${formatShape(expected)} (x ${formatShape(x.shape)} with axis ${ax} replaced by the indices' shape ${formatShape(idx.shape)})`);
   }
-  const scattered = apply('indexScatter', [source, constant(idx.view(idx.shape, idx.strides, idx.offset))], { axis: ax, shape: x.shape });
-  return add(x, scattered);
+  return composite(() => add(x, apply('indexScatter', [source, constant(idx.view(idx.shape, idx.strides, idx.offset))], { axis: ax, shape: x.shape })));
 }
 
 /** Embedding lookup: weight [V, D], ids [...] -> [..., D]. */

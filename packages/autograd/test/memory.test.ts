@@ -92,14 +92,21 @@ describe('memory', () => {
   });
 
   it('composite ops under noGrad free their temporaries', () => {
+    const start = liveBuffers();
     const x = randn([3, 4]);
     const idx = tensor([[0], [3], [1]]);
     const plus5 = A.add(x, 5);
+    const source = zeros([3, 1, 4]);
+    const labels = tensor([0, 3, 1]);
+    // Views made here, not inside the calls: an op's operand built under noGrad is the caller's to free.
+    const x4 = A.reshape(x, [1, 1, 3, 4]);
+    const w4 = A.reshape(plus5, [3, 1, 2, 2]);
     const before = liveBuffers();
     const composites = [
       (t: Tensor) => A.logSoftmax(t, 1), (t: Tensor) => A.softmax(t, 0), (t: Tensor) => A.logsumexp(t, 1),
       (t: Tensor) => A.gelu(t), (t: Tensor) => A.sigmoid(t), (t: Tensor) => A.div(t, plus5), (t: Tensor) => A.mean(t, 0),
-      (t: Tensor) => A.gather(t, 1, idx), (t: Tensor) => A.sub(2, t), (t: Tensor) => A.conv2d(A.reshape(t, [1, 1, 3, 4]), A.reshape(plus5, [3, 1, 2, 2]), { padding: 1 }),
+      (t: Tensor) => A.gather(t, 1, idx), (t: Tensor) => A.indexSelect(t, 1, idx), (t: Tensor) => A.embedding(t, idx), (t: Tensor) => A.indexAdd(t, 0, idx, source),
+      (t: Tensor) => A.crossEntropy(t, labels), (t: Tensor) => A.sub(2, t), () => A.conv2d(x4, w4, { padding: 1 }),
     ];
     for (const f of composites) {
       const y = noGrad(() => f(x));
@@ -107,7 +114,9 @@ describe('memory', () => {
       y.dispose();
       expect(liveBuffers()).toBe(before);
     }
-    [x, idx, plus5].forEach((t) => t.dispose());
+    [x, idx, plus5, source, labels, x4, w4].forEach((t) => t.dispose());
+    // Nothing holds a view of the inputs (indices, labels) past the call either.
+    expect(liveBuffers()).toBe(start);
   });
 
   it('tidy and scope manage tensors; kept tensors survive', async () => {
