@@ -22,8 +22,8 @@ import { FreeListAllocator } from './allocator';
 import { binaryCode, reduceCode, unaryCode } from './codes';
 import { gatherRowsOnHeap, scatterAddRowsOnHeap } from './rows';
 import { compileKernels, instantiateKernels, MAX_PAGES, PAGE_BYTES, relaxedSimdSupported, type KernelExports, type SimdVariant } from './module';
-import { costNs, matmulPlan, NS_PER, SUM_CHUNK, threadsFor, type MatmulSplit } from './split';
-import { DEFAULT_SPIN_MICROS, threadsSupported, WorkerPool, type Job, type WorkerKernel } from './threads';
+import { costNs, matmulPlan, NS_PER, PART_NS, partsFor, SUM_CHUNK, threadsFor, type MatmulSplit } from './split';
+import { DEFAULT_SPIN_MICROS, threadsSupported, WorkerPool, type Job, type ThreadArgs, type WorkerKernel } from './threads';
 import { CompiledPrograms, type CompiledEntry } from './jit/programs';
 
 export interface WasmBackendOptions {
@@ -45,6 +45,14 @@ export interface WasmBackendOptions {
    * while after a thread was descheduled while polling); 0 turns polling off.
    */
   spinMicros?: number;
+  /**
+   * With `threads > 1`: the estimated one-thread microseconds of work per part of a split kernel
+   * (default 100). A split kernel is cut into parts about this long (at least one per thread) that
+   * the threads claim one after another, so a worker that starts late or loses its core for a
+   * while runs fewer of them; smaller parts balance better and cost more claims (and, for matmul,
+   * more repeated packing). The results are the same bits for any value.
+   */
+  partMicros?: number;
   /**
    * Which build of the kernels to run (default 'auto'): 'relaxed' also uses relaxed SIMD (a fused
    * multiply-add in the matmul micro-kernels, ~15% faster matmul where the engine has it: Chrome >= 114,
@@ -122,6 +130,8 @@ const MATMUL_ROW_BLOCK = 120;
 
 /** Most dimensions a strided copy may have after merging contiguous axes. */
 const MAX_DIMS = 64;
+/** The most parts a split strided copy is cut into (each needs its own dimensions area). */
+const STRIDED_PARTS = 16;
 
 /** Most axes of a strided elementwise program's iteration shape (the same on every bundled backend). */
 const MAX_LAYOUT_DIMS = 8;
@@ -156,11 +166,14 @@ export class WasmBackend implements Backend {
   private live = 0;
   private liveBytes = 0;
   private splits = 0;
+  private parts = 0;
   private destroyed = false;
   private readonly counter;
   /** Elementwise programs compiled to their own code (src/jit); undefined when turned off. */
   private programs: CompiledPrograms | undefined;
   private compiledLaunches = 0;
+  /** Estimated one-thread nanoseconds per part of a split kernel (options.partMicros). */
+  private partNs = PART_NS;
 
   /** Use createWasmBackend(): construction needs compiled modules and started workers. */
   private constructor(
@@ -187,7 +200,7 @@ export class WasmBackend implements Backend {
     this.scratch = [];
     for (let t = 0; t < this.threads; t++) this.scratch.push(this.reserve(scratchBytes));
     this.stridedArgs = [];
-    for (let t = 0; t < this.threads; t++) this.stridedArgs.push(this.reserve(4 * 3 * MAX_DIMS));
+    for (let t = 0; t < (this.threads > 1 ? STRIDED_PARTS : 1); t++) this.stridedArgs.push(this.reserve(4 * 3 * MAX_DIMS));
     this.programPtr = this.reserve(16 * PROGRAM_LIMITS.steps + 16 * PROGRAM_LIMITS.buffers);
     this.layoutPtr = this.reserve(4 * LAYOUT_AREA_WORDS);
     this.epiloguePtr = this.reserve(32);
@@ -235,8 +248,11 @@ export class WasmBackend implements Backend {
     const kernels = instantiateKernels(module, memory);
     const spinMicros = options.spinMicros ?? DEFAULT_SPIN_MICROS;
     if (!(spinMicros >= 0)) throw new Error(`createWasmBackend: spinMicros must be a non-negative number, got ${spinMicros}`);
+    const partMicros = options.partMicros ?? PART_NS / 1000;
+    if (!(partMicros > 0) || !Number.isFinite(partMicros)) throw new Error(`createWasmBackend: partMicros must be a positive number, got ${partMicros}`);
     const pool = threaded ? await WorkerPool.create(requested - 1, module, memory, spinMicros) : undefined;
     const backend = new WasmBackend(name, memory, kernels, pool, maximum * PAGE_BYTES, options.readSync !== false, simd);
+    backend.partNs = partMicros * 1000;
     const compile = options.compilePrograms ?? compileProgramsByDefault();
     if (compile !== true && compile !== false && compile !== 'eager') {
       throw new Error(`createWasmBackend: compilePrograms must be true, false or 'eager', got ${String(compile)}`);
@@ -396,9 +412,9 @@ export class WasmBackend implements Backend {
   fill(out: DeviceBuffer, value: number, size: number): void {
     const o = this.buf('fill', out, 'out');
     this.need('fill', '', o, 'out', size);
-    const T = this.threadsFor(costNs.fill(size));
-    if (T === 1) this.kernels.fill(o.ptr, value, size);
-    else this.runParts('fill', size, T, 16, (_, start, n) => [o.ptr + 4 * start, value, n]);
+    const P = this.partsFor(costNs.fill(size));
+    if (P === 1) this.kernels.fill(o.ptr, value, size);
+    else this.runParts('fill', size, P, 16, (_, start, n) => [o.ptr + 4 * start, value, n]);
   }
 
   compact(a: DeviceBuffer, out: DeviceBuffer, layout: StridedLayout): void {
@@ -499,9 +515,9 @@ export class WasmBackend implements Backend {
   private strided(mode: number, src: number, dst: number, dims: { shape: number[]; strides: number[]; offset: number; total: number }, value: number): void {
     const ndim = dims.shape.length;
     const contiguous = ndim === 1 && dims.strides[0] === 1;
-    const T = this.threadsFor(costNs.strided(dims.total, dims.strides[ndim - 1] === 1 ? dims.shape[ndim - 1] : 1));
-    if (T > 1) {
-      this.splitStrided(mode, src, dst, dims, value, T);
+    const P = this.partsFor(costNs.strided(dims.total, dims.strides[ndim - 1] === 1 ? dims.shape[ndim - 1] : 1));
+    if (P > 1) {
+      this.splitStrided(mode, src, dst, dims, value, P);
       return;
     }
     if (contiguous && mode !== 2) {
@@ -522,15 +538,16 @@ export class WasmBackend implements Backend {
   /**
    * A strided copy split along its outermost axis: each thread walks a slab of the view, whose
    * compact side is a contiguous range. Copies are exact, so any split gives the same result; a
-   * transposed 2-D view is split on its 16-row tiles so each thread runs whole tiles.
+   * transposed 2-D view is split on its 16-row tiles so each thread runs whole tiles. Each part's
+   * dimensions lie in an area of its own (at most one part per area).
    */
-  private splitStrided(mode: number, src: number, dst: number, dims: { shape: number[]; strides: number[]; offset: number; total: number }, value: number, T: number): void {
+  private splitStrided(mode: number, src: number, dst: number, dims: { shape: number[]; strides: number[]; offset: number; total: number }, value: number, P: number): void {
     const ndim = dims.shape.length;
     const rows = dims.shape[0];
     const inner = dims.total / rows;
     const grain = ndim === 2 && dims.strides[1] !== 1 ? 16 : ndim === 1 ? 16 : 1;
-    this.runParts('strided', rows, Math.min(T, rows), grain, (t, r0, n) => {
-      const area = this.stridedArgs[t];
+    this.runParts('strided', rows, Math.min(P, rows, this.stridedArgs.length), grain, (part, r0, n) => {
+      const area = this.stridedArgs[part];
       const ints = new Int32Array(this.memoryObject.buffer, area, 2 * ndim);
       ints.set(dims.shape, 0);
       ints[0] = n;
@@ -548,10 +565,10 @@ export class WasmBackend implements Backend {
     this.need('ewise', op, y, 'b', size);
     this.need('ewise', op, o, 'out', size);
     const code = binaryCode(op);
-    const T = this.threadsFor(costNs.binary(op, size));
+    const P = this.partsFor(costNs.binary(op, size));
     // bMask = all ones: b advances with a.
-    if (T === 1) this.kernels.binary(code, x.ptr, y.ptr, -1, o.ptr, size);
-    else this.runParts('binary', size, T, 16, (_, start, n) => [code, x.ptr + 4 * start, y.ptr + 4 * start, -1, o.ptr + 4 * start, n]);
+    if (P === 1) this.kernels.binary(code, x.ptr, y.ptr, -1, o.ptr, size);
+    else this.runParts('binary', size, P, 16, (_, start, n) => [code, x.ptr + 4 * start, y.ptr + 4 * start, -1, o.ptr + 4 * start, n]);
   }
 
   scalar(op: BinaryOp, a: DeviceBuffer, scalar: number, out: DeviceBuffer, size: number): void {
@@ -562,10 +579,10 @@ export class WasmBackend implements Backend {
     const s = this.argPtr >>> 2;
     this.view().fill(Math.fround(scalar), s, s + 4);
     const code = binaryCode(op);
-    const T = this.threadsFor(costNs.binary(op, size));
+    const P = this.partsFor(costNs.binary(op, size));
     // bMask = 15 bytes: every vector load of b reads the four copies of the scalar.
-    if (T === 1) this.kernels.binary(code, x.ptr, this.argPtr, 15, o.ptr, size);
-    else this.runParts('binary', size, T, 16, (_, start, n) => [code, x.ptr + 4 * start, this.argPtr, 15, o.ptr + 4 * start, n]);
+    if (P === 1) this.kernels.binary(code, x.ptr, this.argPtr, 15, o.ptr, size);
+    else this.runParts('binary', size, P, 16, (_, start, n) => [code, x.ptr + 4 * start, this.argPtr, 15, o.ptr + 4 * start, n]);
   }
 
   unary(op: UnaryOp, a: DeviceBuffer, out: DeviceBuffer, size: number): void {
@@ -574,9 +591,9 @@ export class WasmBackend implements Backend {
     this.need('unary', op, x, 'a', size);
     this.need('unary', op, o, 'out', size);
     const code = unaryCode(op);
-    const T = this.threadsFor(costNs.unary(op, size));
-    if (T === 1) this.kernels.unary(code, x.ptr, o.ptr, size);
-    else this.runParts('unary', size, T, 16, (_, start, n) => [code, x.ptr + 4 * start, o.ptr + 4 * start, n]);
+    const P = this.partsFor(costNs.unary(op, size));
+    if (P === 1) this.kernels.unary(code, x.ptr, o.ptr, size);
+    else this.runParts('unary', size, P, 16, (_, start, n) => [code, x.ptr + 4 * start, o.ptr + 4 * start, n]);
   }
 
   where(cond: DeviceBuffer, x: DeviceBuffer, y: DeviceBuffer, out: DeviceBuffer, size: number): void {
@@ -588,9 +605,9 @@ export class WasmBackend implements Backend {
     this.need('where', '', p, 'x', size);
     this.need('where', '', q, 'y', size);
     this.need('where', '', o, 'out', size);
-    const T = this.threadsFor(costNs.where(size));
-    if (T === 1) this.kernels.where(c.ptr, p.ptr, q.ptr, o.ptr, size);
-    else this.runParts('where', size, T, 16, (_, start, n) => [c.ptr + 4 * start, p.ptr + 4 * start, q.ptr + 4 * start, o.ptr + 4 * start, n]);
+    const P = this.partsFor(costNs.where(size));
+    if (P === 1) this.kernels.where(c.ptr, p.ptr, q.ptr, o.ptr, size);
+    else this.runParts('where', size, P, 16, (_, start, n) => [c.ptr + 4 * start, p.ptr + 4 * start, q.ptr + 4 * start, o.ptr + 4 * start, n]);
   }
 
   /**
@@ -687,19 +704,21 @@ export class WasmBackend implements Backend {
     if (compiled) {
       this.compiledLaunches++;
       const rows = compiled.rows && layouts ? size / layouts.shape[layouts.shape.length - 1] : 0;
-      const T = this.threadsFor(size * compiled.nsPerElement + rows * compiled.rowOperands * NS_PER.row);
-      if (T === 1) compiled.run(this.programPtr, outsAt, this.programRegs[0], 0, size, layout);
-      else this.runCompiledParts(compiled, size, T, outsAt, layout, layouts?.shape);
+      const P = this.partsFor(size * compiled.nsPerElement + rows * compiled.rowOperands * NS_PER.row);
+      if (P === 1) compiled.run(this.programPtr, outsAt, this.programRegs[0], 0, size, layout);
+      else this.runCompiledParts(compiled, size, P, outsAt, layout, layouts?.shape);
       return;
     }
-    const args = (t: number, start: number, n: number) => [this.programPtr, steps, outsAt, nouts, this.programRegs[t], start, n, layout];
-    const T = this.threadsFor(costNs.program(size, steps, stridedOperands));
-    if (T === 1) {
+    const args = (_: number, start: number, n: number) => [this.programPtr, steps, outsAt, nouts, this.programRegs[0], start, n, layout];
+    // Split, the registers (argument 4) are the running thread's own.
+    const own: ThreadArgs = { at: [4], values: this.programRegs.map((r) => [r]) };
+    const P = this.partsFor(costNs.program(size, steps, stridedOperands));
+    if (P === 1) {
       this.kernels.program(...(args(0, 0, size) as [number, number, number, number, number, number, number, number]));
       return;
     }
     // Whole blocks per thread: each block then runs exactly as on one thread.
-    this.runParts('program', size, T, this.kernels.PROGRAM_BLOCK.value as number, args);
+    this.runParts('program', size, P, this.kernels.PROGRAM_BLOCK.value as number, args, own);
   }
 
   /**
@@ -709,21 +728,25 @@ export class WasmBackend implements Backend {
    * it from the copy of its bytes this backend keeps in the heap (a few KiB per program, for the
    * backend's lifetime).
    */
-  private runCompiledParts(c: CompiledEntry, size: number, T: number, outsAt: number, layout: number, shape: readonly number[] | undefined): void {
+  private runCompiledParts(c: CompiledEntry, size: number, P: number, outsAt: number, layout: number, shape: readonly number[] | undefined): void {
     this.splits++;
     const grain = c.rows && shape ? shape[shape.length - 1] : (this.kernels.PROGRAM_BLOCK.value as number);
-    const per = Math.ceil(size / T / grain) * grain;
+    P = Math.max(1, Math.min(P, Math.ceil(size / grain)));
+    const per = Math.ceil(size / P / grain) * grain;
+    this.parts += Math.ceil(size / per);
     if (c.bytesAt === 0) {
       c.bytesAt = this.reserve(c.bytes.length);
       new Uint8Array(this.memoryObject.buffer, c.bytesAt, c.bytes.length).set(c.bytes);
     }
     const jobs: (Job | undefined)[] = [];
-    for (let t = 0; t < T; t++) {
-      const start = t * per;
+    for (let p = 0; p < P; p++) {
+      const start = p * per;
       const n = Math.min(per, size - start);
-      jobs.push(n > 0 ? { kernel: 'jit', args: [c.id, c.bytesAt, c.bytes.length, c.warmIterations, this.programPtr, outsAt, this.programRegs[t], start, n, layout] } : undefined);
+      jobs.push(n > 0 ? { kernel: 'jit', args: [c.id, c.bytesAt, c.bytes.length, c.warmIterations, this.programPtr, outsAt, 0, start, n, layout] } : undefined);
     }
-    this.pool!.run(jobs, (job) => c.run(job.args[4], job.args[5], job.args[6], job.args[7], job.args[8], job.args[9]));
+    // The program's registers (argument 6) are the running thread's own.
+    const own: ThreadArgs = { at: [6], values: this.programRegs.map((r) => [r]) };
+    this.pool!.run(jobs, (job) => c.run(job.args[4], job.args[5], job.args[6], job.args[7], job.args[8], job.args[9]), own);
   }
 
   // ---- splitting kernels across threads ----------------------------------------------------------
@@ -736,30 +759,43 @@ export class WasmBackend implements Backend {
     return this.splits;
   }
 
+  /** The parts those split launches were cut into, in all (options.partMicros). */
+  get splitParts(): number {
+    return this.parts;
+  }
+
   /** `elementwise` launches that ran compiled code (src/jit) rather than the `program` kernel. */
   get compiledProgramLaunches(): number {
     return this.compiledLaunches;
   }
 
-  /** Threads to split a kernel over whose one-thread time is estimated at `ns` nanoseconds (split.ts). */
-  private threadsFor(ns: number): number {
-    return this.pool ? threadsFor(this.threads, ns) : 1;
+  /**
+   * Parts to split a kernel into whose one-thread time is estimated at `ns` nanoseconds (split.ts):
+   * 1 to run it on the calling thread alone, else at least one per thread.
+   */
+  private partsFor(ns: number): number {
+    const threads = this.pool ? threadsFor(this.threads, ns) : 1;
+    return threads === 1 ? 1 : partsFor(threads, ns, this.partNs);
   }
 
   /**
-   * Run `kernel` on `parts` threads (the calling thread first): `count` items in ranges aligned to
-   * `grain` items, as equal as the alignment allows; `args(t, start, n)` are thread t's arguments.
+   * Run `kernel` on the threads, `count` items in `parts` ranges aligned to `grain` items, as equal
+   * as the alignment allows (fewer where there are fewer grains); `args(p, start, n)` are part p's
+   * arguments, `threadArgs` those that take the running thread's own value. With more parts than
+   * threads, each thread claims part after part (src/threads.ts), so a late worker runs fewer.
    */
-  private runParts(kernel: WorkerKernel, count: number, parts: number, grain: number, args: (t: number, start: number, n: number) => number[]): void {
+  private runParts(kernel: WorkerKernel, count: number, parts: number, grain: number, args: (p: number, start: number, n: number) => number[], threadArgs?: ThreadArgs): void {
     this.splits++;
+    parts = Math.max(1, Math.min(parts, Math.ceil(count / grain)));
     const per = Math.ceil(count / parts / grain) * grain;
+    this.parts += Math.ceil(count / per);
     const jobs: (Job | undefined)[] = [];
     for (let t = 0; t < parts; t++) {
       const start = t * per;
       const n = Math.min(per, count - start);
       jobs.push(n > 0 ? { kernel, args: args(t, start, n) } : undefined);
     }
-    this.pool!.run(jobs, (job) => this.call(job));
+    this.pool!.run(jobs, (job) => this.call(job), threadArgs);
   }
 
   private call(job: Job): void {
@@ -811,9 +847,9 @@ export class WasmBackend implements Backend {
     const partials = this.scratchBuffer('reduce', 8 * cols);
     try {
       const a = src.ptr + 4 * offset;
-      const T = Math.min(Math.ceil(cols / 16), this.threadsFor(costNs.reduce('sum', cols, rows)));
-      if (T <= 1) this.kernels.sumColumns(a, rowStride, rows, 0, cols, partials.ptr, o.ptr);
-      else this.runParts('sumColumns', cols, T, 16, (_, c0, count) => [a, rowStride, rows, c0, c0 + count, partials.ptr, o.ptr]);
+      const P = Math.min(Math.ceil(cols / 16), this.partsFor(costNs.reduce('sum', cols, rows)));
+      if (P <= 1) this.kernels.sumColumns(a, rowStride, rows, 0, cols, partials.ptr, o.ptr);
+      else this.runParts('sumColumns', cols, P, 16, (_, c0, count) => [a, rowStride, rows, c0, c0 + count, partials.ptr, o.ptr]);
     } finally {
       this.allocator.release(partials.ptr, partials.blockBytes);
     }
@@ -831,9 +867,9 @@ export class WasmBackend implements Backend {
       return;
     }
     // Whole rows per thread: every output element is the same sum as on one thread.
-    const T = Math.min(outSize, this.threadsFor(costNs.reduce(op, outSize, reduceSize)));
-    if (T === 1) this.kernels.reduce(code, x.ptr, o.ptr, outSize, reduceSize);
-    else this.runParts('reduce', outSize, T, 1, (_, j0, n) => [code, x.ptr + 4 * j0 * reduceSize, o.ptr + 4 * j0, n, reduceSize]);
+    const P = Math.min(outSize, this.partsFor(costNs.reduce(op, outSize, reduceSize)));
+    if (P === 1) this.kernels.reduce(code, x.ptr, o.ptr, outSize, reduceSize);
+    else this.runParts('reduce', outSize, P, 1, (_, j0, n) => [code, x.ptr + 4 * j0 * reduceSize, o.ptr + 4 * j0, n, reduceSize]);
   }
 
   /**
@@ -849,9 +885,9 @@ export class WasmBackend implements Backend {
     const ptr = this.allocator.allocate(block);
     try {
       this.ensureHeap('reduce', 8 * units);
-      const T = Math.min(units, this.threadsFor(costNs.reduce('sum', outSize, reduceSize)));
-      if (T === 1) this.kernels.sumChunks(x.ptr, reduceSize, SUM_CHUNK, 0, units, ptr);
-      else this.runParts('sumChunks', units, T, 1, (_, u0, count) => [x.ptr, reduceSize, SUM_CHUNK, u0, u0 + count, ptr]);
+      const P = Math.min(units, this.partsFor(costNs.reduce('sum', outSize, reduceSize)));
+      if (P === 1) this.kernels.sumChunks(x.ptr, reduceSize, SUM_CHUNK, 0, units, ptr);
+      else this.runParts('sumChunks', units, P, 1, (_, u0, count) => [x.ptr, reduceSize, SUM_CHUNK, u0, u0 + count, ptr]);
       const partials = new Float64Array(this.memoryObject.buffer, ptr, units);
       const result = new Float32Array(outSize);
       for (let j = 0; j < outSize; j++) {
@@ -910,7 +946,7 @@ export class WasmBackend implements Backend {
     const brs = transB ? 1 : n;
     const bcs = transB ? k : 1;
     const args = [A.ptr, B.ptr, C.ptr, m, n, k, ars, acs, brs, bcs, aBatchStride, bBatchStride];
-    const plan = this.pool ? matmulPlan(this.threads, batch, m, k, n) : undefined;
+    const plan = this.pool ? matmulPlan(this.threads, batch, m, k, n, this.partNs) : undefined;
     if (afterRows) {
       const rows = Math.max(1, Math.floor(EPILOGUE_BLOCK_ELEMENTS / n / MATMUL_ROW_BLOCK)) * MATMUL_ROW_BLOCK;
       for (let t = 0; t < batch; t++) {
@@ -921,7 +957,7 @@ export class WasmBackend implements Backend {
         }
       }
     } else if (!plan || plan.threads === 1) this.kernels.matmul(A.ptr, B.ptr, C.ptr, m, n, k, ars, acs, brs, bcs, aBatchStride, bBatchStride, 0, batch, 0, m, 0, n, this.scratch[0], this.programRegs[0], epilogue);
-    else this.splitMatmul(args, batch, m, n, plan.threads, plan.by, epilogue);
+    else this.splitMatmul(args, batch, m, n, plan.parts, plan.by, epilogue);
   }
 
   /**
@@ -930,14 +966,17 @@ export class WasmBackend implements Backend {
    * rows (all of B and its slice of A). Slices start on micro-tile boundaries, so each part's tiles
    * are the ones a single thread would compute, and every element is the same sum.
    */
-  private splitMatmul(args: number[], batch: number, m: number, n: number, T: number, by: MatmulSplit, epilogue: number): void {
-    const job = (t: number, t0: number, t1: number, i0: number, i1: number, j0: number, j1: number) => [...args, t0, t1, i0, i1, j0, j1, this.scratch[t], this.programRegs[t], epilogue];
+  private splitMatmul(args: number[], batch: number, m: number, n: number, P: number, by: MatmulSplit, epilogue: number): void {
+    // The packing blocks and the epilogue's registers (arguments 18 and 19) are the running
+    // thread's own, whichever part it claims.
+    const job = (t0: number, t1: number, i0: number, i1: number, j0: number, j1: number) => [...args, t0, t1, i0, i1, j0, j1, 0, 0, epilogue];
+    const own: ThreadArgs = { at: [18, 19], values: this.scratch.map((s, t) => [s, this.programRegs[t]]) };
     if (by === 'batch') {
-      this.runParts('matmul', batch, T, 1, (t, t0, count) => job(t, t0, t0 + count, 0, m, 0, n));
+      this.runParts('matmul', batch, P, 1, (_, t0, count) => job(t0, t0 + count, 0, m, 0, n), own);
     } else if (by === 'columns') {
-      this.runParts('matmul', n, T, this.kernels.NR.value as number, (t, j0, count) => job(t, 0, batch, 0, m, j0, j0 + count));
+      this.runParts('matmul', n, P, this.kernels.NR.value as number, (_, j0, count) => job(0, batch, 0, m, j0, j0 + count), own);
     } else {
-      this.runParts('matmul', m, T, this.kernels.MR.value as number, (t, i0, count) => job(t, 0, batch, i0, i0 + count, 0, n));
+      this.runParts('matmul', m, P, this.kernels.MR.value as number, (_, i0, count) => job(0, batch, i0, i0 + count, 0, n), own);
     }
   }
 

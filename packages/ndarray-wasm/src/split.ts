@@ -9,6 +9,7 @@
  */
 import type { BinaryOp, ReduceOp, UnaryOp } from '@needle/ndarray';
 import { isTranscendental } from './codes';
+import { MAX_PARTS } from './threads';
 
 /**
  * What a split launch costs beyond its parts, with the workers polling: publishing, the claims, the
@@ -24,6 +25,19 @@ export const MIN_SAVED_NS = 10_000;
 
 /** Kernels estimated at less than this on one thread run on the calling thread alone. */
 export const SPLIT_NS = 60_000;
+
+/**
+ * A split kernel is cut into parts of about this estimated one-thread time, which the threads
+ * claim one after another (src/threads.ts), so a worker that arrives late, or loses its core for a
+ * while, runs fewer parts instead of the caller waiting for a fixed share (NOTES.md section 30).
+ */
+export const PART_NS = 100_000;
+
+/**
+ * Where every part repeats some work (a matmul part packs all of one operand), parts are kept at
+ * least this many times that work.
+ */
+export const PART_PER_REPEAT = 8;
 
 /** Sums of rows longer than this are float64 sums of chunks this long, added in order. */
 export const SUM_CHUNK = 1 << 16;
@@ -93,6 +107,17 @@ export function threadsFor(threads: number, ns: number): number {
   return ns >= SPLIT_NS ? threads : 1;
 }
 
+/**
+ * How many parts to cut a kernel split over `threads` threads into: one per `partNs` (default
+ * PART_NS) of its estimated one-thread time `ns` (at least one per thread, at most MAX_PARTS), and,
+ * where each part repeats `repeatNs` of work, few enough that a part is PART_PER_REPEAT times that.
+ */
+export function partsFor(threads: number, ns: number, partNs = PART_NS, repeatNs = 0): number {
+  let parts = Math.floor(ns / partNs);
+  if (repeatNs > 0) parts = Math.min(parts, Math.floor(ns / (PART_PER_REPEAT * repeatNs)));
+  return Math.max(threads, Math.min(parts, MAX_PARTS));
+}
+
 export type MatmulSplit = 'batch' | 'columns' | 'rows';
 
 /**
@@ -101,16 +126,18 @@ export type MatmulSplit = 'batch' | 'columns' | 'rows';
  * counting the packing each part repeats and the work on padded micro-tiles; and only when the
  * split saves at least MIN_SAVED_NS over one thread after the hand-over. The MLP's 10-wide
  * products (~80 us on one thread, computed on 16 or 12 columns) do not: they stay on one thread
- * (NOTES.md section 21).
+ * (NOTES.md section 21). `parts` (partsFor) counts the packing every part repeats.
  */
-export function matmulPlan(threads: number, batch: number, m: number, k: number, n: number): { threads: number; by: MatmulSplit } {
+export function matmulPlan(threads: number, batch: number, m: number, k: number, n: number, partNs = PART_NS): { threads: number; by: MatmulSplit; parts: number } {
   const one = costNs.matmul(batch, m, k, n);
-  const single = { threads: 1, by: 'rows' as MatmulSplit };
+  const single = { threads: 1, by: 'rows' as MatmulSplit, parts: 1 };
   if (threads < 2 || one < SPLIT_NS) return single;
-  const options: { by: MatmulSplit; ns: number }[] = [];
-  if (batch >= threads * 2 || (batch >= threads && batch % threads === 0)) options.push({ by: 'batch', ns: Math.ceil(batch / threads) * matmulPartNs(m, k, n) });
-  options.push({ by: 'columns', ns: batch * matmulPartNs(m, k, Math.min(n, roundUp(Math.ceil(n / threads), NR))) });
-  options.push({ by: 'rows', ns: batch * matmulPartNs(Math.min(m, roundUp(Math.ceil(m / threads), MR)), k, n) });
+  // What every part repeats: packing all of opA (columns) or opB (rows); nothing by batch.
+  const options: { by: MatmulSplit; ns: number; repeat: number }[] = [];
+  if (batch >= threads * 2 || (batch >= threads && batch % threads === 0)) options.push({ by: 'batch', ns: Math.ceil(batch / threads) * matmulPartNs(m, k, n), repeat: 0 });
+  options.push({ by: 'columns', ns: batch * matmulPartNs(m, k, Math.min(n, roundUp(Math.ceil(n / threads), NR))), repeat: batch * m * k * NS_PER.pack });
+  options.push({ by: 'rows', ns: batch * matmulPartNs(Math.min(m, roundUp(Math.ceil(m / threads), MR)), k, n), repeat: batch * k * n * NS_PER.pack });
   const best = options.reduce((a, b) => (b.ns < a.ns ? b : a));
-  return one - (best.ns + HANDOVER_NS) >= MIN_SAVED_NS ? { threads, by: best.by } : single;
+  if (one - (best.ns + HANDOVER_NS) < MIN_SAVED_NS) return single;
+  return { threads, by: best.by, parts: partsFor(threads, one, partNs, best.repeat) };
 }

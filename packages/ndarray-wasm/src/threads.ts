@@ -30,8 +30,29 @@ export interface Job {
   args: number[];
 }
 
+/**
+ * Arguments whose value depends on the thread that runs a part, not on the part (its scratch
+ * memory): for every part, whichever thread claims it, `args[at[i]]` is replaced by
+ * `values[thread][i]` (thread 0 the caller, worker w thread w + 1).
+ */
+export interface ThreadArgs {
+  at: readonly number[];
+  values: readonly (readonly number[])[];
+}
+
 /** Float64 slots per part: kernel index, argument count, up to 22 arguments. */
 const SLOTS = 24;
+/**
+ * The most parts one launch may have. A launch may have more parts than threads: each thread then
+ * claims part after part until none is open, so a thread that arrives late or is descheduled
+ * mid-launch ends up running fewer of them (NOTES.md section 30).
+ */
+export const MAX_PARTS = 64;
+/**
+ * Float64 slots per thread for its own argument values (ThreadArgs): a count, then up to 4
+ * (position, value) pairs.
+ */
+const THREAD_SLOTS = 9;
 // Int32 control words: generation, stop flag, the poll flag (nonzero: threads may poll before
 // sleeping), the current generation's part count, then three words per part: its claim word (2g
 // while open in generation g, 2g + 1 once claimed), the generation it was last done in, and an
@@ -55,6 +76,8 @@ interface WorkerInit {
   /** The caller's activity counter (WorkerPool.touch): Int32 word 16 of 48, a cache line of its own. */
   activity: SharedArrayBuffer;
   args: SharedArrayBuffer;
+  /** Per-thread argument values (ThreadArgs), THREAD_SLOTS Float64 per thread. */
+  threadArgs: SharedArrayBuffer;
   index: number;
   workers: number;
   kernels: readonly string[];
@@ -62,6 +85,13 @@ interface WorkerInit {
   /** Compiled programs' imports: import name -> kernels export (src/jit/compile.ts, JIT_IMPORTS). */
   jitImports: Record<string, string>;
 }
+
+/**
+ * How long the caller waits for a part a worker claimed before it gives up on the worker (it died,
+ * or hangs), by default: far beyond any part's time (a split kernel's parts are ~100 us of work,
+ * and even the largest kernel has at most MAX_PARTS).
+ */
+export const DEFAULT_HANG_MS = 60_000;
 
 /** Default poll time before a worker or the waiting caller sleeps (see the module comment). */
 export const DEFAULT_SPIN_MICROS = 1000;
@@ -96,10 +126,12 @@ function workerMain(nodeWorkerThreads: (() => Promise<typeof import('node:worker
     const control = new Int32Array(init.control);
     const args = new Float64Array(init.args);
     // Literals, as this function cannot see the module's constants: 24 = SLOTS, 2 = POLL,
-    // 3 = PARTS, 4 + 3p / 5 + 3p / 6 + 3p = CLAIM / DONE / FAILED of part p.
+    // 3 = PARTS, 4 + 3p / 5 + 3p / 6 + 3p = CLAIM / DONE / FAILED of part p, 9 = THREAD_SLOTS.
     const poll = 2;
     const activity = new Int32Array(init.activity);
     const home = init.index + 1;
+    const threads = init.workers + 1;
+    const own = new Float64Array(init.threadArgs, 8 * 9 * home, 9);
     // Read the generation before announcing readiness: the first job may be published the moment
     // the caller hears 'ready', and a worker that read the counter later would sleep through it.
     let seen = Atomics.load(control, 0);
@@ -154,14 +186,20 @@ function workerMain(nodeWorkerThreads: (() => Promise<typeof import('node:worker
       const open = (seen << 1) | 0;
       const parts = Atomics.load(control, 3);
       // (Read after the generation: if it is a newer generation's, every part of ours is claimed.)
+      // With more parts than threads, thread t starts at part floor(t * parts / threads) and goes
+      // on to the next open one, so the caller (from part 0) and the workers start on runs of
+      // parts of their own and each takes over the others' when it runs out.
+      const first = Math.floor((home * parts) / threads);
       for (let j = 0; j < parts; j++) {
-        const part = (home + j) % parts;
+        const part = (first + j) % parts;
         if (Atomics.compareExchange(control, 4 + 3 * part, open, open | 1) !== open) continue;
         const base = part * 24;
         try {
           const count = args[base + 1];
           const list: number[] = [];
           for (let i = 0; i < count; i++) list.push(args[base + 2 + i]);
+          // This thread's own values of the per-thread arguments (ThreadArgs).
+          for (let i = 0; i < own[0]; i++) list[own[1 + 2 * i]] = own[2 + 2 * i];
           kernels[args[base]](...list);
         } catch {
           Atomics.store(control, 6 + 3 * part, 1);
@@ -206,6 +244,7 @@ export function threadsSupported(): boolean {
 export class WorkerPool {
   private readonly control: Int32Array;
   private readonly args: Float64Array;
+  private readonly threadArgs: Float64Array;
   private readonly handles: WorkerHandle[];
   /** Atomics.wait is forbidden on a browser's main thread; there we spin on Atomics.load. */
   private readonly canBlock: boolean;
@@ -216,6 +255,8 @@ export class WorkerPool {
   private readonly machineBusy: () => boolean;
   private nextLoadCheck = 0;
   private destroyed = false;
+  /** Why the pool can no longer be used (a worker never finished a part it claimed), if so. */
+  private broken: string | undefined;
   /** Parts the caller ran that were meant for a worker (it had not claimed them yet). */
   private taken = 0;
   /** The caller's activity counter (touch), read by polling workers. */
@@ -224,15 +265,18 @@ export class WorkerPool {
   private constructor(
     readonly workers: number,
     spinMicros: number,
+    private readonly hangMs: number,
     machineBusy: () => boolean,
     control: SharedArrayBuffer,
     activity: SharedArrayBuffer,
     args: SharedArrayBuffer,
+    threadArgs: SharedArrayBuffer,
     handles: WorkerHandle[],
   ) {
     this.control = new Int32Array(control);
     this.activity = new Int32Array(activity);
     this.args = new Float64Array(args);
+    this.threadArgs = new Float64Array(threadArgs);
     this.handles = handles;
     this.spinMs = spinMicros / 1000;
     this.machineBusy = machineBusy;
@@ -247,13 +291,15 @@ export class WorkerPool {
 
   /**
    * Start `workers` helper threads over `memory` (shared) running `module`; idle threads poll for
-   * `spinMicros` before they sleep. `machineBusy` replaces the load-average check (tests).
+   * `spinMicros` before they sleep. `machineBusy` replaces the load-average check (tests); `hangMs`
+   * is how long the caller waits for a part a worker claimed before it fails the launch.
    */
-  static async create(workers: number, module: WebAssembly.Module, memory: WebAssembly.Memory, spinMicros = DEFAULT_SPIN_MICROS, machineBusy?: () => boolean): Promise<WorkerPool> {
+  static async create(workers: number, module: WebAssembly.Module, memory: WebAssembly.Memory, spinMicros = DEFAULT_SPIN_MICROS, machineBusy?: () => boolean, hangMs = DEFAULT_HANG_MS): Promise<WorkerPool> {
     const jitImports: Record<string, string> = { ...JIT_IMPORTS };
-    const control = new SharedArrayBuffer(4 * CLAIM(workers + 1));
+    const control = new SharedArrayBuffer(4 * CLAIM(Math.max(MAX_PARTS, workers + 1)));
     const activity = new SharedArrayBuffer(4 * 48);
-    const args = new SharedArrayBuffer(8 * SLOTS * (workers + 1));
+    const args = new SharedArrayBuffer(8 * SLOTS * Math.max(MAX_PARTS, workers + 1));
+    const threadArgs = new SharedArrayBuffer(8 * THREAD_SLOTS * (workers + 1));
     const isNode = isNodeRuntime();
     // The import is spelled in this string, not in workerMain, where a bundler would rewrite it. A
     // dynamic import works whether Node evaluates the worker as CommonJS or (--input-type=module) ESM.
@@ -282,7 +328,7 @@ export class WorkerPool {
           worker.once('message', () => resolve());
           worker.once('error', reject);
         }));
-        worker.postMessage({ module, memory, control, activity, args, index, workers, kernels: WORKER_KERNELS, spinMicros, jitImports } satisfies WorkerInit);
+        worker.postMessage({ module, memory, control, activity, args, index, workers, kernels: WORKER_KERNELS, spinMicros, jitImports, threadArgs } satisfies WorkerInit);
       }
     } else {
       const url = URL.createObjectURL(new Blob([source], { type: 'text/javascript' }));
@@ -294,7 +340,7 @@ export class WorkerPool {
             worker.onmessage = () => resolve();
             worker.onerror = (e) => reject(new Error(`ndarray-wasm: worker ${index} failed to start: ${e.message}`));
           }));
-          worker.postMessage({ module, memory, control, activity, args, index, workers, kernels: WORKER_KERNELS, spinMicros, jitImports } satisfies WorkerInit);
+          worker.postMessage({ module, memory, control, activity, args, index, workers, kernels: WORKER_KERNELS, spinMicros, jitImports, threadArgs } satisfies WorkerInit);
         }
         await Promise.all(ready);
       } finally {
@@ -307,19 +353,33 @@ export class WorkerPool {
       for (const h of handles) void h.terminate();
       throw error;
     }
-    return new WorkerPool(workers, spinMicros, busy, control, activity, args, handles);
+    return new WorkerPool(workers, spinMicros, hangMs, busy, control, activity, args, threadArgs, handles);
   }
 
   /**
-   * Run the jobs (at most one per thread; missing entries are skipped) and return once all are
-   * done: the calling thread runs jobs[0] through `runLocal`, worker w is meant for jobs[w + 1], and
-   * the caller also runs every job no worker has claimed by the time it gets to it.
+   * Run the jobs (up to MAX_PARTS; missing entries are skipped) and return once all are done. With
+   * one job per thread, the calling thread runs jobs[0] through `runLocal` and worker w is meant
+   * for jobs[w + 1]; with more, thread t starts at job floor(t * jobs / threads). Every thread then
+   * goes on claiming open jobs, the caller too, so it runs every job no worker has claimed by the
+   * time it gets to it. `threadArgs` gives the arguments that take each thread's own value.
    */
-  run(jobs: (Job | undefined)[], runLocal: (job: Job) => void): void {
+  run(jobs: (Job | undefined)[], runLocal: (job: Job) => void, threadArgs?: ThreadArgs): void {
     if (this.destroyed) throw new Error('ndarray-wasm: the worker pool was destroyed');
-    if (jobs.length > this.workers + 1) throw new Error(`ndarray-wasm: ${jobs.length} jobs for ${this.workers + 1} threads`);
+    if (this.broken) throw new Error(this.broken);
+    if (jobs.length > MAX_PARTS) throw new Error(`ndarray-wasm: ${jobs.length} jobs, at most ${MAX_PARTS} a launch`);
     const { control, args } = this;
     const parts = jobs.length;
+    const threads = this.workers + 1;
+    const own = this.threadArgs;
+    const substitutions = threadArgs?.at.length ?? 0;
+    if (substitutions > (THREAD_SLOTS - 1) / 2 || (threadArgs && threadArgs.values.length < threads)) throw new Error(`ndarray-wasm: threadArgs must give at most ${(THREAD_SLOTS - 1) / 2} values for each of ${threads} threads`);
+    for (let t = 0; t < threads; t++) {
+      own[t * THREAD_SLOTS] = substitutions;
+      for (let i = 0; i < substitutions; i++) {
+        own[t * THREAD_SLOTS + 1 + 2 * i] = threadArgs!.at[i];
+        own[t * THREAD_SLOTS + 2 + 2 * i] = threadArgs!.values[t][i];
+      }
+    }
     for (let p = 0; p < parts; p++) {
       const job = jobs[p];
       const base = p * SLOTS;
@@ -349,10 +409,16 @@ export class WorkerPool {
     let localPart = -1;
     for (let p = 0; p < parts; p++) {
       if (Atomics.compareExchange(control, CLAIM(p), open, open | 1) !== open) continue;
-      if (p > 0) this.taken++;
+      if (threads > 1 && p >= Math.floor(parts / threads)) this.taken++;
       if (localError === undefined) {
         try {
-          runLocal(jobs[p]!);
+          let job = jobs[p]!;
+          if (substitutions > 0) {
+            const local = job.args.slice();
+            for (let i = 0; i < substitutions; i++) local[threadArgs!.at[i]] = threadArgs!.values[0][i];
+            job = { kernel: job.kernel, args: local };
+          }
+          runLocal(job);
         } catch (error) {
           localError = error;
           localPart = p;
@@ -360,7 +426,7 @@ export class WorkerPool {
       }
       Atomics.store(control, DONE(p), gen);
     }
-    this.awaitParts(gen, parts);
+    this.awaitParts(gen, parts, jobs);
     if (localError !== undefined) throw new Error(`ndarray-wasm: kernel ${jobs[localPart]?.kernel ?? '?'} failed in part ${localPart}: ${(localError as Error).message}`, { cause: localError });
     for (let p = 0; p < parts; p++) {
       if (Atomics.load(control, FAILED(p)) !== 0) {
@@ -379,7 +445,10 @@ export class WorkerPool {
     this.activity[16]++;
   }
 
-  /** Parts meant for a worker that the calling thread ran itself, since creation (diagnostics). */
+  /**
+   * Parts the calling thread ran that were meant for a worker (among the first ones a worker
+   * starts from: see run), since creation (diagnostics).
+   */
   get partsTakenBack(): number {
     return this.taken;
   }
@@ -387,27 +456,36 @@ export class WorkerPool {
   /**
    * Wait until every part of generation `gen` is done: poll (as the workers do, giving up when
    * descheduled), then sleep, or on a browser's main thread, where sleeping is not allowed, keep
-   * polling.
+   * polling. A part a worker claimed and has not finished after hangMs means the worker died or
+   * hangs: nothing can run that part again safely (it may have written half its output, and
+   * kernels that update in place must not run twice), so the launch fails, naming the kernel, and
+   * so does every later one.
    */
-  private awaitParts(gen: number, parts: number): void {
+  private awaitParts(gen: number, parts: number, jobs: readonly (Job | undefined)[]): void {
     const { control } = this;
     let spin = this.spinMs > 0 && Atomics.load(control, POLL) !== 0 && performance.now() > this.noSpinUntil;
     let last = performance.now();
     const deadline = last + this.spinMs;
     for (let p = 0; p < parts; p++) {
       const slot = DONE(p);
+      let since = -1;
       for (let polls = 1; ; polls++) {
         const seen = Atomics.load(control, slot);
         if (seen === gen) break;
-        if ((polls & 63) !== 0 || !this.canBlock) continue;
+        if ((polls & 63) !== 0) continue;
+        const t = performance.now();
         if (spin) {
-          const t = performance.now();
           if (t - last > 0.05) this.noSpinUntil = t + 100;
           if (t - last > 0.05 || t > deadline) spin = false;
           last = t;
           if (spin) continue;
         }
-        Atomics.wait(control, slot, seen);
+        if (since < 0) since = t;
+        else if (t - since >= this.hangMs) {
+          this.broken = `ndarray-wasm: kernel ${jobs[p]?.kernel ?? '?'}: a worker claimed part ${p} of ${parts} and did not finish it in ${this.hangMs} ms (it died or hangs); this backend's worker pool cannot be used any more, create a new backend`;
+          throw new Error(this.broken);
+        }
+        if (this.canBlock) Atomics.wait(control, slot, seen, since + this.hangMs - t);
       }
     }
   }

@@ -286,6 +286,8 @@ describe('compiled elementwise programs', () => {
 
   it('split between threads above the threshold, bit for bit the interpreter (row, block and flat modes)', async () => {
     const three = await createWasmBackend({ threads: 3, spinMicros: 0 });
+    // Parts of ~3 us: each launch cut into many more parts than threads (NOTES.md section 30).
+    const fine = await createWasmBackend({ threads: 2, partMicros: 3 });
     try {
       const act = defineProgram(3, 1, ([x, b, c], [s]) => {
         const u = x.add(b).mul(s).tanh();
@@ -302,7 +304,7 @@ describe('compiled elementwise programs', () => {
         ['flat', (be, own) => [7, 8, 9].map((seed) => own(NDArray.fromData(data(120003, seed), [120003], be)))],
       ];
       for (const [what, make] of cases) {
-        const results = [interpreted, threaded, three].map((be) => {
+        const results = [interpreted, threaded, three, fine].map((be) => {
           const owned: NDArray[] = [];
           const ins = make(be, (a) => (owned.push(a), a));
           elementwise(act, ins, [0.75]).forEach((a) => a.dispose());
@@ -319,13 +321,15 @@ describe('compiled elementwise programs', () => {
           owned.forEach((a) => a.dispose());
           return { values, split: be.splitLaunches > splits, compiled: be.compiledProgramLaunches > compiledRuns };
         });
-        expect(results.map((r) => r.compiled), `${what}: compiled`).toEqual([false, true, true]);
-        expect(results.map((r) => r.split), `${what}: split on 1, 2, 3 threads`).toEqual([false, true, true]);
+        expect(results.map((r) => r.compiled), `${what}: compiled`).toEqual([false, true, true, true]);
+        expect(results.map((r) => r.split), `${what}: split on 1, 2, 3 threads and in fine parts`).toEqual([false, true, true, true]);
         for (const r of results) r.values.forEach((launch, i) => launch.forEach((v, k) => expectSameBits(v, results[0].values[0][k], `${what}, launch ${i}, output ${k}`, true)));
       }
       expect(three.memory()).toEqual({ buffers: 0, bytes: 0 });
+      expect(fine.splitParts / fine.splitLaunches).toBeGreaterThan(8);
     } finally {
       three.destroy();
+      fine.destroy();
     }
   });
 

@@ -1,5 +1,6 @@
 // Every kernel that is split between threads gives the same bits as on one thread, at sizes just
-// below and just above its split threshold (src/split.ts) and with uneven parts (3 threads).
+// below and just above its split threshold (src/split.ts), with uneven parts (3 threads), and cut
+// into many more parts than threads, which the threads claim one after another (partMicros).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BINARY_OPS, REDUCE_OPS, UNARY_OPS, NDArray, defineProgram, elementwise, type DeviceBuffer, type MatmulSpec, type StridedLayout } from '@needle/ndarray';
 import { createWasmBackend, type WasmBackend } from '../src';
@@ -16,7 +17,13 @@ beforeAll(async () => {
   // The block interpreter for elementwise programs (test/compiled-programs.test.ts splits compiled
   // ones and compares the two).
   one = await createWasmBackend({ threads: 1, compilePrograms: false });
-  many = [await createWasmBackend({ threads: 2, compilePrograms: false }), await createWasmBackend({ threads: 3, spinMicros: 0, compilePrograms: false })];
+  many = [
+    await createWasmBackend({ threads: 2, compilePrograms: false }),
+    await createWasmBackend({ threads: 3, spinMicros: 0, compilePrograms: false }),
+    // Parts of ~3 us: a kernel just above the split threshold is cut into ~20 parts.
+    await createWasmBackend({ threads: 2, compilePrograms: false, partMicros: 3 }),
+    await createWasmBackend({ threads: 3, compilePrograms: false, partMicros: 3 }),
+  ];
 });
 afterAll(() => [one, ...many].forEach((b) => b.destroy()));
 
@@ -232,6 +239,16 @@ describe('thread options', () => {
     expect(one.splitLaunches).toBe(0);
     expect(many[0].splitLaunches).toBeGreaterThan(0);
   });
+
+  it('cuts split kernels into parts of about partMicros, at least one per thread', async () => {
+    // The tests above ran on these backends: the default parts (100 us) leave kernels just above
+    // the split threshold at one part per thread; 3 us parts cut them into many more.
+    for (const b of many) expect(b.splitParts, `${b.threads} threads, parts per launch`).toBeGreaterThanOrEqual(b.threads * b.splitLaunches);
+    expect(many[2].splitParts / many[2].splitLaunches).toBeGreaterThan(8);
+    expect(many[3].splitParts / many[3].splitLaunches).toBeGreaterThan(8);
+    expect(one.splitParts).toBe(0);
+    await expect(createWasmBackend({ threads: 2, partMicros: 0 })).rejects.toThrow('createWasmBackend: partMicros must be a positive number, got 0');
+  });
 });
 
 describe('the matmul split plan', () => {
@@ -239,12 +256,14 @@ describe('the matmul split plan', () => {
     // The 10-wide products repeat the packing of their large operand in every part and save less
     // than the hand-over is worth (NOTES.md section 21).
     for (const [m, k, n] of [[128, 512, 10], [512, 128, 10], [128, 10, 512]]) expect(matmulPlan(2, 1, m, k, n).threads, `${m}x${k}x${n}`).toBe(1);
-    expect(matmulPlan(2, 1, 128, 784, 512)).toEqual({ threads: 2, by: 'columns' });
-    expect(matmulPlan(2, 1, 784, 128, 512)).toEqual({ threads: 2, by: 'rows' });
-    expect(matmulPlan(2, 1, 8192, 144, 32)).toEqual({ threads: 2, by: 'rows' });
-    expect(matmulPlan(2, 4, 60, 100, 80)).toEqual({ threads: 2, by: 'batch' });
-    expect(matmulPlan(2, 1, 40, 300, 400)).toEqual({ threads: 2, by: 'columns' });
-    expect(matmulPlan(2, 3, 100, 90, 120)).toEqual({ threads: 2, by: 'rows' });
+    // The MLP's big products in parts that the threads claim, as many as the packing each part
+    // repeats (all of A by columns, all of B by rows) allows.
+    expect(matmulPlan(2, 1, 128, 784, 512)).toEqual({ threads: 2, by: 'columns', parts: 6 });
+    expect(matmulPlan(2, 1, 784, 128, 512)).toEqual({ threads: 2, by: 'rows', parts: 8 });
+    expect(matmulPlan(2, 1, 8192, 144, 32)).toEqual({ threads: 2, by: 'rows', parts: 12 });
+    expect(matmulPlan(2, 4, 60, 100, 80)).toEqual({ threads: 2, by: 'batch', parts: 2 });
+    expect(matmulPlan(2, 1, 40, 300, 400)).toEqual({ threads: 2, by: 'columns', parts: 2 });
+    expect(matmulPlan(2, 3, 100, 90, 120)).toEqual({ threads: 2, by: 'rows', parts: 2 });
     expect(matmulPlan(1, 1, 1024, 1024, 1024).threads).toBe(1);
     // The plan's tile is the kernel's.
     const kernels = instantiateKernels(await compileKernels(false), new WebAssembly.Memory({ initial: 1, maximum: 4 }));
@@ -291,6 +310,29 @@ describe('the worker pool hand-over', () => {
         const c = heap.subarray(counter(t) >>> 2, (counter(t) >>> 2) + 64);
         expect([c[0], c[63]], `part ${t}: runs`).toEqual([400, 400]);
       }
+      // More jobs than threads: each runs exactly once per launch, whichever thread claims it, with
+      // that thread's own value of the per-thread argument (here the fill value).
+      const parts = 23;
+      const slot = (p: number) => base + 4 * 64 * 8 + 4 * 16 * p;
+      const tally = base + 4 * 64 * 16;
+      heap.fill(0, tally >>> 2, (tally >>> 2) + 16 * parts);
+      const who = { at: [1], values: [[100], [101], [102]] };
+      const ran = [0, 0, 0];
+      for (let i = 0; i < 200; i++) {
+        const gap = (i % 4) * 150;
+        const t0 = performance.now();
+        while (performance.now() - t0 < gap / 1000);
+        pool.run(Array.from({ length: parts }, (_, p) => ({ kernel: 'fill', args: [slot(p), -1, 16] })), run, who);
+        pool.run(Array.from({ length: parts }, (_, p) => ({ kernel: 'binary', args: [binaryCode('add'), tally + 64 * p, ones, 15, tally + 64 * p, 16] })), run);
+        for (let p = 0; p < parts; p++) {
+          const v = heap[slot(p) >>> 2];
+          expect([100, 101, 102], `launch ${i}, part ${p}: ran by`).toContain(v);
+          expect(heap[(slot(p) >>> 2) + 15], `launch ${i}, part ${p}: one thread's value`).toBe(v);
+          ran[v - 100]++;
+        }
+      }
+      for (let p = 0; p < parts; p++) expect(heap[(tally >>> 2) + 16 * p], `part ${p}: runs`).toBe(200);
+      expect(ran[0] + ran[1] + ran[2]).toBe(200 * parts);
       // A job that traps (a write past the end of the memory) fails the launch, naming the part,
       // whichever thread ran it (a worker, or the caller taking back a part no worker had claimed).
       const fill = (job: Job) => kernels.fill(job.args[0], job.args[1], job.args[2]);
@@ -300,7 +342,40 @@ describe('the worker pool hand-over', () => {
       // ... and the pool keeps working afterwards.
       pool.run([undefined, { kernel: 'fill', args: [region(1), 5, 64] }], fill);
       expect(heap[region(1) >>> 2]).toBe(5);
-      expect(() => pool.run([undefined, undefined, undefined, undefined], fill)).toThrow('ndarray-wasm: 4 jobs for 3 threads');
+      expect(() => pool.run(new Array<undefined>(65).fill(undefined), fill)).toThrow('ndarray-wasm: 65 jobs, at most 64 a launch');
+    } finally {
+      pool.destroy();
+    }
+  });
+
+  it('fails a launch whose part a worker claimed and never finished, naming the kernel, and every later one', async () => {
+    const module = await compileKernels(true);
+    const memory = new WebAssembly.Memory({ initial: 2, maximum: 4, shared: true });
+    const base = instantiateKernels(module, memory).heapBase();
+    // A compiled program (the 'jit' kernel) whose code never returns: the worker that claims its
+    // part hangs, as a worker that died would never report it done.
+    const forever = [0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 7, 7, 1, 3, 0x72, 0x75, 0x6e, 0, 0, 10, 9, 1, 7, 0, 3, 0x40, 0x0c, 0, 0x0b, 0x0b];
+    new Uint8Array(memory.buffer).set(forever, base);
+    const pool = await WorkerPool.create(1, module, memory, 300, () => false, 200);
+    try {
+      // The caller's own part keeps it busy long enough for the polling worker to claim the other;
+      // should the caller get there first after all, it says so, and the launch is tried again.
+      const local = (job: Job) => {
+        if (job.kernel === 'jit') throw new Error('claimed by the caller');
+        const t0 = performance.now();
+        while (performance.now() - t0 < 20);
+      };
+      let message = '';
+      for (let attempt = 0; attempt < 50 && !message.includes('did not finish'); attempt++) {
+        pool.run([{ kernel: 'fill', args: [base + 256, 0, 1] }], local);
+        try {
+          pool.run([{ kernel: 'fill', args: [base + 256, 0, 1] }, { kernel: 'jit', args: [7, base, forever.length, 1, 0, 0, 0, 0, 0, 0] }], local);
+        } catch (error) {
+          message = (error as Error).message;
+        }
+      }
+      expect(message).toBe('ndarray-wasm: kernel jit: a worker claimed part 1 of 2 and did not finish it in 200 ms (it died or hangs); this backend\'s worker pool cannot be used any more, create a new backend');
+      expect(() => pool.run([{ kernel: 'fill', args: [base + 256, 0, 1] }], local)).toThrow(message);
     } finally {
       pool.destroy();
     }
