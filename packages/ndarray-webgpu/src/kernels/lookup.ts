@@ -13,9 +13,10 @@ const PARAMS = 'n: u32, row: u32, rows: u32, rowSize: u32, count: u32, missing: 
 /** An index selects a row when it is an integer in [0, rows); NaN is tested by its bits (see PRELUDE). */
 const VALID = 'fn valid_row(r: f32) -> bool { return !isnan_(r) && r >= 0.0 && r < f32(p.rows) && r == floor(r); }';
 
-export function gatherRowsKernel(workgroup: number): KernelSource {
+/** The shared frame: bindings (a, idx read; o read_write), valid_row, and `body` run per invocation index `i`. */
+function lookupKernel(name: string, workgroup: number, body: string): KernelSource {
   return {
-    key: `gatherRows:${workgroup}`,
+    key: `${name}:${workgroup}`,
     storage: ['read', 'read', 'read_write'],
     code: () => `${PRELUDE}
 ${bindings(PARAMS, [{ name: 'a', access: 'read', type: 'f32' }, { name: 'idx', access: 'read', type: 'f32' }, { name: 'o', access: 'read_write', type: 'f32' }])}
@@ -24,37 +25,30 @@ ${VALID}
 fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let i = g.x + g.y * p.row;
   if (i >= p.n) { return; }
-  let k = i / p.rowSize;
-  let r = idx[k];
-  if (valid_row(r)) {
-    o[i] = a[u32(r) * p.rowSize + (i - k * p.rowSize)];
-  } else {
-    o[i] = p.missing;
-  }
+${body}
 }
 `,
   };
 }
 
-export function scatterAddRowsKernel(workgroup: number): KernelSource {
-  return {
-    key: `scatterAddRows:${workgroup}`,
-    storage: ['read', 'read', 'read_write'],
-    code: () => `${PRELUDE}
-${bindings(PARAMS, [{ name: 'a', access: 'read', type: 'f32' }, { name: 'idx', access: 'read', type: 'f32' }, { name: 'o', access: 'read_write', type: 'f32' }])}
-${VALID}
-@compute @workgroup_size(${workgroup})
-fn main(@builtin(global_invocation_id) g: vec3<u32>) {
-  let j = g.x + g.y * p.row;
-  if (j >= p.n) { return; }
-  for (var i = 0u; i < p.count; i++) {
-    let r = idx[i];
-    if (valid_row(r)) {
-      let d = u32(r) * p.rowSize + j;
-      o[d] = o[d] + a[i * p.rowSize + j];
-    }
-  }
+/** One invocation per output element i: row k = i / rowSize of out is row idx[k] of a. */
+export function gatherRowsKernel(workgroup: number): KernelSource {
+  return lookupKernel('gatherRows', workgroup, `  let k = i / p.rowSize;
+  let r = idx[k];
+  if (valid_row(r)) {
+    o[i] = a[u32(r) * p.rowSize + (i - k * p.rowSize)];
+  } else {
+    o[i] = p.missing;
+  }`);
 }
-`,
-  };
+
+/** One invocation per column i, walking the indices in order. */
+export function scatterAddRowsKernel(workgroup: number): KernelSource {
+  return lookupKernel('scatterAddRows', workgroup, `  for (var k = 0u; k < p.count; k++) {
+    let r = idx[k];
+    if (valid_row(r)) {
+      let d = u32(r) * p.rowSize + i;
+      o[d] = o[d] + a[k * p.rowSize + i];
+    }
+  }`);
 }
