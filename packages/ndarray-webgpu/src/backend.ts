@@ -94,6 +94,11 @@ interface TextureMirror {
   /** log2 of the texels per row. */
   readonly shift: number;
   readonly bytes: number;
+  /**
+   * What the texture holds: the first `texels` vec4s of buffer `id` as of its `writes`-th write
+   * (see PooledBuffer.writes); a matmul reading the same floats of an unchanged buffer skips the copy.
+   */
+  source: { id: number; writes: number; texels: number } | null;
 }
 
 /** What a dispatch binds after the parameter block: buffers, or texture mirrors of buffers. */
@@ -400,13 +405,25 @@ export class WebGPUBackend implements Backend {
     pass.setBindGroup(0, this.bindGroup(k, buffers), [slot * this.slotBytes]);
     pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
     this.counters.dispatches++;
-    for (const b of buffers) if (!isMirror(b)) this.referenced.add(b);
+    buffers.forEach((b, i) => {
+      if (isMirror(b)) return;
+      this.referenced.add(b);
+      if (k.storage[i] === 'read_write') b.writes++;
+    });
+  }
+
+  /** Record a buffer-to-buffer copy in the open batch; the destination counts as written. */
+  private copyBuffer(src: PooledBuffer, srcOffset: number, dst: PooledBuffer, dstOffset: number, bytes: number): void {
+    this.copyEncoder().copyBufferToBuffer(src.gpu, srcOffset, dst.gpu, dstOffset, bytes);
+    dst.writes++;
   }
 
   /**
    * Texture mirror number `slot` of `shape` (mirrorShape), with the first `elements` floats of
    * `src` copied in (recorded in the open batch: commands run in order, so one mirror serves every
-   * matmul of a batch). Whole rows in one copy, the rest of the last row in a second.
+   * matmul of a batch). Whole rows in one copy, the rest of the last row in a second; no copy when
+   * the mirror already holds those floats of `src` and nothing has written `src` since (the MLP's
+   * batch is read by the forward product and by the weight gradient's).
    */
   private mirror(src: PooledBuffer, elements: number, shape: MirrorShape, slot: number, keep?: TextureMirror): TextureMirror {
     const { width, shift, rows } = shape;
@@ -441,10 +458,13 @@ export class WebGPUBackend implements Backend {
       }
       const usage = TextureUsage.TEXTURE_BINDING | TextureUsage.COPY_DST | (this.storageMirrors ? TextureUsage.STORAGE_BINDING : 0);
       const texture = this.device.createTexture({ size: [width, rows, 1], format: 'rgba32float', usage });
-      m = list[slot] = { id: this.nextMirrorId++, texture, view: texture.createView(), shift, bytes };
+      m = list[slot] = { id: this.nextMirrorId++, texture, view: texture.createView(), shift, bytes, source: null };
       this.mirrorBytes += bytes;
     }
     const texels = Math.ceil(elements / 4);
+    const held = m.source;
+    if (held && held.id === src.id && held.writes === src.writes && held.texels >= texels) return m;
+    m.source = { id: src.id, writes: src.writes, texels };
     const full = Math.floor(texels / width);
     const rest = texels - full * width;
     const enc = this.copyEncoder();
@@ -502,7 +522,8 @@ export class WebGPUBackend implements Backend {
       const t = this.pool.acquire(data.length * 4);
       if (!this.referenced.has(t)) {
         this.device.queue.writeBuffer(t.gpu, 0, data);
-        this.copyEncoder().copyBufferToBuffer(t.gpu, 0, p.gpu, offset * 4, data.length * 4);
+        t.writes++;
+        this.copyBuffer(t, 0, p, offset * 4, data.length * 4);
         this.referenced.add(t);
         this.pool.release(t);
         return;
@@ -511,6 +532,7 @@ export class WebGPUBackend implements Backend {
       void this.flush();
     }
     this.device.queue.writeBuffer(p.gpu, offset * 4, data);
+    p.writes++;
   }
 
   async read(buf: DeviceBuffer, size?: number): Promise<Float32Array> {
@@ -746,14 +768,13 @@ export class WebGPUBackend implements Backend {
     if (mode === 'setitem' && compactP === viewP) {
       // Reading and writing one buffer in a dispatch is not allowed: scatter from a copy.
       temp = this.pool.acquire(n * 4);
-      this.copyEncoder().copyBufferToBuffer(compactP.gpu, 0, temp.gpu, 0, n * 4);
+      this.copyBuffer(compactP, 0, temp, 0, n * 4);
       this.referenced.add(temp);
       src = temp;
     }
     if (c.shape.length === 1 && c.strides[0] === 1 && mode !== 'fillView') {
-      const enc = this.copyEncoder();
-      if (mode === 'compact') enc.copyBufferToBuffer(viewP.gpu, c.offset * 4, src!.gpu, 0, n * 4);
-      else enc.copyBufferToBuffer(src!.gpu, 0, viewP.gpu, c.offset * 4, n * 4);
+      if (mode === 'compact') this.copyBuffer(viewP, c.offset * 4, src!, 0, n * 4);
+      else this.copyBuffer(src!, 0, viewP, c.offset * 4, n * 4);
       this.referenced.add(viewP);
       this.referenced.add(src!);
     } else if (mode === 'compact' && transposeApplies(c)) {
@@ -860,7 +881,7 @@ export class WebGPUBackend implements Backend {
       this.dispatch(reduceKernel(op, 'group', wg), [ap, op_], params, [x, y, 1]);
     }
     if (temp) {
-      this.copyEncoder().copyBufferToBuffer(temp.gpu, 0, ap.gpu, 0, outSize * 4);
+      this.copyBuffer(temp, 0, ap, 0, outSize * 4);
       this.pool.release(temp);
     }
   }
@@ -926,7 +947,7 @@ export class WebGPUBackend implements Backend {
     const unalias = (p: PooledBuffer, elems: number): PooledBuffer => {
       if (p !== cp) return p;
       const t = this.pool.acquire(elems * 4);
-      this.copyEncoder().copyBufferToBuffer(p.gpu, 0, t.gpu, 0, elems * 4);
+      this.copyBuffer(p, 0, t, 0, elems * 4);
       temps.push(t);
       return t;
     };

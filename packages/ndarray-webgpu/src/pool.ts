@@ -7,6 +7,11 @@ export interface PooledBuffer {
   readonly bytes: number;
   /** Stable id for bind-group cache keys. */
   readonly id: number;
+  /**
+   * Writes recorded into the buffer so far (uploads, copies, dispatches binding it read_write): a
+   * texture mirror copied from it stays current while this count is unchanged.
+   */
+  writes: number;
 }
 
 /**
@@ -53,7 +58,7 @@ export class BufferPool {
       size: cls,
       usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST,
     });
-    const b: PooledBuffer = { gpu, bytes: cls, id: this.nextId++ };
+    const b: PooledBuffer = { gpu, bytes: cls, id: this.nextId++, writes: 0 };
     this.all.add(b);
     return b;
   }

@@ -117,6 +117,52 @@ describe.runIf(gpu)('webgpu matmul through texture mirrors', () => {
     for (const b of [x, y, z]) g.free(b);
   });
 
+  test('an operand unchanged since its copy is not copied again; an upload, a dispatch or a copy into it is', async () => {
+    g.matmulTextures = forced;
+    // x (20 x 36) is A of x @ w and, as 36 x 20 transposed, of x^T @ y: both read the same mirror.
+    const [sx, sw] = [spec(20, 36, 24), spec(36, 20, 24, { transA: true })];
+    const data = { x: randomArray(720, 91, -1, 1), w: randomArray(864, 92, -1, 1), y: randomArray(480, 93, -1, 1) };
+    const setup = (be: Backend) => {
+      const [x, w, y, out, out2] = [be.alloc(720), be.alloc(864), be.alloc(480), be.alloc(480), be.alloc(864)];
+      be.write(x, data.x);
+      be.write(w, data.w);
+      be.write(y, data.y);
+      return { x, w, y, out, out2 };
+    };
+    const cb = setup(cpu);
+    const gb = setup(g);
+    const copies = () => g.stats().copies;
+    const check = async (what: string, cpuOut: DeviceBuffer, gpuOut: DeviceBuffer) => expectClose(await g.read(gpuOut), await cpu.read(cpuOut), 2e-5, 2e-5, what);
+    // Each step: the product on both backends, then the copies into mirrors it recorded.
+    const step = (a: 'x' | 'out', b: 'w' | 'y', s: MatmulSpec, out: 'out' | 'out2') => {
+      cpu.matmul(cb[a], cb[b], cb[out], s);
+      const c0 = copies();
+      g.matmul(gb[a], gb[b], gb[out], s);
+      return copies() - c0;
+    };
+    expect(step('x', 'w', sx, 'out'), 'first product: both operands copied').toBe(2);
+    expect(step('x', 'w', sx, 'out'), 'the same product again: nothing copied').toBe(0);
+    await check('x @ w', cb.out, gb.out);
+    expect(step('x', 'y', sw, 'out2'), 'x^T @ y: y copied, x not').toBe(1);
+    await check('x^T @ y', cb.out2, gb.out2);
+    // An upload into x (the same data: the count of writes decides, not the contents).
+    g.write(gb.x, data.x);
+    expect(step('x', 'w', sx, 'out'), 'after an upload into x').toBe(1);
+    // A dispatch writing w (w = w @ ... is not a product shape here: fill it instead).
+    g.fill(gb.w, 0.5, 864);
+    cpu.fill(cb.w, 0.5, 864);
+    expect(step('x', 'w', sx, 'out'), 'after a dispatch wrote w').toBe(1);
+    await check('x @ filled w', cb.out, gb.out);
+    // A copy into x (a contiguous view assigned from y's floats: a buffer-to-buffer copy).
+    for (const be of [g, cpu] as Backend[]) {
+      const bufs = be === g ? gb : cb;
+      be.ewiseSetitem(bufs.y, bufs.x, { shape: [480], strides: [1], offset: 100 });
+    }
+    expect(step('x', 'w', sx, 'out'), 'after a copy into x').toBe(1);
+    await check('x @ w after the copy', cb.out, gb.out);
+    for (const be of [g, cpu] as Backend[]) for (const b of Object.values(be === g ? gb : cb)) be.free(b);
+  });
+
   test('more mirror heights than the cache keeps: the oldest go, results stay right', async () => {
     // k = 64i: mirrors of 5i rows for A (20 x k) and B (k x 20), twenty heights for a cache of eight.
     const results: Float32Array[][] = [];
