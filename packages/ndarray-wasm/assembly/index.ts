@@ -1345,6 +1345,75 @@ function microKernel(pa: usize, pb: usize, kc: i32, c: usize, ldc: usize, accumu
   }
 }
 
+// The same product for a panel with at most 3 valid rows (the last panel when m % 5 <= 3; the MLP's
+// 128 rows end with 3): rows 3 and 4 of the packed panel are padding, so they are not computed
+// (NOTES.md section 45).
+function microKernel3(pa: usize, pb: usize, kc: i32, c: usize, ldc: usize, accumulate: bool, rows: i32, cols: i32, tile: usize): void {
+  const zero = f32x4.splat(0);
+  // First k step before the loop, as in microKernel.
+  let b0 = v128.load(pb);
+  let b1 = v128.load(pb, 16);
+  let a = v128.load32_splat(pa, 0);
+  let c00 = madd(zero, a, b0);
+  let c01 = madd(zero, a, b1);
+  a = v128.load32_splat(pa, 4);
+  let c10 = madd(zero, a, b0);
+  let c11 = madd(zero, a, b1);
+  a = v128.load32_splat(pa, 8);
+  let c20 = madd(zero, a, b0);
+  let c21 = madd(zero, a, b1);
+  const end = pa + (<usize>(kc * MR) << 2);
+  pa += MR << 2;
+  pb += NR << 2;
+  while (pa < end) {
+    b0 = v128.load(pb);
+    b1 = v128.load(pb, 16);
+    a = v128.load32_splat(pa, 0);
+    c00 = madd(c00, a, b0);
+    c01 = madd(c01, a, b1);
+    a = v128.load32_splat(pa, 4);
+    c10 = madd(c10, a, b0);
+    c11 = madd(c11, a, b1);
+    a = v128.load32_splat(pa, 8);
+    c20 = madd(c20, a, b0);
+    c21 = madd(c21, a, b1);
+    pa += MR << 2;
+    pb += NR << 2;
+  }
+  if (rows == 3 && cols == NR) {
+    if (accumulate) {
+      c00 = f32x4.add(c00, v128.load(c + 0 * ldc, 0));
+      c01 = f32x4.add(c01, v128.load(c + 0 * ldc, 16));
+      c10 = f32x4.add(c10, v128.load(c + 1 * ldc, 0));
+      c11 = f32x4.add(c11, v128.load(c + 1 * ldc, 16));
+      c20 = f32x4.add(c20, v128.load(c + 2 * ldc, 0));
+      c21 = f32x4.add(c21, v128.load(c + 2 * ldc, 16));
+    }
+    v128.store(c + 0 * ldc, c00, 0);
+    v128.store(c + 0 * ldc, c01, 16);
+    v128.store(c + 1 * ldc, c10, 0);
+    v128.store(c + 1 * ldc, c11, 16);
+    v128.store(c + 2 * ldc, c20, 0);
+    v128.store(c + 2 * ldc, c21, 16);
+    return;
+  }
+  v128.store(tile, c00, 0);
+  v128.store(tile, c01, 16);
+  v128.store(tile, c10, 32);
+  v128.store(tile, c11, 48);
+  v128.store(tile, c20, 64);
+  v128.store(tile, c21, 80);
+  for (let r = 0; r < rows; r++) {
+    const crow = c + <usize>r * ldc;
+    const trow = tile + (<usize>(r * NR) << 2);
+    for (let j = 0; j < cols; j++) {
+      const o = <usize>j << 2;
+      const v = load<f32>(trow + o);
+      store<f32>(crow + o, accumulate ? load<f32>(crow + o) + v : v);
+    }
+  }
+}
+
 // The same product for a panel with at most 4 valid columns (the last panel when n % 8 <= 4):
 // one B vector per k step instead of two, half the work of the full kernel on padding.
 function microKernel4(pa: usize, pb: usize, kc: i32, c: usize, ldc: usize, accumulate: bool, rows: i32, cols: i32, tile: usize): void {
@@ -1510,6 +1579,7 @@ function product(
               }
               const cp = ct + <usize>(ic + ir) * ldc + (<usize>(jc + jr) << 2);
               if (MR == 5 && cols <= 4) microKernel4(pa, pb, kc, cp, ldc, pc > 0, rows, cols, tile);
+              else if (MR == 5 && rows <= 3) microKernel3(pa, pb, kc, cp, ldc, pc > 0, rows, cols, tile);
               else microKernel(pa, pb, kc, cp, ldc, pc > 0, rows, cols, tile);
             }
           }

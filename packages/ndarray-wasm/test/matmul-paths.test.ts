@@ -99,6 +99,20 @@ describe('narrow products (5, 9, 10, 14 or 15 columns) computed as their transpo
   }
 });
 
+describe('last row panels of 1-3 rows (the 3-row micro-kernel)', () => {
+  // Rows ending 1-3 into a 5-row panel (in the first and a second 120-row block), full and edge
+  // column panels, every transposition, several depth blocks (accumulated), a batch.
+  const specs: [batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean][] = [
+    [1, 3, 7, 8, false, false], [1, 8, 100, 512, false, false], [1, 13, 33, 21, true, false], [1, 128, 200, 40, false, true],
+    [1, 122, 250, 16, true, true], [2, 9, 60, 12, false, false], [1, 128, 600, 64, false, false], [1, 1, 5, 9, false, false],
+  ];
+  for (const [batch, m, k, n, transA, transB] of specs) {
+    it(`${batch}x${m}x${k}x${n} transA=${transA} transB=${transB}: the exact model's bits on 1 and 2 threads`, () => {
+      expectModel({ batch, m, k, n, aBatchStride: m * k, bBatchStride: k * n, transA, transB }, m + 2 * k + n);
+    });
+  }
+});
+
 describe('products whose transpose computes fewer padded micro-tiles, computed as their transpose', () => {
   // At least one depth block deep (k >= 256): convolution weight gradients (16 x 27 and 32 x 144,
   // transposed A), rows and columns around the panels, several depth blocks, a batch with a shared
