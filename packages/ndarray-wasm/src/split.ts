@@ -35,9 +35,11 @@ export const PART_NS = 100_000;
 
 /**
  * Where every part repeats some work (a matmul part packs all of one operand), parts are kept at
- * least this many times that work.
+ * least this many times that work: on a quiet machine the MLP's big products ran 2-5% slower in
+ * 6-8 parts than in one per thread (the repeated packing, and each part's pass over the operand it
+ * repeats), so they stay at one per thread (NOTES.md section 30).
  */
-export const PART_PER_REPEAT = 8;
+export const PART_PER_REPEAT = 24;
 
 /** Sums of rows longer than this are float64 sums of chunks this long, added in order. */
 export const SUM_CHUNK = 1 << 16;

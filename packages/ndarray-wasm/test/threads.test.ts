@@ -256,10 +256,10 @@ describe('the matmul split plan', () => {
     // The 10-wide products repeat the packing of their large operand in every part and save less
     // than the hand-over is worth (NOTES.md section 21).
     for (const [m, k, n] of [[128, 512, 10], [512, 128, 10], [128, 10, 512]]) expect(matmulPlan(2, 1, m, k, n).threads, `${m}x${k}x${n}`).toBe(1);
-    // The MLP's big products in parts that the threads claim, as many as the packing each part
-    // repeats (all of A by columns, all of B by rows) allows.
-    expect(matmulPlan(2, 1, 128, 784, 512)).toEqual({ threads: 2, by: 'columns', parts: 6 });
-    expect(matmulPlan(2, 1, 784, 128, 512)).toEqual({ threads: 2, by: 'rows', parts: 8 });
+    // Parts as many as the packing each part repeats (all of A by columns, all of B by rows)
+    // allows: the MLP's big products one per thread, a convolution's tall product many.
+    expect(matmulPlan(2, 1, 128, 784, 512)).toEqual({ threads: 2, by: 'columns', parts: 2 });
+    expect(matmulPlan(2, 1, 784, 128, 512)).toEqual({ threads: 2, by: 'rows', parts: 2 });
     expect(matmulPlan(2, 1, 8192, 144, 32)).toEqual({ threads: 2, by: 'rows', parts: 12 });
     expect(matmulPlan(2, 4, 60, 100, 80)).toEqual({ threads: 2, by: 'batch', parts: 2 });
     expect(matmulPlan(2, 1, 40, 300, 400)).toEqual({ threads: 2, by: 'columns', parts: 2 });
