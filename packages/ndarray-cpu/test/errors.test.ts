@@ -1,6 +1,6 @@
 // The bad calls issue 12 lists, each with the error it must give (the fuzz covers the rest).
 import { describe, expect, it } from 'vitest';
-import { array, full, NDArray, NeedleError, rand, randn, zeros, type Index } from '@needle/ndarray';
+import { array, full, indexAddInto, indexSelect, NDArray, NeedleError, rand, randn, zeros, type Index } from '@needle/ndarray';
 import { createCpuBackend } from '@needle/ndarray-cpu';
 
 const backend = createCpuBackend({ name: 'cpu-errors' });
@@ -73,6 +73,42 @@ describe('indexing: basic (view) indexing only; advanced indexing is refused, ne
     expect(backend.memory().buffers).toBe(before);
     if (idx instanceof NDArray) idx.dispose();
     x.dispose();
+  });
+
+  it('a lookup whose allocation fails part-way is a NeedleError and leaves memory() unchanged', () => {
+    const b = createCpuBackend({ name: 'cpu-fails' });
+    const alloc = b.alloc.bind(b);
+    let left = Infinity;
+    b.alloc = (size: number) => {
+      if (left-- <= 0) throw new Error('out of memory (test)');
+      return alloc(size);
+    };
+    // Along axis 0 of a transposed view, so the rows are a copy (and, for indexAddInto, written back).
+    const x = array([[1, 2, 3], [4, 5, 6]], { backend: b }).transpose(); // [3, 2]
+    const ids = array([2, 0, 2], { backend: b });
+    const src = zeros([2, 3], { backend: b }).transpose(); // strided too: its rows are a copy made first
+    const live = b.memory().buffers;
+    // Fail the 1st, 2nd, ... allocation of each call until one succeeds.
+    for (const [name, call] of [['indexSelect', () => indexSelect(x, 0, ids)], ['indexAddInto', () => indexAddInto(x, 0, ids, src)]] as const) {
+      let failures = 0;
+      for (let n = 0; n < 20; n++) {
+        left = n;
+        try {
+          const r = call();
+          left = Infinity;
+          if (r !== x) r.dispose();
+          break;
+        } catch (e) {
+          left = Infinity;
+          expect(e, `${name}, allocation ${n}`).toBeInstanceOf(NeedleError);
+          expect(b.memory().buffers, `${name}: live buffers after allocation ${n} failed`).toBe(live);
+          failures++;
+        }
+      }
+      expect(failures, `${name}: allocations before success`).toBeGreaterThan(1);
+      expect(failures, `${name} succeeds once allocations do`).toBeLessThan(20);
+    }
+    [x, ids, src].forEach((t) => t.dispose());
   });
 
   it('non-integer indices and unknown slice keys are refused', () => {

@@ -18,7 +18,8 @@ import { arange } from '../creation';
 import { fail, formatShape } from '../errors';
 import { NDArray, sameBackend, shapesEqual } from '../ndarray';
 import { compactStrides, normalizeAxis, shapeSize } from '../shape';
-import type { ElementwiseProgram } from '../backend';
+import type { Backend, ElementwiseProgram } from '../backend';
+import { disposeOnError } from '../memory';
 import { defineProgram, elementwise } from './program';
 
 export interface IndexSelectOptions {
@@ -102,6 +103,11 @@ export function indexSelect(x: NDArray, axis: number, indices: NDArray, options?
   const { missing = NaN } = checkOptions(op, options);
   checkNumber(op, 'missing', missing, { finite: false });
   const g = geometry(op, x.shape, axis);
+  // Every array made below is released if an allocation fails part-way.
+  return disposeOnError(() => selectRows(backend, op, x, g, indices, missing));
+}
+
+function selectRows(backend: Backend, op: string, x: NDArray, g: RowGeometry, indices: NDArray, missing: number): NDArray {
   const k = indices.ndim;
   const b = g.before.length;
   const flat = flatIndices(indices);
@@ -146,6 +152,10 @@ export function indexAddInto(target: NDArray, axis: number, indices: NDArray, so
   if (!shapesEqual(source.shape, expected)) {
     fail(op, `source has shape ${formatShape(source.shape)}, expected ${formatShape(expected)} (target ${formatShape(target.shape)} with axis ${g.axis} replaced by the indices' shape ${formatShape(indices.shape)})`);
   }
+  return disposeOnError(() => addRows(backend, op, target, g, indices, source));
+}
+
+function addRows(backend: Backend, op: string, target: NDArray, g: RowGeometry, indices: NDArray, source: NDArray): NDArray {
   const k = indices.ndim;
   const b = g.before.length;
   const K = shapeSize(indices.shape);

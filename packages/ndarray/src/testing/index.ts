@@ -1309,6 +1309,9 @@ export function runBackendConformance(
       });
 
       it('indexAddInto: repeated indices accumulate in order, invalid ones add nothing, into views, one version bump', async () => {
+        // The kernel adds in index order (the host model's bits); the one-hot fallback sums through
+        // the backend's matmul, whose order is its own.
+        const addTol: Tolerance = backend.scatterAddRows ? { rtol: 0, atol: 0 } : scaled(accTol, 8);
         const t = fromData(Float32Array.from({ length: 12 }, (_, i) => i), [4, 3]);
         const ids = [1, 3, 1, ...BAD, 0];
         const src = fromData(randomData(g, ids.length * 3, -2, 2), [ids.length, 3]);
@@ -1318,7 +1321,7 @@ export function runBackendConformance(
         expect(indexAddInto(t, 0, array(ids, opts()), src)).toBe(t);
         const d = statsDiff(backend.stats(), before);
         expect(t.version, 'version bumped once').toBe(v0 + 1);
-        await expectClose(t, want, { rtol: 0, atol: 0 }, 'axis 0');
+        await expectClose(t, want, addTol, 'axis 0');
         if (backend.scatterAddRows) expect([d.launches, d.kernels.scatterAddRows], 'launches, scatterAddRows').toEqual([1, 1]);
         // Along axis 1 of a transposed view: the write goes through the view into the base buffer.
         const b2 = fromData(randomData(g, 15, -1, 1), [5, 3]);
@@ -1332,7 +1335,7 @@ export function runBackendConformance(
         const v1 = b2.version;
         indexAddInto(view, 1, array(idx2, opts()), s2);
         expect(b2.version, 'version bumped once through a view').toBe(v1 + 1);
-        await expectClose(b2, want2, { rtol: 0, atol: 0 }, 'axis 1 of a transposed view');
+        await expectClose(b2, want2, addTol, 'axis 1 of a transposed view');
         // A source that lives in the target's buffer is read before anything is written.
         const self = fromData(Float32Array.from([1, 2, 3, 4]), [4]);
         indexAddInto(self.get('0:2'), 0, array([1, 1], opts()), self.get('2:4'));
@@ -1342,7 +1345,7 @@ export function runBackendConformance(
         const gids = [2, 2, 2, 0, 5, 2];
         const acc = zeros([6, 5], opts());
         indexAddInto(acc, 0, array(gids, opts()), gsrc);
-        await expectClose(acc, hostScatter(new Float32Array(30), 5, 6, gids, await gsrc.toArray()), { rtol: 0, atol: 0 }, 'into zeros');
+        await expectClose(acc, hostScatter(new Float32Array(30), 5, 6, gids, await gsrc.toArray()), addTol, 'into zeros');
       });
 
       it('gather (torch.gather) through flat positions, and oneHot', async () => {
