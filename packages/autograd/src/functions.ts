@@ -13,9 +13,9 @@ import {
   fail,
   formatShape,
   flatIndicesAlong,
+  indexedShape,
   oneHot as ndOneHot,
   full as ndFull,
-  MAX_FLAT_GATHER,
   NDArray,
   normalizeAxes,
   normalizeAxis,
@@ -792,12 +792,8 @@ export function oneHot(indices: Tensor | NDArray, numClasses: number): Tensor {
 export function gather(x: Tensor, axis: number, index: Tensor | NDArray): Tensor {
   checkTensor('gather', x);
   const idx = indexData('gather', index, x);
-  const ax = normalizeAxis('gather', axis, x.ndim);
-  if (idx.ndim !== x.ndim || idx.shape.some((d, i) => i !== ax && d !== x.shape[i])) {
-    fail('gather', `index of shape ${formatShape(idx.shape)} must have the rank of x ${formatShape(x.shape)} and its sizes outside axis ${ax}`);
-  }
-  if (x.size > MAX_FLAT_GATHER) fail('gather', `x has ${x.size} elements; gather addresses them by float32 flat positions, exact up to ${MAX_FLAT_GATHER} (index a slice at a time)`);
-  return composite(() => reshape(apply('indexSelect', [reshape(x, [-1, 1]), constant(flatIndicesAlong(x.shape, ax, idx))], { axis: 0, missing: NaN }), idx.shape));
+  // flatIndicesAlong checks the axis, the index's shape and x's size (under 'gather').
+  return composite(() => reshape(apply('indexSelect', [reshape(x, [-1, 1]), constant(flatIndicesAlong(x.shape, axis, idx))], { axis: 0, missing: NaN }), idx.shape));
 }
 
 /**
@@ -811,8 +807,7 @@ export function gather(x: Tensor, axis: number, index: Tensor | NDArray): Tensor
 export function indexSelect(x: Tensor, axis: number, indices: Tensor | NDArray): Tensor {
   checkTensor('indexSelect', x);
   const idx = indexData('indexSelect', indices, x);
-  if (x.ndim === 0) fail('indexSelect', 'cannot index a 0-d tensor along an axis (expected at least one dimension)');
-  const ax = normalizeAxis('indexSelect', axis, x.ndim);
+  const { axis: ax } = indexedShape('indexSelect', x.shape, axis, idx.shape);
   // In a composite, so that under noGrad the indices' view is released with the call (with grad, by backward).
   return composite(() => apply('indexSelect', [x, constant(idx.view(idx.shape, idx.strides, idx.offset))], { axis: ax, missing: NaN }));
 }
@@ -827,9 +822,7 @@ export function indexAdd(x: Tensor, axis: number, indices: Tensor | NDArray, sou
   checkTensor('indexAdd', source, 'source');
   const idx = indexData('indexAdd', indices, x);
   if (source.backend !== x.backend) fail('indexAdd', `source lives on backend '${source.backend.name}' and x on '${x.backend.name}'`);
-  if (x.ndim === 0) fail('indexAdd', 'cannot index a 0-d tensor along an axis (expected at least one dimension)');
-  const ax = normalizeAxis('indexAdd', axis, x.ndim);
-  const expected = [...x.shape.slice(0, ax), ...idx.shape, ...x.shape.slice(ax + 1)];
+  const { axis: ax, shape: expected } = indexedShape('indexAdd', x.shape, axis, idx.shape);
   if (source.shape.length !== expected.length || source.shape.some((d, i) => d !== expected[i])) {
     fail('indexAdd', `source has shape ${formatShape(source.shape)}, expected ${formatShape(expected)} (x ${formatShape(x.shape)} with axis ${ax} replaced by the indices' shape ${formatShape(idx.shape)})`);
   }

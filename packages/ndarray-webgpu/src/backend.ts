@@ -661,21 +661,20 @@ export class WebGPUBackend implements Backend {
   }
 
   gatherRows(a: DeviceBuffer, indices: DeviceBuffer, out: DeviceBuffer, rows: number, rowSize: number, count: number, missing: number): void {
-    this.lookup('gatherRows', gatherRowsKernel, a, indices, out, [rows * rowSize, count, count * rowSize], rows, rowSize, count, missing);
+    this.lookup('gatherRows', gatherRowsKernel, count * rowSize, a, indices, out, [rows * rowSize, count, count * rowSize], rows, rowSize, count, missing);
   }
 
   scatterAddRows(a: DeviceBuffer, indices: DeviceBuffer, out: DeviceBuffer, rows: number, rowSize: number, count: number): void {
-    this.lookup('scatterAddRows', scatterAddRowsKernel, a, indices, out, [count * rowSize, count, rows * rowSize], rows, rowSize, count, 0);
+    this.lookup('scatterAddRows', scatterAddRowsKernel, rowSize, a, indices, out, [count * rowSize, count, rows * rowSize], rows, rowSize, count, 0);
   }
 
-  /** Both lookups: check sizes (`need`: a, indices, out), one dispatch over the output (gather) or its columns (scatter). */
-  private lookup(op: string, kernel: (workgroup: number) => KernelSource, a: DeviceBuffer, indices: DeviceBuffer, out: DeviceBuffer, need: readonly number[], rows: number, rowSize: number, count: number, missing: number): void {
+  /** Both lookups: check sizes (`need`: a, indices, out), one dispatch of `threads` invocations (the output's elements, or its columns). */
+  private lookup(op: string, kernel: (workgroup: number) => KernelSource, threads: number, a: DeviceBuffer, indices: DeviceBuffer, out: DeviceBuffer, need: readonly number[], rows: number, rowSize: number, count: number, missing: number): void {
     this.check(op);
     for (const [name, v] of [['rows', rows], ['rowSize', rowSize], ['count', count]] as const) {
       if (!Number.isInteger(v) || v < 0) fail(op, `${name} must be a non-negative integer, got ${v}`);
     }
     const bufs = [this.sized(op, a, need[0], 'a'), this.sized(op, indices, need[1], 'indices'), this.sized(op, out, need[2], 'out')];
-    const threads = op === 'gatherRows' ? count * rowSize : rowSize;
     if (threads === 0 || count === 0) return;
     const params = new Uint32Array(PARAM_WORDS);
     params[0] = threads;

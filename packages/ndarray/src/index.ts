@@ -51,7 +51,7 @@ export { add, sub, mul, div, pow, maximum, minimum, eq, ne, ge, gt, le, lt, wher
 export { concatenate, stack, split, splitSizes, unstack, pad, checkPadWidth, dilate, undilate } from './ops/join';
 export { matmulBatchShape, type MatmulOptions, type MatmulEpilogueOptions } from './ops/matmul';
 export { reduceProgram, reduceProgramUnfused, logsumexp, type ReduceProgramOptions } from './ops/reduce';
-export { indexSelect, indexAddInto, gather, oneHot, flatIndicesAlong, gatherRowsUnfused, MAX_FLAT_GATHER, type IndexSelectOptions } from './ops/rows';
+export { indexSelect, indexAddInto, indexedShape, gather, oneHot, flatIndicesAlong, gatherRowsUnfused, MAX_FLAT_GATHER, type IndexSelectOptions } from './ops/rows';
 export { checkBoolean, checkDType, checkInteger, checkNumber, checkOptions, describeValue, type NumberRule } from './check';
 export {
   registerBackend,

@@ -50,6 +50,20 @@ function geometry(op: string, shape: readonly number[], axis: number): RowGeomet
   };
 }
 
+/**
+ * What indexing `shape` along `axis` by indices of `indicesShape` gives (indexSelect's result, the
+ * source indexAddInto takes): shape[:axis] + indicesShape + shape[axis+1:], with the axis
+ * normalised. Throws under `op` for a bad axis or a 0-d shape.
+ */
+export function indexedShape(op: string, shape: readonly number[], axis: number, indicesShape: readonly number[]): { axis: number; shape: number[] } {
+  const g = geometry(op, shape, axis);
+  return { axis: g.axis, shape: shapeIndexedBy(g, indicesShape) };
+}
+
+function shapeIndexedBy(g: RowGeometry, indicesShape: readonly number[]): number[] {
+  return [...g.before, ...indicesShape, ...g.after];
+}
+
 /** [K] kernel-ready indices (a view when they already are). */
 function flatIndices(indices: NDArray): NDArray {
   const flat = indices.reshape([-1]);
@@ -148,7 +162,7 @@ export function indexAddInto(target: NDArray, axis: number, indices: NDArray, so
   const op = 'indexAddInto';
   const backend = sameBackend(op, target, indices, source);
   const g = geometry(op, target.shape, axis);
-  const expected = [...g.before, ...indices.shape, ...g.after];
+  const expected = shapeIndexedBy(g, indices.shape);
   if (!shapesEqual(source.shape, expected)) {
     fail(op, `source has shape ${formatShape(source.shape)}, expected ${formatShape(expected)} (target ${formatShape(target.shape)} with axis ${g.axis} replaced by the indices' shape ${formatShape(indices.shape)})`);
   }
@@ -230,7 +244,7 @@ export function flatIndicesAlong(shape: readonly number[], axis: number, index: 
   if (index.ndim !== shape.length || index.shape.some((d, i) => i !== g.axis && d !== shape[i])) {
     fail(op, `index of shape ${formatShape(index.shape)} must have the rank of x ${formatShape(shape)} and its sizes outside axis ${g.axis}`);
   }
-  if (shapeSize(shape) > MAX_FLAT_GATHER) fail(op, `x has ${shapeSize(shape)} elements; flat positions are float32, exact up to ${MAX_FLAT_GATHER}`);
+  if (shapeSize(shape) > MAX_FLAT_GATHER) fail(op, `x has ${shapeSize(shape)} elements; gather addresses them by float32 flat positions, exact up to ${MAX_FLAT_GATHER} (index a slice at a time)`);
   const strides = compactStrides(shape);
   // Each index element's position with its axis coordinate at 0, walked in row-major order.
   const base = new Float32Array(index.size);
