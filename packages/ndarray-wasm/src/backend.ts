@@ -133,6 +133,12 @@ const MAX_DIMS = 64;
 /** The most parts a split strided copy is cut into (each needs its own dimensions area). */
 const STRIDED_PARTS = 16;
 
+/**
+ * Smallest elementwise launch whose transposed inputs are copied into rows first (rowsByGathering):
+ * below it the copies' launches cost about what the gathers do.
+ */
+const GATHER_MIN_ELEMENTS = 4096;
+
 /** Most axes of a strided elementwise program's iteration shape (the same on every bundled backend). */
 const MAX_LAYOUT_DIMS = 8;
 /** [ndim, shape...], then a record [offset, strides...] for each of up to 16 operands. */
@@ -692,12 +698,108 @@ export class WasmBackend implements Backend {
   }
 
   /**
+   * An elementwise launch whose inputs read across their last axis (transposed views: last stride
+   * neither 0 nor 1) keeps a compiled program out of row mode and gathers those inputs element by
+   * element in every block (~4 ns an element where both sides are strided). Where copying each such
+   * input once into a compact scratch buffer, in the iteration's axis order with its broadcast axes
+   * dropped (the strided copy: 16 x 16 tiles for transposes), makes every operand a row operand
+   * once the axes the new layouts allow are merged, this returns the launch reading those copies
+   * (the ConvNet's NCHW input into its padded NHWC buffer; the flattened NCHW gradient into the
+   * second pooling's backward program; NOTES.md section 60). Undefined where nothing changes. A
+   * copy is exact, and elementwise means each element's result does not depend on where it is
+   * read from, so the results are the same bits.
+   */
+  private rowsByGathering(inputs: readonly DeviceBuffer[], outputs: readonly DeviceBuffer[], size: number, layouts: ProgramLayouts | undefined): { inputs: DeviceBuffer[]; layouts: ProgramLayouts; scratch: WasmBuffer[] } | undefined {
+    if (!layouts || size < GATHER_MIN_ELEMENTS || layouts.inputs.length !== inputs.length || layouts.outputs.length !== outputs.length) return undefined;
+    const shape = layouts.shape;
+    const r = shape.length;
+    if (r < 1 || r > MAX_LAYOUT_DIMS || shape.reduce((p, d) => p * d, 1) !== size) return undefined;
+    const wellFormed = (l: OperandLayout | undefined) => !l || l.strides.length === r;
+    if (!layouts.inputs.every(wellFormed) || !layouts.outputs.every(wellFormed)) return undefined;
+    const last = r - 1;
+    // Outputs must already be rows: only inputs are copied.
+    if (layouts.outputs.some((l) => l && l.strides[last] !== 1)) return undefined;
+    const across = (l: OperandLayout | undefined) => !!l && l.strides[last] !== 0 && l.strides[last] !== 1 && l.strides.some((s) => s !== 0);
+    const copied = layouts.inputs.map((l, i) => across(l) && !outputs.includes(inputs[i]));
+    if (!copied.some(Boolean) || layouts.inputs.some((l, i) => across(l) && !copied[i])) return undefined;
+    // The copies' layouts: compact over their own (non-broadcast) axes, 0 on the others.
+    const ownElements: number[] = [];
+    const newInputs = layouts.inputs.map((l, i) => {
+      if (!copied[i]) return l;
+      const strides = new Array<number>(r).fill(0);
+      let s = 1;
+      for (let d = last; d >= 0; d--) {
+        if (l!.strides[d] === 0) continue;
+        strides[d] = s;
+        s *= shape[d];
+      }
+      ownElements[i] = s;
+      return { strides, offset: 0 };
+    });
+    // Merge axis d into d + 1 where every strided operand is contiguous across them.
+    const operands = [...newInputs, ...layouts.outputs];
+    const merged: number[] = [shape[0]];
+    const mergedStrides = operands.map((l) => (l ? [l.strides[0]] : undefined));
+    for (let d = 1; d < r; d++) {
+      const joins = operands.every((l, o) => !l || mergedStrides[o]![mergedStrides[o]!.length - 1] === l.strides[d] * shape[d]);
+      operands.forEach((l, o) => {
+        if (!l) return;
+        const st = mergedStrides[o]!;
+        if (joins) st[st.length - 1] = l.strides[d];
+        else st.push(l.strides[d]);
+      });
+      if (joins) merged[merged.length - 1] *= shape[d];
+      else merged.push(shape[d]);
+    }
+    const m = merged.length - 1;
+    if (merged[m] % 4 !== 0 || mergedStrides.some((st) => st && st[m] !== 0 && st[m] !== 1)) return undefined;
+    const layoutOf = (o: number): OperandLayout | undefined => {
+      const l = operands[o];
+      return l && { strides: mergedStrides[o]!, offset: l.offset };
+    };
+    const scratch: WasmBuffer[] = [];
+    const gatheredInputs = [...inputs];
+    try {
+      copied.forEach((c, i) => {
+        if (!c) return;
+        const src = this.buf('elementwise', inputs[i], `input ${i}`);
+        const l = layouts.inputs[i]!;
+        const own = shape.map((_, d) => d).filter((d) => l.strides[d] !== 0);
+        const dims = this.simplify('elementwise', { shape: own.map((d) => shape[d]), strides: own.map((d) => l.strides[d]), offset: l.offset }, src.size);
+        const copy = this.scratchBuffer('elementwise', ownElements[i]);
+        scratch.push(copy);
+        if (dims) this.strided(0, src.ptr, copy.ptr, dims, 0);
+        gatheredInputs[i] = copy;
+      });
+    } catch (error) {
+      for (const s of scratch) this.allocator.release(s.ptr, s.blockBytes);
+      throw error;
+    }
+    const inputCount = inputs.length;
+    return {
+      inputs: gatheredInputs,
+      layouts: { shape: merged, inputs: newInputs.map((_, i) => layoutOf(i)), outputs: layouts.outputs.map((_, k) => layoutOf(inputCount + k)) },
+      scratch,
+    };
+  }
+
+  /**
    * An elementwise program in one launch: its compiled code (src/jit, unless compilePrograms is
    * off), else the `program` kernel, which runs every step's own binary/unary/where kernel over
    * blocks of PROGRAM_BLOCK elements with the blocks in L1 instead of a pass over memory per step.
    * Both give the unfused launches' results bit for bit.
    */
   elementwise(program: ElementwiseProgram, inputs: readonly DeviceBuffer[], scalars: readonly number[], outputs: readonly DeviceBuffer[], size: number, layouts?: ProgramLayouts): void {
+    const gathered = this.rowsByGathering(inputs, outputs, size, layouts);
+    if (gathered) {
+      try {
+        // The prototype's method: an instrumented backend counts this launch once.
+        WasmBackend.prototype.elementwise.call(this, program, gathered.inputs, scalars, outputs, size, gathered.layouts);
+      } finally {
+        for (const s of gathered.scratch) this.allocator.release(s.ptr, s.blockBytes);
+      }
+      return;
+    }
     const { steps, outsAt, outputs: nouts, layout, stridedOperands } = this.encodeProgram('elementwise', program, inputs, scalars, outputs, size, layouts);
     if (size === 0) return;
     const compiled = this.programs?.get(program, inputs.length, nouts, layouts, this.programPtr, outsAt, this.programRegs[0], layout);
