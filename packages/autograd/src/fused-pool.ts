@@ -24,8 +24,8 @@ import * as F from './functions';
 import { windowCount, type WindowAttrs } from './optable';
 import { isGradEnabled } from './grad-mode';
 
-/** Row 0 the max, row 1 the argmax (the output's two rows in one program: outputs may not share a buffer). */
-const PACK = defineProgram(3, 0, ([row, m, k]) => row.eq(0).select(m, k));
+/** The max and the argmax into the output's two rows, in one launch. */
+const PACK = defineProgram(2, 0, ([m, k]) => [m, k]);
 /** dx_region += (argmax == position) ? g : 0 */
 const ROUTE = defineProgram(3, 1, ([region, g, k], [position]) => region.add(k.eq(position).select(g, 0)));
 const HOT = defineProgram(2, 0, ([k, position]) => k.eq(position).select(1, 0));
@@ -53,16 +53,17 @@ function geometry(shape: readonly number[], a: WindowAttrs) {
 /** Windows of at most this many positions are pooled by one program (its steps grow ~8 a position). */
 const MAX_PROGRAM_WINDOW = 7;
 /**
- * Over [2, N, Ho, Wo, C] from the row index and the window's values v_0..v_{K-1} (each broadcast over
- * the row axis): row 0 the max, row 1 its position. It walks the window as the max and argmax
- * reductions do: a later value replaces the best only when greater, or when it is NaN and the best
- * is not, so ties (and -0 against +0) keep the first, and a NaN is the result from where it occurs.
+ * Over [N, Ho, Wo, C] from the window's values v_0..v_{K-1}: two outputs, the max and its position
+ * (written into the two rows of the [2, N, Ho, Wo, C] buffer). It walks the window as the max and
+ * argmax reductions do: a later value replaces the best only when greater, or when it is NaN and
+ * the best is not, so ties (and -0 against +0) keep the first, and a NaN is the result from where it
+ * occurs.
  */
 const windowPrograms = new Map<number, ElementwiseProgram>();
 function windowProgram(K: number): ElementwiseProgram {
   let p = windowPrograms.get(K);
   if (!p) {
-    p = defineProgram(1 + K, 0, ([row, ...v]) => {
+    p = defineProgram(K, 0, (v) => {
       let best = v[0];
       let at: ProgramValue | number = 0;
       for (let k = 1; k < K; k++) {
@@ -70,7 +71,7 @@ function windowProgram(K: number): ElementwiseProgram {
         best = take.select(v[k], best);
         at = take.select(k, at);
       }
-      return row.eq(0).select(best, at);
+      return [best, at];
     });
     windowPrograms.set(K, p);
   }
@@ -81,19 +82,22 @@ export function maxPoolForward(x: NDArray, a: WindowAttrs): NDArray {
   const { n, h, w, c, ho, wo } = geometry(x.shape, a);
   return tidy(() => {
     const base = x.compact();
-    const row = NDArray.fromData(new Float32Array([0, 1]), [2, 1, 1, 1, 1], x.backend);
+    const both = NDArray.empty([2, n, ho, wo, c], x.backend);
+    const rows = [both.get(0), both.get(1)];
     if (a.kh * a.kw <= MAX_PROGRAM_WINDOW) {
       const views: NDArray[] = [];
       for (let i = 0; i < a.kh; i++) {
         for (let j = 0; j < a.kw; j++) {
-          views.push(base.asStrided([1, n, ho, wo, c], [0, h * w * c, a.sh * w * c, a.sw * c, 1], (i * a.dh * w + j * a.dw) * c));
+          views.push(base.asStrided([n, ho, wo, c], [h * w * c, a.sh * w * c, a.sw * c, 1], (i * a.dh * w + j * a.dw) * c));
         }
       }
-      return elementwise(windowProgram(views.length), [row, ...views])[0].get(0);
+      elementwise(windowProgram(views.length), views, [], { out: rows, writer: 'maxPool2d' });
+    } else {
+      const windows = base.asStrided([n, ho, wo, c, a.kh, a.kw], [h * w * c, a.sh * w * c, a.sw * c, 1, a.dh * w * c, a.dw * c], 0);
+      const cols = windows.compact().reshape([n, ho, wo, c, a.kh * a.kw]);
+      elementwise(PACK, [cols.max(-1), cols.argmax(-1)], [], { out: rows, writer: 'maxPool2d' });
     }
-    const windows = base.asStrided([n, ho, wo, c, a.kh, a.kw], [h * w * c, a.sh * w * c, a.sw * c, 1, a.dh * w * c, a.dw * c], 0);
-    const cols = windows.compact().reshape([n, ho, wo, c, a.kh * a.kw]);
-    return elementwise(PACK, [row, cols.max(-1), cols.argmax(-1)])[0].get(0);
+    return rows[0];
   });
 }
 

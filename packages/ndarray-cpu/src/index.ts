@@ -64,7 +64,7 @@ export class CpuBackend implements Backend {
   }
 
   /** Every strided form: the kernels walk any layout (the limit only matches the other backends'). */
-  readonly layouts = { elementwise: true, reduce: true, maxDims: 8, matmulOffsets: true } as const;
+  readonly layouts = { elementwise: true, reduce: true, maxDims: 8, matmulOffsets: true, sharedOutputs: true } as const;
 
   stats(): BackendStats {
     return this.counter.snapshot();

@@ -341,7 +341,7 @@ export class WasmBackend implements Backend {
    * Strided elementwise operands (gathered into and scattered from the program's L1 blocks), reduce
    * inputs, and matmul operands at an offset in their buffers (a pointer moved, nothing copied).
    */
-  readonly layouts = { elementwise: true, reduce: true, maxDims: MAX_LAYOUT_DIMS, matmulOffsets: true } as const;
+  readonly layouts = { elementwise: true, reduce: true, maxDims: MAX_LAYOUT_DIMS, matmulOffsets: true, sharedOutputs: true } as const;
 
   private need(kernel: string, sub: string, b: WasmBuffer, role: string, size: number): void {
     if (b.size >= size && size >= 0 && Number.isInteger(size)) return;

@@ -172,6 +172,13 @@ export interface LayoutSupport {
   readonly maxDims: number;
   /** `matmul` and `matmulProgram` honour MatmulSpec's `aOffset`, `bOffset` and `outOffset`. */
   readonly matmulOffsets?: boolean;
+  /**
+   * `elementwise` may be given one buffer as two or more of its outputs, through layouts whose
+   * elements never meet (e.g. the two rows of a [2, ...] array: max pooling's values and argmax).
+   * Without it the frontend computes every output after the first in such a buffer into a new
+   * array and copies it into place.
+   */
+  readonly sharedOutputs?: boolean;
 }
 
 /** Limits every backend's `elementwise` accepts (a WebGPU stage binds at most 8 storage buffers). */
@@ -272,7 +279,8 @@ export interface Backend {
   /**
    * Run an elementwise program in one launch: `outputs[k][i] = value of step program.outputs[k]`
    * for i < size. An output may be the very buffer of an input (an in-place update: element i is
-   * read before it is written); two outputs are never the same buffer. The program was checked by
+   * read before it is written); two outputs are the same buffer only where `layouts.sharedOutputs`
+   * is declared, and then through layouts whose elements never meet. The program was checked by
    * the frontend (operands name earlier steps, counts within PROGRAM_LIMITS). `layouts` (passed only
    * where `layouts.elementwise` is true) makes operands strided views over one iteration shape:
    * broadcast, transposed, sliced, flipped inputs and outputs written in place through a view, with

@@ -282,7 +282,9 @@ export function elementwise(program: ElementwiseProgram, inputs: readonly NDArra
       fail(op, `out[${k}] (shape ${formatShape(o.shape)}, strides ${formatShape(o.strides)}) reaches some elements more than once (a broadcast or overlapping view); an output must be a view of distinct elements`);
     }
     outs.forEach((q, j) => {
-      if (j < k && q && q.buffer === o.buffer) fail(op, `out[${j}] and out[${k}] share a buffer; each output needs its own`);
+      if (j < k && q && q.buffer === o.buffer && extentsMeet(o.shape, { strides: q.strides, offset: q.offset }, { strides: o.strides, offset: o.offset })) {
+        fail(op, `out[${j}] and out[${k}] share a buffer and their element ranges meet; two outputs in one buffer must each occupy a range of it the other does not reach (e.g. the two rows of a [2, ...] array)`);
+      }
     });
   });
   const fused = backend.elementwise;
@@ -300,6 +302,10 @@ export function elementwise(program: ElementwiseProgram, inputs: readonly NDArra
   try {
     const operand = (a: NDArray): OperandLayout => ({ strides: broadcastStrides(a.shape, a.strides, shape), offset: a.offset });
     const outLayouts = results.map(operand);
+    // Outputs in one buffer (disjoint ranges, checked above) reach a backend that declares
+    // layouts.sharedOutputs as they are; elsewhere (a WebGPU stage cannot bind one buffer twice
+    // writable) each after the first is computed into a new array and copied into place.
+    const direct = results.map((r, k) => (backend.layouts?.sharedOutputs || !results.some((q, j) => j < k && q.buffer === r.buffer) ? r : temp(NDArray.empty(shape, backend, op))));
     // An input that shares a buffer with an output is read in place only when it is that output's
     // very view (element i read before it is written) or touches none of its elements; anything in
     // between (a shifted or transposed view of the output's buffer) is read from a copy.
@@ -308,12 +314,12 @@ export function elementwise(program: ElementwiseProgram, inputs: readonly NDArra
       const clash = results.some((r, k) => r.buffer === a.buffer && !sameOperandLayout(shape, la, outLayouts[k]) && extentsMeet(shape, la, outLayouts[k]));
       return clash ? temp(a.clone()) : a;
     });
-    const layouts = backend.layouts?.elementwise ? planLayouts(shape, srcs.map(operand), outLayouts, backend.layouts.maxDims) : null;
+    const layouts = backend.layouts?.elementwise ? planLayouts(shape, srcs.map(operand), direct.map(operand), backend.layouts.maxDims) : null;
     let ready = srcs;
-    let targets = results;
+    let targets = direct;
     if (layouts === null) {
       ready = srcs.map((a) => (shapesEqual(a.shape, shape) && a.isKernelReady ? a : temp(broadcastCompact(a, shape))));
-      targets = results.map((r) => (r.isKernelReady ? r : temp(NDArray.empty(shape, backend, op))));
+      targets = direct.map((r) => (r.isKernelReady ? r : temp(NDArray.empty(shape, backend, op))));
     }
     if (new Set([...ready, ...targets].map((a) => a.buffer)).size > PROGRAM_LIMITS.buffers) {
       // Copies made above split one buffer into several: too many to bind in one launch.
