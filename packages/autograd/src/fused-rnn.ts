@@ -75,11 +75,18 @@ function actProgram(bih: boolean, rec: boolean, bhh: boolean): ElementwiseProgra
   }
   return p;
 }
-/** c_t = f c_{t-1} + i g (the composition's order), and from a zero state i g. */
-const CELL_C = defineProgram(4, 0, ([i, f, g, c]) => f.mul(c).add(i.mul(g)));
-const CELL0_C = defineProgram(2, 0, ([i, g]) => i.mul(g));
-/** h_t = o tanh(c_t) */
-const CELL_H = defineProgram(2, 0, ([o, c]) => o.mul(c.tanh()));
+/**
+ * c_t = f c_{t-1} + i g (the composition's order; from a zero state i g) and h_t = o tanh(c_t): one
+ * program, its two outputs in blocks 1 and 0 of the output buffer.
+ */
+const CELL = defineProgram(5, 0, ([i, f, g, c, o]) => {
+  const next = f.mul(c).add(i.mul(g));
+  return [next, o.mul(next.tanh())];
+});
+const CELL0 = defineProgram(3, 0, ([i, g, o]) => {
+  const next = i.mul(g);
+  return [next, o.mul(next.tanh())];
+});
 
 // Backward of step t, from the stored activations (no transcendental but tanh(c_t)):
 /**
@@ -99,7 +106,8 @@ const BW_FORGET = defineProgram(2, 0, ([dc, f]) => dc.mul(f));
  * over the gate axis. d pre_k = dc * partner_k * act_k' with partner g for i, c_{t-1} for f, i for g,
  * and act' = a (1 - a) (sigmoid) or 1 - a^2 (g's tanh); the o gate's is dpo. Arithmetic only (the
  * activations are stored), so computing every candidate per element costs little; one launch
- * writing dxp in place instead of four (two outputs of one program may not share a buffer).
+ * writing dxp in place instead of four (four outputs into one buffer would need `layouts.sharedOutputs`,
+ * which WebGPU lacks).
  */
 const BW_GATES = defineProgram(7, 0, ([gate, act, ai, ag, cp, dc, dpo]) => gateGrads(gate, act, gate.eq(0).select(ag, gate.eq(1).select(cp, ai)), dc, dpo, false));
 /** From a zero cell state (step 0): f multiplied zeros, its gradient is 0. */
@@ -150,7 +158,8 @@ function gateScale(H: number, backend: NDArray['backend']): NDArray {
 
 /**
  * The forward on NDArrays: per step one matmul (h_{t-1} W_hh^T, h_{t-1} read from block 0) and
- * three programs: the gate activations into the workspace, c_t into block 1, h_t into block 0.
+ * two programs: the gate activations into the workspace, then c_t into block 1 and h_t into block 0
+ * (one launch where the backend takes two outputs in one buffer, `layouts.sharedOutputs`).
  */
 export function lstmForward(inputs: readonly NDArray[], a: LstmAttrs): NDArray {
   const { xp, whh, bih, bhh, h0, c0 } = unpack(inputs, a);
@@ -173,10 +182,9 @@ export function lstmForward(inputs: readonly NDArray[], a: LstmAttrs): NDArray {
           elementwise(actProgram(!!bih, !!hp, !!bhh), operands, [], { out: [act], writer: 'lstm' });
           const gate = (k: number) => gateOf(act, k, H);
           const cPrev = t > 0 ? out.get(C_BLOCK, t - 1) : c0;
-          const c = out.get(C_BLOCK, t);
-          if (cPrev) elementwise(CELL_C, [gate(0), gate(1), gate(2), cPrev], [], { out: [c], writer: 'lstm' });
-          else elementwise(CELL0_C, [gate(0), gate(2)], [], { out: [c], writer: 'lstm' });
-          elementwise(CELL_H, [gate(3), c], [], { out: [out.get(H_BLOCK, t)], writer: 'lstm' });
+          const written = [out.get(C_BLOCK, t), out.get(H_BLOCK, t)];
+          if (cPrev) elementwise(CELL, [gate(0), gate(1), gate(2), cPrev, gate(3)], [], { out: written, writer: 'lstm' });
+          else elementwise(CELL0, [gate(0), gate(2), gate(3)], [], { out: written, writer: 'lstm' });
         });
       }
     });
