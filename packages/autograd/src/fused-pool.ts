@@ -71,7 +71,8 @@ function windowProgram(K: number): ElementwiseProgram {
         best = take.select(v[k], best);
         at = take.select(k, at);
       }
-      return [best, at];
+      // A one-position window's argmax is 0 everywhere (a constant step; x - x would be NaN at infinities).
+      return [best, typeof at === 'number' ? best.eq(best).select(at, at) : at];
     });
     windowPrograms.set(K, p);
   }

@@ -266,6 +266,13 @@ describe('convolution and pooling', () => {
     await expectValues(A.maxPool2d(x, 2), [[[[5, 7], [13, 15]]]], 0, [1, 1, 2, 2]);
     await expectValues(A.avgPool2d(x, 2), [[[[2.5, 4.5], [10.5, 12.5]]]], 0, [1, 1, 2, 2]);
     await expectValues(A.maxPool2d(A.neg(x), 2, { padding: 1 }), [[[[-0, -1, -3], [-4, -5, -7], [-12, -13, -15]]]], 0, [1, 1, 3, 3]);
+    // A one-position window (its argmax a constant 0): the values pass through, with infinities, and
+    // so does the gradient.
+    const y = tensor([Infinity, -Infinity, 2, -3], { shape: [1, 1, 2, 2], requiresGrad: true });
+    const pooled = A.maxPool2d(y, 1, { stride: 2 });
+    await expectValues(pooled, [[[[Infinity]]]], 0, [1, 1, 1, 1]);
+    A.sum(A.mul(pooled, 3)).backward();
+    await expectValues(y.grad!, [[[[3, 0], [0, 0]]]], 0, [1, 1, 2, 2]);
   });
 });
 
