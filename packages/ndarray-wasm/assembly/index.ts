@@ -1345,6 +1345,107 @@ function microKernel(pa: usize, pb: usize, kc: i32, c: usize, ldc: usize, accumu
   }
 }
 
+// microKernel for a full panel of 5 rows of a plain (k-contiguous) opA read where it lies, rows
+// `lda` bytes apart, instead of from a packed panel: the same products in the same order, so the
+// same bits. Five row pointers (a wasm load has one dynamic address: five adds a step instead of
+// the packed kernel's one). C, or a tile of `cols` < NR columns, written as microKernel writes it.
+function microKernelRows(a: usize, lda: usize, pb: usize, kc: i32, c: usize, ldc: usize, accumulate: bool, cols: i32, tile: usize): void {
+  const zero = f32x4.splat(0);
+  let p0 = a;
+  let p1 = a + lda;
+  let p2 = p1 + lda;
+  let p3 = p2 + lda;
+  let p4 = p3 + lda;
+  let b0 = v128.load(pb);
+  let b1 = v128.load(pb, 16);
+  let x = v128.load32_splat(p0);
+  let c00 = madd(zero, x, b0);
+  let c01 = madd(zero, x, b1);
+  x = v128.load32_splat(p1);
+  let c10 = madd(zero, x, b0);
+  let c11 = madd(zero, x, b1);
+  x = v128.load32_splat(p2);
+  let c20 = madd(zero, x, b0);
+  let c21 = madd(zero, x, b1);
+  x = v128.load32_splat(p3);
+  let c30 = madd(zero, x, b0);
+  let c31 = madd(zero, x, b1);
+  x = v128.load32_splat(p4);
+  let c40 = madd(zero, x, b0);
+  let c41 = madd(zero, x, b1);
+  const end = pb + (<usize>(kc * NR) << 2);
+  pb += NR << 2;
+  while (pb < end) {
+    p0 += 4;
+    p1 += 4;
+    p2 += 4;
+    p3 += 4;
+    p4 += 4;
+    b0 = v128.load(pb);
+    b1 = v128.load(pb, 16);
+    x = v128.load32_splat(p0);
+    c00 = madd(c00, x, b0);
+    c01 = madd(c01, x, b1);
+    x = v128.load32_splat(p1);
+    c10 = madd(c10, x, b0);
+    c11 = madd(c11, x, b1);
+    x = v128.load32_splat(p2);
+    c20 = madd(c20, x, b0);
+    c21 = madd(c21, x, b1);
+    x = v128.load32_splat(p3);
+    c30 = madd(c30, x, b0);
+    c31 = madd(c31, x, b1);
+    x = v128.load32_splat(p4);
+    c40 = madd(c40, x, b0);
+    c41 = madd(c41, x, b1);
+    pb += NR << 2;
+  }
+  if (cols == NR) {
+    if (accumulate) {
+      c00 = f32x4.add(c00, v128.load(c + 0 * ldc, 0));
+      c01 = f32x4.add(c01, v128.load(c + 0 * ldc, 16));
+      c10 = f32x4.add(c10, v128.load(c + 1 * ldc, 0));
+      c11 = f32x4.add(c11, v128.load(c + 1 * ldc, 16));
+      c20 = f32x4.add(c20, v128.load(c + 2 * ldc, 0));
+      c21 = f32x4.add(c21, v128.load(c + 2 * ldc, 16));
+      c30 = f32x4.add(c30, v128.load(c + 3 * ldc, 0));
+      c31 = f32x4.add(c31, v128.load(c + 3 * ldc, 16));
+      c40 = f32x4.add(c40, v128.load(c + 4 * ldc, 0));
+      c41 = f32x4.add(c41, v128.load(c + 4 * ldc, 16));
+    }
+    v128.store(c + 0 * ldc, c00, 0);
+    v128.store(c + 0 * ldc, c01, 16);
+    v128.store(c + 1 * ldc, c10, 0);
+    v128.store(c + 1 * ldc, c11, 16);
+    v128.store(c + 2 * ldc, c20, 0);
+    v128.store(c + 2 * ldc, c21, 16);
+    v128.store(c + 3 * ldc, c30, 0);
+    v128.store(c + 3 * ldc, c31, 16);
+    v128.store(c + 4 * ldc, c40, 0);
+    v128.store(c + 4 * ldc, c41, 16);
+    return;
+  }
+  v128.store(tile, c00, 0);
+  v128.store(tile, c01, 16);
+  v128.store(tile, c10, 32);
+  v128.store(tile, c11, 48);
+  v128.store(tile, c20, 64);
+  v128.store(tile, c21, 80);
+  v128.store(tile, c30, 96);
+  v128.store(tile, c31, 112);
+  v128.store(tile, c40, 128);
+  v128.store(tile, c41, 144);
+  for (let r = 0; r < MR; r++) {
+    const crow = c + <usize>r * ldc;
+    const trow = tile + (<usize>(r * NR) << 2);
+    for (let j = 0; j < cols; j++) {
+      const o = <usize>j << 2;
+      const v = load<f32>(trow + o);
+      store<f32>(crow + o, accumulate ? v + load<f32>(crow + o) : v);
+    }
+  }
+}
+
 // The same product for a panel with at most 3 valid rows (the last panel when m % 5 <= 3; the MLP's
 // 128 rows end with 3): rows 3 and 4 of the packed panel are padding, so they are not computed
 // (NOTES.md section 45).
@@ -1550,6 +1651,11 @@ function product(
   const kb = (k + KC - 1) / KC;
   const kcMax = (k + kb - 1) / kb;
   const nb = (j1 - j0 + NC - 1) / NC;
+  // A plain (k-contiguous) opA against at most 4 column panels whose packed block fits L1 beside a
+  // panel's 5 source rows (<= 24 KiB: a convolution's forward product, col @ W^T with n = 16 or 32)
+  // is read where it lies instead of packed: packing it was a pass over the whole im2col matrix
+  // from L3 (NOTES.md section 61).
+  const rowsDirect = !transC && acs == 1 && MR == 5 && j1 - j0 <= 4 * NR && min(k, KC) * (j1 - j0) <= 6144;
   const ncMax = (((j1 - j0 + nb - 1) / nb + NR - 1) / NR) * NR;
   for (let t = t0; t < t1; t++) {
     const at = a + (<usize>(t * aBatch) << 2);
@@ -1562,6 +1668,32 @@ function product(
         packB(bt, brs, bcs, pc, kc, jc, nc, pB);
         for (let ic = i0; ic < i1; ic += MC) {
           const mc = min(MC, i1 - ic);
+          if (rowsDirect) {
+            // Full 5-row panels of A read in place, each against every column panel in turn (the
+            // packed B block stays in L1, the panel's rows too); a last panel of 1-4 rows packed.
+            const fullRows = (mc / MR) * MR;
+            for (let ir = 0; ir < fullRows; ir += MR) {
+              const arow = at + (<usize>((ic + ir) * ars + pc) << 2);
+              for (let jr = 0; jr < nc; jr += NR) {
+                const cp = ct + <usize>(ic + ir) * ldc + (<usize>(jc + jr) << 2);
+                microKernelRows(arow, <usize>ars << 2, pB + (<usize>(jr * kc) << 2), kc, cp, ldc, pc > 0, min(NR, nc - jr), tile);
+              }
+            }
+            if (fullRows < mc) {
+              packA(at, ars, acs, ic + fullRows, mc - fullRows, pc, kc, pA);
+              for (let jr = 0; jr < nc; jr += NR) {
+                const cols = min(NR, nc - jr);
+                const pb = pB + (<usize>(jr * kc) << 2);
+                const cp = ct + <usize>(ic + fullRows) * ldc + (<usize>(jc + jr) << 2);
+                const rows = mc - fullRows;
+                if (MR == 5 && cols <= 4) microKernel4(pA, pb, kc, cp, ldc, pc > 0, rows, cols, tile);
+                else if (MR == 5 && rows <= 3) microKernel3(pA, pb, kc, cp, ldc, pc > 0, rows, cols, tile);
+                else microKernel(pA, pb, kc, cp, ldc, pc > 0, rows, cols, tile);
+              }
+            }
+            if (epi != 0 && pc + kc >= k) matmulEpilogue(epi, regs, m, n, t, ic, mc, jc, nc);
+            continue;
+          }
           packA(at, ars, acs, ic, mc, pc, kc, pA);
           for (let jr = 0; jr < nc; jr += NR) {
             const cols = min(NR, nc - jr);

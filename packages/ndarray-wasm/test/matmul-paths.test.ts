@@ -1,4 +1,4 @@
-// One-thread matmul paths of NOTES.md sections 25-27, against exact models: a transposed A packed
+// One-thread matmul paths of NOTES.md sections 25-27, 40, 45 and 61, against exact models: a transposed A packed
 // along its rows (every full 5-row panel of a row block at once), narrow products computed as their
 // transpose, and matmulProgram's epilogue run as compiled code after the product (on one thread,
 // products up to 2^17 elements), which must equal the matmul followed by the same program, bit for
@@ -124,6 +124,23 @@ describe('products whose transpose computes fewer padded micro-tiles, computed a
   for (const [batch, m, k, n, transA, transB, aOffset] of specs) {
     it(`${batch}x${m}x${k}x${n} transA=${transA} transB=${transB}: the exact model's bits on 1 and 2 threads`, () => {
       expectModel({ batch, m, k, n, aBatchStride: m * k, bBatchStride: batch === 2 ? 0 : k * n, transA, transB, aOffset }, m + k + n);
+    });
+  }
+});
+
+describe('a plain A read in place against at most 4 column panels (no packed A)', () => {
+  // A convolution's forward product (col @ W^T: n = 16 or 32, B transposed) and neighbours: a last
+  // row panel of 1-4 rows (packed), several 120-row blocks, an edge column panel (13, 27) and one of
+  // at most 4 columns, several depth blocks (accumulated), offsets, a batch with a shared B, one
+  // large enough to be split between two threads; 40 columns keep the packed path.
+  const specs: [batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean, aOffset: number][] = [
+    [1, 7, 27, 16, false, true, 0], [1, 125, 144, 32, false, true, 0], [1, 243, 27, 13, false, false, 1], [1, 64, 300, 24, false, false, 0],
+    [1, 20, 50, 4, false, true, 0], [1, 36, 513, 27, false, true, 3], [2, 60, 40, 32, false, true, 0], [1, 2400, 144, 32, false, true, 0],
+    [1, 30, 20, 40, false, false, 0],
+  ];
+  for (const [batch, m, k, n, transA, transB, aOffset] of specs) {
+    it(`${batch}x${m}x${k}x${n} transA=${transA} transB=${transB}: the exact model's bits on 1 and 2 threads`, () => {
+      expectModel({ batch, m, k, n, aBatchStride: m * k, bBatchStride: batch === 2 ? 0 : k * n, transA, transB, aOffset }, 2 * m + k + n);
     });
   }
 });
