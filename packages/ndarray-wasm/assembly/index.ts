@@ -1345,6 +1345,64 @@ function microKernel(pa: usize, pb: usize, kc: i32, c: usize, ldc: usize, accumu
   }
 }
 
+// microKernel into `tile` (row stride NR; the transposed products' use) for a full panel of 5
+// rows of an opA whose rows are contiguous, read where it lies: opA(i, p) at pa + 4i + p * lda
+// bytes. The same products in the same order as from the packed panel, so the same bits.
+function microKernelDirect(pa: usize, lda: usize, pb: usize, kc: i32, tile: usize): void {
+  const zero = f32x4.splat(0);
+  let b0 = v128.load(pb);
+  let b1 = v128.load(pb, 16);
+  let a = v128.load32_splat(pa, 0);
+  let c00 = madd(zero, a, b0);
+  let c01 = madd(zero, a, b1);
+  a = v128.load32_splat(pa, 4);
+  let c10 = madd(zero, a, b0);
+  let c11 = madd(zero, a, b1);
+  a = v128.load32_splat(pa, 8);
+  let c20 = madd(zero, a, b0);
+  let c21 = madd(zero, a, b1);
+  a = v128.load32_splat(pa, 12);
+  let c30 = madd(zero, a, b0);
+  let c31 = madd(zero, a, b1);
+  a = v128.load32_splat(pa, 16);
+  let c40 = madd(zero, a, b0);
+  let c41 = madd(zero, a, b1);
+  const end = pb + (<usize>(kc * NR) << 2);
+  pa += lda;
+  pb += NR << 2;
+  while (pb < end) {
+    b0 = v128.load(pb);
+    b1 = v128.load(pb, 16);
+    a = v128.load32_splat(pa, 0);
+    c00 = madd(c00, a, b0);
+    c01 = madd(c01, a, b1);
+    a = v128.load32_splat(pa, 4);
+    c10 = madd(c10, a, b0);
+    c11 = madd(c11, a, b1);
+    a = v128.load32_splat(pa, 8);
+    c20 = madd(c20, a, b0);
+    c21 = madd(c21, a, b1);
+    a = v128.load32_splat(pa, 12);
+    c30 = madd(c30, a, b0);
+    c31 = madd(c31, a, b1);
+    a = v128.load32_splat(pa, 16);
+    c40 = madd(c40, a, b0);
+    c41 = madd(c41, a, b1);
+    pa += lda;
+    pb += NR << 2;
+  }
+  v128.store(tile, c00, 0);
+  v128.store(tile, c01, 16);
+  v128.store(tile, c10, 32);
+  v128.store(tile, c11, 48);
+  v128.store(tile, c20, 64);
+  v128.store(tile, c21, 80);
+  v128.store(tile, c30, 96);
+  v128.store(tile, c31, 112);
+  v128.store(tile, c40, 128);
+  v128.store(tile, c41, 144);
+}
+
 // microKernel for a full panel of 5 rows of a plain (k-contiguous) opA read where it lies, rows
 // `lda` bytes apart, instead of from a packed panel: the same products in the same order, so the
 // same bits. Five row pointers (a wasm load has one dynamic address: five adds a step instead of
@@ -1655,6 +1713,12 @@ function product(
   // panel's 5 source rows (<= 24 KiB: a convolution's forward product, col @ W^T with n = 16 or 32)
   // is read where it lies instead of packed: packing it was a pass over the whole im2col matrix
   // from L3 (NOTES.md section 61).
+  // C^T of a deep product whose opA (the asked-for product's opB^T) has contiguous rows of at most
+  // 64 floats, against at most 4 column panels, reads its full panels in place: a convolution's
+  // weight gradient dY^T @ col, computed as col^T @ dY, over an im2col matrix of rows of 27 (a
+  // 3-channel input), where packing was a pass over the whole matrix from L3 (NOTES.md section 62).
+  // Conv2's rows of 144 measured slower read in place (9 lines a row, each k step a new line).
+  const colsDirect = transC && ars == 1 && acs <= 64 && MR == 5 && j1 - j0 <= 4 * NR && k >= KC;
   const rowsDirect = !transC && acs == 1 && MR == 5 && j1 - j0 <= 4 * NR && min(k, KC) * (j1 - j0) <= 6144;
   const ncMax = (((j1 - j0 + nb - 1) / nb + NR - 1) / NR) * NR;
   for (let t = t0; t < t1; t++) {
@@ -1668,7 +1732,11 @@ function product(
         packB(bt, brs, bcs, pc, kc, jc, nc, pB);
         for (let ic = i0; ic < i1; ic += MC) {
           const mc = min(MC, i1 - ic);
-          if (rowsDirect) {
+          if (colsDirect) {
+            // Full panels of opA read in place (below); a last panel of 1-4 rows packed.
+            const fullRows = (mc / MR) * MR;
+            if (fullRows < mc) packA(at, ars, acs, ic + fullRows, mc - fullRows, pc, kc, pA + (<usize>(fullRows * kc) << 2));
+          } else if (rowsDirect) {
             // Full 5-row panels of A read in place, each against every column panel in turn (the
             // packed B block stays in L1, the panel's rows too); a last panel of 1-4 rows packed.
             const fullRows = (mc / MR) * MR;
@@ -1694,7 +1762,7 @@ function product(
             if (epi != 0 && pc + kc >= k) matmulEpilogue(epi, regs, m, n, t, ic, mc, jc, nc);
             continue;
           }
-          packA(at, ars, acs, ic, mc, pc, kc, pA);
+          if (!colsDirect) packA(at, ars, acs, ic, mc, pc, kc, pA);
           for (let jr = 0; jr < nc; jr += NR) {
             const cols = min(NR, nc - jr);
             const pb = pB + (<usize>(jr * kc) << 2);
@@ -1704,7 +1772,8 @@ function product(
               // (microKernel4 is written for MR = 5.)
               if (transC) {
                 // The tile into `tile` (no rows to copy), then transposed into C.
-                if (MR == 5 && cols <= 4) microKernel4(pa, pb, kc, 0, 0, false, 0, 0, tile);
+                if (colsDirect && rows == MR) microKernelDirect(at + (<usize>(ic + ir + pc * acs) << 2), <usize>acs << 2, pb, kc, tile);
+                else if (MR == 5 && cols <= 4) microKernel4(pa, pb, kc, 0, 0, false, 0, 0, tile);
                 else microKernel(pa, pb, kc, 0, 0, false, 0, 0, tile);
                 storeTransposed(tile, ct + <usize>(jc + jr) * ldc + (<usize>(ic + ir) << 2), ldc, pc > 0, rows, cols);
                 continue;

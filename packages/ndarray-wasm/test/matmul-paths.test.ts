@@ -1,4 +1,4 @@
-// One-thread matmul paths of NOTES.md sections 25-27, 40, 45 and 61, against exact models: a transposed A packed
+// One-thread matmul paths of NOTES.md sections 25-27, 40, 45, 61 and 62, against exact models: a transposed A packed
 // along its rows (every full 5-row panel of a row block at once), narrow products computed as their
 // transpose, and matmulProgram's epilogue run as compiled code after the product (on one thread,
 // products up to 2^17 elements), which must equal the matmul followed by the same program, bit for
@@ -141,6 +141,21 @@ describe('a plain A read in place against at most 4 column panels (no packed A)'
   for (const [batch, m, k, n, transA, transB, aOffset] of specs) {
     it(`${batch}x${m}x${k}x${n} transA=${transA} transB=${transB}: the exact model's bits on 1 and 2 threads`, () => {
       expectModel({ batch, m, k, n, aBatchStride: m * k, bBatchStride: batch === 2 ? 0 : k * n, transA, transB, aOffset }, 2 * m + k + n);
+    });
+  }
+});
+
+describe('a transposed product whose opA rows (the product\'s opB columns) are read in place', () => {
+  // Computed as C^T with opB^T's rows of at most 64 floats against at most 32 columns: conv1's
+  // weight gradient (16 x 27 over a long depth) and neighbours: 25 columns (no packed last panel),
+  // 4 rows (a 4-column panel), rows of 64, a batch with a shared B, one split between two threads;
+  // the section-40 cases above run it too.
+  const specs: [batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean][] = [
+    [1, 16, 600, 25, true, false], [1, 4, 600, 27, true, false], [1, 32, 300, 64, true, false], [2, 16, 520, 27, false, false], [1, 16, 9000, 27, true, false],
+  ];
+  for (const [batch, m, k, n, transA, transB] of specs) {
+    it(`${batch}x${m}x${k}x${n} transA=${transA} transB=${transB}: the exact model's bits on 1 and 2 threads`, () => {
+      expectModel({ batch, m, k, n, aBatchStride: m * k, bBatchStride: batch === 2 ? 0 : k * n, transA, transB }, m + 3 * k + n);
     });
   }
 });
