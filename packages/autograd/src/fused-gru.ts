@@ -115,19 +115,22 @@ function gruGateProgram(bih: boolean, rec: boolean, bhh: boolean): ElementwisePr
     return rz.select(sig(hidden ? base.add(hidden) : base), hidden ?? 0);
   }));
 }
-/** n = tanh((x_n + b_in) + r hn), or tanh(x_n + b_in) without a hidden term. */
-const gruNPrograms = new Map<string, ElementwiseProgram>();
-function gruNProgram(bih: boolean, hidden: boolean): ElementwiseProgram {
-  return cached(gruNPrograms, `${+bih}${+hidden}`, () => defineProgram(1 + +bih + (hidden ? 2 : 0), 0, (ins) => {
+/**
+ * n = tanh((x_n + b_in) + r hn) (tanh(x_n + b_in) without a hidden term), then h' = n + z (h - n),
+ * or n - z n from a zero state (the composition's forms): one program, its two outputs in blocks
+ * N_BLOCK and 0 of the output buffer. Inputs: x_n, [b_in], [r, hn], z, [h].
+ */
+const gruNHPrograms = new Map<string, ElementwiseProgram>();
+function gruNHProgram(bih: boolean, hidden: boolean, rec: boolean): ElementwiseProgram {
+  return cached(gruNHPrograms, `${+bih}${+hidden}${+rec}`, () => defineProgram(2 + +bih + (hidden ? 2 : 0) + +rec, 0, (ins) => {
     const v = [...ins];
     const x = v.shift()!;
     const base = bih ? x.add(v.shift()!) : x;
-    return (hidden ? base.add(v[0].mul(v[1])) : base).tanh();
+    const n = (hidden ? base.add(v.shift()!.mul(v.shift()!)) : base).tanh();
+    const z = v.shift()!;
+    return [n, rec ? n.add(z.mul(v.shift()!.sub(n))) : n.sub(z.mul(n))];
   }));
 }
-/** h' = n + z (h - n), and n - z n from a zero state (the composition's forms). */
-const GRU_H = defineProgram(3, 0, ([n, z, h]) => n.add(z.mul(h.sub(n))));
-const GRU_H0 = defineProgram(2, 0, ([n, z]) => n.sub(z.mul(n)));
 
 /**
  * Backward of step t over [B, H]: dh = gh (+ the recurrent gradient + dh_{t+1} z_{t+1}), then
@@ -154,7 +157,7 @@ function gruBackProgram(more: boolean, hasPrev: boolean, carry: boolean): Elemen
  */
 const GRU_DHP = defineProgram(5, 0, ([gate, da, dzp, r, hn]) => gate.eq(0).select(da.mul(hn).mul(sigDeriv(r)), gate.eq(1).select(dzp, da.mul(r))));
 
-/** The GRU forward on NDArrays: per step one matmul and three programs (r z hn, n, h). */
+/** The GRU forward on NDArrays: per step one matmul and two programs (r z hn, then n and h). */
 export function gruForward(inputs: readonly NDArray[], a: GruAttrs): NDArray {
   const { xw, whh, bih, bhh, h0 } = unpack(inputs, a);
   const [T, B, G] = xw.shape;
@@ -175,11 +178,8 @@ export function gruForward(inputs: readonly NDArray[], a: GruAttrs): NDArray {
           const operands = [x, bih, hm, bhh, rzMask].filter((o): o is NDArray => o !== null);
           elementwise(gruGateProgram(!!bih, !!hm, !!bhh), operands, [], { out: [w], writer: 'gru' });
           const hidden = !!(hm || bhh);
-          const n = out.get(N_BLOCK, t);
-          const nIn = [cols(x, 2, H), binN, hidden ? cols(w, 0, H) : null, hidden ? cols(w, 2, H) : null].filter((o): o is NDArray => o !== null);
-          elementwise(gruNProgram(!!bih, hidden), nIn, [], { out: [n], writer: 'gru' });
-          const z = cols(w, 1, H);
-          elementwise(hPrev ? GRU_H : GRU_H0, hPrev ? [n, z, hPrev] : [n, z], [], { out: [out.get(0, t)], writer: 'gru' });
+          const nhIn = [cols(x, 2, H), binN, hidden ? cols(w, 0, H) : null, hidden ? cols(w, 2, H) : null, cols(w, 1, H), hPrev].filter((o): o is NDArray => o !== null);
+          elementwise(gruNHProgram(!!bih, hidden, !!hPrev), nhIn, [], { out: [out.get(N_BLOCK, t), out.get(0, t)], writer: 'gru' });
         });
       }
     });

@@ -6,7 +6,7 @@
  * computed from the output, softmax - onehot and g - softmax sum(g), not by the chain rule through
  * each step).
  */
-import { defineProgram, elementwise, gather, MAX_FLAT_GATHER, NDArray, reduceProgram, tidy, type ProgramValue } from '@needle/ndarray';
+import { defineProgram, elementwise, gather, isRowIndexValue, MAX_FLAT_GATHER, NDArray, reduceProgram, tidy, type ProgramValue } from '@needle/ndarray';
 import { isGradEnabled } from './grad-mode';
 import { Tensor, constant } from './tensor';
 import * as F from './functions';
@@ -95,13 +95,11 @@ const IDENTITY = defineProgram(1, 0, ([x]) => x);
 /**
  * One element's share of the loss: lse - x at the label's class, 0 elsewhere, times `scale` (1/N
  * for the mean). A label that is not an integer in [0, C) puts NaN in its row's column 0, so the
- * loss is NaN, as `gather` would give. (-1)^label is +-1 exactly for integers and NaN otherwise.
+ * loss is NaN, as `gather` would give.
  */
 const NLL = defineProgram(4, 2, ([x, lse, label, cls], [scale, classes]) => {
-  const integral = cls.mul(0).sub(1).pow(label).abs().eq(1);
-  const valid = label.ge(0).mul(label.lt(classes)).mul(integral);
   const share = cls.eq(label).select(lse.sub(x), 0);
-  return valid.eq(0).mul(cls.eq(0)).select(NaN, share).mul(scale);
+  return isRowIndexValue(label, classes).eq(0).mul(cls.eq(0)).select(NaN, share).mul(scale);
 });
 /** The loss from each row's logit at its label, picked by a row lookup (NaN for an invalid label). */
 const PICKED_NLL = defineProgram(2, 1, ([lse, picked], [scale]) => lse.sub(picked).mul(scale));

@@ -357,12 +357,15 @@ export function applyBinary(op: BinaryOp, x: number, y: number): number {
   }
 }
 
-/** The reference semantics of every unary op. */
-/** Whether a float32 index value selects a row of gatherRows / scatterAddRows: an integer in [0, rows). */
+/**
+ * Whether a float32 index value selects a row of gatherRows / scatterAddRows: an integer in [0, rows)
+ * (in programs: `isRowIndexValue`).
+ */
 export function isRowIndex(value: number, rows: number): boolean {
   return Number.isInteger(value) && value >= 0 && value < rows;
 }
 
+/** The reference semantics of every unary op. */
 export function applyUnary(op: UnaryOp, x: number): number {
   switch (op) {
     case 'neg': return -x;

@@ -27,7 +27,7 @@ export {
   type StridedLayout,
   type UnaryOp,
 } from './backend';
-export { defineProgram, elementwise, elementwiseUnfused, checkProgram, ProgramValue, type ElementwiseOptions } from './ops/program';
+export { defineProgram, elementwise, elementwiseUnfused, checkProgram, isRowIndexValue, ProgramValue, type ElementwiseOptions } from './ops/program';
 export { StatsCounter, instrumentBackend, statsDiff } from './stats';
 export { NeedleError, fail, formatShape } from './errors';
 export { NDArray, type ArrayLike, type DType, type NestedArray } from './ndarray';

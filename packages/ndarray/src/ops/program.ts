@@ -239,6 +239,15 @@ export function checkProgram(op: string, p: ElementwiseProgram): ElementwiseProg
   return p;
 }
 
+/**
+ * `isRowIndex` as a program value: 1 where `i` is an integer in [0, n), else 0 (fractions, NaN and
+ * infinities give 0), so a program can treat invalid indices as the lookups do. (-1)^i is exactly
+ * +-1 for integers and NaN otherwise.
+ */
+export function isRowIndexValue(i: ProgramValue, n: ProgramValue | number): ProgramValue {
+  return i.ge(0).mul(i.lt(n)).mul(i.mul(0).sub(1).pow(i).abs().eq(1));
+}
+
 export interface ElementwiseOptions {
   /**
    * Arrays to write output k into in place (undefined entries get a new array): each must have the

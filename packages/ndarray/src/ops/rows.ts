@@ -20,7 +20,7 @@ import { NDArray, sameBackend, shapesEqual } from '../ndarray';
 import { compactStrides, normalizeAxis, shapeSize } from '../shape';
 import type { Backend, ElementwiseProgram } from '../backend';
 import { disposeOnError } from '../memory';
-import { defineProgram, elementwise } from './program';
+import { defineProgram, elementwise, isRowIndexValue } from './program';
 
 export interface IndexSelectOptions {
   /** The value of a selected row whose index is invalid (default NaN). */
@@ -220,12 +220,9 @@ export const MAX_FLAT_GATHER = 2 ** 24;
 
 // Built on first use: this module and program.ts import each other through ndarray.ts.
 let flatProgram: ElementwiseProgram | undefined;
-/** base + i * stride where i is an integer in [0, n), else -1 ((-1)^i is +-1 exactly for integers). */
+/** base + i * stride where i is an integer in [0, n), else -1. */
 function flatPositions(): ElementwiseProgram {
-  flatProgram ??= defineProgram(2, 2, ([i, base], [n, stride]) => {
-    const integral = i.mul(0).sub(1).pow(i).abs().eq(1);
-    return i.ge(0).mul(i.lt(n)).mul(integral).select(base.add(i.mul(stride)), -1);
-  });
+  flatProgram ??= defineProgram(2, 2, ([i, base], [n, stride]) => isRowIndexValue(i, n).select(base.add(i.mul(stride)), -1));
   return flatProgram;
 }
 
