@@ -928,6 +928,10 @@ export function strided(mode: i32, src: usize, dst: usize, dims: usize, ndim: i3
       return;
     }
   }
+  if (mode != 2 && cs == 1 && cols >= 4 && cols < 16 && ndim >= 3) {
+    stridedRuns(mode == 1, src, dst, dims, ndim, offset, idx, total);
+    return;
+  }
   const outer = ndim - 2;
   for (let d = 0; d < outer; d++) store<i32>(idx + (<usize>d << 2), 0);
   const blockBytes = <usize>(rows * cols) << 2;
@@ -940,6 +944,61 @@ export function strided(mode: i32, src: usize, dst: usize, dims: usize, ndim: i3
     else copy2d(mode == 1, view, (mode == 0 ? dst : src) + compactPos, rows, cols, rs, cs);
     compactPos += blockBytes;
     // Odometer step over the leading axes.
+    for (let d = outer - 1; d >= 0; d--) {
+      const ip = idx + (<usize>d << 2);
+      const i = load<i32>(ip) + 1;
+      const stride = load<i32>(strides + (<usize>d << 2));
+      if (i < load<i32>(dims + (<usize>d << 2))) {
+        store<i32>(ip, i);
+        base += stride;
+        break;
+      }
+      store<i32>(ip, 0);
+      base -= stride * (i - 1);
+    }
+  }
+}
+
+// strided() for short contiguous runs (4 to 15 floats: the im2col windows of an input with few
+// channels, runs of 3 x C): three axes per odometer step instead of two, and each run copied as
+// whole vectors plus one overlapping the last of them, instead of a block call, an odometer step
+// and vector-plus-scalar copies per 2-D block of a few runs (NOTES.md section 64). Copies are
+// exact; the overlapping vector rewrites values of its own run only.
+function stridedRuns(scatter: bool, src: usize, dst: usize, dims: usize, ndim: i32, offset: i32, idx: usize, total: i32): void {
+  const strides = dims + (<usize>ndim << 2);
+  const last = ndim - 1;
+  const cols = load<i32>(dims + (<usize>last << 2));
+  const rows = load<i32>(dims + (<usize>(last - 1) << 2));
+  const rs = load<i32>(strides + (<usize>(last - 1) << 2));
+  const n3 = load<i32>(dims + (<usize>(last - 2) << 2));
+  const s3 = load<i32>(strides + (<usize>(last - 2) << 2));
+  const outer = ndim - 3;
+  for (let d = 0; d < outer; d++) store<i32>(idx + (<usize>d << 2), 0);
+  const runBytes = <usize>cols << 2;
+  const vecBytes = <usize>(cols >> 2) << 4;
+  const tail = runBytes - 16;
+  const blocks = total / (n3 * rows * cols);
+  const view = scatter ? dst : src;
+  let packed = scatter ? src : dst;
+  let base = offset;
+  for (let b = 0; b < blocks; b++) {
+    let v3 = view + (<usize>base << 2);
+    for (let a = 0; a < n3; a++) {
+      let v = v3;
+      for (let r = 0; r < rows; r++) {
+        if (scatter) {
+          for (let o: usize = 0; o < vecBytes; o += 16) v128.store(v + o, v128.load(packed + o));
+          v128.store(v + tail, v128.load(packed + tail));
+        } else {
+          for (let o: usize = 0; o < vecBytes; o += 16) v128.store(packed + o, v128.load(v + o));
+          v128.store(packed + tail, v128.load(v + tail));
+        }
+        packed += runBytes;
+        v += <usize>rs << 2;
+      }
+      v3 += <usize>s3 << 2;
+    }
+    // Odometer step over the leading axes, as in strided().
     for (let d = outer - 1; d >= 0; d--) {
       const ip = idx + (<usize>d << 2);
       const i = load<i32>(ip) + 1;
