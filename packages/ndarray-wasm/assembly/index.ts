@@ -1777,7 +1777,9 @@ function product(
   // weight gradient dY^T @ col, computed as col^T @ dY, over an im2col matrix of rows of 27 (a
   // 3-channel input), where packing was a pass over the whole matrix from L3 (NOTES.md section 62).
   // Conv2's rows of 144 measured slower read in place (9 lines a row, each k step a new line).
-  const colsDirect = transC && ars == 1 && acs <= 64 && MR == 5 && j1 - j0 <= 4 * NR && k >= KC;
+  // Baseline build only: the relaxed build's microKernelDirect measured 1.6-1.7x slower than its
+  // packed kernel (NOTES.md section 62), machine code not yet read.
+  const colsDirect = !ASC_FEATURE_RELAXED_SIMD && transC && ars == 1 && acs <= 64 && MR == 5 && j1 - j0 <= 4 * NR && k >= KC;
   const rowsDirect = !transC && acs == 1 && MR == 5 && j1 - j0 <= 4 * NR && min(k, KC) * (j1 - j0) <= 6144;
   const ncMax = (((j1 - j0 + nb - 1) / nb + NR - 1) / NR) * NR;
   for (let t = t0; t < t1; t++) {
