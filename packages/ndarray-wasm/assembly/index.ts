@@ -1133,10 +1133,11 @@ function copy2d(scatter: bool, view: usize, packed: usize, rows: i32, cols: i32,
 // micro-panels and run the MR x NR register-blocked micro-kernel over every panel pair. Packing makes
 // transposed operands cost the same as plain ones: only the pack loops see the strides.
 
-// Exported so the JavaScript side splits rows and columns between threads on micro-tile boundaries.
+// Exported so the JavaScript side splits rows and columns between threads on micro-tile boundaries
+// (and a product's depth on its depth blocks: src/split.ts depthBlocks).
 export const MR = 5;
 export const NR = 8;
-const KC = 256;
+export const KC = 256;
 const MC = 120;
 const NC = 512;
 
@@ -1307,7 +1308,10 @@ function madd(c: v128, a: v128, b: v128): v128 {
   return f32x4.add(c, f32x4.mul(a, b));
 }
 
-// C tile (rows x cols, row stride ldc bytes) = (accumulate ? C : 0) + Apanel * Bpanel.
+// C tile (rows x cols, row stride ldc bytes) = Apanel * Bpanel (+ C when accumulating). Every tile,
+// full or edge, of every micro-kernel adds as block + C, the order storeTransposed adds in too: a
+// product split along its depth (matmulDepth, addSlabs) combines its blocks in that order and gets
+// the same bits, down to which NaN comes out of two.
 function microKernel(pa: usize, pb: usize, kc: i32, c: usize, ldc: usize, accumulate: bool, rows: i32, cols: i32, tile: usize): void {
   const zero = f32x4.splat(0);
   // The first k step runs before the loop (kc >= 1). Besides doing work, it makes V8 compute the
@@ -1399,7 +1403,7 @@ function microKernel(pa: usize, pb: usize, kc: i32, c: usize, ldc: usize, accumu
     for (let j = 0; j < cols; j++) {
       const o = <usize>j << 2;
       const v = load<f32>(trow + o);
-      store<f32>(crow + o, accumulate ? load<f32>(crow + o) + v : v);
+      store<f32>(crow + o, accumulate ? v + load<f32>(crow + o) : v);
     }
   }
 }
@@ -1627,7 +1631,7 @@ function microKernel3(pa: usize, pb: usize, kc: i32, c: usize, ldc: usize, accum
     for (let j = 0; j < cols; j++) {
       const o = <usize>j << 2;
       const v = load<f32>(trow + o);
-      store<f32>(crow + o, accumulate ? load<f32>(crow + o) + v : v);
+      store<f32>(crow + o, accumulate ? v + load<f32>(crow + o) : v);
     }
   }
 }
@@ -1682,7 +1686,7 @@ function microKernel4(pa: usize, pb: usize, kc: i32, c: usize, ldc: usize, accum
     for (let j = 0; j < cols; j++) {
       const o = <usize>j << 2;
       const v = load<f32>(trow + o);
-      store<f32>(crow + o, accumulate ? load<f32>(crow + o) + v : v);
+      store<f32>(crow + o, accumulate ? v + load<f32>(crow + o) : v);
     }
   }
 }
@@ -1729,12 +1733,17 @@ export function matmul(
   // So does any product at least one depth block deep whose transpose costs 5% less in micro-tiles
   // (a convolution's weight gradient, 16 x 27 or 32 x 144 over a long depth; NOTES.md section 40):
   // there the transposed tiles' stores are a small part of each tile's work.
-  const narrow = n < 2 * NR && n % NR != 0 && (n % MR == 0 || n % MR == MR - 1) && m >= 4 * NR;
-  if (narrow || (k >= KC && 20 * tileCost(n, m) < 19 * tileCost(m, n))) {
+  if (transposes(m, n, k)) {
     product(b, a, c, n, m, k, bcs, brs, acs, ars, bBatch, aBatch, t0, t1, j0, j1, i0, i1, scratch, regs, epi, true);
   } else {
     product(a, b, c, m, n, k, ars, acs, brs, bcs, aBatch, bBatch, t0, t1, i0, i1, j0, j1, scratch, regs, epi, false);
   }
+}
+
+/** Whether matmul computes an m x n product of depth k as its transpose (see matmul). */
+function transposes(m: i32, n: i32, k: i32): bool {
+  const narrow = n < 2 * NR && n % NR != 0 && (n % MR == 0 || n % MR == MR - 1) && m >= 4 * NR;
+  return narrow || (k >= KC && 20 * tileCost(n, m) < 19 * tileCost(m, n));
 }
 
 /**
@@ -1911,6 +1920,70 @@ function storeTransposed(tile: usize, cp: usize, ldc: usize, accumulate: bool, r
       const o = <usize>r << 2;
       const v = load<f32>(tile + (<usize>(r * NR + s) << 2));
       store<f32>(crow + o, accumulate ? v + load<f32>(crow + o) : v);
+    }
+  }
+}
+
+/**
+ * Depth blocks [d0, d1) of a single m x n product of depth k, each block b into its own m x n slab at
+ * slabs + 4 * b * m * n: the very blocks matmul runs k in (KC deep at most, equal but for the last)
+ * and the same transposition matmul takes for the full product, so each slab element is the chain,
+ * from zero, that matmul adds to C for that block. addSlabs then adds them as matmul does, so a
+ * product split by depth between threads (src/split.ts) gives the same bits and packs nothing twice.
+ */
+export function matmulDepth(
+  a: usize, b: usize, slabs: usize,
+  m: i32, n: i32, k: i32,
+  ars: i32, acs: i32, brs: i32, bcs: i32,
+  d0: i32, d1: i32, scratch: usize,
+): void {
+  const kb = (k + KC - 1) / KC;
+  const kcMax = (k + kb - 1) / kb;
+  const t = transposes(m, n, k);
+  for (let d = d0; d < d1; d++) {
+    const p0 = d * kcMax;
+    const kc = min(kcMax, k - p0);
+    const ad = a + (<usize>(p0 * acs) << 2);
+    const bd = b + (<usize>(p0 * brs) << 2);
+    const slab = slabs + ((<usize>d * <usize>m * <usize>n) << 2);
+    if (t) product(bd, ad, slab, n, m, kc, bcs, brs, acs, ars, 0, 0, 0, 1, 0, n, 0, m, scratch, 0, 0, true);
+    else product(ad, bd, slab, m, n, kc, ars, acs, brs, bcs, 0, 0, 0, 1, 0, m, 0, n, scratch, 0, 0, false);
+  }
+}
+
+/**
+ * Elements [e0, e1) of `count` >= 2 slabs of `size` elements each (slab s at slabs + 4 * s * size)
+ * added in order into `out` as matmul adds depth blocks to C: out = s1 + s0, then out = s + out for
+ * each later slab s (block + C, which decides the NaN that comes out of two).
+ */
+export function addSlabs(slabs: usize, count: i32, size: i32, e0: i32, e1: i32, out: usize): void {
+  const stride = <usize>size << 2;
+  // A chunk of elements at a time through all the slabs, so the sums stay in L1.
+  const CHUNK = 1024;
+  for (let c0 = e0; c0 < e1; c0 += CHUNK) {
+    const c1 = min(e1, c0 + CHUNK);
+    const o = out + (<usize>c0 << 2);
+    const s0 = slabs + (<usize>c0 << 2);
+    let e = c0;
+    for (; e + 4 <= c1; e += 4) {
+      const q = <usize>(e - c0) << 2;
+      v128.store(o + q, f32x4.add(v128.load(s0 + stride + q), v128.load(s0 + q)));
+    }
+    for (; e < c1; e++) {
+      const q = <usize>(e - c0) << 2;
+      store<f32>(o + q, load<f32>(s0 + stride + q) + load<f32>(s0 + q));
+    }
+    for (let s = 2; s < count; s++) {
+      const si = s0 + <usize>s * stride;
+      e = c0;
+      for (; e + 4 <= c1; e += 4) {
+        const q = <usize>(e - c0) << 2;
+        v128.store(o + q, f32x4.add(v128.load(si + q), v128.load(o + q)));
+      }
+      for (; e < c1; e++) {
+        const q = <usize>(e - c0) << 2;
+        store<f32>(o + q, load<f32>(si + q) + load<f32>(o + q));
+      }
     }
   }
 }

@@ -22,7 +22,7 @@ import { FreeListAllocator } from './allocator';
 import { binaryCode, reduceCode, unaryCode } from './codes';
 import { gatherRowsOnHeap, scatterAddRowsOnHeap } from './rows';
 import { compileKernels, instantiateKernels, MAX_PAGES, PAGE_BYTES, relaxedSimdSupported, type KernelExports, type SimdVariant } from './module';
-import { costNs, matmulPlan, NS_PER, PART_NS, partsFor, SUM_CHUNK, threadsFor, type MatmulSplit } from './split';
+import { costNs, depthBlocks, matmulPlan, NS_PER, PART_NS, partsFor, SUM_CHUNK, threadsFor, type MatmulSplit } from './split';
 import { DEFAULT_SPIN_MICROS, threadsSupported, WorkerPool, type Job, type ThreadArgs, type WorkerKernel } from './threads';
 import { CompiledPrograms, type CompiledEntry } from './jit/programs';
 
@@ -1059,7 +1059,34 @@ export class WasmBackend implements Backend {
         }
       }
     } else if (!plan || plan.threads === 1) this.kernels.matmul(A.ptr, B.ptr, C.ptr, m, n, k, ars, acs, brs, bcs, aBatchStride, bBatchStride, 0, batch, 0, m, 0, n, this.scratch[0], this.programRegs[0], epilogue);
+    else if (plan.by === 'depth') this.splitDepth(kernel, args, plan.parts, epilogue);
     else this.splitMatmul(args, batch, m, n, plan.parts, plan.by, epilogue);
+  }
+
+  /**
+   * A single product split by depth (split.ts matmulPlan): runs of the kernel's own depth blocks as
+   * parts, each block into a slab of its own (assembly matmulDepth), then the slabs added in block
+   * order into C (addSlabs, split by elements where that pays), as the kernel adds each block to C
+   * on one thread, and the epilogue over the result: the same bits as one thread.
+   */
+  private splitDepth(kernel: string, args: number[], P: number, epilogue: number): void {
+    const [a, b, c, m, n, k, ars, acs, brs, bcs] = args;
+    const { count } = depthBlocks(k);
+    const mn = m * n;
+    const slabs = this.scratchBuffer(kernel, count * mn);
+    try {
+      const own: ThreadArgs = { at: [12], values: this.scratch.map((s) => [s]) };
+      this.runParts('matmulDepth', count, P, 1, (_, d0, blocks) => [a, b, slabs.ptr, m, n, k, ars, acs, brs, bcs, d0, d0 + blocks, 0], own);
+      const sum = this.partsFor(count * mn * NS_PER.ewise);
+      if (sum === 1) this.kernels.addSlabs(slabs.ptr, count, mn, 0, mn, c);
+      else this.runParts('addSlabs', mn, sum, 4, (_, e0, size) => [slabs.ptr, count, mn, e0, e0 + size, c]);
+    } finally {
+      this.allocator.release(slabs.ptr, slabs.blockBytes);
+    }
+    if (epilogue) {
+      const w = new Int32Array(this.memoryObject.buffer, epilogue, 5);
+      this.kernels.program(w[0], w[1], w[2], w[3], this.programRegs[0], 0, mn, w[4]);
+    }
   }
 
   /**

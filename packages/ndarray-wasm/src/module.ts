@@ -5,6 +5,8 @@ export interface KernelExports {
   /** Rows and columns of the matmul micro-tile. */
   MR: WebAssembly.Global;
   NR: WebAssembly.Global;
+  /** The deepest depth block of matmul. */
+  KC: WebAssembly.Global;
   heapBase(): number;
   fill(out: number, value: number, n: number): void;
   binary(op: number, a: number, b: number, bMask: number, out: number, n: number): void;
@@ -26,6 +28,10 @@ export interface KernelExports {
     t0: number, t1: number, i0: number, i1: number, j0: number, j1: number,
     scratch: number, regs?: number, epilogue?: number,
   ): void;
+  /** Depth blocks [d0, d1) of a batch-1 product, each into its own m x n slab (src/split.ts, 'depth'). */
+  matmulDepth(a: number, b: number, slabs: number, m: number, n: number, k: number, ars: number, acs: number, brs: number, bcs: number, d0: number, d1: number, scratch: number): void;
+  /** Elements [e0, e1) of `count` slabs of `size` added in matmul's block order into `out`. */
+  addSlabs(slabs: number, count: number, size: number, e0: number, e1: number, out: number): void;
 }
 
 export const PAGE_BYTES = 65536;

@@ -94,9 +94,27 @@ export const costNs = {
   matmul: (batch: number, m: number, k: number, n: number) => batch * matmulPartNs(m, k, n),
 };
 
-/** The micro-tile of the matmul kernel (assembly MR x NR; a test checks they agree). */
-export const MATMUL_TILE = { MR: 5, NR: 8 } as const;
-const { MR, NR } = MATMUL_TILE;
+/**
+ * The micro-tile of the matmul kernel (assembly MR x NR) and its deepest depth block (KC); a test
+ * checks they agree.
+ */
+export const MATMUL_TILE = { MR: 5, NR: 8, KC: 256 } as const;
+const { MR, NR, KC } = MATMUL_TILE;
+
+/**
+ * The depth blocks the matmul kernel runs a depth k in (assembly `product`): `count` blocks of
+ * `size`, the last one shorter when `size` does not divide k.
+ */
+export function depthBlocks(k: number): { count: number; size: number } {
+  const size = Math.ceil(k / Math.ceil(k / KC));
+  return { count: Math.ceil(k / size), size };
+}
+
+/**
+ * The most elements of the slabs a product split by depth keeps its blocks in (16 MiB): a deep
+ * product with a large output splits by rows or columns instead.
+ */
+export const DEPTH_SLAB_LIMIT = 1 << 22;
 const roundUp = (x: number, q: number) => Math.ceil(x / q) * q;
 
 /** One batch element's `rows` x `cols` block of a matmul with depth k: its packing and multiply-adds. */
@@ -120,7 +138,7 @@ export function partsFor(threads: number, ns: number, partNs = PART_NS, repeatNs
   return Math.max(threads, Math.min(parts, MAX_PARTS));
 }
 
-export type MatmulSplit = 'batch' | 'columns' | 'rows';
+export type MatmulSplit = 'batch' | 'columns' | 'rows' | 'depth';
 
 /**
  * How to run a matmul on `threads` threads: by batch, else by columns (each part packs all of opA
@@ -129,6 +147,12 @@ export type MatmulSplit = 'batch' | 'columns' | 'rows';
  * split saves at least MIN_SAVED_NS over one thread after the hand-over. The MLP's 10-wide
  * products (~80 us on one thread, computed on 16 or 12 columns) do not: they stay on one thread
  * (NOTES.md section 21). `parts` (partsFor) counts the packing every part repeats.
+ *
+ * A single product at least 2 x `threads` depth blocks deep can also split by depth: each part
+ * computes whole depth blocks (the kernel's own, depthBlocks) into slabs, and the slabs are then
+ * added in block order, as the kernel adds each block to C: the same bits, with no operand packed
+ * twice, at the price of the slabs' pass (a convolution's weight gradient, 32 x 144 over a depth
+ * of 8192, whose every row or column part packs all of an 8192 x 144 operand; NOTES.md section 50).
  */
 export function matmulPlan(threads: number, batch: number, m: number, k: number, n: number, partNs = PART_NS): { threads: number; by: MatmulSplit; parts: number } {
   const one = costNs.matmul(batch, m, k, n);
@@ -139,6 +163,13 @@ export function matmulPlan(threads: number, batch: number, m: number, k: number,
   if (batch >= threads * 2 || (batch >= threads && batch % threads === 0)) options.push({ by: 'batch', ns: Math.ceil(batch / threads) * matmulPartNs(m, k, n), repeat: 0 });
   options.push({ by: 'columns', ns: batch * matmulPartNs(m, k, Math.min(n, roundUp(Math.ceil(n / threads), NR))), repeat: batch * m * k * NS_PER.pack });
   options.push({ by: 'rows', ns: batch * matmulPartNs(Math.min(m, roundUp(Math.ceil(m / threads), MR)), k, n), repeat: batch * k * n * NS_PER.pack });
+  const blocks = depthBlocks(k);
+  if (batch === 1 && blocks.count >= 2 * threads && blocks.count * m * n <= DEPTH_SLAB_LIMIT) {
+    // The blocks' stores into the slabs, then their sum in order (a read of each slab), counted
+    // as if on one thread (it is split only where that pays).
+    const slabs = blocks.count * m * n * 2 * NS_PER.ewise;
+    options.push({ by: 'depth', ns: Math.ceil(blocks.count / threads) * matmulPartNs(m, blocks.size, n) + slabs, repeat: 0 });
+  }
   const best = options.reduce((a, b) => (b.ns < a.ns ? b : a));
   if (one - (best.ns + HANDOVER_NS) < MIN_SAVED_NS) return single;
   return { threads, by: best.by, parts: partsFor(threads, one, partNs, best.repeat) };

@@ -22,7 +22,7 @@
 import { JIT_IMPORTS } from './jit/compile';
 
 /** Kernels a worker can run, by index in the job slot. */
-export const WORKER_KERNELS = ['matmul', 'binary', 'unary', 'where', 'reduce', 'sumChunks', 'program', 'strided', 'fill', 'jit', 'sumColumns'] as const;
+export const WORKER_KERNELS = ['matmul', 'binary', 'unary', 'where', 'reduce', 'sumChunks', 'program', 'strided', 'fill', 'jit', 'sumColumns', 'matmulDepth', 'addSlabs'] as const;
 export type WorkerKernel = (typeof WORKER_KERNELS)[number];
 
 export interface Job {

@@ -6,7 +6,7 @@ import { BINARY_OPS, REDUCE_OPS, UNARY_OPS, NDArray, defineProgram, elementwise,
 import { createWasmBackend, type WasmBackend } from '../src';
 import { binaryCode } from '../src/codes';
 import { compileKernels, instantiateKernels } from '../src/module';
-import { costNs, MATMUL_TILE, matmulPlan, SPLIT_NS, SUM_CHUNK } from '../src/split';
+import { costNs, depthBlocks, MATMUL_TILE, matmulPlan, SPLIT_NS, SUM_CHUNK } from '../src/split';
 import { WorkerPool, type Job } from '../src/threads';
 import { cpu, download, expectClose, randomFloats, SPECIAL, upload } from './helpers';
 
@@ -230,6 +230,38 @@ describe('kernels split between threads equal one thread bit for bit', () => {
   });
 });
 
+describe('products split along their depth equal one thread bit for bit', () => {
+  // Runs of the kernel's depth blocks into slabs, added in block order (NOTES.md section 50): a
+  // convolution's weight gradient (computed as its transpose), plain products with edge tiles of
+  // every micro-kernel (rows ending in a 3-row panel, last column panels of 5 and 4), a last depth
+  // block shorter than the others, every transposition; data with NaN, infinities and signed zeros.
+  const shapes: [m: number, k: number, n: number, transA: boolean, transB: boolean][] = [
+    [16, 32768, 27, true, false],
+    [23, 2999, 37, false, false],
+    [23, 2999, 36, false, true],
+    [20, 3000, 37, true, true],
+    [16, 3000, 27, false, false],
+  ];
+  it.each(shapes)('%ix%ix%i transA=%s transB=%s', (m, k, n, transA, transB) => {
+    expect(matmulPlan(2, 1, m, k, n).by).toBe('depth');
+    const spec: MatmulSpec = { batch: 1, m, k, n, aBatchStride: 0, bBatchStride: 0, transA, transB };
+    same(`matmul ${m}x${k}x${n}`, [data(m * k, m + 1), data(k * n, n + 2)], m * n, true, (b, [x, y], o) => b.matmul(x, y, o, spec));
+  });
+
+  it('with an epilogue program (matmulProgram), and the blocks the kernel runs a depth in', () => {
+    const [m, k, n] = [23, 2999, 37];
+    const spec: MatmulSpec = { batch: 1, m, k, n, aBatchStride: 0, bBatchStride: 0, transA: false, transB: false };
+    const biasRelu = defineProgram(2, 1, ([y, bias], [s]) => y.add(bias).mul(s).maximum(0));
+    same('matmulProgram by depth', [data(m * k, 5), data(k * n, 6), data(n, 7)], m * n, true, (b, [x, y, bias], o) =>
+      b.matmulProgram(x, y, o, spec, { program: biasRelu, inputs: [bias], scalars: [0.75], layouts: [{ strides: [0, 0, 1], offset: 0 }] }));
+    // The kernel's equal blocks of at most 256: 784 as 4 x 196, 2999 as 11 x 250 + 249.
+    expect(depthBlocks(784)).toEqual({ count: 4, size: 196 });
+    expect(depthBlocks(2999)).toEqual({ count: 12, size: 250 });
+    expect(depthBlocks(256)).toEqual({ count: 1, size: 256 });
+    expect(depthBlocks(257)).toEqual({ count: 2, size: 129 });
+  });
+});
+
 describe('thread options', () => {
   it('rejects a negative spinMicros', async () => {
     await expect(createWasmBackend({ threads: 2, spinMicros: -1 })).rejects.toThrow('createWasmBackend: spinMicros must be a non-negative number, got -1');
@@ -264,10 +296,12 @@ describe('the matmul split plan', () => {
     expect(matmulPlan(2, 4, 60, 100, 80)).toEqual({ threads: 2, by: 'batch', parts: 2 });
     expect(matmulPlan(2, 1, 40, 300, 400)).toEqual({ threads: 2, by: 'columns', parts: 2 });
     expect(matmulPlan(2, 3, 100, 90, 120)).toEqual({ threads: 2, by: 'rows', parts: 2 });
+    // The ConvNet's first weight gradient, 128 depth blocks: by depth, in runs of whole blocks.
+    expect(matmulPlan(2, 1, 16, 32768, 27)).toEqual({ threads: 2, by: 'depth', parts: 9 });
     expect(matmulPlan(1, 1, 1024, 1024, 1024).threads).toBe(1);
     // The plan's tile is the kernel's.
     const kernels = instantiateKernels(await compileKernels(false), new WebAssembly.Memory({ initial: 1, maximum: 4 }));
-    expect([kernels.MR.value, kernels.NR.value]).toEqual([MATMUL_TILE.MR, MATMUL_TILE.NR]);
+    expect([kernels.MR.value, kernels.NR.value, kernels.KC.value]).toEqual([MATMUL_TILE.MR, MATMUL_TILE.NR, MATMUL_TILE.KC]);
   });
 });
 
