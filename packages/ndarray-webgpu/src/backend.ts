@@ -21,7 +21,7 @@ import { f32Bits, grid2d, mirrorShape, PARAM_WORDS, type KernelSource, type Mirr
 import { coalesce, MAX_DIMS, STRIDED_ROW_WORD, stridedKernel, stridedParams, rowsApplies, rowsKernel, rowsParams, transposeApplies, transposeKernel, transposeParams, type StridedMode } from './kernels/layout';
 import { epilogueModes, MAX_EPILOGUE_INPUTS, matmulGrid, matmulKernel, matmulParams, matmulRowsApplies, matmulRowsGrid, matmulRowsKernel, matmulSmallKApplies, matmulSmallKGrid, matmulSmallKKernel, matmulVariant, type MatmulTile } from './kernels/matmul';
 import { gatherRowsKernel, LOOKUP_WORDS, scatterAddRowsKernel } from './kernels/lookup';
-import { programKernel, programLayoutParams, programStrides, programVec4, PROGRAM_SCALAR_WORD } from './kernels/program';
+import { MAX_PROGRAM_MIRRORS, programKernel, programLayoutParams, programStrides, programVec4, PROGRAM_MIRROR_SHIFT_WORD, PROGRAM_SCALAR_WORD, type ProgramVec4 } from './kernels/program';
 import { reduceColumnsApplies, reduceColumnsKernel, reduceKernel, reduceProgramKernel, reduceStrategy4, REDUCE_PROGRAM_LAYOUT_WORDS } from './kernels/reduce';
 import { binaryExpr, unaryExpr } from './kernels/wgsl';
 import { BufferPool, sizeClass, type PooledBuffer } from './pool';
@@ -134,6 +134,34 @@ export interface MatmulTexturePolicy {
 }
 
 /**
+ * When elementwise programs read compact inputs through texture mirrors (read-only storage
+ * textures only): calls of at least `minElements` elements that run four elements per invocation.
+ */
+export interface ProgramTexturePolicy {
+  minElements: number;
+  /** Bytes of program mirrors kept (default 32 MiB), apart from the matmuls' (whose mirrors programs also read). */
+  mirrorBytes?: number;
+}
+
+/**
+ * On llvmpipe a program's vec4 storage load costs ~25 ns per 8 lanes and a storage-texture fetch ~9
+ * (NOTES.md, session 7): over 401k floats p - lr * g took 1.0 ms with buffers, 0.57 with both
+ * inputs fetched (the copies into the mirrors ~0.075 ms per 1.6 MB each, and none for a parameter
+ * its forward product has just mirrored). Below ~128k floats the copies' fixed costs eat the gain.
+ */
+const LLVMPIPE_PROGRAM_TEXTURES: ProgramTexturePolicy = { minElements: 2 ** 17 };
+
+/** Program mirror shapes kept (up to MAX_PROGRAM_MIRRORS textures each) and their bytes. */
+const PROGRAM_MIRROR_SHAPES = 4;
+const PROGRAM_MIRROR_BYTES = 32 * 2 ** 20;
+
+/** Texture mirrors by shape (`width x rows`), least recently used first (Map order), and their bytes. */
+interface MirrorCache {
+  readonly shapes: Map<string, (TextureMirror | undefined)[]>;
+  bytes: number;
+}
+
+/**
  * On Mesa's llvmpipe a storage-buffer load is a loop over the SIMD lanes, while a texel fetch is a
  * gather: the 16x8 matmul kernel with both operands read through textures takes ~30% less CPU time
  * on 128x784x512 and 784x128x512 transA, the copies into the textures included (NOTES.md, session
@@ -175,15 +203,22 @@ export class WebGPUBackend implements Backend {
   private readonly bindGroups = new Map<string, GPUBindGroup>();
   private readonly bindGroupsOf = new Map<number, string[]>();
   private readonly staging = new Map<number, GPUBuffer[]>();
-  /** Texture mirrors by shape (`width x rows`), in least-recently-used order (Map order). */
-  private readonly mirrors = new Map<string, (TextureMirror | undefined)[]>();
-  private mirrorBytes = 0;
+  /** The matmuls' texture mirrors (slot 0: A's, 1: B's), and the elementwise programs' (slot per input). */
+  private readonly productMirrors: MirrorCache = { shapes: new Map(), bytes: 0 };
+  private readonly programMirrors: MirrorCache = { shapes: new Map(), bytes: 0 };
+  /** Mirrors evicted while the open batch may read them: destroyed once it is submitted. */
+  private readonly retired: GPUTexture[] = [];
   private nextMirrorId = 1;
   /**
    * @internal Tuning and tests: when matmuls read their operands through texture mirrors (null:
    * never). Set for Mesa's llvmpipe, where it measured faster; null elsewhere.
    */
   matmulTextures: MatmulTexturePolicy | null;
+  /**
+   * @internal Tuning and tests: when elementwise programs read compact inputs through texture
+   * mirrors (null: never; only where storageMirrors). Set for Mesa's llvmpipe; null elsewhere.
+   */
+  programTextures: ProgramTexturePolicy | null;
   /** Whether texture mirrors can be bound as read-only storage textures (they are then created for both kinds). */
   private readonly storageMirrors: boolean;
   /** @internal Tuning: the tile of a column-lane matmul (undefined: the default). */
@@ -235,7 +270,9 @@ export class WebGPUBackend implements Backend {
     this.counter = instrumentBackend(this);
     const info = (device as { adapterInfo?: GPUAdapterInfo }).adapterInfo;
     this.storageMirrors = storageMirrorsSupported(device, this.gpu);
-    this.matmulTextures = /llvmpipe/i.test(`${info?.device ?? ''} ${info?.description ?? ''}`) ? { ...LLVMPIPE_TEXTURES, storage: this.storageMirrors } : null;
+    const llvmpipe = /llvmpipe/i.test(`${info?.device ?? ''} ${info?.description ?? ''}`);
+    this.matmulTextures = llvmpipe ? { ...LLVMPIPE_TEXTURES, storage: this.storageMirrors } : null;
+    this.programTextures = llvmpipe && this.storageMirrors ? { ...LLVMPIPE_PROGRAM_TEXTURES } : null;
   }
 
   // ---- errors ---------------------------------------------------------------------------------
@@ -312,6 +349,8 @@ export class WebGPUBackend implements Backend {
     if (this.slots > 0) this.device.queue.writeBuffer(this.uniform, 0, this.arena, 0, (this.slots * this.slotBytes) / 4);
     this.device.queue.submit([enc.finish()]);
     this.counters.submits++;
+    for (const t of this.retired) t.destroy();
+    this.retired.length = 0;
     this.encoder = null;
     this.pass = null;
     this.slots = 0;
@@ -383,11 +422,11 @@ export class WebGPUBackend implements Backend {
         ],
       });
       this.bindGroups.set(key, g);
-      // Mirrors are only destroyed with the backend (or all their groups with the cache, see mirror()).
+      // By buffer id, and by minus the id for mirrors (whose groups go when they are evicted).
       for (const b of buffers) {
-        if (isMirror(b)) continue;
-        let keys = this.bindGroupsOf.get(b.id);
-        if (!keys) this.bindGroupsOf.set(b.id, (keys = []));
+        const id = isMirror(b) ? -b.id : b.id;
+        let keys = this.bindGroupsOf.get(id);
+        if (!keys) this.bindGroupsOf.set(id, (keys = []));
         keys.push(key);
       }
     }
@@ -421,49 +460,104 @@ export class WebGPUBackend implements Backend {
   /**
    * Texture mirror number `slot` of `shape` (mirrorShape), with the first `elements` floats of
    * `src` copied in (recorded in the open batch: commands run in order, so one mirror serves every
-   * matmul of a batch). Whole rows in one copy, the rest of the last row in a second; no copy when
-   * the mirror already holds those floats of `src` and nothing has written `src` since (the MLP's
-   * batch is read by the forward product and by the weight gradient's).
+   * matmul of a batch). No copy when the mirror already holds those floats of `src` and nothing has
+   * written `src` since (the MLP's batch is read by the forward product and by the weight gradient's).
    */
   private mirror(src: PooledBuffer, elements: number, shape: MirrorShape, slot: number, keep?: TextureMirror): TextureMirror {
+    const m = this.mirrorSlot(this.productMirrors, MIRROR_SHAPES, this.matmulTextures?.mirrorBytes ?? MIRROR_BYTES, shape, slot, keep);
+    this.fillMirror(m, src, elements);
+    return m;
+  }
+
+  /**
+   * Mirrors of a program's inputs (distinct buffers, `elements` floats each, so one shape): a
+   * mirror of either cache that holds a buffer's floats already (a parameter its forward product
+   * has just mirrored), else a program mirror slot no other input of the call takes, refilled.
+   */
+  private programMirrorsFor(srcs: readonly PooledBuffer[], elements: number, shape: MirrorShape): TextureMirror[] {
+    const key = `${shape.width}x${shape.rows}`;
+    const texels = Math.ceil(elements / 4);
+    const taken: TextureMirror[] = [];
+    const held = (src: PooledBuffer) => {
+      for (const cache of [this.productMirrors, this.programMirrors]) {
+        const m = cache.shapes.get(key)?.find((t) => t && !taken.includes(t) && t.source?.id === src.id && t.source.writes === src.writes && t.source.texels >= texels);
+        if (m) {
+          this.touch(cache, key);
+          return m;
+        }
+      }
+      return undefined;
+    };
+    const out = srcs.map((src) => {
+      const m = held(src);
+      if (m) taken.push(m);
+      return m;
+    });
+    const cap = this.programTextures?.mirrorBytes ?? PROGRAM_MIRROR_BYTES;
+    return srcs.map((src, q) => {
+      let m = out[q];
+      if (!m) {
+        const list = this.programMirrors.shapes.get(key) ?? [];
+        let slot = 0;
+        while (list[slot] && taken.includes(list[slot]!)) slot++;
+        m = this.mirrorSlot(this.programMirrors, PROGRAM_MIRROR_SHAPES, cap, shape, slot, taken);
+        this.fillMirror(m, src, elements);
+        taken.push(m);
+      }
+      return m;
+    });
+  }
+
+  /** Mark a shape of a cache most recently used (re-inserted last: Map order is least recently used first). */
+  private touch(cache: MirrorCache, key: string): (TextureMirror | undefined)[] {
+    const list = cache.shapes.get(key) ?? [];
+    cache.shapes.delete(key);
+    cache.shapes.set(key, list);
+    return list;
+  }
+
+  /**
+   * Texture number `slot` of `shape` in `cache`, created if missing; room is made by destroying
+   * the least recently used shapes of that cache, never this one nor one holding a texture of
+   * `keep` (the other operands of the same dispatch).
+   */
+  private mirrorSlot(cache: MirrorCache, maxShapes: number, maxBytes: number, shape: MirrorShape, slot: number, keep?: TextureMirror | readonly TextureMirror[]): TextureMirror {
     const { width, shift, rows } = shape;
     const key = `${width}x${rows}`;
-    const list = this.mirrors.get(key) ?? [];
-    // Re-inserted last: the Map's order is least recently used first.
-    this.mirrors.delete(key);
-    this.mirrors.set(key, list);
+    const list = this.touch(cache, key);
     let m = list[slot];
     if (!m) {
       const bytes = width * rows * 16;
-      const cap = this.matmulTextures?.mirrorBytes ?? MIRROR_BYTES;
-      // Room for it: the least recently used shapes go, never this one nor `keep` (the other
-      // operand of the same product); the open batch may still read them, so it is submitted first.
-      const shapes = () => [...this.mirrors.keys()].filter((k) => k !== key && !(keep && this.mirrors.get(k)!.includes(keep)));
+      const kept = keep === undefined ? [] : Array.isArray(keep) ? keep : [keep as TextureMirror];
+      const shapes = () => [...cache.shapes.keys()].filter((k) => k !== key && !cache.shapes.get(k)!.some((t) => t && kept.includes(t)));
       let victims = shapes();
-      let evicted = false;
-      while (victims.length > 0 && (this.mirrors.size > MIRROR_SHAPES || this.mirrorBytes + bytes > cap)) {
-        if (!evicted) void this.flush();
-        evicted = true;
-        for (const t of this.mirrors.get(victims[0])!) {
+      while (victims.length > 0 && (cache.shapes.size > maxShapes || cache.bytes + bytes > maxBytes)) {
+        for (const t of cache.shapes.get(victims[0])!) {
           if (!t) continue;
-          t.texture.destroy();
-          this.mirrorBytes -= t.bytes;
+          // The open batch may still read it: destroyed after that batch's submit, no new dispatch binds it.
+          if (this.encoder) this.retired.push(t.texture);
+          else t.texture.destroy();
+          cache.bytes -= t.bytes;
+          for (const k of this.bindGroupsOf.get(-t.id) ?? []) this.bindGroups.delete(k);
+          this.bindGroupsOf.delete(-t.id);
         }
-        this.mirrors.delete(victims[0]);
+        cache.shapes.delete(victims[0]);
         victims = shapes();
-      }
-      if (evicted) {
-        this.bindGroups.clear();
-        this.bindGroupsOf.clear();
       }
       const usage = TextureUsage.TEXTURE_BINDING | TextureUsage.COPY_DST | (this.storageMirrors ? TextureUsage.STORAGE_BINDING : 0);
       const texture = this.device.createTexture({ size: [width, rows, 1], format: 'rgba32float', usage });
       m = list[slot] = { id: this.nextMirrorId++, texture, view: texture.createView(), shift, bytes, source: null };
-      this.mirrorBytes += bytes;
+      cache.bytes += bytes;
     }
+    return m;
+  }
+
+  /** Copy the first `elements` floats of `src` into mirror `m` unless it holds them already: whole rows in one copy, the rest of the last row in a second. */
+  private fillMirror(m: TextureMirror, src: PooledBuffer, elements: number): void {
+    const width = 1 << m.shift;
     const texels = Math.ceil(elements / 4);
     const held = m.source;
-    if (held && held.id === src.id && held.writes === src.writes && held.texels >= texels) return m;
+    if (held && held.id === src.id && held.writes === src.writes && held.texels >= texels) return;
     m.source = { id: src.id, writes: src.writes, texels };
     const full = Math.floor(texels / width);
     const rest = texels - full * width;
@@ -472,11 +566,10 @@ export class WebGPUBackend implements Backend {
     if (full > 0) enc.copyBufferToTexture({ buffer: src.gpu, bytesPerRow: rowBytes, rowsPerImage: full }, { texture: m.texture }, [width, full, 1]);
     if (rest > 0) enc.copyBufferToTexture({ buffer: src.gpu, offset: full * rowBytes, bytesPerRow: rowBytes }, { texture: m.texture, origin: [0, full, 0] }, [rest, 1, 1]);
     this.referenced.add(src);
-    return m;
   }
 
   /** A 1-D launch of `threads` invocations; `rowWord` receives the invocations per grid row. */
-  private dispatch1d(k: KernelSource, buffers: readonly PooledBuffer[], params: Uint32Array, threads: number, rowWord: number, perGroup = this.limits.workgroupSize): void {
+  private dispatch1d(k: KernelSource, buffers: readonly Binding[], params: Uint32Array, threads: number, rowWord: number, perGroup = this.limits.workgroupSize): void {
     const [x, y] = grid2d(Math.ceil(threads / perGroup), this.limits.maxWorkgroupsPerDimension);
     params[rowWord] = x * perGroup;
     this.dispatch(k, buffers, params, [x, y, 1]);
@@ -719,19 +812,43 @@ export class WebGPUBackend implements Backend {
       if (size > 0 && (lo < 0 || hi >= b.size)) fail(op, `${what}'s view (strides [${l.strides.join(', ')}], offset ${l.offset}) reaches elements ${lo}..${hi}, outside a buffer of ${b.size}`);
       return p;
     };
-    const inputBinding = inputs.map((b, k) => binding(operand(b, `input ${k}`, strides && layouts?.inputs[k])));
-    const outputBinding = outputs.map((b, k) => binding(operand(b, `output ${k}`, strides && layouts?.outputs[k])));
+    const inputP = inputs.map((b, k) => operand(b, `input ${k}`, strides && layouts?.inputs[k]));
+    const outputP = outputs.map((b, k) => operand(b, `output ${k}`, strides && layouts?.outputs[k]));
+    const vec4 = size > 0 ? programVec4(layouts, strides, size, inputs.length, outputs.length) : undefined;
+    // Inputs read through texture mirrors (their buffers are bound only if something else reads them).
+    const mirrorShape_ = this.programMirrorShape(size, vec4);
+    const mirrored = inputP.map(() => -1);
+    const sources: PooledBuffer[] = [];
+    if (mirrorShape_ && vec4) {
+      const used = new Set(program.steps.flatMap((st) => (st.op === 'input' ? [st.index] : [])));
+      inputP.forEach((p, q) => {
+        if (!used.has(q) || vec4.inputs[q] !== 'c') return;
+        let j = sources.indexOf(p);
+        if (j < 0 && sources.length < Math.min(MAX_PROGRAM_MIRRORS, this.device.limits.maxStorageTexturesPerShaderStage)) j = sources.push(p) - 1;
+        mirrored[q] = j;
+      });
+    }
+    const inputBinding = inputP.map((p, q) => (mirrored[q] >= 0 ? -1 : binding(p)));
+    const outputBinding = outputP.map((p) => binding(p));
     if (new Set(outputBinding).size !== outputBinding.length) fail(op, 'two outputs are the same buffer');
     if (bufs.length > 8) fail(op, `${bufs.length} distinct buffers; a WebGPU kernel binds at most 8`);
     if (size === 0) return;
-    const vec4 = programVec4(layouts, strides, size, inputs.length, outputs.length);
-    const k = programKernel(program, inputBinding, outputBinding, bufs.length, this.limits.workgroupSize, strides, vec4);
+    const k = programKernel(program, inputBinding, outputBinding, bufs.length, this.limits.workgroupSize, strides, vec4, sources.length > 0 ? mirrored : undefined);
     const params = new Uint32Array(PARAM_WORDS);
     const threads = vec4 ? size / 4 : size;
     params[0] = threads;
     scalars.forEach((s, i) => (params[PROGRAM_SCALAR_WORD + i] = f32Bits(s)));
     if (strides && layouts) programLayoutParams(params, layouts);
-    this.dispatch1d(k, bufs, params, threads, 1);
+    const textures = sources.length > 0 ? this.programMirrorsFor(sources, size, mirrorShape_!) : [];
+    textures.forEach((t, j) => (params[PROGRAM_MIRROR_SHIFT_WORD] |= t.shift << (8 * j)));
+    this.dispatch1d(k, [...bufs, ...textures], params, threads, 1);
+  }
+
+  /** The mirror shape of a program call's compact inputs when the policy reads them through textures (else null). */
+  private programMirrorShape(size: number, vec4: ProgramVec4 | undefined): MirrorShape | null {
+    const tp = this.programTextures;
+    if (!tp || !this.storageMirrors || !vec4 || size < tp.minElements || size === 0) return null;
+    return mirrorShape(size, this.device.limits.maxTextureDimension2D);
   }
 
   // ---- strided --------------------------------------------------------------------------------
@@ -1092,8 +1209,12 @@ export class WebGPUBackend implements Backend {
     for (const list of this.staging.values()) for (const b of list) b.destroy();
     this.staging.clear();
     this.uniform.destroy();
-    for (const list of this.mirrors.values()) for (const t of list) t?.texture.destroy();
-    this.mirrors.clear();
+    for (const cache of [this.productMirrors, this.programMirrors]) {
+      for (const list of cache.shapes.values()) for (const t of list) t?.texture.destroy();
+      cache.shapes.clear();
+    }
+    for (const t of this.retired) t.destroy();
+    this.retired.length = 0;
     this.bindGroups.clear();
     if (this.ownsDevice) this.device.destroy();
   }

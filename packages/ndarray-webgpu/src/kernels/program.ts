@@ -2,8 +2,17 @@ import type { ElementwiseProgram, OperandLayout, ProgramLayouts } from '@needle/
 import { bindings, f32Bits, PARAM_WORDS, type Access, type KernelSource } from './kernel';
 import { binaryExpr, PRELUDE, unaryExpr } from './wgsl';
 
-/** Word of the uniform block where scalar 0 starts (after n, row, a zero and a word of padding). */
+/** Word of the uniform block where scalar 0 starts (after n, row, a zero and the mirror shifts). */
 export const PROGRAM_SCALAR_WORD = 4;
+
+/**
+ * Word holding the texel row widths' log2 of a program's texture mirrors (see programKernel's
+ * `mirrored`), 8 bits each: mirror j in bits 8j..8j+7.
+ */
+export const PROGRAM_MIRROR_SHIFT_WORD = 3;
+
+/** Most inputs of one program read through texture mirrors (4 storage textures: the least a device offering them allows). */
+export const MAX_PROGRAM_MIRRORS = 4;
 
 /**
  * Word where the layout words start (after the 16 scalars): the iteration shape (rank words), then
@@ -153,18 +162,36 @@ function strideWord(strides: ProgramStrides, output: boolean, index: number): st
  * read_write. Scalars travel in the uniform block. With `vec4` the steps run once per component
  * (llvmpipe's SIMD is across invocations, so scalar arithmetic costs the same; the loads are what a
  * vec4 saves), and `p.n` counts groups of four.
+ *
+ * `mirrored[q]` >= 0 (vec4 kernels, compact inputs only): input q is read from texture mirror
+ * number `mirrored[q]` (a read-only rgba32float storage texture bound after the `bindingCount`
+ * buffers, holding the buffer's floats in order as mirrorShape lays them out) instead of from a
+ * buffer; its `inputBinding` entry is then unused. On llvmpipe such a fetch is a gather (~9 ns per
+ * 8 lanes) where a storage-buffer vec4 load is a loop over the lanes (~25 ns): NOTES.md, session 7.
+ * The values read are the same floats, so the results are the buffer kernel's bit for bit.
  */
-export function programKernel(program: ElementwiseProgram, inputBinding: readonly number[], outputBinding: readonly number[], bindingCount: number, workgroup: number, strides?: ProgramStrides, vec4?: ProgramVec4): KernelSource {
-  const storage: Access[] = Array.from({ length: bindingCount }, (_, b) => (outputBinding.includes(b) ? 'read_write' : 'read'));
+export function programKernel(program: ElementwiseProgram, inputBinding: readonly number[], outputBinding: readonly number[], bindingCount: number, workgroup: number, strides?: ProgramStrides, vec4?: ProgramVec4, mirrored?: readonly number[]): KernelSource {
+  const mirrors = mirrored ? Math.max(-1, ...mirrored) + 1 : 0;
+  const storage: Access[] = [
+    ...Array.from({ length: bindingCount }, (_, b): Access => (outputBinding.includes(b) ? 'read_write' : 'read')),
+    ...Array.from({ length: mirrors }, (): Access => 'storage-texture'),
+  ];
+  const mirrorOf = (q: number) => (mirrored && vec4 && vec4.inputs[q] === 'c' ? mirrored[q] : -1);
   const mask = (flags: readonly boolean[]) => flags.map((f) => (f ? 's' : 'c')).join('');
   const layoutKey = strides ? `:r${strides.rank}:${mask(strides.inputs)}>${mask(strides.outputs)}` : '';
   const vecKey = vec4 ? `:v4:${vec4.inputs.join('')}>${vec4.outputs.join('')}` : '';
-  const key = `prog:${program.key}:${inputBinding.join(',')}>${outputBinding.join(',')}:${workgroup}${layoutKey}${vecKey}`;
+  const mirrorKey = mirrors > 0 ? `:t${inputBinding.map((_, q) => mirrorOf(q)).join(',')}` : '';
+  const key = `prog:${program.key}:${inputBinding.join(',')}>${outputBinding.join(',')}:${workgroup}${layoutKey}${vecKey}${mirrorKey}`;
   return {
     key,
     storage,
     code() {
-      const decl = bindings('n: u32, row: u32, zero: u32, pad: u32, s: array<vec4<f32>, 4>, l: array<vec4<i32>, ' + LAYOUT_WORDS / 4 + '>,', storage.map((access, b) => ({ name: `b${b}`, access, type: vec4 ? 'vec4<f32>' : 'f32' })));
+      const decl = bindings('n: u32, row: u32, zero: u32, tsh: u32, s: array<vec4<f32>, 4>, l: array<vec4<i32>, ' + LAYOUT_WORDS / 4 + '>,', storage.map((access, b) => ({ name: b < bindingCount ? `b${b}` : `t${b - bindingCount}`, access, type: vec4 ? 'vec4<f32>' : 'f32' })));
+      // Texel i of mirror j (mirrorShape's layout; its row width's log2 in the uniform block).
+      const mirrorFns = Array.from({ length: mirrors }, (_, j) => `fn mt${j}(i: u32) -> vec4<f32> {
+  let sh = (p.tsh >> ${8 * j}u) & 255u;
+  return textureLoad(t${j}, vec2<u32>(i & ((1u << sh) - 1u), i >> sh));
+}`);
       // Element index of operand positions: strided operands get the multi-index digits of the
       // (first) element once, then one dot product each.
       const index: string[] = [];
@@ -181,6 +208,7 @@ export function programKernel(program: ElementwiseProgram, inputBinding: readonl
       // Every input is read once, before any output is written.
       const loads = [...used].map((q) => {
         const b = `b${inputBinding[q]}`;
+        if (mirrorOf(q) >= 0) return `  let x${q} = mt${mirrorOf(q)}(i);`;
         if (!vec4) return `  let x${q} = ${b}[${inAt[q]}];`;
         const mode = vec4.inputs[q];
         if (mode === 'b') return `  let x${q} = vec4<f32>(${scalarAt(b, inAt[q])});`;
@@ -196,6 +224,7 @@ export function programKernel(program: ElementwiseProgram, inputBinding: readonl
       });
       return `${PRELUDE}
 ${decl}
+${mirrorFns.join('\n')}
 @compute @workgroup_size(${workgroup})
 fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let i = g.x + g.y * p.row;
