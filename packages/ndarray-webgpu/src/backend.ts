@@ -21,7 +21,7 @@ import { f32Bits, grid2d, mirrorShape, PARAM_WORDS, type KernelSource, type Mirr
 import { coalesce, MAX_DIMS, STRIDED_ROW_WORD, stridedKernel, stridedParams, rowsApplies, rowsKernel, rowsParams, transposeApplies, transposeKernel, transposeParams, type StridedMode } from './kernels/layout';
 import { epilogueModes, MAX_EPILOGUE_INPUTS, matmulGrid, matmulKernel, matmulParams, matmulRowsApplies, matmulRowsGrid, matmulRowsKernel, matmulSmallKApplies, matmulSmallKGrid, matmulSmallKKernel, matmulVariant, type MatmulTile } from './kernels/matmul';
 import { gatherRowsKernel, LOOKUP_WORDS, scatterAddRowsKernel } from './kernels/lookup';
-import { MAX_PROGRAM_MIRRORS, programKernel, programLayoutParams, programStrides, programVec4, PROGRAM_MIRROR_SHIFT_WORD, PROGRAM_SCALAR_WORD, type ProgramVec4 } from './kernels/program';
+import { MAX_PROGRAM_MIRRORS, programKernel, programLayoutParams, programStrides, programVec4, PROGRAM_MIRROR_SHIFT_WORD, PROGRAM_SCALAR_WORD } from './kernels/program';
 import { reduceColumnsApplies, reduceColumnsKernel, reduceKernel, reduceProgramKernel, reduceStrategy4, REDUCE_PROGRAM_LAYOUT_WORDS } from './kernels/reduce';
 import { binaryExpr, unaryExpr } from './kernels/wgsl';
 import { BufferPool, sizeClass, type PooledBuffer } from './pool';
@@ -131,6 +131,12 @@ export interface MatmulTexturePolicy {
    * allows it: see WebGPUBackend.storageMirrors).
    */
   storage?: boolean;
+  /**
+   * The narrow-output and small-k kernels read A and B through mirrors too (storage textures
+   * only) from this many multiply-adds (undefined: never): their operands are small, so the copies
+   * are cheap, and B's loads repeat in every lane.
+   */
+  narrowMinMacs?: number;
 }
 
 /**
@@ -168,7 +174,7 @@ interface MirrorCache {
  * 4); read as storage textures, ~20% less again (session 6). Hardware GPUs are not measured, so
  * they keep storage loads.
  */
-const LLVMPIPE_TEXTURES: MatmulTexturePolicy = { minMacs: 2 ** 22, minReuse: 32 };
+const LLVMPIPE_TEXTURES: MatmulTexturePolicy = { minMacs: 2 ** 22, minReuse: 32, narrowMinMacs: 2 ** 18 };
 
 /**
  * Whether texture mirrors can be read as read-only rgba32float storage textures: the WGSL language
@@ -464,48 +470,59 @@ export class WebGPUBackend implements Backend {
    * written `src` since (the MLP's batch is read by the forward product and by the weight gradient's).
    */
   private mirror(src: PooledBuffer, elements: number, shape: MirrorShape, slot: number, keep?: TextureMirror): TextureMirror {
-    const m = this.mirrorSlot(this.productMirrors, MIRROR_SHAPES, this.matmulTextures?.mirrorBytes ?? MIRROR_BYTES, shape, slot, keep);
+    // A mirror of this shape holding those floats already, in any slot (the MLP's logits gradient is
+    // B of one product and A of the next), else slot `slot` (or the other, when `keep` holds it).
+    const key = `${shape.width}x${shape.rows}`;
+    const texels = Math.ceil(elements / 4);
+    const list = this.productMirrors.shapes.get(key) ?? [];
+    const held = list.find((t) => t && t !== keep && t.source?.id === src.id && t.source.writes === src.writes && t.source.texels >= texels);
+    if (held) {
+      this.touch(this.productMirrors, key);
+      return held;
+    }
+    const at = list[slot] && list[slot] === keep ? 1 - slot : slot;
+    const m = this.mirrorSlot(this.productMirrors, MIRROR_SHAPES, this.matmulTextures?.mirrorBytes ?? MIRROR_BYTES, shape, at, keep);
     this.fillMirror(m, src, elements);
     return m;
   }
 
   /**
-   * Mirrors of a program's inputs (distinct buffers, `elements` floats each, so one shape): a
-   * mirror of either cache that holds a buffer's floats already (a parameter its forward product
-   * has just mirrored), else a program mirror slot no other input of the call takes, refilled.
+   * The mirrors of a program's mirrored inputs (distinct buffers, `elements` floats each): the
+   * held ones as they are, the others in program mirror slots of `shape` that no other input of
+   * the call takes, refilled.
    */
-  private programMirrorsFor(srcs: readonly PooledBuffer[], elements: number, shape: MirrorShape): TextureMirror[] {
-    const key = `${shape.width}x${shape.rows}`;
+  private programMirrorsFor(sources: readonly { src: PooledBuffer; held: TextureMirror | undefined }[], elements: number, shape: MirrorShape | null): TextureMirror[] {
+    const taken = sources.flatMap((x) => (x.held ? [x.held] : []));
+    const cap = this.programTextures?.mirrorBytes ?? PROGRAM_MIRROR_BYTES;
+    return sources.map(({ src, held }) => {
+      if (held) return held;
+      const list = this.programMirrors.shapes.get(`${shape!.width}x${shape!.rows}`) ?? [];
+      let slot = 0;
+      while (list[slot] && taken.includes(list[slot]!)) slot++;
+      const m = this.mirrorSlot(this.programMirrors, PROGRAM_MIRROR_SHAPES, cap, shape!, slot, taken);
+      this.fillMirror(m, src, elements);
+      taken.push(m);
+      return m;
+    });
+  }
+
+  /**
+   * A storage-texture mirror, of any shape in either cache, holding the first `elements` floats
+   * of `src` as they are now (undefined: none; only where mirrors are storage textures).
+   */
+  private heldMirror(src: PooledBuffer, elements: number, exclude: readonly (TextureMirror | undefined)[] = []): TextureMirror | undefined {
+    if (!this.storageMirrors) return undefined;
     const texels = Math.ceil(elements / 4);
-    const taken: TextureMirror[] = [];
-    const held = (src: PooledBuffer) => {
-      for (const cache of [this.productMirrors, this.programMirrors]) {
-        const m = cache.shapes.get(key)?.find((t) => t && !taken.includes(t) && t.source?.id === src.id && t.source.writes === src.writes && t.source.texels >= texels);
+    for (const cache of [this.productMirrors, this.programMirrors]) {
+      for (const [key, list] of cache.shapes) {
+        const m = list.find((t) => t && !exclude.includes(t) && t.source?.id === src.id && t.source.writes === src.writes && t.source.texels >= texels);
         if (m) {
           this.touch(cache, key);
           return m;
         }
       }
-      return undefined;
-    };
-    const out = srcs.map((src) => {
-      const m = held(src);
-      if (m) taken.push(m);
-      return m;
-    });
-    const cap = this.programTextures?.mirrorBytes ?? PROGRAM_MIRROR_BYTES;
-    return srcs.map((src, q) => {
-      let m = out[q];
-      if (!m) {
-        const list = this.programMirrors.shapes.get(key) ?? [];
-        let slot = 0;
-        while (list[slot] && taken.includes(list[slot]!)) slot++;
-        m = this.mirrorSlot(this.programMirrors, PROGRAM_MIRROR_SHAPES, cap, shape, slot, taken);
-        this.fillMirror(m, src, elements);
-        taken.push(m);
-      }
-      return m;
-    });
+    }
+    return undefined;
   }
 
   /** Mark a shape of a cache most recently used (re-inserted last: Map order is least recently used first). */
@@ -815,16 +832,25 @@ export class WebGPUBackend implements Backend {
     const inputP = inputs.map((b, k) => operand(b, `input ${k}`, strides && layouts?.inputs[k]));
     const outputP = outputs.map((b, k) => operand(b, `output ${k}`, strides && layouts?.outputs[k]));
     const vec4 = size > 0 ? programVec4(layouts, strides, size, inputs.length, outputs.length) : undefined;
-    // Inputs read through texture mirrors (their buffers are bound only if something else reads them).
-    const mirrorShape_ = this.programMirrorShape(size, vec4);
+    // Compact inputs read through texture mirrors (their buffers are bound only if something else
+    // reads them): a mirror already holding the buffer's floats, at any size; at least
+    // minElements, a program mirror filled for the call.
     const mirrored = inputP.map(() => -1);
-    const sources: PooledBuffer[] = [];
-    if (mirrorShape_ && vec4) {
+    const sources: { src: PooledBuffer; held: TextureMirror | undefined }[] = [];
+    const tp = this.programTextures;
+    const fill = tp && vec4 && size >= tp.minElements ? mirrorShape(size, this.device.limits.maxTextureDimension2D) : null;
+    if (tp && this.storageMirrors && vec4) {
       const used = new Set(program.steps.flatMap((st) => (st.op === 'input' ? [st.index] : [])));
+      const most = Math.min(MAX_PROGRAM_MIRRORS, this.device.limits.maxStorageTexturesPerShaderStage);
       inputP.forEach((p, q) => {
         if (!used.has(q) || vec4.inputs[q] !== 'c') return;
-        let j = sources.indexOf(p);
-        if (j < 0 && sources.length < Math.min(MAX_PROGRAM_MIRRORS, this.device.limits.maxStorageTexturesPerShaderStage)) j = sources.push(p) - 1;
+        let j = sources.findIndex((x) => x.src === p);
+        if (j < 0) {
+          if (sources.length === most) return;
+          const held = this.heldMirror(p, size, sources.map((x) => x.held));
+          if (!held && !fill) return;
+          j = sources.push({ src: p, held }) - 1;
+        }
         mirrored[q] = j;
       });
     }
@@ -839,16 +865,9 @@ export class WebGPUBackend implements Backend {
     params[0] = threads;
     scalars.forEach((s, i) => (params[PROGRAM_SCALAR_WORD + i] = f32Bits(s)));
     if (strides && layouts) programLayoutParams(params, layouts);
-    const textures = sources.length > 0 ? this.programMirrorsFor(sources, size, mirrorShape_!) : [];
+    const textures = this.programMirrorsFor(sources, size, fill);
     textures.forEach((t, j) => (params[PROGRAM_MIRROR_SHIFT_WORD] |= t.shift << (8 * j)));
     this.dispatch1d(k, [...bufs, ...textures], params, threads, 1);
-  }
-
-  /** The mirror shape of a program call's compact inputs when the policy reads them through textures (else null). */
-  private programMirrorShape(size: number, vec4: ProgramVec4 | undefined): MirrorShape | null {
-    const tp = this.programTextures;
-    if (!tp || !this.storageMirrors || !vec4 || size < tp.minElements || size === 0) return null;
-    return mirrorShape(size, this.device.limits.maxTextureDimension2D);
   }
 
   // ---- strided --------------------------------------------------------------------------------
@@ -948,7 +967,11 @@ export class WebGPUBackend implements Backend {
           const op_ = this.sized(name, out, outSize, 'out');
           const params = new Uint32Array(PARAM_WORDS);
           params.set([outSize / 4, 0, reduceSize, c.offset / 4, c.strides[1] / 4]);
-          this.dispatch1d(reduceColumnsKernel(op as 'sum' | 'max' | 'min', 64), [ap, op_], params, outSize / 4, 1, 64);
+          // A mirror a product has just filled with these floats (the MLP's bias gradient reads dH,
+          // B of its weight gradient) is fetched from instead, without a copy (NOTES.md, session 7).
+          const held = this.heldMirror(ap, hi + 1);
+          if (held) params[5] = held.shift;
+          this.dispatch1d(reduceColumnsKernel(op as 'sum' | 'max' | 'min', 64, held !== undefined), [held ?? ap, op_], params, outSize / 4, 1, 64);
           return;
         }
         this.reduceProgramKernels(name, op, IDENTITY, [a], [], out, outSize, reduceSize, { shape: c.shape, inputs: [{ strides: c.strides, offset: c.offset }], outputs: [] }, 0);
@@ -1075,32 +1098,36 @@ export class WebGPUBackend implements Backend {
     let operands: [Binding, Binding] = [A, B];
     let mirrors: { a: [number, MirrorShape]; b: [number, MirrorShape] } | undefined;
     let shifts: [number, number] | undefined;
-    if (matmulRowsApplies(spec)) {
-      const modes = epilogue ? epilogueModes(epilogue.layouts, false) : undefined;
-      kernel = matmulRowsKernel(spec, epilogue && modes && { program: epilogue.program, modes });
-      [gx, gy] = matmulRowsGrid(spec);
-    } else if (matmulSmallKApplies(spec)) {
-      const modes = epilogue ? epilogueModes(epilogue.layouts, true) : undefined;
-      kernel = matmulSmallKKernel(spec, epilogue && modes && { program: epilogue.program, modes });
-      [gx, gy] = matmulSmallKGrid(spec);
-    } else {
-      // The floats of A and B the product reads (from the buffers' starts: kernel indices are
-      // absolute); one buffer for both is mirrored once, as far as either reaches.
-      let aElems = aOffset + last * aBatchStride + m * k;
-      let bElems = bOffset + last * bBatchStride + k * n;
-      if (A === B) aElems = bElems = Math.max(aElems, bElems);
-      const macs = batch * m * n * k;
-      const tp = this.matmulTextures;
-      const maxRows = Math.min(tp?.maxRows ?? Infinity, this.device.limits.maxTextureDimension2D);
-      const wanted = tp !== null && macs >= tp.minMacs && macs >= tp.minReuse * (aElems + bElems);
+    // The floats of A and B the product reads (from the buffers' starts: kernel indices are
+    // absolute); one buffer for both is mirrored once, as far as either reaches.
+    let aElems = aOffset + last * aBatchStride + m * k;
+    let bElems = bOffset + last * bBatchStride + k * n;
+    if (A === B) aElems = bElems = Math.max(aElems, bElems);
+    const macs = batch * m * n * k;
+    const tp = this.matmulTextures;
+    const maxRows = Math.min(tp?.maxRows ?? Infinity, this.device.limits.maxTextureDimension2D);
+    const shapes = (wanted: boolean): { a: [number, MirrorShape]; b: [number, MirrorShape] } | undefined => {
       const aShape = wanted ? mirrorShape(aElems, maxRows) : null;
       const bShape = wanted ? mirrorShape(bElems, maxRows) : null;
-      const tex = aShape !== null && bShape !== null ? (tp?.storage && this.storageMirrors ? 'storage' : 'sampled') : false;
+      return aShape && bShape ? { a: [aElems, aShape], b: [bElems, bShape] } : undefined;
+    };
+    const rows = matmulRowsApplies(spec);
+    if (rows || matmulSmallKApplies(spec)) {
+      // Mirrored as storage textures only (the kernels were measured with those: NOTES.md, session 7).
+      mirrors = shapes(tp !== null && tp.storage === true && this.storageMirrors && tp.narrowMinMacs !== undefined && macs >= tp.narrowMinMacs);
+      const tex = mirrors ? 'storage' : false;
+      const modes = epilogue ? epilogueModes(epilogue.layouts, !rows) : undefined;
+      const epi = epilogue && modes && { program: epilogue.program, modes };
+      kernel = rows ? matmulRowsKernel(spec, epi, tex) : matmulSmallKKernel(spec, epi, tex);
+      [gx, gy] = rows ? matmulRowsGrid(spec) : matmulSmallKGrid(spec);
+    } else {
+      mirrors = shapes(tp !== null && macs >= tp.minMacs && macs >= tp.minReuse * (aElems + bElems));
+      const tex = mirrors ? (tp?.storage && this.storageMirrors ? 'storage' : 'sampled') : false;
       const plain = matmulVariant(spec, this.limits.workgroupSize, this.tileOverride?.(spec, tex !== false), tex);
       const variant = epilogue ? { ...plain, epilogue: { program: epilogue.program, modes: epilogueModes(epilogue.layouts, plain.vecC) } } : plain;
       kernel = matmulKernel(variant);
       [gx, gy] = matmulGrid(spec, variant);
-      if (variant.tex && aShape && bShape) mirrors = { a: [aElems, aShape], b: [bElems, bShape] };
+      if (!variant.tex) mirrors = undefined;
     }
     const maxDim = this.limits.maxWorkgroupsPerDimension;
     if (gx > maxDim || gy > maxDim) fail(op, `a ${m}x${n} result needs a ${gx}x${gy} grid; this device allows ${maxDim} per dimension`);

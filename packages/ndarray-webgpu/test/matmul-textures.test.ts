@@ -87,6 +87,94 @@ describe.runIf(gpu)('webgpu matmul through texture mirrors', () => {
     }
   });
 
+  // The narrow-output (n <= 16) and small-k (k <= 16, k % 4 != 0) kernels read storage-texture
+  // mirrors too (policy.narrowMinMacs), with and without an epilogue.
+  const narrowCases: { name: string; s: MatmulSpec }[] = [
+    { name: 'narrow: 8 rows a lane', s: spec(128, 24, 10) },
+    { name: 'narrow: transposed A, k % 4 != 0 (the remainder loop reads texels too)', s: spec(24, 13, 7, { transA: true }) },
+    { name: 'narrow: transposed B, batched', s: spec(12, 16, 5, { transB: true, batch: 2, aBatchStride: 192, bBatchStride: 80 }) },
+    { name: 'small k: B transposed (k = 10)', s: spec(20, 10, 40, { transB: true }) },
+    { name: 'small k: A transposed (k = 6)', s: spec(16, 6, 36, { transA: true }) },
+    { name: 'small k: odd k (k = 9), offsets', s: spec(8, 9, 32, { aOffset: 4, bOffset: 8, outOffset: 4 }) },
+  ];
+  test.runIf(policy?.storage === true).each(narrowCases)('$name', async ({ s }) => {
+    const aSize = (s.aOffset ?? 0) + (s.batch - 1) * s.aBatchStride + s.m * s.k;
+    const bSize = (s.bOffset ?? 0) + (s.batch - 1) * s.bBatchStride + s.k * s.n;
+    const outSize = (s.outOffset ?? 0) + s.batch * s.m * s.n;
+    const a = randomArray(aSize, 41 + aSize, -2, 2);
+    const b = randomArray(bSize, 42 + bSize, -2, 2);
+    const bias = randomArray(s.n, 43, -1, 1);
+    const run = async (be: Backend, fused: boolean): Promise<{ out: Float32Array; copies: number }> => {
+      const [ab, bb, eb] = [a, b, bias].map((d) => {
+        const x = be.alloc(d.length);
+        be.write(x, d);
+        return x;
+      });
+      const out = be.alloc(outSize);
+      be.fill(out, -7, outSize);
+      const before = be === g ? g.stats().copies : 0;
+      if (fused) be.matmulProgram!(ab, bb, out, s, { program: relu, inputs: [eb], scalars: [], layouts: [{ strides: [0, 0, 1], offset: 0 }] });
+      else be.matmul(ab, bb, out, s);
+      const copies = be === g ? g.stats().copies - before : 0;
+      const r = await be.read(out);
+      for (const x of [ab, bb, eb, out]) be.free(x);
+      return { out: r, copies };
+    };
+    for (const fused of [false, true]) {
+      g.matmulTextures = null;
+      const storage = await run(g, fused);
+      // The narrow kernels take mirrors from narrowMinMacs only (the big-product policy alone: none).
+      g.matmulTextures = { ...forced, storage: true };
+      expect((await run(g, fused)).copies, 'no narrowMinMacs: no mirrors').toBe(0);
+      g.matmulTextures = { ...forced, storage: true, narrowMinMacs: 0 };
+      const tex = await run(g, fused);
+      expect(tex.copies, 'copies into texture mirrors').toBe(2);
+      expect(Array.from(tex.out), 'mirrors equal the storage-buffer path bit for bit').toEqual(Array.from(storage.out));
+      expectClose(tex.out, (await run(cpu, fused)).out, 2e-5, 2e-5, fused ? 'matmulProgram' : 'matmul');
+    }
+  });
+
+  test.runIf(policy?.storage === true)('a mirror is found in either slot: B of one product is A of the next without a copy; a column reduce fetches a held mirror', async () => {
+    g.matmulTextures = { ...forced, storage: true, narrowMinMacs: 0 };
+    // y = x @ w (w is B: slot 1), then z = w @ v (w is A: slot 0, same shape), then the sums of
+    // w's columns as a transposed view (the bias-gradient reduce) read w's mirror too.
+    const x = randomArray(8 * 32, 51, -1, 1);
+    const w = randomArray(32 * 32, 52, -1, 1);
+    const v = randomArray(32 * 12, 53, -1, 1);
+    const results: Float32Array[][] = [];
+    const copies: number[][] = [];
+    for (const be of [g, cpu] as Backend[]) {
+      const [xb, wb, vb] = [x, w, v].map((d) => {
+        const t = be.alloc(d.length);
+        be.write(t, d);
+        return t;
+      });
+      const [yb, zb, sb] = [8 * 32, 32 * 12, 32].map((n) => be.alloc(n));
+      const counts: number[] = [];
+      const count = (f: () => void) => {
+        const before = be === g ? g.stats().copies : 0;
+        f();
+        counts.push(be === g ? g.stats().copies - before : 0);
+      };
+      count(() => be.matmul(xb, wb, yb, spec(8, 32, 32)));
+      count(() => be.matmul(wb, vb, zb, spec(32, 32, 12)));
+      count(() => be.reduce('sum', wb, sb, 32, 32, { shape: [32, 32], strides: [1, 32], offset: 0 }));
+      results.push([await be.read(yb), await be.read(zb), await be.read(sb)]);
+      copies.push(counts);
+      for (const t of [xb, wb, vb, yb, zb, sb]) be.free(t);
+    }
+    expect(copies[0], 'copies per call').toEqual([2, 1, 0]);
+    g.matmulTextures = null;
+    const wb = g.alloc(w.length);
+    const sb = g.alloc(32);
+    g.write(wb, w);
+    g.reduce('sum', wb, sb, 32, 32, { shape: [32, 32], strides: [1, 32], offset: 0 });
+    expect(Array.from(results[0][2]), 'the reduce through the mirror equals the buffer path bit for bit').toEqual(Array.from(await g.read(sb)));
+    g.free(wb);
+    g.free(sb);
+    results[0].forEach((r, i) => expectClose(r, results[1][i], 2e-5, 2e-5, ['x @ w', 'w @ v', 'column sums of w'][i]));
+  });
+
   test('a mirror is refilled by later matmuls of the same batch', async () => {
     g.matmulTextures = forced;
     // 20 x 20: 100 texels, two mirror rows; the three products share the two mirrors of that height.

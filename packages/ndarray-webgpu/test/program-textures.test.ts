@@ -127,6 +127,34 @@ describe.runIf(gpu)('webgpu elementwise programs through texture mirrors', () =>
     results[0].forEach((r, i) => expectClose(r, results[1][i], 1e-5, 1e-5, ['product', 'updated weight'][i]));
   });
 
+  test.runIf(storage)('below minElements a program still fetches an input whose mirror a product holds (no copy); the others load from buffers', async () => {
+    g.programTextures = { minElements: 2 ** 30 };
+    g.matmulTextures = { minMacs: 0, minReuse: 0, storage: true };
+    const x = randomArray(8 * 24, 31, -1, 1);
+    const w = randomArray(24 * 40, 32, -1, 1);
+    const d = randomArray(24 * 40, 33, -1, 1);
+    const spec = { batch: 1, m: 8, k: 24, n: 40, aBatchStride: 0, bBatchStride: 0, transA: false, transB: false };
+    const outs: Float32Array[] = [];
+    for (const be of [g, cpu] as Backend[]) {
+      const [xb, wb, db, yb, ob] = [x, w, d, null, null].map((v, i) => {
+        const b = be.alloc(v ? v.length : i === 3 ? 8 * 40 : 24 * 40);
+        if (v) be.write(b, v);
+        return b;
+      });
+      if (be === g) await g.sync();
+      be.matmul(xb, wb, yb, spec);
+      const before = be === g ? g.stats().copies : 0;
+      be.elementwise!(sgd, [db, wb], [0.5], [ob], 24 * 40);
+      if (be === g) expect(g.stats().copies - before, 'copies for the program').toBe(0);
+      outs.push(await be.read(ob));
+      for (const b of [xb, wb, db, yb, ob]) be.free(b);
+    }
+    g.programTextures = null;
+    const plain = await run(g, { program: sgd, inputs: [d, w], scalars: [0.5], size: 24 * 40 });
+    expect(Array.from(outs[0]), 'equals the buffer kernel bit for bit').toEqual(Array.from(plain.out));
+    expectClose(outs[0], outs[1], 1e-6, 1e-6, 'against the CPU reference');
+  });
+
   test.runIf(storage)('program mirrors past the byte cap: older ones go, results stay right, nothing leaks', async () => {
     const live = g.memory().buffers;
     const results: Float32Array[][] = [];

@@ -237,6 +237,20 @@ function epilogueKey(e: EpilogueVariant | undefined): string {
   return e ? `:epi:${e.modes.join('')}:${e.program.key}` : '';
 }
 
+/**
+ * `ta(i)`/`tb(i)`: vec4 number i of A or B read from its texture mirror (row widths' log2 in the
+ * uniform words `tas`/`tbs`); empty without mirrors.
+ */
+function mirrorFetchFns(tex: MirrorKind | false): string {
+  if (!tex) return '';
+  return ['a', 'b'].map((x) => `fn t${x}(i: u32) -> vec4<f32> { return textureLoad(${x}, vec2<u32>(i & ((1u << p.t${x}s) - 1u), i >> p.t${x}s)${tex === 'sampled' ? ', 0' : ''}); }`).join('\n');
+}
+
+/** The key suffix of a narrow or small-k kernel reading mirrors ('' without, so older keys stay). */
+function mirrorKey(tex: MirrorKind | false): string {
+  return tex ? `:t${tex === 'storage' ? 2 : 1}` : '';
+}
+
 export function matmulKernel(v: MatmulVariant): KernelSource {
   const bits = [v.transA, v.transB, v.vecA, v.vecB, v.vecC, v.k4].map((b) => (b ? 1 : 0)).join('') + (v.tex === 'storage' ? 2 : v.tex ? 1 : 0);
   return {
@@ -314,9 +328,7 @@ ${ind(G.flatMap((g) => (v.vecC ? [`if (col${g} < p.n) { epi(t, row, col${g}); }`
   }
 `
         : '';
-      const texFns = v.tex
-        ? ['a', 'b'].map((x) => `fn t${x}(i: u32) -> vec4<f32> { return textureLoad(${x}, vec2<u32>(i & ((1u << p.t${x}s) - 1u), i >> p.t${x}s)${v.tex === 'sampled' ? ', 0' : ''}); }`).join('\n')
-        : '';
+      const texFns = mirrorFetchFns(v.tex);
       return `${v.epilogue ? `${PRELUDE}\n` : ''}${decl}
 ${v.epilogue ? epilogueFn(v.epilogue, v.vecC) : ''}
 ${texFns}
@@ -384,16 +396,18 @@ export function matmulRowsGrid(s: MatmulSpec): [number, number] {
  * them whatever n is (q is a multiple of 4 and the batch stride too); element (kk, j) is component
  * (kk*n + j) % 4 of vector (kk*n + j) / 4, both fixed in the shader text.
  */
-export function matmulRowsKernel(s: MatmulSpec, epilogue?: EpilogueVariant): KernelSource {
+export function matmulRowsKernel(s: MatmulSpec, epilogue?: EpilogueVariant, tex: MirrorKind | false = false): KernelSource {
   const { n, transA, transB } = s;
   const k4 = s.k % 4 === 0;
   const groups = Math.ceil(n / 4);
   const rows = matmulRowsPerLane(s);
+  const a4 = (i: string) => (tex ? `ta(${i})` : `a[${i}]`);
+  const b4 = (i: string) => (tex ? `tb(${i})` : `b[${i}]`);
   return {
-    key: `matmul-rows:${n}:${rows === 4 ? '' : `r${rows}:`}${transA ? 1 : 0}${transB ? 1 : 0}${k4 ? 1 : 0}${epilogueKey(epilogue)}`,
-    storage: matmulStorage(epilogue),
+    key: `matmul-rows:${n}:${rows === 4 ? '' : `r${rows}:`}${transA ? 1 : 0}${transB ? 1 : 0}${k4 ? 1 : 0}${mirrorKey(tex)}${epilogueKey(epilogue)}`,
+    storage: matmulStorage(epilogue, tex),
     code() {
-      const decl = matmulDecl(true, true, false, epilogue);
+      const decl = matmulDecl(true, true, false, epilogue, tex);
       const R = Array.from({ length: rows }, (_, i) => i);
       const G = Array.from({ length: groups }, (_, g) => g);
       const K4 = [0, 1, 2, 3];
@@ -401,19 +415,19 @@ export function matmulRowsKernel(s: MatmulSpec, epilogue?: EpilogueVariant): Ker
       const lines: string[] = [];
       if (transA) {
         // A stored k x m: four of the lane's rows at k step q + kk are one vec4 (m % 4 == 0).
-        for (let h = 0; h < rows / 4; h++) for (const kk of K4) lines.push(`let t${h}_${kk} = a[(ab + (q + ${kk}u) * p.m + rg${h}) >> 2u];`);
+        for (let h = 0; h < rows / 4; h++) for (const kk of K4) lines.push(`let t${h}_${kk} = ${a4(`(ab + (q + ${kk}u) * p.m + rg${h}) >> 2u`)};`);
         for (const i of R) lines.push(`let a${i} = vec4<f32>(${K4.map((kk) => `t${i >> 2}_${kk}.${comp[i & 3]}`).join(', ')});`);
       } else {
-        for (const i of R) lines.push(`let a${i} = a[(ab + r${i} * p.k + q) >> 2u];`);
+        for (const i of R) lines.push(`let a${i} = ${a4(`(ab + r${i} * p.k + q) >> 2u`)};`);
       }
       // bv(kk, j): B's value at k step q + kk, column j, as WGSL text.
       let bv: (kk: number, j: number) => string;
       if (transB) {
-        for (let j = 0; j < n; j++) lines.push(`let u${j} = b[(bb + ${j}u * p.k + q) >> 2u];`);
+        for (let j = 0; j < n; j++) lines.push(`let u${j} = ${b4(`(bb + ${j}u * p.k + q) >> 2u`)};`);
         bv = (kk, j) => `u${j}.${comp[kk]}`;
       } else {
         lines.push('let w0i = (bb + q * p.n) >> 2u;');
-        for (let v = 0; v < n; v++) lines.push(`let w${v} = b[w0i + ${v}u];`);
+        for (let v = 0; v < n; v++) lines.push(`let w${v} = ${b4(`w0i + ${v}u`)};`);
         bv = (kk, j) => `w${(kk * n + j) >> 2}.${comp[(kk * n + j) & 3]}`;
       }
       for (const g of G) {
@@ -442,8 +456,9 @@ export function matmulRowsKernel(s: MatmulSpec, epilogue?: EpilogueVariant): Ker
         : '';
       return `${epilogue ? `${PRELUDE}\n` : ''}${decl}
 ${epilogue ? epilogueFn(epilogue, false) : ''}
-fn ld_a(i: u32) -> f32 { return a[i >> 2u][i & 3u]; }
-fn ld_b(i: u32) -> f32 { return b[i >> 2u][i & 3u]; }
+${mirrorFetchFns(tex)}
+fn ld_a(i: u32) -> f32 { return ${a4('i >> 2u')}[i & 3u]; }
+fn ld_b(i: u32) -> f32 { return ${b4('i >> 2u')}[i & 3u]; }
 @compute @workgroup_size(${ROW_LANES}, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let row0 = (wid.x * ${ROW_LANES}u + lid.x) * ${rows}u;
@@ -517,15 +532,17 @@ export function matmulSmallKGrid(s: MatmulSpec): [number, number] {
  * TM*k/4 + CV*k vec4 loads, where the column-lane kernel with scalar loads needs 4*(TM + 4*CV) per
  * four k steps. Each output sums its k products in order.
  */
-export function matmulSmallKKernel(s: MatmulSpec, epilogue?: EpilogueVariant): KernelSource {
+export function matmulSmallKKernel(s: MatmulSpec, epilogue?: EpilogueVariant, tex: MirrorKind | false = false): KernelSource {
   const { k, transA, transB } = s;
   const { tm, cv } = smallKTile(s);
   const lanes = 8;
+  const a4 = (i: string) => (tex ? `ta(${i})` : `a[${i}]`);
+  const b4 = (i: string) => (tex ? `tb(${i})` : `b[${i}]`);
   return {
-    key: `matmul-smallk:${k}:${transA ? 1 : 0}${transB ? 1 : 0}:${tm}x${cv}${epilogueKey(epilogue)}`,
-    storage: matmulStorage(epilogue),
+    key: `matmul-smallk:${k}:${transA ? 1 : 0}${transB ? 1 : 0}:${tm}x${cv}${mirrorKey(tex)}${epilogueKey(epilogue)}`,
+    storage: matmulStorage(epilogue, tex),
     code() {
-      const decl = matmulDecl(true, true, true, epilogue);
+      const decl = matmulDecl(true, true, true, epilogue, tex);
       const R = Array.from({ length: tm }, (_, i) => i);
       const G = Array.from({ length: cv }, (_, i) => i);
       const Q = Array.from({ length: k }, (_, q) => q);
@@ -537,7 +554,7 @@ export function matmulSmallKKernel(s: MatmulSpec, epilogue?: EpilogueVariant): K
         // A stored k x m: four rows at step q are one vec4; the group start clamped (m % 4 == 0).
         for (let i = 0; i < tm / 4; i++) {
           lines.push(`let rg${i} = min(row0 + ${4 * i}u, p.m - 4u);`);
-          for (const q of Q) lines.push(`let y${i}_${q} = a[(ab + ${q}u * p.m + rg${i}) >> 2u];`);
+          for (const q of Q) lines.push(`let y${i}_${q} = ${a4(`(ab + ${q}u * p.m + rg${i}) >> 2u`)};`);
         }
         av = (r, q) => `y${r >> 2}_${q}.${comp[r & 3]}`;
       } else {
@@ -546,7 +563,7 @@ export function matmulSmallKKernel(s: MatmulSpec, epilogue?: EpilogueVariant): K
         const per = (g * k) / 4;
         for (let i = 0; i < tm / g; i++) {
           lines.push(`let x${i}b = (ab + min(row0 + ${g * i}u, p.m - ${g}u) * ${k}u) >> 2u;`);
-          for (let v = 0; v < per; v++) lines.push(`let x${i}_${v} = a[x${i}b + ${v}u];`);
+          for (let v = 0; v < per; v++) lines.push(`let x${i}_${v} = ${a4(`x${i}b + ${v}u`)};`);
         }
         av = (r, q) => {
           const f = (r % g) * k + q;
@@ -561,11 +578,11 @@ export function matmulSmallKKernel(s: MatmulSpec, epilogue?: EpilogueVariant): K
         if (transB) {
           // B stored n x k: the four columns are 4k contiguous floats from cs * k (a multiple of 4).
           lines.push(`let w${g}b = (bb + cs${g} * ${k}u) >> 2u;`);
-          for (const v of Q) lines.push(`let w${g}_${v} = b[w${g}b + ${v}u];`);
+          for (const v of Q) lines.push(`let w${g}_${v} = ${b4(`w${g}b + ${v}u`)};`);
           const el = (j: number, q: number) => `w${g}_${(j * k + q) >> 2}.${comp[(j * k + q) & 3]}`;
           bv = (q) => `vec4<f32>(${[0, 1, 2, 3].map((j) => el(j, q)).join(', ')})`;
         } else {
-          for (const q of Q) lines.push(`let w${g}_${q} = b[(bb + ${q}u * p.n + cs${g}) >> 2u];`);
+          for (const q of Q) lines.push(`let w${g}_${q} = ${b4(`(bb + ${q}u * p.n + cs${g}) >> 2u`)};`);
           bv = (q) => `w${g}_${q}`;
         }
         for (const q of Q) if (transB) lines.push(`let bq${g}_${q} = ${bv(q)};`);
@@ -587,6 +604,7 @@ ${ind(G.map((g) => `if (col${g} < p.n) { epi(t, row, col${g}); }`), 6)}
         : '';
       return `${epilogue ? `${PRELUDE}\n` : ''}${decl}
 ${epilogue ? epilogueFn(epilogue, true) : ''}
+${mirrorFetchFns(tex)}
 @compute @workgroup_size(${lanes}, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let row0 = wid.y * ${tm}u;

@@ -68,16 +68,18 @@ export function reduceKernel(op: ReduceOp, strategy: ReduceStrategy, workgroup: 
  * with a quarter of its loads and no index division per element. Params: n = outSize / 4, row,
  * r = reduceSize, off4 = the view's offset / 4, s4 = s / 4.
  */
-export function reduceColumnsKernel(op: 'sum' | 'max' | 'min', workgroup: number): KernelSource {
+export function reduceColumnsKernel(op: 'sum' | 'max' | 'min', workgroup: number, mirror = false): KernelSource {
   return {
-    key: `reduce:${op}:cols4:${workgroup}`,
-    storage: ['read', 'read_write'],
+    key: `reduce:${op}:cols4:${workgroup}${mirror ? ':t' : ''}`,
+    storage: [mirror ? 'storage-texture' : 'read', 'read_write'],
     code() {
       const { init, combine } = opCode(op);
-      const decl = bindings('n: u32, row: u32, r: u32, off4: u32, s4: u32,', [
-        { name: 'a', access: 'read', type: 'vec4<f32>' },
+      const decl = bindings('n: u32, row: u32, r: u32, off4: u32, s4: u32, sh: u32,', [
+        { name: 'a', access: mirror ? 'storage-texture' : 'read', type: 'vec4<f32>' },
         { name: 'o', access: 'read_write', type: 'vec4<f32>' },
       ]);
+      // With `mirror`, a is a texture mirror of the buffer (see mirrorShape; its row width's log2 in p.sh).
+      const at = (i: string) => (mirror ? `textureLoad(a, vec2<u32>((${i}) & ((1u << p.sh) - 1u), (${i}) >> p.sh))` : `a[${i}]`);
       const c = ['x', 'y', 'z', 'w'];
       const K = [0, 1, 2, 3];
       const comb4 = (x: string, y: string) => `vec4<f32>(${c.map((l) => `comb(${x}.${l}, ${y}.${l})`).join(', ')})`;
@@ -91,7 +93,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let base = p.off4 + j;
 ${K.map((k) => `  var acc${k} = vec4<f32>(${init});`).join('\n')}
   for (var t = 0u; t < p.r; t += 4u) {
-${K.map((k) => `    acc${k} = ${comb4(`acc${k}`, `a[base + (t + ${k}u) * p.s4]`)};`).join('\n')}
+${K.map((k) => `    acc${k} = ${comb4(`acc${k}`, at(`base + (t + ${k}u) * p.s4`))};`).join('\n')}
   }
   o[j] = ${comb4(comb4('acc0', 'acc1'), comb4('acc2', 'acc3'))};
 }
