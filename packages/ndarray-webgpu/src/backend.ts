@@ -236,6 +236,8 @@ export class WebGPUBackend implements Backend {
 
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
+  /** The pipeline last set in the open pass. */
+  private passPipeline: GPUComputePipeline | null = null;
   private slots = 0;
   /** GPU buffers used by the open (unsubmitted) batch. */
   private readonly referenced = new Set<PooledBuffer>();
@@ -332,7 +334,10 @@ export class WebGPUBackend implements Backend {
 
   private computePass(): GPUComputePassEncoder {
     const enc = this.open();
-    this.pass ??= enc.beginComputePass();
+    if (!this.pass) {
+      this.pass = enc.beginComputePass();
+      this.passPipeline = null;
+    }
     return this.pass;
   }
 
@@ -446,7 +451,9 @@ export class WebGPUBackend implements Backend {
     const pipeline = this.pipeline(k);
     const slot = this.slots++;
     this.arena.set(params, (slot * this.slotBytes) / 4);
-    pass.setPipeline(pipeline);
+    // dawn.node's calls cost ~5-7 us each here: the pipeline is set only when it changes in the pass.
+    if (this.passPipeline !== pipeline) pass.setPipeline(pipeline);
+    this.passPipeline = pipeline;
     pass.setBindGroup(0, this.bindGroup(k, buffers), [slot * this.slotBytes]);
     pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
     this.counters.dispatches++;
@@ -839,7 +846,8 @@ export class WebGPUBackend implements Backend {
     const sources: { src: PooledBuffer; held: TextureMirror | undefined }[] = [];
     const tp = this.programTextures;
     const fill = tp && vec4 && size >= tp.minElements ? mirrorShape(size, this.device.limits.maxTextureDimension2D) : null;
-    if (tp && this.storageMirrors && vec4) {
+    // Without mirrors to find or fill (the LSTM's programs), nothing to look for.
+    if (tp && this.storageMirrors && vec4 && (fill || this.productMirrors.shapes.size + this.programMirrors.shapes.size > 0)) {
       const used = new Set(program.steps.flatMap((st) => (st.op === 'input' ? [st.index] : [])));
       const most = Math.min(MAX_PROGRAM_MIRRORS, this.device.limits.maxStorageTexturesPerShaderStage);
       inputP.forEach((p, q) => {
