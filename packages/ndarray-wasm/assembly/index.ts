@@ -1308,6 +1308,21 @@ function madd(c: v128, a: v128, b: v128): v128 {
   return f32x4.add(c, f32x4.mul(a, b));
 }
 
+// An edge tile's valid `rows` x `cols` from `tile` (rows NR floats apart, where the micro-kernel
+// spilled its accumulators) into C (rows ldc bytes apart), each added to C's value first when
+// `accumulate` (block + C, as the full tiles add).
+function copyTile(tile: usize, rows: i32, cols: i32, c: usize, ldc: usize, accumulate: bool): void {
+  for (let r = 0; r < rows; r++) {
+    const crow = c + <usize>r * ldc;
+    const trow = tile + (<usize>(r * NR) << 2);
+    for (let j = 0; j < cols; j++) {
+      const o = <usize>j << 2;
+      const v = load<f32>(trow + o);
+      store<f32>(crow + o, accumulate ? v + load<f32>(crow + o) : v);
+    }
+  }
+}
+
 // C tile (rows x cols, row stride ldc bytes) = Apanel * Bpanel (+ C when accumulating). Every tile,
 // full or edge, of every micro-kernel adds as block + C, the order storeTransposed adds in too: a
 // product split along its depth (matmulDepth, addSlabs) combines its blocks in that order and gets
@@ -1397,15 +1412,7 @@ function microKernel(pa: usize, pb: usize, kc: i32, c: usize, ldc: usize, accumu
   v128.store(tile, c31, 112);
   v128.store(tile, c40, 128);
   v128.store(tile, c41, 144);
-  for (let r = 0; r < rows; r++) {
-    const crow = c + <usize>r * ldc;
-    const trow = tile + (<usize>(r * NR) << 2);
-    for (let j = 0; j < cols; j++) {
-      const o = <usize>j << 2;
-      const v = load<f32>(trow + o);
-      store<f32>(crow + o, accumulate ? v + load<f32>(crow + o) : v);
-    }
-  }
+  copyTile(tile, rows, cols, c, ldc, accumulate);
 }
 
 // microKernel into `tile` (row stride NR; the transposed products' use) for a full panel of 5
@@ -1556,15 +1563,7 @@ function microKernelRows(a: usize, lda: usize, pb: usize, kc: i32, c: usize, ldc
   v128.store(tile, c31, 112);
   v128.store(tile, c40, 128);
   v128.store(tile, c41, 144);
-  for (let r = 0; r < MR; r++) {
-    const crow = c + <usize>r * ldc;
-    const trow = tile + (<usize>(r * NR) << 2);
-    for (let j = 0; j < cols; j++) {
-      const o = <usize>j << 2;
-      const v = load<f32>(trow + o);
-      store<f32>(crow + o, accumulate ? v + load<f32>(crow + o) : v);
-    }
-  }
+  copyTile(tile, MR, cols, c, ldc, accumulate);
 }
 
 // The same product for a panel with at most 3 valid rows (the last panel when m % 5 <= 3; the MLP's
@@ -1625,15 +1624,7 @@ function microKernel3(pa: usize, pb: usize, kc: i32, c: usize, ldc: usize, accum
   v128.store(tile, c11, 48);
   v128.store(tile, c20, 64);
   v128.store(tile, c21, 80);
-  for (let r = 0; r < rows; r++) {
-    const crow = c + <usize>r * ldc;
-    const trow = tile + (<usize>(r * NR) << 2);
-    for (let j = 0; j < cols; j++) {
-      const o = <usize>j << 2;
-      const v = load<f32>(trow + o);
-      store<f32>(crow + o, accumulate ? v + load<f32>(crow + o) : v);
-    }
-  }
+  copyTile(tile, rows, cols, c, ldc, accumulate);
 }
 
 // The same product for a panel with at most 4 valid columns (the last panel when n % 8 <= 4):
@@ -1680,15 +1671,7 @@ function microKernel4(pa: usize, pb: usize, kc: i32, c: usize, ldc: usize, accum
   v128.store(tile, c2, 64);
   v128.store(tile, c3, 96);
   v128.store(tile, c4, 128);
-  for (let r = 0; r < rows; r++) {
-    const crow = c + <usize>r * ldc;
-    const trow = tile + (<usize>(r * NR) << 2);
-    for (let j = 0; j < cols; j++) {
-      const o = <usize>j << 2;
-      const v = load<f32>(trow + o);
-      store<f32>(crow + o, accumulate ? v + load<f32>(crow + o) : v);
-    }
-  }
+  copyTile(tile, rows, cols, c, ldc, accumulate);
 }
 
 /**
